@@ -1,0 +1,39 @@
+// The one error class of Till: for broken configuration, store failures and bugs, never for a bad key.
+
+export type TillErrorCode =
+  | 'INVALID_OPTIONS'
+  | 'INVALID_ARGUMENT'
+  | 'KEY_EXISTS'
+  | 'KEY_NOT_FOUND'
+  | 'CONFLICT'
+  | 'STORE_UNAVAILABLE'
+  | 'STORE_ERROR'
+  | 'MISSING_DEPENDENCY';
+
+const BRAND = Symbol.for('till.error');
+
+export class TillError extends Error {
+  override readonly name = 'TillError';
+  readonly code: TillErrorCode;
+
+  constructor(code: TillErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  // The CommonJS build gives each entry its own copy of this class: `instanceof` goes by brand.
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  }
+}
+
+export function isTillError(value: unknown, code?: TillErrorCode): value is TillError {
+  return value instanceof TillError && (code === undefined || value.code === code);
+}
+
+/** The store could not be reached or did not answer in time. */
+export function storeUnavailable(part: string, cause?: unknown): TillError {
+  const why = cause instanceof Error ? `: ${cause.message}` : '';
+  return new TillError('STORE_UNAVAILABLE', `[till] [${part}] store unavailable${why}`, { cause });
+}

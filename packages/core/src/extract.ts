@@ -1,0 +1,91 @@
+// Finding the key in request headers: Bearer and X-API-Key by default, a length cap before any work.
+import { TillError } from './errors.js';
+
+/** Where a key may be sent: a header, optionally with an auth scheme (`Authorization: Bearer <key>`). */
+export interface KeySource {
+  /** Header name, any case. */
+  header: string;
+  /** Auth scheme in front of the key, compared case-insensitively. */
+  scheme?: string;
+}
+
+export const DEFAULT_SOURCES: readonly KeySource[] = Object.freeze([
+  Object.freeze({ header: 'authorization', scheme: 'Bearer' }),
+  Object.freeze({ header: 'x-api-key' }),
+]);
+
+/** Header values longer than this are rejected unread. A key is at most 77 characters. */
+export const DEFAULT_MAX_HEADER_LENGTH = 512;
+
+/** Node's header bag: lowercase names, a string (or, for a few, an array). */
+export type HeaderBag = Readonly<Record<string, string | readonly string[] | undefined>>;
+
+export type Extraction =
+  | { readonly found: true; readonly key: string }
+  | { readonly found: false; readonly code: 'MISSING' | 'MALFORMED' };
+
+const MISSING: Extraction = Object.freeze({ found: false, code: 'MISSING' });
+const MALFORMED: Extraction = Object.freeze({ found: false, code: 'MALFORMED' });
+
+interface CompiledSource {
+  readonly header: string;
+  /** `bearer ` in lowercase with its space, or null. */
+  readonly scheme: string | null;
+}
+
+export interface KeyExtractor {
+  (headers: HeaderBag): Extraction;
+  readonly sources: readonly KeySource[];
+}
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Compiles header sources once (at middleware creation) into a function run per request. */
+export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES, maxHeaderLength = DEFAULT_MAX_HEADER_LENGTH): KeyExtractor {
+  if (!Array.isArray(sources) || sources.length === 0) {
+    throw new TillError('INVALID_OPTIONS', '[till] [extract] sources must be a non-empty array of { header, scheme? }');
+  }
+  if (!Number.isInteger(maxHeaderLength) || maxHeaderLength < 16) {
+    throw new TillError('INVALID_OPTIONS', '[till] [extract] maxHeaderLength must be an integer of at least 16');
+  }
+  const compiled: CompiledSource[] = sources.map((s, i) => {
+    if (!s || typeof s.header !== 'string' || !HEADER_NAME.test(s.header)) {
+      throw new TillError('INVALID_OPTIONS', `[till] [extract] sources[${i}].header must be a header name`);
+    }
+    if (s.scheme !== undefined && (typeof s.scheme !== 'string' || !HEADER_NAME.test(s.scheme))) {
+      throw new TillError('INVALID_OPTIONS', `[till] [extract] sources[${i}].scheme must be a token like "Bearer"`);
+    }
+    return { header: s.header.toLowerCase(), scheme: s.scheme ? `${s.scheme.toLowerCase()} ` : null };
+  });
+
+  const extract = (headers: HeaderBag): Extraction => {
+    let key: string | undefined;
+    for (let i = 0; i < compiled.length; i++) {
+      const source = compiled[i]!;
+      let value = headers[source.header];
+      if (value === undefined) continue;
+      if (typeof value !== 'string') {
+        // Repeated headers that Node keeps as a list: two different values are two keys.
+        if (!Array.isArray(value)) return MALFORMED;
+        if (value.length === 0) continue;
+        for (let j = 1; j < value.length; j++) if (value[j] !== value[0]) return MALFORMED;
+        value = value[0] as string;
+      }
+      if (value.length > maxHeaderLength) return MALFORMED;
+      let token: string;
+      if (source.scheme !== null) {
+        // A header in another scheme (Basic, ...) is not ours to judge: keep looking.
+        if (value.length < source.scheme.length || value.slice(0, source.scheme.length).toLowerCase() !== source.scheme) continue;
+        token = value.slice(source.scheme.length).trim();
+        if (token.length === 0) return MALFORMED;
+      } else {
+        token = value.trim();
+        if (token.length === 0) continue;
+      }
+      if (key !== undefined && key !== token) return MALFORMED;
+      key = token;
+    }
+    return key === undefined ? MISSING : { found: true, key };
+  };
+  return Object.assign(extract, { sources: Object.freeze(sources.map((s) => Object.freeze({ ...s }))) });
+}

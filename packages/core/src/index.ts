@@ -1,0 +1,49 @@
+// @till/core: key format, hashing, verification, stores and key management. No HTTP framework here.
+export { TillError, isTillError, type TillErrorCode } from './errors.js';
+export {
+  OUTCOME_CODES,
+  failure,
+  type OutcomeCode,
+  type FailureCode,
+  type VerifiedKey,
+  type VerifyResult,
+  type VerifySuccess,
+  type VerifyFailure,
+  type MaybePromise,
+} from './outcome.js';
+export {
+  generateKey,
+  parseKey,
+  isValidPrefix,
+  isValidKeyId,
+  KEY_PATTERN,
+  ID_LENGTH,
+  SECRET_LENGTH,
+  CHECK_LENGTH,
+  MAX_KEY_LENGTH,
+  type GeneratedKey,
+  type ParsedKey,
+  type ParseFailureReason,
+} from './key-format.js';
+export { crc32 } from './crc32.js';
+export { createHasher, digestsEqual, type KeyHasher, type HashAlgorithm } from './hash.js';
+export { ScopeSet, scopesSatisfy, isValidScope, isValidGrant, isWildcard, normalizeRequired } from './scopes.js';
+export { keyStatus, toKeyInfo, toVerifiedKey, type KeyRecord, type KeyInfo, type KeyStatus } from './record.js';
+export type { KeyStore, KeyPage, ListKeysQuery, InvalidationListener } from './store/types.js';
+export { MemoryStore } from './store/memory.js';
+export { Verifier, type VerifierOptions, type VerifyOptions, type CacheOptions, type VerifierStats } from './verifier.js';
+export { KeyManager, type CreateKeyInput, type CreatedKey, type KeyManagerOptions } from './manager.js';
+export {
+  createExtractor,
+  DEFAULT_SOURCES,
+  DEFAULT_MAX_HEADER_LENGTH,
+  type KeySource,
+  type KeyExtractor,
+  type Extraction,
+  type HeaderBag,
+} from './extract.js';
+export { problemResponse, challengeOf, statusOf, PROBLEM_CONTENT_TYPE, type Problem, type ProblemResponse, type ProblemOptions } from './http.js';
+export { createTill, defaultTill, resetDefaultTill, isTill, type Till, type TillOptions } from './till.js';
+export { consoleLogger, silentLogger, type Logger } from './logger.js';
+export { systemClock, type Clock } from './clock.js';
+export { createAuthenticator, createScopeCheck, checkOptionNames, type AuthOptions, type Authenticator } from './guard.js';

@@ -1,0 +1,79 @@
+// The stored shape of a key, and the public view of it that never holds the hash.
+import type { HashAlgorithm } from './hash.js';
+import type { VerifiedKey } from './outcome.js';
+
+/** Everything stored about one key. Times are epoch milliseconds. The secret itself is never stored. */
+export interface KeyRecord {
+  readonly id: string;
+  readonly prefix: string;
+  /** Digest of the full key, base64url. Never leaves the store, the verifier's cache or this type. */
+  readonly hash: string;
+  readonly hashAlgorithm: HashAlgorithm;
+  readonly name: string;
+  readonly ownerId: string | null;
+  readonly scopes: readonly string[];
+  readonly metadata: Readonly<Record<string, unknown>>;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly expiresAt: number | null;
+  readonly notBefore: number | null;
+  readonly revokedAt: number | null;
+  readonly revokedReason: string | null;
+  readonly disabled: boolean;
+  /** Rotation links: the key this one replaced, and the key that replaced it. */
+  readonly rotatedFrom: string | null;
+  readonly rotatedTo: string | null;
+  /** Bumped by every change; stores only accept a write made against the current version. */
+  readonly version: number;
+}
+
+/** A key record without its hash: what admin APIs return and what may be printed. */
+export type KeyInfo = Omit<KeyRecord, 'hash' | 'hashAlgorithm'>;
+
+export function toKeyInfo(record: KeyRecord): KeyInfo {
+  const { hash: _hash, hashAlgorithm: _alg, ...info } = record;
+  return info;
+}
+
+export function toVerifiedKey(record: KeyRecord): VerifiedKey {
+  return Object.freeze({
+    id: record.id,
+    prefix: record.prefix,
+    name: record.name,
+    ownerId: record.ownerId,
+    scopes: Object.freeze([...record.scopes]),
+    metadata: Object.freeze({ ...record.metadata }),
+    createdAt: record.createdAt,
+    expiresAt: record.expiresAt,
+  });
+}
+
+export type KeyStatus = 'active' | 'revoked' | 'disabled' | 'expired' | 'not_yet_valid';
+
+/** Status of a record at `now`, in the order the verifier checks them. */
+export function keyStatus(record: KeyRecord, now: number): KeyStatus {
+  if (record.revokedAt !== null && record.revokedAt <= now) return 'revoked';
+  if (record.disabled) return 'disabled';
+  if (record.expiresAt !== null && record.expiresAt <= now) return 'expired';
+  if (record.notBefore !== null && record.notBefore > now) return 'not_yet_valid';
+  return 'active';
+}
+
+const FIELDS: ReadonlyArray<[keyof KeyRecord, string]> = [
+  ['id', 'string'], ['prefix', 'string'], ['hash', 'string'], ['hashAlgorithm', 'string'], ['name', 'string'],
+  ['createdAt', 'number'], ['updatedAt', 'number'], ['disabled', 'boolean'], ['version', 'number'],
+];
+
+/** Parses a stored record, rejecting anything that is not one (a store must not hand the verifier junk). */
+export function decodeRecord(json: string): KeyRecord {
+  const value = JSON.parse(json) as Record<string, unknown>;
+  for (const [field, type] of FIELDS) {
+    if (typeof value[field] !== type) throw new Error(`stored key record has no valid "${field}"`);
+  }
+  if (!Array.isArray(value.scopes)) throw new Error('stored key record has no valid "scopes"');
+  return {
+    ownerId: null, metadata: {}, expiresAt: null, notBefore: null, revokedAt: null, revokedReason: null,
+    rotatedFrom: null, rotatedTo: null,
+    ...value,
+  } as KeyRecord;
+}

@@ -1,0 +1,205 @@
+// A KeyStore on Redis or Redis Cluster through ioredis, with command timeouts and fail-fast when down.
+import type { Cluster, Redis } from 'ioredis';
+import { TillError, storeUnavailable } from '../errors.js';
+import { decodeRecord, type KeyRecord } from '../record.js';
+import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
+import type { InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from '../store/types.js';
+import { REPLACE_SCRIPT } from './scripts.js';
+
+export type RedisClient = Redis | Cluster;
+
+export interface RedisStoreOptions {
+  /** An ioredis `Redis` or `Cluster` client. The application owns it: `close()` leaves it open. */
+  client: RedisClient;
+  /** Prefix of every Redis key and channel this store uses. Default `till:`. */
+  namespace?: string;
+  /** Milliseconds a command may take before the store counts Redis as unavailable. Default 1000. */
+  commandTimeout?: number;
+  /**
+   * Client for the invalidation subscription. Default: `client.duplicate()`, made on the first
+   * subscription and closed by `close()`.
+   */
+  subscriber?: RedisClient;
+}
+
+type ScriptClient = RedisClient & {
+  tillReplace(record: string, json: string, version: number, channel: string, id: string): Promise<number>;
+};
+
+// Statuses in which ioredis would only queue a command: answering "unavailable" at once beats a hang.
+const DOWN = new Set(['reconnecting', 'close', 'end']);
+const CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|Connection is closed|max retries|MaxRetriesPerRequest|ClusterAllFailed|Failed to refresh slots|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN/i;
+
+/**
+ * Layout, with `till:` as the namespace:
+ * - `till:{<id>}:k`: the record as JSON. Everything about one key shares the `{<id>}` hash tag so
+ *   one script can read and change it atomically on a single Redis and on Cluster alike.
+ * - `till:idx:all`, `till:idx:owner:<owner>`: sorted sets of ids scored by creation time, read by
+ *   admin paths only. They live in other slots, so they are written beside the record, not with it:
+ *   the index is written first, so a crash between the two leaves an entry that `list` skips,
+ *   never a key that `list` cannot find.
+ * - `till:invalidate`: the channel on which every change publishes the id.
+ */
+export class RedisStore implements KeyStore {
+  readonly kind = 'redis';
+  private readonly client: ScriptClient;
+  private readonly ns: string;
+  private readonly timeout: number;
+  private readonly channel: string;
+  private subscriber: RedisClient | undefined;
+  private readonly ownsSubscriber: boolean;
+  private readonly listeners = new Set<InvalidationListener>();
+  private subscribed = false;
+
+  constructor(options: RedisStoreOptions) {
+    if (!options || typeof options !== 'object' || !options.client || typeof (options.client as Redis).get !== 'function') {
+      throw new TillError('INVALID_OPTIONS', '[till] [redis] RedisStore needs { client }: an ioredis Redis or Cluster instance');
+    }
+    const { namespace = 'till:', commandTimeout = 1000 } = options;
+    if (typeof namespace !== 'string' || /[{}]/.test(namespace)) {
+      throw new TillError('INVALID_OPTIONS', '[till] [redis] namespace must be a string without braces (braces would change the hash slot)');
+    }
+    if (!Number.isFinite(commandTimeout) || commandTimeout <= 0) {
+      throw new TillError('INVALID_OPTIONS', '[till] [redis] commandTimeout must be a positive number of milliseconds');
+    }
+    this.client = options.client as ScriptClient;
+    this.ns = namespace;
+    this.timeout = commandTimeout;
+    this.channel = `${namespace}invalidate`;
+    this.subscriber = options.subscriber;
+    this.ownsSubscriber = options.subscriber === undefined;
+    if (typeof this.client.tillReplace !== 'function') {
+      this.client.defineCommand('tillReplace', { numberOfKeys: 1, lua: REPLACE_SCRIPT });
+    }
+  }
+
+  /** The Redis key of a record. */
+  recordKey(id: string): string {
+    return `${this.ns}{${id}}:k`;
+  }
+
+  private indexKey(ownerId: string | null): string {
+    return ownerId === null ? `${this.ns}idx:all` : `${this.ns}idx:owner:${ownerId}`;
+  }
+
+  async get(id: string): Promise<KeyRecord | null> {
+    const json = await this.run(() => this.client.get(this.recordKey(id)));
+    if (json === null) return null;
+    try {
+      return decodeRecord(json);
+    } catch (cause) {
+      throw new TillError('STORE_ERROR', `[till] [redis] record of key ${id} is corrupt`, { cause });
+    }
+  }
+
+  async insert(record: KeyRecord): Promise<void> {
+    const json = JSON.stringify(record);
+    await this.run(async () => {
+      await this.client.zadd(this.indexKey(null), record.createdAt, record.id);
+      if (record.ownerId !== null) await this.client.zadd(this.indexKey(record.ownerId), record.createdAt, record.id);
+      const ok = await this.client.set(this.recordKey(record.id), json, 'NX');
+      if (ok !== 'OK') throw new TillError('KEY_EXISTS', `[till] [redis] key ${record.id} exists`);
+    });
+  }
+
+  async replace(record: KeyRecord, expectedVersion: number): Promise<boolean> {
+    const result = await this.run(() =>
+      this.client.tillReplace(this.recordKey(record.id), JSON.stringify(record), expectedVersion, this.channel, record.id),
+    );
+    if (result === -1) throw new TillError('KEY_NOT_FOUND', `[till] [redis] no key ${record.id}`);
+    return result === 1;
+  }
+
+  async list(query: ListKeysQuery = {}): Promise<KeyPage> {
+    const limit = pageSize(query.limit);
+    const after = decodeCursor(query.cursor);
+    const index = this.indexKey(query.ownerId ?? null);
+    const keys: KeyRecord[] = [];
+    let offset = 0;
+    const batch = limit + 1;
+    for (;;) {
+      const rows = await this.run(() =>
+        this.client.zrangebyscore(index, after ? after.createdAt : '-inf', '+inf', 'WITHSCORES', 'LIMIT', offset, batch),
+      );
+      offset += rows.length / 2;
+      const ids: string[] = [];
+      for (let i = 0; i < rows.length; i += 2) {
+        if (isAfter(Number(rows[i + 1]), rows[i]!, after)) ids.push(rows[i]!);
+      }
+      // One GET per record, not MGET: on Cluster the records live in different slots.
+      const records = await Promise.all(ids.map((id) => this.get(id)));
+      for (const record of records) {
+        if (record === null || (query.ownerId !== undefined && record.ownerId !== query.ownerId)) continue;
+        if (keys.length === limit) return { keys, cursor: encodeCursor(keys[keys.length - 1]!) };
+        keys.push(record);
+      }
+      if (rows.length / 2 < batch) return { keys };
+    }
+  }
+
+  onInvalidate(listener: InvalidationListener): () => void {
+    this.listeners.add(listener);
+    if (!this.subscribed) this.subscribe();
+    return () => this.listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+    if (this.subscriber && this.ownsSubscriber) {
+      const sub = this.subscriber;
+      this.subscriber = undefined;
+      sub.disconnect();
+    }
+  }
+
+  private subscribe(): void {
+    this.subscribed = true;
+    const sub = (this.subscriber ??= this.client.duplicate() as RedisClient);
+    let lostConnection = false;
+    sub.on('message', (channel: string, id: string) => {
+      if (channel === this.channel) this.emit(id);
+    });
+    sub.on('close', () => {
+      lostConnection = true;
+    });
+    // Messages published while the subscription was down are gone: after a reconnect every cached
+    // record may be stale, so listeners are told to drop them all.
+    sub.on('ready', () => {
+      if (lostConnection) {
+        lostConnection = false;
+        this.emit(null);
+      }
+    });
+    sub.on('error', () => {
+      // Reconnection is ioredis's job; an unhandled 'error' event would crash the process.
+    });
+    sub.subscribe(this.channel).catch(() => {
+      // Retried by ioredis on reconnect (autoResubscribe).
+    });
+  }
+
+  private emit(id: string | null): void {
+    for (const listener of this.listeners) listener(id);
+  }
+
+  /** Runs a command with a deadline, and turns connection trouble into a STORE_UNAVAILABLE error. */
+  private run<T>(command: () => Promise<T>): Promise<T> {
+    if (DOWN.has(this.client.status)) return Promise.reject(storeUnavailable('redis', new Error(`client is ${this.client.status}`)));
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(storeUnavailable('redis', new Error(`no answer within ${this.timeout} ms`))), this.timeout);
+      timer.unref?.();
+      command().then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          if (error instanceof TillError) reject(error);
+          else if (error instanceof Error && CONNECTION_ERROR.test(`${error.name} ${error.message}`)) reject(storeUnavailable('redis', error));
+          else reject(new TillError('STORE_ERROR', `[till] [redis] command failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
+        },
+      );
+    });
+  }
+}

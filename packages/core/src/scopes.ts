@@ -1,0 +1,84 @@
+// Scopes like `users:read`; a key may hold `users:*` or `*`. Routes require concrete scopes.
+import { TillError } from './errors.js';
+
+const SEGMENT = '[A-Za-z0-9_.-]+';
+const SCOPE_RE = new RegExp(`^${SEGMENT}(?::${SEGMENT})*$`);
+const GRANT_RE = new RegExp(`^(?:\\*|${SEGMENT}(?::${SEGMENT})*(?::\\*)?)$`);
+export const MAX_SCOPE_LENGTH = 128;
+export const MAX_SCOPES = 256;
+
+/** Whether `scope` can be required by a route: segments of A-Z a-z 0-9 _ . - joined by `:`. */
+export function isValidScope(scope: unknown): scope is string {
+  return typeof scope === 'string' && scope.length <= MAX_SCOPE_LENGTH && SCOPE_RE.test(scope);
+}
+
+/** Whether `scope` can be granted to a key: a valid scope, `*`, or a valid scope followed by `:*`. */
+export function isValidGrant(scope: unknown): scope is string {
+  return typeof scope === 'string' && scope.length <= MAX_SCOPE_LENGTH && GRANT_RE.test(scope);
+}
+
+export function isWildcard(grant: string): boolean {
+  return grant === '*' || grant.endsWith(':*');
+}
+
+/** Checks a list of grants for a key and returns it sorted and without duplicates. */
+export function normalizeGrants(scopes: unknown, where: string): string[] {
+  if (!Array.isArray(scopes)) throw new TillError('INVALID_ARGUMENT', `[till] [${where}] scopes must be an array of strings`);
+  if (scopes.length > MAX_SCOPES) throw new TillError('INVALID_ARGUMENT', `[till] [${where}] at most ${MAX_SCOPES} scopes`);
+  for (const s of scopes) {
+    if (!isValidGrant(s)) {
+      throw new TillError('INVALID_ARGUMENT', `[till] [${where}] invalid scope ${JSON.stringify(String(s).slice(0, 64))}: use segments of A-Z a-z 0-9 _ . - joined by ":", optionally ending in ":*", or "*"`);
+    }
+  }
+  return [...new Set(scopes as string[])].sort();
+}
+
+/** Checks scopes that a route requires (no wildcards there). */
+export function normalizeRequired(scopes: readonly unknown[], where: string): string[] {
+  if (scopes.length === 0) throw new TillError('INVALID_OPTIONS', `[till] [${where}] name at least one scope`);
+  for (const s of scopes) {
+    if (!isValidScope(s)) {
+      throw new TillError('INVALID_OPTIONS', `[till] [${where}] invalid required scope ${JSON.stringify(String(s).slice(0, 64))}: routes require concrete scopes like "users:read" (wildcards belong to keys)`);
+    }
+  }
+  return [...new Set(scopes as string[])];
+}
+
+/** A compiled view of a key's grants that answers `has(scope)` without scanning strings twice. */
+export class ScopeSet {
+  private readonly all: boolean;
+  private readonly exact: Set<string>;
+  private readonly prefixes: string[];
+
+  constructor(grants: readonly string[]) {
+    this.all = grants.includes('*');
+    this.exact = new Set();
+    this.prefixes = [];
+    for (const g of grants) {
+      if (g.endsWith(':*')) this.prefixes.push(g.slice(0, -1));
+      else this.exact.add(g);
+    }
+  }
+
+  has(scope: string): boolean {
+    if (this.all || this.exact.has(scope)) return true;
+    for (const p of this.prefixes) if (scope.startsWith(p)) return true;
+    return false;
+  }
+
+  hasAll(scopes: readonly string[]): boolean {
+    for (const s of scopes) if (!this.has(s)) return false;
+    return true;
+  }
+
+  hasAny(scopes: readonly string[]): boolean {
+    for (const s of scopes) if (this.has(s)) return true;
+    return false;
+  }
+}
+
+/** Whether grants satisfy the required scopes: all of them, or (mode 'any') at least one. */
+export function scopesSatisfy(grants: readonly string[], required: readonly string[], mode: 'all' | 'any' = 'all'): boolean {
+  const set = new ScopeSet(grants);
+  return mode === 'all' ? set.hasAll(required) : set.hasAny(required);
+}

@@ -1,0 +1,70 @@
+// The embedded default store: records in a Map, serialized so callers can never alias stored state.
+import { TillError } from '../errors.js';
+import { decodeRecord, type KeyRecord } from '../record.js';
+import { decodeCursor, encodeCursor, isAfter, pageSize } from './cursor.js';
+import type { InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './types.js';
+
+/**
+ * Keeps keys in this process only: for demos, tests and single-process apps. Records are kept as
+ * JSON so a caller mutating what it got back cannot change what is stored. Verifiers sharing one
+ * memory store hear each other's invalidations, as processes sharing one Redis do.
+ */
+export class MemoryStore implements KeyStore {
+  readonly kind = 'memory';
+  private readonly records = new Map<string, string>();
+  /** Ids in creation order (createdAt, then id), for paging. */
+  private order: Array<{ createdAt: number; id: string; ownerId: string | null }> = [];
+  private readonly listeners = new Set<InvalidationListener>();
+
+  async get(id: string): Promise<KeyRecord | null> {
+    const json = this.records.get(id);
+    return json === undefined ? null : decodeRecord(json);
+  }
+
+  async insert(record: KeyRecord): Promise<void> {
+    if (this.records.has(record.id)) throw new TillError('KEY_EXISTS', `[till] [memory] key ${record.id} exists`);
+    this.records.set(record.id, JSON.stringify(record));
+    const entry = { createdAt: record.createdAt, id: record.id, ownerId: record.ownerId };
+    let i = this.order.length;
+    while (i > 0 && !isAfter(entry.createdAt, entry.id, this.order[i - 1]!)) i--;
+    this.order.splice(i, 0, entry);
+  }
+
+  async replace(record: KeyRecord, expectedVersion: number): Promise<boolean> {
+    const current = this.records.get(record.id);
+    if (current === undefined) throw new TillError('KEY_NOT_FOUND', `[till] [memory] no key ${record.id}`);
+    if (decodeRecord(current).version !== expectedVersion) return false;
+    this.records.set(record.id, JSON.stringify(record));
+    this.emit(record.id);
+    return true;
+  }
+
+  async list(query: ListKeysQuery = {}): Promise<KeyPage> {
+    const limit = pageSize(query.limit);
+    const after = decodeCursor(query.cursor);
+    const keys: KeyRecord[] = [];
+    for (const entry of this.order) {
+      if (!isAfter(entry.createdAt, entry.id, after)) continue;
+      if (query.ownerId !== undefined && entry.ownerId !== query.ownerId) continue;
+      if (keys.length === limit) {
+        const last = keys[keys.length - 1]!;
+        return { keys, cursor: encodeCursor(last) };
+      }
+      keys.push(decodeRecord(this.records.get(entry.id)!));
+    }
+    return { keys };
+  }
+
+  onInvalidate(listener: InvalidationListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    this.listeners.clear();
+  }
+
+  private emit(id: string): void {
+    for (const listener of this.listeners) listener(id);
+  }
+}

@@ -1,0 +1,175 @@
+// createTill(): one object holding the store, the verifier and the key manager, wired together.
+import { systemClock, type Clock } from './clock.js';
+import { TillError } from './errors.js';
+import { createHasher } from './hash.js';
+import { consoleLogger, type Logger } from './logger.js';
+import { KeyManager } from './manager.js';
+import type { MaybePromise, VerifyResult } from './outcome.js';
+import type { KeyRecord } from './record.js';
+import { MemoryStore } from './store/memory.js';
+import type { InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './store/types.js';
+import { Verifier, type CacheOptions, type VerifyOptions } from './verifier.js';
+
+export interface TillOptions {
+  /** Where keys live. Default: a new in-process MemoryStore. */
+  store?: KeyStore;
+  /** Server-side secret of at least 16 bytes: keys are then stored as HMAC-SHA-256, not SHA-256. */
+  pepper?: string | Buffer;
+  /** Prefix of new keys, like `sk_live`. Default `till`. */
+  prefix?: string;
+  /** Prefixes accepted when verifying. Default: any. */
+  prefixes?: readonly string[];
+  cache?: CacheOptions;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export interface Till {
+  readonly store: KeyStore;
+  readonly verifier: Verifier;
+  readonly keys: KeyManager;
+  readonly logger: Logger;
+  /** Shorthand for `verifier.verify`. */
+  verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult>;
+  /** Stops listening for invalidations and closes what Till opened itself. */
+  close(): Promise<void>;
+}
+
+const TILL = Symbol.for('till.instance');
+
+export function isTill(value: unknown): value is Till {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[TILL] === true;
+}
+
+export function createTill(options: TillOptions = {}): Till {
+  if (options === null || typeof options !== 'object') throw new TillError('INVALID_OPTIONS', '[till] createTill takes an options object');
+  const store = options.store ?? new MemoryStore();
+  const hasher = createHasher(options.pepper);
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? consoleLogger;
+  const verifier = new Verifier({
+    store,
+    hasher,
+    clock,
+    ...(options.prefixes !== undefined && { prefixes: options.prefixes }),
+    ...(options.cache !== undefined && { cache: options.cache }),
+  });
+  const keys = new KeyManager({
+    store,
+    hasher,
+    clock,
+    // This process sees its own changes at once, before the store's broadcast comes back.
+    onChange: (id) => verifier.invalidate(id),
+    ...(options.prefix !== undefined && { prefix: options.prefix }),
+  });
+  const ownsStore = options.store === undefined;
+  return {
+    [TILL]: true,
+    store,
+    verifier,
+    keys,
+    logger,
+    verify: (key, verifyOptions) => verifier.verify(key, verifyOptions),
+    async close() {
+      verifier.close();
+      if (ownsStore || store instanceof LazyRedisStore) await store.close();
+    },
+  } as Till;
+}
+
+let defaultInstance: Till | undefined;
+let warnedMemory = false;
+
+/**
+ * The Till used when middleware is given none: Redis at `REDIS_URL` when set (ioredis must be
+ * installed), otherwise the in-process memory store with a one-time warning. `TILL_PEPPER` and
+ * `TILL_PREFIX` are read when set. One instance per process, so keys created through it are the
+ * keys the middleware checks.
+ */
+export function defaultTill(env: NodeJS.ProcessEnv = process.env, logger: Logger = consoleLogger): Till {
+  if (defaultInstance) return defaultInstance;
+  const url = env.REDIS_URL;
+  let store: KeyStore;
+  if (url) {
+    store = new LazyRedisStore(url, logger);
+  } else {
+    store = new MemoryStore();
+    if (!warnedMemory) {
+      warnedMemory = true;
+      logger.warn('[till] no REDIS_URL set: keys live in this process\'s memory only and vanish on restart. Set REDIS_URL or pass { till: createTill({ store }) } in production.');
+    }
+  }
+  defaultInstance = createTill({
+    store,
+    logger,
+    ...(env.TILL_PEPPER ? { pepper: env.TILL_PEPPER } : {}),
+    ...(env.TILL_PREFIX ? { prefix: env.TILL_PREFIX } : {}),
+  });
+  return defaultInstance;
+}
+
+/** Forgets the default instance (tests). */
+export async function resetDefaultTill(): Promise<void> {
+  const instance = defaultInstance;
+  defaultInstance = undefined;
+  await instance?.close();
+}
+
+/** A Redis store made from a URL on first use, so that the root entry never loads ioredis itself. */
+class LazyRedisStore implements KeyStore {
+  readonly kind = 'redis';
+  private readonly ready: Promise<KeyStore>;
+  private quit: (() => void) | undefined;
+
+  constructor(url: string, logger: Logger) {
+    this.ready = (async () => {
+      let Redis: typeof import('ioredis').Redis;
+      let RedisStore: typeof import('./redis/store.js').RedisStore;
+      try {
+        ({ Redis } = await import('ioredis'));
+        // Through the package's own entry (a variable keeps bundlers from inlining it).
+        const entry = '@till/core/redis';
+        ({ RedisStore } = (await import(entry)) as typeof import('./redis/store.js'));
+      } catch (cause) {
+        throw new TillError('MISSING_DEPENDENCY', '[till] [redis] REDIS_URL is set but ioredis could not be loaded: install it with `pnpm add ioredis`', { cause });
+      }
+      const client = new Redis(url, { maxRetriesPerRequest: 1 });
+      client.on('error', () => {
+        // Reconnection is automatic; the store reports unavailability per command.
+      });
+      this.quit = () => client.disconnect();
+      const store = new RedisStore({ client });
+      return store;
+    })();
+    this.ready.catch((error: unknown) => logger.error(error instanceof Error ? error.message : String(error)));
+  }
+
+  get(id: string): Promise<KeyRecord | null> {
+    return this.ready.then((s) => s.get(id));
+  }
+  insert(record: KeyRecord): Promise<void> {
+    return this.ready.then((s) => s.insert(record));
+  }
+  replace(record: KeyRecord, expectedVersion: number): Promise<boolean> {
+    return this.ready.then((s) => s.replace(record, expectedVersion));
+  }
+  list(query?: ListKeysQuery): Promise<KeyPage> {
+    return this.ready.then((s) => s.list(query));
+  }
+  onInvalidate(listener: InvalidationListener): () => void {
+    let off: (() => void) | undefined;
+    let cancelled = false;
+    this.ready.then((s) => {
+      if (!cancelled && !off) off = s.onInvalidate(listener);
+    }, () => {});
+    return () => {
+      cancelled = true;
+      off?.();
+    };
+  }
+  async close(): Promise<void> {
+    const store = await this.ready.catch(() => undefined);
+    await store?.close();
+    this.quit?.();
+  }
+}

@@ -1,0 +1,223 @@
+// The verifier: parse and check, then an LRU cache with single-flight in front of the store.
+import { LRUCache } from 'lru-cache';
+import { systemClock, type Clock } from './clock.js';
+import { TillError } from './errors.js';
+import { createHasher, digestsEqual, type KeyHasher } from './hash.js';
+import { isValidPrefix, parseKey } from './key-format.js';
+import { failure, type FailureCode, type MaybePromise, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
+import { keyStatus, toVerifiedKey, type KeyRecord } from './record.js';
+import { ScopeSet } from './scopes.js';
+import type { KeyStore } from './store/types.js';
+
+export interface CacheOptions {
+  /** Most keys kept in the cache. Default 10,000. */
+  max?: number;
+  /** Milliseconds a cached key is trusted without asking the store. Default 30,000. */
+  ttl?: number;
+  /** Milliseconds an unknown id is remembered as unknown. Default 5,000. */
+  negativeTtl?: number;
+  /**
+   * Milliseconds past `ttl` during which a key that verified recently keeps working while the
+   * store is unreachable. Default 300,000 (5 minutes); 0 turns it off.
+   */
+  staleWindow?: number;
+}
+
+export interface VerifierOptions {
+  store: KeyStore;
+  /** Hasher for stored digests; made from `pepper` when absent. */
+  hasher?: KeyHasher;
+  /** Key prefixes this verifier accepts; any valid prefix when absent. */
+  prefixes?: readonly string[];
+  cache?: CacheOptions;
+  /** Seconds a client is told to wait when the store is unreachable. Default 2. */
+  unavailableRetryAfter?: number;
+  clock?: Clock;
+}
+
+export interface VerifyOptions {
+  /** Scopes the key must hold. */
+  scopes?: readonly string[];
+  /** `all` (default) needs every scope; `any` needs one. */
+  scopeMode?: 'all' | 'any';
+}
+
+/** What the cache holds about one id: the record and what is derived from it once, not per request. */
+interface Entry {
+  readonly record: KeyRecord | null;
+  readonly digest: Buffer | null;
+  readonly scopes: ScopeSet | null;
+  readonly fresh: VerifySuccess | null;
+  readonly fetchedAt: number;
+}
+
+export interface VerifierStats {
+  hits: number;
+  misses: number;
+  staleHits: number;
+  storeErrors: number;
+}
+
+const DEFAULT_CACHE = { max: 10_000, ttl: 30_000, negativeTtl: 5_000, staleWindow: 300_000 };
+
+function checkMillis(value: unknown, name: string, min: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
+    throw new TillError('INVALID_OPTIONS', `[till] [verifier] ${name} must be a number >= ${min}`);
+  }
+  return value;
+}
+
+export class Verifier {
+  readonly store: KeyStore;
+  readonly stats: VerifierStats = { hits: 0, misses: 0, staleHits: 0, storeErrors: 0 };
+  private readonly hasher: KeyHasher;
+  private readonly prefixes: ReadonlySet<string> | null;
+  private readonly cache: LRUCache<string, Entry>;
+  private readonly inflight = new Map<string, Promise<Entry>>();
+  private readonly ttl: number;
+  private readonly negativeTtl: number;
+  private readonly staleWindow: number;
+  private readonly unavailable: VerifyFailure;
+  private readonly clock: Clock;
+  private readonly unsubscribe: () => void;
+
+  constructor(options: VerifierOptions) {
+    if (!options || typeof options !== 'object' || !options.store || typeof options.store.get !== 'function') {
+      throw new TillError('INVALID_OPTIONS', '[till] [verifier] a store is required');
+    }
+    const cache = { ...DEFAULT_CACHE, ...options.cache };
+    const max = checkMillis(cache.max, 'cache.max', 1);
+    if (!Number.isInteger(max)) throw new TillError('INVALID_OPTIONS', '[till] [verifier] cache.max must be an integer');
+    this.ttl = checkMillis(cache.ttl, 'cache.ttl', 0);
+    this.negativeTtl = checkMillis(cache.negativeTtl, 'cache.negativeTtl', 0);
+    this.staleWindow = checkMillis(cache.staleWindow, 'cache.staleWindow', 0);
+    if (options.prefixes !== undefined) {
+      if (!Array.isArray(options.prefixes) || !options.prefixes.every(isValidPrefix)) {
+        throw new TillError('INVALID_OPTIONS', '[till] [verifier] prefixes must be an array of valid key prefixes');
+      }
+    }
+    const retryAfter = checkMillis(options.unavailableRetryAfter ?? 2, 'unavailableRetryAfter', 1);
+    if (options.clock !== undefined && typeof options.clock !== 'function') {
+      throw new TillError('INVALID_OPTIONS', '[till] [verifier] clock must be a function returning epoch milliseconds');
+    }
+    this.store = options.store;
+    this.hasher = options.hasher ?? createHasher();
+    this.prefixes = options.prefixes ? new Set(options.prefixes) : null;
+    this.cache = new LRUCache<string, Entry>({ max });
+    this.clock = options.clock ?? systemClock;
+    this.unavailable = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: Math.ceil(retryAfter) });
+    this.unsubscribe = this.store.onInvalidate((id) => this.invalidate(id));
+  }
+
+  /**
+   * Verifies a presented key. Answers synchronously when the key's record is cached and fresh,
+   * with a promise otherwise. Never throws and never rejects for a bad key or a down store.
+   */
+  verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
+    const parsed = parseKey(key);
+    if (!parsed.ok) return failure(parsed.reason === 'EMPTY' ? 'MISSING' : 'MALFORMED');
+    if (this.prefixes !== null && !this.prefixes.has(parsed.prefix)) return failure('MALFORMED');
+    const id = parsed.id;
+    const now = this.clock();
+    const entry = this.cache.get(id);
+    if (entry !== undefined && now - entry.fetchedAt < (entry.record ? this.ttl : this.negativeTtl)) {
+      this.stats.hits++;
+      return this.decide(entry, key as string, now, options, false);
+    }
+    this.stats.misses++;
+    return this.load(id).then(
+      (fetched) => this.decide(fetched, key as string, this.clock(), options, false),
+      () => {
+        this.stats.storeErrors++;
+        const t = this.clock();
+        if (entry?.record && this.staleWindow > 0 && t - entry.fetchedAt < this.ttl + this.staleWindow) {
+          this.stats.staleHits++;
+          return this.decide(entry, key as string, t, options, true);
+        }
+        return this.unavailable;
+      },
+    );
+  }
+
+  /** Drops a key from this process's cache (all keys when `id` is null). Called on every change. */
+  invalidate(id: string | null): void {
+    if (id === null) {
+      this.cache.clear();
+      this.inflight.clear();
+    } else {
+      this.cache.delete(id);
+      this.inflight.delete(id);
+    }
+  }
+
+  /** Stops listening for invalidations. The store stays open. */
+  close(): void {
+    this.unsubscribe();
+  }
+
+  private decide(entry: Entry, key: string, now: number, options: VerifyOptions | undefined, stale: boolean): VerifyResult {
+    const record = entry.record;
+    if (record === null) return failure('NOT_FOUND');
+    // The hash covers the prefix too, so a key with another prefix and the same id fails here.
+    if (!digestsEqual(this.hasher.digest(key, record.hashAlgorithm), entry.digest!)) return failure('NOT_FOUND');
+    const status = keyStatus(record, now);
+    if (status !== 'active') return this.fail(STATUS_CODES[status], record.id);
+    if (options?.scopes !== undefined && options.scopes.length > 0) {
+      const mode = options.scopeMode ?? 'all';
+      const ok = mode === 'all' ? entry.scopes!.hasAll(options.scopes) : entry.scopes!.hasAny(options.scopes);
+      if (!ok) return Object.freeze({ valid: false, code: 'INSUFFICIENT_SCOPE', keyId: record.id, requiredScopes: options.scopes, scopeMode: mode });
+    }
+    if (!stale) return entry.fresh!;
+    return Object.freeze({ valid: true, code: 'VALID', key: entry.fresh!.key, stale: true });
+  }
+
+  private fail(code: FailureCode, keyId: string): VerifyFailure {
+    return Object.freeze({ valid: false, code, keyId });
+  }
+
+  /** One store read per id however many requests miss at once (single-flight). */
+  private load(id: string): Promise<Entry> {
+    let pending = this.inflight.get(id);
+    if (pending === undefined) {
+      let read: Promise<KeyRecord | null>;
+      try {
+        read = this.store.get(id);
+      } catch (error) {
+        read = Promise.reject(error);
+      }
+      pending = read.then((record) => {
+        const entry = makeEntry(record, this.clock());
+        // A change that arrived while this read was under way invalidated it: do not cache it.
+        if (this.inflight.get(id) === pending) {
+          this.inflight.delete(id);
+          this.cache.set(id, entry);
+        }
+        return entry;
+      });
+      const settle = pending;
+      settle.catch(() => {
+        if (this.inflight.get(id) === settle) this.inflight.delete(id);
+      });
+      this.inflight.set(id, pending);
+    }
+    return pending;
+  }
+}
+
+const STATUS_CODES = {
+  revoked: 'REVOKED',
+  disabled: 'DISABLED',
+  expired: 'EXPIRED',
+  not_yet_valid: 'NOT_YET_VALID',
+} as const;
+
+function makeEntry(record: KeyRecord | null, fetchedAt: number): Entry {
+  if (record === null) return { record: null, digest: null, scopes: null, fresh: null, fetchedAt };
+  return {
+    record,
+    digest: Buffer.from(record.hash, 'base64url'),
+    scopes: new ScopeSet(record.scopes),
+    fresh: Object.freeze({ valid: true, code: 'VALID', key: toVerifiedKey(record), stale: false }),
+    fetchedAt,
+  };
+}

@@ -1,0 +1,103 @@
+// @till/express: API key middleware for Express 4 and 5. Thin: core verifies, this maps to HTTP.
+import {
+  createAuthenticator,
+  createScopeCheck,
+  problemResponse,
+  TillError,
+  type AuthOptions,
+  type ProblemResponse,
+  type VerifiedKey,
+  type VerifyFailure,
+} from '@till/core';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** The key that authenticated this request, set by `apiKeyAuth()`. */
+      apiKey?: VerifiedKey;
+    }
+  }
+}
+
+/**
+ * Replaces the default response for a failure. `response` is what Till would send; call
+ * `sendProblem(res, response)` to send it after all, or write your own.
+ */
+export type FailureHandler = (failure: VerifyFailure, req: Request, res: Response, next: NextFunction, response: ProblemResponse) => void;
+
+export interface ApiKeyAuthOptions extends AuthOptions {
+  /** Replaces the default RFC 9457 response (also used by `requireScopes` after this middleware). */
+  onFailure?: FailureHandler;
+}
+
+/** Writes a problem response. */
+export function sendProblem(res: Response, response: ProblemResponse): void {
+  res.status(response.status);
+  for (const name in response.headers) res.setHeader(name, response.headers[name]!);
+  res.end(JSON.stringify(response.body));
+}
+
+type Responder = (failure: VerifyFailure, req: Request, res: Response, next: NextFunction) => void;
+const RESPONDER = Symbol('till.responder');
+type TillRequest = Request & { [RESPONDER]?: Responder };
+
+/**
+ * Verifies the API key of every request. On success `req.apiKey` holds the key (never its
+ * secret); on failure the request ends with 401, 403, 429 or 503 and a problem+json body.
+ */
+export function apiKeyAuth(options?: ApiKeyAuthOptions): RequestHandler {
+  const auth = createAuthenticator(options, 'express', ['onFailure']);
+  const onFailure = options?.onFailure;
+  if (onFailure !== undefined && typeof onFailure !== 'function') {
+    throw new TillError('INVALID_OPTIONS', '[till] [express] onFailure must be a function');
+  }
+  const respond: Responder = (failure, req, res, next) => {
+    const response = auth.problem(failure);
+    if (onFailure) onFailure(failure, req, res, next, response);
+    else sendProblem(res, response);
+  };
+
+  return function tillApiKeyAuth(req: Request, res: Response, next: NextFunction): void {
+    (req as TillRequest)[RESPONDER] = respond;
+    const result = auth.authenticate(req.headers);
+    if (!(result instanceof Promise)) {
+      if (result.valid) {
+        req.apiKey = result.key;
+        next();
+      } else respond(result, req, res, next);
+      return;
+    }
+    result.then((r) => {
+      if (r.valid) {
+        req.apiKey = r.key;
+        next();
+      } else respond(r, req, res, next);
+    }, next);
+  };
+}
+
+function scopeGuard(scopes: readonly unknown[], mode: 'all' | 'any'): RequestHandler {
+  const check = createScopeCheck(scopes, mode, 'express');
+  return function tillRequireScopes(req: Request, res: Response, next: NextFunction): void {
+    const failure = check(req.apiKey);
+    if (failure === null) return next();
+    const respond = (req as TillRequest)[RESPONDER];
+    if (respond) respond(failure, req, res, next);
+    // Without apiKeyAuth() before it there is no key (and no custom handler): refuse with the default.
+    else sendProblem(res, problemResponse(failure));
+  };
+}
+
+/** Lets the request through only if its key holds every one of `scopes` (wildcards on the key count). */
+export function requireScopes(...scopes: string[]): RequestHandler {
+  return scopeGuard(scopes, 'all');
+}
+
+/** Lets the request through if its key holds at least one of `scopes`. */
+export function requireAnyScope(...scopes: string[]): RequestHandler {
+  return scopeGuard(scopes, 'any');
+}
+
+export type { VerifiedKey, VerifyFailure, ProblemResponse } from '@till/core';

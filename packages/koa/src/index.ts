@@ -1,0 +1,90 @@
+// @till/koa: API key middleware for Koa 2 and 3. Thin: core verifies, this maps to HTTP.
+import {
+  createAuthenticator,
+  createScopeCheck,
+  problemResponse,
+  TillError,
+  type AuthOptions,
+  type ProblemResponse,
+  type VerifiedKey,
+  type VerifyFailure,
+} from '@till/core';
+import type { Context, Middleware, Next } from 'koa';
+
+declare module 'koa' {
+  interface DefaultState {
+    /** The key that authenticated this request, set by `apiKeyAuth()`. */
+    apiKey?: VerifiedKey;
+  }
+}
+
+/**
+ * Replaces the default response for a failure. `response` is what Till would send; call
+ * `sendProblem(ctx, response)` to send it after all, or set `ctx` yourself.
+ */
+export type FailureHandler = (failure: VerifyFailure, ctx: Context, response: ProblemResponse) => void | Promise<void>;
+
+export interface ApiKeyAuthOptions extends AuthOptions {
+  /** Replaces the default RFC 9457 response (also used by `requireScopes` after this middleware). */
+  onFailure?: FailureHandler;
+}
+
+/** Sets a problem response on the context. */
+export function sendProblem(ctx: Context, response: ProblemResponse): void {
+  ctx.status = response.status;
+  ctx.set(response.headers as Record<string, string>);
+  ctx.body = JSON.stringify(response.body);
+  ctx.type = response.headers['content-type']!;
+}
+
+type Responder = (failure: VerifyFailure, ctx: Context) => void | Promise<void>;
+const RESPONDER = Symbol('till.responder');
+type TillState = { [RESPONDER]?: Responder };
+
+/**
+ * Verifies the API key of every request. On success `ctx.state.apiKey` holds the key (never its
+ * secret); on failure the response is 401, 403, 429 or 503 with a problem+json body.
+ */
+export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
+  const auth = createAuthenticator(options, 'koa', ['onFailure']);
+  const onFailure = options?.onFailure;
+  if (onFailure !== undefined && typeof onFailure !== 'function') {
+    throw new TillError('INVALID_OPTIONS', '[till] [koa] onFailure must be a function');
+  }
+  const respond: Responder = (failure, ctx) => {
+    const response = auth.problem(failure);
+    return onFailure ? onFailure(failure, ctx, response) : sendProblem(ctx, response);
+  };
+
+  return async function tillApiKeyAuth(ctx: Context, next: Next): Promise<void> {
+    (ctx.state as TillState)[RESPONDER] = respond;
+    let result = auth.authenticate(ctx.req.headers);
+    if (result instanceof Promise) result = await result;
+    if (!result.valid) return respond(result, ctx);
+    ctx.state.apiKey = result.key;
+    return next();
+  };
+}
+
+function scopeGuard(scopes: readonly unknown[], mode: 'all' | 'any'): Middleware {
+  const check = createScopeCheck(scopes, mode, 'koa');
+  return function tillRequireScopes(ctx: Context, next: Next): Promise<void> | void {
+    const failure = check(ctx.state.apiKey as VerifiedKey | undefined);
+    if (failure === null) return next();
+    const respond = (ctx.state as TillState)[RESPONDER];
+    // Without apiKeyAuth() before it there is no key (and no custom handler): refuse with the default.
+    return respond ? respond(failure, ctx) : sendProblem(ctx, problemResponse(failure));
+  };
+}
+
+/** Lets the request through only if its key holds every one of `scopes` (wildcards on the key count). */
+export function requireScopes(...scopes: string[]): Middleware {
+  return scopeGuard(scopes, 'all');
+}
+
+/** Lets the request through if its key holds at least one of `scopes`. */
+export function requireAnyScope(...scopes: string[]): Middleware {
+  return scopeGuard(scopes, 'any');
+}
+
+export type { VerifiedKey, VerifyFailure, ProblemResponse } from '@till/core';

@@ -1,0 +1,23 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (path: string) => fileURLToPath(new URL(path, import.meta.url));
+
+export default defineConfig({
+  resolve: {
+    // Tests run against the sources; test/dist-imports.test.ts checks the built packages.
+    alias: [
+      { find: /^@till\/core\/redis$/, replacement: src('./packages/core/src/redis/index.ts') },
+      { find: /^@till\/core$/, replacement: src('./packages/core/src/index.ts') },
+      { find: /^@till\/express$/, replacement: src('./packages/express/src/index.ts') },
+      { find: /^@till\/koa$/, replacement: src('./packages/koa/src/index.ts') },
+    ],
+  },
+  test: {
+    include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    globalSetup: ['./test/global-setup.ts'],
+    testTimeout: 20_000,
+    hookTimeout: 30_000,
+    pool: 'forks',
+  },
+});
