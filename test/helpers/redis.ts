@@ -1,0 +1,29 @@
+// A Redis client and a namespace of its own for each suite, cleaned up afterwards.
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { inject } from 'vitest';
+
+export function redisUrl(): string {
+  return inject('redisUrl');
+}
+
+export function newClient(url = redisUrl()): Redis {
+  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  client.on('error', () => {});
+  return client;
+}
+
+/** A namespace no other run uses: `till-test:<random>:`. */
+export function uniqueNamespace(): string {
+  return `till-test:${randomBytes(6).toString('hex')}:`;
+}
+
+/** Deletes every Redis key under `namespace`. */
+export async function deleteNamespace(client: Redis, namespace: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await client.scan(cursor, 'MATCH', `${namespace}*`, 'COUNT', 500);
+    cursor = next;
+    if (keys.length > 0) await client.del(...keys);
+  } while (cursor !== '0');
+}
