@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { createHasher, digestsEqual } from '../src/hash.js';
+import { TillError } from '../src/errors.js';
+import { isValidGrant, isValidScope, normalizeGrants, normalizeRequired, ScopeSet, scopesSatisfy } from '../src/scopes.js';
+import { createHash, createHmac } from 'node:crypto';
+
+describe('hashing', () => {
+  const key = 'till_0123456789abcdefXXXXXXXXXXXXXXXXXXXXXX000000';
+
+  it('is SHA-256 of the key without a pepper', () => {
+    const hasher = createHasher();
+    expect(hasher.algorithm).toBe('sha256');
+    expect(hasher.digest(key).equals(createHash('sha256').update(key).digest())).toBe(true);
+  });
+
+  it('is HMAC-SHA-256 with a pepper, and still reads SHA-256 records', () => {
+    const pepper = 'a-pepper-of-32-characters-length';
+    const hasher = createHasher(pepper);
+    expect(hasher.algorithm).toBe('hmac-sha256');
+    expect(hasher.digest(key).equals(createHmac('sha256', pepper).update(key).digest())).toBe(true);
+    expect(hasher.digest(key, 'sha256').equals(createHash('sha256').update(key).digest())).toBe(true);
+  });
+
+  it('refuses short or mistyped peppers, and HMAC records without a pepper', () => {
+    expect(() => createHasher('short')).toThrow(TillError);
+    expect(() => createHasher(42 as unknown as string)).toThrow(/pepper/);
+    expect(() => createHasher().digest(key, 'hmac-sha256')).toThrow(/no pepper/);
+  });
+
+  it('compares digests by value, and unequal lengths as unequal', () => {
+    const a = createHasher().digest(key);
+    expect(digestsEqual(a, Buffer.from(a))).toBe(true);
+    expect(digestsEqual(a, createHasher().digest(`${key}x`))).toBe(false);
+    expect(digestsEqual(a, a.subarray(0, 16))).toBe(false);
+  });
+});
+
+describe('scopes', () => {
+  it('validates required scopes and grants', () => {
+    expect(isValidScope('users:read')).toBe(true);
+    expect(isValidScope('a.b-c_d:e')).toBe(true);
+    for (const bad of ['', '*', 'users:*', 'a::b', ':a', 'a b', 'a:', 'ü', 'x'.repeat(129), 3]) expect(isValidScope(bad)).toBe(false);
+    expect(isValidGrant('*')).toBe(true);
+    expect(isValidGrant('users:*')).toBe(true);
+    for (const bad of ['**', 'users*', '*:read', 'a:*:b', '']) expect(isValidGrant(bad)).toBe(false);
+  });
+
+  it('normalizes grants and names the bad one', () => {
+    expect(normalizeGrants(['b', 'a', 'b'], 'x')).toEqual(['a', 'b']);
+    expect(() => normalizeGrants('a', 'x')).toThrow(/array/);
+    expect(() => normalizeGrants(['ok', 'not ok'], 'x')).toThrow(/"not ok"/);
+    expect(() => normalizeRequired([], 'x')).toThrow(/at least one/);
+    expect(() => normalizeRequired(['users:*'], 'x')).toThrow(/concrete/);
+  });
+
+  it('matches wildcards on the key side only', () => {
+    const set = new ScopeSet(['users:*', 'reports:read']);
+    expect(set.has('users:read')).toBe(true);
+    expect(set.has('users:write:all')).toBe(true);
+    expect(set.has('users')).toBe(false);
+    expect(set.has('usersx:read')).toBe(false);
+    expect(set.has('reports:read')).toBe(true);
+    expect(set.has('reports:write')).toBe(false);
+    expect(new ScopeSet(['*']).has('anything:at:all')).toBe(true);
+    expect(scopesSatisfy(['a', 'b'], ['a', 'b'])).toBe(true);
+    expect(scopesSatisfy(['a'], ['a', 'b'])).toBe(false);
+    expect(scopesSatisfy(['a'], ['a', 'b'], 'any')).toBe(true);
+    expect(scopesSatisfy([], ['a'], 'any')).toBe(false);
+  });
+});
