@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { challengeOf, problemResponse } from '../src/http.js';
+import { failure, OUTCOME_CODES, type FailureCode } from '../src/outcome.js';
+
+describe('HTTP mapping', () => {
+  const expected: Record<FailureCode, number> = {
+    MISSING: 401, MALFORMED: 401, NOT_FOUND: 401, REVOKED: 401, DISABLED: 401, EXPIRED: 401, NOT_YET_VALID: 401,
+    INSUFFICIENT_SCOPE: 403, RATE_LIMITED: 429, USAGE_EXCEEDED: 429, BLOCKED: 429, STORE_UNAVAILABLE: 503,
+  };
+
+  it('maps every failure code to its status and a problem+json body with a stable code', () => {
+    for (const code of OUTCOME_CODES) {
+      if (code === 'VALID') continue;
+      const response = problemResponse(failure(code));
+      expect(response.status).toBe(expected[code]);
+      expect(response.headers['content-type']).toBe('application/problem+json');
+      expect(response.headers['cache-control']).toBe('no-store');
+      expect(response.body).toMatchObject({ status: expected[code], code, type: expect.stringMatching(/^urn:till:problem:[a-z-]+$/) });
+      expect(response.body.title.length).toBeGreaterThan(0);
+      expect(response.body.detail.length).toBeGreaterThan(0);
+    }
+  });
+
+  it('challenges per RFC 6750', () => {
+    expect(challengeOf(failure('MISSING'))).toBe('Bearer');
+    expect(challengeOf(failure('MISSING'), { realm: 'api' })).toBe('Bearer realm="api"');
+    expect(challengeOf(failure('NOT_FOUND'))).toBe('Bearer error="invalid_token", error_description="Invalid API key"');
+    expect(challengeOf({ valid: false, code: 'INSUFFICIENT_SCOPE', requiredScopes: ['a:b', 'c'] }, { realm: 'x"y' })).toBe(
+      'Bearer realm="x\\"y", error="insufficient_scope", scope="a:b c"',
+    );
+    expect(challengeOf(failure('RATE_LIMITED'))).toBeUndefined();
+    expect(challengeOf(failure('STORE_UNAVAILABLE'))).toBeUndefined();
+  });
+
+  it('sets Retry-After on 429 and 503, and lists needed scopes on 403', () => {
+    const r = problemResponse({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: 2 });
+    expect(r.headers['retry-after']).toBe('2');
+    expect(r.body.retry_after).toBe(2);
+    const s = problemResponse({ valid: false, code: 'INSUFFICIENT_SCOPE', requiredScopes: ['a', 'b'], scopeMode: 'any' });
+    expect(s.body).toMatchObject({ required_scopes: ['a', 'b'], scope_mode: 'any', detail: 'This request needs one of the scopes: a, b.' });
+    expect(s.headers['www-authenticate']).toContain('error="insufficient_scope"');
+  });
+});

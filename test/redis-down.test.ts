@@ -1,0 +1,91 @@
+// Redis stopped and restarted under a live Express app: never fail open, serve the stale window, recover alone.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import express from 'express';
+import { Redis } from 'ioredis';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTill, generateKey, type Till } from '@till/core';
+import { RedisStore } from '@till/core/redis';
+import { apiKeyAuth } from '@till/express';
+import { freePort, startRedisServer, type RunningRedis } from './helpers/redis-server.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('when Redis goes down and comes back', () => {
+  let server: RunningRedis;
+  let port: number;
+  let dir: string;
+  let client: Redis;
+  let till: Till;
+  let app: express.Express;
+  const keys: Record<string, string> = {};
+
+  // Persistence on, so the restarted server still has the keys.
+  const start = () => startRedisServer(port, ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir]);
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'till-redis-down-'));
+    port = await freePort();
+    server = await start();
+    client = new Redis(server.url, { maxRetriesPerRequest: 1, retryStrategy: () => 50 });
+    client.on('error', () => {});
+    till = createTill({ store: new RedisStore({ client, commandTimeout: 300 }), cache: { ttl: 200, staleWindow: 2500 }, logger: { warn() {}, error() {} } });
+    app = express();
+    app.get('/', apiKeyAuth({ till }), (req, res) => {
+      res.json({ id: req.apiKey!.id });
+    });
+    for (const name of ['warm', 'cold', 'revoked']) keys[name] = (await till.keys.create({ name, scopes: ['a'] })).key;
+    const revoked = await till.keys.list();
+    await till.keys.revoke(revoked.keys.find((k) => k.name === 'revoked')!.id, { reason: 'test' });
+  });
+
+  afterAll(async () => {
+    await till?.close();
+    client?.disconnect();
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const get = (key: string) => request(app).get('/').set('Authorization', `Bearer ${key}`);
+
+  it('serves cached keys from the stale window, refuses others with 503, never 200 for a revoked key', async () => {
+    expect((await get(keys.warm!)).status).toBe(200);
+    expect((await get(keys.revoked!)).status).toBe(401);
+
+    await server.stop();
+    await sleep(250); // past the fresh TTL: every request now needs Redis
+
+    const warm = await get(keys.warm!);
+    expect(warm.status).toBe(200);
+
+    const started = Date.now();
+    const cold = await get(keys.cold!);
+    expect(cold.status).toBe(503);
+    expect(cold.headers['retry-after']).toBe('2');
+    expect(cold.body.code).toBe('STORE_UNAVAILABLE');
+    expect(Date.now() - started).toBeLessThan(1500);
+
+    expect((await get(generateKey('till').key)).status).toBe(503);
+    expect((await get(keys.revoked!)).status).toBe(401);
+    expect((await get('garbage')).status).toBe(401); // no store needed to refuse that
+
+    await sleep(2500); // past the stale window
+    expect((await get(keys.warm!)).status).toBe(503);
+  });
+
+  it('recovers by itself when Redis returns', async () => {
+    server = await start();
+    const deadline = Date.now() + 5000;
+    let status = 0;
+    while (Date.now() < deadline) {
+      status = (await get(keys.cold!)).status;
+      if (status === 200) break;
+      await sleep(50);
+    }
+    expect(status).toBe(200);
+    expect((await get(keys.warm!)).status).toBe(200);
+    expect((await get(keys.revoked!)).status).toBe(401);
+  });
+});
