@@ -8,8 +8,10 @@ import {
   type ProblemResponse,
   type VerifiedKey,
   type VerifyFailure,
+  type VerifyResult,
 } from '@till/core';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { keyHeaderReader } from './headers.js';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -48,33 +50,32 @@ type TillRequest = Request & { [RESPONDER]?: Responder };
  * secret); on failure the request ends with 401, 403, 429 or 503 and a problem+json body.
  */
 export function apiKeyAuth(options?: ApiKeyAuthOptions): RequestHandler {
-  const auth = createAuthenticator(options, 'express', ['onFailure']);
-  const onFailure = options?.onFailure;
+  // Checked first: a bad option must fail before any default Till is made.
+  const onFailure = options !== null && typeof options === 'object' ? options.onFailure : undefined;
   if (onFailure !== undefined && typeof onFailure !== 'function') {
     throw new TillError('INVALID_OPTIONS', '[till] [express] onFailure must be a function');
   }
+  const auth = createAuthenticator(options, 'express', ['onFailure']);
+  const headersOf = keyHeaderReader(options?.sources);
   const respond: Responder = (failure, req, res, next) => {
     const response = auth.problem(failure);
     if (onFailure) onFailure(failure, req, res, next, response);
     else sendProblem(res, response);
   };
+  const settle = (result: VerifyResult, req: Request, res: Response, next: NextFunction): void => {
+    if (result.valid) {
+      req.apiKey = result.key;
+      next();
+    } else respond(result, req, res, next);
+  };
 
   return function tillApiKeyAuth(req: Request, res: Response, next: NextFunction): void {
     (req as TillRequest)[RESPONDER] = respond;
-    const result = auth.authenticate(req.headers);
-    if (!(result instanceof Promise)) {
-      if (result.valid) {
-        req.apiKey = result.key;
-        next();
-      } else respond(result, req, res, next);
-      return;
-    }
-    result.then((r) => {
-      if (r.valid) {
-        req.apiKey = r.key;
-        next();
-      } else respond(r, req, res, next);
-    }, next);
+    const result = auth.authenticate(headersOf(req));
+    // The cached path answers synchronously: no promise, no extra tick.
+    if (!(result instanceof Promise)) return settle(result, req, res, next);
+    // An error thrown by onFailure goes to Express's error handling, not to an unhandled rejection.
+    result.then((r) => settle(r, req, res, next)).catch(next);
   };
 }
 
