@@ -10,6 +10,7 @@ import {
   type VerifyFailure,
 } from '@till/core';
 import type { Context, Middleware, Next } from 'koa';
+import { keyHeaderReader } from './headers.js';
 
 declare module 'koa' {
   interface DefaultState {
@@ -46,11 +47,13 @@ type TillState = { [RESPONDER]?: Responder };
  * secret); on failure the response is 401, 403, 429 or 503 with a problem+json body.
  */
 export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
-  const auth = createAuthenticator(options, 'koa', ['onFailure']);
-  const onFailure = options?.onFailure;
+  // Checked first: a bad option must fail before any default Till is made.
+  const onFailure = options !== null && typeof options === 'object' ? options.onFailure : undefined;
   if (onFailure !== undefined && typeof onFailure !== 'function') {
     throw new TillError('INVALID_OPTIONS', '[till] [koa] onFailure must be a function');
   }
+  const auth = createAuthenticator(options, 'koa', ['onFailure']);
+  const headersOf = keyHeaderReader(options?.sources);
   const respond: Responder = (failure, ctx) => {
     const response = auth.problem(failure);
     return onFailure ? onFailure(failure, ctx, response) : sendProblem(ctx, response);
@@ -58,7 +61,7 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
 
   return async function tillApiKeyAuth(ctx: Context, next: Next): Promise<void> {
     (ctx.state as TillState)[RESPONDER] = respond;
-    let result = auth.authenticate(ctx.req.headers);
+    let result = auth.authenticate(headersOf(ctx.req));
     if (result instanceof Promise) result = await result;
     if (!result.valid) return respond(result, ctx);
     ctx.state.apiKey = result.key;
