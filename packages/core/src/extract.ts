@@ -68,12 +68,15 @@ export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES,
         // Repeated headers that Node keeps as a list: two different values are two keys.
         if (!Array.isArray(value)) return MALFORMED;
         if (value.length === 0) continue;
+        if (typeof value[0] !== 'string') return MALFORMED;
         for (let j = 1; j < value.length; j++) if (value[j] !== value[0]) return MALFORMED;
         value = value[0] as string;
       }
       if (value.length > maxHeaderLength) return MALFORMED;
       let token: string;
       if (source.scheme !== null) {
+        // The scheme alone (servers strip the trailing space of `Bearer `) is an empty token.
+        if (value.trim().toLowerCase() === source.scheme.trimEnd()) return MALFORMED;
         // A header in another scheme (Basic, ...) is not ours to judge: keep looking.
         if (value.length < source.scheme.length || value.slice(0, source.scheme.length).toLowerCase() !== source.scheme) continue;
         token = value.slice(source.scheme.length).trim();

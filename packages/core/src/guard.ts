@@ -1,6 +1,7 @@
 // What the framework adapters share: option checks, header-to-outcome, and scope checks on a verified key.
 import { TillError } from './errors.js';
-import { createExtractor, type HeaderBag, type KeySource } from './extract.js';
+import { createExtractor, type KeySource } from './extract.js';
+import { keyHeaderReader, type RequestHeaders } from './raw-headers.js';
 import { problemResponse, type ProblemOptions, type ProblemResponse } from './http.js';
 import { failure, type MaybePromise, type VerifiedKey, type VerifyFailure, type VerifyResult } from './outcome.js';
 import { ScopeSet, normalizeRequired } from './scopes.js';
@@ -22,8 +23,8 @@ export interface AuthOptions {
 
 export interface Authenticator {
   readonly till: Till;
-  /** Verifies the key in a request's headers; synchronous when the key is cached. */
-  authenticate(headers: HeaderBag): MaybePromise<VerifyResult>;
+  /** Verifies the key in a Node request's headers; synchronous when the key is cached. */
+  authenticate(req: RequestHeaders): MaybePromise<VerifyResult>;
   /** The default HTTP response for a failure. */
   problem(result: VerifyFailure): ProblemResponse;
 }
@@ -53,10 +54,12 @@ export function createAuthenticator(options: AuthOptions | undefined, where: str
   if (opts.till !== undefined && !isTill(opts.till)) {
     throw new TillError('INVALID_OPTIONS', `[till] [${where}] till must be an instance from createTill()`);
   }
-  if (opts.realm !== undefined && (typeof opts.realm !== 'string' || /[\u0000-\u001f\u007f]/.test(opts.realm))) {
-    throw new TillError('INVALID_OPTIONS', `[till] [${where}] realm must be a string without control characters`);
+  // The realm goes into a header value: printable ASCII only, or every 401 would become a 500.
+  if (opts.realm !== undefined && (typeof opts.realm !== 'string' || !/^[\x20-\x7e]*$/.test(opts.realm))) {
+    throw new TillError('INVALID_OPTIONS', `[till] [${where}] realm must be a string of printable ASCII characters`);
   }
   const extract = createExtractor(opts.sources, opts.maxHeaderLength);
+  const readHeaders = keyHeaderReader(opts.sources);
   let verifyOptions: VerifyOptions | undefined;
   if (opts.scopes !== undefined) {
     if (!Array.isArray(opts.scopes)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] scopes must be an array of strings`);
@@ -66,8 +69,8 @@ export function createAuthenticator(options: AuthOptions | undefined, where: str
   const problemOptions: ProblemOptions = opts.realm === undefined ? {} : { realm: opts.realm };
   return {
     till,
-    authenticate(headers) {
-      const found = extract(headers);
+    authenticate(req) {
+      const found = extract(readHeaders(req));
       if (!found.found) return failure(found.code);
       return till.verifier.verify(found.key, verifyOptions);
     },

@@ -47,3 +47,4 @@ export { createTill, defaultTill, resetDefaultTill, isTill, type Till, type Till
 export { consoleLogger, silentLogger, type Logger } from './logger.js';
 export { systemClock, type Clock } from './clock.js';
 export { createAuthenticator, createScopeCheck, checkOptionNames, type AuthOptions, type Authenticator } from './guard.js';
+export { keyHeaderReader, type RequestHeaders } from './raw-headers.js';

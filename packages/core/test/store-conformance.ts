@@ -96,7 +96,7 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
     it('hands out copies: changing a returned record changes nothing stored', async () => {
       const record = sampleRecord();
       await store.insert(record);
-      const got = (await store.get(record.id)) as { scopes: string[]; metadata: Record<string, unknown> };
+      const got = (await store.get(record.id)) as unknown as { scopes: string[]; metadata: Record<string, unknown> };
       got.scopes.push('admin');
       got.metadata.plan = 'free';
       expect(await store.get(record.id)).toEqual(record);

@@ -11,7 +11,6 @@ import {
   type VerifyResult,
 } from '@till/core';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { keyHeaderReader } from './headers.js';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -56,7 +55,6 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): RequestHandler {
     throw new TillError('INVALID_OPTIONS', '[till] [express] onFailure must be a function');
   }
   const auth = createAuthenticator(options, 'express', ['onFailure']);
-  const headersOf = keyHeaderReader(options?.sources);
   const respond: Responder = (failure, req, res, next) => {
     const response = auth.problem(failure);
     if (onFailure) onFailure(failure, req, res, next, response);
@@ -71,7 +69,7 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): RequestHandler {
 
   return function tillApiKeyAuth(req: Request, res: Response, next: NextFunction): void {
     (req as TillRequest)[RESPONDER] = respond;
-    const result = auth.authenticate(headersOf(req));
+    const result = auth.authenticate(req);
     // The cached path answers synchronously: no promise, no extra tick.
     if (!(result instanceof Promise)) return settle(result, req, res, next);
     // An error thrown by onFailure goes to Express's error handling, not to an unhandled rejection.

@@ -10,7 +10,6 @@ import {
   type VerifyFailure,
 } from '@till/core';
 import type { Context, Middleware, Next } from 'koa';
-import { keyHeaderReader } from './headers.js';
 
 declare module 'koa' {
   interface DefaultState {
@@ -53,7 +52,6 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
     throw new TillError('INVALID_OPTIONS', '[till] [koa] onFailure must be a function');
   }
   const auth = createAuthenticator(options, 'koa', ['onFailure']);
-  const headersOf = keyHeaderReader(options?.sources);
   const respond: Responder = (failure, ctx) => {
     const response = auth.problem(failure);
     return onFailure ? onFailure(failure, ctx, response) : sendProblem(ctx, response);
@@ -61,7 +59,7 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
 
   return async function tillApiKeyAuth(ctx: Context, next: Next): Promise<void> {
     (ctx.state as TillState)[RESPONDER] = respond;
-    let result = auth.authenticate(headersOf(ctx.req));
+    let result = auth.authenticate(ctx.req);
     if (result instanceof Promise) result = await result;
     if (!result.valid) return respond(result, ctx);
     ctx.state.apiKey = result.key;

@@ -8,8 +8,8 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, MemoryStore, silentLogger, type Till } from '@till/core';
 import { apiKeyAuth, requireAnyScope, requireScopes } from '@till/koa';
-import { anyRequestHeaders, checkAnswer, expectedOutcome, expectOutcome, quietly, sendableHeaders, stringsIn } from './fuzzing.js';
-import { T0 } from './support.js';
+import { anyRequestHeaders, checkAnswer, expectedOutcome, expectOutcome, quietly, sendableHeaders, stringsIn } from '../../../test/helpers/fuzzing.js';
+import { T0 } from '../../../test/helpers/adapter-support.js';
 
 const RUNS = 300;
 const PATHS = ['/', '/read', '/admin'] as const;

@@ -24,7 +24,7 @@ import {
   withBadCheck,
   withWrongSecret,
   type SeenResponse,
-} from './support.js';
+} from '../../../test/helpers/adapter-support.js';
 
 type Headers = Record<string, string | string[] | undefined>;
 

@@ -1,4 +1,4 @@
-// Shared by the Express suites: a store that cannot answer, look-alike keys, the expected problems, a leak check.
+// Shared by the Express and Koa suites: a store that cannot answer, look-alike keys, the expected problems, a leak check.
 import { randomBytes } from 'node:crypto';
 import { expect } from 'vitest';
 import {

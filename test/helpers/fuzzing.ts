@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { expect } from 'vitest';
 import type { FailureCode } from '@till/core';
-import { expectedBody, expectedChallenge, keyShaped } from './support.js';
+import { expectedBody, expectedChallenge, keyShaped } from './adapter-support.js';
 
 const BASE62 = [...'0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'];
 

@@ -1,6 +1,5 @@
 // Key headers as the client sent them: a repeated key header stays a list, so two keys are caught.
-import { DEFAULT_SOURCES, type HeaderBag, type KeySource } from '@till/core';
-import type { IncomingMessage } from 'node:http';
+import { DEFAULT_SOURCES, type HeaderBag, type KeySource } from './extract.js';
 
 /**
  * Node keeps only the first `Authorization` header and joins repeated `X-API-Key` headers with
@@ -9,7 +8,13 @@ import type { IncomingMessage } from 'node:http';
  * values, read from `rawHeaders`; the extractor refuses a list whose values differ. A value the
  * application replaced in `req.headers` is left as it is.
  */
-export function keyHeaderReader(sources: readonly KeySource[] | undefined): (req: Pick<IncomingMessage, 'headers'> & { rawHeaders?: unknown }) => HeaderBag {
+/** What the readers need of a Node `IncomingMessage`. */
+export interface RequestHeaders {
+  readonly headers: HeaderBag;
+  readonly rawHeaders?: unknown;
+}
+
+export function keyHeaderReader(sources: readonly KeySource[] | undefined): (req: RequestHeaders) => HeaderBag {
   const names = new Set((sources ?? DEFAULT_SOURCES).map((s) => s.header.toLowerCase()));
   const lengths = new Set([...names].map((n) => n.length));
   return (req) => {
