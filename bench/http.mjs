@@ -1,0 +1,196 @@
+// HTTP benchmark: autocannon against bare Express 5, Express with apiKeyAuth() on a cached key, and a
+// hand-written Map check, each served by its own child process, alternating variants over several rounds.
+// Run alone with `node bench/http.mjs` (after `pnpm build`), or through `pnpm bench`.
+import { execFileSync, fork } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import autocannon from 'autocannon';
+import { envNumber, fixed, int, median, table } from './stats.mjs';
+
+export const VARIANTS = [
+  { id: 'bare', label: 'express (bare)' },
+  { id: 'till', label: 'express + apiKeyAuth()' },
+  { id: 'map', label: 'express + Map check' },
+];
+
+/** The target: Till's middleware keeps at least this share of bare Express's requests/s. */
+export const HTTP_TARGET = 0.95;
+
+export function httpConfigFromEnv() {
+  return {
+    duration: envNumber('BENCH_DURATION', 5),
+    warmup: envNumber('BENCH_WARMUP', 1),
+    rounds: envNumber('BENCH_ROUNDS', 3, { integer: true }),
+    connections: envNumber('BENCH_CONNECTIONS', 50, { integer: true }),
+    pipelining: 1,
+    // Pin the load generator to CPU 0 and the servers to CPU 1 (Linux, taskset): less scheduler noise.
+    pin: process.env.BENCH_PIN !== '0' && canPin(),
+    // BENCH_PROFILE=1 runs each server under --cpu-prof and leaves the profiles here.
+    profileDir: process.env.BENCH_PROFILE === '1' ? fileURLToPath(new URL('./results/profiles/', import.meta.url)) : null,
+  };
+}
+
+function canPin() {
+  if (process.platform !== 'linux' || availableParallelism() < 2) return false;
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Pins every thread of a process to one CPU. */
+function pin(pid, cpu) {
+  execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
+}
+
+function startServer(variant, profileDir, pinned) {
+  const execArgv = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${variant}.cpuprofile`] : [];
+  const child = fork(fileURLToPath(new URL('./server.mjs', import.meta.url)), [variant], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`[bench] the ${variant} server did not start within 10 s`)), 10_000);
+    child.once('message', ({ port, key }) => {
+      clearTimeout(timer);
+      if (pinned) pin(child.pid, 1);
+      resolve({ child, url: `http://127.0.0.1:${port}/`, headers: { authorization: `Bearer ${key}` } });
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`[bench] the ${variant} server exited with code ${code} before listening`));
+    });
+  });
+}
+
+async function stopServer({ child }) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  // Disconnecting lets the server exit normally (and write its CPU profile); kill it if it does not.
+  if (child.connected) child.disconnect();
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** CPU time the server process has used so far, in microseconds. */
+function serverCpu({ child }) {
+  return new Promise((resolve) => {
+    child.once('message', (message) => resolve(message.cpu));
+    child.send('cpu');
+  });
+}
+
+/** CPU time the whole machine has been busy, in microseconds (Linux), or null where /proc/stat is missing. */
+function machineBusy() {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = fields;
+    // Ticks of 10 ms (USER_HZ is 100 on Linux).
+    return (user + nice + system + irq + softirq + steal) * 10_000;
+  } catch {
+    return null;
+  }
+}
+
+function load(server, seconds, config) {
+  return autocannon({
+    url: server.url,
+    headers: server.headers,
+    connections: config.connections,
+    pipelining: config.pipelining,
+    duration: seconds,
+  });
+}
+
+/** Runs the rounds and returns per-variant figures: medians over rounds, and the ratio to bare Express. */
+export async function runHttp(config = httpConfigFromEnv(), log = console.log) {
+  if (config.profileDir) mkdirSync(config.profileDir, { recursive: true });
+  const seconds = config.rounds * VARIANTS.length * (config.duration + config.warmup);
+  log(`HTTP: GET / on 127.0.0.1, ${config.connections} connections, pipelining ${config.pipelining}, ` +
+    `${config.rounds} rounds x ${VARIANTS.length} variants x (${config.warmup} s warm-up + ${config.duration} s), about ${Math.ceil(seconds)} s` +
+    (config.pin ? ', load on CPU 0, servers on CPU 1' : ''));
+  const servers = {};
+  try {
+    if (config.pin) pin(process.pid, 0);
+    for (const v of VARIANTS) servers[v.id] = await startServer(v.id, config.profileDir, config.pin);
+    const runs = Object.fromEntries(VARIANTS.map((v) => [v.id, []]));
+    for (let round = 0; round < config.rounds; round++) {
+      // Rotate the order every round, so that no variant always runs first or last.
+      const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]);
+      for (const v of order) {
+        await load(servers[v.id], config.warmup, config);
+        const before = { server: await serverCpu(servers[v.id]), self: process.cpuUsage(), machine: machineBusy(), at: process.hrtime.bigint() };
+        const r = await load(servers[v.id], config.duration, config);
+        const serverUs = (await serverCpu(servers[v.id])) - before.server;
+        const self = process.cpuUsage(before.self);
+        const machine = machineBusy();
+        const elapsedUs = Number(process.hrtime.bigint() - before.at) / 1000;
+        // CPU that neither the server nor the load generator used: other programs on this machine.
+        const others = machine === null || before.machine === null ? null : Math.max(0, (machine - before.machine - serverUs - self.user - self.system) / elapsedUs);
+        const failed = r.errors + r.timeouts + r.non2xx;
+        if (failed > 0) {
+          throw new Error(`[bench] ${v.label}: ${r.non2xx} non-2xx answers, ${r.errors} errors, ${r.timeouts} timeouts: the figures would mean nothing`);
+        }
+        const run = {
+          rps: r.requests.average,
+          p50: r.latency.p50,
+          p99: r.latency.p99,
+          requests: r.requests.total,
+          serverCpuPerRequestUs: serverUs / r.requests.total,
+          serverCores: serverUs / elapsedUs,
+          otherCores: others,
+        };
+        runs[v.id].push(run);
+        log(`  round ${round + 1}/${config.rounds}  ${v.label.padEnd(24)} ${int(run.rps).padStart(7)} req/s   p50 ${run.p50} ms   p99 ${run.p99} ms` +
+          `   server ${fixed(run.serverCpuPerRequestUs, 1)} us CPU/req` + (others === null ? '' : `   other load ${fixed(others, 2)} cores`));
+      }
+    }
+    const bare = median(runs.bare.map((r) => r.rps));
+    const bareCpu = median(runs.bare.map((r) => r.serverCpuPerRequestUs));
+    const variants = VARIANTS.map((v) => {
+      const rps = median(runs[v.id].map((r) => r.rps));
+      return {
+        id: v.id,
+        label: v.label,
+        rps,
+        p50: median(runs[v.id].map((r) => r.p50)),
+        p99: median(runs[v.id].map((r) => r.p99)),
+        ratio: rps / bare,
+        serverCpuPerRequestUs: median(runs[v.id].map((r) => r.serverCpuPerRequestUs)),
+        // Bare Express's server CPU per request over this variant's: what the throughput ratio would be on a quiet machine.
+        cpuRatio: bareCpu / median(runs[v.id].map((r) => r.serverCpuPerRequestUs)),
+        otherCores: runs[v.id].some((r) => r.otherCores === null) ? null : Math.max(...runs[v.id].map((r) => r.otherCores)),
+        // The same ratio round by round, to show how much of the spread is noise.
+        roundRatios: runs[v.id].map((r, i) => r.rps / runs.bare[i].rps),
+        runs: runs[v.id],
+      };
+    });
+    const till = variants.find((v) => v.id === 'till');
+    return { config: { ...config, profileDir: config.profileDir ?? undefined }, variants, target: HTTP_TARGET, pass: till.ratio >= HTTP_TARGET };
+  } finally {
+    await Promise.all(Object.values(servers).map(stopServer));
+  }
+}
+
+export function printHttp(result, log = console.log) {
+  log('');
+  log(`HTTP results (median of ${result.config.rounds} rounds; ratio = requests/s relative to bare Express in this run)`);
+  log(table([
+    ['variant', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'ratio by round', 'CPU us/req', 'CPU ratio'],
+    ...result.variants.map((v) => [
+      v.label, int(v.rps), v.p50, v.p99, fixed(v.ratio, 3), v.roundRatios.map((x) => fixed(x, 3)).join(' '),
+      fixed(v.serverCpuPerRequestUs, 1), fixed(v.cpuRatio, 3),
+    ]),
+  ]));
+  log('  CPU us/req: server process CPU per request; CPU ratio: bare\'s CPU/req over this one\'s (less disturbed by other load)');
+  const busiest = Math.max(...result.variants.map((v) => v.otherCores ?? 0));
+  if (busiest > 0.15) log(`  note: other programs used up to ${fixed(busiest, 2)} cores during some runs: requests/s figures are noisy`);
+  const till = result.variants.find((v) => v.id === 'till');
+  log(`  target: apiKeyAuth() >= ${result.target} x bare Express: ${fixed(till.ratio, 3)} -> ${result.pass ? 'PASS' : 'FAIL'}`);
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const result = await runHttp();
+  printHttp(result);
+}

@@ -1,0 +1,60 @@
+// `pnpm bench`: the HTTP benchmark, then the core microbenchmark in a fresh process; prints a summary
+// and saves it to bench/results/latest.json. Targets print PASS or FAIL; the exit code is 0 either way.
+// Quick run: BENCH_DURATION=2 BENCH_ROUNDS=1 BENCH_CORE_CALLS=200000 pnpm bench
+import { execFileSync, fork } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { coreConfigFromEnv, printCore } from './core.mjs';
+import { httpConfigFromEnv, printHttp, runHttp } from './http.mjs';
+import { fixed, int } from './stats.mjs';
+
+/** The core benchmark runs in its own process, so the HTTP run's heap and JIT state cannot touch it. */
+function runCoreInChild() {
+  const child = fork(fileURLToPath(new URL('./core.mjs', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    let result;
+    child.once('message', (message) => (result = message));
+    child.once('exit', (code) => (result ? resolve(result) : reject(new Error(`[bench] the core benchmark exited with code ${code}`))));
+  });
+}
+
+/** Which code was measured: the commit, and whether packages/ had uncommitted changes (best effort). */
+function sourceState() {
+  const cwd = fileURLToPath(new URL('..', import.meta.url));
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'packages'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+    return { commit, dirty };
+  } catch {
+    return null;
+  }
+}
+
+const httpConfig = httpConfigFromEnv();
+coreConfigFromEnv(); // checked here too, so a bad setting fails before the long HTTP run
+const machine = { node: process.version, platform: `${process.platform} ${process.arch}`, cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism() };
+const source = sourceState();
+console.log(`Till benchmarks: Node ${machine.node}, ${machine.platform}, ${machine.cores} x ${machine.cpu}` +
+  (source ? `; packages built from ${source.commit}${source.dirty ? ' with uncommitted changes' : ''}` : ''));
+console.log('');
+
+const http = await runHttp(httpConfig);
+printHttp(http);
+console.log('');
+const core = await runCoreInChild();
+printCore(core);
+
+const till = http.variants.find((v) => v.id === 'till');
+console.log('');
+console.log('Summary');
+console.log(`  HTTP: express + apiKeyAuth() = ${fixed(till.ratio, 3)} x bare Express requests/s (${int(till.rps)} vs ${int(http.variants[0].rps)}); ` +
+  `CPU ratio ${fixed(till.cpuRatio, 3)}; target >= ${http.target}: ${http.pass ? 'PASS' : 'FAIL'}`);
+console.log(`  Core: ${int(core.results.verify.perSecond)} cached verifications/s (pepper: ${int(core.results.verifyPepper.perSecond)}/s); ` +
+  `target >= ${int(core.target)}: ${core.pass ? 'PASS' : 'FAIL'}`);
+
+const dir = fileURLToPath(new URL('./results/', import.meta.url));
+mkdirSync(dir, { recursive: true });
+const file = `${dir}latest.json`;
+writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine, source, http, core }, null, 2)}\n`);
+console.log(`  saved to ${file.slice(fileURLToPath(new URL('..', import.meta.url)).length)}`);
