@@ -3,10 +3,10 @@
 // Run alone with `node bench/http.mjs` (after `pnpm build`), or through `pnpm bench`.
 import { execFileSync, fork } from 'node:child_process';
 import { availableParallelism } from 'node:os';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
-import { envNumber, fixed, int, median, table } from './stats.mjs';
+import { envNumber, fixed, int, machineBusy, median, table } from './stats.mjs';
 
 export const VARIANTS = [
   { id: 'bare', label: 'express (bare)' },
@@ -79,18 +79,6 @@ function serverCpu({ child }) {
     child.once('message', (message) => resolve(message.cpu));
     child.send('cpu');
   });
-}
-
-/** CPU time the whole machine has been busy, in microseconds (Linux), or null where /proc/stat is missing. */
-function machineBusy() {
-  try {
-    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
-    const [user, nice, system, idle, iowait, irq, softirq, steal] = fields;
-    // Ticks of 10 ms (USER_HZ is 100 on Linux).
-    return (user + nice + system + irq + softirq + steal) * 10_000;
-  } catch {
-    return null;
-  }
 }
 
 function load(server, seconds, config) {

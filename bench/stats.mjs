@@ -1,4 +1,5 @@
 // Small helpers shared by the benchmarks: configuration from the environment, medians, number formatting.
+import { readFileSync } from 'node:fs';
 
 /** A positive number from the environment, or `fallback`; anything else is a configuration error. */
 export function envNumber(name, fallback, { integer = false, min = 0 } = {}) {
@@ -28,4 +29,16 @@ export function table(rows, indent = '  ') {
   return rows
     .map((r) => indent + r.map((cell, i) => (i === 0 ? String(cell).padEnd(widths[i]) : String(cell).padStart(widths[i]))).join('   '))
     .join('\n');
+}
+
+/** CPU time the whole machine has been busy, in microseconds (Linux), or null where /proc/stat is missing. */
+export function machineBusy() {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = fields;
+    // Ticks of 10 ms (USER_HZ is 100 on Linux).
+    return (user + nice + system + irq + softirq + steal) * 10_000;
+  } catch {
+    return null;
+  }
 }
