@@ -19,9 +19,9 @@ export const HTTP_TARGET = 0.95;
 
 export function httpConfigFromEnv() {
   return {
-    duration: envNumber('BENCH_DURATION', 5),
-    warmup: envNumber('BENCH_WARMUP', 1),
-    rounds: envNumber('BENCH_ROUNDS', 3, { integer: true }),
+    duration: envNumber('BENCH_DURATION', 3),
+    warmup: envNumber('BENCH_WARMUP', 0.5),
+    rounds: envNumber('BENCH_ROUNDS', 8, { integer: true }),
     connections: envNumber('BENCH_CONNECTIONS', 50, { integer: true }),
     pipelining: 1,
     // Pin the load generator to CPU 0 and the servers to CPU 1 (Linux, taskset): less scheduler noise.
@@ -91,7 +91,7 @@ function load(server, seconds, config) {
   });
 }
 
-/** Runs the rounds and returns per-variant figures: medians over rounds, and the ratio to bare Express. */
+/** Runs the rounds and returns per-variant figures: medians over rounds, and the median round ratio to bare Express. */
 export async function runHttp(config = httpConfigFromEnv(), log = console.log) {
   if (config.profileDir) mkdirSync(config.profileDir, { recursive: true });
   const seconds = config.rounds * VARIANTS.length * (config.duration + config.warmup);
@@ -134,23 +134,24 @@ export async function runHttp(config = httpConfigFromEnv(), log = console.log) {
           `   server ${fixed(run.serverCpuPerRequestUs, 1)} us CPU/req` + (others === null ? '' : `   other load ${fixed(others, 2)} cores`));
       }
     }
-    const bare = median(runs.bare.map((r) => r.rps));
     const bareCpu = median(runs.bare.map((r) => r.serverCpuPerRequestUs));
     const variants = VARIANTS.map((v) => {
       const rps = median(runs[v.id].map((r) => r.rps));
+      // The same ratio round by round: each round measures the variants back to back, so a round's
+      // ratio is disturbed far less by the machine's slow drifts than a ratio of medians.
+      const roundRatios = runs[v.id].map((r, i) => r.rps / runs.bare[i].rps);
       return {
         id: v.id,
         label: v.label,
         rps,
         p50: median(runs[v.id].map((r) => r.p50)),
         p99: median(runs[v.id].map((r) => r.p99)),
-        ratio: rps / bare,
+        ratio: median(roundRatios),
         serverCpuPerRequestUs: median(runs[v.id].map((r) => r.serverCpuPerRequestUs)),
         // Bare Express's server CPU per request over this variant's: what the throughput ratio would be on a quiet machine.
         cpuRatio: bareCpu / median(runs[v.id].map((r) => r.serverCpuPerRequestUs)),
         otherCores: runs[v.id].some((r) => r.otherCores === null) ? null : Math.max(...runs[v.id].map((r) => r.otherCores)),
-        // The same ratio round by round, to show how much of the spread is noise.
-        roundRatios: runs[v.id].map((r, i) => r.rps / runs.bare[i].rps),
+        roundRatios,
         runs: runs[v.id],
       };
     });
@@ -163,7 +164,7 @@ export async function runHttp(config = httpConfigFromEnv(), log = console.log) {
 
 export function printHttp(result, log = console.log) {
   log('');
-  log(`HTTP results (median of ${result.config.rounds} rounds; ratio = requests/s relative to bare Express in this run)`);
+  log(`HTTP results (median of ${result.config.rounds} rounds; ratio = median over rounds of requests/s relative to bare Express in the same round)`);
   log(table([
     ['variant', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'ratio by round', 'CPU us/req', 'CPU ratio'],
     ...result.variants.map((v) => [
