@@ -40,6 +40,17 @@ export interface KeyExtractor {
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
+/** Whether the first `n` characters of `value` equal `lower`'s, ignoring ASCII case, without allocating. */
+function startsWithLower(value: string, lower: string, n: number): boolean {
+  if (value.length < n) return false;
+  for (let i = 0; i < n; i++) {
+    let c = value.charCodeAt(i);
+    if (c >= 65 && c <= 90) c += 32;
+    if (c !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
 /** Compiles header sources once (at middleware creation) into a function run per request. */
 export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES, maxHeaderLength = DEFAULT_MAX_HEADER_LENGTH): KeyExtractor {
   if (!Array.isArray(sources) || sources.length === 0) {
@@ -75,11 +86,15 @@ export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES,
       if (value.length > maxHeaderLength) return MALFORMED;
       let token: string;
       if (source.scheme !== null) {
-        // The scheme alone (servers strip the trailing space of `Bearer `) is an empty token.
-        if (value.trim().toLowerCase() === source.scheme.trimEnd()) return MALFORMED;
-        // A header in another scheme (Basic, ...) is not ours to judge: keep looking.
-        if (value.length < source.scheme.length || value.slice(0, source.scheme.length).toLowerCase() !== source.scheme) continue;
-        token = value.slice(source.scheme.length).trim();
+        const scheme = source.scheme;
+        if (!startsWithLower(value, scheme, scheme.length)) {
+          // The scheme alone (servers strip the trailing space of `Bearer `) is an empty token.
+          const bare = value.trim();
+          if (bare.length === scheme.length - 1 && startsWithLower(bare, scheme, bare.length)) return MALFORMED;
+          // A header in another scheme (Basic, ...) is not ours to judge: keep looking.
+          continue;
+        }
+        token = value.slice(scheme.length).trim();
         if (token.length === 0) return MALFORMED;
       } else {
         token = value.trim();

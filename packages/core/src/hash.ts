@@ -1,15 +1,23 @@
 // Hashing at rest: SHA-256 of the key, or HMAC-SHA-256 with a server-side pepper; constant-time compare.
-import { createHmac, hash as oneShotHash, timingSafeEqual } from 'node:crypto';
+import { createHmac, hash as oneShotHash } from 'node:crypto';
 import { TillError } from './errors.js';
+import { hmacKey, hmacSha256Ascii, isAscii, sha256Ascii, type HmacKey } from './sha256.js';
 
 export type HashAlgorithm = 'sha256' | 'hmac-sha256';
 
 export interface KeyHasher {
   /** The algorithm new keys are stored with. */
   readonly algorithm: HashAlgorithm;
-  /** Digest of a full key under `algorithm` (the record says which one it was stored with). */
-  digest(key: string, algorithm?: HashAlgorithm): Buffer;
+  /** Digest of a full key, base64url, under `algorithm` (the record says which one it was stored with). */
+  digest(key: string, algorithm?: HashAlgorithm): string;
+  /**
+   * Whether `key` hashes to `expected` (the stored digest as words, from `digestWords`), compared
+   * in constant time. The verifier's hot path: no allocation, no native call.
+   */
+  matches(key: string, algorithm: HashAlgorithm, expected: Int32Array): boolean;
 }
+
+const ACTUAL = new Int32Array(8);
 
 /**
  * A hasher: HMAC-SHA-256 keyed with `pepper` when one is given (a stolen database then cannot
@@ -23,19 +31,45 @@ export function createHasher(pepper?: string | Buffer): KeyHasher {
     }
   }
   const algorithm: HashAlgorithm = pepper === undefined ? 'sha256' : 'hmac-sha256';
+  const pads: HmacKey | null = pepper === undefined ? null : hmacKey(pepper);
+  const noPepper = () =>
+    new TillError('INVALID_OPTIONS', '[till] [hash] a key was stored with HMAC-SHA-256 but no pepper is configured');
+
+  const digest = (key: string, alg: HashAlgorithm = algorithm): string => {
+    if (alg === 'sha256') return oneShotHash('sha256', key, 'base64url');
+    if (pepper === undefined) throw noPepper();
+    return createHmac('sha256', pepper).update(key).digest('base64url');
+  };
+
   return {
     algorithm,
-    digest(key, alg = algorithm) {
-      if (alg === 'sha256') return oneShotHash('sha256', key, 'buffer') as unknown as Buffer;
-      if (pepper === undefined) {
-        throw new TillError('INVALID_OPTIONS', '[till] [hash] a key was stored with HMAC-SHA-256 but no pepper is configured');
-      }
-      return createHmac('sha256', pepper).update(key).digest();
+    digest,
+    matches(key, alg, expected) {
+      if (!isAscii(key)) return digestWordsEqual(Buffer.from(digest(key, alg), 'base64url'), expected);
+      if (alg === 'sha256') sha256Ascii(key, ACTUAL);
+      else if (pads !== null) hmacSha256Ascii(pads, key, ACTUAL);
+      else throw noPepper();
+      let diff = 0;
+      for (let i = 0; i < 8; i++) diff |= ACTUAL[i]! ^ expected[i]!;
+      return diff === 0;
     },
   };
 }
 
-/** Constant-time equality of two digests; different lengths are unequal (and leak only the length). */
-export function digestsEqual(a: Buffer, b: Buffer): boolean {
-  return a.length === b.length && timingSafeEqual(a, b);
+function digestWordsEqual(bytes: Buffer, expected: Int32Array): boolean {
+  if (bytes.length !== 32) return false;
+  let diff = 0;
+  for (let i = 0; i < 8; i++) diff |= bytes.readInt32BE(4 * i) ^ expected[i]!;
+  return diff === 0;
+}
+
+/**
+ * Equality of two digest strings in time that depends only on their length: every character is
+ * compared, with no early exit. Different lengths are unequal (and leak only the length).
+ */
+export function digestsEqual(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }

@@ -78,10 +78,29 @@ export function parseKey(input: unknown): ParsedKey {
     if (d < 0) return BAD_FORMAT;
     if (i >= input.length - CHECK_LENGTH) check = check * 62 + d;
   }
-  const prefix = input.slice(0, bodyStart - 1);
-  if (!PREFIX_RE.test(prefix)) return BAD_FORMAT;
+  if (!isPrefixAt(input, bodyStart - 1)) return BAD_FORMAT;
   if (crc32(input, input.length - CHECK_LENGTH) !== check) return BAD_CHECKSUM;
-  return { ok: true, prefix, id: input.slice(bodyStart, bodyStart + ID_LENGTH) };
+  return { ok: true, prefix: input.slice(0, bodyStart - 1), id: input.slice(bodyStart, bodyStart + ID_LENGTH) };
+}
+
+/** PREFIX_RE on `text.slice(0, end)` without making the slice: parseKey runs on every request. */
+function isPrefixAt(text: string, end: number): boolean {
+  if (end > MAX_PREFIX_LENGTH) return false;
+  const first = text.charCodeAt(0);
+  if (first < 97 || first > 122) return false;
+  let previousUnderscore = false;
+  for (let i = 1; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 95) {
+      if (previousUnderscore) return false;
+      previousUnderscore = true;
+    } else if ((c >= 97 && c <= 122) || (c >= 48 && c <= 57)) {
+      previousUnderscore = false;
+    } else {
+      return false;
+    }
+  }
+  return !previousUnderscore;
 }
 
 /** Whether a string is a valid key id (as printed by the CLI and logs). */

@@ -118,7 +118,7 @@ export class KeyManager {
       const record: KeyRecord = {
         id: generated.id,
         prefix,
-        hash: this.hasher.digest(generated.key).toString('base64url'),
+        hash: this.hasher.digest(generated.key),
         hashAlgorithm: this.hasher.algorithm,
         name,
         ownerId,

@@ -17,23 +17,36 @@ export interface RequestHeaders {
 export function keyHeaderReader(sources: readonly KeySource[] | undefined): (req: RequestHeaders) => HeaderBag {
   const names = new Set((sources ?? DEFAULT_SOURCES).map((s) => s.header.toLowerCase()));
   const lengths = new Set([...names].map((n) => n.length));
-  return (req) => {
-    const headers = req.headers;
-    const raw = req.rawHeaders;
-    if (!Array.isArray(raw)) return headers;
-    let seen: Map<string, string[]> | undefined;
+  const lowerNames = [...names];
+  // Compared in place, ignoring ASCII case: no lowercase copy of every header name per request.
+  const isKeyHeader = (name: unknown): name is string => {
+    if (typeof name !== 'string' || !lengths.has(name.length)) return false;
+    for (let n = 0; n < lowerNames.length; n++) {
+      const target = lowerNames[n]!;
+      if (target.length !== name.length) continue;
+      let i = 0;
+      for (; i < target.length; i++) {
+        let c = name.charCodeAt(i);
+        if (c >= 65 && c <= 90) c += 32;
+        if (c !== target.charCodeAt(i)) break;
+      }
+      if (i === target.length) return true;
+    }
+    return false;
+  };
+
+  // The slow path, for the rare request with a key header more than once.
+  const collect = (headers: HeaderBag, raw: readonly unknown[]): HeaderBag => {
+    const seen = new Map<string, string[]>();
     for (let i = 0; i + 1 < raw.length; i += 2) {
-      const name: unknown = raw[i];
-      const value: unknown = raw[i + 1];
-      if (typeof name !== 'string' || typeof value !== 'string' || !lengths.has(name.length)) continue;
+      const name = raw[i];
+      const value = raw[i + 1];
+      if (!isKeyHeader(name) || typeof value !== 'string') continue;
       const lower = name.toLowerCase();
-      if (!names.has(lower)) continue;
-      seen ??= new Map();
       const values = seen.get(lower);
       if (values) values.push(value);
       else seen.set(lower, [value]);
     }
-    if (seen === undefined) return headers;
     let bag: Record<string, string | readonly string[] | undefined> | undefined;
     for (const [name, values] of seen) {
       if (values.length < 2) continue;
@@ -44,5 +57,16 @@ export function keyHeaderReader(sources: readonly KeySource[] | undefined): (req
       bag[name] = values;
     }
     return bag ?? headers;
+  };
+
+  // The hot path allocates nothing: it only counts key headers, and most requests carry one.
+  return (req) => {
+    const raw = req.rawHeaders;
+    if (!Array.isArray(raw)) return req.headers;
+    let count = 0;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      if (isKeyHeader(raw[i]) && ++count > 1) return collect(req.headers, raw);
+    }
+    return req.headers;
   };
 }

@@ -10,15 +10,15 @@ describe('hashing', () => {
   it('is SHA-256 of the key without a pepper', () => {
     const hasher = createHasher();
     expect(hasher.algorithm).toBe('sha256');
-    expect(hasher.digest(key).equals(createHash('sha256').update(key).digest())).toBe(true);
+    expect(hasher.digest(key)).toBe(createHash('sha256').update(key).digest('base64url'));
   });
 
   it('is HMAC-SHA-256 with a pepper, and still reads SHA-256 records', () => {
     const pepper = 'a-pepper-of-32-characters-length';
     const hasher = createHasher(pepper);
     expect(hasher.algorithm).toBe('hmac-sha256');
-    expect(hasher.digest(key).equals(createHmac('sha256', pepper).update(key).digest())).toBe(true);
-    expect(hasher.digest(key, 'sha256').equals(createHash('sha256').update(key).digest())).toBe(true);
+    expect(hasher.digest(key)).toBe(createHmac('sha256', pepper).update(key).digest('base64url'));
+    expect(hasher.digest(key, 'sha256')).toBe(createHash('sha256').update(key).digest('base64url'));
   });
 
   it('refuses short or mistyped peppers, and HMAC records without a pepper', () => {
@@ -29,9 +29,10 @@ describe('hashing', () => {
 
   it('compares digests by value, and unequal lengths as unequal', () => {
     const a = createHasher().digest(key);
-    expect(digestsEqual(a, Buffer.from(a))).toBe(true);
+    expect(digestsEqual(a, `${a}`)).toBe(true);
     expect(digestsEqual(a, createHasher().digest(`${key}x`))).toBe(false);
-    expect(digestsEqual(a, a.subarray(0, 16))).toBe(false);
+    expect(digestsEqual(a, `${a.slice(0, -1)}${a.endsWith('A') ? 'B' : 'A'}`)).toBe(false);
+    expect(digestsEqual(a, a.slice(0, 16))).toBe(false);
   });
 });
 

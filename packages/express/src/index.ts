@@ -67,8 +67,11 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): RequestHandler {
     } else respond(result, req, res, next);
   };
 
+  // requireScopes answers like this middleware; with default options that is its own default.
+  const customized = onFailure !== undefined || options?.realm !== undefined;
+
   return function tillApiKeyAuth(req: Request, res: Response, next: NextFunction): void {
-    (req as TillRequest)[RESPONDER] = respond;
+    if (customized) (req as TillRequest)[RESPONDER] = respond;
     const result = auth.authenticate(req);
     // The cached path answers synchronously: no promise, no extra tick.
     if (!(result instanceof Promise)) return settle(result, req, res, next);

@@ -57,8 +57,11 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
     return onFailure ? onFailure(failure, ctx, response) : sendProblem(ctx, response);
   };
 
+  // requireScopes answers like this middleware; with default options that is its own default.
+  const customized = onFailure !== undefined || options?.realm !== undefined;
+
   return async function tillApiKeyAuth(ctx: Context, next: Next): Promise<void> {
-    (ctx.state as TillState)[RESPONDER] = respond;
+    if (customized) (ctx.state as TillState)[RESPONDER] = respond;
     let result = auth.authenticate(ctx.req);
     if (result instanceof Promise) result = await result;
     if (!result.valid) return respond(result, ctx);
