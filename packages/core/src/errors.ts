@@ -6,6 +6,8 @@ export type TillErrorCode =
   | 'KEY_EXISTS'
   | 'KEY_NOT_FOUND'
   | 'CONFLICT'
+  | 'KEY_REVOKED'
+  | 'KEY_ROTATED'
   | 'STORE_UNAVAILABLE'
   | 'STORE_ERROR'
   | 'MISSING_DEPENDENCY';

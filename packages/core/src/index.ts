@@ -32,7 +32,8 @@ export { keyStatus, toKeyInfo, toVerifiedKey, type KeyRecord, type KeyInfo, type
 export type { KeyStore, KeyPage, ListKeysQuery, InvalidationListener } from './store/types.js';
 export { MemoryStore } from './store/memory.js';
 export { Verifier, type VerifierOptions, type VerifyOptions, type CacheOptions, type VerifierStats } from './verifier.js';
-export { KeyManager, type CreateKeyInput, type CreatedKey, type KeyManagerOptions } from './manager.js';
+export { KeyManager, type CreateKeyInput, type CreatedKey, type KeyManagerOptions, type KeyPatch, type RotatedKey } from './manager.js';
+export { parseDuration, MAX_DURATION } from './duration.js';
 export {
   createExtractor,
   DEFAULT_SOURCES,

@@ -5,6 +5,7 @@ import { createHasher, type KeyHasher } from './hash.js';
 import { assertValidPrefix, generateKey, isValidKeyId } from './key-format.js';
 import { toKeyInfo, type KeyInfo, type KeyRecord } from './record.js';
 import { normalizeGrants } from './scopes.js';
+import { parseDuration } from './duration.js';
 import type { KeyStore, ListKeysQuery } from './store/types.js';
 
 export interface CreateKeyInput {
@@ -18,6 +19,8 @@ export interface CreateKeyInput {
   metadata?: Record<string, unknown>;
   /** When the key stops working. Keys without an expiry are flagged by audits. */
   expiresAt?: Date | number | null;
+  /** The same as a duration from now: `90d`, `12h`, or milliseconds. Not with `expiresAt`. */
+  expiresIn?: string | number;
   /** When the key starts working. */
   notBefore?: Date | number | null;
   /** Prefix for this key; the manager's default when absent. */
@@ -40,6 +43,25 @@ export interface KeyManagerOptions {
   onChange?: (id: string) => void;
 }
 
+export interface KeyPatch {
+  name?: string;
+  scopes?: readonly string[];
+  metadata?: Record<string, unknown>;
+  /** A new expiry; null removes it. */
+  expiresAt?: Date | number | null;
+  /** A new expiry as a duration from now. Not with `expiresAt`. */
+  expiresIn?: string | number;
+  notBefore?: Date | number | null;
+  disabled?: boolean;
+}
+
+export interface RotatedKey extends CreatedKey {
+  /** The old key after the rotation: its new expiry and its link to the new key. */
+  readonly previous: KeyInfo;
+}
+
+const PATCH_FIELDS = ['name', 'scopes', 'metadata', 'expiresAt', 'expiresIn', 'notBefore', 'disabled'];
+const DEFAULT_GRACE = '24h';
 const MAX_TEXT = 200;
 const MAX_METADATA_BYTES = 4096;
 const MAX_ATTEMPTS = 16;
@@ -60,6 +82,28 @@ function toMillis(value: Date | number | null | undefined, field: string): numbe
   const ms = value instanceof Date ? value.getTime() : value;
   if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 0) fail(`${field} must be a valid Date or epoch milliseconds`);
   return ms;
+}
+
+/** The expiry asked for by `expiresAt` or `expiresIn` (one of them), which must lie ahead. */
+function expiryOf(input: { expiresAt?: Date | number | null; expiresIn?: string | number }, now: number): number | null {
+  if (input.expiresAt !== undefined && input.expiresIn !== undefined) fail('give expiresAt or expiresIn, not both');
+  const expiresAt = input.expiresIn !== undefined ? now + parseDuration(input.expiresIn, 'expiresIn') : toMillis(input.expiresAt, 'expiresAt');
+  if (expiresAt !== null && expiresAt <= now) fail('the expiry must be in the future');
+  return expiresAt;
+}
+
+function checkWindow(expiresAt: number | null, notBefore: number | null): void {
+  if (expiresAt !== null && notBefore !== null && notBefore >= expiresAt) fail('notBefore must be before the expiry');
+}
+
+function assertNotRevoked(record: KeyRecord): void {
+  if (record.revokedAt !== null) throw new TillError('KEY_REVOKED', `[till] [keys] key ${record.id} is revoked; a revoked key cannot change`);
+}
+
+function assertRotatable(record: KeyRecord): void {
+  assertNotRevoked(record);
+  if (record.rotatedTo !== null) throw new TillError('KEY_ROTATED', `[till] [keys] key ${record.id} was already rotated to ${record.rotatedTo}; rotate that key instead`);
+  if (record.disabled) fail(`key ${record.id} is disabled; enable it before rotating`);
 }
 
 function checkMetadata(value: unknown): Record<string, unknown> {
@@ -106,32 +150,28 @@ export class KeyManager {
     const ownerId = input.ownerId === undefined || input.ownerId === null ? null : checkText(input.ownerId, 'ownerId');
     const metadata = checkMetadata(input.metadata);
     const now = this.clock();
-    const expiresAt = toMillis(input.expiresAt, 'expiresAt');
+    const expiresAt = expiryOf(input, now);
     const notBefore = toMillis(input.notBefore, 'notBefore');
-    if (expiresAt !== null && expiresAt <= now) fail('expiresAt must be in the future');
-    if (expiresAt !== null && notBefore !== null && notBefore >= expiresAt) fail('notBefore must be before expiresAt');
+    checkWindow(expiresAt, notBefore);
     const prefix = input.prefix ?? this.prefix;
     assertValidPrefix(prefix, 'keys');
 
+    return this.insertNew({ prefix, name, ownerId, scopes, metadata, createdAt: now, expiresAt, notBefore, rotatedFrom: null });
+  }
+
+  /** Draws a key and stores its record; the full key is returned and never kept. */
+  private async insertNew(settings: Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'createdAt' | 'expiresAt' | 'notBefore' | 'rotatedFrom'>): Promise<CreatedKey> {
     for (let attempt = 0; ; attempt++) {
-      const generated = generateKey(prefix);
+      const generated = generateKey(settings.prefix);
       const record: KeyRecord = {
         id: generated.id,
-        prefix,
         hash: this.hasher.digest(generated.key),
         hashAlgorithm: this.hasher.algorithm,
-        name,
-        ownerId,
-        scopes,
-        metadata,
-        createdAt: now,
-        updatedAt: now,
-        expiresAt,
-        notBefore,
+        ...settings,
+        updatedAt: settings.createdAt,
         revokedAt: null,
         revokedReason: null,
         disabled: false,
-        rotatedFrom: null,
         rotatedTo: null,
         version: 1,
       };
@@ -142,6 +182,91 @@ export class KeyManager {
         // An id collision (about 95 random bits) is astronomically rare; draw a new key.
         if (!(error instanceof TillError && error.code === 'KEY_EXISTS') || attempt >= 2) throw error;
       }
+    }
+  }
+
+  /**
+   * Changes a key's name, scopes, metadata, expiry, start or enabled state. Fields left out stay;
+   * `expiresAt: null` removes the expiry. A revoked key cannot change.
+   */
+  async update(id: string, patch: KeyPatch): Promise<KeyInfo> {
+    checkId(id);
+    if (!patch || typeof patch !== 'object') fail('update needs an object of fields to change');
+    for (const field of Object.keys(patch)) {
+      if (!PATCH_FIELDS.includes(field)) fail(`cannot update "${field}"; fields: ${PATCH_FIELDS.join(', ')}`);
+    }
+    if (Object.keys(patch).length === 0) fail('update names no field to change');
+    const changes: { -readonly [K in keyof KeyRecord]?: KeyRecord[K] } = {};
+    if (patch.name !== undefined) changes.name = checkText(patch.name, 'name');
+    if (patch.scopes !== undefined) changes.scopes = normalizeGrants(patch.scopes, 'keys');
+    if (patch.metadata !== undefined) changes.metadata = checkMetadata(patch.metadata);
+    if (patch.disabled !== undefined) {
+      if (typeof patch.disabled !== 'boolean') fail('disabled must be true or false');
+      changes.disabled = patch.disabled;
+    }
+    const now = this.clock();
+    if ('expiresAt' in patch || 'expiresIn' in patch) changes.expiresAt = expiryOf(patch, now);
+    if ('notBefore' in patch) changes.notBefore = toMillis(patch.notBefore, 'notBefore');
+    return this.change(id, (record) => {
+      assertNotRevoked(record);
+      const next = { ...record, ...changes };
+      checkWindow(next.expiresAt, next.notBefore);
+      return next;
+    });
+  }
+
+  /** Stops a key from working until `enable`; unlike revoking, this can be undone. */
+  async disable(id: string): Promise<KeyInfo> {
+    return this.change(id, (record) => {
+      assertNotRevoked(record);
+      return record.disabled ? null : { ...record, disabled: true };
+    });
+  }
+
+  async enable(id: string): Promise<KeyInfo> {
+    return this.change(id, (record) => {
+      assertNotRevoked(record);
+      return record.disabled ? { ...record, disabled: false } : null;
+    });
+  }
+
+  /**
+   * Issues a new key with the old one's name, owner, scopes, metadata and prefix (and, if the old
+   * key expires, the same lifetime counted from now), and makes the old key expire after `grace`
+   * (default 24h), never later than it would have. The two are linked by rotatedFrom/rotatedTo.
+   * A revoked, disabled or already rotated key cannot be rotated.
+   */
+  async rotate(id: string, options: { grace?: string | number } = {}): Promise<RotatedKey> {
+    checkId(id);
+    if (options === null || typeof options !== 'object') fail('rotate options must be an object like { grace: "24h" }');
+    const grace = parseDuration(options.grace ?? DEFAULT_GRACE, 'grace');
+    const old = await this.store.get(id);
+    if (old === null) throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
+    assertRotatable(old);
+    const now = this.clock();
+    const lifetime = old.expiresAt === null ? null : old.expiresAt - old.createdAt;
+    const created = await this.insertNew({
+      prefix: old.prefix,
+      name: old.name,
+      ownerId: old.ownerId,
+      scopes: old.scopes,
+      metadata: old.metadata,
+      createdAt: now,
+      expiresAt: lifetime === null ? null : now + lifetime,
+      notBefore: null,
+      rotatedFrom: old.id,
+    });
+    try {
+      const previous = await this.change(id, (record, t) => {
+        assertRotatable(record);
+        const graceEnd = t + grace;
+        return { ...record, rotatedTo: created.record.id, expiresAt: record.expiresAt === null ? graceEnd : Math.min(record.expiresAt, graceEnd) };
+      });
+      return { ...created, previous };
+    } catch (error) {
+      // The old key changed under us (revoked, rotated elsewhere): the new key must not outlive that.
+      await this.change(created.record.id, (record, t) => ({ ...record, revokedAt: t, revokedReason: 'rotation aborted' })).catch(() => {});
+      throw error;
     }
   }
 

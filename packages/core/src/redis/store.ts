@@ -28,7 +28,7 @@ type ScriptClient = RedisClient & {
 
 // Statuses in which ioredis would only queue a command: answering "unavailable" at once beats a hang.
 const DOWN = new Set(['reconnecting', 'close', 'end']);
-const CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|Connection is closed|max retries|MaxRetriesPerRequest|ClusterAllFailed|Failed to refresh slots|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN/i;
+const CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries|MaxRetriesPerRequest|ClusterAllFailed|Failed to refresh slots|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN/i;
 
 /**
  * Layout, with `till:` as the namespace:
@@ -196,7 +196,8 @@ export class RedisStore implements KeyStore {
         (error: unknown) => {
           clearTimeout(timer);
           if (error instanceof TillError) reject(error);
-          else if (error instanceof Error && CONNECTION_ERROR.test(`${error.name} ${error.message}`)) reject(storeUnavailable('redis', error));
+          // A command that failed while the client was not connected failed for that reason.
+          else if (this.client.status !== 'ready' || (error instanceof Error && CONNECTION_ERROR.test(`${error.name} ${error.message}`))) reject(storeUnavailable('redis', error));
           else reject(new TillError('STORE_ERROR', `[till] [redis] command failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
         },
       );
