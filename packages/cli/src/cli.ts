@@ -1,0 +1,28 @@
+// Entry point of the `till` binary: run the program, print failures as `till: <message>`, exit with a documented code.
+import { CommanderError } from 'commander';
+import { createContext } from './context.js';
+import { describeError, EXIT, type ExitCode } from './errors.js';
+import { createProgram } from './program.js';
+
+/** Runs `till` with `argv` (as in process.argv) and resolves to the exit code. */
+export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<ExitCode> {
+  const ctx = createContext(env);
+  const program = createProgram(ctx);
+  try {
+    await program.parseAsync(argv);
+    return EXIT.OK;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version exit 0; commander has already printed any usage error.
+      return error.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    }
+    const { message, exitCode } = describeError(error);
+    ctx.note(`till: ${message}\n`);
+    if (env.TILL_DEBUG === '1' && error instanceof Error && error.stack) ctx.note(`${error.stack}\n`);
+    return exitCode;
+  } finally {
+    await ctx.close();
+  }
+}
+
+process.exitCode = await run(process.argv);

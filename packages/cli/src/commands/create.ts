@@ -1,0 +1,66 @@
+// `till keys create`: a new key, printed once.
+import type { Command } from 'commander';
+import { isValidPrefix, type CreateKeyInput } from '@till/core';
+import type { Context } from '../context.js';
+import { failed } from '../errors.js';
+import * as input from '../input.js';
+import { details, json, secretBlock, toJson } from '../output.js';
+
+interface CreateOptions {
+  name: string;
+  scope: string[];
+  owner?: string;
+  expires?: string;
+  notBefore?: string;
+  meta?: string[];
+  prefix?: string;
+  json?: boolean;
+}
+
+const EXAMPLES = `
+Examples:
+  $ till keys create --name "billing service" --scope invoices:read,invoices:write --owner team-7 --expires 90d
+  $ till keys create --name ci --scope deploy:* --expires 2027-06-30 --meta env=prod --prefix sk_live --json`;
+
+export function registerCreate(keys: Command, ctx: Context): void {
+  keys
+    .command('create')
+    .description('create a key and print it, once: it cannot be shown again')
+    .requiredOption('--name <name>', 'a label for people, like "billing service, production"')
+    .requiredOption('--scope <scopes>', 'a scope the key holds (users:read, users:*, *); repeat it or separate with commas', input.collect)
+    .option('--owner <id>', 'who the key belongs to: a user, team or service id')
+    .option('--expires <when>', 'when it stops working: ISO 8601 date or time (2027-01-31), or a duration from now (90d)')
+    .option('--not-before <when>', 'when it starts working: ISO 8601 date or time, or a duration from now')
+    .option('--meta <key=value>', 'metadata returned with the verified key; repeatable', input.collect)
+    .option('--prefix <prefix>', 'prefix of the key, like sk_live (default: $TILL_PREFIX, else till)')
+    .option('--json', 'print { key, record } as JSON')
+    .addHelpText('after', EXAMPLES)
+    .action(async (options: CreateOptions, command: Command) => {
+      const now = ctx.now();
+      const request: CreateKeyInput = {
+        name: options.name,
+        scopes: input.scopes(options.scope),
+        metadata: input.metadata(options.meta ?? []),
+        ...(options.owner !== undefined && { ownerId: options.owner }),
+        ...(options.expires !== undefined && input.expiry(options.expires, now)),
+        ...(options.notBefore !== undefined && { notBefore: input.time(options.notBefore, '--not-before', now) }),
+      };
+      const prefix = options.prefix ?? (ctx.env.TILL_PREFIX || undefined);
+      if (prefix !== undefined) {
+        if (!isValidPrefix(prefix as unknown)) {
+          throw failed(`invalid ${options.prefix === undefined ? 'TILL_PREFIX' : '--prefix'} ${JSON.stringify(prefix.slice(0, 40))}: 1-32 characters of a-z, 0-9 and single inner underscores, starting with a letter (like sk_live)`);
+        }
+        request.prefix = prefix;
+      }
+      const keyManager = await ctx.keys(command);
+      const { key, record } = await keyManager.create(request);
+      const at = ctx.now();
+      if (options.json) {
+        ctx.print(json({ key, record: toJson(record, at) }));
+        return;
+      }
+      ctx.print(`Created key ${record.id}.\n${secretBlock(key)}${details(record, at)}`);
+      if (record.expiresAt === null) ctx.note('note: this key never expires (audits flag such keys); give --expires 90d or a date to bound it\n');
+    });
+}
+

@@ -1,0 +1,98 @@
+// Opening Till on Redis for one command: fail fast and clearly when Redis is not there, and let the process exit.
+import { createTill, type KeyManager, type Till } from '@till/core';
+import { RedisStore } from '@till/core/redis';
+import { Redis } from 'ioredis';
+import { CliError, EXIT, usage } from './errors.js';
+
+export interface ConnectionOptions {
+  /** `--redis`; REDIS_URL when absent. */
+  redis?: string;
+  /** `--namespace`, passed to RedisStore. */
+  namespace: string;
+}
+
+export interface Session {
+  readonly till: Till;
+  readonly keys: KeyManager;
+  close(): Promise<void>;
+}
+
+/** How long to keep trying to reach Redis before giving up with exit code 3. */
+const GIVE_UP_AFTER_MS = 2000;
+/** One connection attempt (covers a host that drops packets instead of refusing). */
+const CONNECT_TIMEOUT_MS = 1000;
+
+/** The URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString().replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}
+
+function redisUrl(options: ConnectionOptions, env: NodeJS.ProcessEnv): string {
+  const url = options.redis ?? env.REDIS_URL;
+  if (!url) throw usage('no Redis to talk to: pass --redis <url> or set REDIS_URL (like redis://127.0.0.1:6379)');
+  if (!/^rediss?:\/\//i.test(url)) throw usage(`the Redis URL must start with redis:// or rediss:// (got ${JSON.stringify(redactUrl(url).slice(0, 80))})`);
+  return url;
+}
+
+/**
+ * Connects to Redis and builds the Till whose key manager the commands use. Everything that can be
+ * checked without Redis (the URL, the namespace, the pepper) is checked before connecting.
+ */
+export async function openSession(options: ConnectionOptions, env: NodeJS.ProcessEnv): Promise<Session> {
+  const url = redisUrl(options, env);
+  const started = Date.now();
+  const client = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    maxRetriesPerRequest: 1,
+    // Retry briefly (a Redis restarting), then stop: 'end' fires and the command fails with exit code 3.
+    retryStrategy: (attempt) => (Date.now() - started > GIVE_UP_AFTER_MS ? null : Math.min(50 * 2 ** attempt, 400)),
+  });
+  let lastError: Error | undefined;
+  client.on('error', (error: Error) => {
+    lastError = error;
+  });
+  let till: Till | undefined;
+  let store: RedisStore | undefined;
+  const close = async () => {
+    await till?.close();
+    await store?.close(); // the invalidation subscriber that createTill's verifier opened
+    client.disconnect();
+  };
+  try {
+    store = new RedisStore({ client, namespace: options.namespace });
+    till = createTill({
+      store,
+      ...(env.TILL_PEPPER ? { pepper: env.TILL_PEPPER } : {}),
+      logger: { warn: () => {}, error: () => {} },
+    });
+    await new Promise<void>((resolve, reject) => {
+      const giveUp = () => {
+        clearTimeout(deadline);
+        const why = lastError ? `: ${lastError.message}` : '';
+        reject(new CliError(`cannot reach Redis at ${redactUrl(url)}${why}`, EXIT.UNAVAILABLE));
+      };
+      // Also bounds a server that accepts the connection but never becomes ready (a failing AUTH, say).
+      const deadline = setTimeout(giveUp, GIVE_UP_AFTER_MS + CONNECT_TIMEOUT_MS + 500);
+      client.once('ready', () => {
+        clearTimeout(deadline);
+        resolve();
+      });
+      client.once('end', giveUp);
+      client.connect().catch(() => {
+        // Reported through 'error' and 'end' above, after the retries.
+      });
+    });
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  const session = till;
+  return { till: session, keys: session.keys, close };
+}

@@ -1,0 +1,35 @@
+// What every command gets: the environment, the clock, the two output streams and the Redis session.
+import type { Command } from 'commander';
+import type { KeyManager } from '@till/core';
+import { openSession, type ConnectionOptions, type Session } from './connection.js';
+
+export interface Context {
+  readonly env: NodeJS.ProcessEnv;
+  now(): number;
+  /** stdout: results (a table, a record, one JSON document). */
+  print(text: string): void;
+  /** stderr: notes and prompts that a script piping stdout should not receive. */
+  note(text: string): void;
+  /** Connects on first use with the global options (`--redis`, `--namespace`) and returns the key manager. */
+  keys(command: Command): Promise<KeyManager>;
+  /** Closes the Redis session, if one was opened, so that the process can exit. */
+  close(): Promise<void>;
+}
+
+export function createContext(env: NodeJS.ProcessEnv = process.env): Context {
+  let session: Promise<Session> | undefined;
+  return {
+    env,
+    now: () => Date.now(),
+    print: (text) => void process.stdout.write(text),
+    note: (text) => void process.stderr.write(text),
+    async keys(command) {
+      session ??= openSession(command.optsWithGlobals<ConnectionOptions>(), env);
+      return (await session).keys;
+    },
+    async close() {
+      const open = await session?.catch(() => undefined);
+      await open?.close();
+    },
+  };
+}

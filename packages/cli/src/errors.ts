@@ -1,0 +1,50 @@
+// Exit codes, the CLI's own error, and how any error becomes one line on stderr and a code.
+import { isTillError } from '@till/core';
+
+/** What `till` exits with; documented in `till --help` and the README. */
+export const EXIT = {
+  /** The command did what it was asked (or there was nothing to do). */
+  OK: 0,
+  /** Refused or failed: bad input, unknown key, not confirmed, a store error. Nothing was changed. */
+  FAILED: 1,
+  /** The command line is wrong: unknown command or option, missing argument, no Redis URL. */
+  USAGE: 2,
+  /** Redis could not be reached or stopped answering. */
+  UNAVAILABLE: 3,
+} as const;
+
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/** An expected failure of a command: printed as `till: <message>`, never with a stack. */
+export class CliError extends Error {
+  override readonly name = 'CliError';
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode = EXIT.FAILED,
+  ) {
+    super(message);
+  }
+}
+
+export const usage = (message: string) => new CliError(message, EXIT.USAGE);
+export const failed = (message: string) => new CliError(message, EXIT.FAILED);
+
+/** Core messages read `[till] [keys] no key x`; on a terminal, `till: no key x` says the same. */
+export function plainMessage(message: string): string {
+  return message.replace(/^(?:\[[^\]]*\]\s*)+/, '');
+}
+
+/** The line to print and the code to exit with, for anything a command threw. */
+export function describeError(error: unknown): { message: string; exitCode: ExitCode } {
+  if (error instanceof CliError) return { message: error.message, exitCode: error.exitCode };
+  if (isTillError(error)) {
+    if (error.code === 'STORE_UNAVAILABLE') {
+      const why = plainMessage(error.message).replace(/^store unavailable:?\s*/, '');
+      return { message: `Redis is unavailable${why ? ` (${why})` : ''}`, exitCode: EXIT.UNAVAILABLE };
+    }
+    return { message: plainMessage(error.message), exitCode: EXIT.FAILED };
+  }
+  // A bug or something unforeseen: still one line; TILL_DEBUG=1 prints the stack.
+  const message = error instanceof Error ? error.message : String(error);
+  return { message: `unexpected error: ${message}`, exitCode: EXIT.FAILED };
+}

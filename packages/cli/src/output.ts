@@ -1,0 +1,93 @@
+// What `till` prints: aligned tables and field lists for people, one JSON document for scripts.
+import { keyStatus, type KeyInfo, type KeyRecord, type KeyStatus } from '@till/core';
+
+/** A record as printed by `--json`: the API's KeyInfo (times in epoch milliseconds) plus its status now. */
+export type KeyJson = KeyInfo & { status: KeyStatus };
+
+export function statusOf(info: KeyInfo, now: number): KeyStatus {
+  // keyStatus only reads revokedAt, disabled, expiresAt and notBefore, all of which KeyInfo has.
+  return keyStatus(info as KeyRecord, now);
+}
+
+export function toJson(info: KeyInfo, now: number): KeyJson {
+  // Fields in a reading order (stored records come back in another), every field kept.
+  const { id, prefix, name, ownerId, scopes, metadata, createdAt, updatedAt, notBefore, expiresAt, revokedAt, revokedReason, disabled, rotatedFrom, rotatedTo, version, ...rest } = info;
+  return { id, prefix, name, ownerId, scopes, metadata, status: statusOf(info, now), createdAt, updatedAt, notBefore, expiresAt, revokedAt, revokedReason, disabled, rotatedFrom, rotatedTo, version, ...rest };
+}
+
+export function json(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+/** Stored text (names, metadata) may hold anything: never let it drive the terminal. */
+export function clean(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** ISO 8601 in UTC to the second, or `none` for a missing time. */
+export function when(ms: number | null, none = '-'): string {
+  return ms === null ? none : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+export function statusLabel(status: KeyStatus): string {
+  return status.replace(/_/g, ' ');
+}
+
+/** Columns padded to their widest cell, two spaces apart, no trailing blanks. */
+export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
+}
+
+export function keyRows(keys: readonly KeyInfo[], now: number): string[][] {
+  return keys.map((k) => [
+    k.id,
+    clean(k.name),
+    k.ownerId === null ? '-' : clean(k.ownerId),
+    k.scopes.length === 0 ? '-' : k.scopes.join(','),
+    statusLabel(statusOf(k, now)),
+    when(k.createdAt),
+    when(k.expiresAt, 'never'),
+  ]);
+}
+
+export const LIST_HEADERS = ['ID', 'NAME', 'OWNER', 'SCOPES', 'STATUS', 'CREATED', 'EXPIRES'];
+
+/** Every field of a key except the hash, one per line. */
+export function details(info: KeyInfo, now: number): string {
+  const meta = Object.entries(info.metadata);
+  const fields: [string, string][] = [
+    ['id', info.id],
+    ['name', clean(info.name)],
+    ['status', statusLabel(statusOf(info, now))],
+    ['prefix', info.prefix],
+    ['owner', info.ownerId === null ? '-' : clean(info.ownerId)],
+    ['scopes', info.scopes.length === 0 ? '-' : info.scopes.join(', ')],
+    ['metadata', meta.length === 0 ? '-' : meta.map(([k, v]) => `${clean(k)}=${clean(typeof v === 'string' ? v : JSON.stringify(v))}`).join(', ')],
+    ['created', when(info.createdAt)],
+    ['updated', when(info.updatedAt)],
+    ['not before', when(info.notBefore)],
+    ['expires', when(info.expiresAt, 'never')],
+    ['revoked', info.revokedAt === null ? '-' : `${when(info.revokedAt)}${info.revokedReason ? ` (${clean(info.revokedReason)})` : ''}`],
+    ['disabled', info.disabled ? 'yes' : 'no'],
+    ['rotated from', info.rotatedFrom ?? '-'],
+    ['rotated to', info.rotatedTo ?? '-'],
+    ['version', String(info.version)],
+  ];
+  const width = Math.max(...fields.map(([label]) => label.length));
+  return `${fields.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n')}\n`;
+}
+
+/** The one time a full key is printed, with the warning that goes with it. */
+export function secretBlock(key: string): string {
+  return [
+    '',
+    `    ${key}`,
+    '',
+    'This is the only time this key is shown. Store it now (in a secret manager):',
+    'Till keeps only a hash of it and cannot show it again. If it is lost, rotate or revoke it.',
+    '',
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,47 @@
+// The `till` program: global options, help text with exit codes, and how commander reports usage errors.
+import { Command } from 'commander';
+import { registerKeys } from './commands/keys.js';
+import type { Context } from './context.js';
+
+declare const __TILL_CLI_VERSION__: string;
+
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0  done (or nothing to do)
+  1  refused or failed: bad input, unknown key, not confirmed, a Redis error
+  2  usage error: unknown command or option, missing argument, no Redis URL
+  3  Redis unreachable`;
+
+const ENVIRONMENT_HELP = `
+Environment:
+  REDIS_URL    Redis to use when --redis is not given
+  TILL_PEPPER  the pepper your services give createTill(): new keys are hashed with it
+  TILL_PREFIX  prefix of new keys when --prefix is not given (default: till)
+  TILL_DEBUG   set to 1 to print the stack of an unexpected error
+
+Output is a table or a list of fields for people; --json prints one JSON document on stdout
+for scripts. Prompts and notes go to stderr. Revoke, rotate and disable ask first; with no
+terminal on stdin they refuse unless --yes is given.`;
+
+export function createProgram(ctx: Context): Command {
+  const program = new Command('till');
+  program
+    .description('Till: create, inspect and retire API keys kept in Redis.')
+    .version(typeof __TILL_CLI_VERSION__ === 'string' ? __TILL_CLI_VERSION__ : '0.0.0', '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help for a command')
+    .option('--redis <url>', 'Redis URL, like redis://127.0.0.1:6379 (default: $REDIS_URL)')
+    .option('--namespace <ns>', "prefix of Till's Redis keys, as given to RedisStore", 'till:')
+    // Settings below are inherited by every subcommand made with .command().
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => ctx.print(text),
+      writeErr: (text) => ctx.note(text),
+      outputError: (text, write) => write(text.replace(/^error: /, 'till: ')),
+    })
+    .showHelpAfterError('(add --help for usage)')
+    .showSuggestionAfterError(true)
+    .addHelpText('after', ENVIRONMENT_HELP)
+    .addHelpText('afterAll', EXIT_CODES_HELP);
+  registerKeys(program, ctx);
+  return program;
+}
