@@ -1,0 +1,31 @@
+// Express's side of the shared adapter suites (test/helpers/adapter-suite.ts, fuzz-suite.ts): how an app is built.
+import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
+import { apiKeyAuth, requireAnyScope, requireScopes, sendProblem, type FailureHandler } from '@till/express';
+import type { AdapterDriver } from '../../../test/helpers/adapter-suite.js';
+
+/** The driver for one Express version: `framework` is the `express` function of that version. */
+export function expressDriver(framework: () => Express): AdapterDriver<RequestHandler, FailureHandler> {
+  return {
+    keyAt: 'req.apiKey',
+    apiKeyAuth,
+    requireScopes,
+    requireAnyScope,
+    app(routes, answer) {
+      const app = framework();
+      for (const [path, chain] of Object.entries(routes)) {
+        app.get(path, ...chain, (req: Request, res: Response) => {
+          res.json(answer(req.apiKey));
+        });
+      }
+      app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+        res.status(500).json({ handled: error.message });
+      });
+      return app;
+    },
+    problem: (response) => (_req, res) => sendProblem(res, response),
+    onFailure: (answer) => (failure, _req, res, _next, response) => {
+      const { status, body } = answer(failure, response);
+      res.status(status).json(body);
+    },
+  };
+}
