@@ -1,0 +1,170 @@
+// One verifying process of a deployment, for test/revocation.test.ts and bench/revocation.mjs (started by
+// revocation-cluster.mjs with child_process.fork). It loads the BUILT packages (@till/core and
+// @till/core/redis from dist: vitest's aliases do not reach child processes), shares one Redis through a
+// RedisStore, and verifies keys when asked over IPC. Asked to watch a key, it reports the first moment it
+// refuses the key with the expected code, found by whichever comes first:
+// - a store.onInvalidate listener added AFTER createTill, so it runs right after the verifier's own
+//   eviction, and verifies the key at once;
+// - a 1 ms setInterval loop that verifies every watched key.
+// Times are CLOCK_MONOTONIC in ms (process.hrtime), one clock for every process of the machine.
+// Full keys arrive over IPC and are never printed: messages carry key ids only.
+import { Redis } from 'ioredis';
+import { createTill, silentLogger } from '@till/core';
+import { RedisStore } from '@till/core/redis';
+
+const env = process.env;
+const name = env.TILL_WORKER_NAME ?? `till-worker-${process.pid}`;
+const namespace = env.TILL_NAMESPACE;
+if (!namespace || typeof process.send !== 'function') {
+  console.error('[revocation-worker] start me with fork() and TILL_NAMESPACE set');
+  process.exit(2);
+}
+const reconnectDelay = Number(env.TILL_RECONNECT_DELAY ?? 50);
+const cacheTtl = Number(env.TILL_CACHE_TTL ?? 60_000);
+const pollInterval = Number(env.TILL_POLL_INTERVAL ?? 1);
+const now = () => Number(process.hrtime.bigint()) / 1e6;
+
+// The subscriber the store makes is client.duplicate(), so it carries the same connection name: the
+// parent finds this worker's subscription in CLIENT LIST by that name.
+const client = new Redis(env.REDIS_URL ?? 'redis://127.0.0.1:6379', {
+  maxRetriesPerRequest: 1,
+  connectionName: name,
+  retryStrategy: () => reconnectDelay,
+});
+client.on('error', () => {});
+const store = new RedisStore({ client, namespace });
+const till = createTill({ store, cache: { ttl: cacheTtl, negativeTtl: cacheTtl }, logger: silentLogger });
+
+/** id -> full key (never printed). */
+const keys = new Map();
+/** id -> { key, expect, options, pending } for keys whose refusal is awaited. */
+const watches = new Map();
+/** What the invalidation channel told this process: ids heard, and how many "drop everything" (null). */
+const heard = { ids: new Map(), flushes: 0, lastFlushAt: null };
+
+const isPromise = (value) => typeof value?.then === 'function';
+const send = (message) => {
+  if (process.connected) process.send(message);
+};
+
+function settle(id, watch, result, via) {
+  if (watches.get(id) !== watch || result.code !== watch.expect) return;
+  const at = now();
+  watches.delete(id);
+  if (watches.size === 0) stopPolling();
+  send({ type: 'refused', id, code: result.code, at, via });
+}
+
+function check(id, via) {
+  const watch = watches.get(id);
+  if (watch === undefined || watch.pending) return;
+  const result = till.verify(watch.key, watch.options);
+  if (!isPromise(result)) return settle(id, watch, result, via);
+  watch.pending = true;
+  result.then((r) => {
+    watch.pending = false;
+    settle(id, watch, r, via);
+  });
+}
+
+// Added after createTill: listeners run in the order they subscribed, so the verifier has evicted the id already.
+store.onInvalidate((id) => {
+  if (id === null) {
+    heard.flushes++;
+    heard.lastFlushAt = now();
+    for (const watched of watches.keys()) check(watched, 'listener');
+  } else {
+    heard.ids.set(id, (heard.ids.get(id) ?? 0) + 1);
+    check(id, 'listener');
+  }
+});
+
+let poller;
+function startPolling() {
+  poller ??= setInterval(() => {
+    for (const id of watches.keys()) check(id, 'poll');
+  }, pollInterval);
+}
+function stopPolling() {
+  if (poller !== undefined) clearInterval(poller);
+  poller = undefined;
+}
+
+// Baseline for the benchmark: a plain SUBSCRIBE on its own connection, answering each PUBLISH.
+let ping;
+if (env.TILL_PING_CHANNEL) {
+  ping = client.duplicate({ connectionName: `${name}-ping` });
+  ping.on('error', () => {});
+  ping.on('message', (channel, message) => {
+    const at = now();
+    if (channel === env.TILL_PING_CHANNEL) send({ type: 'ping', seq: Number(message), at });
+  });
+  await ping.subscribe(env.TILL_PING_CHANNEL);
+}
+
+async function close() {
+  stopPolling();
+  await till.close();
+  await store.close();
+  ping?.disconnect();
+  client.disconnect();
+}
+
+const handlers = {
+  keys({ keys: list }) {
+    for (const { id, key } of list) keys.set(id, key);
+    return { count: keys.size };
+  },
+  /** Verifies each id once; `cached` tells whether the answer came from memory (synchronous). */
+  async verify({ ids, options }) {
+    const results = {};
+    for (const id of ids) {
+      const result = till.verify(keys.get(id), options);
+      const cached = !isPromise(result);
+      results[id] = { code: (cached ? result : await result).code, cached };
+    }
+    return { results };
+  },
+  watch({ id, expect, options }) {
+    if (!keys.has(id)) throw new Error(`unknown key id ${id}`);
+    watches.set(id, { key: keys.get(id), expect, options, pending: false });
+    startPolling();
+    return {};
+  },
+  unwatch({ id }) {
+    watches.delete(id);
+    if (watches.size === 0) stopPolling();
+    return {};
+  },
+  heard() {
+    return { ids: Object.fromEntries(heard.ids), flushes: heard.flushes, lastFlushAt: heard.lastFlushAt };
+  },
+  stats() {
+    return { ...till.verifier.stats };
+  },
+  time() {
+    return { at: now() };
+  },
+  async close() {
+    await close();
+    setImmediate(() => process.exit(0));
+    return {};
+  },
+};
+
+process.on('message', async (message) => {
+  const handler = handlers[message?.type];
+  try {
+    if (!handler) throw new Error(`unknown message type ${message?.type}`);
+    send({ type: 'reply', req: message.req, ok: true, ...(await handler(message)) });
+  } catch (error) {
+    send({ type: 'reply', req: message.req, ok: false, error: error instanceof Error ? error.message : String(error) });
+  }
+});
+
+// Never outlive the parent, nor run unbounded.
+process.on('disconnect', () => process.exit(0));
+setTimeout(() => process.exit(3), Number(env.TILL_WORKER_MAX_LIFETIME ?? 300_000)).unref();
+
+await new Promise((resolve) => (client.status === 'ready' ? resolve() : client.once('ready', resolve)));
+send({ type: 'ready', name, pid: process.pid });
