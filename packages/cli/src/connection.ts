@@ -1,7 +1,6 @@
 // Opening Till on Redis for one command: fail fast and clearly when Redis is not there, and let the process exit.
 import { createTill, type KeyManager, type Till } from '@till/core';
-import { RedisStore } from '@till/core/redis';
-import { Redis } from 'ioredis';
+import type { RedisStore } from '@till/core/redis';
 import { CliError, EXIT, usage } from './errors.js';
 
 export interface ConnectionOptions {
@@ -46,6 +45,8 @@ function redisUrl(options: ConnectionOptions, env: NodeJS.ProcessEnv): string {
  */
 export async function openSession(options: ConnectionOptions, env: NodeJS.ProcessEnv): Promise<Session> {
   const url = redisUrl(options, env);
+  // Loaded only when a command needs Redis: --help and input errors answer without paying for ioredis.
+  const [{ Redis }, { RedisStore }] = await Promise.all([import('ioredis'), import('@till/core/redis')]);
   const started = Date.now();
   const client = new Redis(url, {
     lazyConnect: true,

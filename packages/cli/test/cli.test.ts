@@ -1,0 +1,389 @@
+// The built `till` binary, run as a process against a real Redis: output, exit codes, and what it leaves in the store.
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTill, silentLogger, type KeyInfo, type Till } from '@till/core';
+import { RedisStore } from '@till/core/redis';
+import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '../../../test/helpers/redis.js';
+import { freePort } from '../../../test/helpers/redis-server.js';
+import { assertBuilt, hasScript, keysIn, occurrences, runTill, runTillInTerminal, snapshot, type Run } from './harness.js';
+
+const PEPPER = 'cli-test-pepper-0123456789abcdef';
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+const COMMANDS = ['create', 'list', 'show', 'update', 'revoke', 'rotate', 'disable', 'enable'];
+
+const namespace = uniqueNamespace();
+let client: Redis;
+let store: RedisStore;
+/** A Till on the same namespace and pepper as the CLI, with no cache: every check reads Redis. */
+let till: Till;
+const tills: Till[] = [];
+
+function tillAt(offsetMs: number): Till {
+  const made = createTill({ store, pepper: PEPPER, logger: silentLogger, cache: { ttl: 0, negativeTtl: 0 }, clock: () => Date.now() + offsetMs });
+  tills.push(made);
+  return made;
+}
+
+const env = () => ({ REDIS_URL: redisUrl(), TILL_PEPPER: PEPPER });
+const till$ = (...args: string[]) => runTill(['--namespace', namespace, ...args], env());
+const parse = <T = Record<string, unknown>>(run: Run): T => JSON.parse(run.stdout) as T;
+
+async function outcome(key: string, at = till): Promise<string> {
+  return (await at.verify(key)).code;
+}
+
+/** A key made through the API (faster than a process), for the commands that act on existing keys. */
+async function apiKey(name: string, extra: Partial<Parameters<Till['keys']['create']>[0]> = {}) {
+  return till.keys.create({ name, scopes: ['reports:read'], ownerId: 'team-api', ...extra });
+}
+
+/** The store holds no full key and no secret part of one. */
+async function expectStoreFreeOf(keys: readonly string[]): Promise<void> {
+  const dump = JSON.stringify(await snapshot(client, namespace));
+  for (const key of keys) {
+    const body = key.slice(key.length - 44);
+    expect(occurrences(dump, key), 'full key in the store').toBe(0);
+    expect(occurrences(dump, body.slice(16, 38)), 'secret in the store').toBe(0);
+  }
+}
+
+beforeAll(() => {
+  assertBuilt();
+  client = newClient();
+  store = new RedisStore({ client, namespace });
+  till = tillAt(0);
+});
+
+afterAll(async () => {
+  for (const t of tills) await t.close();
+  await store?.close();
+  await deleteNamespace(client, namespace);
+  client.disconnect();
+});
+
+describe('till --help', () => {
+  it('works on the program, the group and every command, with the exit codes', async () => {
+    const runs = await Promise.all([
+      runTill(['--help']),
+      runTill(['keys', '--help']),
+      ...COMMANDS.map((c) => runTill(['keys', c, '--help'])),
+      runTill(['keys', 'help', 'rotate']),
+      runTill(['--version']),
+    ]);
+    const [root, group, ...rest] = runs;
+    const version = rest.pop()!;
+    for (const run of runs) expect(run.code, run.stderr).toBe(0);
+    expect(root!.stdout).toContain('Usage: till');
+    expect(root!.stdout).toMatch(/Exit codes:[\s\S]*0 +done[\s\S]*1 +refused or failed[\s\S]*2 +usage error[\s\S]*3 +Redis unreachable/);
+    expect(root!.stdout).toMatch(/REDIS_URL[\s\S]*TILL_PEPPER[\s\S]*TILL_PREFIX/);
+    for (const c of COMMANDS) expect(group!.stdout).toContain(c);
+    COMMANDS.forEach((c, i) => {
+      expect(rest[i]!.stdout).toContain(`Usage: till keys ${c}`);
+      expect(rest[i]!.stdout).toContain('Exit codes:');
+    });
+    expect(rest[COMMANDS.length]!.stdout).toContain('--grace <duration>');
+    expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
+
+describe('till keys create', () => {
+  it('prints the key once with the warning and the record; only a hash is stored', async () => {
+    const run = await till$('keys', 'create', '--name', 'billing service', '--scope', 'invoices:read', '--scope', 'invoices:write,reports:*', '--owner', 'team-7', '--expires', '30d', '--meta', 'env=prod', '--meta', 'tier=2');
+    expect(run.code, run.stderr).toBe(0);
+    const [key, ...others] = keysIn(run.stdout + run.stderr);
+    expect(others).toHaveLength(0);
+    expect(key).toMatch(/^till_[0-9A-Za-z]{44}$/);
+    expect(occurrences(run.stdout, key!)).toBe(1);
+    expect(occurrences(run.stderr, key!)).toBe(0);
+    expect(run.stdout).toMatch(/only time this key is shown/i);
+    expect(run.stdout).toMatch(/cannot show it again/);
+
+    const id = key!.slice(5, 21);
+    expect(run.stdout).toMatch(new RegExp(`^id +${id}$`, 'm'));
+    expect(run.stdout).toMatch(/^name +billing service$/m);
+    expect(run.stdout).toMatch(/^owner +team-7$/m);
+    expect(run.stdout).toMatch(/^scopes +invoices:read, invoices:write, reports:\*$/m);
+    expect(run.stdout).toMatch(/^status +active$/m);
+    expect(run.stdout).toMatch(/^metadata +env=prod, tier=2$/m);
+    expect(run.stdout).toMatch(/^expires +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/m);
+
+    const record = (await till.keys.get(id))!;
+    expect(record).toMatchObject({ name: 'billing service', ownerId: 'team-7', scopes: ['invoices:read', 'invoices:write', 'reports:*'], metadata: { env: 'prod', tier: '2' } });
+    expect(Math.abs(record.expiresAt! - (Date.now() + 30 * DAY))).toBeLessThan(60_000);
+    expect(await outcome(key!)).toBe('VALID');
+    expect((await till.verify(key!, { scopes: ['invoices:write'] })).code).toBe('VALID');
+    await expectStoreFreeOf([key!]);
+  });
+
+  it('--json prints one document { key, record }, with --prefix, dates and not-before', async () => {
+    const expires = new Date(Date.now() + 10 * DAY).toISOString();
+    const [withJson, prefixed, fromEnv] = await Promise.all([
+      till$('keys', 'create', '--name', 'ci', '--scope', 'deploy:*', '--expires', expires, '--not-before', '1h', '--json'),
+      till$('keys', 'create', '--name', 'live', '--scope', 'a', '--prefix', 'sk_live', '--json'),
+      runTill(['--namespace', namespace, 'keys', 'create', '--name', 'env prefix', '--scope', 'a', '--json'], { ...env(), TILL_PREFIX: 'till_test' }),
+    ]);
+    for (const run of [withJson, prefixed, fromEnv]) expect(run.code, run.stderr).toBe(0);
+    const created = parse<{ key: string; record: KeyInfo & { status: string } }>(withJson);
+    expect(Object.keys(created).sort()).toEqual(['key', 'record']);
+    expect(occurrences(withJson.stdout, created.key)).toBe(1);
+    expect(created.record).toMatchObject({ name: 'ci', scopes: ['deploy:*'], ownerId: null, expiresAt: Date.parse(expires), status: 'not_yet_valid' });
+    expect(created.record).not.toHaveProperty('hash');
+    expect(Math.abs(created.record.notBefore! - (Date.now() + HOUR))).toBeLessThan(60_000);
+    expect(await outcome(created.key)).toBe('NOT_YET_VALID');
+    expect(await outcome(created.key, tillAt(HOUR + 60_000))).toBe('VALID');
+
+    const live = parse<{ key: string; record: KeyInfo }>(prefixed);
+    expect(live.key.startsWith('sk_live_')).toBe(true);
+    expect(live.record.prefix).toBe('sk_live');
+    expect(await outcome(live.key)).toBe('VALID');
+    expect(parse<{ key: string }>(fromEnv).key.startsWith('till_test_')).toBe(true);
+    await expectStoreFreeOf([created.key, live.key, parse<{ key: string }>(fromEnv).key]);
+  });
+});
+
+describe('till keys list and show', () => {
+  const owner = 'team-list';
+  const ids: Record<string, string> = {};
+
+  beforeAll(async () => {
+    // One key in each status; "expired" is made by a Till whose clock runs two days behind.
+    ids.active = (await apiKey('active one', { ownerId: owner, expiresIn: '30d' })).record.id;
+    ids.revoked = (await apiKey('revoked one', { ownerId: owner })).record.id;
+    await till.keys.revoke(ids.revoked, { reason: 'test' });
+    ids.disabled = (await apiKey('disabled one', { ownerId: owner })).record.id;
+    await till.keys.disable(ids.disabled);
+    ids.expired = (await tillAt(-2 * DAY).keys.create({ name: 'expired one', scopes: ['a'], ownerId: owner, expiresIn: '1d' })).record.id;
+    ids.later = (await apiKey('later one', { ownerId: owner, notBefore: Date.now() + DAY })).record.id;
+  });
+
+  it('lists a table with status, pages by cursor, follows --all, filters by --owner', async () => {
+    const [human, page1, all, other] = await Promise.all([
+      till$('keys', 'list', '--owner', owner),
+      till$('keys', 'list', '--owner', owner, '--limit', '2', '--json'),
+      till$('keys', 'list', '--owner', owner, '--limit', '2', '--all', '--json'),
+      till$('keys', 'list', '--owner', 'nobody'),
+    ]);
+    for (const run of [human, page1, all, other]) expect(run.code, run.stderr).toBe(0);
+    const lines = human.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^ID +NAME +OWNER +SCOPES +STATUS +CREATED +EXPIRES$/);
+    const statusOf = (id: string) => lines.find((l) => l.startsWith(id))?.split(/ {2,}/)[4];
+    expect(statusOf(ids.active!)).toBe('active');
+    expect(statusOf(ids.revoked!)).toBe('revoked');
+    expect(statusOf(ids.disabled!)).toBe('disabled');
+    expect(statusOf(ids.expired!)).toBe('expired');
+    expect(statusOf(ids.later!)).toBe('not yet valid');
+    expect(lines).toHaveLength(6);
+    expect(other.stdout).toBe('No keys.\n');
+
+    const first = parse<{ keys: KeyInfo[]; cursor: string | null }>(page1);
+    // The expired key was made with a clock two days behind, so it comes first in creation order.
+    expect(first.keys.map((k) => k.id)).toEqual([ids.expired, ids.active]);
+    expect(first.cursor).toEqual(expect.any(String));
+    const [page2, humanPage] = await Promise.all([
+      till$('keys', 'list', '--owner', owner, '--limit', '2', '--cursor', first.cursor!, '--json'),
+      till$('keys', 'list', '--owner', owner, '--limit', '2'),
+    ]);
+    expect(parse<{ keys: KeyInfo[] }>(page2).keys.map((k) => k.id)).toEqual([ids.revoked, ids.disabled]);
+    expect(humanPage.stdout).toContain(`--cursor ${first.cursor}`);
+    const everything = parse<{ keys: (KeyInfo & { status: string })[]; cursor: string | null }>(all);
+    expect(everything.cursor).toBeNull();
+    expect(everything.keys.map((k) => [k.id, k.status])).toEqual([
+      [ids.expired, 'expired'], [ids.active, 'active'], [ids.revoked, 'revoked'], [ids.disabled, 'disabled'], [ids.later, 'not_yet_valid'],
+    ]);
+    expect(all.stdout).not.toContain('"hash');
+  });
+
+  it('shows every field but the hash, for people and as JSON', async () => {
+    const [human, asJson] = await Promise.all([till$('keys', 'show', ids.revoked!), till$('keys', 'show', ids.revoked!, '--json')]);
+    expect(human.code, human.stderr).toBe(0);
+    expect(asJson.code, asJson.stderr).toBe(0);
+    for (const field of ['id', 'name', 'status', 'prefix', 'owner', 'scopes', 'metadata', 'created', 'updated', 'not before', 'expires', 'revoked', 'disabled', 'rotated from', 'rotated to', 'version']) {
+      expect(human.stdout).toMatch(new RegExp(`^${field} `, 'm'));
+    }
+    expect(human.stdout).toMatch(/^revoked +\S+ \(test\)$/m);
+    const { record } = parse<{ record: KeyInfo & { status: string } }>(asJson);
+    expect(record).toEqual({ ...(await till.keys.get(ids.revoked!)), status: 'revoked' });
+    expect(asJson.stdout + human.stdout).not.toMatch(/hash|sha256|hmac/i);
+  });
+});
+
+describe('till keys update', () => {
+  it('changes name, scopes (replacing them), metadata (merging) and expiry', async () => {
+    const { record } = await apiKey('to update', { metadata: { env: 'dev', trial: 'yes' }, expiresIn: '1d' });
+    const run = await till$('keys', 'update', record.id, '--name', 'updated', '--scope', 'a:read,b:write', '--meta', 'env=prod', '--unset-meta', 'trial', '--expires', '2099-01-01T00:00:00Z', '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const expected = { name: 'updated', scopes: ['a:read', 'b:write'], metadata: { env: 'prod' }, expiresAt: Date.parse('2099-01-01T00:00:00Z'), version: 2 };
+    expect(parse<{ record: KeyInfo }>(run).record).toMatchObject(expected);
+    expect(await till.keys.get(record.id)).toMatchObject(expected);
+
+    const never = await till$('keys', 'update', record.id, '--expires', 'never');
+    expect(never.code, never.stderr).toBe(0);
+    expect(never.stdout).toMatch(/^expires +never$/m);
+    expect((await till.keys.get(record.id))!.expiresAt).toBeNull();
+  });
+});
+
+describe('destructive commands', () => {
+  it('revoke asks first: without a terminal and without --yes it refuses and changes nothing', async () => {
+    const created = await apiKey('to revoke');
+    const id = created.record.id;
+    const before = await snapshot(client, namespace);
+    const refused = await Promise.all(['revoke', 'rotate', 'disable'].map((c) => till$('keys', c, id)));
+    for (const run of refused) {
+      expect(run.code).toBe(1);
+      expect(run.stderr).toMatch(/^till: refusing to \w+ key \w+ without confirmation: stdin is not a terminal; pass --yes/);
+      expect(run.ms).toBeLessThan(5000);
+    }
+    expect(await snapshot(client, namespace)).toEqual(before);
+
+    const run = await till$('keys', 'revoke', id, '--reason', 'leaked in a log', '--yes', '--json');
+    expect(run.code, run.stderr).toBe(0);
+    expect(parse<{ record: KeyInfo & { status: string } }>(run).record).toMatchObject({ id, status: 'revoked', revokedReason: 'leaked in a log' });
+    expect(await outcome(created.key)).toBe('REVOKED');
+
+    const again = await till$('keys', 'revoke', id);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('already revoked');
+  });
+
+  it.skipIf(!hasScript())('on a terminal, asks and acts only on yes', async () => {
+    const created = await apiKey('asked on a terminal');
+    const id = created.record.id;
+    const before = await snapshot(client, namespace);
+    const [declined, eof] = await Promise.all([
+      runTillInTerminal(['--namespace', namespace, 'keys', 'revoke', id], 'n\r', env()),
+      runTillInTerminal(['--namespace', namespace, 'keys', 'disable', id], '\u0004', env()),
+    ]);
+    for (const run of [declined, eof]) {
+      expect(run.stdout).toContain(`key ${id} ("asked on a terminal", owner team-api)?`);
+      expect(run.stdout).toMatch(/till: not confirmed: did not (revoke|disable) key/);
+      expect(run.code).toBe(1);
+    }
+    expect(await snapshot(client, namespace)).toEqual(before);
+
+    const accepted = await runTillInTerminal(['--namespace', namespace, 'keys', 'revoke', id, '--reason', 'asked'], 'y\r', env());
+    expect(accepted.code, accepted.stdout).toBe(0);
+    expect(accepted.stdout).toContain(`Revoked key ${id}.`);
+    expect(await outcome(created.key)).toBe('REVOKED');
+  });
+
+  it('rotate issues a new key printed once; the old key works through the grace period, then expires', async () => {
+    const old = await apiKey('to rotate', { metadata: { env: 'prod' } });
+    const run = await till$('keys', 'rotate', old.record.id, '--grace', '1h', '--yes', '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const rotated = parse<{ key: string; record: KeyInfo; previous: KeyInfo }>(run);
+    expect(Object.keys(rotated).sort()).toEqual(['key', 'previous', 'record']);
+    expect(occurrences(run.stdout, rotated.key)).toBe(1);
+    expect(occurrences(run.stdout, old.key)).toBe(0);
+    expect(rotated.record).toMatchObject({ name: 'to rotate', scopes: ['reports:read'], ownerId: 'team-api', metadata: { env: 'prod' }, rotatedFrom: old.record.id });
+    expect(rotated.previous).toMatchObject({ id: old.record.id, rotatedTo: rotated.record.id });
+    expect(Math.abs(rotated.previous.expiresAt! - (Date.now() + HOUR))).toBeLessThan(60_000);
+
+    expect(await outcome(rotated.key)).toBe('VALID');
+    expect(await outcome(old.key)).toBe('VALID');
+    const afterGrace = tillAt(HOUR + 60_000);
+    expect(await outcome(old.key, afterGrace)).toBe('EXPIRED');
+    expect(await outcome(rotated.key, afterGrace)).toBe('VALID');
+    await expectStoreFreeOf([rotated.key, old.key]);
+  });
+
+  it('rotate for people prints the new key once, both ids and the old expiry', async () => {
+    const old = await apiKey('to rotate, human');
+    const run = await till$('keys', 'rotate', old.record.id, '--yes');
+    expect(run.code, run.stderr).toBe(0);
+    const [key, ...others] = keysIn(run.stdout + run.stderr);
+    expect(others).toHaveLength(0);
+    expect(occurrences(run.stdout, key!)).toBe(1);
+    expect(run.stdout).toMatch(/only time this key is shown/i);
+    const newId = key!.slice(5, 21);
+    expect(run.stdout).toContain(`Rotated key ${old.record.id} to ${newId}`);
+    const oldLine = run.stdout.split('\n').find((l) => l.startsWith('old key'));
+    expect(oldLine).toMatch(new RegExp(`^old key +${old.record.id} +expires (\\S+) \\(grace 24h\\)$`));
+    const expires = Date.parse(/expires (\S+)/.exec(oldLine!)![1]!);
+    expect(Math.abs(expires - (Date.now() + DAY))).toBeLessThan(60_000);
+    expect((await till.keys.get(newId))!.rotatedFrom).toBe(old.record.id);
+  });
+
+  it('disable (with --yes) stops a key, enable brings it back', async () => {
+    const created = await apiKey('to disable');
+    const id = created.record.id;
+    const disabled = await till$('keys', 'disable', id, '--yes', '--json');
+    expect(disabled.code, disabled.stderr).toBe(0);
+    expect(parse<{ record: { status: string } }>(disabled).record.status).toBe('disabled');
+    expect(await outcome(created.key)).toBe('DISABLED');
+
+    const enabled = await till$('keys', 'enable', id);
+    expect(enabled.code, enabled.stderr).toBe(0);
+    expect(enabled.stdout).toMatch(/^status +active$/m);
+    expect(await outcome(created.key)).toBe('VALID');
+  });
+});
+
+describe('bad input changes nothing and says why', () => {
+  it('exits non-zero with a clear till: message on stderr for each mistake, and the store is unchanged', async () => {
+    const target = await apiKey('untouched', { expiresIn: '30d' });
+    const id = target.record.id;
+    const revoked = await apiKey('revoked already');
+    await till.keys.revoke(revoked.record.id);
+    const unknownId = 'A'.repeat(16);
+    const closedPort = await freePort();
+    const before = await snapshot(client, namespace);
+
+    const cases: [string, string[], number, RegExp, Record<string, string | undefined>?][] = [
+      ['unknown id (show)', ['keys', 'show', unknownId], 1, new RegExp(`^till: no key ${unknownId}\n$`)],
+      ['unknown id (revoke)', ['keys', 'revoke', unknownId, '--yes'], 1, /^till: no key /],
+      ['unknown id (rotate)', ['keys', 'rotate', unknownId, '--yes'], 1, /^till: no key /],
+      ['unknown id (update)', ['keys', 'update', unknownId, '--name', 'x'], 1, /^till: no key /],
+      ['unknown id (disable)', ['keys', 'disable', unknownId, '--yes'], 1, /^till: no key /],
+      ['unknown id (enable)', ['keys', 'enable', unknownId], 1, /^till: no key /],
+      ['malformed id', ['keys', 'show', 'not-an-id'], 1, /^till: invalid key id: an id is the 16 characters/],
+      ['malformed id (revoke)', ['keys', 'revoke', 'abc', '--yes'], 1, /^till: invalid key id/],
+      ['a whole key as id', ['keys', 'revoke', target.key, '--yes'], 1, new RegExp(`^till: that is a whole key, not a key id: use its id ${id}`)],
+      ['bad duration (--grace)', ['keys', 'rotate', id, '--grace', '3 days', '--yes'], 1, /^till: --grace must be like 30d/],
+      ['bad duration (--expires)', ['keys', 'create', '--name', 'x', '--scope', 'a', '--expires', '10x'], 1, /^till: invalid --expires "10x": give an ISO 8601 date/],
+      ['bad duration unit', ['keys', 'update', id, '--expires', '30dd'], 1, /^till: --expires must be like 30d/],
+      ['impossible date', ['keys', 'create', '--name', 'x', '--scope', 'a', '--expires', '2031-02-30'], 1, /^till: invalid --expires "2031-02-30"/],
+      ['date in the past', ['keys', 'create', '--name', 'x', '--scope', 'a', '--expires', '2020-01-01'], 1, /^till: --expires "2020-01-01" is not in the future/],
+      ['bad scope string', ['keys', 'create', '--name', 'x', '--scope', 'users read'], 1, /^till: invalid scope "users read": use segments/],
+      ['empty scope', ['keys', 'create', '--name', 'x', '--scope', 'a,,b'], 1, /^till: empty scope in --scope/],
+      ['bad scope (update)', ['keys', 'update', id, '--scope', 'a:*:b'], 1, /^till: invalid scope "a:\*:b"/],
+      ['missing --name', ['keys', 'create', '--scope', 'a'], 2, /^till: required option '--name <name>' not specified/],
+      ['missing --scope', ['keys', 'create', '--name', 'x'], 2, /^till: required option '--scope <scopes>' not specified/],
+      ['empty name', ['keys', 'create', '--name', ' ', '--scope', 'a'], 1, /^till: name must be a non-empty string/],
+      ['bad --meta', ['keys', 'create', '--name', 'x', '--scope', 'a', '--meta', 'novalue'], 1, /^till: invalid --meta "novalue": use key=value/],
+      ['bad --prefix', ['keys', 'create', '--name', 'x', '--scope', 'a', '--prefix', 'Bad-Prefix'], 1, /^till: invalid --prefix "Bad-Prefix"/],
+      ['bad --limit', ['keys', 'list', '--limit', '0'], 1, /^till: invalid --limit "0"/],
+      ['bad --cursor', ['keys', 'list', '--cursor', 'nope'], 1, /^till: invalid cursor/],
+      ['bad --reason', ['keys', 'revoke', id, '--reason', '', '--yes'], 1, /^till: invalid --reason/],
+      ['nothing to update', ['keys', 'update', id], 2, /^till: nothing to update/],
+      ['revoked key cannot change', ['keys', 'update', revoked.record.id, '--name', 'x'], 1, /^till: key \w+ is revoked; a revoked key cannot change/],
+      ['revoked key cannot rotate', ['keys', 'rotate', revoked.record.id, '--yes'], 1, /is revoked/],
+      ['unknown option', ['keys', 'list', '--colour'], 2, /^till: unknown option '--colour'/],
+      ['unknown command', ['keys', 'delete', id], 2, /^till: unknown command 'delete'/],
+      ['missing argument', ['keys', 'show'], 2, /^till: missing required argument 'id'/],
+      ['extra argument', ['keys', 'show', id, id], 2, /^till: too many arguments/],
+      ['bad namespace', ['--namespace', 'a{b}', 'keys', 'list'], 1, /^till: namespace must be a string without braces/],
+      ['short pepper', ['keys', 'list'], 1, /^till: .*pepper/i, { ...env(), TILL_PEPPER: 'short' }],
+      ['no Redis URL', ['keys', 'list'], 2, /^till: no Redis to talk to: pass --redis <url> or set REDIS_URL/, { REDIS_URL: undefined }],
+      ['not a Redis URL', ['keys', 'list', '--redis', 'http://127.0.0.1:6379'], 2, /^till: the Redis URL must start with redis:\/\//],
+      ['Redis unreachable', ['keys', 'create', '--name', 'x', '--scope', 'a', '--redis', `redis://127.0.0.1:${closedPort}`], 3, new RegExp(`^till: cannot reach Redis at redis://127.0.0.1:${closedPort}: connect ECONNREFUSED`)],
+      ['Redis unreachable (rotate)', ['keys', 'rotate', id, '--yes'], 3, /^till: cannot reach Redis/, { ...env(), REDIS_URL: `redis://127.0.0.1:${closedPort}` }],
+    ];
+    const runs = await Promise.all(
+      cases.map(([, args, , , caseEnv]) => (caseEnv ? runTill(args[0] === '--namespace' ? args : ['--namespace', namespace, ...args], caseEnv) : till$(...args))),
+    );
+    cases.forEach(([name, args, code, message], i) => {
+      const run = runs[i]!;
+      expect(run.code, `${name}: exit code (stderr: ${run.stderr.trim()})`).toBe(code);
+      expect(run.stderr, name).toMatch(message);
+      expect(run.stderr, `${name}: no stack trace`).not.toMatch(/^\s+at /m);
+      expect(run.stdout, `${name}: nothing on stdout`).toBe('');
+      if (args.includes(target.key)) expect(occurrences(run.stderr, target.key), `${name}: key echoed`).toBe(0);
+    });
+    const unreachable = runs[cases.findIndex(([name]) => name === 'Redis unreachable')]!;
+    // About 2 s of retries plus start-up; the bound is loose because the machine may be busy with other suites.
+    expect(unreachable.ms, 'gives up on Redis within seconds, never hangs').toBeLessThan(8000);
+    expect(await snapshot(client, namespace)).toEqual(before);
+  });
+});
