@@ -1,13 +1,13 @@
 // `pnpm bench`: the HTTP benchmark, then the core microbenchmark in a fresh process; prints a summary
 // and saves it to bench/results/latest.json. Targets print PASS or FAIL; the exit code is 0 either way.
 // Quick run: BENCH_DURATION=2 BENCH_ROUNDS=1 BENCH_CORE_CALLS=200000 pnpm bench
-import { execFileSync, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { coreConfigFromEnv, printCore } from './core.mjs';
 import { httpConfigFromEnv, printHttp, runHttp } from './http.mjs';
-import { fixed, int } from './stats.mjs';
+import { fixed, int, sourceState } from './stats.mjs';
 
 /** The core benchmark runs in its own process, so the HTTP run's heap and JIT state cannot touch it. */
 function runCoreInChild() {
@@ -17,18 +17,6 @@ function runCoreInChild() {
     child.once('message', (message) => (result = message));
     child.once('exit', (code) => (result ? resolve(result) : reject(new Error(`[bench] the core benchmark exited with code ${code}`))));
   });
-}
-
-/** Which code was measured: the commit, and whether packages/ had uncommitted changes (best effort). */
-function sourceState() {
-  const cwd = fileURLToPath(new URL('..', import.meta.url));
-  try {
-    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'packages'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
-    return { commit, dirty };
-  } catch {
-    return null;
-  }
 }
 
 const httpConfig = httpConfigFromEnv();

@@ -1,5 +1,8 @@
-// Small helpers shared by the benchmarks: configuration from the environment, medians, number formatting.
+// Small helpers shared by the benchmarks: configuration from the environment, medians, percentiles,
+// number formatting, and which code was measured.
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 /** A positive number from the environment, or `fallback`; anything else is a configuration error. */
 export function envNumber(name, fallback, { integer = false, min = 0 } = {}) {
@@ -16,6 +19,27 @@ export function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** Nearest-rank percentile (0-100) of values sorted in ascending order. */
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+/** count, min, p50, p90, p99, max and mean of a list of numbers. */
+export function distribution(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mean = sorted.reduce((sum, v) => sum + v, 0) / sorted.length;
+  return {
+    count: sorted.length,
+    min: sorted[0],
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    max: sorted[sorted.length - 1],
+    mean,
+  };
 }
 
 /** 1234567.8 -> "1,234,568" */
@@ -38,6 +62,18 @@ export function machineBusy() {
     const [user, nice, system, idle, iowait, irq, softirq, steal] = fields;
     // Ticks of 10 ms (USER_HZ is 100 on Linux).
     return (user + nice + system + irq + softirq + steal) * 10_000;
+  } catch {
+    return null;
+  }
+}
+
+/** Which code was measured: the commit, and whether packages/ had uncommitted changes (best effort). */
+export function sourceState() {
+  const cwd = fileURLToPath(new URL('..', import.meta.url));
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'packages'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+    return { commit, dirty };
   } catch {
     return null;
   }
