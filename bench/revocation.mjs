@@ -230,7 +230,9 @@ async function main() {
       row('revoke() call, in the revoking process', results.revokeCall),
     ]));
     console.log('');
-    console.log(`  Till adds ${ms(addedP50)} ms at p50 and ${ms(addedP99)} ms at p99 to a plain PUBLISH -> SUBSCRIBE`);
+    // A difference of medians is stable; one of tails is mostly scheduling noise (it can come out negative).
+    console.log(`  Till adds ${ms(addedP50)} ms at p50 to a plain PUBLISH -> SUBSCRIBE ` +
+      `(p99 ${ms(results.till.p99)} vs ${ms(results.baseline.p99)} ms: on a shared machine the tails are mostly scheduling)`);
     console.log(`  first refusal seen by: onInvalidate listener ${via.listener}, polling loop ${via.poll}; ` +
       `missing refusals ${missingRefusals}, missing baseline messages ${missingPings}`);
     console.log(`  key never revoked still cached VALID in every process: ${controlCached ? 'yes' : 'NO'}`);
