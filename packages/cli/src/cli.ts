@@ -25,4 +25,10 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   }
 }
 
+// `till keys list | head -1`: a reader that stops early is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error;
+  process.exit(process.exitCode ?? EXIT.OK);
+});
+
 process.exitCode = await run(process.argv);

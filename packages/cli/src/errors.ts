@@ -46,5 +46,5 @@ export function describeError(error: unknown): { message: string; exitCode: Exit
   }
   // A bug or something unforeseen: still one line; TILL_DEBUG=1 prints the stack.
   const message = error instanceof Error ? error.message : String(error);
-  return { message: `unexpected error: ${message}`, exitCode: EXIT.FAILED };
+  return { message: `unexpected error: ${message} (TILL_DEBUG=1 prints where)`, exitCode: EXIT.FAILED };
 }
