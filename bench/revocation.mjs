@@ -98,7 +98,6 @@ async function main() {
 
   const redis = await findRedis();
   const namespace = `till-bench:${randomBytes(6).toString('hex')}:`;
-  const channel = `${namespace}invalidate`;
   const pingChannel = `${namespace}bench-ping`;
   const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   admin.on('error', () => {});
@@ -130,7 +129,7 @@ async function main() {
   try {
     const version = String(await admin.info('server')).match(/redis_version:(\S+)/)?.[1] ?? '?';
     cluster = await startCluster({ redisUrl: redis.url, namespace, count: config.workers, cacheTtl: config.cacheTtl, pingChannel, label: 'bench' });
-    await waitForSubscribers(admin, channel, config.workers + 1); // the workers and this process's own Till
+    await cluster.waitUntilSubscribed(admin); // every worker's invalidation subscription
     await waitForSubscribers(admin, pingChannel, config.workers);
     const offsets = await cluster.clockOffsets(20);
     const worstOffset = Math.max(...offsets.map((o) => Math.abs(o.offset)));

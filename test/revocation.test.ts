@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { killSubscriber, now, startCluster, waitForSubscribers, type Cluster, type Refusal } from './helpers/revocation-cluster.mjs';
+import { killSubscriber, now, startCluster, type Cluster, type Refusal } from './helpers/revocation-cluster.mjs';
 import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from './helpers/redis.js';
 
 const WORKERS = 4;
@@ -26,7 +26,6 @@ const fmt = (ms: number) => ms.toFixed(2);
 
 describe('revocation across 4 processes sharing one Redis', () => {
   const namespace = uniqueNamespace();
-  const channel = `${namespace}invalidate`;
   let admin: Redis;
   let client: Redis;
   let store: RedisStore;
@@ -52,8 +51,8 @@ describe('revocation across 4 processes sharing one Redis', () => {
     store = new RedisStore({ client, namespace });
     till = createTill({ store, logger: silentLogger });
     cluster = await startCluster({ redisUrl: redisUrl(), namespace, count: WORKERS, cacheTtl: 60_000, reconnectDelay: RECONNECT_DELAY });
-    // Every worker's subscription, and this process's own, must be in place before anything changes.
-    await waitForSubscribers(admin, channel, WORKERS + 1);
+    // Every worker's subscription must be in place before anything changes.
+    await cluster.waitUntilSubscribed(admin);
     ids.revoked = await Promise.all(Array.from({ length: REVOCATIONS }, (_, i) => create(`revoked-${i}`)));
     ids.control = await create('control');
     ids.disabled = await create('disabled');
@@ -203,6 +202,6 @@ describe('revocation across 4 processes sharing one Redis', () => {
     expect(after[0]![ids.control]).toEqual({ code: 'VALID', cached: false });
     for (const results of after.slice(1)) expect(results[ids.control]).toEqual({ code: 'VALID', cached: true });
     // And it listens again.
-    await waitForSubscribers(admin, channel, WORKERS + 1);
+    await cluster!.waitUntilSubscribed(admin);
   });
 });

@@ -76,6 +76,7 @@ export interface Cluster {
   callAll<T extends keyof Requests>(type: T, payload?: Requests[T]): Promise<Array<Replies[T]>>;
   watch(id: string, expect: string, settings?: { options?: VerifyOptions; timeoutMs?: number }): Promise<{ refusals: Promise<Array<Refusal | null>> }>;
   pings(seq: number, timeoutMs?: number): Promise<Array<number | null>>;
+  waitUntilSubscribed(admin: Redis, timeoutMs?: number): Promise<void>;
   clockOffsets(rounds?: number): Promise<Array<{ offset: number; error: number }>>;
   stop(): Promise<void>;
 }

@@ -37,15 +37,20 @@ export async function waitForSubscribers(admin, channel, count, timeoutMs = 10_0
   }
 }
 
+/** The lines of CLIENT LIST as objects of their fields (id, name, sub, ...). */
+function pubsubClients(list) {
+  return String(list)
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => Object.fromEntries(line.trim().split(' ').map((field) => field.split('=', 2))));
+}
+
 /**
  * Kills the pub/sub connection(s) named `name` (a worker's subscriber: the store duplicates the worker's
  * client, name included), and only those: other suites share this Redis. Returns how many were killed.
  */
 export async function killSubscriber(admin, name) {
-  const list = await admin.client('LIST', 'TYPE', 'pubsub');
-  const ids = String(list)
-    .split('\n')
-    .map((line) => Object.fromEntries(line.trim().split(' ').map((field) => field.split('=', 2))))
+  const ids = pubsubClients(await admin.client('LIST', 'TYPE', 'pubsub'))
     .filter((fields) => fields.name === name)
     .map((fields) => fields.id);
   let killed = 0;
@@ -141,6 +146,24 @@ export async function startCluster(options) {
         offsets.push({ offset: best.offset, error: best.rtt / 2 });
       }
       return offsets;
+    },
+    /**
+     * Waits until every worker's store has its invalidation subscription in place: a pub/sub connection
+     * with the worker's name and at least one channel (SUBSCRIBE is asynchronous in every process).
+     */
+    async waitUntilSubscribed(admin, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const subscribed = new Set(
+          pubsubClients(await admin.client('LIST', 'TYPE', 'pubsub'))
+            .filter((fields) => Number(fields.sub) > 0)
+            .map((fields) => fields.name),
+        );
+        const missing = workers.filter((w) => !subscribed.has(w.name));
+        if (missing.length === 0) return;
+        if (Date.now() > deadline) throw new Error(`[revocation] not subscribed after ${timeoutMs} ms: ${missing.map((w) => w.name).join(', ')}`);
+        await sleep(10);
+      }
     },
     /** Closes every worker; kills those that do not exit within a second. Safe to call twice. */
     async stop() {

@@ -3,8 +3,8 @@
 // @till/core/redis from dist: vitest's aliases do not reach child processes), shares one Redis through a
 // RedisStore, and verifies keys when asked over IPC. Asked to watch a key, it reports the first moment it
 // refuses the key with the expected code, found by whichever comes first:
-// - a store.onInvalidate listener added AFTER createTill, so it runs right after the verifier's own
-//   eviction, and verifies the key at once;
+// - a store.onInvalidate listener added AFTER the verifier's own (so it runs right after the eviction),
+//   which verifies the key at once;
 // - a 1 ms setInterval loop that verifies every watched key.
 // Times are CLOCK_MONOTONIC in ms (process.hrtime), one clock for every process of the machine.
 // Full keys arrive over IPC and are never printed: messages carry key ids only.
@@ -67,7 +67,10 @@ function check(id, via) {
   });
 }
 
-// Added after createTill: listeners run in the order they subscribed, so the verifier has evicted the id already.
+// The verifier must be subscribed before the listener below, so that listeners, which run in the order
+// they subscribed, find the id already evicted. It subscribes when created, or (in later versions) on
+// its first verification: one throwaway verification covers both.
+till.verify('');
 store.onInvalidate((id) => {
   if (id === null) {
     heard.flushes++;
