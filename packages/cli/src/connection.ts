@@ -63,7 +63,7 @@ export async function openSession(options: ConnectionOptions, env: NodeJS.Proces
   let store: RedisStore | undefined;
   const close = async () => {
     await till?.close();
-    await store?.close(); // the invalidation subscriber that createTill's verifier opened
+    await store?.close(); // anything the store opened itself
     client.disconnect();
   };
   try {

@@ -1,12 +1,11 @@
 // What `till` prints: aligned tables and field lists for people, one JSON document for scripts.
-import { keyStatus, type KeyInfo, type KeyRecord, type KeyStatus } from '@till/core';
+import { keyStatus, type KeyInfo, type KeyStatus } from '@till/core';
 
 /** A record as printed by `--json`: the API's KeyInfo (times in epoch milliseconds) plus its status now. */
 export type KeyJson = KeyInfo & { status: KeyStatus };
 
 export function statusOf(info: KeyInfo, now: number): KeyStatus {
-  // keyStatus only reads revokedAt, disabled, expiresAt and notBefore, all of which KeyInfo has.
-  return keyStatus(info as KeyRecord, now);
+  return keyStatus(info, now);
 }
 
 export function toJson(info: KeyInfo, now: number): KeyJson {

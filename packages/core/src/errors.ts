@@ -8,6 +8,7 @@ export type TillErrorCode =
   | 'CONFLICT'
   | 'KEY_REVOKED'
   | 'KEY_ROTATED'
+  | 'KEY_DISABLED'
   | 'STORE_UNAVAILABLE'
   | 'STORE_ERROR'
   | 'MISSING_DEPENDENCY';

@@ -103,7 +103,7 @@ function assertNotRevoked(record: KeyRecord): void {
 function assertRotatable(record: KeyRecord): void {
   assertNotRevoked(record);
   if (record.rotatedTo !== null) throw new TillError('KEY_ROTATED', `[till] [keys] key ${record.id} was already rotated to ${record.rotatedTo}; rotate that key instead`);
-  if (record.disabled) fail(`key ${record.id} is disabled; enable it before rotating`);
+  if (record.disabled) throw new TillError('KEY_DISABLED', `[till] [keys] key ${record.id} is disabled; enable it before rotating`);
 }
 
 function checkMetadata(value: unknown): Record<string, unknown> {

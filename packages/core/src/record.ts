@@ -51,7 +51,7 @@ export function toVerifiedKey(record: KeyRecord): VerifiedKey {
 export type KeyStatus = 'active' | 'revoked' | 'disabled' | 'expired' | 'not_yet_valid';
 
 /** Status of a record at `now`, in the order the verifier checks them. */
-export function keyStatus(record: KeyRecord, now: number): KeyStatus {
+export function keyStatus(record: Pick<KeyRecord, 'revokedAt' | 'disabled' | 'expiresAt' | 'notBefore'>, now: number): KeyStatus {
   if (record.revokedAt !== null && record.revokedAt <= now) return 'revoked';
   if (record.disabled) return 'disabled';
   if (record.expiresAt !== null && record.expiresAt <= now) return 'expired';

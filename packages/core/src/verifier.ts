@@ -81,7 +81,7 @@ export class Verifier {
   private readonly staleWindow: number;
   private readonly unavailable: VerifyFailure;
   private readonly clock: Clock;
-  private readonly unsubscribe: () => void;
+  private unsubscribe: (() => void) | null = null;
 
   constructor(options: VerifierOptions) {
     if (!options || typeof options !== 'object' || !options.store || typeof options.store.get !== 'function') {
@@ -108,7 +108,14 @@ export class Verifier {
     this.cache = new LRUCache<string, Entry>({ max });
     this.clock = options.clock ?? systemClock;
     this.unavailable = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: Math.ceil(retryAfter) });
-    this.unsubscribe = this.store.onInvalidate((id) => this.invalidate(id));
+  }
+
+  /**
+   * Listens for changes from other processes; done on the first verification, so that a process
+   * that only manages keys (the CLI) never opens a subscription.
+   */
+  private subscribe(): void {
+    this.unsubscribe ??= this.store.onInvalidate((id) => this.invalidate(id));
   }
 
   /**
@@ -116,6 +123,7 @@ export class Verifier {
    * with a promise otherwise. Never throws and never rejects for a bad key or a down store.
    */
   verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
+    if (this.unsubscribe === null) this.subscribe();
     // Fast path, a fresh cached key: a key whose digest matches an issued key's is well-formed
     // and carries the right check, so parsing can wait for the keys that are not. Only memory
     // is read before the parse, never the store.
@@ -169,7 +177,9 @@ export class Verifier {
 
   /** Stops listening for invalidations. The store stays open. */
   close(): void {
-    this.unsubscribe();
+    this.unsubscribe?.();
+    // Closed for good: a later verification does not subscribe again.
+    this.unsubscribe = () => {};
   }
 
   private decide(entry: Entry, key: string, now: number, options: VerifyOptions | undefined, stale: boolean): VerifyResult {
