@@ -52,7 +52,8 @@ export type KeyStatus = 'active' | 'revoked' | 'disabled' | 'expired' | 'not_yet
 
 /** Status of a record at `now`, in the order the verifier checks them. */
 export function keyStatus(record: Pick<KeyRecord, 'revokedAt' | 'disabled' | 'expiresAt' | 'notBefore'>, now: number): KeyStatus {
-  if (record.revokedAt !== null && record.revokedAt <= now) return 'revoked';
+  // Revocation is immediate, whatever the clock of the host that revoked said.
+  if (record.revokedAt !== null) return 'revoked';
   if (record.disabled) return 'disabled';
   if (record.expiresAt !== null && record.expiresAt <= now) return 'expired';
   if (record.notBefore !== null && record.notBefore > now) return 'not_yet_valid';

@@ -41,3 +41,14 @@ describe('HTTP mapping', () => {
     expect(s.headers['www-authenticate']).toContain('error="insufficient_scope"');
   });
 });
+
+describe('keyStatus', () => {
+  it('counts a revocation at once, even one stamped ahead by a host whose clock runs fast', async () => {
+    const { keyStatus } = await import('../src/record.js');
+    const base = { disabled: false, expiresAt: null, notBefore: null };
+    expect(keyStatus({ ...base, revokedAt: 2_000 }, 1_000)).toBe('revoked');
+    expect(keyStatus({ ...base, revokedAt: null }, 1_000)).toBe('active');
+    expect(keyStatus({ ...base, revokedAt: null, expiresAt: 1_000 }, 1_000)).toBe('expired');
+    expect(keyStatus({ ...base, revokedAt: null, notBefore: 1_001 }, 1_000)).toBe('not_yet_valid');
+  });
+});

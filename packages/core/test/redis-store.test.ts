@@ -47,3 +47,34 @@ describe('RedisStore specifics', () => {
     expect(() => new RedisStore({ client, commandTimeout: 0 })).toThrow(/commandTimeout/);
   });
 });
+
+describe('RedisStore invalidation subscription', () => {
+  it('tells listeners to drop everything once subscribed, and subscribes even if Redis came up only later', async () => {
+    const { freePort, startRedisServer } = await import('../../../test/helpers/redis-server.js');
+    const { Redis } = await import('ioredis');
+    const port = await freePort();
+    // Redis is not there yet: the store's subscription must still come about when it is.
+    const client = new Redis(`redis://127.0.0.1:${port}`, { maxRetriesPerRequest: 1, retryStrategy: () => 50 });
+    client.on('error', () => {});
+    const store = new RedisStore({ client, namespace: 'sub-test:' });
+    const heard: Array<string | null> = [];
+    store.onInvalidate((id) => heard.push(id));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(heard).toEqual([]);
+    const server = await startRedisServer(port);
+    try {
+      const deadline = Date.now() + 5000;
+      while (!heard.includes(null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(heard).toEqual([null]);
+      const record = sampleRecord();
+      await store.insert(record);
+      await store.replace({ ...record, version: 2 }, 1);
+      while (!heard.includes(record.id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      expect(heard).toEqual([null, record.id]);
+    } finally {
+      await store.close();
+      client.disconnect();
+      await server.stop();
+    }
+  });
+});

@@ -50,6 +50,7 @@ export class RedisStore implements KeyStore {
   private readonly ownsSubscriber: boolean;
   private readonly listeners = new Set<InvalidationListener>();
   private subscribed = false;
+  private detach: (() => void) | undefined;
 
   constructor(options: RedisStoreOptions) {
     if (!options || typeof options !== 'object' || !options.client || typeof (options.client as Redis).get !== 'function') {
@@ -145,6 +146,9 @@ export class RedisStore implements KeyStore {
 
   async close(): Promise<void> {
     this.listeners.clear();
+    this.subscribed = false;
+    this.detach?.();
+    this.detach = undefined;
     if (this.subscriber && this.ownsSubscriber) {
       const sub = this.subscriber;
       this.subscriber = undefined;
@@ -155,27 +159,31 @@ export class RedisStore implements KeyStore {
   private subscribe(): void {
     this.subscribed = true;
     const sub = (this.subscriber ??= this.client.duplicate() as RedisClient);
-    let lostConnection = false;
-    sub.on('message', (channel: string, id: string) => {
+    const onMessage = (channel: string, id: string) => {
       if (channel === this.channel) this.emit(id);
-    });
-    sub.on('close', () => {
-      lostConnection = true;
-    });
-    // Messages published while the subscription was down are gone: after a reconnect every cached
-    // record may be stale, so listeners are told to drop them all.
-    sub.on('ready', () => {
-      if (lostConnection) {
-        lostConnection = false;
-        this.emit(null);
-      }
-    });
-    sub.on('error', () => {
-      // Reconnection is ioredis's job; an unhandled 'error' event would crash the process.
-    });
-    sub.subscribe(this.channel).catch(() => {
-      // Retried by ioredis on reconnect (autoResubscribe).
-    });
+    };
+    sub.on('message', onMessage);
+    // Subscribed on every (re)connection, and only once Redis confirms it are cached records
+    // dropped: anything cached before that moment, at start or during an outage, may have missed
+    // its message. A SUBSCRIBE that fails (Redis down at start) is tried again on the next
+    // connection, rather than left to ioredis, which only restores subscriptions it saw confirmed.
+    const confirm = () => {
+      sub.subscribe(this.channel).then(
+        () => this.emit(null),
+        () => {},
+      );
+    };
+    // Reconnection is ioredis's job; an unhandled 'error' event would crash the process.
+    const onError = () => {};
+    sub.on('ready', confirm);
+    sub.on('error', onError);
+    if (sub.status === 'ready') confirm();
+    this.detach = () => {
+      sub.off('message', onMessage);
+      sub.off('ready', confirm);
+      sub.off('error', onError);
+      sub.unsubscribe(this.channel).catch(() => {});
+    };
   }
 
   private emit(id: string | null): void {
