@@ -22,6 +22,8 @@ export function httpConfigFromEnv() {
     duration: envNumber('BENCH_DURATION', 3),
     warmup: envNumber('BENCH_WARMUP', 0.5),
     rounds: envNumber('BENCH_ROUNDS', 8, { integer: true }),
+    // Rounds in which all variants are loaded at once on the servers' CPU (0 turns them off).
+    pairedRounds: envNumber('BENCH_PAIRED_ROUNDS', 6, { integer: true }),
     connections: envNumber('BENCH_CONNECTIONS', 50, { integer: true }),
     pipelining: 1,
     // Pin the load generator to CPU 0 and the servers to CPU 1 (Linux, taskset): less scheduler noise.
@@ -91,6 +93,26 @@ function load(server, seconds, config) {
   });
 }
 
+/**
+ * Side by side: every variant under load at the same time, all servers sharing one CPU. The
+ * scheduler gives each an equal share, so each one's requests/s over bare's is the ratio of their
+ * costs per request, and a slow spell of the machine hits all of them alike. Steadier than the
+ * back-to-back rounds; it runs the servers with colder caches, so it is the stricter of the two.
+ */
+async function runPaired(servers, config, log) {
+  if (config.pairedRounds === 0) return null;
+  log(`HTTP side by side: ${config.pairedRounds} rounds of ${config.duration} s, all variants loaded at once`);
+  await Promise.all(VARIANTS.map((v) => load(servers[v.id], config.warmup, config)));
+  const ratios = Object.fromEntries(VARIANTS.map((v) => [v.id, []]));
+  for (let round = 0; round < config.pairedRounds; round++) {
+    const results = await Promise.all(VARIANTS.map((v) => load(servers[v.id], config.duration, config)));
+    const bare = results[0].requests.average;
+    VARIANTS.forEach((v, i) => ratios[v.id].push(results[i].requests.average / bare));
+    log(`  round ${round + 1}/${config.pairedRounds}  ` + VARIANTS.map((v, i) => `${v.id} ${int(results[i].requests.average)} (${fixed(ratios[v.id][round], 3)})`).join('   '));
+  }
+  return VARIANTS.map((v) => ({ id: v.id, label: v.label, ratio: median(ratios[v.id]), roundRatios: ratios[v.id] }));
+}
+
 /** Runs the rounds and returns per-variant figures: medians over rounds, and the median round ratio to bare Express. */
 export async function runHttp(config = httpConfigFromEnv(), log = console.log) {
   if (config.profileDir) mkdirSync(config.profileDir, { recursive: true });
@@ -155,8 +177,9 @@ export async function runHttp(config = httpConfigFromEnv(), log = console.log) {
         runs: runs[v.id],
       };
     });
+    const paired = await runPaired(servers, config, log);
     const till = variants.find((v) => v.id === 'till');
-    return { config: { ...config, profileDir: config.profileDir ?? undefined }, variants, target: HTTP_TARGET, pass: till.ratio >= HTTP_TARGET };
+    return { config: { ...config, profileDir: config.profileDir ?? undefined }, variants, paired, target: HTTP_TARGET, pass: till.ratio >= HTTP_TARGET };
   } finally {
     await Promise.all(Object.values(servers).map(stopServer));
   }
@@ -175,6 +198,9 @@ export function printHttp(result, log = console.log) {
   log('  CPU us/req: server process CPU per request; CPU ratio: bare\'s CPU/req over this one\'s (less disturbed by other load)');
   const busiest = Math.max(...result.variants.map((v) => v.otherCores ?? 0));
   if (busiest > 0.15) log(`  note: other programs used up to ${fixed(busiest, 2)} cores during some runs: requests/s figures are noisy`);
+  if (result.paired) {
+    log(`  side by side (median of ${result.config.pairedRounds} rounds): ` + result.paired.map((v) => `${v.label} ${fixed(v.ratio, 3)}`).join(', '));
+  }
   const till = result.variants.find((v) => v.id === 'till');
   log(`  target: apiKeyAuth() >= ${result.target} x bare Express: ${fixed(till.ratio, 3)} -> ${result.pass ? 'PASS' : 'FAIL'}`);
 }

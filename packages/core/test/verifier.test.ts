@@ -111,6 +111,20 @@ describe('Verifier', () => {
     expect(await till.verify(key, { scopes: ['reports:write', 'users:x'], scopeMode: 'any' })).toMatchObject({ code: 'VALID' });
   });
 
+  it('evicts the least recently used key when full, counting uses to the second', async () => {
+    const { till, store, advance } = setup({ max: 2, ttl: 60_000 });
+    const [a, b, c] = await Promise.all(['a', 'b', 'c'].map((name) => till.keys.create({ name, scopes: ['x'] })));
+    await till.verify(a!.key);
+    await till.verify(b!.key);
+    advance(1000);
+    expect(sync(till.verify(a!.key)).valid).toBe(true); // a use the cache hears of: a is now the most recent
+    await till.verify(c!.key); // full: evicts b, not a
+    const reads = store.reads;
+    expect(sync(till.verify(a!.key)).valid).toBe(true);
+    expect(await till.verify(b!.key)).toMatchObject({ valid: true });
+    expect(store.reads).toBe(reads + 1);
+  });
+
   it('reads the store once for many concurrent misses of one id (single-flight)', async () => {
     const { till, store } = setup();
     const { key } = await till.keys.create({ name: 'k', scopes: ['a'] });
