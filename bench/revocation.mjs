@@ -18,6 +18,7 @@ import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { now, startCluster, waitForSubscribers } from '../test/helpers/revocation-cluster.mjs';
 import { distribution, envNumber, fixed, sourceState, table } from './stats.mjs';
+import { deleteNamespace, redisAnswers } from '../test/helpers/redis-tools.mjs';
 
 /** The target: every process refuses a revoked key within this many milliseconds, at p99. */
 export const REVOCATION_TARGET_MS = 100;
@@ -36,18 +37,6 @@ const config = {
 const root = fileURLToPath(new URL('..', import.meta.url));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function answers(url) {
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000 });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    return (await client.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    client.disconnect();
-  }
-}
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -67,25 +56,17 @@ async function findRedis() {
   if (hostname !== '127.0.0.1' && hostname !== 'localhost') {
     throw new Error(`[bench] the revocation benchmark runs against a Redis on 127.0.0.1 only, not ${hostname}`);
   }
-  if (await answers(url)) return { url, stop: async () => {} };
+  if (await redisAnswers(url)) return { url, stop: async () => {} };
   if (spawnSync('sh', ['-c', 'command -v redis-server']).status !== 0) {
     throw new Error(`[bench] no Redis answers at ${url} and there is no redis-server to start: install Redis or set REDIS_URL`);
   }
   const port = await freePort();
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   const started = `redis://127.0.0.1:${port}`;
-  for (let i = 0; i < 200 && !(await answers(started)); i++) await sleep(25);
+  for (let i = 0; i < 200 && !(await redisAnswers(started)); i++) await sleep(25);
   return { url: started, stop: async () => void child.kill('SIGKILL'), own: true };
 }
 
-async function deleteNamespace(client, namespace) {
-  let cursor = '0';
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${namespace}*`, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) await client.del(...keys);
-  } while (cursor !== '0');
-}
 
 const ms = (n) => fixed(n, 2);
 const row = (label, d) => [label, d.count, ms(d.p50), ms(d.p90), ms(d.p99), ms(d.max), ms(d.mean)];

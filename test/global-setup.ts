@@ -1,27 +1,14 @@
 // Makes sure a real Redis answers for the suites: REDIS_URL if it answers, else 127.0.0.1:6379, else one we start.
 import type { ChildProcess } from 'node:child_process';
-import { Redis } from 'ioredis';
+import { redisAnswers } from './helpers/redis-tools.mjs';
 import { freePort, redisServerBinary, startRedisServer } from './helpers/redis-server.js';
-
-async function answers(url: string): Promise<boolean> {
-  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000 });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-    return (await client.ping()) === 'PONG';
-  } catch {
-    return false;
-  } finally {
-    client.disconnect();
-  }
-}
 
 let started: ChildProcess | undefined;
 
 export async function setup({ provide }: { provide: (key: string, value: unknown) => void }): Promise<void> {
   const candidates = [process.env.REDIS_URL, 'redis://127.0.0.1:6379'].filter((u): u is string => !!u);
   for (const url of candidates) {
-    if (await answers(url)) {
+    if (await redisAnswers(url)) {
       provide('redisUrl', url);
       return;
     }

@@ -18,12 +18,4 @@ export function uniqueNamespace(): string {
   return `till-test:${randomBytes(6).toString('hex')}:`;
 }
 
-/** Deletes every Redis key under `namespace`. */
-export async function deleteNamespace(client: Redis, namespace: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${namespace}*`, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) await client.del(...keys);
-  } while (cursor !== '0');
-}
+export { deleteNamespace } from './redis-tools.mjs';
