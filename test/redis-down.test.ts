@@ -92,4 +92,31 @@ describe('when Redis goes down and comes back', () => {
     expect((await get(keys.warm!)).status).toBe(200);
     expect((await get(keys.revoked!)).status).toBe(401);
   });
+
+  it('answers 503 within the command timeout when Redis hangs, and recovers when it answers again', async () => {
+    // CLIENT PAUSE holds every command of every client: a Redis that accepts connections but does not answer.
+    const admin = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    admin.on('error', () => {});
+    const cold = (await till.keys.create({ name: 'slow', scopes: ['a'] })).key;
+    await admin.client('PAUSE', 1500, 'ALL');
+    try {
+      const started = Date.now();
+      const res = await get(cold);
+      expect(res.status).toBe(503);
+      expect(res.body.code).toBe('STORE_UNAVAILABLE');
+      // 300 ms command timeout, plus the request itself: far below the 1.5 s pause.
+      expect(Date.now() - started).toBeLessThan(1000);
+      expect((await get(keys.warm!)).status).toBe(200); // cached and fresh enough, or within the stale window
+    } finally {
+      await admin.client('UNPAUSE').catch(() => {});
+      admin.disconnect();
+    }
+    const deadline = Date.now() + 5000;
+    let status = 0;
+    while (Date.now() < deadline && status !== 200) {
+      status = (await get(cold)).status;
+      if (status !== 200) await sleep(50);
+    }
+    expect(status).toBe(200);
+  });
 });
