@@ -46,7 +46,12 @@ export interface KeyManagerOptions {
 export interface KeyPatch {
   name?: string;
   scopes?: readonly string[];
+  /** Replaces all metadata. */
   metadata?: Record<string, unknown>;
+  /** Sets these metadata entries and keeps the others (merged with the key's current metadata). */
+  setMetadata?: Record<string, unknown>;
+  /** Removes these metadata entries. */
+  unsetMetadata?: readonly string[];
   /** A new expiry; null removes it. */
   expiresAt?: Date | number | null;
   /** A new expiry as a duration from now. Not with `expiresAt`. */
@@ -60,7 +65,7 @@ export interface RotatedKey extends CreatedKey {
   readonly previous: KeyInfo;
 }
 
-const PATCH_FIELDS = ['name', 'scopes', 'metadata', 'expiresAt', 'expiresIn', 'notBefore', 'disabled'];
+const PATCH_FIELDS = ['name', 'scopes', 'metadata', 'setMetadata', 'unsetMetadata', 'expiresAt', 'expiresIn', 'notBefore', 'disabled'];
 const DEFAULT_GRACE = '24h';
 const MAX_TEXT = 200;
 const MAX_METADATA_BYTES = 4096;
@@ -200,6 +205,11 @@ export class KeyManager {
     if (patch.name !== undefined) changes.name = checkText(patch.name, 'name');
     if (patch.scopes !== undefined) changes.scopes = normalizeGrants(patch.scopes, 'keys');
     if (patch.metadata !== undefined) changes.metadata = checkMetadata(patch.metadata);
+    const merging = patch.setMetadata !== undefined || patch.unsetMetadata !== undefined;
+    if (merging && patch.metadata !== undefined) fail('give metadata (a replacement) or setMetadata/unsetMetadata (a merge), not both');
+    const set = patch.setMetadata === undefined ? {} : checkMetadata(patch.setMetadata);
+    const unset = patch.unsetMetadata ?? [];
+    if (!Array.isArray(unset) || !unset.every((k) => typeof k === 'string')) fail('unsetMetadata must be an array of entry names');
     if (patch.disabled !== undefined) {
       if (typeof patch.disabled !== 'boolean') fail('disabled must be true or false');
       changes.disabled = patch.disabled;
@@ -210,6 +220,12 @@ export class KeyManager {
     return this.change(id, (record) => {
       assertNotRevoked(record);
       const next = { ...record, ...changes };
+      if (merging) {
+        // Merged inside the compare-and-set, so a concurrent metadata change is never lost.
+        const metadata: Record<string, unknown> = { ...record.metadata, ...set };
+        for (const name of unset) delete metadata[name];
+        next.metadata = checkMetadata(metadata);
+      }
       checkWindow(next.expiresAt, next.notBefore);
       return next;
     });

@@ -124,6 +124,19 @@ describe.each([
     expect(final.scopes).toEqual(['b:read']);
   });
 
+  it('merges metadata inside the compare-and-set: concurrent merges all land', async () => {
+    const { till, store } = setup();
+    const { record } = await make(till);
+    const other = createTill({ store, clock: () => T0 });
+    await Promise.all([
+      ...Array.from({ length: 6 }, (_, i) => till.keys.update(record.id, { setMetadata: { [`k${i}`]: i } })),
+      other.keys.update(record.id, { unsetMetadata: ['env'] }),
+    ]);
+    expect((await till.keys.get(record.id))!.metadata).toEqual({ k0: 0, k1: 1, k2: 2, k3: 3, k4: 4, k5: 5 });
+    await expect(till.keys.update(record.id, { metadata: {}, setMetadata: { a: 1 } })).rejects.toThrow(/not both/);
+    await expect(till.keys.update(record.id, { setMetadata: { big: 'x'.repeat(5000) } })).rejects.toThrow(/4096 bytes/);
+  });
+
   it('rotates: same settings, linked, old key valid through the grace period only', async () => {
     const { till, advance } = setup();
     const old = await make(till, { expiresIn: '10d' });

@@ -5,7 +5,6 @@ import type { Context } from '../context.js';
 import { usage } from '../errors.js';
 import * as input from '../input.js';
 import { details, json, toJson } from '../output.js';
-import { existingKey } from './show.js';
 
 interface UpdateOptions {
   name?: string;
@@ -49,11 +48,9 @@ export function registerUpdate(keys: Command, ctx: Context): void {
       }
       const keyManager = await ctx.keys(command);
       if (changesMeta) {
-        // Metadata entries merge into the current ones. The update itself is a compare-and-set in
-        // core; a metadata change racing this one between the read and the write would be lost.
-        const metadata: Record<string, unknown> = { ...(await existingKey(keyManager, id)).metadata, ...setMeta };
-        for (const key of unsetMeta) delete metadata[key];
-        patch.metadata = metadata;
+        // Merged by core inside its compare-and-set: a concurrent metadata change is not lost.
+        patch.setMetadata = setMeta;
+        patch.unsetMetadata = unsetMeta;
       }
       const record = await keyManager.update(id, patch);
       const at = ctx.now();
