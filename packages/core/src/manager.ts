@@ -275,6 +275,11 @@ export class KeyManager {
     try {
       const previous = await this.change(id, (record, t) => {
         assertRotatable(record);
+        // The new key copied the record as read above: if the key changed since (narrower scopes,
+        // another owner), the copy is wrong, so the rotation is abandoned and the new key revoked.
+        if (record.version !== old.version) {
+          throw new TillError('CONFLICT', `[till] [keys] key ${id} changed during the rotation; rotate it again`);
+        }
         const graceEnd = t + grace;
         return { ...record, rotatedTo: created.record.id, expiresAt: record.expiresAt === null ? graceEnd : Math.min(record.expiresAt, graceEnd) };
       });

@@ -71,7 +71,13 @@ export function decodeRecord(json: string): KeyRecord {
   for (const [field, type] of FIELDS) {
     if (typeof value[field] !== type) throw new Error(`stored key record has no valid "${field}"`);
   }
-  if (!Array.isArray(value.scopes)) throw new Error('stored key record has no valid "scopes"');
+  if (!Array.isArray(value.scopes) || !value.scopes.every((s) => typeof s === 'string')) throw new Error('stored key record has no valid "scopes"');
+  if (value.hashAlgorithm !== 'sha256' && value.hashAlgorithm !== 'hmac-sha256') throw new Error('stored key record has an unknown "hashAlgorithm"');
+  // A time of the wrong type would make a status check pass: refuse the record instead.
+  for (const field of ['expiresAt', 'notBefore', 'revokedAt'] as const) {
+    const t = value[field];
+    if (t !== undefined && t !== null && !Number.isSafeInteger(t)) throw new Error(`stored key record has no valid "${field}"`);
+  }
   return {
     ownerId: null, metadata: {}, expiresAt: null, notBefore: null, revokedAt: null, revokedReason: null,
     rotatedFrom: null, rotatedTo: null,

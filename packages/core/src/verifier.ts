@@ -168,6 +168,9 @@ export class Verifier {
       () => {
         this.stats.storeErrors++;
         const t = this.clock();
+        // Read the cache again: a change heard while the store read was under way removed the
+        // entry, and a key this process knows has changed must not be served stale.
+        const entry = this.cache.peek(id);
         if (entry?.record && this.staleWindow > 0 && t - entry.fetchedAt < this.ttl + this.staleWindow) {
           this.stats.staleHits++;
           return this.decide(entry, key as string, t, options, true);
@@ -209,8 +212,9 @@ export class Verifier {
     const status = keyStatus(record, now);
     if (status !== 'active') return this.fail(STATUS_CODES[status], record.id);
     if (options?.scopes !== undefined && options.scopes.length > 0) {
-      const mode = options.scopeMode ?? 'all';
-      const ok = mode === 'all' ? entry.scopes!.hasAll(options.scopes) : entry.scopes!.hasAny(options.scopes);
+      // Anything but 'any' means all: a misspelt mode must not weaken the check.
+      const mode = options.scopeMode === 'any' ? 'any' : 'all';
+      const ok = Array.isArray(options.scopes) && (mode === 'all' ? entry.scopes!.hasAll(options.scopes) : entry.scopes!.hasAny(options.scopes));
       if (!ok) return Object.freeze({ valid: false, code: 'INSUFFICIENT_SCOPE', keyId: record.id, requiredScopes: options.scopes, scopeMode: mode });
     }
     if (!stale) return entry.fresh!;

@@ -182,6 +182,22 @@ describe.each([
     expect(names).toEqual(['disabled', 'once', 'once', 'once', 'revoked']);
   });
 
+  it('abandons a rotation when the key changed meanwhile, so the new key never carries stale settings', async () => {
+    const { till, store } = setup();
+    const old = await make(till, { scopes: ['admin:*', 'users:read'] });
+    // The narrowing lands between the rotation's read and its write (inside the new key's insert).
+    const insert = store.insert.bind(store);
+    store.insert = async (record) => {
+      await till.keys.update(old.record.id, { scopes: ['users:read'] });
+      return insert(record);
+    };
+    await expect(till.keys.rotate(old.record.id, { grace: '1h' })).rejects.toMatchObject({ code: 'CONFLICT' });
+    const all = (await till.keys.list({ ownerId: 'team-1' })).keys;
+    const made = all.find((k) => k.rotatedFrom === old.record.id)!;
+    expect(made.revokedReason).toBe('rotation aborted');
+    expect((await till.keys.get(old.record.id))!).toMatchObject({ rotatedTo: null, scopes: ['users:read'] });
+  });
+
   it('lets exactly one of two concurrent rotations of one key win, and revokes the loser\'s new key', async () => {
     const { till, store } = setup();
     const other = createTill({ store, clock: () => T0 });

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { RedisStore } from '../src/redis/index.js';
 import { TillError } from '../src/errors.js';
-import { deleteNamespace, newClient, uniqueNamespace } from '../../../test/helpers/redis.js';
+import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '../../../test/helpers/redis.js';
 import { describeStoreConformance, sampleRecord } from './store-conformance.js';
 
 describeStoreConformance('redis', async () => {
@@ -37,8 +37,37 @@ describe('RedisStore specifics', () => {
   it('reports a corrupt record as a store error, not as a key', async () => {
     const store = new RedisStore({ client, namespace });
     const record = sampleRecord();
-    await client.set(`${namespace}{${record.id}}:k`, '{"id":1}');
-    await expect(store.get(record.id)).rejects.toMatchObject({ code: 'STORE_ERROR' });
+    const corrupt = [
+      '{"id":1}',
+      JSON.stringify({ ...record, expiresAt: '2020-01-01T00:00:00Z' }),
+      JSON.stringify({ ...record, notBefore: { later: true } }),
+      JSON.stringify({ ...record, revokedAt: 'yes' }),
+      JSON.stringify({ ...record, hashAlgorithm: 'md5' }),
+      JSON.stringify({ ...record, scopes: [1] }),
+    ];
+    for (const json of corrupt) {
+      await client.set(`${namespace}{${record.id}}:k`, json);
+      await expect(store.get(record.id), json.slice(0, 60)).rejects.toMatchObject({ code: 'STORE_ERROR' });
+    }
+  });
+
+  it('subscribes with a lazyConnect client too', async () => {
+    const { Redis } = await import('ioredis');
+    const lazy = new Redis(redisUrl(), { lazyConnect: true, maxRetriesPerRequest: 1 });
+    lazy.on('error', () => {});
+    const listening = new RedisStore({ client: lazy, namespace });
+    const writer = new RedisStore({ client, namespace });
+    const heard: Array<string | null> = [];
+    listening.onInvalidate((id) => heard.push(id));
+    const deadline = Date.now() + 3000;
+    while (!heard.includes(null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const record = sampleRecord();
+    await writer.insert(record);
+    await writer.replace({ ...record, version: 2 }, 1);
+    while (!heard.includes(record.id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(heard).toEqual([null, record.id]);
+    await listening.close();
+    lazy.disconnect();
   });
 
   it('checks its options', () => {

@@ -177,6 +177,27 @@ describe('Verifier', () => {
     expect(await till.verify(key)).toMatchObject({ valid: true, stale: false });
   });
 
+  it('does not serve from the stale window a key whose change this process heard during the failed read', async () => {
+    const { till, store, advance } = setup({ ttl: 1000, staleWindow: 60_000 });
+    const { key, record } = await till.keys.create({ name: 'k', scopes: ['a'] });
+    await till.verify(key);
+    advance(1000);
+    let open!: () => void;
+    store.gate = new Promise((r) => (open = r));
+    store.down = true;
+    const pending = till.verify(key);
+    till.verifier.invalidate(record.id); // the revocation message arrives while the read hangs
+    open();
+    expect(await pending).toMatchObject({ code: 'STORE_UNAVAILABLE' });
+  });
+
+  it('treats a misspelt scope mode as "all", never as "any"', async () => {
+    const { till } = setup();
+    const { key } = await till.keys.create({ name: 'k', scopes: ['a'] });
+    expect(await till.verify(key, { scopes: ['a', 'admin'], scopeMode: 'ALL' as never })).toMatchObject({ code: 'INSUFFICIENT_SCOPE' });
+    expect(await till.verify(key, { scopes: 'a' as never })).toMatchObject({ code: 'INSUFFICIENT_SCOPE' });
+  });
+
   it('never serves stale when the window is 0', async () => {
     const { till, store, advance } = setup({ ttl: 1000, staleWindow: 0 });
     const { key } = await till.keys.create({ name: 'k', scopes: ['a'] });

@@ -178,6 +178,9 @@ export class RedisStore implements KeyStore {
     sub.on('ready', confirm);
     sub.on('error', onError);
     if (sub.status === 'ready') confirm();
+    // A client made with lazyConnect (and its duplicate) waits for a first command; a subscriber
+    // that never connected would never hear a revocation.
+    else if (sub.status === 'wait') sub.connect().catch(() => {});
     this.detach = () => {
       sub.off('message', onMessage);
       sub.off('ready', confirm);
