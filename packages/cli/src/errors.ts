@@ -1,5 +1,5 @@
 // Exit codes, the CLI's own error, and how any error becomes one line on stderr and a code.
-import { isTillError } from '@till/core';
+import { isTillError, KEY_PATTERN, parseKey } from '@till/core';
 
 /** What `till` exits with; documented in `till --help` and the README. */
 export const EXIT = {
@@ -47,4 +47,27 @@ export function describeError(error: unknown): { message: string; exitCode: Exit
   // A bug or something unforeseen: still one line; TILL_DEBUG=1 prints the stack.
   const message = error instanceof Error ? error.message : String(error);
   return { message: `unexpected error: ${message} (TILL_DEBUG=1 prints where)`, exitCode: EXIT.FAILED };
+}
+
+// Anything shaped like the start of a key: a prefix, an underscore and 17 or more base62
+// characters (a 16-character id and the start of a secret). Messages echo inputs in part.
+const KEY_START = /\b([a-z][a-z0-9]*(?:_[a-z0-9]+)*_[0-9A-Za-z]{16})[0-9A-Za-z]+/g;
+
+/** A message with any key, whole or cut short, reduced to its prefix and public id. */
+export function redactKeys(message: string): string {
+  return message.replace(KEY_START, '$1…');
+}
+
+/**
+ * The id of the first full API key among the arguments, or null. No command takes a whole key:
+ * one on the command line is a key in shell history and process lists.
+ */
+export function keyInArguments(argv: readonly string[]): string | null {
+  for (const arg of argv) {
+    for (const match of arg.matchAll(KEY_PATTERN)) {
+      const parsed = parseKey(match[0]);
+      if (parsed.ok) return parsed.id;
+    }
+  }
+  return null;
 }

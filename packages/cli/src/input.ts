@@ -42,7 +42,8 @@ export function metadata(values: readonly string[]): Record<string, string> {
   for (const value of values) {
     const eq = value.indexOf('=');
     if (eq < 1) throw failed(`invalid --meta ${JSON.stringify(value.slice(0, 64))}: use key=value`);
-    out[value.slice(0, eq)] = value.slice(eq + 1);
+    // defineProperty, not assignment: `__proto__=x` must become an entry, not vanish.
+    Object.defineProperty(out, value.slice(0, eq), { value: value.slice(eq + 1), enumerable: true, writable: true, configurable: true });
   }
   return out;
 }
