@@ -381,7 +381,7 @@ describe('bad input changes nothing and says why', () => {
     const runs = await Promise.all(
       cases.map(([, args, , , caseEnv]) => (caseEnv ? runTill(args[0] === '--namespace' ? args : ['--namespace', namespace, ...args], caseEnv) : till$(...args))),
     );
-    cases.forEach(([name, args, code, message], i) => {
+    cases.forEach(([name, , code, message], i) => {
       const run = runs[i]!;
       expect(run.code, `${name}: exit code (stderr: ${run.stderr.trim()})`).toBe(code);
       expect(run.stderr, name).toMatch(message);
