@@ -18,6 +18,11 @@ export interface CacheOptions {
   /** Milliseconds an unknown id is remembered as unknown. Default 5,000. */
   negativeTtl?: number;
   /**
+   * Most unknown ids remembered. They have a cache of their own, so a flood of made-up keys can
+   * never push real keys out (and with them the stale window). Default 10,000.
+   */
+  negativeMax?: number;
+  /**
    * Milliseconds past `ttl` during which a key that verified recently keeps working while the
    * store is unreachable. Default 300,000 (5 minutes); 0 turns it off.
    */
@@ -68,7 +73,7 @@ export interface VerifierStats {
   storeErrors: number;
 }
 
-const DEFAULT_CACHE = { max: 10_000, ttl: 30_000, negativeTtl: 5_000, staleWindow: 300_000 };
+const DEFAULT_CACHE = { max: 10_000, ttl: 30_000, negativeTtl: 5_000, negativeMax: 10_000, staleWindow: 300_000 };
 
 function checkMillis(value: unknown, name: string, min: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
@@ -83,6 +88,8 @@ export class Verifier {
   private readonly hasher: KeyHasher;
   private readonly prefixes: ReadonlySet<string> | null;
   private readonly cache: LRUCache<string, Entry>;
+  /** Unknown ids, apart from the keys: see CacheOptions.negativeMax. */
+  private readonly unknown: LRUCache<string, Entry>;
   private readonly inflight = new Map<string, Promise<Entry>>();
   private readonly ttl: number;
   private readonly negativeTtl: number;
@@ -114,6 +121,9 @@ export class Verifier {
     this.hasher = options.hasher ?? createHasher();
     this.prefixes = options.prefixes ? new Set(options.prefixes) : null;
     this.cache = new LRUCache<string, Entry>({ max });
+    const negativeMax = checkMillis(cache.negativeMax, 'cache.negativeMax', 1);
+    if (!Number.isInteger(negativeMax)) throw new TillError('INVALID_OPTIONS', '[till] [verifier] cache.negativeMax must be an integer');
+    this.unknown = new LRUCache<string, Entry>({ max: negativeMax });
     this.clock = options.clock ?? systemClock;
     this.unavailable = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: Math.ceil(retryAfter) });
   }
@@ -157,7 +167,7 @@ export class Verifier {
     if (this.prefixes !== null && !this.prefixes.has(parsed.prefix)) return failure('MALFORMED');
     const id = parsed.id;
     const now = this.clock();
-    const entry = this.cache.get(id);
+    const entry = this.cache.get(id) ?? this.unknown.get(id);
     if (entry !== undefined && now - entry.fetchedAt < (entry.record ? this.ttl : this.negativeTtl)) {
       this.stats.hits++;
       return this.decide(entry, key as string, now, options, false);
@@ -184,9 +194,11 @@ export class Verifier {
   invalidate(id: string | null): void {
     if (id === null) {
       this.cache.clear();
+      this.unknown.clear();
       this.inflight.clear();
     } else {
       this.cache.delete(id);
+      this.unknown.delete(id);
       this.inflight.delete(id);
     }
   }
@@ -240,7 +252,13 @@ export class Verifier {
         // A change that arrived while this read was under way invalidated it: do not cache it.
         if (this.inflight.get(id) === pending) {
           this.inflight.delete(id);
-          this.cache.set(id, entry);
+          if (entry.record !== null) {
+            this.cache.set(id, entry);
+            this.unknown.delete(id);
+          } else {
+            this.unknown.set(id, entry);
+            this.cache.delete(id);
+          }
         }
         return entry;
       });

@@ -198,6 +198,17 @@ describe('Verifier', () => {
     expect(await till.verify(key, { scopes: 'a' as never })).toMatchObject({ code: 'INSUFFICIENT_SCOPE' });
   });
 
+  it('keeps real keys cached however many made-up keys are tried (unknown ids have a cache of their own)', async () => {
+    const { till, store, advance } = setup({ max: 10, negativeMax: 10, ttl: 1000, staleWindow: 60_000 });
+    const { key } = await till.keys.create({ name: 'k', scopes: ['a'] });
+    await till.verify(key);
+    for (let i = 0; i < 100; i++) expect(await till.verify(generateKey('till').key)).toMatchObject({ code: 'NOT_FOUND' });
+    store.down = true;
+    advance(1000);
+    // Still cached, so still served from the stale window while the store is down.
+    expect(await till.verify(key)).toMatchObject({ valid: true, stale: true });
+  });
+
   it('never serves stale when the window is 0', async () => {
     const { till, store, advance } = setup({ ttl: 1000, staleWindow: 0 });
     const { key } = await till.keys.create({ name: 'k', scopes: ['a'] });
@@ -240,6 +251,7 @@ describe('Verifier', () => {
     const store = new MemoryStore();
     expect(() => new Verifier({} as never)).toThrow(/store is required/);
     expect(() => new Verifier({ store, cache: { max: 0 } })).toThrow(/cache.max/);
+    expect(() => new Verifier({ store, cache: { negativeMax: 1.5 } })).toThrow(/cache.negativeMax/);
     expect(() => new Verifier({ store, cache: { ttl: -1 } })).toThrow(/cache.ttl/);
     expect(() => new Verifier({ store, cache: { staleWindow: 'x' as never } })).toThrow(/staleWindow/);
     expect(() => new Verifier({ store, prefixes: ['Bad Prefix'] })).toThrow(/prefixes/);
