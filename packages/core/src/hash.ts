@@ -62,14 +62,3 @@ function digestWordsEqual(bytes: Buffer, expected: Int32Array): boolean {
   for (let i = 0; i < 8; i++) diff |= bytes.readInt32BE(4 * i) ^ expected[i]!;
   return diff === 0;
 }
-
-/**
- * Equality of two digest strings in time that depends only on their length: every character is
- * compared, with no early exit. Different lengths are unequal (and leak only the length).
- */
-export function digestsEqual(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
-}

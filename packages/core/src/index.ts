@@ -26,7 +26,7 @@ export {
   type ParseFailureReason,
 } from './key-format.js';
 export { crc32 } from './crc32.js';
-export { createHasher, digestsEqual, type KeyHasher, type HashAlgorithm } from './hash.js';
+export { createHasher, type KeyHasher, type HashAlgorithm } from './hash.js';
 export { ScopeSet, scopesSatisfy, isValidScope, isValidGrant, isWildcard, normalizeRequired } from './scopes.js';
 export { keyStatus, toKeyInfo, toVerifiedKey, type KeyRecord, type KeyInfo, type KeyStatus } from './record.js';
 export type { KeyStore, KeyPage, ListKeysQuery, InvalidationListener } from './store/types.js';
