@@ -5,6 +5,8 @@ import {
   crc32,
   MemoryStore,
   TillError,
+  type ConsumeRequest,
+  type ConsumeResult,
   type FailureCode,
   type InvalidationListener,
   type KeyPage,
@@ -38,6 +40,10 @@ export class UnreachableStore implements KeyStore {
   }
   list(query?: ListKeysQuery): Promise<KeyPage> {
     return this.inner.list(query);
+  }
+  consume(request: ConsumeRequest): Promise<ConsumeResult> {
+    if (this.down) return Promise.reject(new TillError('STORE_UNAVAILABLE', '[till] [test] store unavailable: connection refused'));
+    return this.inner.consume(request);
   }
   onInvalidate(listener: InvalidationListener): () => void {
     return this.inner.onInvalidate(listener);

@@ -8,6 +8,7 @@ export {
   type VerifiedKey,
   type VerifyResult,
   type VerifySuccess,
+  type Usage,
   type VerifyFailure,
   type MaybePromise,
 } from './outcome.js';
@@ -29,7 +30,26 @@ export { crc32 } from './crc32.js';
 export { createHasher, type KeyHasher, type HashAlgorithm } from './hash.js';
 export { ScopeSet, scopesSatisfy, isValidScope, isValidGrant, isWildcard, normalizeRequired } from './scopes.js';
 export { keyStatus, toKeyInfo, toVerifiedKey, type KeyRecord, type KeyInfo, type KeyStatus } from './record.js';
-export type { KeyStore, KeyPage, ListKeysQuery, InvalidationListener } from './store/types.js';
+export type { KeyStore, KeyPage, ListKeysQuery, InvalidationListener, ConsumeRequest, ConsumeResult } from './store/types.js';
+export {
+  evaluate,
+  normalizeRateLimit,
+  normalizeRateLimits,
+  normalizeCredits,
+  isValidLimitName,
+  MAX_CAPACITY,
+  MAX_CREDITS,
+  type RateLimit,
+  type RateLimitInput,
+  type LimitCharge,
+  type LimitState,
+  type Credits,
+  type CreditsInput,
+  type ChargeOutcome,
+} from './limits.js';
+export { LocalBuckets } from './store/buckets.js';
+export { Limiter } from './limiter.js';
+export { TillEvents, type TillEvent, type TillEventType, type TillEventListener } from './events.js';
 export { MemoryStore } from './store/memory.js';
 export { Verifier, type VerifierOptions, type VerifyOptions, type CacheOptions, type VerifierStats } from './verifier.js';
 export { KeyManager, type CreateKeyInput, type CreatedKey, type KeyManagerOptions, type KeyPatch, type RotatedKey } from './manager.js';

@@ -6,6 +6,7 @@ import { assertValidPrefix, generateKey, isValidKeyId } from './key-format.js';
 import { toKeyInfo, type KeyInfo, type KeyRecord } from './record.js';
 import { normalizeGrants } from './scopes.js';
 import { parseDuration } from './duration.js';
+import { normalizeCredits, normalizeRateLimits, type CreditsInput, type RateLimitInput } from './limits.js';
 import type { KeyStore, ListKeysQuery } from './store/types.js';
 
 export interface CreateKeyInput {
@@ -25,6 +26,10 @@ export interface CreateKeyInput {
   notBefore?: Date | number | null;
   /** Prefix for this key; the manager's default when absent. */
   prefix?: string;
+  /** Rate limits every request with this key is charged against, like `{ name: 'per-second', limit: 10, window: '1s' }`. */
+  limits?: readonly RateLimitInput[];
+  /** Usage credits: a number of uses, optionally refilled. Absent or null: unlimited. */
+  credits?: CreditsInput | null;
 }
 
 export interface CreatedKey {
@@ -58,6 +63,10 @@ export interface KeyPatch {
   expiresIn?: string | number;
   notBefore?: Date | number | null;
   disabled?: boolean;
+  /** Replaces the key's rate limits ([] removes them). */
+  limits?: readonly RateLimitInput[];
+  /** Sets the credits anew (the live count restarts from `remaining`); null removes them. */
+  credits?: CreditsInput | null;
 }
 
 export interface RotatedKey extends CreatedKey {
@@ -65,7 +74,7 @@ export interface RotatedKey extends CreatedKey {
   readonly previous: KeyInfo;
 }
 
-const PATCH_FIELDS = ['name', 'scopes', 'metadata', 'setMetadata', 'unsetMetadata', 'expiresAt', 'expiresIn', 'notBefore', 'disabled'];
+const PATCH_FIELDS = ['name', 'scopes', 'metadata', 'setMetadata', 'unsetMetadata', 'expiresAt', 'expiresIn', 'notBefore', 'disabled', 'limits', 'credits'];
 const DEFAULT_GRACE = '24h';
 const MAX_TEXT = 200;
 const MAX_METADATA_BYTES = 4096;
@@ -160,12 +169,14 @@ export class KeyManager {
     checkWindow(expiresAt, notBefore);
     const prefix = input.prefix ?? this.prefix;
     assertValidPrefix(prefix, 'keys');
+    const limits = input.limits === undefined ? [] : normalizeRateLimits(input.limits, 'keys');
+    const credits = input.credits === undefined || input.credits === null ? null : normalizeCredits(input.credits, 'keys', now, 1);
 
-    return this.insertNew({ prefix, name, ownerId, scopes, metadata, createdAt: now, expiresAt, notBefore, rotatedFrom: null });
+    return this.insertNew({ prefix, name, ownerId, scopes, metadata, createdAt: now, expiresAt, notBefore, rotatedFrom: null, limits, credits });
   }
 
   /** Draws a key and stores its record; the full key is returned and never kept. */
-  private async insertNew(settings: Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'createdAt' | 'expiresAt' | 'notBefore' | 'rotatedFrom'>): Promise<CreatedKey> {
+  private async insertNew(settings: Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'createdAt' | 'expiresAt' | 'notBefore' | 'rotatedFrom' | 'limits' | 'credits'>): Promise<CreatedKey> {
     for (let attempt = 0; ; attempt++) {
       const generated = generateKey(settings.prefix);
       const record: KeyRecord = {
@@ -217,9 +228,13 @@ export class KeyManager {
     const now = this.clock();
     if ('expiresAt' in patch || 'expiresIn' in patch) changes.expiresAt = expiryOf(patch, now);
     if ('notBefore' in patch) changes.notBefore = toMillis(patch.notBefore, 'notBefore');
-    return this.change(id, (record) => {
+    if (patch.limits !== undefined) changes.limits = normalizeRateLimits(patch.limits, 'keys');
+    // Checked now; stamped inside the compare-and-set with the version that sets them.
+    if (patch.credits !== undefined && patch.credits !== null) normalizeCredits(patch.credits, 'keys', now, 0);
+    return this.change(id, (record, t) => {
       assertNotRevoked(record);
       const next = { ...record, ...changes };
+      if (patch.credits !== undefined) next.credits = patch.credits === null ? null : normalizeCredits(patch.credits, 'keys', t, record.version + 1);
       if (merging) {
         // Merged inside the compare-and-set, so a concurrent metadata change is never lost.
         const metadata: Record<string, unknown> = { ...record.metadata, ...set };
@@ -271,6 +286,8 @@ export class KeyManager {
       expiresAt: lifetime === null ? null : now + lifetime,
       notBefore: null,
       rotatedFrom: old.id,
+      limits: old.limits,
+      credits: await this.liveCredits(old, now),
     });
     try {
       const previous = await this.change(id, (record, t) => {
@@ -289,6 +306,31 @@ export class KeyManager {
       await this.change(created.record.id, (record, t) => ({ ...record, revokedAt: t, revokedReason: 'rotation aborted' })).catch(() => {});
       throw error;
     }
+  }
+
+  /**
+   * The credits a rotated key starts with: the old key's live count (refills included), under
+   * the same refill. Both keys spend during the grace period, each from its own count.
+   */
+  private async liveCredits(old: KeyRecord, now: number): Promise<KeyRecord['credits']> {
+    if (old.credits === null) return null;
+    const live = await this.store.consume({ subject: old.id, keyVersion: old.version, limits: [], cost: 0, now });
+    const remaining = 'credits' in live && live.credits !== null ? live.credits : old.credits.remaining;
+    return { remaining, refill: old.credits.refill, setAt: now, generation: 1 };
+  }
+
+  /** Credits left on a key now (refills included), or null when it has none. */
+  async credits(id: string): Promise<number | null> {
+    checkId(id);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const record = await this.store.get(id);
+      if (record === null) throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
+      if (record.credits === null) return null;
+      const live = await this.store.consume({ subject: id, keyVersion: record.version, limits: [], cost: 0, now: this.clock() });
+      if (live.outcome === 'NOT_FOUND') throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
+      if ('credits' in live) return live.credits;
+    }
+    throw new TillError('CONFLICT', `[till] [keys] key ${id} kept changing; try again`);
   }
 
   /** The key's record without its hash, or null. */

@@ -1,3 +1,5 @@
+import type { LimitState, RateLimit } from './limits.js';
+
 // The closed union of verification outcomes shared by every package, and the result shapes.
 
 export const OUTCOME_CODES = [
@@ -30,6 +32,18 @@ export interface VerifiedKey {
   readonly metadata: Readonly<Record<string, unknown>>;
   readonly createdAt: number;
   readonly expiresAt: number | null;
+  /** The key's own rate limits. */
+  readonly limits: readonly RateLimit[];
+  /** Whether the key spends credits (the live count is on the verification result), and their refill. */
+  readonly credits: { readonly refill: { readonly amount: number; readonly interval: number } | null } | null;
+}
+
+/** What a request's limits and credits looked like after it was charged. */
+export interface Usage {
+  /** Every limit checked, in order: the key's own, then the middleware's. */
+  readonly limits: readonly LimitState[];
+  /** Credits left, or null when the key has none. */
+  readonly credits: number | null;
 }
 
 export interface VerifySuccess {
@@ -38,6 +52,8 @@ export interface VerifySuccess {
   readonly key: VerifiedKey;
   /** True when the store was unreachable and the key was accepted from the stale window of the cache. */
   readonly stale: boolean;
+  /** Present when the request was charged against rate limits or credits. */
+  readonly usage?: Usage;
 }
 
 export interface VerifyFailure {
@@ -51,6 +67,8 @@ export interface VerifyFailure {
   readonly scopeMode?: 'all' | 'any';
   /** Seconds until retrying may succeed (429 and 503 outcomes). */
   readonly retryAfter?: number;
+  /** For RATE_LIMITED and USAGE_EXCEEDED: the limits and credits as they stand. */
+  readonly usage?: Usage;
 }
 
 export type VerifyResult = VerifySuccess | VerifyFailure;

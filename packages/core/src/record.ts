@@ -1,5 +1,6 @@
 // The stored shape of a key, and the public view of it that never holds the hash.
 import type { HashAlgorithm } from './hash.js';
+import { isValidLimitName, type Credits, type RateLimit } from './limits.js';
 import type { VerifiedKey } from './outcome.js';
 
 /** Everything stored about one key. Times are epoch milliseconds. The secret itself is never stored. */
@@ -23,6 +24,10 @@ export interface KeyRecord {
   /** Rotation links: the key this one replaced, and the key that replaced it. */
   readonly rotatedFrom: string | null;
   readonly rotatedTo: string | null;
+  /** Rate limits of this key, all charged by every request it makes. */
+  readonly limits: readonly RateLimit[];
+  /** Usage credits, or null for none (unlimited). */
+  readonly credits: Credits | null;
   /** Bumped by every change; stores only accept a write made against the current version. */
   readonly version: number;
 }
@@ -45,6 +50,8 @@ export function toVerifiedKey(record: KeyRecord): VerifiedKey {
     metadata: Object.freeze({ ...record.metadata }),
     createdAt: record.createdAt,
     expiresAt: record.expiresAt,
+    limits: record.limits,
+    credits: record.credits === null ? null : { refill: record.credits.refill },
   });
 }
 
@@ -78,9 +85,24 @@ export function decodeRecord(json: string): KeyRecord {
     const t = value[field];
     if (t !== undefined && t !== null && !Number.isSafeInteger(t)) throw new Error(`stored key record has no valid "${field}"`);
   }
+  if (value.limits !== undefined && !(Array.isArray(value.limits) && value.limits.every(isStoredLimit))) throw new Error('stored key record has no valid "limits"');
+  if (value.credits !== undefined && value.credits !== null && !isStoredCredits(value.credits)) throw new Error('stored key record has no valid "credits"');
   return {
     ownerId: null, metadata: {}, expiresAt: null, notBefore: null, revokedAt: null, revokedReason: null,
-    rotatedFrom: null, rotatedTo: null,
+    rotatedFrom: null, rotatedTo: null, limits: [], credits: null,
     ...value,
-  } as KeyRecord;
+  } as unknown as KeyRecord;
+}
+
+const count = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+
+function isStoredLimit(value: unknown): boolean {
+  const l = value as RateLimit;
+  return typeof l === 'object' && l !== null && isValidLimitName(l.name) && count(l.limit) && l.limit >= 1 && count(l.window) && l.window >= 1;
+}
+
+function isStoredCredits(value: unknown): boolean {
+  const c = value as Credits;
+  if (typeof c !== 'object' || !count(c.remaining) || !count(c.setAt) || !count(c.generation)) return false;
+  return c.refill === null || (typeof c.refill === 'object' && count(c.refill.amount) && count(c.refill.interval) && c.refill.interval >= 1);
 }

@@ -1,13 +1,15 @@
 // createTill(): one object holding the store, the verifier and the key manager, wired together.
 import { systemClock, type Clock } from './clock.js';
 import { TillError } from './errors.js';
+import { TillEvents } from './events.js';
 import { createHasher } from './hash.js';
+import { Limiter } from './limiter.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { KeyManager } from './manager.js';
 import type { MaybePromise, VerifyResult } from './outcome.js';
 import type { KeyRecord } from './record.js';
 import { MemoryStore } from './store/memory.js';
-import type { InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './store/types.js';
+import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './store/types.js';
 import { Verifier, type CacheOptions, type VerifyOptions } from './verifier.js';
 
 export interface TillOptions {
@@ -29,6 +31,10 @@ export interface Till {
   readonly verifier: Verifier;
   readonly keys: KeyManager;
   readonly logger: Logger;
+  /** Events: `till.events.on((event) => ...)`. */
+  readonly events: TillEvents;
+  /** Charges rate limits that belong to no key (per client IP, per user) and keys' limits alike. */
+  readonly limiter: Limiter;
   /** Shorthand for `verifier.verify`. */
   verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult>;
   /** Stops listening for invalidations and closes what Till opened itself. */
@@ -47,10 +53,17 @@ export function createTill(options: TillOptions = {}): Till {
   const hasher = createHasher(options.pepper);
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? consoleLogger;
+  const events = new TillEvents((error) => logger.error(`[till] an event listener threw: ${error instanceof Error ? error.message : String(error)}`));
+  const limiter = new Limiter(store, clock, events);
+  // Said once per outage: limits now count per process.
+  events.on((event) => {
+    if (event.type === 'limits.fallback') logger.warn(`[till] [limits] the ${event.store} store is unreachable: rate limits count in this process only until it returns; requests that spend credits get 503`);
+  });
   const verifier = new Verifier({
     store,
     hasher,
     clock,
+    limiter,
     ...(options.prefixes !== undefined && { prefixes: options.prefixes }),
     ...(options.cache !== undefined && { cache: options.cache }),
   });
@@ -69,6 +82,8 @@ export function createTill(options: TillOptions = {}): Till {
     verifier,
     keys,
     logger,
+    events,
+    limiter,
     verify: (key, verifyOptions) => verifier.verify(key, verifyOptions),
     async close() {
       verifier.close();
@@ -155,6 +170,9 @@ class LazyRedisStore implements KeyStore {
   }
   list(query?: ListKeysQuery): Promise<KeyPage> {
     return this.ready.then((s) => s.list(query));
+  }
+  consume(request: ConsumeRequest): Promise<ConsumeResult> {
+    return this.ready.then((s) => s.consume(request));
   }
   onInvalidate(listener: InvalidationListener): () => void {
     let off: (() => void) | undefined;

@@ -5,7 +5,10 @@ import { TillError } from './errors.js';
 import { createHasher, type KeyHasher } from './hash.js';
 import { digestWords } from './sha256.js';
 import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_KEY_LENGTH, parseKey } from './key-format.js';
-import { failure, type FailureCode, type MaybePromise, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
+import { TillEvents } from './events.js';
+import { Limiter, UNAVAILABLE } from './limiter.js';
+import type { LimitCharge } from './limits.js';
+import { failure, type FailureCode, type MaybePromise, type Usage, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
 import { keyStatus, toVerifiedKey, type KeyRecord } from './record.js';
 import { ScopeSet } from './scopes.js';
 import type { KeyStore } from './store/types.js';
@@ -39,6 +42,8 @@ export interface VerifierOptions {
   /** Seconds a client is told to wait when the store is unreachable. Default 2. */
   unavailableRetryAfter?: number;
   clock?: Clock;
+  /** Charges rate limits and credits; one of its own (events unheard) when absent. */
+  limiter?: Limiter;
 }
 
 export interface VerifyOptions {
@@ -46,6 +51,13 @@ export interface VerifyOptions {
   scopes?: readonly string[];
   /** `all` (default) needs every scope; `any` needs one. */
   scopeMode?: 'all' | 'any';
+  /**
+   * Rate limits charged per key beside the key's own, in the same atomic step (and the same round
+   * trip). `bucket` names the state: limits of the same bucket share it.
+   */
+  limits?: ReadonlyArray<LimitCharge & { readonly bucket: string }>;
+  /** Credits this request spends when the key has credits. Default 1. */
+  cost?: number;
 }
 
 /** What the cache holds about one id: the record and what is derived from it once, not per request. */
@@ -55,6 +67,10 @@ interface Entry {
   readonly digest: Int32Array | null;
   readonly scopes: ScopeSet | null;
   readonly fresh: VerifySuccess | null;
+  /** The key's own limits as charges; empty when it has none. */
+  readonly charges: ReadonlyArray<LimitCharge & { readonly bucket: string }>;
+  /** Whether a request with this key is charged even without middleware limits (own limits or credits). */
+  readonly charged: boolean;
   readonly fetchedAt: number;
   /** When the cache last heard this entry was used (see RECENCY_STEP). */
   touchedAt: number;
@@ -96,6 +112,7 @@ export class Verifier {
   private readonly staleWindow: number;
   private readonly unavailable: VerifyFailure;
   private readonly clock: Clock;
+  private readonly limiter: Limiter;
   private unsubscribe: (() => void) | null = null;
 
   constructor(options: VerifierOptions) {
@@ -125,6 +142,7 @@ export class Verifier {
     if (!Number.isInteger(negativeMax)) throw new TillError('INVALID_OPTIONS', '[till] [verifier] cache.negativeMax must be an integer');
     this.unknown = new LRUCache<string, Entry>({ max: negativeMax });
     this.clock = options.clock ?? systemClock;
+    this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents());
     this.unavailable = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: Math.ceil(retryAfter) });
   }
 
@@ -210,7 +228,7 @@ export class Verifier {
     this.unsubscribe = () => {};
   }
 
-  private decide(entry: Entry, key: string, now: number, options: VerifyOptions | undefined, stale: boolean): VerifyResult {
+  private decide(entry: Entry, key: string, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
     const record = entry.record;
     if (record === null) return failure('NOT_FOUND');
     // The hash covers the prefix too, so a key with another prefix and the same id fails here.
@@ -219,7 +237,7 @@ export class Verifier {
   }
 
   /** Status and scopes of a key whose digest matched. */
-  private judge(entry: Entry, now: number, options: VerifyOptions | undefined, stale: boolean): VerifyResult {
+  private judge(entry: Entry, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
     const record = entry.record!;
     const status = keyStatus(record, now);
     if (status !== 'active') return this.fail(STATUS_CODES[status], record.id);
@@ -229,8 +247,44 @@ export class Verifier {
       const ok = Array.isArray(options.scopes) && (mode === 'all' ? entry.scopes!.hasAll(options.scopes) : entry.scopes!.hasAny(options.scopes));
       if (!ok) return Object.freeze({ valid: false, code: 'INSUFFICIENT_SCOPE', keyId: record.id, requiredScopes: options.scopes, scopeMode: mode });
     }
+    if (entry.charged || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false);
     if (!stale) return entry.fresh!;
     return Object.freeze({ valid: true, code: 'VALID', key: entry.fresh!.key, stale: true });
+  }
+
+  /**
+   * Charges the key's limits, the middleware's and the credits in one store call, which also
+   * checks that the record is still the one verified: a key changed meanwhile (revoked, new
+   * limits) is judged again on its new record, never charged on the old one.
+   */
+  private charge(entry: Entry, options: VerifyOptions | undefined, stale: boolean, retried: boolean): Promise<VerifyResult> {
+    const record = entry.record!;
+    const extra = options?.limits;
+    const limits = extra !== undefined && extra.length > 0 ? entry.charges.concat(extra) : entry.charges;
+    const cost = options?.cost ?? 1;
+    return this.limiter.consume({ subject: record.id, keyVersion: record.version, limits, cost }, record.credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
+      if (result === UNAVAILABLE) return this.unavailable;
+      if (result.outcome === 'NOT_FOUND') {
+        this.invalidate(record.id);
+        return failure('NOT_FOUND');
+      }
+      if (result.outcome === 'CHANGED') {
+        const next = makeEntry(result.record, this.clock());
+        // An id's hash never changes; a record that says otherwise is not the key that was presented.
+        if (next.record!.hash !== record.hash || retried) {
+          this.invalidate(record.id);
+          return next.record!.hash !== record.hash ? failure('NOT_FOUND') : this.unavailable;
+        }
+        const cached = this.cache.peek(record.id);
+        if (cached === undefined || cached.record === null || cached.record.version < next.record!.version) this.cache.set(record.id, next);
+        const verdict = this.judge(next, this.clock(), options, stale);
+        return verdict instanceof Promise || !verdict.valid || !next.charged ? verdict : this.charge(next, options, stale, true);
+      }
+      const usage: Usage = { limits: result.limits, credits: result.credits };
+      if (result.outcome === 'OK') return { valid: true, code: 'VALID', key: entry.fresh!.key, stale, usage };
+      const refused: VerifyFailure = { valid: false, code: result.outcome, keyId: record.id, usage };
+      return result.retryAfter === null ? refused : { ...refused, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) };
+    });
   }
 
   private fail(code: FailureCode, keyId: string): VerifyFailure {
@@ -279,13 +333,18 @@ const STATUS_CODES = {
   not_yet_valid: 'NOT_YET_VALID',
 } as const;
 
+const NO_CHARGES: Entry['charges'] = Object.freeze([]);
+
 function makeEntry(record: KeyRecord | null, fetchedAt: number): Entry {
-  if (record === null) return { record: null, digest: null, scopes: null, fresh: null, fetchedAt, touchedAt: fetchedAt };
+  if (record === null) return { record: null, digest: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, fetchedAt, touchedAt: fetchedAt };
+  const charges = record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` }));
   return {
     record,
     digest: digestWords(record.hash),
     scopes: new ScopeSet(record.scopes),
     fresh: Object.freeze({ valid: true, code: 'VALID', key: toVerifiedKey(record), stale: false }),
+    charges,
+    charged: charges.length > 0 || record.credits !== null,
     fetchedAt,
     touchedAt: fetchedAt,
   };

@@ -8,7 +8,11 @@ describeStoreConformance('redis', async () => {
   const namespace = uniqueNamespace();
   const clients = [newClient(), newClient()];
   return {
-    stores: async () => [new RedisStore({ client: clients[0]!, namespace }), new RedisStore({ client: clients[1]!, namespace })],
+    // Limits follow the tests' clock here; the server's clock is tested below.
+    stores: async () => [
+      new RedisStore({ client: clients[0]!, namespace, limitClock: 'caller' }),
+      new RedisStore({ client: clients[1]!, namespace, limitClock: 'caller' }),
+    ],
     cleanup: async () => {
       await deleteNamespace(clients[0]!, namespace);
       for (const c of clients) c.disconnect();
@@ -32,6 +36,23 @@ describe('RedisStore specifics', () => {
     expect(store.recordKey(record.id)).toBe(`${namespace}{${record.id}}:k`);
     expect(await client.zscore(`${namespace}idx:all`, record.id)).toBe(String(record.createdAt));
     expect(await client.zscore(`${namespace}idx:owner:acme`, record.id)).toBe(String(record.createdAt));
+  });
+
+  it('counts limits on the server clock by default, whatever the caller says the time is', async () => {
+    const store = new RedisStore({ client, namespace });
+    const limits = [{ name: 'burst', limit: 3, window: 60_000, cost: 1 }];
+    const subject = `clock-${Date.now()}`;
+    // Callers on hosts whose clocks disagree by hours still share one bucket.
+    const skews = [0, 3_600_000, -3_600_000, 0];
+    const results = [];
+    for (const skew of skews) results.push(await store.consume({ subject, limits, now: Date.now() + skew }));
+    expect(results.map((r) => r.outcome)).toEqual(['OK', 'OK', 'OK', 'RATE_LIMITED']);
+    const retry = (results[3] as { retryAfter: number }).retryAfter;
+    expect(retry).toBeGreaterThan(19_000);
+    expect(retry).toBeLessThanOrEqual(20_000);
+    expect(await client.pttl(`${namespace}{${subject}}:rl:burst`)).toBeGreaterThan(59_000);
+    expect(() => new RedisStore({ client, namespace, limitClock: 'local' as 'redis' })).toThrow(TillError);
+    await expect(store.consume({ subject: 'a{b}', limits, now: 0 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
   it('reports a corrupt record as a store error, not as a key', async () => {

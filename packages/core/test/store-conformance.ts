@@ -3,7 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TillError } from '../src/errors.js';
 import { generateKey } from '../src/key-format.js';
 import type { KeyRecord } from '../src/record.js';
-import type { KeyStore } from '../src/store/types.js';
+import fc from 'fast-check';
+import { normalizeCredits } from '../src/limits.js';
+import { LocalBuckets } from '../src/store/buckets.js';
+import type { ConsumeResult, KeyStore } from '../src/store/types.js';
 
 export interface StoreHarness {
   /** A store, and a second one on the same data as another process would have it. */
@@ -33,6 +36,8 @@ export function sampleRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     disabled: false,
     rotatedFrom: null,
     rotatedTo: null,
+    limits: [],
+    credits: null,
     version: 1,
     ...overrides,
   };
@@ -154,6 +159,114 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       await expect(store.list({ cursor: 'not a cursor' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
       await expect(store.list({ limit: 0 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
       await expect(store.list({ limit: 1.5 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    });
+
+    describe('limits and credits', () => {
+      const T = 1_900_000_000_000;
+      const perSecond = { name: 'per-second', limit: 5, window: 1000, cost: 1 };
+      const perMinute = { name: 'per-minute', limit: 8, window: 60_000, cost: 1 };
+      let subjects = 0;
+      const subject = () => `test:${name}:${process.pid}:${subjects++}:${Date.now()}`;
+
+      it('admits a burst of exactly the limit, then one request per emission interval', async () => {
+        const s = subject();
+        const results: ConsumeResult[] = [];
+        for (let i = 0; i < 7; i++) results.push(await (i % 2 ? other : store).consume({ subject: s, limits: [perSecond], now: T }));
+        expect(results.map((r) => r.outcome)).toEqual(['OK', 'OK', 'OK', 'OK', 'OK', 'RATE_LIMITED', 'RATE_LIMITED']);
+        expect(results[5]).toMatchObject({ retryAfter: 200, credits: null });
+        expect(await store.consume({ subject: s, limits: [perSecond], now: T + 199 })).toMatchObject({ outcome: 'RATE_LIMITED', retryAfter: 1 });
+        expect(await other.consume({ subject: s, limits: [perSecond], now: T + 200 })).toMatchObject({ outcome: 'OK' });
+      });
+
+      it('charges nothing when one limit refuses (all or nothing)', async () => {
+        const s = subject();
+        const tight = { ...perSecond, name: 'tight', limit: 1 };
+        expect((await store.consume({ subject: s, limits: [perMinute, tight], now: T })).outcome).toBe('OK');
+        for (let i = 0; i < 5; i++) expect((await store.consume({ subject: s, limits: [perMinute, tight], now: T })).outcome).toBe('RATE_LIMITED');
+        const probe = await other.consume({ subject: s, limits: [{ ...perMinute, cost: 0 }], now: T });
+        expect(probe).toMatchObject({ outcome: 'OK', limits: [{ name: 'per-minute', remaining: 7 }] });
+      });
+
+      it('keeps subjects and buckets apart', async () => {
+        const [a, b] = [subject(), subject()];
+        const one = { ...perSecond, limit: 1 };
+        expect((await store.consume({ subject: a, limits: [one], now: T })).outcome).toBe('OK');
+        expect((await store.consume({ subject: b, limits: [one], now: T })).outcome).toBe('OK');
+        expect((await store.consume({ subject: a, limits: [{ ...one, bucket: 'other' }], now: T })).outcome).toBe('OK');
+        expect((await store.consume({ subject: a, limits: [one], now: T })).outcome).toBe('RATE_LIMITED');
+      });
+
+      it('refuses a cost above the limit without a retry time, and charges nothing for it', async () => {
+        const s = subject();
+        expect(await store.consume({ subject: s, limits: [{ ...perSecond, cost: 6 }], now: T })).toMatchObject({ outcome: 'RATE_LIMITED', retryAfter: null });
+        expect(await store.consume({ subject: s, limits: [{ ...perSecond, cost: 5 }], now: T })).toMatchObject({ outcome: 'OK', limits: [{ remaining: 0 }] });
+      });
+
+      it('checks the key record in the same step: unknown, changed, current', async () => {
+        const record = sampleRecord();
+        await store.insert(record);
+        expect(await store.consume({ subject: generateKey('till_test').id, keyVersion: 1, limits: [perSecond], now: T })).toEqual({ outcome: 'NOT_FOUND' });
+        expect(await other.consume({ subject: record.id, keyVersion: 1, limits: [perSecond], now: T })).toMatchObject({ outcome: 'OK', credits: null });
+        await store.replace({ ...record, name: 'renamed', version: 2 }, 1);
+        const changed = await other.consume({ subject: record.id, keyVersion: 1, limits: [perSecond], now: T });
+        expect(changed).toEqual({ outcome: 'CHANGED', record: { ...record, name: 'renamed', version: 2 } });
+        // The refused charge was not made: 4 left of 5 after the one admitted above.
+        expect(await store.consume({ subject: record.id, keyVersion: 2, limits: [{ ...perSecond, cost: 0 }], now: T })).toMatchObject({ limits: [{ remaining: 4 }] });
+      });
+
+      it('spends credits from every process, never below zero', async () => {
+        const credits = normalizeCredits({ remaining: 25 }, 'test', T, 1);
+        const record = sampleRecord({ credits });
+        await store.insert(record);
+        const results = await Promise.all(
+          Array.from({ length: 60 }, (_, i) => (i % 2 ? store : other).consume({ subject: record.id, keyVersion: 1, limits: [], cost: 1, now: T })),
+        );
+        expect(results.filter((r) => r.outcome === 'OK')).toHaveLength(25);
+        expect(results.filter((r) => r.outcome === 'USAGE_EXCEEDED')).toHaveLength(35);
+        for (const r of results) expect('credits' in r && r.credits! >= 0).toBe(true);
+        expect(await store.consume({ subject: record.id, keyVersion: 1, limits: [], cost: 0, now: T })).toMatchObject({ outcome: 'OK', credits: 0 });
+      });
+
+      it('refills credits each interval, restarts them when set anew, and charges no limit when they refuse', async () => {
+        const credits = normalizeCredits({ remaining: 2, refill: { amount: 3, interval: '1h' } }, 'test', T, 1);
+        const record = sampleRecord({ credits });
+        await store.insert(record);
+        const spend = (now: number, cost = 1, version = 1) => store.consume({ subject: record.id, keyVersion: version, limits: [perMinute], cost, now });
+        expect(await spend(T, 2)).toMatchObject({ outcome: 'OK', credits: 0 });
+        expect(await spend(T + 1000)).toMatchObject({ outcome: 'USAGE_EXCEEDED', credits: 0, retryAfter: 3_600_000 - 1000 });
+        // The refused request took nothing from the minute limit: 7 left, as after the first alone.
+        expect(await store.consume({ subject: record.id, keyVersion: 1, limits: [{ ...perMinute, cost: 0 }], now: T + 1000 })).toMatchObject({ limits: [{ remaining: 7 }] });
+        expect(await spend(T + 3_600_000)).toMatchObject({ outcome: 'OK', credits: 2 });
+        expect(await spend(T + 3 * 3_600_000 + 5, 3)).toMatchObject({ outcome: 'OK', credits: 0 });
+        const reset = normalizeCredits({ remaining: 10 }, 'test', T + 4 * 3_600_000, 2);
+        await store.replace({ ...record, credits: reset, version: 2 }, 1);
+        expect(await other.consume({ subject: record.id, keyVersion: 2, limits: [], cost: 4, now: T + 4 * 3_600_000 })).toMatchObject({ outcome: 'OK', credits: 6 });
+      });
+
+      it('answers every sequence of charges and clock steps as the reference evaluation does', async () => {
+        await fc.assert(
+          fc.asyncProperty(
+            fc.array(fc.record({ dt: fc.nat({ max: 300 }), a: fc.nat({ max: 3 }), b: fc.nat({ max: 2 }), credits: fc.nat({ max: 2 }) }), { minLength: 1, maxLength: 40 }),
+            async (seq) => {
+              const credits = normalizeCredits({ remaining: 6, refill: { amount: 4, interval: '1s' } }, 'test', T, 1);
+              const record = sampleRecord({ credits });
+              await store.insert(record);
+              const model = new LocalBuckets();
+              let now = T;
+              for (const step of seq) {
+                now += step.dt;
+                const limits = [
+                  { name: 'a', limit: 4, window: 700, cost: step.a },
+                  { name: 'b', limit: 3, window: 2000, cost: step.b },
+                ];
+                const got = await (step.dt % 2 ? store : other).consume({ subject: record.id, keyVersion: 1, limits, cost: step.credits, now });
+                expect(got).toEqual(model.consume(record.id, limits, { policy: credits, cost: step.credits }, now));
+              }
+            },
+          ),
+          { numRuns: 15 },
+        );
+      });
     });
   });
 }

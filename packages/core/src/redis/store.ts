@@ -3,8 +3,9 @@ import type { Cluster, Redis } from 'ioredis';
 import { TillError, storeUnavailable } from '../errors.js';
 import { decodeRecord, type KeyRecord } from '../record.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
-import type { InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from '../store/types.js';
-import { REPLACE_SCRIPT } from './scripts.js';
+import type { ChargeOutcome, LimitState } from '../limits.js';
+import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from '../store/types.js';
+import { CONSUME_SCRIPT, REPLACE_SCRIPT } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -20,10 +21,17 @@ export interface RedisStoreOptions {
    * subscription and closed by `close()`.
    */
   subscriber?: RedisClient;
+  /**
+   * Whose clock rate limits and credit refills follow: `redis` (default), the server's, so that
+   * processes on hosts with skewed clocks share one time line; or `caller`, the `now` each request
+   * carries (tests with a controlled clock).
+   */
+  limitClock?: 'redis' | 'caller';
 }
 
 type ScriptClient = RedisClient & {
   tillReplace(record: string, json: string, version: number, channel: string, id: string): Promise<number>;
+  tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
 };
 
 // Statuses in which ioredis would only queue a command: answering "unavailable" at once beats a hang.
@@ -51,12 +59,17 @@ export class RedisStore implements KeyStore {
   private readonly listeners = new Set<InvalidationListener>();
   private subscribed = false;
   private detach: (() => void) | undefined;
+  private readonly callerClock: boolean;
 
   constructor(options: RedisStoreOptions) {
     if (!options || typeof options !== 'object' || !options.client || typeof (options.client as Redis).get !== 'function') {
       throw new TillError('INVALID_OPTIONS', '[till] [redis] RedisStore needs { client }: an ioredis Redis or Cluster instance');
     }
-    const { namespace = 'till:', commandTimeout = 1000 } = options;
+    const { namespace = 'till:', commandTimeout = 1000, limitClock = 'redis' } = options;
+    if (limitClock !== 'redis' && limitClock !== 'caller') {
+      throw new TillError('INVALID_OPTIONS', '[till] [redis] limitClock must be "redis" or "caller"');
+    }
+    this.callerClock = limitClock === 'caller';
     if (typeof namespace !== 'string' || /[{}]/.test(namespace)) {
       throw new TillError('INVALID_OPTIONS', '[till] [redis] namespace must be a string without braces (braces would change the hash slot)');
     }
@@ -71,6 +84,9 @@ export class RedisStore implements KeyStore {
     this.ownsSubscriber = options.subscriber === undefined;
     if (typeof this.client.tillReplace !== 'function') {
       this.client.defineCommand('tillReplace', { numberOfKeys: 1, lua: REPLACE_SCRIPT });
+    }
+    if (typeof this.client.tillConsume !== 'function') {
+      this.client.defineCommand('tillConsume', { lua: CONSUME_SCRIPT });
     }
   }
 
@@ -109,6 +125,41 @@ export class RedisStore implements KeyStore {
     );
     if (result === -1) throw new TillError('KEY_NOT_FOUND', `[till] [redis] no key ${record.id}`);
     return result === 1;
+  }
+
+  async consume(request: ConsumeRequest): Promise<ConsumeResult> {
+    const subject = request.subject;
+    if (typeof subject !== 'string' || subject.length === 0 || /[{}]/.test(subject)) {
+      throw new TillError('INVALID_ARGUMENT', '[till] [redis] a limit subject must be a non-empty string without braces');
+    }
+    const tag = `${this.ns}{${subject}}:`;
+    const isKey = request.keyVersion !== undefined;
+    const keys = isKey ? [this.recordKey(subject), `${tag}cr`] : [];
+    const args: Array<string | number> = [this.callerClock ? request.now : '', isKey ? request.keyVersion! : '', request.cost ?? 0, request.limits.length];
+    for (const charge of request.limits) {
+      keys.push(`${tag}rl:${charge.bucket ?? charge.name}`);
+      args.push(charge.limit, charge.window, charge.cost);
+    }
+    const reply = await this.run(() => this.client.tillConsume(keys.length, ...keys, ...args));
+    const outcome = reply[0] as string;
+    if (outcome === 'NOT_FOUND') return { outcome };
+    if (outcome === 'CHANGED') {
+      try {
+        return { outcome, record: decodeRecord(reply[1] as string) };
+      } catch (cause) {
+        throw new TillError('STORE_ERROR', `[till] [redis] record of key ${subject} is corrupt`, { cause });
+      }
+    }
+    const limits: LimitState[] = request.limits.map((charge, i) => ({
+      name: charge.name,
+      limit: charge.limit,
+      window: charge.window,
+      remaining: Number(reply[3 + 2 * i]),
+      reset: Number(reply[4 + 2 * i]),
+    }));
+    const credits = Number(reply[1]);
+    const retry = Number(reply[2]);
+    return { outcome: outcome as ChargeOutcome, limits, credits: credits < 0 ? null : credits, retryAfter: retry < 0 ? null : retry };
   }
 
   async list(query: ListKeysQuery = {}): Promise<KeyPage> {

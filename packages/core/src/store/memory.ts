@@ -1,8 +1,10 @@
 // The embedded default store: records in a Map, serialized so callers can never alias stored state.
 import { TillError } from '../errors.js';
 import { decodeRecord, type KeyRecord } from '../record.js';
+import type { Credits } from '../limits.js';
+import { LocalBuckets } from './buckets.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from './cursor.js';
-import type { InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './types.js';
+import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './types.js';
 
 /**
  * Keeps keys in this process only: for demos, tests and single-process apps. Records are kept as
@@ -15,6 +17,9 @@ export class MemoryStore implements KeyStore {
   /** Ids in creation order (createdAt, then id), for paging. */
   private order: Array<{ createdAt: number; id: string; ownerId: string | null }> = [];
   private readonly listeners = new Set<InvalidationListener>();
+  /** What consume() needs of each record, kept beside the JSON so charging never parses it. */
+  private readonly charging = new Map<string, { version: number; credits: Credits | null }>();
+  private readonly buckets = new LocalBuckets();
 
   async get(id: string): Promise<KeyRecord | null> {
     const json = this.records.get(id);
@@ -24,6 +29,7 @@ export class MemoryStore implements KeyStore {
   async insert(record: KeyRecord): Promise<void> {
     if (this.records.has(record.id)) throw new TillError('KEY_EXISTS', `[till] [memory] key ${record.id} exists`);
     this.records.set(record.id, JSON.stringify(record));
+    this.charging.set(record.id, { version: record.version, credits: record.credits ?? null });
     const entry = { createdAt: record.createdAt, id: record.id, ownerId: record.ownerId };
     let i = this.order.length;
     while (i > 0 && !isAfter(entry.createdAt, entry.id, this.order[i - 1]!)) i--;
@@ -35,6 +41,7 @@ export class MemoryStore implements KeyStore {
     if (current === undefined) throw new TillError('KEY_NOT_FOUND', `[till] [memory] no key ${record.id}`);
     if (decodeRecord(current).version !== expectedVersion) return false;
     this.records.set(record.id, JSON.stringify(record));
+    this.charging.set(record.id, { version: record.version, credits: record.credits ?? null });
     this.emit(record.id);
     return true;
   }
@@ -53,6 +60,17 @@ export class MemoryStore implements KeyStore {
       keys.push(decodeRecord(this.records.get(entry.id)!));
     }
     return { keys };
+  }
+
+  async consume(request: ConsumeRequest): Promise<ConsumeResult> {
+    let credits: { policy: Credits; cost: number } | null = null;
+    if (request.keyVersion !== undefined) {
+      const current = this.charging.get(request.subject);
+      if (current === undefined) return { outcome: 'NOT_FOUND' };
+      if (current.version !== request.keyVersion) return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
+      if (current.credits !== null) credits = { policy: current.credits, cost: request.cost ?? 0 };
+    }
+    return this.buckets.consume(request.subject, request.limits, credits, request.now);
   }
 
   onInvalidate(listener: InvalidationListener): () => void {

@@ -1,4 +1,5 @@
 // The store contract every backend implements and the conformance suite checks.
+import type { ChargeOutcome, LimitCharge, LimitState } from '../limits.js';
 import type { KeyRecord } from '../record.js';
 
 export interface ListKeysQuery {
@@ -19,6 +20,39 @@ export interface KeyPage {
 /** Called with a key id whose record changed, or `null` when every cached record may be stale. */
 export type InvalidationListener = (id: string | null) => void;
 
+/** One request's charge against rate limits (and, for an API key, its credits). */
+export interface ConsumeRequest {
+  /**
+   * Whose limits these are: an API key id, or another subject (like `ip:203.0.113.7`) for limits
+   * that belong to no key. Limits of one subject live together (one hash tag on Redis).
+   */
+  readonly subject: string;
+  /**
+   * For an API key: the version of the record the caller verified. The store then reads the record
+   * in the same atomic step: `NOT_FOUND` when it is gone, `CHANGED` (with the record) when its
+   * version differs, and otherwise charges the record's credits by `cost`.
+   */
+  readonly keyVersion?: number;
+  /** Limits to charge, all or nothing. `bucket` (default `name`) names each limit's state. */
+  readonly limits: ReadonlyArray<LimitCharge & { readonly bucket?: string }>;
+  /** Credits to spend (with `keyVersion`). Default 0. */
+  readonly cost?: number;
+  /** The caller's time, epoch ms. The Redis store uses the server's clock unless told otherwise. */
+  readonly now: number;
+}
+
+export type ConsumeResult =
+  | {
+      readonly outcome: ChargeOutcome;
+      readonly limits: readonly LimitState[];
+      /** Credits left; null when the key has none (or the subject is not a key). */
+      readonly credits: number | null;
+      /** Milliseconds until the same request may be admitted (0 when admitted; null: never). */
+      readonly retryAfter: number | null;
+    }
+  | { readonly outcome: 'NOT_FOUND' }
+  | { readonly outcome: 'CHANGED'; readonly record: KeyRecord };
+
 export interface KeyStore {
   /** A short name for messages and events: `memory`, `redis`. */
   readonly kind: string;
@@ -34,6 +68,11 @@ export interface KeyStore {
   replace(record: KeyRecord, expectedVersion: number): Promise<boolean>;
   /** Keys in creation order, a page at a time. An admin path: never called per request. */
   list(query?: ListKeysQuery): Promise<KeyPage>;
+  /**
+   * Charges a request against rate limits and credits in one atomic step (one round trip on Redis):
+   * when any limit or the credits refuse, nothing is charged.
+   */
+  consume(request: ConsumeRequest): Promise<ConsumeResult>;
   /** Subscribes to invalidations from every process sharing the store; returns the unsubscribe. */
   onInvalidate(listener: InvalidationListener): () => void;
   /** Releases what the store opened itself (never a client the application passed in). */

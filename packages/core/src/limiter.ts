@@ -1,0 +1,59 @@
+// Charges requests to the store's limits, falling back to per-process limits while the store is down.
+import type { Clock } from './clock.js';
+import { TillError } from './errors.js';
+import type { TillEvents } from './events.js';
+import { LocalBuckets } from './store/buckets.js';
+import type { ConsumeRequest, ConsumeResult, KeyStore } from './store/types.js';
+
+/** The charge could not be made: the store is down and the request spends credits, or it failed. */
+export const UNAVAILABLE = 'UNAVAILABLE';
+
+export class Limiter {
+  private readonly local = new LocalBuckets();
+  private degraded = false;
+
+  constructor(
+    private readonly store: KeyStore,
+    private readonly clock: Clock,
+    private readonly events: TillEvents,
+  ) {}
+
+  /** Whether charges currently count in this process only. */
+  get isDegraded(): boolean {
+    return this.degraded;
+  }
+
+  /**
+   * Charges a request. While the store is unreachable, rate limits count in this process (each
+   * process then admits up to the full limit: limits stay bounded, not shared) and a `limits.fallback`
+   * event says so; credits cannot be counted apart from the store, so a request that spends credits
+   * gets UNAVAILABLE (503), never a free pass.
+   */
+  consume(request: Omit<ConsumeRequest, 'now'>, spendsCredits: boolean): Promise<ConsumeResult | typeof UNAVAILABLE> {
+    const now = this.clock();
+    let pending: Promise<ConsumeResult>;
+    try {
+      pending = this.store.consume({ ...request, now });
+    } catch (error) {
+      pending = Promise.reject(error);
+    }
+    return pending.then(
+      (result) => {
+        if (this.degraded) {
+          this.degraded = false;
+          this.events.emit({ type: 'limits.restored', store: this.store.kind });
+        }
+        return result;
+      },
+      (error: unknown) => {
+        if (!(error instanceof TillError && error.code === 'STORE_UNAVAILABLE')) return UNAVAILABLE;
+        if (!this.degraded) {
+          this.degraded = true;
+          this.events.emit({ type: 'limits.fallback', store: this.store.kind, reason: error.message });
+        }
+        if (spendsCredits) return UNAVAILABLE;
+        return this.local.consume(request.subject, request.limits, null, this.clock());
+      },
+    );
+  }
+}

@@ -1,0 +1,57 @@
+// Rate-limit and credit state in process memory: the memory store's, and every store's fallback.
+import { evaluate, type CreditState, type BucketState, type Credits, type LimitCharge } from '../limits.js';
+import type { ConsumeResult } from './types.js';
+
+interface Slot {
+  state: BucketState;
+  expiresAt: number;
+}
+
+/**
+ * Bucket states by subject and name, each dropped once its debt has drained (a drained bucket and
+ * a missing one are the same), so memory follows the subjects active within their windows.
+ */
+export class LocalBuckets {
+  private readonly buckets = new Map<string, Slot>();
+  private readonly credits = new Map<string, CreditState>();
+  private sweepAt = 1024;
+
+  /** Charges `charges` (and `credits`, for a key) all or nothing, at `now`. */
+  consume(
+    subject: string,
+    charges: ReadonlyArray<LimitCharge & { readonly bucket?: string }>,
+    credits: { policy: Credits; cost: number } | null,
+    now: number,
+  ): ConsumeResult & { outcome: 'OK' | 'RATE_LIMITED' | 'USAGE_EXCEEDED' } {
+    const names = charges.map((c) => `${subject}\n${c.bucket ?? c.name}`);
+    const states = names.map((name) => {
+      const slot = this.buckets.get(name);
+      return slot !== undefined && slot.expiresAt > now ? slot.state : undefined;
+    });
+    const result = evaluate(now, charges, states, credits === null ? null : { ...credits, state: this.credits.get(subject) });
+    if (result.outcome === 'OK') {
+      for (let i = 0; i < names.length; i++) {
+        const { state, ttl } = result.buckets[i]!;
+        this.buckets.delete(names[i]!);
+        this.buckets.set(names[i]!, { state, expiresAt: now + ttl });
+      }
+      if (result.creditState !== null) this.credits.set(subject, result.creditState);
+      if (this.buckets.size >= this.sweepAt) this.sweep(now);
+    }
+    return { outcome: result.outcome, limits: result.limits, credits: result.credits, retryAfter: result.retryAfter };
+  }
+
+  /** Forgets a subject's credit state (its key was removed or its credits reset). */
+  forgetCredits(subject: string): void {
+    this.credits.delete(subject);
+  }
+
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  private sweep(now: number): void {
+    for (const [name, slot] of this.buckets) if (slot.expiresAt <= now) this.buckets.delete(name);
+    this.sweepAt = Math.max(1024, this.buckets.size * 2);
+  }
+}
