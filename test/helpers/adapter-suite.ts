@@ -137,8 +137,10 @@ export function describeAdapter<M, Handler>(name: string, driver: AdapterDriver<
             metadata: { plan: 'pro' },
             createdAt: T0,
             expiresAt: null,
+            limits: [],
+            credits: null,
           },
-          fields: ['createdAt', 'expiresAt', 'id', 'metadata', 'name', 'ownerId', 'prefix', 'scopes'],
+          fields: ['createdAt', 'credits', 'expiresAt', 'id', 'limits', 'metadata', 'name', 'ownerId', 'prefix', 'scopes'],
         });
       });
 

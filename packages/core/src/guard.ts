@@ -2,13 +2,18 @@
 import { TillError } from './errors.js';
 import { createExtractor, type KeySource } from './extract.js';
 import { keyHeaderReader, type RequestHeaders } from './raw-headers.js';
-import { problemResponse, type ProblemOptions, type ProblemResponse } from './http.js';
+import { BruteForceGuard, type BruteForceOptions } from './brute-force.js';
+import { createHash } from 'node:crypto';
+import { problemResponse, rateLimitHeaders, RATE_LIMIT_HEADER_STYLES, type ProblemOptions, type ProblemResponse, type RateLimitHeaderStyle } from './http.js';
+import { UNAVAILABLE } from './limiter.js';
+import { isValidCost, normalizeRateLimit, normalizeRateLimits, type LimitCharge, type RateLimitInput } from './limits.js';
 import { failure, type MaybePromise, type VerifiedKey, type VerifyFailure, type VerifyResult } from './outcome.js';
 import { ScopeSet, normalizeRequired } from './scopes.js';
 import { defaultTill, isTill, type Till } from './till.js';
 import type { VerifyOptions } from './verifier.js';
 
-export interface AuthOptions {
+/** Options of `apiKeyAuth()`; `Req` is the framework's request (Express `req`, Koa `ctx`). */
+export interface AuthOptions<Req = never> {
   /** The Till instance to verify with. Default: `defaultTill()` (Redis at REDIS_URL, else memory). */
   till?: Till;
   /** Headers a key may come in. Default: `Authorization: Bearer <key>`, then `X-API-Key`. */
@@ -19,17 +24,72 @@ export interface AuthOptions {
   scopes?: readonly string[];
   /** `realm` of the `WWW-Authenticate` challenge. Default none. */
   realm?: string;
+  /**
+   * Rate limits every key is held to, each counted per key, beside the key's own limits and in the
+   * same store round trip (all or nothing with them and the credits).
+   */
+  limits?: readonly RateLimitInput[];
+  /** Credits a request spends when its key has credits: a number or a function of the request. Default 1. */
+  cost?: number | ((req: Req) => number);
+  /** Failed authentications per client IP before the IP is refused for a while; `false` turns it off. */
+  bruteForce?: BruteForceOptions | false;
+  /** Rate-limit headers on responses of limited keys. Default `draft-11`. */
+  rateLimitHeaders?: RateLimitHeaderStyle;
 }
 
-export interface Authenticator {
+export interface Authenticator<Req = never> {
   readonly till: Till;
-  /** Verifies the key in a Node request's headers; synchronous when the key is cached. */
-  authenticate(req: RequestHeaders): MaybePromise<VerifyResult>;
+  /**
+   * Verifies the key in a Node request's headers; synchronous when the key is cached and not
+   * limited. `ip` gives the client address (read only when needed: a blocked client, a failure);
+   * `context` is what a `cost` function receives.
+   */
+  authenticate(req: RequestHeaders, ip: () => string | undefined, context: Req): MaybePromise<VerifyResult>;
   /** The default HTTP response for a failure. */
   problem(result: VerifyFailure): ProblemResponse;
+  /** Rate-limit headers for a verified request that was charged; null when there are none. */
+  headers(result: VerifyResult): Record<string, string> | null;
 }
 
-const AUTH_OPTION_NAMES = ['till', 'sources', 'maxHeaderLength', 'scopes', 'realm'];
+const AUTH_OPTION_NAMES = ['till', 'sources', 'maxHeaderLength', 'scopes', 'realm', 'limits', 'cost', 'bruteForce', 'rateLimitHeaders'];
+
+/** Limit names in use on each Till: two guards with one name would share (and double-count) a bucket. */
+const claimed = new WeakMap<Till, Set<string>>();
+
+function claim(till: Till, bucket: string, where: string, what: string): void {
+  let names = claimed.get(till);
+  if (names === undefined) claimed.set(till, (names = new Set()));
+  if (names.has(bucket)) {
+    throw new TillError(
+      'INVALID_OPTIONS',
+      `[till] [${where}] ${what} is already used by another middleware on this Till: the two would count in one bucket. Give each a distinct name, or create the middleware once and mount it on several routes`,
+    );
+  }
+  names.add(bucket);
+}
+
+function checkHeaderStyle(style: unknown, where: string): RateLimitHeaderStyle {
+  if (style === undefined) return 'draft-11';
+  if (!RATE_LIMIT_HEADER_STYLES.includes(style as RateLimitHeaderStyle)) {
+    throw new TillError('INVALID_OPTIONS', `[till] [${where}] rateLimitHeaders must be "draft-11", "draft-6" or false`);
+  }
+  return style as RateLimitHeaderStyle;
+}
+
+function checkCost<Req>(cost: unknown, where: string): ((req: Req) => number) | number {
+  if (cost === undefined) return 1;
+  if (typeof cost === 'function') {
+    return (req: Req) => {
+      const n = (cost as (req: Req) => unknown)(req);
+      if (!isValidCost(n)) throw new TillError('INVALID_ARGUMENT', `[till] [${where}] the cost function returned ${String(n).slice(0, 20)}; it must return a non-negative integer`);
+      return n;
+    };
+  }
+  if (!isValidCost(cost)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] cost must be a non-negative integer or a function of the request`);
+  return cost;
+}
+
+const COUNTED = new Set(['NOT_FOUND', 'MALFORMED']);
 
 /** Rejects anything that is not a plain object of known options: a typo must not silently weaken auth. */
 export function checkOptionNames(options: unknown, allowed: readonly string[], where: string): Record<string, unknown> {
@@ -49,8 +109,8 @@ export function checkOptionNames(options: unknown, allowed: readonly string[], w
  * Builds what `apiKeyAuth()` runs per request, checking every option once, at creation.
  * `extraOptions` names the adapter's own options (like `onFailure`), checked by the adapter.
  */
-export function createAuthenticator(options: AuthOptions | undefined, where: string, extraOptions: readonly string[] = []): Authenticator {
-  const opts = checkOptionNames(options, [...AUTH_OPTION_NAMES, ...extraOptions], where) as AuthOptions;
+export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, where: string, extraOptions: readonly string[] = []): Authenticator<Req> {
+  const opts = checkOptionNames(options, [...AUTH_OPTION_NAMES, ...extraOptions], where) as AuthOptions<Req>;
   if (opts.till !== undefined && !isTill(opts.till)) {
     throw new TillError('INVALID_OPTIONS', `[till] [${where}] till must be an instance from createTill()`);
   }
@@ -65,16 +125,152 @@ export function createAuthenticator(options: AuthOptions | undefined, where: str
     if (!Array.isArray(opts.scopes)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] scopes must be an array of strings`);
     verifyOptions = { scopes: normalizeRequired(opts.scopes, where), scopeMode: 'all' };
   }
+  const limits = opts.limits === undefined ? [] : normalizeRateLimits(opts.limits, where);
+  const cost = checkCost<Req>(opts.cost, where);
+  const style = checkHeaderStyle(opts.rateLimitHeaders, where);
+  if (opts.bruteForce !== undefined && opts.bruteForce !== false && (opts.bruteForce === null || typeof opts.bruteForce !== 'object')) {
+    throw new TillError('INVALID_OPTIONS', `[till] [${where}] bruteForce must be an object of options or false`);
+  }
   const till = opts.till ?? defaultTill();
-  const problemOptions: ProblemOptions = opts.realm === undefined ? {} : { realm: opts.realm };
+  const brute = opts.bruteForce === false ? null : new BruteForceGuard(opts.bruteForce, till.limiter, till.verifier.clock, till.events, where);
+  if (limits.length > 0) {
+    const charges = limits.map((l) => Object.freeze({ ...l, cost: 1, bucket: `a.${l.name}` }));
+    for (const c of charges) claim(till, c.bucket, where, `the rate limit name "${c.name}"`);
+    verifyOptions = { ...verifyOptions, limits: charges };
+  }
+  if (typeof cost === 'number' && cost !== 1) verifyOptions = { ...verifyOptions, cost };
+  const costOf = typeof cost === 'function' ? cost : null;
+  const problemOptions: ProblemOptions = { rateLimitHeaders: style, ...(opts.realm !== undefined && { realm: opts.realm }) };
+  const count = (result: VerifyResult, ip: () => string | undefined): VerifyResult => {
+    if (!result.valid && COUNTED.has(result.code)) {
+      const address = ip();
+      if (address !== undefined) brute!.failed(address);
+    }
+    return result;
+  };
   return {
     till,
-    authenticate(req) {
+    authenticate(req, ip, context) {
+      if (brute !== null && brute.active) {
+        const address = ip();
+        const wait = address === undefined ? 0 : brute.blockedFor(address);
+        if (wait > 0) return Object.freeze({ valid: false, code: 'BLOCKED', retryAfter: wait });
+      }
       const found = extract(readHeaders(req));
-      if (!found.found) return failure(found.code);
-      return till.verifier.verify(found.key, verifyOptions);
+      if (!found.found) return brute === null ? failure(found.code) : count(failure(found.code), ip);
+      const options = costOf === null ? verifyOptions : { ...verifyOptions, cost: costOf(context) };
+      const result = till.verifier.verify(found.key, options);
+      if (brute === null) return result;
+      if (result instanceof Promise) return result.then((r) => count(r, ip));
+      return result.valid ? result : count(result, ip);
     },
     problem: (result) => problemResponse(result, problemOptions),
+    headers: (result) => (result.valid && result.usage !== undefined && style !== false ? rateLimitHeaders(result.usage.limits, style) : null),
+  };
+}
+
+/** Options of the `rateLimit()` route guard; `Req` is the framework's request. */
+export interface RateLimitOptions<Req = never> {
+  /** Names the limit in headers and in the store. Unique per Till. */
+  name: string;
+  /** Requests (of cost 1) admitted per window, with bursts of up to this many. */
+  limit: number;
+  /** The window: a duration like `1s`, `1m`, `1d`, or milliseconds. */
+  window: string | number;
+  /**
+   * Whose requests count together: `key` (default: the API key that `apiKeyAuth()` verified; a
+   * request without one is refused with 401), `ip` (the client IP, as the framework sees it with its
+   * trust-proxy setting) or a function of the request returning a string (undefined: not limited).
+   */
+  by?: 'key' | 'ip' | ((req: Req) => string | undefined);
+  /** Units of the limit one request uses: a number or a function of the request. Default 1. */
+  cost?: number | ((req: Req) => number);
+  /** The Till whose store keeps the counts. Default: `defaultTill()`. */
+  till?: Till;
+  /** Which rate-limit headers to send. Default `draft-11`. */
+  headers?: RateLimitHeaderStyle;
+}
+
+export type RateLimitVerdict =
+  | { readonly ok: true; readonly headers: Record<string, string> }
+  | { readonly ok: false; readonly failure: VerifyFailure; readonly response: ProblemResponse };
+
+export interface RateLimitGuard<Req = never> {
+  readonly name: string;
+  /**
+   * Charges one request. `node` is the Node request (a guard that meets it twice, mounted twice on
+   * one path, charges it once); `key` is the verified key, if any.
+   */
+  check(node: object, context: Req, key: VerifiedKey | undefined, ip: () => string | undefined): MaybePromise<RateLimitVerdict | null>;
+}
+
+const RATE_LIMIT_OPTION_NAMES = ['name', 'limit', 'window', 'by', 'cost', 'till', 'headers'];
+
+/** Subjects go into Redis key names inside a hash tag: no braces, and bounded in length. */
+function subjectOf(kind: string, value: string): string {
+  if (value.length <= 200 && !/[{}\s]/.test(value)) return `${kind}:${value}`;
+  return `${kind}#${createHash('sha256').update(value).digest('base64url')}`;
+}
+
+/** Builds what `rateLimit()` runs per request, checking every option at creation. */
+export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where: string, extraOptions: readonly string[] = []): RateLimitGuard<Req> {
+  if (options === undefined) throw new TillError('INVALID_OPTIONS', `[till] [${where}] rateLimit needs { name, limit, window }`);
+  const opts = checkOptionNames(options, [...RATE_LIMIT_OPTION_NAMES, ...extraOptions], where) as unknown as RateLimitOptions<Req>;
+  const policy = normalizeRateLimit({ name: opts.name, limit: opts.limit, window: opts.window }, where);
+  const by = opts.by ?? 'key';
+  if (by !== 'key' && by !== 'ip' && typeof by !== 'function') throw new TillError('INVALID_OPTIONS', `[till] [${where}] by must be "key", "ip" or a function of the request`);
+  const cost = checkCost<Req>(opts.cost, where);
+  if (typeof cost === 'number' && cost > policy.limit) {
+    throw new TillError('INVALID_OPTIONS', `[till] [${where}] cost ${cost} is above the limit ${policy.limit}: no request could ever pass`);
+  }
+  const style = checkHeaderStyle(opts.headers, where);
+  if (opts.till !== undefined && !isTill(opts.till)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] till must be an instance from createTill()`);
+  const till = opts.till ?? defaultTill();
+  const bucket = `r.${policy.name}`;
+  claim(till, bucket, where, `the rate limit name "${policy.name}"`);
+  const fixed: LimitCharge & { bucket: string } = Object.freeze({ ...policy, cost: typeof cost === 'number' ? cost : 1, bucket });
+  const problemOptions: ProblemOptions = { rateLimitHeaders: style };
+  const seen = new WeakSet<object>();
+  let warned = false;
+  const missing = problemResponse(failure('MISSING'), problemOptions);
+  const unavailable: VerifyFailure = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: 2 });
+
+  return {
+    name: policy.name,
+    check(node, context, key, ip) {
+      if (seen.has(node)) {
+        if (!warned) {
+          warned = true;
+          till.events.emit({ type: 'guard.repeated', name: policy.name });
+          till.logger.warn(`[till] [${where}] rate limit "${policy.name}" ran twice for one request (mounted twice on one path?); it counts each request once`);
+        }
+        return null;
+      }
+      seen.add(node);
+      let subject: string;
+      if (by === 'key') {
+        if (key === undefined) return { ok: false, failure: failure('MISSING'), response: missing };
+        subject = key.id;
+      } else if (by === 'ip') {
+        subject = subjectOf('ip', ip() ?? 'unknown');
+      } else {
+        const value = by(context);
+        if (value === undefined) return null;
+        if (typeof value !== 'string' || value.length === 0) throw new TillError('INVALID_ARGUMENT', `[till] [${where}] the by function of rate limit "${policy.name}" must return a non-empty string or undefined`);
+        subject = subjectOf('u', value);
+      }
+      const charge = typeof cost === 'number' ? fixed : { ...fixed, cost: cost(context) };
+      return till.limiter.consume({ subject, limits: [charge] }, false).then((result): RateLimitVerdict => {
+        if (result === UNAVAILABLE) return { ok: false, failure: unavailable, response: problemResponse(unavailable, problemOptions) };
+        if (!('limits' in result)) throw new Error('unreachable: a charge without a key version has no record outcome');
+        const usage = { limits: result.limits, credits: null };
+        if (result.outcome === 'OK') return { ok: true, headers: rateLimitHeaders(result.limits, style) };
+        const refused: VerifyFailure = result.retryAfter === null
+          ? { valid: false, code: 'RATE_LIMITED', usage }
+          : { valid: false, code: 'RATE_LIMITED', usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) };
+        return { ok: false, failure: refused, response: problemResponse(refused, problemOptions) };
+      });
+    },
   };
 }
 

@@ -1,4 +1,5 @@
 // Outcome to HTTP, framework-neutral: status, RFC 6750 challenge, RFC 9457 problem body.
+import type { LimitState } from './limits.js';
 import type { FailureCode, VerifyFailure } from './outcome.js';
 
 /** An RFC 9457 problem body. `code` is the stable outcome code; it never holds a key or a hash. */
@@ -22,6 +23,41 @@ export interface ProblemResponse {
 export interface ProblemOptions {
   /** `realm` of the `WWW-Authenticate` challenge; omitted when absent. */
   realm?: string;
+  /** Which rate-limit headers a 429 carries. Default `draft-11`. */
+  rateLimitHeaders?: RateLimitHeaderStyle;
+}
+
+/**
+ * Rate-limit headers to send:
+ * - `draft-11`: `RateLimit` and `RateLimit-Policy` of draft-ietf-httpapi-ratelimit-headers-11
+ *   (structured-field lists with one item per limit: `"per-second";q=10;w=1` and `"per-second";r=9;t=1`);
+ * - `draft-6`: the older `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (of the limit
+ *   closest to refusing) and `RateLimit-Policy: 10;w=1`, as many clients still read them;
+ * - `false`: none (`Retry-After` on a 429 stays).
+ */
+export type RateLimitHeaderStyle = 'draft-11' | 'draft-6' | false;
+
+export const RATE_LIMIT_HEADER_STYLES: readonly RateLimitHeaderStyle[] = ['draft-11', 'draft-6', false];
+
+const seconds = (ms: number): number => Math.ceil(ms / 1000);
+
+/** The rate-limit headers describing `limits`, in lowercase names; empty when there are none. */
+export function rateLimitHeaders(limits: readonly LimitState[], style: RateLimitHeaderStyle = 'draft-11'): Record<string, string> {
+  if (style === false || limits.length === 0) return {};
+  if (style === 'draft-6') {
+    let tightest = limits[0]!;
+    for (const l of limits) if (l.remaining < tightest.remaining) tightest = l;
+    return {
+      'ratelimit-limit': String(tightest.limit),
+      'ratelimit-remaining': String(tightest.remaining),
+      'ratelimit-reset': String(seconds(tightest.reset)),
+      'ratelimit-policy': limits.map((l) => `${l.limit};w=${seconds(l.window)}`).join(', '),
+    };
+  }
+  return {
+    'ratelimit-policy': limits.map((l) => `"${l.name}";q=${l.limit};w=${seconds(l.window)}`).join(', '),
+    ratelimit: limits.map((l) => `"${l.name}";r=${l.remaining};t=${seconds(l.reset)}`).join(', '),
+  };
 }
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
@@ -35,7 +71,7 @@ const TEXT: Record<FailureCode, readonly [status: number, title: string, detail:
   EXPIRED: [401, 'API key expired', 'The API key has expired.'],
   NOT_YET_VALID: [401, 'API key not yet valid', 'The API key is not valid yet.'],
   INSUFFICIENT_SCOPE: [403, 'Insufficient scope', 'The API key lacks a scope this request needs.'],
-  RATE_LIMITED: [429, 'Rate limit exceeded', 'Too many requests with this API key; retry later.'],
+  RATE_LIMITED: [429, 'Rate limit exceeded', 'Too many requests; retry later.'],
   USAGE_EXCEEDED: [429, 'Usage exceeded', 'The API key has no usage credits left.'],
   BLOCKED: [429, 'Too many failed attempts', 'Too many failed authentications from this client; retry later.'],
   STORE_UNAVAILABLE: [503, 'Service unavailable', 'API keys cannot be checked right now; retry later.'],
@@ -88,6 +124,7 @@ export function problemResponse(result: VerifyFailure, options: ProblemOptions =
     body.required_scopes = result.requiredScopes;
     body.scope_mode = mode;
   }
+  if (result.usage !== undefined) Object.assign(headers, rateLimitHeaders(result.usage.limits, options.rateLimitHeaders));
   if (result.retryAfter !== undefined && (status === 429 || status === 503)) {
     headers['retry-after'] = String(result.retryAfter);
     body.retry_after = result.retryAfter;

@@ -63,9 +63,30 @@ export {
   type Extraction,
   type HeaderBag,
 } from './extract.js';
-export { problemResponse, challengeOf, statusOf, PROBLEM_CONTENT_TYPE, type Problem, type ProblemResponse, type ProblemOptions } from './http.js';
+export {
+  problemResponse,
+  challengeOf,
+  statusOf,
+  rateLimitHeaders,
+  PROBLEM_CONTENT_TYPE,
+  type Problem,
+  type ProblemResponse,
+  type ProblemOptions,
+  type RateLimitHeaderStyle,
+} from './http.js';
 export { createTill, defaultTill, resetDefaultTill, isTill, type Till, type TillOptions } from './till.js';
 export { consoleLogger, silentLogger, type Logger } from './logger.js';
 export { systemClock, type Clock } from './clock.js';
-export { createAuthenticator, createScopeCheck, checkOptionNames, type AuthOptions, type Authenticator } from './guard.js';
+export {
+  createAuthenticator,
+  createScopeCheck,
+  createRateLimitGuard,
+  checkOptionNames,
+  type AuthOptions,
+  type Authenticator,
+  type RateLimitOptions,
+  type RateLimitGuard,
+  type RateLimitVerdict,
+} from './guard.js';
+export { BruteForceGuard, type BruteForceOptions } from './brute-force.js';
 export { keyHeaderReader, type RequestHeaders } from './raw-headers.js';

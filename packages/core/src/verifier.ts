@@ -111,7 +111,7 @@ export class Verifier {
   private readonly negativeTtl: number;
   private readonly staleWindow: number;
   private readonly unavailable: VerifyFailure;
-  private readonly clock: Clock;
+  readonly clock: Clock;
   private readonly limiter: Limiter;
   private unsubscribe: (() => void) | null = null;
 

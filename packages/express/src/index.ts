@@ -1,11 +1,15 @@
 // @till/express: API key middleware for Express 4 and 5. Thin: core verifies, this maps to HTTP.
 import {
   createAuthenticator,
+  createRateLimitGuard,
   createScopeCheck,
   problemResponse,
   TillError,
   type AuthOptions,
   type ProblemResponse,
+  type RateLimitOptions,
+  type RateLimitVerdict,
+  type Usage,
   type VerifiedKey,
   type VerifyFailure,
   type VerifyResult,
@@ -18,6 +22,8 @@ declare global {
     interface Request {
       /** The key that authenticated this request, set by `apiKeyAuth()`. */
       apiKey?: VerifiedKey;
+      /** The key's limits and credits after this request was charged, when it was. */
+      apiKeyUsage?: Usage;
     }
   }
 }
@@ -28,7 +34,7 @@ declare global {
  */
 export type FailureHandler = (failure: VerifyFailure, req: Request, res: Response, next: NextFunction, response: ProblemResponse) => void;
 
-export interface ApiKeyAuthOptions extends AuthOptions {
+export interface ApiKeyAuthOptions extends AuthOptions<Request> {
   /** Replaces the default RFC 9457 response (also used by `requireScopes` after this middleware). */
   onFailure?: FailureHandler;
 }
@@ -36,8 +42,17 @@ export interface ApiKeyAuthOptions extends AuthOptions {
 /** Writes a problem response. */
 export function sendProblem(res: Response, response: ProblemResponse): void {
   res.status(response.status);
-  for (const name in response.headers) res.setHeader(name, response.headers[name]!);
+  setHeaders(res, response.headers);
   res.end(JSON.stringify(response.body));
+}
+
+/** Sets headers; the rate-limit lists join what an earlier Till middleware set (one item per limit). */
+function setHeaders(res: Response, headers: Readonly<Record<string, string>>): void {
+  for (const name in headers) {
+    const value = headers[name]!;
+    const before = (name === 'ratelimit' || name === 'ratelimit-policy') && res.getHeader(name);
+    res.setHeader(name, typeof before === 'string' && before !== '' ? `${before}, ${value}` : value);
+  }
 }
 
 type Responder = (failure: VerifyFailure, req: Request, res: Response, next: NextFunction) => void;
@@ -63,6 +78,11 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): RequestHandler {
   const settle = (result: VerifyResult, req: Request, res: Response, next: NextFunction): void => {
     if (result.valid) {
       req.apiKey = result.key;
+      if (result.usage !== undefined) {
+        req.apiKeyUsage = result.usage;
+        const headers = auth.headers(result);
+        if (headers !== null) setHeaders(res, headers);
+      }
       next();
     } else respond(result, req, res, next);
   };
@@ -72,7 +92,7 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): RequestHandler {
 
   return function tillApiKeyAuth(req: Request, res: Response, next: NextFunction): void {
     if (customized) (req as TillRequest)[RESPONDER] = respond;
-    const result = auth.authenticate(req);
+    const result = auth.authenticate(req, () => req.ip, req);
     // The cached path answers synchronously: no promise, no extra tick.
     if (!(result instanceof Promise)) return settle(result, req, res, next);
     // An error thrown by onFailure goes to Express's error handling, not to an unhandled rejection.
@@ -102,4 +122,42 @@ export function requireAnyScope(...scopes: string[]): RequestHandler {
   return scopeGuard(scopes, 'any');
 }
 
-export type { VerifiedKey, VerifyFailure, ProblemResponse } from '@till/core';
+export interface RateLimitMiddlewareOptions extends RateLimitOptions<Request> {
+  /** Replaces the default 429 (or the 401 of `by: 'key'` without a key). */
+  onFailure?: FailureHandler;
+}
+
+/**
+ * Limits a route: `limit` requests per `window` per API key (default), per client IP (`req.ip`,
+ * so Express's `trust proxy` setting decides what the client IP is) or per the value of a function.
+ * Sets the `RateLimit` headers; refuses with 429, `Retry-After` and a problem+json body.
+ * Usable after `apiKeyAuth()` or, with `by: 'ip'` or a function, on its own.
+ */
+export function rateLimit(options: RateLimitMiddlewareOptions): RequestHandler {
+  const onFailure = options !== null && typeof options === 'object' ? options.onFailure : undefined;
+  if (onFailure !== undefined && typeof onFailure !== 'function') {
+    throw new TillError('INVALID_OPTIONS', '[till] [express] onFailure must be a function');
+  }
+  const guard = createRateLimitGuard(options, 'express', ['onFailure']);
+  const apply = (verdict: RateLimitVerdict | null, req: Request, res: Response, next: NextFunction): void => {
+    if (verdict === null) return next();
+    if (verdict.ok) {
+      setHeaders(res, verdict.headers);
+      return next();
+    }
+    if (onFailure) onFailure(verdict.failure, req, res, next, verdict.response);
+    else sendProblem(res, verdict.response);
+  };
+  return function tillRateLimit(req: Request, res: Response, next: NextFunction): void {
+    let verdict;
+    try {
+      verdict = guard.check(req, req, req.apiKey, () => req.ip);
+    } catch (error) {
+      return next(error);
+    }
+    if (!(verdict instanceof Promise)) return apply(verdict, req, res, next);
+    verdict.then((v) => apply(v, req, res, next)).catch(next);
+  };
+}
+
+export type { VerifiedKey, VerifyFailure, ProblemResponse, Usage, LimitState, RateLimitHeaderStyle } from '@till/core';

@@ -1,11 +1,14 @@
 // @till/koa: API key middleware for Koa 2 and 3. Thin: core verifies, this maps to HTTP.
 import {
   createAuthenticator,
+  createRateLimitGuard,
   createScopeCheck,
   problemResponse,
   TillError,
   type AuthOptions,
   type ProblemResponse,
+  type RateLimitOptions,
+  type Usage,
   type VerifiedKey,
   type VerifyFailure,
 } from '@till/core';
@@ -15,6 +18,8 @@ declare module 'koa' {
   interface DefaultState {
     /** The key that authenticated this request, set by `apiKeyAuth()`. */
     apiKey?: VerifiedKey;
+    /** The key's limits and credits after this request was charged, when it was. */
+    apiKeyUsage?: Usage;
   }
 }
 
@@ -24,7 +29,7 @@ declare module 'koa' {
  */
 export type FailureHandler = (failure: VerifyFailure, ctx: Context, response: ProblemResponse) => void | Promise<void>;
 
-export interface ApiKeyAuthOptions extends AuthOptions {
+export interface ApiKeyAuthOptions extends AuthOptions<Context> {
   /** Replaces the default RFC 9457 response (also used by `requireScopes` after this middleware). */
   onFailure?: FailureHandler;
 }
@@ -32,9 +37,18 @@ export interface ApiKeyAuthOptions extends AuthOptions {
 /** Sets a problem response on the context. */
 export function sendProblem(ctx: Context, response: ProblemResponse): void {
   ctx.status = response.status;
-  ctx.set(response.headers as Record<string, string>);
+  setHeaders(ctx, response.headers);
   ctx.body = JSON.stringify(response.body);
   ctx.type = response.headers['content-type']!;
+}
+
+/** Sets headers; the rate-limit lists join what an earlier Till middleware set (one item per limit). */
+function setHeaders(ctx: Context, headers: Readonly<Record<string, string>>): void {
+  for (const name in headers) {
+    const value = headers[name]!;
+    const before = (name === 'ratelimit' || name === 'ratelimit-policy') && ctx.response.get(name);
+    ctx.set(name, typeof before === 'string' && before !== '' ? `${before}, ${value}` : value);
+  }
 }
 
 type Responder = (failure: VerifyFailure, ctx: Context) => void | Promise<void>;
@@ -62,10 +76,15 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
 
   return async function tillApiKeyAuth(ctx: Context, next: Next): Promise<void> {
     if (customized) (ctx.state as TillState)[RESPONDER] = respond;
-    let result = auth.authenticate(ctx.req);
+    let result = auth.authenticate(ctx.req, () => ctx.ip, ctx);
     if (result instanceof Promise) result = await result;
     if (!result.valid) return respond(result, ctx);
     ctx.state.apiKey = result.key;
+    if (result.usage !== undefined) {
+      ctx.state.apiKeyUsage = result.usage;
+      const headers = auth.headers(result);
+      if (headers !== null) setHeaders(ctx, headers);
+    }
     return next();
   };
 }
@@ -91,4 +110,33 @@ export function requireAnyScope(...scopes: string[]): Middleware {
   return scopeGuard(scopes, 'any');
 }
 
-export type { VerifiedKey, VerifyFailure, ProblemResponse } from '@till/core';
+export interface RateLimitMiddlewareOptions extends RateLimitOptions<Context> {
+  /** Replaces the default 429 (or the 401 of `by: 'key'` without a key). */
+  onFailure?: FailureHandler;
+}
+
+/**
+ * Limits a route: `limit` requests per `window` per API key (default), per client IP (`ctx.ip`, so
+ * the app's `proxy` setting decides what the client IP is) or per the value of a function. Sets
+ * the `RateLimit` headers; refuses with 429, `Retry-After` and a problem+json body. Usable after
+ * `apiKeyAuth()` or, with `by: 'ip'` or a function, on its own.
+ */
+export function rateLimit(options: RateLimitMiddlewareOptions): Middleware {
+  const onFailure = options !== null && typeof options === 'object' ? options.onFailure : undefined;
+  if (onFailure !== undefined && typeof onFailure !== 'function') {
+    throw new TillError('INVALID_OPTIONS', '[till] [koa] onFailure must be a function');
+  }
+  const guard = createRateLimitGuard(options, 'koa', ['onFailure']);
+  return async function tillRateLimit(ctx: Context, next: Next): Promise<void> {
+    let verdict = guard.check(ctx.req, ctx, ctx.state.apiKey as VerifiedKey | undefined, () => ctx.ip);
+    if (verdict instanceof Promise) verdict = await verdict;
+    if (verdict === null) return next();
+    if (verdict.ok) {
+      setHeaders(ctx, verdict.headers);
+      return next();
+    }
+    return onFailure ? onFailure(verdict.failure, ctx, verdict.response) : sendProblem(ctx, verdict.response);
+  };
+}
+
+export type { VerifiedKey, VerifyFailure, ProblemResponse, Usage, LimitState, RateLimitHeaderStyle } from '@till/core';
