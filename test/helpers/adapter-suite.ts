@@ -14,6 +14,7 @@ import {
   type AuthOptions,
   type CreateKeyInput,
   type ProblemResponse,
+  type RateLimitOptions,
   type Till,
   type VerifiedKey,
   type VerifyFailure,
@@ -33,7 +34,7 @@ import {
 export type Headers = Record<string, string | string[] | undefined>;
 
 /** The options of an adapter's apiKeyAuth(): core's, plus the adapter's own kind of onFailure. */
-export type AdapterOptions<Handler> = AuthOptions & { onFailure?: Handler };
+export type AdapterOptions<Handler> = AuthOptions<never> & { onFailure?: Handler };
 
 /**
  * What differs from one framework to another. `M` is the framework's middleware type, `Handler`
@@ -46,12 +47,13 @@ export interface AdapterDriver<M, Handler> {
   apiKeyAuth(options?: AdapterOptions<Handler>): M;
   requireScopes(...scopes: string[]): M;
   requireAnyScope(...scopes: string[]): M;
+  rateLimit(options: RateLimitOptions<never> & { onFailure?: Handler }): M;
   /**
    * A fresh app serving GET on each of `routes`: its middlewares in order, then a handler that
    * answers 200 with the JSON of `answer(the verified key, if any)`. An error thrown in a
    * middleware (or passed on, as the framework does it) is answered 500 `{ handled: message }`.
    */
-  app(routes: Record<string, M[]>, answer: (key: VerifiedKey | undefined) => unknown): RequestListener;
+  app(routes: Record<string, M[]>, answer: (key: VerifiedKey | undefined) => unknown, settings?: { trustProxy?: boolean }): RequestListener;
   /** A middleware that answers with the adapter's sendProblem(response). */
   problem(response: ProblemResponse): M;
   /** An onFailure that answers what `answer` returns, as JSON, written the framework's way. */

@@ -100,7 +100,7 @@ export const TEXT: Record<FailureCode, { status: number; title: string; detail: 
   EXPIRED: { status: 401, title: 'API key expired', detail: 'The API key has expired.' },
   NOT_YET_VALID: { status: 401, title: 'API key not yet valid', detail: 'The API key is not valid yet.' },
   INSUFFICIENT_SCOPE: { status: 403, title: 'Insufficient scope', detail: '' },
-  RATE_LIMITED: { status: 429, title: 'Rate limit exceeded', detail: 'Too many requests with this API key; retry later.' },
+  RATE_LIMITED: { status: 429, title: 'Rate limit exceeded', detail: 'Too many requests; retry later.' },
   USAGE_EXCEEDED: { status: 429, title: 'Usage exceeded', detail: 'The API key has no usage credits left.' },
   BLOCKED: { status: 429, title: 'Too many failed attempts', detail: 'Too many failed authentications from this client; retry later.' },
   STORE_UNAVAILABLE: { status: 503, title: 'Service unavailable', detail: 'API keys cannot be checked right now; retry later.' },

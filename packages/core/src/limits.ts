@@ -190,26 +190,30 @@ export function evaluate(
   buckets: ReadonlyArray<BucketState | undefined>,
   credits: { policy: Credits; state: CreditState | undefined; cost: number } | null,
 ): Evaluation {
-  const limits: LimitState[] = [];
+  const debts: number[] = [];
   const next: Array<{ state: BucketState; ttl: number }> = [];
   let refused = false;
   let impossible = false;
   let retry = 0;
   for (let i = 0; i < charges.length; i++) {
-    const { name, limit, window, cost } = charges[i]!;
+    const { limit, window, cost } = charges[i]!;
     const debt = decayedDebt(buckets[i], now, limit, window);
     const capacity = window * limit;
     const charged = debt + cost * window;
-    const fits = cost <= limit && charged <= capacity;
-    if (!fits) {
+    if (cost > limit || charged > capacity) {
       refused = true;
       if (cost > limit) impossible = true;
       else retry = Math.max(retry, Math.ceil((charged - capacity) / limit));
     }
-    const after = fits ? charged : debt;
-    limits.push({ name, limit, window, remaining: Math.floor((capacity - after) / window), reset: Math.ceil(after / limit) });
+    debts.push(debt);
     next.push({ state: { at: now, debt: charged }, ttl: Math.max(1, Math.ceil(charged / limit)) });
   }
+  // Every limit is reported as it stands after this request: charged only if all of them admitted it.
+  const report = (charged: boolean): LimitState[] =>
+    charges.map(({ name, limit, window }, i) => {
+      const after = charged ? next[i]!.state.debt : debts[i]!;
+      return { name, limit, window, remaining: Math.floor((window * limit - after) / window), reset: Math.ceil(after / limit) };
+    });
   let creditState: CreditState | null = null;
   let left: number | null = null;
   if (credits !== null) {
@@ -218,10 +222,10 @@ export function evaluate(
     if (credits.cost > 0 && live.remaining < credits.cost) {
       // Credits come back only with a refill.
       const retryAfter = credits.policy.refill === null ? null : live.refilledAt + credits.policy.refill.interval - now;
-      return { outcome: 'USAGE_EXCEEDED', limits, buckets: [], credits: left, creditState: null, retryAfter };
+      return { outcome: 'USAGE_EXCEEDED', limits: report(false), buckets: [], credits: left, creditState: null, retryAfter };
     }
     creditState = { ...live, remaining: live.remaining - credits.cost };
   }
-  if (refused) return { outcome: 'RATE_LIMITED', limits, buckets: [], credits: left, creditState: null, retryAfter: impossible ? null : retry };
-  return { outcome: 'OK', limits, buckets: next, credits: creditState === null ? null : creditState.remaining, creditState, retryAfter: 0 };
+  if (refused) return { outcome: 'RATE_LIMITED', limits: report(false), buckets: [], credits: left, creditState: null, retryAfter: impossible ? null : retry };
+  return { outcome: 'OK', limits: report(true), buckets: next, credits: creditState === null ? null : creditState.remaining, creditState, retryAfter: 0 };
 }

@@ -131,6 +131,8 @@ describe('all or nothing', () => {
         for (const step of seq) {
           now += step.dt;
           const r = both.consume('k', [a, b], null, now);
+          // A refusal reports every limit as it stands, the admitting ones uncharged too.
+          if (r.outcome !== 'OK') expect(r.limits).toEqual(both.consume('k', [{ ...a, cost: 0 }, { ...b, cost: 0 }], null, now).limits);
           // A model of limit a that is charged only when both admitted.
           if (r.outcome === 'OK') aOnly.consume('k', [a], null, now);
           const probe = both.consume('k', [{ ...a, cost: 0 }], null, now);

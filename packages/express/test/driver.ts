@@ -1,6 +1,6 @@
 // Express's side of the shared adapter suites (test/helpers/adapter-suite.ts, fuzz-suite.ts): how an app is built.
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
-import { apiKeyAuth, requireAnyScope, requireScopes, sendProblem, type FailureHandler } from '@till/express';
+import { apiKeyAuth, rateLimit, requireAnyScope, requireScopes, sendProblem, type FailureHandler } from '@till/express';
 import type { AdapterDriver } from '../../../test/helpers/adapter-suite.js';
 
 /** The driver for one Express version: `framework` is the `express` function of that version. */
@@ -10,8 +10,10 @@ export function expressDriver(framework: () => Express): AdapterDriver<RequestHa
     apiKeyAuth,
     requireScopes,
     requireAnyScope,
-    app(routes, answer) {
+    rateLimit: rateLimit as AdapterDriver<RequestHandler, FailureHandler>['rateLimit'],
+    app(routes, answer, settings = {}) {
       const app = framework();
+      if (settings.trustProxy) app.set('trust proxy', true);
       for (const [path, chain] of Object.entries(routes)) {
         app.get(path, ...chain, (req: Request, res: Response) => {
           res.json(answer(req.apiKey));

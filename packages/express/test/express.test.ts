@@ -5,6 +5,7 @@ import express4 from 'express4';
 import { expect, it } from 'vitest';
 import { sendProblem } from '@till/express';
 import { bearer, describeAdapter } from '../../../test/helpers/adapter-suite.js';
+import { describeLimits } from '../../../test/helpers/limits-suite.js';
 import { expectProblem } from '../../../test/helpers/adapter-support.js';
 import { expressDriver } from './driver.js';
 
@@ -12,6 +13,7 @@ for (const [name, framework] of [
   ['Express 5', express],
   ['Express 4', express4],
 ] as const) {
+  describeLimits(name, expressDriver(framework));
   describeAdapter(name, expressDriver(framework), {
     options: ({ appWith, get }) => {
       it('onFailure can pass the request on, or send the default with sendProblem()', async () => {

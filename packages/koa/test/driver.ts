@@ -1,7 +1,7 @@
 // Koa's side of the shared adapter suites (test/helpers/adapter-suite.ts, fuzz-suite.ts): how an app is built.
 import type Koa from 'koa';
 import type { Middleware } from 'koa';
-import { apiKeyAuth, requireAnyScope, requireScopes, sendProblem, type FailureHandler } from '@till/koa';
+import { apiKeyAuth, rateLimit, requireAnyScope, requireScopes, sendProblem, type FailureHandler } from '@till/koa';
 import type { AdapterDriver } from '../../../test/helpers/adapter-suite.js';
 
 /** Runs `middlewares` in order, then `next` (a tiny koa-compose). */
@@ -19,8 +19,10 @@ export function koaDriver(Framework: typeof Koa): AdapterDriver<Middleware, Fail
     apiKeyAuth,
     requireScopes,
     requireAnyScope,
-    app(routes, answer) {
+    rateLimit: rateLimit as AdapterDriver<Middleware, FailureHandler>['rateLimit'],
+    app(routes, answer, settings = {}) {
       const app = new Framework();
+      if (settings.trustProxy) app.proxy = true;
       // Thrown errors become a 500 the tests can inspect.
       app.use(async (ctx, next) => {
         try {

@@ -5,6 +5,7 @@ import koa2 from 'koa2';
 import { expect, it } from 'vitest';
 import { sendProblem } from '@till/koa';
 import { bearer, describeAdapter } from '../../../test/helpers/adapter-suite.js';
+import { describeLimits } from '../../../test/helpers/limits-suite.js';
 import { expectProblem } from '../../../test/helpers/adapter-support.js';
 import { koaDriver } from './driver.js';
 
@@ -12,6 +13,7 @@ for (const [name, Framework] of [
   ['Koa 3', Koa],
   ['Koa 2', koa2],
 ] as const) {
+  describeLimits(name, koaDriver(Framework));
   describeAdapter(name, koaDriver(Framework), {
     options: ({ appWith, get }) => {
       it('an async onFailure is awaited, and can send the default with sendProblem()', async () => {

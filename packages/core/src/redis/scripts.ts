@@ -45,7 +45,6 @@ if ARGV[2] ~= '' then
   if tonumber(record['version']) ~= tonumber(ARGV[2]) then return {'CHANGED', json} end
   if type(record['credits']) == 'table' then policy = record['credits'] end
 end
-local out = {}
 local writes = {}
 local refused = false
 local impossible = false
@@ -64,10 +63,7 @@ for i = 1, n do
   end
   local capacity = window * limit
   local charged = debt + cost * window
-  local after = debt
-  if cost <= limit and charged <= capacity then
-    after = charged
-  else
+  if cost > limit or charged > capacity then
     refused = true
     if cost > limit then
       impossible = true
@@ -76,9 +72,19 @@ for i = 1, n do
       if r > retry then retry = r end
     end
   end
-  out[#out + 1] = math.floor((capacity - after) / window)
-  out[#out + 1] = math.ceil(after / limit)
-  writes[i] = {key, string.format('%.0f:%.0f', now, charged), math.max(1, math.ceil(charged / limit))}
+  writes[i] = {key, string.format('%.0f:%.0f', now, charged), math.max(1, math.ceil(charged / limit)), limit, window, debt, charged}
+end
+-- Every limit as it stands after this request: charged only if all of them admitted it.
+local function report(charged)
+  local out = {}
+  for i = 1, n do
+    local w = writes[i]
+    local after = w[6]
+    if charged then after = w[7] end
+    out[#out + 1] = math.floor((w[5] * w[4] - after) / w[5])
+    out[#out + 1] = math.ceil(after / w[4])
+  end
+  return out
 end
 local left = -1
 local credit = nil
@@ -101,18 +107,18 @@ if policy then
   if spend > 0 and remaining < spend then
     local r = -1
     if type(refill) == 'table' then r = refilled + tonumber(refill['interval']) - now end
-    return {'USAGE_EXCEEDED', left, r, unpack(out)}
+    return {'USAGE_EXCEEDED', left, r, unpack(report(false))}
   end
   credit = {remaining - spend, refilled, gen}
 end
 if refused then
   if impossible then retry = -1 end
-  return {'RATE_LIMITED', left, retry, unpack(out)}
+  return {'RATE_LIMITED', left, retry, unpack(report(false))}
 end
 for i = 1, n do redis.call('SET', writes[i][1], writes[i][2], 'PX', writes[i][3]) end
 if credit then
   redis.call('HSET', KEYS[2], 'r', string.format('%.0f', credit[1]), 't', string.format('%.0f', credit[2]), 'g', string.format('%.0f', credit[3]))
   left = credit[1]
 end
-return {'OK', left, 0, unpack(out)}
+return {'OK', left, 0, unpack(report(true))}
 `;
