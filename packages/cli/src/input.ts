@@ -1,6 +1,6 @@
 // Turning command-line text into what the key manager takes: ids, scopes, metadata, times, durations.
 // Everything here is checked before Redis is contacted, so bad input never reaches the store.
-import { ID_LENGTH, isTillError, isValidGrant, isValidKeyId, parseDuration, parseKey } from '@till/core';
+import { ID_LENGTH, isTillError, isValidGrant, isValidKeyId, normalizeCredits, normalizeRateLimits, parseDuration, parseKey, type CreditsInput, type RateLimitInput } from '@till/core';
 import { failed, plainMessage } from './errors.js';
 
 /** Commander's collector for repeatable options. */
@@ -120,4 +120,43 @@ export function text(value: string, option: string): string {
     throw failed(`invalid ${option}: give 1-200 characters without control characters`);
   }
   return value;
+}
+
+/** `--rate name=N/window` (repeatable), like `per-second=10/1s`; `none` alone means no limits. */
+export function rateLimits(values: readonly string[]): RateLimitInput[] {
+  if (values.length === 1 && values[0]!.trim().toLowerCase() === 'none') return [];
+  const limits = values.map((value) => {
+    const m = /^([^=]+)=(\d+)\/(.+)$/.exec(value.trim());
+    if (!m) throw failed(`invalid --rate ${JSON.stringify(value.slice(0, 40))}: give name=count/window, like per-second=10/1s or per-day=10000/1d`);
+    return { name: m[1]!, limit: Number(m[2]), window: m[3]! };
+  });
+  return checked(() => normalizeRateLimits(limits, 'keys'));
+}
+
+/** `--credits N` with an optional `--refill amount/interval`; `--credits none` removes them. */
+export function credits(count: string, refill: string | undefined): CreditsInput | null {
+  if (count.trim().toLowerCase() === 'none') {
+    if (refill !== undefined) throw failed('--refill needs --credits with a number');
+    return null;
+  }
+  if (!/^\d+$/.test(count.trim())) throw failed(`invalid --credits ${JSON.stringify(count.slice(0, 20))}: give a whole number of uses, or none`);
+  let parsed: CreditsInput['refill'] = null;
+  if (refill !== undefined) {
+    const m = /^(\d+)\/(.+)$/.exec(refill.trim());
+    if (!m) throw failed(`invalid --refill ${JSON.stringify(refill.slice(0, 40))}: give amount/interval, like 1000/30d`);
+    parsed = { amount: Number(m[1]), interval: m[2]! };
+  }
+  const result: CreditsInput = { remaining: Number(count.trim()), refill: parsed };
+  checked(() => normalizeCredits(result, 'keys', 0, 0));
+  return result;
+}
+
+/** Runs core's own check, turning its error into the CLI's. */
+function checked<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    if (isTillError(error)) throw failed(plainMessage(error.message));
+    throw error;
+  }
 }

@@ -54,7 +54,7 @@ export function keyRows(keys: readonly KeyInfo[], now: number): string[][] {
 export const LIST_HEADERS = ['ID', 'NAME', 'OWNER', 'SCOPES', 'STATUS', 'CREATED', 'EXPIRES'];
 
 /** Every field of a key except the hash, one per line. */
-export function details(info: KeyInfo, now: number): string {
+export function details(info: KeyInfo, now: number, live?: number | null): string {
   const meta = Object.entries(info.metadata);
   const fields: [string, string][] = [
     ['id', info.id],
@@ -68,6 +68,8 @@ export function details(info: KeyInfo, now: number): string {
     ['updated', when(info.updatedAt)],
     ['not before', when(info.notBefore)],
     ['expires', when(info.expiresAt, 'never')],
+    ['rate limits', info.limits.length === 0 ? '-' : info.limits.map((l) => `${l.name} ${l.limit}/${span(l.window)}`).join(', ')],
+    ['credits', creditsText(info, live)],
     ['revoked', info.revokedAt === null ? '-' : `${when(info.revokedAt)}${info.revokedReason ? ` (${clean(info.revokedReason)})` : ''}`],
     ['disabled', info.disabled ? 'yes' : 'no'],
     ['rotated from', info.rotatedFrom ?? '-'],
@@ -89,4 +91,20 @@ export function secretBlock(key: string): string {
     '',
     '',
   ].join('\n');
+}
+
+/** Milliseconds as the largest unit that divides them: 86400000 -> 1d, 90000 -> 90s. */
+export function span(ms: number): string {
+  for (const [unit, size] of [['w', 604_800_000], ['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/** Credits as set, with the live count when it was read. */
+function creditsText(info: KeyInfo, live: number | null | undefined): string {
+  if (info.credits === null) return 'unlimited';
+  const refill = info.credits.refill === null ? '' : `, topped up to ${info.credits.refill.amount} every ${span(info.credits.refill.interval)}`;
+  const left = live === undefined || live === null ? `${info.credits.remaining} when set` : `${live} left`;
+  return `${left}${refill}`;
 }

@@ -198,12 +198,15 @@ describe('till keys list and show', () => {
     const [human, asJson] = await Promise.all([till$('keys', 'show', ids.revoked!), till$('keys', 'show', ids.revoked!, '--json')]);
     expect(human.code, human.stderr).toBe(0);
     expect(asJson.code, asJson.stderr).toBe(0);
-    for (const field of ['id', 'name', 'status', 'prefix', 'owner', 'scopes', 'metadata', 'created', 'updated', 'not before', 'expires', 'revoked', 'disabled', 'rotated from', 'rotated to', 'version']) {
+    for (const field of ['id', 'name', 'status', 'prefix', 'owner', 'scopes', 'metadata', 'created', 'updated', 'not before', 'expires', 'rate limits', 'credits', 'revoked', 'disabled', 'rotated from', 'rotated to', 'version']) {
       expect(human.stdout).toMatch(new RegExp(`^${field} `, 'm'));
     }
     expect(human.stdout).toMatch(/^revoked +\S+ \(test\)$/m);
     const { record } = parse<{ record: KeyInfo & { status: string } }>(asJson);
     expect(record).toEqual({ ...(await till.keys.get(ids.revoked!)), status: 'revoked' });
+    expect(parse<{ credits: unknown }>(asJson).credits).toBeNull();
+    expect(human.stdout).toMatch(/^rate limits +-$/m);
+    expect(human.stdout).toMatch(/^credits +unlimited$/m);
     expect(asJson.stdout + human.stdout).not.toMatch(/hash|sha256|hmac/i);
   });
 });
@@ -226,6 +229,29 @@ describe('till keys update', () => {
     const proto = await till$('keys', 'update', record.id, '--meta', '__proto__=x', '--json');
     expect(proto.code, proto.stderr).toBe(0);
     expect(Object.getOwnPropertyDescriptor((await till.keys.get(record.id))!.metadata, '__proto__')?.value).toBe('x');
+  });
+});
+
+describe('rate limits and credits', () => {
+  it('create, show (with the live credits) and update them; the verifier enforces what was set', async () => {
+    const run = await till$('keys', 'create', '--name', 'partner', '--scope', 'search:read', '--rate', 'per-second=2/1s', '--rate', 'per-day=10000/1d', '--credits', '3', '--refill', '1000/30d', '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const { key, record } = parse<{ key: string; record: KeyInfo }>(run);
+    expect(record.limits).toEqual([{ name: 'per-second', limit: 2, window: 1000 }, { name: 'per-day', limit: 10_000, window: DAY }]);
+    expect(record.credits).toMatchObject({ remaining: 3, refill: { amount: 1000, interval: 30 * DAY } });
+    expect((await till.verify(key)).valid).toBe(true);
+    const shown = await till$('keys', 'show', record.id);
+    expect(shown.stdout).toMatch(/^rate limits +per-second 2\/1s, per-day 10000\/1d$/m);
+    expect(shown.stdout).toMatch(/^credits +2 left, topped up to 1000 every 30d$/m);
+    expect(parse<{ credits: number }>(await till$('keys', 'show', record.id, '--json')).credits).toBe(2);
+
+    const updated = await till$('keys', 'update', record.id, '--rate', 'none', '--credits', 'none', '--json');
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(parse<{ record: KeyInfo }>(updated).record).toMatchObject({ limits: [], credits: null });
+    const again = await till$('keys', 'update', record.id, '--credits', '0');
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toMatch(/^credits +0 when set$/m);
+    expect((await till.verify(key)).code).toBe('USAGE_EXCEEDED');
   });
 });
 
@@ -365,6 +391,12 @@ describe('bad input changes nothing and says why', () => {
       ['bad --cursor', ['keys', 'list', '--cursor', 'nope'], 1, /^till: invalid cursor/],
       ['bad --reason', ['keys', 'revoke', id, '--reason', '', '--yes'], 1, /^till: invalid --reason/],
       ['nothing to update', ['keys', 'update', id], 2, /^till: nothing to update/],
+      ['bad --rate', ['keys', 'create', '--name', 'x', '--scope', 'a', '--rate', '10/1s'], 1, /^till: invalid --rate "10\/1s": give name=count\/window/],
+      ['bad --rate window', ['keys', 'update', id, '--rate', 'x=10/soon'], 1, /^till: rate limit "x" window must be like 30d/],
+      ['two --rate of one name', ['keys', 'update', id, '--rate', 'x=1/1s', '--rate', 'x=2/1m'], 1, /^till: two rate limits are named "x"/],
+      ['bad --credits', ['keys', 'create', '--name', 'x', '--scope', 'a', '--credits', 'lots'], 1, /^till: invalid --credits "lots"/],
+      ['--refill alone', ['keys', 'update', id, '--refill', '10/1d'], 1, /^till: --refill needs --credits/],
+      ['bad --refill', ['keys', 'update', id, '--credits', '5', '--refill', '10/1ms'], 1, /^till: credits.refill.interval must be at least 1s/],
       ['revoked key cannot change', ['keys', 'update', revoked.record.id, '--name', 'x'], 1, /^till: key \w+ is revoked; a revoked key cannot change/],
       ['revoked key cannot rotate', ['keys', 'rotate', revoked.record.id, '--yes'], 1, /is revoked/],
       ['unknown option', ['keys', 'list', '--colour'], 2, /^till: unknown option '--colour'/],

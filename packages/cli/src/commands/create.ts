@@ -14,13 +14,17 @@ interface CreateOptions {
   notBefore?: string;
   meta?: string[];
   prefix?: string;
+  rate?: string[];
+  credits?: string;
+  refill?: string;
   json?: boolean;
 }
 
 const EXAMPLES = `
 Examples:
   $ till keys create --name "billing service" --scope invoices:read,invoices:write --owner team-7 --expires 90d
-  $ till keys create --name ci --scope deploy:* --expires 2027-06-30 --meta env=prod --prefix sk_live --json`;
+  $ till keys create --name ci --scope deploy:* --expires 2027-06-30 --meta env=prod --prefix sk_live --json
+  $ till keys create --name partner --scope search:read --expires 365d --rate per-second=10/1s --rate per-day=10000/1d --credits 50000 --refill 50000/30d`;
 
 export function registerCreate(keys: Command, ctx: Context): void {
   keys
@@ -33,6 +37,9 @@ export function registerCreate(keys: Command, ctx: Context): void {
     .option('--not-before <when>', 'when it starts working: ISO 8601 date or time, or a duration from now')
     .option('--meta <key=value>', 'metadata returned with the verified key; repeatable', input.collect)
     .option('--prefix <prefix>', 'prefix of the key, like sk_live (default: $TILL_PREFIX, else till)')
+    .option('--rate <name=count/window>', 'a rate limit of the key, like per-second=10/1s; repeatable', input.collect)
+    .option('--credits <count>', 'uses the key has (each request spends its route\'s cost); default unlimited')
+    .option('--refill <amount/interval>', 'with --credits: top the credits up to amount every interval, like 1000/30d')
     .option('--json', 'print { key, record } as JSON')
     .addHelpText('after', EXAMPLES)
     .action(async (options: CreateOptions, command: Command) => {
@@ -44,7 +51,10 @@ export function registerCreate(keys: Command, ctx: Context): void {
         ...(options.owner !== undefined && { ownerId: options.owner }),
         ...(options.expires !== undefined && input.expiry(options.expires, now)),
         ...(options.notBefore !== undefined && { notBefore: input.time(options.notBefore, '--not-before', now) }),
+        ...(options.rate !== undefined && { limits: input.rateLimits(options.rate) }),
+        ...(options.credits !== undefined && { credits: input.credits(options.credits, options.refill) }),
       };
+      if (options.refill !== undefined && options.credits === undefined) throw failed('--refill needs --credits');
       const prefix = options.prefix ?? (ctx.env.TILL_PREFIX || undefined);
       if (prefix !== undefined) {
         if (!isValidPrefix(prefix as unknown)) {

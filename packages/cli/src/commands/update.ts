@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { KeyPatch } from '@till/core';
 import type { Context } from '../context.js';
-import { usage } from '../errors.js';
+import { failed, usage } from '../errors.js';
 import * as input from '../input.js';
 import { details, json, toJson } from '../output.js';
 
@@ -12,6 +12,9 @@ interface UpdateOptions {
   meta?: string[];
   unsetMeta?: string[];
   expires?: string;
+  rate?: string[];
+  credits?: string;
+  refill?: string;
   json?: boolean;
 }
 
@@ -19,18 +22,23 @@ const EXAMPLES = `
 Examples:
   $ till keys update 3hT9kQ2mXw8ZpL0a --scope reports:read --scope reports:export
   $ till keys update 3hT9kQ2mXw8ZpL0a --meta tier=gold --unset-meta trial --expires 2027-12-31
-  $ till keys update 3hT9kQ2mXw8ZpL0a --expires never`;
+  $ till keys update 3hT9kQ2mXw8ZpL0a --expires never
+  $ till keys update 3hT9kQ2mXw8ZpL0a --rate per-minute=600/1m --credits 1000 --refill 1000/30d
+  $ till keys update 3hT9kQ2mXw8ZpL0a --rate none --credits none`;
 
 export function registerUpdate(keys: Command, ctx: Context): void {
   keys
     .command('update')
-    .description("change a key's name, scopes, metadata or expiry (a revoked key cannot change)")
+    .description("change a key's name, scopes, metadata, expiry, rate limits or credits (a revoked key cannot change)")
     .argument('<id>', 'the key id')
     .option('--name <name>', 'a new name')
     .option('--scope <scopes>', 'the new scopes, replacing all current ones; repeat or separate with commas', input.collect)
     .option('--meta <key=value>', 'set a metadata entry, keeping the others; repeatable', input.collect)
     .option('--unset-meta <key>', 'remove a metadata entry; repeatable', input.collect)
     .option('--expires <when>', 'a new expiry: ISO 8601 date or time, a duration from now (30d), or never')
+    .option('--rate <name=count/window>', 'the new rate limits, replacing all current ones (none removes them); repeatable', input.collect)
+    .option('--credits <count>', 'set the credits anew (the live count restarts here), or none for unlimited')
+    .option('--refill <amount/interval>', 'with --credits: top up to amount every interval, like 1000/30d')
     .option('--json', 'print { record } as JSON')
     .addHelpText('after', EXAMPLES)
     .action(async (rawId: string, options: UpdateOptions, command: Command) => {
@@ -42,9 +50,12 @@ export function registerUpdate(keys: Command, ctx: Context): void {
       const setMeta = input.metadata(options.meta ?? []);
       const unsetMeta = options.unsetMeta ?? [];
       if (options.expires !== undefined) Object.assign(patch, input.expiry(options.expires, now, true));
+      if (options.rate !== undefined) patch.limits = input.rateLimits(options.rate);
+      if (options.refill !== undefined && options.credits === undefined) throw failed('--refill needs --credits');
+      if (options.credits !== undefined) patch.credits = input.credits(options.credits, options.refill);
       const changesMeta = Object.keys(setMeta).length > 0 || unsetMeta.length > 0;
       if (Object.keys(patch).length === 0 && !changesMeta) {
-        throw usage('nothing to update: give --name, --scope, --meta, --unset-meta or --expires');
+        throw usage('nothing to update: give --name, --scope, --meta, --unset-meta, --expires, --rate or --credits');
       }
       const keyManager = await ctx.keys(command);
       if (changesMeta) {
