@@ -23,7 +23,7 @@ export function httpConfigFromEnv() {
     warmup: envNumber('BENCH_WARMUP', 0.5),
     rounds: envNumber('BENCH_ROUNDS', 8, { integer: true }),
     // Rounds in which all variants are loaded at once on the servers' CPU (0 turns them off).
-    pairedRounds: envNumber('BENCH_PAIRED_ROUNDS', 6, { integer: true }),
+    pairedRounds: envNumber('BENCH_PAIRED_ROUNDS', 6, { integer: true, min: -1 }),
     connections: envNumber('BENCH_CONNECTIONS', 50, { integer: true }),
     pipelining: 1,
     // Pin the load generator to CPU 0 and the servers to CPU 1 (Linux, taskset): less scheduler noise.
