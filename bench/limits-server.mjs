@@ -2,8 +2,9 @@
 //   bare  Express alone;
 //   till  apiKeyAuth({ till, bruteForce: false, limits: [...] }): Till charges a per-key Redis limit;
 //   rlf   apiKeyAuth({ till, bruteForce: false }) for authentication, then rate-limiter-flexible's
-//         RateLimiterRedis as the per-key limit, as its README's Express middleware does it.
-// Started with fork(): argv is [variant, redisUrl, namespace]; reports { port, key } over IPC once
+//         RateLimiterRedis as the per-key limit, as its README's Express middleware does it, setting
+//         the same RateLimit and RateLimit-Policy headers Till sends.
+// Started with fork(): argv is [variant, redisUrl, namespace, keys]; reports { port, keys } over IPC once
 // listening, answers 'sample' with its CPU time, requests served and Redis traffic, and exits when its
 // parent goes away. Every ioredis client of this process is counted: see countRedisTraffic().
 import { createServer } from 'node:http';
@@ -14,9 +15,9 @@ import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth } from '@till/express';
 
-const [variant, redisUrl, namespace] = process.argv.slice(2);
-if (!['bare', 'till', 'rlf'].includes(variant) || !redisUrl || !namespace || !process.send) {
-  console.error('[bench] [limits-server] start me with fork() from bench/limits.mjs: <bare|till|rlf> <redis url> <namespace>');
+const [variant, redisUrl, namespace, keyCount = '1'] = process.argv.slice(2);
+if (!['bare', 'till', 'rlf'].includes(variant) || !redisUrl || !namespace || !(Number(keyCount) >= 1) || !process.send) {
+  console.error('[bench] [limits-server] start me with fork() from bench/limits.mjs: <bare|till|rlf> <redis url> <namespace> [keys]');
   process.exit(2);
 }
 
@@ -72,7 +73,8 @@ function redisTill() {
 // Every variant holds a key and the load generator sends it to all of them, so requests are alike;
 // bare Express keeps its key in memory and never looks at it.
 const till = variant === 'bare' ? createTill({ logger: silentLogger }) : redisTill();
-const { key } = await till.keys.create({ name: 'bench', scopes: [] });
+const keys = [];
+for (let i = 0; i < Number(keyCount); i++) keys.push((await till.keys.create({ name: `bench ${i}`, scopes: [] })).key);
 
 const app = express();
 if (variant === 'till') {
@@ -87,10 +89,16 @@ if (variant === 'till') {
   });
   closers.push(async () => redisClient.disconnect());
   const rateLimiter = new RateLimiterRedis({ storeClient: redisClient, keyPrefix: `${namespace}rlflx`, points: LIMIT, duration: 3600 });
+  // With the headers its README's header example sets, in the form Till sends them, so that both
+  // variants put the same bytes on the wire.
   app.use((req, res, next) => {
     rateLimiter
       .consume(req.apiKey.id)
-      .then(() => next())
+      .then((r) => {
+        res.setHeader('ratelimit-policy', `"api";q=${LIMIT};w=3600`);
+        res.setHeader('ratelimit', `"api";r=${r.remainingPoints};t=${Math.ceil(r.msBeforeNext / 1000)}`);
+        next();
+      })
       .catch(() => res.status(429).send('Too Many Requests'));
   });
 }
@@ -105,8 +113,8 @@ const server = createServer((req, res) => {
   app(req, res);
 });
 server.listen(0, '127.0.0.1', () => {
-  // The key goes to the parent over IPC only: it is never printed.
-  process.send({ port: server.address().port, key });
+  // The keys go to the parent over IPC only: they are never printed.
+  process.send({ port: server.address().port, keys });
 });
 
 /**

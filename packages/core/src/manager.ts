@@ -314,7 +314,7 @@ export class KeyManager {
    */
   private async liveCredits(old: KeyRecord, now: number): Promise<KeyRecord['credits']> {
     if (old.credits === null) return null;
-    const live = await this.store.consume({ subject: old.id, keyVersion: old.version, limits: [], cost: 0, now });
+    const live = await this.store.consume({ subject: old.id, keyVersion: old.version, credits: old.credits, limits: [], cost: 0, now });
     const remaining = 'credits' in live && live.credits !== null ? live.credits : old.credits.remaining;
     return { remaining, refill: old.credits.refill, setAt: now, generation: 1 };
   }
@@ -326,7 +326,7 @@ export class KeyManager {
       const record = await this.store.get(id);
       if (record === null) throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
       if (record.credits === null) return null;
-      const live = await this.store.consume({ subject: id, keyVersion: record.version, limits: [], cost: 0, now: this.clock() });
+      const live = await this.store.consume({ subject: id, keyVersion: record.version, credits: record.credits, limits: [], cost: 0, now: this.clock() });
       if (live.outcome === 'NOT_FOUND') throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
       if ('credits' in live) return live.credits;
     }

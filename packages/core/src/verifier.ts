@@ -71,6 +71,8 @@ interface Entry {
   readonly charges: ReadonlyArray<LimitCharge & { readonly bucket: string }>;
   /** Whether a request with this key is charged even without middleware limits (own limits or credits). */
   readonly charged: boolean;
+  /** The key's charges joined with a middleware's, for the last middleware limits seen (they rarely vary). */
+  joined?: { readonly extra: Charges; readonly all: Charges };
   readonly fetchedAt: number;
   /** When the cache last heard this entry was used (see RECENCY_STEP). */
   touchedAt: number;
@@ -259,10 +261,9 @@ export class Verifier {
    */
   private charge(entry: Entry, options: VerifyOptions | undefined, stale: boolean, retried: boolean): Promise<VerifyResult> {
     const record = entry.record!;
-    const extra = options?.limits;
-    const limits = extra !== undefined && extra.length > 0 ? entry.charges.concat(extra) : entry.charges;
+    const limits = chargesOf(entry, options?.limits);
     const cost = options?.cost ?? 1;
-    return this.limiter.consume({ subject: record.id, keyVersion: record.version, limits, cost }, record.credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
+    return this.limiter.consume({ subject: record.id, keyVersion: record.version, credits: record.credits, limits, cost }, record.credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
       if (result === UNAVAILABLE) return this.unavailable;
       if (result.outcome === 'NOT_FOUND') {
         this.invalidate(record.id);
@@ -333,7 +334,16 @@ const STATUS_CODES = {
   not_yet_valid: 'NOT_YET_VALID',
 } as const;
 
-const NO_CHARGES: Entry['charges'] = Object.freeze([]);
+type Charges = ReadonlyArray<LimitCharge & { readonly bucket: string }>;
+const NO_CHARGES: Charges = Object.freeze([]);
+
+/** Every limit a request with this key is charged: the key's own, then the middleware's. */
+function chargesOf(entry: Entry, extra: Charges | undefined): Charges {
+  if (extra === undefined || extra.length === 0) return entry.charges;
+  if (entry.charges.length === 0) return extra;
+  if (entry.joined?.extra !== extra) entry.joined = { extra, all: entry.charges.concat(extra) };
+  return entry.joined.all;
+}
 
 function makeEntry(record: KeyRecord | null, fetchedAt: number): Entry {
   if (record === null) return { record: null, digest: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, fetchedAt, touchedAt: fetchedAt };

@@ -55,6 +55,21 @@ describe('RedisStore specifics', () => {
     await expect(store.consume({ subject: 'a{b}', limits, now: 0 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
+  it('keeps a version beside each record for charges, and fills it in for a record written without one', async () => {
+    const store = new RedisStore({ client, namespace });
+    const record = sampleRecord();
+    await store.insert(record);
+    const versionKey = `${namespace}{${record.id}}:v`;
+    expect(await client.get(versionKey)).toBe('1');
+    await store.replace({ ...record, name: 'v2', version: 2 }, 1);
+    expect(await client.get(versionKey)).toBe('2');
+    const limits = [{ name: 'l', limit: 5, window: 1000, cost: 1 }];
+    await client.del(versionKey);
+    expect(await store.consume({ subject: record.id, keyVersion: 2, credits: null, limits, now: 0 })).toMatchObject({ outcome: 'OK' });
+    expect(await client.get(versionKey)).toBe('2');
+    expect(await store.consume({ subject: record.id, keyVersion: 1, credits: null, limits, now: 0 })).toMatchObject({ outcome: 'CHANGED', record: { name: 'v2' } });
+  });
+
   it('reports a corrupt record as a store error, not as a key', async () => {
     const store = new RedisStore({ client, namespace });
     const record = sampleRecord();

@@ -2,8 +2,8 @@
 
 /**
  * Compare-and-set of a key record, with the invalidation published in the same atomic step.
- * KEYS[1] record; ARGV[1] new JSON, ARGV[2] expected version, ARGV[3] channel, ARGV[4] id.
- * Returns 1 written, 0 version mismatch, -1 no record.
+ * KEYS[1] record, KEYS[2] its version; ARGV[1] new JSON, ARGV[2] expected version, ARGV[3] channel,
+ * ARGV[4] id, ARGV[5] new version. Returns 1 written, 0 version mismatch, -1 no record.
  */
 export const REPLACE_SCRIPT = `
 local current = redis.call('GET', KEYS[1])
@@ -11,114 +11,147 @@ if not current then return -1 end
 local ok, decoded = pcall(cjson.decode, current)
 if not ok or tonumber(decoded['version']) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[5])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 `;
 
 /**
- * One request's charge: the key record's version, its credits and every rate limit, all or nothing.
- * The same evaluation as `evaluate()` in limits.ts, step for step (the conformance suite holds the
- * two to the same answers).
- * KEYS: with a key version, [record, credits, bucket...]; without, [bucket...].
- * ARGV[1] now in ms ('' = the server's clock), ARGV[2] key version ('' = not a key), ARGV[3] credit
- * cost, ARGV[4] number of limits, then limit, window (ms), cost for each limit.
- * Returns {'NOT_FOUND'}, {'CHANGED', record} or {outcome, credits (-1 none), retry ms (-1 never),
- * remaining and reset (ms) of each limit}.
+ * A new key record and its version, unless the id is taken.
+ * KEYS[1] record, KEYS[2] its version; ARGV[1] JSON, ARGV[2] version. Returns 1 written, 0 taken.
+ */
+export const INSERT_SCRIPT = `
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+redis.call('SET', KEYS[2], ARGV[2])
+return 1
+`;
+
+/**
+ * The charges of one or more requests of one subject, made at the same instant, one after the other
+ * in the order given: each all or nothing (when one of its limits or the credits refuse, nothing of it
+ * is charged), exactly as `evaluate()` in limits.ts would answer them one by one (the conformance
+ * suite holds the two to the same answers). Requests that arrive together for one key (a busy key
+ * under many connections) so share one call: one round trip for all of them, and the state is read
+ * and written once.
+ * KEYS: with a key version, [version, credits (only with a credit policy), bucket...]; without,
+ * [bucket...].
+ * ARGV[1] now in ms ('' = the server's clock), ARGV[2] key version ('' = not a key), ARGV[3] number
+ * of limits n, ARGV[4] the key's credit policy as the caller's copy of the record of that version
+ * holds it ('remaining:setAt:generation[:amount:interval]', '' for none), then limit and window (ms)
+ * of each limit, then the number of requests m, then for each request its credit cost and the cost
+ * of each limit. Only the version is read of the record, never its JSON (decoding it would cost more
+ * than all the rest).
+ * Returns {'CHANGED'} (the version differs or is missing) or, for each request in turn, outcome,
+ * credits left (-1 none), retry ms (-1 never; 0 admitted), then remaining and reset (ms) of each limit.
  */
 export const CONSUME_SCRIPT = `
+local floor, ceil, tonumber = math.floor, math.ceil, tonumber
 local now
 if ARGV[1] == '' then
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 else
   now = tonumber(ARGV[1])
 end
-local n = tonumber(ARGV[4])
+local n = tonumber(ARGV[3])
 local first = 0
 local policy = nil
 if ARGV[2] ~= '' then
-  first = 2
-  local json = redis.call('GET', KEYS[1])
-  if not json then return {'NOT_FOUND'} end
-  local ok, record = pcall(cjson.decode, json)
-  if not ok then return redis.error_reply('ERR till: corrupt key record') end
-  if tonumber(record['version']) ~= tonumber(ARGV[2]) then return {'CHANGED', json} end
-  if type(record['credits']) == 'table' then policy = record['credits'] end
-end
-local writes = {}
-local refused = false
-local impossible = false
-local retry = 0
-for i = 1, n do
-  local a = 5 + (i - 1) * 3
-  local limit, window, cost = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local key = KEYS[first + i]
-  local debt = 0
-  local stored = redis.call('GET', key)
-  if stored then
-    local sep = string.find(stored, ':', 1, true)
-    local at, d = tonumber(string.sub(stored, 1, sep - 1)), tonumber(string.sub(stored, sep + 1))
-    local elapsed = now - at
-    if elapsed <= 0 then debt = d elseif elapsed < window then debt = math.max(0, d - elapsed * limit) end
+  first = 1
+  -- A missing version (no such key, or a record written before versions were kept) is a change too:
+  -- the caller reads the record and sorts it out.
+  if tonumber(redis.call('GET', KEYS[1])) ~= tonumber(ARGV[2]) then return {'CHANGED'} end
+  if ARGV[4] ~= '' then
+    first = 2
+    local r, t, g, amount, interval = string.match(ARGV[4], '^(%d+):(%d+):(%d+):?(%d*):?(%d*)$')
+    policy = {remaining = tonumber(r), setAt = tonumber(t), generation = tonumber(g)}
+    if amount ~= '' then policy.amount, policy.interval = tonumber(amount), tonumber(interval) end
   end
-  local capacity = window * limit
-  local charged = debt + cost * window
-  if cost > limit or charged > capacity then
-    refused = true
-    if cost > limit then
-      impossible = true
-    else
-      local r = math.ceil((charged - capacity) / limit)
+end
+-- Each limit's debt now (in 1/limit ms), decayed since it was stored.
+local lim, win, debt = {}, {}, {}
+for i = 1, n do
+  local limit, window = tonumber(ARGV[3 + i * 2]), tonumber(ARGV[4 + i * 2])
+  local d = 0
+  local stored = redis.call('GET', KEYS[first + i])
+  if stored then
+    local at, owed = string.match(stored, '^(%d+):(%d+)$')
+    local elapsed = now - tonumber(at)
+    owed = tonumber(owed)
+    if elapsed <= 0 then d = owed elseif elapsed < window then d = owed - elapsed * limit if d < 0 then d = 0 end end
+  end
+  lim[i], win[i], debt[i] = limit, window, d
+end
+-- The live credits, refilled.
+local left, refilled, gen = -1, 0, 0
+if policy then
+  gen = policy.generation
+  left, refilled = policy.remaining, policy.setAt
+  local st = redis.call('HMGET', KEYS[2], 'r', 't', 'g')
+  if st[3] and tonumber(st[3]) == gen then left, refilled = tonumber(st[1]), tonumber(st[2]) end
+  if policy.interval and now - refilled >= policy.interval then
+    local periods = floor((now - refilled) / policy.interval)
+    if left < policy.amount then left = policy.amount end
+    refilled = refilled + periods * policy.interval
+  end
+end
+local out = {}
+local at = 5 + n * 2
+local m = tonumber(ARGV[at])
+local charged = false
+local credited = false
+for j = 1, m do
+  local spend = tonumber(ARGV[at + 1])
+  local outcome, retry = 'OK', 0
+  local impossible = false
+  local after = {}
+  for i = 1, n do
+    local cost = tonumber(ARGV[at + 1 + i])
+    local capacity = win[i] * lim[i]
+    local total = debt[i] + cost * win[i]
+    after[i] = total
+    if cost > lim[i] then
+      outcome, impossible = 'RATE_LIMITED', true
+    elseif total > capacity then
+      outcome = 'RATE_LIMITED'
+      local r = ceil((total - capacity) / lim[i])
       if r > retry then retry = r end
     end
   end
-  writes[i] = {key, string.format('%.0f:%.0f', now, charged), math.max(1, math.ceil(charged / limit)), limit, window, debt, charged}
-end
--- Every limit as it stands after this request: charged only if all of them admitted it.
-local function report(charged)
-  local out = {}
-  for i = 1, n do
-    local w = writes[i]
-    local after = w[6]
-    if charged then after = w[7] end
-    out[#out + 1] = math.floor((w[5] * w[4] - after) / w[5])
-    out[#out + 1] = math.ceil(after / w[4])
-  end
-  return out
-end
-local left = -1
-local credit = nil
-if policy then
-  local gen = tonumber(policy['generation'])
-  local remaining, refilled = tonumber(policy['remaining']), tonumber(policy['setAt'])
-  local st = redis.call('HMGET', KEYS[2], 'r', 't', 'g')
-  if st[3] and tonumber(st[3]) == gen then remaining, refilled = tonumber(st[1]), tonumber(st[2]) end
-  local refill = policy['refill']
-  if type(refill) == 'table' then
-    local interval, amount = tonumber(refill['interval']), tonumber(refill['amount'])
-    if now - refilled >= interval then
-      local periods = math.floor((now - refilled) / interval)
-      if remaining < amount then remaining = amount end
-      refilled = refilled + periods * interval
-    end
-  end
-  left = remaining
-  local spend = tonumber(ARGV[3])
-  if spend > 0 and remaining < spend then
-    local r = -1
-    if type(refill) == 'table' then r = refilled + tonumber(refill['interval']) - now end
-    return {'USAGE_EXCEEDED', left, r, unpack(report(false))}
-  end
-  credit = {remaining - spend, refilled, gen}
-end
-if refused then
   if impossible then retry = -1 end
-  return {'RATE_LIMITED', left, retry, unpack(report(false))}
+  -- Credits refuse first: waiting out a rate limit does not bring them back.
+  if policy and spend > 0 and left < spend then
+    outcome, retry = 'USAGE_EXCEEDED', -1
+    if policy.interval then retry = refilled + policy.interval - now end
+  end
+  if outcome == 'OK' then
+    for i = 1, n do debt[i] = after[i] end
+    if policy then left = left - spend credited = true end
+    charged = true
+  end
+  out[#out + 1] = outcome
+  out[#out + 1] = left
+  out[#out + 1] = retry
+  for i = 1, n do
+    out[#out + 1] = floor((win[i] * lim[i] - debt[i]) / win[i])
+    out[#out + 1] = ceil(debt[i] / lim[i])
+  end
+  at = at + 1 + n
 end
-for i = 1, n do redis.call('SET', writes[i][1], writes[i][2], 'PX', writes[i][3]) end
-if credit then
-  redis.call('HSET', KEYS[2], 'r', string.format('%.0f', credit[1]), 't', string.format('%.0f', credit[2]), 'g', string.format('%.0f', credit[3]))
-  left = credit[1]
+if charged then
+  for i = 1, n do
+    local d = debt[i]
+    -- Integers below 1e14 print exactly as they are; larger ones need the slower exact format.
+    local state
+    if d < 1e14 then state = now .. ':' .. d else state = string.format('%.0f:%.0f', now, d) end
+    local ttl = ceil(d / lim[i])
+    if ttl < 1 then ttl = 1 end
+    redis.call('SET', KEYS[first + i], state, 'PX', ttl)
+  end
 end
-return {'OK', left, 0, unpack(report(true))}
+if credited then
+  -- Numbers given to redis.call are written exactly (17 digits).
+  redis.call('HSET', KEYS[2], 'r', left, 't', refilled, 'g', gen)
+end
+return out
 `;

@@ -3,9 +3,9 @@ import type { Cluster, Redis } from 'ioredis';
 import { TillError, storeUnavailable } from '../errors.js';
 import { decodeRecord, type KeyRecord } from '../record.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
-import type { ChargeOutcome, LimitState } from '../limits.js';
+import type { ChargeOutcome, Credits, LimitState } from '../limits.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from '../store/types.js';
-import { CONSUME_SCRIPT, REPLACE_SCRIPT } from './scripts.js';
+import { CONSUME_SCRIPT, INSERT_SCRIPT, REPLACE_SCRIPT } from './scripts.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -30,7 +30,8 @@ export interface RedisStoreOptions {
 }
 
 type ScriptClient = RedisClient & {
-  tillReplace(record: string, json: string, version: number, channel: string, id: string): Promise<number>;
+  tillReplace(record: string, versionKey: string, json: string, version: number, channel: string, id: string, newVersion: number): Promise<number>;
+  tillInsert(record: string, versionKey: string, json: string, version: number): Promise<number>;
   tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
 };
 
@@ -38,10 +39,37 @@ type ScriptClient = RedisClient & {
 const DOWN = new Set(['reconnecting', 'close', 'end']);
 const CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries|MaxRetriesPerRequest|ClusterAllFailed|Failed to refresh slots|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN/i;
 
+interface Batch {
+  readonly request: ConsumeRequest;
+  readonly policy: string;
+  readonly items: Array<{ request: ConsumeRequest; resolve: (result: ConsumeResult) => void; reject: (error: unknown) => void }>;
+}
+
+const shapes = new WeakMap<readonly unknown[], string>();
+
+/** What charges of one batch must share besides their subject: each limit's bucket, name and policy. */
+function shapeOf(limits: ConsumeRequest['limits']): string {
+  let shape = shapes.get(limits);
+  if (shape === undefined) {
+    shape = limits.map((c) => `${c.bucket ?? c.name}:${c.name}:${c.limit}:${c.window}`).join('\n');
+    shapes.set(limits, shape);
+  }
+  return shape;
+}
+
+/** A credit policy as the consume script reads it: `remaining:setAt:generation[:amount:interval]`. */
+function creditPolicy(c: Credits): string {
+  const head = `${c.remaining}:${c.setAt}:${c.generation}`;
+  return c.refill === null ? head : `${head}:${c.refill.amount}:${c.refill.interval}`;
+}
+
 /**
  * Layout, with `till:` as the namespace:
- * - `till:{<id>}:k`: the record as JSON. Everything about one key shares the `{<id>}` hash tag so
- *   one script can read and change it atomically on a single Redis and on Cluster alike.
+ * - `till:{<id>}:k`: the record as JSON; `till:{<id>}:v` its version, written with it, which is all a
+ *   rate-limit charge reads of it; `till:{<id>}:cr` the live credit count; `till:{<id>}:rl:<bucket>`
+ *   the state of each rate limit (a GCRA debt, expiring once drained).
+ *   Everything about one key shares the `{<id>}` hash tag so one script can read and change it
+ *   atomically on a single Redis and on Cluster alike.
  * - `till:idx:all`, `till:idx:owner:<owner>`: sorted sets of ids scored by creation time, read by
  *   admin paths only. They live in other slots, so they are written beside the record, not with it:
  *   the index is written first, so a crash between the two leaves an entry that `list` skips,
@@ -60,6 +88,7 @@ export class RedisStore implements KeyStore {
   private subscribed = false;
   private detach: (() => void) | undefined;
   private readonly callerClock: boolean;
+  private readonly batches = new Map<string, Batch>();
 
   constructor(options: RedisStoreOptions) {
     if (!options || typeof options !== 'object' || !options.client || typeof (options.client as Redis).get !== 'function') {
@@ -83,7 +112,10 @@ export class RedisStore implements KeyStore {
     this.subscriber = options.subscriber;
     this.ownsSubscriber = options.subscriber === undefined;
     if (typeof this.client.tillReplace !== 'function') {
-      this.client.defineCommand('tillReplace', { numberOfKeys: 1, lua: REPLACE_SCRIPT });
+      this.client.defineCommand('tillReplace', { numberOfKeys: 2, lua: REPLACE_SCRIPT });
+    }
+    if (typeof this.client.tillInsert !== 'function') {
+      this.client.defineCommand('tillInsert', { numberOfKeys: 2, lua: INSERT_SCRIPT });
     }
     if (typeof this.client.tillConsume !== 'function') {
       this.client.defineCommand('tillConsume', { lua: CONSUME_SCRIPT });
@@ -93,6 +125,11 @@ export class RedisStore implements KeyStore {
   /** The Redis key of a record. */
   recordKey(id: string): string {
     return `${this.ns}{${id}}:k`;
+  }
+
+  /** The Redis key of a record's version, all a charge reads of the record. */
+  private versionKey(id: string): string {
+    return `${this.ns}{${id}}:v`;
   }
 
   private indexKey(ownerId: string | null): string {
@@ -114,52 +151,102 @@ export class RedisStore implements KeyStore {
     await this.run(async () => {
       await this.client.zadd(this.indexKey(null), record.createdAt, record.id);
       if (record.ownerId !== null) await this.client.zadd(this.indexKey(record.ownerId), record.createdAt, record.id);
-      const ok = await this.client.set(this.recordKey(record.id), json, 'NX');
-      if (ok !== 'OK') throw new TillError('KEY_EXISTS', `[till] [redis] key ${record.id} exists`);
+      const ok = await this.client.tillInsert(this.recordKey(record.id), this.versionKey(record.id), json, record.version);
+      if (ok !== 1) throw new TillError('KEY_EXISTS', `[till] [redis] key ${record.id} exists`);
     });
   }
 
   async replace(record: KeyRecord, expectedVersion: number): Promise<boolean> {
     const result = await this.run(() =>
-      this.client.tillReplace(this.recordKey(record.id), JSON.stringify(record), expectedVersion, this.channel, record.id),
+      this.client.tillReplace(this.recordKey(record.id), this.versionKey(record.id), JSON.stringify(record), expectedVersion, this.channel, record.id, record.version),
     );
     if (result === -1) throw new TillError('KEY_NOT_FOUND', `[till] [redis] no key ${record.id}`);
     return result === 1;
   }
 
-  async consume(request: ConsumeRequest): Promise<ConsumeResult> {
+  /**
+   * Charges of one subject that arrive together (within one turn of the event loop: a busy key under
+   * many connections) go to Redis in one script call, made at the next `setImmediate`; the script
+   * answers each as if made one after the other, in arrival order. Each request still costs at most
+   * one round trip, and a busy key costs Redis one call per turn instead of one per request.
+   */
+  consume(request: ConsumeRequest): Promise<ConsumeResult> {
     const subject = request.subject;
     if (typeof subject !== 'string' || subject.length === 0 || /[{}]/.test(subject)) {
-      throw new TillError('INVALID_ARGUMENT', '[till] [redis] a limit subject must be a non-empty string without braces');
+      return Promise.reject(new TillError('INVALID_ARGUMENT', '[till] [redis] a limit subject must be a non-empty string without braces'));
     }
-    const tag = `${this.ns}{${subject}}:`;
     const isKey = request.keyVersion !== undefined;
-    const keys = isKey ? [this.recordKey(subject), `${tag}cr`] : [];
-    const args: Array<string | number> = [this.callerClock ? request.now : '', isKey ? request.keyVersion! : '', request.cost ?? 0, request.limits.length];
+    const policy = isKey && request.credits ? creditPolicy(request.credits) : '';
+    const id = `${subject}\n${isKey ? request.keyVersion : ''}\n${policy}\n${this.callerClock ? request.now : ''}\n${shapeOf(request.limits)}`;
+    let batch = this.batches.get(id);
+    if (batch === undefined) {
+      const created: Batch = { request, policy, items: [] };
+      batch = created;
+      this.batches.set(id, created);
+      setImmediate(() => {
+        this.batches.delete(id);
+        this.flush(created);
+      });
+    }
+    const items = batch.items;
+    return new Promise((resolve, reject) => {
+      items.push({ request, resolve, reject });
+    });
+  }
+
+  private flush(batch: Batch): void {
+    const { request, policy, items } = batch;
+    const tag = `${this.ns}{${request.subject}}:`;
+    const isKey = request.keyVersion !== undefined;
+    const keys = isKey ? (policy === '' ? [`${tag}v`] : [`${tag}v`, `${tag}cr`]) : [];
+    const n = request.limits.length;
+    const args: Array<string | number> = [this.callerClock ? request.now : '', isKey ? request.keyVersion! : '', n, policy];
     for (const charge of request.limits) {
       keys.push(`${tag}rl:${charge.bucket ?? charge.name}`);
-      args.push(charge.limit, charge.window, charge.cost);
+      args.push(charge.limit, charge.window);
     }
-    const reply = await this.run(() => this.client.tillConsume(keys.length, ...keys, ...args));
-    const outcome = reply[0] as string;
-    if (outcome === 'NOT_FOUND') return { outcome };
-    if (outcome === 'CHANGED') {
-      try {
-        return { outcome, record: decodeRecord(reply[1] as string) };
-      } catch (cause) {
-        throw new TillError('STORE_ERROR', `[till] [redis] record of key ${subject} is corrupt`, { cause });
-      }
+    args.push(items.length);
+    for (const item of items) {
+      args.push(item.request.cost ?? 0);
+      for (const charge of item.request.limits) args.push(charge.cost);
     }
-    const limits: LimitState[] = request.limits.map((charge, i) => ({
-      name: charge.name,
-      limit: charge.limit,
-      window: charge.window,
-      remaining: Number(reply[3 + 2 * i]),
-      reset: Number(reply[4 + 2 * i]),
-    }));
-    const credits = Number(reply[1]);
-    const retry = Number(reply[2]);
-    return { outcome: outcome as ChargeOutcome, limits, credits: credits < 0 ? null : credits, retryAfter: retry < 0 ? null : retry };
+    this.run(() => this.client.tillConsume(keys.length, ...keys, ...args)).then(
+      (reply) => {
+        if (reply[0] === 'CHANGED') {
+          for (const item of items) this.changed(item.request).then(item.resolve, item.reject);
+          return;
+        }
+        const stride = 3 + 2 * n;
+        items.forEach((item, j) => {
+          const at = j * stride;
+          const limits: LimitState[] = [];
+          for (let i = 0; i < n; i++) {
+            const charge = item.request.limits[i]!;
+            limits.push({ name: charge.name, limit: charge.limit, window: charge.window, remaining: Number(reply[at + 3 + 2 * i]), reset: Number(reply[at + 4 + 2 * i]) });
+          }
+          const credits = Number(reply[at + 1]);
+          const retry = Number(reply[at + 2]);
+          item.resolve({ outcome: reply[at] as ChargeOutcome, limits, credits: credits < 0 ? null : credits, retryAfter: retry < 0 ? null : retry });
+        });
+      },
+      (error: unknown) => {
+        for (const item of items) item.reject(error);
+      },
+    );
+  }
+
+  /**
+   * A charge found the key's version missing or different: the record says which. A record written
+   * before versions were kept beside it gets its version (unless a change wrote one meanwhile), and
+   * the charge is made again.
+   */
+  private async changed(request: ConsumeRequest): Promise<ConsumeResult> {
+    const record = await this.get(request.subject);
+    if (record === null) return { outcome: 'NOT_FOUND' };
+    if (record.version !== request.keyVersion) return { outcome: 'CHANGED', record };
+    const set = await this.run(() => this.client.set(this.versionKey(record.id), record.version, 'NX'));
+    if (set !== 'OK') return { outcome: 'CHANGED', record: (await this.get(request.subject)) ?? record };
+    return this.consume(request);
   }
 
   async list(query: ListKeysQuery = {}): Promise<KeyPage> {

@@ -17,8 +17,8 @@ export class MemoryStore implements KeyStore {
   /** Ids in creation order (createdAt, then id), for paging. */
   private order: Array<{ createdAt: number; id: string; ownerId: string | null }> = [];
   private readonly listeners = new Set<InvalidationListener>();
-  /** What consume() needs of each record, kept beside the JSON so charging never parses it. */
-  private readonly charging = new Map<string, { version: number; credits: Credits | null }>();
+  /** Each record's version, kept beside the JSON so charging never parses it. */
+  private readonly versions = new Map<string, number>();
   private readonly buckets = new LocalBuckets();
 
   async get(id: string): Promise<KeyRecord | null> {
@@ -29,7 +29,7 @@ export class MemoryStore implements KeyStore {
   async insert(record: KeyRecord): Promise<void> {
     if (this.records.has(record.id)) throw new TillError('KEY_EXISTS', `[till] [memory] key ${record.id} exists`);
     this.records.set(record.id, JSON.stringify(record));
-    this.charging.set(record.id, { version: record.version, credits: record.credits ?? null });
+    this.versions.set(record.id, record.version);
     const entry = { createdAt: record.createdAt, id: record.id, ownerId: record.ownerId };
     let i = this.order.length;
     while (i > 0 && !isAfter(entry.createdAt, entry.id, this.order[i - 1]!)) i--;
@@ -41,7 +41,7 @@ export class MemoryStore implements KeyStore {
     if (current === undefined) throw new TillError('KEY_NOT_FOUND', `[till] [memory] no key ${record.id}`);
     if (decodeRecord(current).version !== expectedVersion) return false;
     this.records.set(record.id, JSON.stringify(record));
-    this.charging.set(record.id, { version: record.version, credits: record.credits ?? null });
+    this.versions.set(record.id, record.version);
     this.emit(record.id);
     return true;
   }
@@ -65,10 +65,11 @@ export class MemoryStore implements KeyStore {
   async consume(request: ConsumeRequest): Promise<ConsumeResult> {
     let credits: { policy: Credits; cost: number } | null = null;
     if (request.keyVersion !== undefined) {
-      const current = this.charging.get(request.subject);
-      if (current === undefined) return { outcome: 'NOT_FOUND' };
-      if (current.version !== request.keyVersion) return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
-      if (current.credits !== null) credits = { policy: current.credits, cost: request.cost ?? 0 };
+      const version = this.versions.get(request.subject);
+      if (version === undefined) return { outcome: 'NOT_FOUND' };
+      if (version !== request.keyVersion) return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
+      // As on Redis: the caller's copy of the record of this version says what the credits are.
+      if (request.credits) credits = { policy: request.credits, cost: request.cost ?? 0 };
     }
     return this.buckets.consume(request.subject, request.limits, credits, request.now);
   }

@@ -1,5 +1,5 @@
 // The store contract every backend implements and the conformance suite checks.
-import type { ChargeOutcome, LimitCharge, LimitState } from '../limits.js';
+import type { ChargeOutcome, Credits, LimitCharge, LimitState } from '../limits.js';
 import type { KeyRecord } from '../record.js';
 
 export interface ListKeysQuery {
@@ -33,6 +33,11 @@ export interface ConsumeRequest {
    * version differs, and otherwise charges the record's credits by `cost`.
    */
   readonly keyVersion?: number;
+  /**
+   * With `keyVersion`: the key's credit policy as the record of that version holds it (null: none).
+   * The store reads only the version per request, so the caller's copy of the rest must come along.
+   */
+  readonly credits?: Credits | null;
   /** Limits to charge, all or nothing. `bucket` (default `name`) names each limit's state. */
   readonly limits: ReadonlyArray<LimitCharge & { readonly bucket?: string }>;
   /** Credits to spend (with `keyVersion`). Default 0. */
