@@ -6,7 +6,7 @@ import express from 'express';
 import { Redis } from 'ioredis';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTill, generateKey, type Till } from '@till/core';
+import { createTill, generateKey, type Till, type TillEvent } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth } from '@till/express';
 import { freePort, startRedisServer, type RunningRedis } from './helpers/redis-server.js';
@@ -21,6 +21,7 @@ describe('when Redis goes down and comes back', () => {
   let till: Till;
   let app: express.Express;
   const keys: Record<string, string> = {};
+  const events: TillEvent[] = [];
 
   // Persistence on, so the restarted server still has the keys.
   const start = () => startRedisServer(port, ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir]);
@@ -32,10 +33,17 @@ describe('when Redis goes down and comes back', () => {
     client = new Redis(server.url, { maxRetriesPerRequest: 1, retryStrategy: () => 50 });
     client.on('error', () => {});
     till = createTill({ store: new RedisStore({ client, commandTimeout: 300 }), cache: { ttl: 200, staleWindow: 2500 }, logger: { warn() {}, error() {} } });
+    till.events.on((e) => events.push(e));
     app = express();
     app.get('/', apiKeyAuth({ till }), (req, res) => {
       res.json({ id: req.apiKey!.id });
     });
+    app.get('/limited', apiKeyAuth({ till, limits: [{ name: 'per-hour', limit: 3, window: '1h' }] }), (req, res) => {
+      res.json({ id: req.apiKey!.id });
+    });
+    for (const name of ['limited', 'paying']) {
+      keys[name] = (await till.keys.create({ name, scopes: ['a'], ...(name === 'paying' && { credits: { remaining: 100 } }) })).key;
+    }
     for (const name of ['warm', 'cold', 'revoked']) keys[name] = (await till.keys.create({ name, scopes: ['a'] })).key;
     const revoked = await till.keys.list();
     await till.keys.revoke(revoked.keys.find((k) => k.name === 'revoked')!.id, { reason: 'test' });
@@ -118,5 +126,34 @@ describe('when Redis goes down and comes back', () => {
       if (status !== 200) await sleep(50);
     }
     expect(status).toBe(200);
+  });
+
+  it('counts limits per process while Redis is down and says so; credits get 503; shared again once back', async () => {
+    const limited = (key: string) => request(app).get('/limited').set('Authorization', `Bearer ${key}`);
+    expect((await limited(keys.limited!)).status).toBe(200);
+    expect((await limited(keys.paying!)).status).toBe(200);
+    // Earlier tests' failed authentications were counted (brute-force protection), in the outage too.
+    events.length = 0;
+    await server.stop();
+    const during = [];
+    for (let i = 0; i < 4; i++) during.push((await limited(keys.limited!)).status);
+    // Counted afresh in this process: the full limit of 3, then refused; never unlimited.
+    expect(during).toEqual([200, 200, 200, 429]);
+    const paying = await limited(keys.paying!);
+    expect([paying.status, paying.body.code]).toEqual([503, 'STORE_UNAVAILABLE']);
+    expect(events.map((e) => e.type)).toEqual(['limits.fallback']);
+
+    server = await start();
+    const deadline = Date.now() + 5000;
+    let status = 0;
+    while (Date.now() < deadline && status !== 200) {
+      status = (await limited(keys.paying!)).status;
+      if (status !== 200) await sleep(50);
+    }
+    expect(status).toBe(200);
+    expect(events.map((e) => e.type)).toEqual(['limits.fallback', 'limits.restored']);
+    // Shared again: Redis still holds the one charge made before the outage, and one more fits now.
+    const after = await limited(keys.limited!);
+    expect(after.headers.ratelimit).toBe('"per-hour";r=1;t=2400');
   });
 });
