@@ -17,7 +17,9 @@ export async function runDemo({ framework, command, createApp }) {
   // The embedded memory store: nothing to set up, and the keys vanish when the demo stops.
   const till = createTill();
   const expiresAt = Date.now() + 30 * DAY;
-  const read = await till.keys.create({ name: 'demo reader', scopes: ['reports:read'], expiresAt });
+  // The reader may make 5 requests a minute (a burst of 5, then one every 12 s): its responses carry
+  // the RateLimit headers, and a sixth request at once gets 429.
+  const read = await till.keys.create({ name: 'demo reader', scopes: ['reports:read'], expiresAt, limits: [{ name: 'per-minute', limit: 5, window: '1m' }] });
   const admin = await till.keys.create({ name: 'demo admin', scopes: ['reports:*', 'keys:admin'], expiresAt });
 
   const server = createApp({ till }).listen(port);
@@ -40,8 +42,9 @@ export async function runDemo({ framework, command, createApp }) {
     const bogus = generateKey('till').key;
     const bearer = (key) => `-H "Authorization: Bearer ${key}"`;
     const until = new Date(expiresAt).toISOString().slice(0, 10);
+    const limits = (record) => record.limits.map((l) => `   limit ${l.limit}/${l.window / 60_000}min`).join('');
     const describe = ({ key, record }) =>
-      `  ${record.name.padEnd(12)} id ${record.id}   scopes ${record.scopes.join(' ')}   expires ${until}\n    ${key}`;
+      `  ${record.name.padEnd(12)} id ${record.id}   scopes ${record.scopes.join(' ')}   expires ${until}${limits(record)}\n    ${key}`;
     console.log(`
 Till demo (${framework}) listening on ${base}
 
@@ -54,12 +57,14 @@ ${describe(admin)}
 
 Try it (paste one line at a time):
 
-# allowed: the read key lists reports -> 200
+# allowed: the read key lists reports -> 200, with RateLimit: "per-minute";r=4;t=12
 curl -i ${bearer(read.key)} ${base}/v1/reports
 # wrong scope: the read key cannot create a report -> 403 insufficient_scope
 curl -i -X POST ${bearer(read.key)} -H "Content-Type: application/json" -d '{"title":"Q2"}' ${base}/v1/reports
 # bad key: well-formed but never issued -> 401 invalid_token
 curl -i ${bearer(bogus)} ${base}/v1/reports
+# rate limit: the read key makes 5 requests a minute; a burst of 6 ends in 429 with Retry-After
+for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w "%{http_code} " ${bearer(read.key)} ${base}/v1/reports; done; echo
 # revoke: the admin key revokes the read key -> 204
 curl -i -X DELETE ${bearer(admin.key)} -H "Content-Type: application/json" -d '{"reason":"demo"}' ${base}/v1/keys/${read.record.id}
 # after that the read key is refused -> 401, code REVOKED

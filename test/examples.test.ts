@@ -182,6 +182,13 @@ describe('examples/express/demo.mjs as a process', () => {
     const res = await fetch(url!, { headers });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { reports: unknown[] }).reports.length).toBeGreaterThan(0);
+    // The read key is limited as the printed burst line says: 5 a minute, then 429 with Retry-After.
+    expect(res.headers.get('ratelimit')).toBe('"per-minute";r=4;t=12');
+    expect(lines.some((l) => l.startsWith('for i in 1 2 3 4 5 6; do curl '))).toBe(true);
+    const burst = [];
+    for (let i = 0; i < 5; i++) burst.push(await fetch(url!, { headers }));
+    expect(burst.map((r) => r.status)).toEqual([200, 200, 200, 200, 429]);
+    expect(burst[4]!.headers.get('retry-after')).toBe('12');
 
     proc.kill('SIGINT');
     expect(await exited).toEqual({ code: 0, signal: null });
