@@ -36,7 +36,14 @@ interface CompiledSource {
 export interface KeyExtractor {
   (headers: HeaderBag): Extraction;
   readonly sources: readonly KeySource[];
+  /** The same answer without an object: the key, or `NO_KEY` (missing) or `BAD_KEY` (malformed). */
+  readonly scan: (headers: HeaderBag) => string | typeof NO_KEY | typeof BAD_KEY;
 }
+
+/** `scan()` found no key. */
+export const NO_KEY = 0;
+/** `scan()` found a malformed header, or two different keys. */
+export const BAD_KEY = 1;
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -69,7 +76,7 @@ export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES,
     return { header: s.header.toLowerCase(), scheme: s.scheme ? `${s.scheme.toLowerCase()} ` : null };
   });
 
-  const extract = (headers: HeaderBag): Extraction => {
+  const scan = (headers: HeaderBag): string | typeof NO_KEY | typeof BAD_KEY => {
     let key: string | undefined;
     for (let i = 0; i < compiled.length; i++) {
       const source = compiled[i]!;
@@ -77,33 +84,37 @@ export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES,
       if (value === undefined) continue;
       if (typeof value !== 'string') {
         // Repeated headers that Node keeps as a list: two different values are two keys.
-        if (!Array.isArray(value)) return MALFORMED;
+        if (!Array.isArray(value)) return BAD_KEY;
         if (value.length === 0) continue;
-        if (typeof value[0] !== 'string') return MALFORMED;
-        for (let j = 1; j < value.length; j++) if (value[j] !== value[0]) return MALFORMED;
+        if (typeof value[0] !== 'string') return BAD_KEY;
+        for (let j = 1; j < value.length; j++) if (value[j] !== value[0]) return BAD_KEY;
         value = value[0] as string;
       }
-      if (value.length > maxHeaderLength) return MALFORMED;
+      if (value.length > maxHeaderLength) return BAD_KEY;
       let token: string;
       if (source.scheme !== null) {
         const scheme = source.scheme;
         if (!startsWithLower(value, scheme, scheme.length)) {
           // The scheme alone (servers strip the trailing space of `Bearer `) is an empty token.
           const bare = value.trim();
-          if (bare.length === scheme.length - 1 && startsWithLower(bare, scheme, bare.length)) return MALFORMED;
+          if (bare.length === scheme.length - 1 && startsWithLower(bare, scheme, bare.length)) return BAD_KEY;
           // A header in another scheme (Basic, ...) is not ours to judge: keep looking.
           continue;
         }
         token = value.slice(scheme.length).trim();
-        if (token.length === 0) return MALFORMED;
+        if (token.length === 0) return BAD_KEY;
       } else {
         token = value.trim();
         if (token.length === 0) continue;
       }
-      if (key !== undefined && key !== token) return MALFORMED;
+      if (key !== undefined && key !== token) return BAD_KEY;
       key = token;
     }
-    return key === undefined ? MISSING : { found: true, key };
+    return key === undefined ? NO_KEY : key;
   };
-  return Object.assign(extract, { sources: Object.freeze(sources.map((s) => Object.freeze({ ...s }))) });
+  const extract = (headers: HeaderBag): Extraction => {
+    const found = scan(headers);
+    return typeof found === 'string' ? { found: true, key: found } : found === NO_KEY ? MISSING : MALFORMED;
+  };
+  return Object.assign(extract, { scan, sources: Object.freeze(sources.map((s) => Object.freeze({ ...s }))) });
 }

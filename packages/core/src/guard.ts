@@ -1,6 +1,6 @@
 // What the framework adapters share: option checks, header-to-outcome, and scope checks on a verified key.
 import { TillError } from './errors.js';
-import { createExtractor, type KeySource } from './extract.js';
+import { createExtractor, NO_KEY, type KeySource } from './extract.js';
 import { keyHeaderReader, type RequestHeaders } from './raw-headers.js';
 import { BruteForceGuard, type BruteForceOptions } from './brute-force.js';
 import { createHash } from 'node:crypto';
@@ -41,10 +41,10 @@ export interface Authenticator<Req = never> {
   readonly till: Till;
   /**
    * Verifies the key in a Node request's headers; synchronous when the key is cached and not
-   * limited. `ip` gives the client address (read only when needed: a blocked client, a failure);
-   * `context` is what a `cost` function receives.
+   * limited. `context` is the framework's request (what a `cost` function receives) and `ipOf`
+   * reads its client address (only when needed: a blocked client, a failure).
    */
-  authenticate(req: RequestHeaders, ip: () => string | undefined, context: Req): MaybePromise<VerifyResult>;
+  authenticate(req: RequestHeaders, context: Req, ipOf: (context: Req) => string | undefined): MaybePromise<VerifyResult>;
   /** The default HTTP response for a failure. */
   problem(result: VerifyFailure): ProblemResponse;
   /** Rate-limit headers for a verified request that was charged; null when there are none. */
@@ -118,7 +118,7 @@ export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, 
   if (opts.realm !== undefined && (typeof opts.realm !== 'string' || !/^[\x20-\x7e]*$/.test(opts.realm))) {
     throw new TillError('INVALID_OPTIONS', `[till] [${where}] realm must be a string of printable ASCII characters`);
   }
-  const extract = createExtractor(opts.sources, opts.maxHeaderLength);
+  const scan = createExtractor(opts.sources, opts.maxHeaderLength).scan;
   const readHeaders = keyHeaderReader(opts.sources);
   let verifyOptions: VerifyOptions | undefined;
   if (opts.scopes !== undefined) {
@@ -141,28 +141,31 @@ export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, 
   if (typeof cost === 'number' && cost !== 1) verifyOptions = { ...verifyOptions, cost };
   const costOf = typeof cost === 'function' ? cost : null;
   const problemOptions: ProblemOptions = { rateLimitHeaders: style, ...(opts.realm !== undefined && { realm: opts.realm }) };
-  const count = (result: VerifyResult, ip: () => string | undefined): VerifyResult => {
+  const count = (result: VerifyResult, context: Req, ipOf: (context: Req) => string | undefined): VerifyResult => {
     if (!result.valid && COUNTED.has(result.code)) {
-      const address = ip();
+      const address = ipOf(context);
       if (address !== undefined) brute!.failed(address);
     }
     return result;
   };
   return {
     till,
-    authenticate(req, ip, context) {
+    authenticate(req, context, ipOf) {
       if (brute !== null && brute.active) {
-        const address = ip();
+        const address = ipOf(context);
         const wait = address === undefined ? 0 : brute.blockedFor(address);
         if (wait > 0) return Object.freeze({ valid: false, code: 'BLOCKED', retryAfter: wait });
       }
-      const found = extract(readHeaders(req));
-      if (!found.found) return brute === null ? failure(found.code) : count(failure(found.code), ip);
+      const key = scan(readHeaders(req));
+      if (typeof key !== 'string') {
+        const refused = failure(key === NO_KEY ? 'MISSING' : 'MALFORMED');
+        return brute === null ? refused : count(refused, context, ipOf);
+      }
       const options = costOf === null ? verifyOptions : { ...verifyOptions, cost: costOf(context) };
-      const result = till.verifier.verify(found.key, options);
+      const result = till.verifier.verify(key, options);
       if (brute === null) return result;
-      if (result instanceof Promise) return result.then((r) => count(r, ip));
-      return result.valid ? result : count(result, ip);
+      if (result instanceof Promise) return result.then((r) => count(r, context, ipOf));
+      return result.valid ? result : count(result, context, ipOf);
     },
     problem: (result) => problemResponse(result, problemOptions),
     headers: (result) => (result.valid && result.usage !== undefined && style !== false ? rateLimitHeaders(result.usage.limits, style) : null),
@@ -201,7 +204,7 @@ export interface RateLimitGuard<Req = never> {
    * Charges one request. `node` is the Node request (a guard that meets it twice, mounted twice on
    * one path, charges it once); `key` is the verified key, if any.
    */
-  check(node: object, context: Req, key: VerifiedKey | undefined, ip: () => string | undefined): MaybePromise<RateLimitVerdict | null>;
+  check(node: object, context: Req, key: VerifiedKey | undefined, ipOf: (context: Req) => string | undefined): MaybePromise<RateLimitVerdict | null>;
 }
 
 const RATE_LIMIT_OPTION_NAMES = ['name', 'limit', 'window', 'by', 'cost', 'till', 'headers'];
@@ -237,7 +240,7 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
 
   return {
     name: policy.name,
-    check(node, context, key, ip) {
+    check(node, context, key, ipOf) {
       if (seen.has(node)) {
         if (!warned) {
           warned = true;
@@ -252,7 +255,7 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
         if (key === undefined) return { ok: false, failure: failure('MISSING'), response: missing };
         subject = key.id;
       } else if (by === 'ip') {
-        subject = subjectOf('ip', ip() ?? 'unknown');
+        subject = subjectOf('ip', ipOf(context) ?? 'unknown');
       } else {
         const value = by(context);
         if (value === undefined) return null;

@@ -56,6 +56,8 @@ export { KeyManager, type CreateKeyInput, type CreatedKey, type KeyManagerOption
 export { parseDuration, MAX_DURATION } from './duration.js';
 export {
   createExtractor,
+  NO_KEY,
+  BAD_KEY,
   DEFAULT_SOURCES,
   DEFAULT_MAX_HEADER_LENGTH,
   type KeySource,

@@ -55,6 +55,9 @@ function setHeaders(res: Response, headers: Readonly<Record<string, string>>): v
   }
 }
 
+/** The client IP as Express sees it, by the app's `trust proxy` setting. */
+const ipOf = (req: Request): string | undefined => req.ip;
+
 type Responder = (failure: VerifyFailure, req: Request, res: Response, next: NextFunction) => void;
 const RESPONDER = Symbol('till.responder');
 type TillRequest = Request & { [RESPONDER]?: Responder };
@@ -92,7 +95,7 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): RequestHandler {
 
   return function tillApiKeyAuth(req: Request, res: Response, next: NextFunction): void {
     if (customized) (req as TillRequest)[RESPONDER] = respond;
-    const result = auth.authenticate(req, () => req.ip, req);
+    const result = auth.authenticate(req, req, ipOf);
     // The cached path answers synchronously: no promise, no extra tick.
     if (!(result instanceof Promise)) return settle(result, req, res, next);
     // An error thrown by onFailure goes to Express's error handling, not to an unhandled rejection.
@@ -151,7 +154,7 @@ export function rateLimit(options: RateLimitMiddlewareOptions): RequestHandler {
   return function tillRateLimit(req: Request, res: Response, next: NextFunction): void {
     let verdict;
     try {
-      verdict = guard.check(req, req, req.apiKey, () => req.ip);
+      verdict = guard.check(req, req, req.apiKey, ipOf);
     } catch (error) {
       return next(error);
     }

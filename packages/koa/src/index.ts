@@ -51,6 +51,9 @@ function setHeaders(ctx: Context, headers: Readonly<Record<string, string>>): vo
   }
 }
 
+/** The client IP as Koa sees it, by the app's `proxy` setting. */
+const ipOf = (ctx: Context): string | undefined => ctx.ip;
+
 type Responder = (failure: VerifyFailure, ctx: Context) => void | Promise<void>;
 const RESPONDER = Symbol('till.responder');
 type TillState = { [RESPONDER]?: Responder };
@@ -76,7 +79,7 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
 
   return async function tillApiKeyAuth(ctx: Context, next: Next): Promise<void> {
     if (customized) (ctx.state as TillState)[RESPONDER] = respond;
-    let result = auth.authenticate(ctx.req, () => ctx.ip, ctx);
+    let result = auth.authenticate(ctx.req, ctx, ipOf);
     if (result instanceof Promise) result = await result;
     if (!result.valid) return respond(result, ctx);
     ctx.state.apiKey = result.key;
@@ -128,7 +131,7 @@ export function rateLimit(options: RateLimitMiddlewareOptions): Middleware {
   }
   const guard = createRateLimitGuard(options, 'koa', ['onFailure']);
   return async function tillRateLimit(ctx: Context, next: Next): Promise<void> {
-    let verdict = guard.check(ctx.req, ctx, ctx.state.apiKey as VerifiedKey | undefined, () => ctx.ip);
+    let verdict = guard.check(ctx.req, ctx, ctx.state.apiKey as VerifiedKey | undefined, ipOf);
     if (verdict instanceof Promise) verdict = await verdict;
     if (verdict === null) return next();
     if (verdict.ok) {
