@@ -5,6 +5,9 @@ import {
   crc32,
   MemoryStore,
   TillError,
+  type AuditPage,
+  type AuditQuery,
+  type AuditRecord,
   type ConsumeRequest,
   type ConsumeResult,
   type FailureCode,
@@ -32,11 +35,20 @@ export class UnreachableStore implements KeyStore {
     if (this.down) return Promise.reject(new TillError('STORE_UNAVAILABLE', '[till] [test] store unavailable: connection refused'));
     return this.inner.get(id);
   }
-  insert(record: KeyRecord): Promise<void> {
-    return this.inner.insert(record);
+  insert(record: KeyRecord, audit?: AuditRecord): Promise<void> {
+    return this.inner.insert(record, audit);
   }
-  replace(record: KeyRecord, expectedVersion: number): Promise<boolean> {
-    return this.inner.replace(record, expectedVersion);
+  replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    return this.inner.replace(record, expectedVersion, audit);
+  }
+  remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    return this.inner.remove(id, expectedVersion, audit);
+  }
+  appendAudit(entries: readonly AuditRecord[]): Promise<void> {
+    return this.inner.appendAudit(entries);
+  }
+  readAudit(query?: AuditQuery): Promise<AuditPage> {
+    return this.inner.readAudit(query);
   }
   list(query?: ListKeysQuery): Promise<KeyPage> {
     return this.inner.list(query);

@@ -50,7 +50,7 @@ export {
 export { LocalBuckets } from './store/buckets.js';
 export { Limiter } from './limiter.js';
 export { TillEvents, type TillEvent, type TillEventType, type TillEventListener } from './events.js';
-export { MemoryStore } from './store/memory.js';
+export { MemoryStore, type MemoryStoreOptions } from './store/memory.js';
 export { Verifier, type VerifierOptions, type VerifyOptions, type CacheOptions, type VerifierStats } from './verifier.js';
 export { KeyManager, type CreateKeyInput, type CreatedKey, type KeyManagerOptions, type KeyPatch, type RotatedKey } from './manager.js';
 export { parseDuration, MAX_DURATION } from './duration.js';
@@ -92,3 +92,16 @@ export {
 } from './guard.js';
 export { BruteForceGuard, type BruteForceOptions } from './brute-force.js';
 export { keyHeaderReader, type RequestHeaders } from './raw-headers.js';
+export {
+  AUDIT_TYPES,
+  CHANGE_TYPES,
+  SECURITY_TYPES,
+  toJsonLines,
+  type AuditEntry,
+  type AuditRecord,
+  type AuditQuery,
+  type AuditPage,
+  type AuditType,
+  type ChangeType,
+  type SecurityType,
+} from './audit.js';

@@ -7,6 +7,7 @@ import { toKeyInfo, type KeyInfo, type KeyRecord } from './record.js';
 import { normalizeGrants } from './scopes.js';
 import { parseDuration } from './duration.js';
 import { normalizeCredits, normalizeRateLimits, type CreditsInput, type RateLimitInput } from './limits.js';
+import { auditText, type AuditPage, type AuditQuery, type AuditRecord, type ChangeType } from './audit.js';
 import type { KeyStore, ListKeysQuery } from './store/types.js';
 
 export interface CreateKeyInput {
@@ -32,6 +33,14 @@ export interface CreateKeyInput {
   credits?: CreditsInput | null;
 }
 
+/** Who made a change and why: written with the change into the audit trail. */
+export interface ChangeContext {
+  /** Who or what makes the change: a user, a service, `cli:alice`. Default: the manager's `actor`. */
+  actor?: string;
+  /** Why, in a few words. */
+  reason?: string;
+}
+
 export interface CreatedKey {
   /** The full key. Show it once to its holder: it is not stored and cannot be shown again. */
   readonly key: string;
@@ -46,6 +55,8 @@ export interface KeyManagerOptions {
   clock?: Clock;
   /** Called after each change this manager makes, with the key id (the Till instance evicts its cache). */
   onChange?: (id: string) => void;
+  /** Who makes changes through this manager when a call does not say (audit trail). Default none. */
+  actor?: string;
 }
 
 export interface KeyPatch {
@@ -144,6 +155,7 @@ export class KeyManager {
   private readonly prefix: string;
   private readonly clock: Clock;
   private readonly onChange: ((id: string) => void) | undefined;
+  private readonly actor: string | null;
 
   constructor(options: KeyManagerOptions) {
     if (!options || !options.store) throw new TillError('INVALID_OPTIONS', '[till] [keys] a store is required');
@@ -154,10 +166,28 @@ export class KeyManager {
     this.prefix = prefix;
     this.clock = options.clock ?? systemClock;
     this.onChange = options.onChange;
+    this.actor = options.actor === undefined ? null : checkText(options.actor, 'actor');
+  }
+
+  /** The audit entry of a change: who, why, and the key before and after (never its hash). */
+  private entry(type: ChangeType, at: number, before: KeyRecord | null, after: KeyRecord | null, context: ChangeContext | undefined, detail?: string): AuditRecord {
+    const key = (after ?? before)!;
+    const actor = context?.actor === undefined ? this.actor : checkText(context.actor, 'actor');
+    return {
+      type,
+      at,
+      keyId: key.id,
+      ownerId: key.ownerId,
+      actor,
+      reason: context?.reason === undefined ? null : auditText(checkText(context.reason, 'reason')),
+      before: before === null ? null : toKeyInfo(before),
+      after: after === null ? null : toKeyInfo(after),
+      ...(detail !== undefined && { detail }),
+    };
   }
 
   /** Creates a key. The full key is in the result and nowhere else: it is never stored. */
-  async create(input: CreateKeyInput): Promise<CreatedKey> {
+  async create(input: CreateKeyInput, context?: ChangeContext): Promise<CreatedKey> {
     if (!input || typeof input !== 'object') fail('create needs { name, scopes }');
     const name = checkText(input.name, 'name');
     const scopes = normalizeGrants(input.scopes, 'keys');
@@ -172,11 +202,14 @@ export class KeyManager {
     const limits = input.limits === undefined ? [] : normalizeRateLimits(input.limits, 'keys');
     const credits = input.credits === undefined || input.credits === null ? null : normalizeCredits(input.credits, 'keys', now, 1);
 
-    return this.insertNew({ prefix, name, ownerId, scopes, metadata, createdAt: now, expiresAt, notBefore, rotatedFrom: null, limits, credits });
+    return this.insertNew({ prefix, name, ownerId, scopes, metadata, createdAt: now, expiresAt, notBefore, rotatedFrom: null, limits, credits }, context);
   }
 
   /** Draws a key and stores its record; the full key is returned and never kept. */
-  private async insertNew(settings: Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'createdAt' | 'expiresAt' | 'notBefore' | 'rotatedFrom' | 'limits' | 'credits'>): Promise<CreatedKey> {
+  private async insertNew(
+    settings: Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'createdAt' | 'expiresAt' | 'notBefore' | 'rotatedFrom' | 'limits' | 'credits'>,
+    context: ChangeContext | undefined,
+  ): Promise<CreatedKey> {
     for (let attempt = 0; ; attempt++) {
       const generated = generateKey(settings.prefix);
       const record: KeyRecord = {
@@ -192,7 +225,8 @@ export class KeyManager {
         version: 1,
       };
       try {
-        await this.store.insert(record);
+        const detail = record.rotatedFrom === null ? undefined : `rotated from ${record.rotatedFrom}`;
+        await this.store.insert(record, this.entry('key.created', record.createdAt, null, record, context, detail));
         return { key: generated.key, record: toKeyInfo(record) };
       } catch (error) {
         // An id collision (about 95 random bits) is astronomically rare; draw a new key.
@@ -205,7 +239,7 @@ export class KeyManager {
    * Changes a key's name, scopes, metadata, expiry, start or enabled state. Fields left out stay;
    * `expiresAt: null` removes the expiry. A revoked key cannot change.
    */
-  async update(id: string, patch: KeyPatch): Promise<KeyInfo> {
+  async update(id: string, patch: KeyPatch, context?: ChangeContext): Promise<KeyInfo> {
     checkId(id);
     if (!patch || typeof patch !== 'object') fail('update needs an object of fields to change');
     for (const field of Object.keys(patch)) {
@@ -243,22 +277,22 @@ export class KeyManager {
       }
       checkWindow(next.expiresAt, next.notBefore);
       return next;
-    });
+    }, 'key.updated', context);
   }
 
   /** Stops a key from working until `enable`; unlike revoking, this can be undone. */
-  async disable(id: string): Promise<KeyInfo> {
+  async disable(id: string, context?: ChangeContext): Promise<KeyInfo> {
     return this.change(id, (record) => {
       assertNotRevoked(record);
       return record.disabled ? null : { ...record, disabled: true };
-    });
+    }, 'key.disabled', context);
   }
 
-  async enable(id: string): Promise<KeyInfo> {
+  async enable(id: string, context?: ChangeContext): Promise<KeyInfo> {
     return this.change(id, (record) => {
       assertNotRevoked(record);
       return record.disabled ? { ...record, disabled: false } : null;
-    });
+    }, 'key.enabled', context);
   }
 
   /**
@@ -267,7 +301,7 @@ export class KeyManager {
    * (default 24h), never later than it would have. The two are linked by rotatedFrom/rotatedTo.
    * A revoked, disabled or already rotated key cannot be rotated.
    */
-  async rotate(id: string, options: { grace?: string | number } = {}): Promise<RotatedKey> {
+  async rotate(id: string, options: { grace?: string | number } & ChangeContext = {}): Promise<RotatedKey> {
     checkId(id);
     if (options === null || typeof options !== 'object') fail('rotate options must be an object like { grace: "24h" }');
     const grace = parseDuration(options.grace ?? DEFAULT_GRACE, 'grace');
@@ -288,7 +322,7 @@ export class KeyManager {
       rotatedFrom: old.id,
       limits: old.limits,
       credits: await this.liveCredits(old, now),
-    });
+    }, options);
     try {
       const previous = await this.change(id, (record, t) => {
         assertRotatable(record);
@@ -299,11 +333,11 @@ export class KeyManager {
         }
         const graceEnd = t + grace;
         return { ...record, rotatedTo: created.record.id, expiresAt: record.expiresAt === null ? graceEnd : Math.min(record.expiresAt, graceEnd) };
-      });
+      }, 'key.rotated', options, `rotated to ${created.record.id}`);
       return { ...created, previous };
     } catch (error) {
       // The old key changed under us (revoked, rotated elsewhere): the new key must not outlive that.
-      await this.change(created.record.id, (record, t) => ({ ...record, revokedAt: t, revokedReason: 'rotation aborted' })).catch(() => {});
+      await this.change(created.record.id, (record, t) => ({ ...record, revokedAt: t, revokedReason: 'rotation aborted' }), 'key.revoked', { ...(options.actor !== undefined && { actor: options.actor }), reason: 'rotation aborted' }).catch(() => {});
       throw error;
     }
   }
@@ -346,11 +380,34 @@ export class KeyManager {
   }
 
   /** Revokes a key for good. Revoking a revoked key keeps the first time and reason. */
-  async revoke(id: string, options: { reason?: string } = {}): Promise<KeyInfo> {
+  async revoke(id: string, options: ChangeContext = {}): Promise<KeyInfo> {
     const reason = options.reason === undefined ? 'revoked' : checkText(options.reason, 'reason');
     return this.change(id, (record, now) =>
       record.revokedAt !== null ? null : { ...record, revokedAt: now, revokedReason: reason },
-    );
+    'key.revoked', { ...options, reason });
+  }
+
+  /**
+   * Deletes a key: its record, credits and limits go; its audit trail stays, with the deleted record
+   * in the entry, so the key's history outlives it. A deleted key verifies as unknown.
+   */
+  async delete(id: string, context?: ChangeContext): Promise<KeyInfo> {
+    checkId(id);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const current = await this.store.get(id);
+      if (current === null) throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
+      const entry = this.entry('key.deleted', this.clock(), current, null, context);
+      if (await this.store.remove(id, current.version, entry)) {
+        this.onChange?.(id);
+        return toKeyInfo(current);
+      }
+    }
+    throw new TillError('CONFLICT', `[till] [keys] key ${id} kept changing under ${MAX_ATTEMPTS} attempts; try again`);
+  }
+
+  /** The audit trail, oldest first: by time range, key, owner and type. */
+  async audit(query?: AuditQuery): Promise<AuditPage> {
+    return this.store.readAudit(query);
   }
 
   /**
@@ -358,7 +415,13 @@ export class KeyManager {
    * retrying on a lost race: concurrent changes never overwrite each other. `edit` returns null
    * when there is nothing to change.
    */
-  protected async change(id: string, edit: (record: KeyRecord, now: number) => KeyRecord | null): Promise<KeyInfo> {
+  protected async change(
+    id: string,
+    edit: (record: KeyRecord, now: number) => KeyRecord | null,
+    type: ChangeType,
+    context: ChangeContext | undefined,
+    detail?: string,
+  ): Promise<KeyInfo> {
     checkId(id);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const current = await this.store.get(id);
@@ -367,7 +430,7 @@ export class KeyManager {
       const edited = edit(current, now);
       if (edited === null) return toKeyInfo(current);
       const next: KeyRecord = { ...edited, id: current.id, updatedAt: now, version: current.version + 1 };
-      if (await this.store.replace(next, current.version)) {
+      if (await this.store.replace(next, current.version, this.entry(type, now, current, next, context, detail))) {
         this.onChange?.(id);
         return toKeyInfo(next);
       }

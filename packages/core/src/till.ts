@@ -1,6 +1,7 @@
 // createTill(): one object holding the store, the verifier and the key manager, wired together.
 import { systemClock, type Clock } from './clock.js';
 import { TillError } from './errors.js';
+import type { AuditPage, AuditQuery, AuditRecord } from './audit.js';
 import { TillEvents } from './events.js';
 import { createHasher } from './hash.js';
 import { Limiter } from './limiter.js';
@@ -162,17 +163,26 @@ class LazyRedisStore implements KeyStore {
   get(id: string): Promise<KeyRecord | null> {
     return this.ready.then((s) => s.get(id));
   }
-  insert(record: KeyRecord): Promise<void> {
-    return this.ready.then((s) => s.insert(record));
+  insert(record: KeyRecord, audit?: AuditRecord): Promise<void> {
+    return this.ready.then((s) => s.insert(record, audit));
   }
-  replace(record: KeyRecord, expectedVersion: number): Promise<boolean> {
-    return this.ready.then((s) => s.replace(record, expectedVersion));
+  replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    return this.ready.then((s) => s.replace(record, expectedVersion, audit));
   }
   list(query?: ListKeysQuery): Promise<KeyPage> {
     return this.ready.then((s) => s.list(query));
   }
   consume(request: ConsumeRequest): Promise<ConsumeResult> {
     return this.ready.then((s) => s.consume(request));
+  }
+  remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    return this.ready.then((s) => s.remove(id, expectedVersion, audit));
+  }
+  appendAudit(entries: readonly AuditRecord[]): Promise<void> {
+    return this.ready.then((s) => s.appendAudit(entries));
+  }
+  readAudit(query?: AuditQuery): Promise<AuditPage> {
+    return this.ready.then((s) => s.readAudit(query));
   }
   onInvalidate(listener: InvalidationListener): () => void {
     let off: (() => void) | undefined;

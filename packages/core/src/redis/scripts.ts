@@ -1,29 +1,60 @@
 // Lua scripts of the Redis store. Each touches only keys of one `{id}` hash tag, so it runs on Cluster too.
 
 /**
- * Compare-and-set of a key record, with the invalidation published in the same atomic step.
- * KEYS[1] record, KEYS[2] its version; ARGV[1] new JSON, ARGV[2] expected version, ARGV[3] channel,
- * ARGV[4] id, ARGV[5] new version. Returns 1 written, 0 version mismatch, -1 no record.
+ * Compare-and-set of a key record, with its audit entry and the invalidation in the same atomic step.
+ * KEYS[1] record, KEYS[2] its version, KEYS[3] the key's audit trail; ARGV[1] new JSON, ARGV[2]
+ * expected version, ARGV[3] channel, ARGV[4] id, ARGV[5] new version, ARGV[6] audit entry JSON ('' for
+ * none), ARGV[7] the trail's length cap. The entry is written first: if it cannot be, nothing is.
+ * Returns {1, entry id or ''} written, {0} version mismatch, {-1} no record.
  */
 export const REPLACE_SCRIPT = `
 local current = redis.call('GET', KEYS[1])
-if not current then return -1 end
+if not current then return {-1} end
 local ok, decoded = pcall(cjson.decode, current)
-if not ok or tonumber(decoded['version']) ~= tonumber(ARGV[2]) then return 0 end
+if not ok or tonumber(decoded['version']) ~= tonumber(ARGV[2]) then return {0} end
+local entry = ''
+if ARGV[6] ~= '' then entry = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[7], '*', 'e', ARGV[6]) end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[5])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 1
+return {1, entry}
 `;
 
 /**
- * A new key record and its version, unless the id is taken.
- * KEYS[1] record, KEYS[2] its version; ARGV[1] JSON, ARGV[2] version. Returns 1 written, 0 taken.
+ * A new key record, its version and its audit entry, unless the id is taken.
+ * KEYS[1] record, KEYS[2] its version, KEYS[3] the key's audit trail; ARGV[1] JSON, ARGV[2] version,
+ * ARGV[3] audit entry JSON ('' for none), ARGV[4] the trail's length cap.
+ * Returns {1, entry id or ''} written, {0} taken.
  */
 export const INSERT_SCRIPT = `
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
+local entry = ''
+if ARGV[3] ~= '' then entry = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[4], '*', 'e', ARGV[3]) end
+redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
-return 1
+return {1, entry}
+`;
+
+/**
+ * Deletes a key record, its version and its credits if the version is still the expected one, with
+ * its audit entry and the invalidation in the same step. The key's audit trail stays: it is the
+ * key's history. Rate-limit state expires by itself.
+ * KEYS[1] record, KEYS[2] version, KEYS[3] credits, KEYS[4] audit trail; ARGV[1] expected version,
+ * ARGV[2] channel, ARGV[3] id, ARGV[4] audit entry JSON ('' for none), ARGV[5] the trail's cap.
+ * Returns {1, entry id or '', owner id or ''} deleted, {0} version mismatch, {-1} no record.
+ */
+export const REMOVE_SCRIPT = `
+local current = redis.call('GET', KEYS[1])
+if not current then return {-1} end
+local ok, decoded = pcall(cjson.decode, current)
+if not ok or tonumber(decoded['version']) ~= tonumber(ARGV[1]) then return {0} end
+local entry = ''
+if ARGV[4] ~= '' then entry = redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[5], '*', 'e', ARGV[4]) end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+local owner = ''
+if type(decoded['ownerId']) == 'string' then owner = decoded['ownerId'] end
+return {1, entry, owner}
 `;
 
 /**

@@ -5,7 +5,8 @@ import { decodeRecord, type KeyRecord } from '../record.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
 import type { ChargeOutcome, Credits, LimitState } from '../limits.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from '../store/types.js';
-import { CONSUME_SCRIPT, INSERT_SCRIPT, REPLACE_SCRIPT } from './scripts.js';
+import { CONSUME_SCRIPT, INSERT_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT } from './scripts.js';
+import { normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -27,11 +28,16 @@ export interface RedisStoreOptions {
    * carries (tests with a controlled clock).
    */
   limitClock?: 'redis' | 'caller';
+  /** Most entries in the store's audit log (`till:audit`, a stream); the oldest go first. Default 100,000. */
+  auditMaxLength?: number;
+  /** Most entries in each key's own trail (`till:{<id>}:audit`). Default 1,000. */
+  auditPerKeyMaxLength?: number;
 }
 
 type ScriptClient = RedisClient & {
-  tillReplace(record: string, versionKey: string, json: string, version: number, channel: string, id: string, newVersion: number): Promise<number>;
-  tillInsert(record: string, versionKey: string, json: string, version: number): Promise<number>;
+  tillReplace(record: string, versionKey: string, trail: string, json: string, version: number, channel: string, id: string, newVersion: number, entry: string, cap: number): Promise<[number, string?]>;
+  tillInsert(record: string, versionKey: string, trail: string, json: string, version: number, entry: string, cap: number): Promise<[number, string?]>;
+  tillRemove(record: string, versionKey: string, credits: string, trail: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, string?]>;
   tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
 };
 
@@ -55,6 +61,18 @@ function shapeOf(limits: ConsumeRequest['limits']): string {
     shapes.set(limits, shape);
   }
   return shape;
+}
+
+/** A stream entry as an audit entry; its time is the stream id's (the Redis server's clock). */
+function parseEntry(id: string, fields: string[]): AuditEntry | null {
+  const i = fields.indexOf('e');
+  if (i < 0 || i + 1 >= fields.length) return null;
+  try {
+    const record = JSON.parse(fields[i + 1]!) as AuditRecord;
+    return { ...record, id, at: Number(id.slice(0, id.indexOf('-'))) };
+  } catch {
+    return null;
+  }
 }
 
 /** A credit policy as the consume script reads it: `remaining:setAt:generation[:amount:interval]`. */
@@ -89,6 +107,9 @@ export class RedisStore implements KeyStore {
   private detach: (() => void) | undefined;
   private readonly callerClock: boolean;
   private readonly batches = new Map<string, Batch>();
+  private readonly logKey: string;
+  private readonly logCap: number;
+  private readonly trailCap: number;
 
   constructor(options: RedisStoreOptions) {
     if (!options || typeof options !== 'object' || !options.client || typeof (options.client as Redis).get !== 'function') {
@@ -99,6 +120,13 @@ export class RedisStore implements KeyStore {
       throw new TillError('INVALID_OPTIONS', '[till] [redis] limitClock must be "redis" or "caller"');
     }
     this.callerClock = limitClock === 'caller';
+    const { auditMaxLength = 100_000, auditPerKeyMaxLength = 1000 } = options;
+    for (const [name, value] of [['auditMaxLength', auditMaxLength], ['auditPerKeyMaxLength', auditPerKeyMaxLength]] as const) {
+      if (!Number.isInteger(value) || value < 1) throw new TillError('INVALID_OPTIONS', `[till] [redis] ${name} must be a positive integer`);
+    }
+    this.logKey = `${namespace}audit`;
+    this.logCap = auditMaxLength;
+    this.trailCap = auditPerKeyMaxLength;
     if (typeof namespace !== 'string' || /[{}]/.test(namespace)) {
       throw new TillError('INVALID_OPTIONS', '[till] [redis] namespace must be a string without braces (braces would change the hash slot)');
     }
@@ -112,10 +140,13 @@ export class RedisStore implements KeyStore {
     this.subscriber = options.subscriber;
     this.ownsSubscriber = options.subscriber === undefined;
     if (typeof this.client.tillReplace !== 'function') {
-      this.client.defineCommand('tillReplace', { numberOfKeys: 2, lua: REPLACE_SCRIPT });
+      this.client.defineCommand('tillReplace', { numberOfKeys: 3, lua: REPLACE_SCRIPT });
     }
     if (typeof this.client.tillInsert !== 'function') {
-      this.client.defineCommand('tillInsert', { numberOfKeys: 2, lua: INSERT_SCRIPT });
+      this.client.defineCommand('tillInsert', { numberOfKeys: 3, lua: INSERT_SCRIPT });
+    }
+    if (typeof this.client.tillRemove !== 'function') {
+      this.client.defineCommand('tillRemove', { numberOfKeys: 4, lua: REMOVE_SCRIPT });
     }
     if (typeof this.client.tillConsume !== 'function') {
       this.client.defineCommand('tillConsume', { lua: CONSUME_SCRIPT });
@@ -146,22 +177,88 @@ export class RedisStore implements KeyStore {
     }
   }
 
-  async insert(record: KeyRecord): Promise<void> {
+  async insert(record: KeyRecord, audit?: AuditRecord): Promise<void> {
     const json = JSON.stringify(record);
+    const entry = audit === undefined ? '' : JSON.stringify(audit);
     await this.run(async () => {
       await this.client.zadd(this.indexKey(null), record.createdAt, record.id);
       if (record.ownerId !== null) await this.client.zadd(this.indexKey(record.ownerId), record.createdAt, record.id);
-      const ok = await this.client.tillInsert(this.recordKey(record.id), this.versionKey(record.id), json, record.version);
+      const [ok] = await this.client.tillInsert(this.recordKey(record.id), this.versionKey(record.id), this.trailKey(record.id), json, record.version, entry, this.trailCap);
       if (ok !== 1) throw new TillError('KEY_EXISTS', `[till] [redis] key ${record.id} exists`);
     });
+    if (entry !== '') await this.copyToLog(entry);
   }
 
-  async replace(record: KeyRecord, expectedVersion: number): Promise<boolean> {
-    const result = await this.run(() =>
-      this.client.tillReplace(this.recordKey(record.id), this.versionKey(record.id), JSON.stringify(record), expectedVersion, this.channel, record.id, record.version),
+  async replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    const entry = audit === undefined ? '' : JSON.stringify(audit);
+    const [result] = await this.run(() =>
+      this.client.tillReplace(this.recordKey(record.id), this.versionKey(record.id), this.trailKey(record.id), JSON.stringify(record), expectedVersion, this.channel, record.id, record.version, entry, this.trailCap),
     );
     if (result === -1) throw new TillError('KEY_NOT_FOUND', `[till] [redis] no key ${record.id}`);
+    if (result === 1 && entry !== '') await this.copyToLog(entry);
     return result === 1;
+  }
+
+  async remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    const entry = audit === undefined ? '' : JSON.stringify(audit);
+    const tag = `${this.ns}{${id}}:`;
+    const [result, , owner] = await this.run(() => this.client.tillRemove(this.recordKey(id), `${tag}v`, `${tag}cr`, this.trailKey(id), expectedVersion, this.channel, id, entry, this.trailCap));
+    if (result === -1) throw new TillError('KEY_NOT_FOUND', `[till] [redis] no key ${id}`);
+    if (result !== 1) return false;
+    // The indexes live in other slots: removed after the record, so a crash between leaves an index
+    // entry that listing skips (it finds no record), never a record that listing cannot find.
+    await this.run(() => this.client.zrem(this.indexKey(null), id)).catch(() => {});
+    if (owner) await this.run(() => this.client.zrem(this.indexKey(owner), id)).catch(() => {});
+    if (entry !== '') await this.copyToLog(entry);
+    return true;
+  }
+
+  async appendAudit(entries: readonly AuditRecord[]): Promise<void> {
+    // One command each: on Cluster the log and the keys' trails live in different slots.
+    await Promise.all(
+      entries.map(async (audit) => {
+        const entry = JSON.stringify(audit);
+        await this.copyToLog(entry);
+        if (audit.keyId !== null && /^[0-9A-Za-z]{16}$/.test(audit.keyId)) {
+          await this.run(() => this.client.xadd(this.trailKey(audit.keyId!), 'MAXLEN', this.trailCap, '*', 'e', entry));
+        }
+      }),
+    );
+  }
+
+  /**
+   * Reads the trail: a key's own trail when the query names a key (its changes, written with them,
+   * and the security events that named it), the store's log otherwise. Times are the Redis server's:
+   * an entry's `at` is its stream id's.
+   */
+  async readAudit(query?: AuditQuery): Promise<AuditPage> {
+    const q = normalizeQuery(query);
+    if (q.cursor !== undefined && !/^\d{1,16}-\d{1,16}$/.test(q.cursor)) throw new TillError('INVALID_ARGUMENT', '[till] [audit] invalid cursor');
+    const stream = q.keyId !== undefined ? this.trailKey(q.keyId) : this.logKey;
+    let start = q.cursor !== undefined ? `(${q.cursor}` : String(Math.max(0, Math.floor(q.from)));
+    const end = q.to >= Number.MAX_SAFE_INTEGER ? '+' : String(Math.max(0, Math.ceil(q.to) - 1));
+    const entries: AuditEntry[] = [];
+    const batch = Math.min(1000, q.limit + 1);
+    for (;;) {
+      const rows = (await this.run(() => this.client.xrange(stream, start, end, 'COUNT', batch))) as Array<[string, string[]]>;
+      for (const [id, fields] of rows) {
+        const entry = parseEntry(id, fields);
+        if (entry === null || !matches(entry, q)) continue;
+        if (entries.length === q.limit) return { entries, cursor: entries[entries.length - 1]!.id };
+        entries.push(entry);
+      }
+      if (rows.length < batch) return { entries };
+      start = `(${rows[rows.length - 1]![0]}`;
+    }
+  }
+
+  /** The store's log of every entry, written after the change (whose key's trail holds it already). */
+  private async copyToLog(entry: string): Promise<void> {
+    await this.run(() => this.client.xadd(this.logKey, 'MAXLEN', this.logCap, '*', 'e', entry));
+  }
+
+  private trailKey(id: string): string {
+    return `${this.ns}{${id}}:audit`;
   }
 
   /**

@@ -41,9 +41,11 @@ export class LocalBuckets {
     return { outcome: result.outcome, limits: result.limits, credits: result.credits, retryAfter: result.retryAfter };
   }
 
-  /** Forgets a subject's credit state (its key was removed or its credits reset). */
-  forgetCredits(subject: string): void {
+  /** Forgets everything of a subject (its key was deleted). */
+  forget(subject: string): void {
     this.credits.delete(subject);
+    const prefix = `${subject}\n`;
+    for (const name of this.buckets.keys()) if (name.startsWith(prefix)) this.buckets.delete(name);
   }
 
   get size(): number {

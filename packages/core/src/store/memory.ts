@@ -1,7 +1,9 @@
 // The embedded default store: records in a Map, serialized so callers can never alias stored state.
 import { TillError } from '../errors.js';
 import { decodeRecord, type KeyRecord } from '../record.js';
+import type { AuditPage, AuditQuery, AuditRecord } from '../audit.js';
 import type { Credits } from '../limits.js';
+import { MemoryAuditLog } from './audit-log.js';
 import { LocalBuckets } from './buckets.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from './cursor.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './types.js';
@@ -11,8 +13,21 @@ import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyS
  * JSON so a caller mutating what it got back cannot change what is stored. Verifiers sharing one
  * memory store hear each other's invalidations, as processes sharing one Redis do.
  */
+export interface MemoryStoreOptions {
+  /** Most audit entries kept (the oldest go first). Default 10,000. */
+  auditMaxLength?: number;
+}
+
 export class MemoryStore implements KeyStore {
   readonly kind = 'memory';
+  private readonly audit: MemoryAuditLog;
+
+  constructor(options: MemoryStoreOptions = {}) {
+    const max = options.auditMaxLength ?? 10_000;
+    if (!Number.isInteger(max) || max < 1) throw new TillError('INVALID_OPTIONS', '[till] [memory] auditMaxLength must be a positive integer');
+    this.audit = new MemoryAuditLog(max);
+  }
+
   private readonly records = new Map<string, string>();
   /** Ids in creation order (createdAt, then id), for paging. */
   private order: Array<{ createdAt: number; id: string; ownerId: string | null }> = [];
@@ -26,8 +41,9 @@ export class MemoryStore implements KeyStore {
     return json === undefined ? null : decodeRecord(json);
   }
 
-  async insert(record: KeyRecord): Promise<void> {
+  async insert(record: KeyRecord, audit?: AuditRecord): Promise<void> {
     if (this.records.has(record.id)) throw new TillError('KEY_EXISTS', `[till] [memory] key ${record.id} exists`);
+    if (audit !== undefined) this.audit.append(audit);
     this.records.set(record.id, JSON.stringify(record));
     this.versions.set(record.id, record.version);
     const entry = { createdAt: record.createdAt, id: record.id, ownerId: record.ownerId };
@@ -36,14 +52,36 @@ export class MemoryStore implements KeyStore {
     this.order.splice(i, 0, entry);
   }
 
-  async replace(record: KeyRecord, expectedVersion: number): Promise<boolean> {
+  async replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
     const current = this.records.get(record.id);
     if (current === undefined) throw new TillError('KEY_NOT_FOUND', `[till] [memory] no key ${record.id}`);
     if (decodeRecord(current).version !== expectedVersion) return false;
+    if (audit !== undefined) this.audit.append(audit);
     this.records.set(record.id, JSON.stringify(record));
     this.versions.set(record.id, record.version);
     this.emit(record.id);
     return true;
+  }
+
+  async remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    const version = this.versions.get(id);
+    if (version === undefined) throw new TillError('KEY_NOT_FOUND', `[till] [memory] no key ${id}`);
+    if (version !== expectedVersion) return false;
+    if (audit !== undefined) this.audit.append(audit);
+    this.records.delete(id);
+    this.versions.delete(id);
+    this.order = this.order.filter((e) => e.id !== id);
+    this.buckets.forget(id);
+    this.emit(id);
+    return true;
+  }
+
+  async appendAudit(entries: readonly AuditRecord[]): Promise<void> {
+    for (const entry of entries) this.audit.append(entry);
+  }
+
+  async readAudit(query?: AuditQuery): Promise<AuditPage> {
+    return this.audit.read(query);
   }
 
   async list(query: ListKeysQuery = {}): Promise<KeyPage> {

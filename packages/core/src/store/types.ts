@@ -1,5 +1,6 @@
 // The store contract every backend implements and the conformance suite checks.
 import type { ChargeOutcome, Credits, LimitCharge, LimitState } from '../limits.js';
+import type { AuditPage, AuditQuery, AuditRecord } from '../audit.js';
 import type { KeyRecord } from '../record.js';
 
 export interface ListKeysQuery {
@@ -63,14 +64,27 @@ export interface KeyStore {
   readonly kind: string;
   /** The record of `id`, or null. Rejects with a TillError when the store cannot answer. */
   get(id: string): Promise<KeyRecord | null>;
-  /** Saves a new record; rejects with TillError `KEY_EXISTS` if the id is taken. */
-  insert(record: KeyRecord): Promise<void>;
+  /**
+   * Saves a new record, and `audit` in the key's trail in the same atomic step (never one without the
+   * other); rejects with TillError `KEY_EXISTS` if the id is taken.
+   */
+  insert(record: KeyRecord, audit?: AuditRecord): Promise<void>;
   /**
    * Replaces a record only if its stored version is still `expectedVersion` (compare-and-set), and
    * tells every process sharing the store to drop the id from its cache. Resolves false on a lost
    * race; rejects with `KEY_NOT_FOUND` when there is no such record.
    */
-  replace(record: KeyRecord, expectedVersion: number): Promise<boolean>;
+  replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean>;
+  /**
+   * Deletes a record (and its version, credits and rate-limit state) if its version is still
+   * `expectedVersion`, with `audit` in the trail in the same step, and tells every process. Resolves
+   * false on a lost race; rejects with `KEY_NOT_FOUND` when there is no such record.
+   */
+  remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean>;
+  /** Adds entries that record no change (security events). Best effort: they may be lost in a crash. */
+  appendAudit(entries: readonly AuditRecord[]): Promise<void>;
+  /** Reads the trail, oldest first. An admin path: never called per request. */
+  readAudit(query?: AuditQuery): Promise<AuditPage>;
   /** Keys in creation order, a page at a time. An admin path: never called per request. */
   list(query?: ListKeysQuery): Promise<KeyPage>;
   /**
