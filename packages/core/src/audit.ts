@@ -37,6 +37,8 @@ export interface AuditEntry {
   readonly userAgent?: string;
   /** A short free text (the limit that refused, the rotation's new key id). */
   readonly detail?: string;
+  /** For security events: how many times it happened within the writer's window (1 when absent). */
+  readonly count?: number;
 }
 
 /** An entry before the store gives it its id. */

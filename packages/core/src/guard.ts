@@ -8,6 +8,8 @@ import { problemResponse, rateLimitHeaders, RATE_LIMIT_HEADER_STYLES, type Probl
 import { UNAVAILABLE } from './limiter.js';
 import { isValidCost, normalizeRateLimit, normalizeRateLimits, type LimitCharge, type RateLimitInput } from './limits.js';
 import { failure, type MaybePromise, type VerifiedKey, type VerifyFailure, type VerifyResult } from './outcome.js';
+import type { SecurityType } from './audit.js';
+import { parseKey } from './key-format.js';
 import { ScopeSet, normalizeRequired } from './scopes.js';
 import { defaultTill, isTill, type Till } from './till.js';
 import type { VerifyOptions } from './verifier.js';
@@ -90,6 +92,35 @@ function checkCost<Req>(cost: unknown, where: string): ((req: Req) => number) | 
 }
 
 const COUNTED = new Set(['NOT_FOUND', 'MALFORMED']);
+const MISSING = failure('MISSING');
+const MALFORMED = failure('MALFORMED');
+
+/** How each refusal goes into the audit trail. A request without any key is no attempt; an outage is not the client's. */
+const AUDITED: Partial<Record<string, SecurityType>> = {
+  MALFORMED: 'auth.failed',
+  NOT_FOUND: 'auth.failed',
+  INSUFFICIENT_SCOPE: 'auth.failed',
+  REVOKED: 'key.misused',
+  DISABLED: 'key.misused',
+  EXPIRED: 'key.misused',
+  NOT_YET_VALID: 'key.misused',
+  RATE_LIMITED: 'limit.refused',
+  USAGE_EXCEEDED: 'limit.refused',
+  BLOCKED: 'client.blocked',
+};
+
+/** Records a refusal in the audit trail (in batches, off the request path). */
+function audit(till: Till, failure: VerifyFailure, key: string | null, ip: string | undefined, userAgent: unknown, detail?: string): void {
+  const type = AUDITED[failure.code];
+  if (type === undefined || till.auditWriter === null) return;
+  let keyId = failure.keyId ?? null;
+  // The id of a well-formed key that did not verify: public, and what an operator searches by.
+  if (keyId === null && key !== null) {
+    const parsed = parseKey(key);
+    if (parsed.ok) keyId = parsed.id;
+  }
+  till.auditWriter.record({ type, code: failure.code, keyId, ip, userAgent, ...(detail !== undefined && { detail }) });
+}
 
 /** Rejects anything that is not a plain object of known options: a typo must not silently weaken auth. */
 export function checkOptionNames(options: unknown, allowed: readonly string[], where: string): Record<string, unknown> {
@@ -141,10 +172,16 @@ export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, 
   if (typeof cost === 'number' && cost !== 1) verifyOptions = { ...verifyOptions, cost };
   const costOf = typeof cost === 'function' ? cost : null;
   const problemOptions: ProblemOptions = { rateLimitHeaders: style, ...(opts.realm !== undefined && { realm: opts.realm }) };
-  const count = (result: VerifyResult, context: Req, ipOf: (context: Req) => string | undefined): VerifyResult => {
-    if (!result.valid && COUNTED.has(result.code)) {
-      const address = ipOf(context);
-      if (address !== undefined) brute!.failed(address);
+  /** What a refusal leaves behind: a count toward blocking its client, and an audit entry. */
+  const refused = (result: VerifyResult, key: string | null, req: RequestHeaders, context: Req, ipOf: (context: Req) => string | undefined): VerifyResult => {
+    if (result.valid) return result;
+    let address: string | undefined;
+    if (brute !== null && COUNTED.has(result.code)) {
+      address = ipOf(context);
+      if (address !== undefined) brute.failed(address);
+    }
+    if (till.auditWriter !== null && AUDITED[result.code] !== undefined) {
+      audit(till, result, key, address ?? ipOf(context), req.headers['user-agent']);
     }
     return result;
   };
@@ -154,18 +191,18 @@ export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, 
       if (brute !== null && brute.active) {
         const address = ipOf(context);
         const wait = address === undefined ? 0 : brute.blockedFor(address);
-        if (wait > 0) return Object.freeze({ valid: false, code: 'BLOCKED', retryAfter: wait });
+        if (wait > 0) {
+          const blocked: VerifyFailure = Object.freeze({ valid: false, code: 'BLOCKED', retryAfter: wait });
+          if (till.auditWriter !== null) audit(till, blocked, null, address, req.headers['user-agent']);
+          return blocked;
+        }
       }
       const key = scan(readHeaders(req));
-      if (typeof key !== 'string') {
-        const refused = failure(key === NO_KEY ? 'MISSING' : 'MALFORMED');
-        return brute === null ? refused : count(refused, context, ipOf);
-      }
+      if (typeof key !== 'string') return key === NO_KEY ? MISSING : refused(MALFORMED, null, req, context, ipOf);
       const options = costOf === null ? verifyOptions : { ...verifyOptions, cost: costOf(context) };
       const result = till.verifier.verify(key, options);
-      if (brute === null) return result;
-      if (result instanceof Promise) return result.then((r) => count(r, context, ipOf));
-      return result.valid ? result : count(result, context, ipOf);
+      if (result instanceof Promise) return result.then((r) => refused(r, key, req, context, ipOf));
+      return result.valid ? result : refused(result, key, req, context, ipOf);
     },
     problem: (result) => problemResponse(result, problemOptions),
     headers: (result) => (result.valid && result.usage !== undefined && style !== false ? rateLimitHeaders(result.usage.limits, style) : null),
@@ -269,8 +306,9 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
         const usage = { limits: result.limits, credits: null };
         if (result.outcome === 'OK') return { ok: true, headers: rateLimitHeaders(result.limits, style) };
         const refused: VerifyFailure = result.retryAfter === null
-          ? { valid: false, code: 'RATE_LIMITED', usage }
-          : { valid: false, code: 'RATE_LIMITED', usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) };
+          ? { valid: false, code: 'RATE_LIMITED', usage, ...(key !== undefined && { keyId: key.id }) }
+          : { valid: false, code: 'RATE_LIMITED', usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)), ...(key !== undefined && { keyId: key.id }) };
+        if (till.auditWriter !== null) audit(till, refused, null, ipOf(context), (node as RequestHeaders).headers?.['user-agent'], `rate limit ${policy.name}`);
         return { ok: false, failure: refused, response: problemResponse(refused, problemOptions) };
       });
     },

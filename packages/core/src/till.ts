@@ -2,6 +2,7 @@
 import { systemClock, type Clock } from './clock.js';
 import { TillError } from './errors.js';
 import type { AuditPage, AuditQuery, AuditRecord } from './audit.js';
+import { AuditWriter, type AuditWriterOptions } from './audit-writer.js';
 import { TillEvents } from './events.js';
 import { createHasher } from './hash.js';
 import { Limiter } from './limiter.js';
@@ -25,6 +26,14 @@ export interface TillOptions {
   cache?: CacheOptions;
   clock?: Clock;
   logger?: Logger;
+  /**
+   * Security events (failed authentications, blocked clients, refused limits, revoked or expired
+   * keys still tried) go to the audit trail in batches: `{ interval, maxPending }`, or `false` to
+   * keep them out of it. Default on, written every second.
+   */
+  auditEvents?: AuditWriterOptions | false;
+  /** Who makes changes through `till.keys` when a call does not say (the audit trail's `actor`). */
+  actor?: string;
 }
 
 export interface Till {
@@ -36,6 +45,8 @@ export interface Till {
   readonly events: TillEvents;
   /** Charges rate limits that belong to no key (per client IP, per user) and keys' limits alike. */
   readonly limiter: Limiter;
+  /** Writes security events to the audit trail in batches; null when turned off. */
+  readonly auditWriter: AuditWriter | null;
   /** Shorthand for `verifier.verify`. */
   verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult>;
   /** Stops listening for invalidations and closes what Till opened itself. */
@@ -68,10 +79,15 @@ export function createTill(options: TillOptions = {}): Till {
     ...(options.prefixes !== undefined && { prefixes: options.prefixes }),
     ...(options.cache !== undefined && { cache: options.cache }),
   });
+  if (options.auditEvents !== undefined && options.auditEvents !== false && (options.auditEvents === null || typeof options.auditEvents !== 'object')) {
+    throw new TillError('INVALID_OPTIONS', '[till] auditEvents must be { interval, maxPending } or false');
+  }
+  const auditWriter = options.auditEvents === false ? null : new AuditWriter(store, clock, logger, options.auditEvents);
   const keys = new KeyManager({
     store,
     hasher,
     clock,
+    ...(options.actor !== undefined && { actor: options.actor }),
     // This process sees its own changes at once, before the store's broadcast comes back.
     onChange: (id) => verifier.invalidate(id),
     ...(options.prefix !== undefined && { prefix: options.prefix }),
@@ -85,9 +101,11 @@ export function createTill(options: TillOptions = {}): Till {
     logger,
     events,
     limiter,
+    auditWriter,
     verify: (key, verifyOptions) => verifier.verify(key, verifyOptions),
     async close() {
       verifier.close();
+      await auditWriter?.close();
       if (ownsStore || store instanceof LazyRedisStore) await store.close();
     },
   } as Till;
