@@ -1,4 +1,5 @@
 // Opening Till on Redis for one command: fail fast and clearly when Redis is not there, and let the process exit.
+import { userInfo } from 'node:os';
 import { createTill, type KeyManager, type Till } from '@till/core';
 import type { RedisStore } from '@till/core/redis';
 import { CliError, EXIT, usage } from './errors.js';
@@ -70,6 +71,9 @@ export async function openSession(options: ConnectionOptions, env: NodeJS.Proces
     store = new RedisStore({ client, namespace: options.namespace });
     till = createTill({
       store,
+      actor: actorOf(env),
+      // The CLI verifies nothing: no security events of its own.
+      auditEvents: false,
       ...(env.TILL_PEPPER ? { pepper: env.TILL_PEPPER } : {}),
       logger: { warn: () => {}, error: () => {} },
     });
@@ -96,4 +100,17 @@ export async function openSession(options: ConnectionOptions, env: NodeJS.Proces
   }
   const session = till;
   return { till: session, keys: session.keys, close };
+}
+
+/** Who the audit trail says made a change: $TILL_ACTOR, else `cli:<the user's name>`. */
+function actorOf(env: NodeJS.ProcessEnv): string {
+  const given = env.TILL_ACTOR?.trim();
+  if (given) return given.slice(0, 200);
+  let name = 'unknown';
+  try {
+    name = userInfo().username || name;
+  } catch {
+    // No user entry (some containers): the actor stays cli:unknown.
+  }
+  return `cli:${name}`.slice(0, 200);
 }

@@ -160,3 +160,15 @@ function checked<T>(check: () => T): T {
     throw error;
   }
 }
+
+/**
+ * A point in the past for `--since`/`--until`: an ISO 8601 date or time, or a duration back from now
+ * (`24h`, `7d`).
+ */
+export function past(text: string, option: string, now: number): number {
+  const value = text.trim();
+  const iso = isoTime(value);
+  if (iso !== null) return iso;
+  if (DURATION_START.test(value)) return now - duration(value, option);
+  throw failed(`invalid ${option} ${JSON.stringify(value.slice(0, 40))}: give an ISO 8601 date or time (2027-01-31) or a duration back from now (24h, 7d)`);
+}

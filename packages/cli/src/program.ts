@@ -1,5 +1,6 @@
 // The `till` program: global options, help text with exit codes, and how commander reports usage errors.
 import { Command } from 'commander';
+import { registerEvents } from './commands/events.js';
 import { registerKeys } from './commands/keys.js';
 import type { Context } from './context.js';
 
@@ -17,6 +18,7 @@ Environment:
   REDIS_URL    Redis to use when --redis is not given
   TILL_PEPPER  the pepper your services give createTill(): new keys are hashed with it
   TILL_PREFIX  prefix of new keys when --prefix is not given (default: till)
+  TILL_ACTOR   who makes changes, as the audit trail records it (default: cli:<user name>)
   TILL_DEBUG   set to 1 to print the stack of an unexpected error
 
 Output is a table or a list of fields for people; --json prints one JSON document on stdout
@@ -43,5 +45,6 @@ export function createProgram(ctx: Context): Command {
     .addHelpText('after', ENVIRONMENT_HELP)
     .addHelpText('afterAll', EXIT_CODES_HELP);
   registerKeys(program, ctx);
+  registerEvents(program, ctx);
   return program;
 }

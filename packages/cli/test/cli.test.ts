@@ -10,7 +10,7 @@ import { assertBuilt, hasScript, keysIn, occurrences, runTill, runTillInTerminal
 const PEPPER = 'cli-test-pepper-0123456789abcdef';
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
-const COMMANDS = ['create', 'list', 'show', 'update', 'revoke', 'rotate', 'disable', 'enable'];
+const COMMANDS = ['create', 'list', 'show', 'update', 'revoke', 'rotate', 'disable', 'enable', 'delete'];
 
 const namespace = uniqueNamespace();
 let client: Redis;
@@ -255,6 +255,35 @@ describe('rate limits and credits', () => {
   });
 });
 
+describe('the audit trail', () => {
+  it('records who changed what (TILL_ACTOR), deletes keeping the history, and lists and exports it', async () => {
+    const env2 = { ...env(), TILL_ACTOR: 'ops-bot' };
+    const made = await runTill(['--namespace', namespace, 'keys', 'create', '--name', 'temp', '--scope', 'a:read', '--owner', 'team-audit', '--json'], env2);
+    expect(made.code, made.stderr).toBe(0);
+    const { key, record } = parse<{ key: string; record: KeyInfo }>(made);
+    const revoked = await runTill(['--namespace', namespace, 'keys', 'revoke', record.id, '--reason', 'no longer needed', '--yes'], env2);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    const deleted = await runTill(['--namespace', namespace, 'keys', 'delete', record.id, '--reason', 'cleanup', '--yes'], env2);
+    expect(deleted.code, deleted.stderr).toBe(0);
+    expect(deleted.stdout).toContain(`Deleted key ${record.id}.`);
+    expect(await till.keys.get(record.id)).toBeNull();
+
+    const lines = await till$('events', 'list', '--key', record.id, '--jsonl');
+    expect(lines.code, lines.stderr).toBe(0);
+    const entries = lines.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; actor: string; reason: string | null });
+    expect(entries.map((e) => [e.type, e.actor, e.reason])).toEqual([
+      ['key.created', 'ops-bot', null],
+      ['key.revoked', 'ops-bot', 'no longer needed'],
+      ['key.deleted', 'ops-bot', 'cleanup'],
+    ]);
+    const human = await till$('events', 'list', '--owner', 'team-audit', '--type', 'key.deleted', '--since', '1h');
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toMatch(new RegExp(`^\\S+Z +key\\.deleted +${record.id} +ops-bot +cleanup$`, 'm'));
+    expect(occurrences(lines.stdout + human.stdout, key)).toBe(0);
+    expect(occurrences(lines.stdout + human.stdout, key.slice(-28, -6))).toBe(0);
+  });
+});
+
 describe('destructive commands', () => {
   it('revoke asks first: without a terminal and without --yes it refuses and changes nothing', async () => {
     const created = await apiKey('to revoke');
@@ -400,7 +429,11 @@ describe('bad input changes nothing and says why', () => {
       ['revoked key cannot change', ['keys', 'update', revoked.record.id, '--name', 'x'], 1, /^till: key \w+ is revoked; a revoked key cannot change/],
       ['revoked key cannot rotate', ['keys', 'rotate', revoked.record.id, '--yes'], 1, /is revoked/],
       ['unknown option', ['keys', 'list', '--colour'], 2, /^till: unknown option '--colour'/],
-      ['unknown command', ['keys', 'delete', id], 2, /^till: unknown command 'delete'/],
+      ['unknown command', ['keys', 'destroy', id], 2, /^till: unknown command 'destroy'/],
+      ['delete without --yes', ['keys', 'delete', id], 1, /^till: refusing to delete key \w+ without confirmation/],
+      ['bad --type', ['events', 'list', '--type', 'key.exploded'], 1, /^till: invalid --type "key.exploded": one of key.created/],
+      ['bad --since', ['events', 'list', '--since', 'yesterday'], 1, /^till: invalid --since "yesterday"/],
+      ['--json and --jsonl', ['events', 'list', '--json', '--jsonl'], 1, /^till: give --json or --jsonl, not both/],
       ['missing argument', ['keys', 'show'], 2, /^till: missing required argument 'id'/],
       ['extra argument', ['keys', 'show', id, id], 2, /^till: too many arguments/],
       ['bad namespace', ['--namespace', 'a{b}', 'keys', 'list'], 1, /^till: namespace must be a string without braces/],

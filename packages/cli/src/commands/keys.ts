@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { Context } from '../context.js';
 import { registerCreate } from './create.js';
+import { registerDelete } from './delete.js';
 import { registerList } from './list.js';
 import { registerRevoke } from './revoke.js';
 import { registerRotate } from './rotate.js';
@@ -10,7 +11,7 @@ import { registerToggle } from './toggle.js';
 import { registerUpdate } from './update.js';
 
 export function registerKeys(program: Command, ctx: Context): void {
-  const keys = program.command('keys').description('create, list, show, update, revoke, rotate, disable and enable API keys');
+  const keys = program.command('keys').description('create, list, show, update, revoke, rotate, disable, enable and delete API keys');
   registerCreate(keys, ctx);
   registerList(keys, ctx);
   registerShow(keys, ctx);
@@ -18,4 +19,5 @@ export function registerKeys(program: Command, ctx: Context): void {
   registerRevoke(keys, ctx);
   registerRotate(keys, ctx);
   registerToggle(keys, ctx);
+  registerDelete(keys, ctx);
 }
