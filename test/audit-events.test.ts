@@ -3,7 +3,7 @@ import express from 'express';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { createTill, MemoryStore, silentLogger, toJsonLines, type AuditEntry } from '@till/core';
-import { apiKeyAuth, rateLimit } from '@till/express';
+import { apiKeyAuth, rateLimit, requireScopes } from '@till/express';
 import { withWrongSecret } from './helpers/adapter-support.js';
 
 async function trail(till: ReturnType<typeof createTill>): Promise<AuditEntry[]> {
@@ -23,10 +23,14 @@ describe('security events in the audit trail', () => {
     const till = createTill({ store: new MemoryStore(), logger: silentLogger, auditEvents: { interval: 60_000 } });
     const good = await till.keys.create({ name: 'good', scopes: [], limits: [{ name: 'per-minute', limit: 1, window: '1m' }] });
     const gone = await till.keys.create({ name: 'gone', scopes: [] });
+    const reader = await till.keys.create({ name: 'reader', scopes: ['reports:read'] });
     await till.keys.revoke(gone.record.id, { reason: 'leaked' });
     const app = express();
     app.set('trust proxy', true);
     app.get('/', apiKeyAuth({ till, bruteForce: false }), (_req, res) => {
+      res.send('ok');
+    });
+    app.get('/admin', apiKeyAuth({ till, bruteForce: false }), requireScopes('admin'), (_req, res) => {
       res.send('ok');
     });
     app.get('/login', rateLimit({ till, name: 'login', by: 'ip', limit: 1, window: '1h' }), (_req, res) => {
@@ -40,6 +44,7 @@ describe('security events in the audit trail', () => {
     await request(app).get('/').set(as('198.51.100.2')).set('authorization', `Bearer ${gone.key}`).expect(401);
     await request(app).get('/').set(as('198.51.100.3')).set('authorization', `Bearer ${good.key}`).expect(200);
     await request(app).get('/').set(as('198.51.100.3')).set('authorization', `Bearer ${good.key}`).expect(429);
+    await request(app).get('/admin').set(as('198.51.100.5')).set('authorization', `Bearer ${reader.key}`).expect(403);
     await request(app).get('/login').set(as('198.51.100.4')).expect(200);
     await request(app).get('/login').set(as('198.51.100.4')).expect(429);
 
@@ -50,12 +55,13 @@ describe('security events in the audit trail', () => {
       ['auth.failed', 'MALFORMED', null, '198.51.100.1'],
       ['key.misused', 'REVOKED', gone.record.id, '198.51.100.2'],
       ['limit.refused', 'RATE_LIMITED', good.record.id, '198.51.100.3'],
+      ['auth.failed', 'INSUFFICIENT_SCOPE', reader.record.id, '198.51.100.5'],
       ['limit.refused', 'RATE_LIMITED', null, '198.51.100.4'],
     ]);
     expect(entries.every((e) => e.userAgent === 'probe/1.0')).toBe(true);
-    expect(entries[4]!.detail).toBe('rate limit login');
+    expect(entries[5]!.detail).toBe('rate limit login');
     const text = toJsonLines(entries);
-    for (const secret of [good.key, gone.key, wrong, good.key.slice(-28, -6), wrong.slice(-28, -6)]) {
+    for (const secret of [good.key, gone.key, reader.key, wrong, good.key.slice(-28, -6), wrong.slice(-28, -6)]) {
       expect(text.includes(secret)).toBe(false);
     }
     await till.close();

@@ -11,7 +11,7 @@ import { failure, type MaybePromise, type VerifiedKey, type VerifyFailure, type 
 import type { SecurityType } from './audit.js';
 import { parseKey } from './key-format.js';
 import { ScopeSet, normalizeRequired } from './scopes.js';
-import { defaultTill, isTill, type Till } from './till.js';
+import { defaultTill, isTill, tillOf, type Till } from './till.js';
 import type { VerifyOptions } from './verifier.js';
 
 /** Options of `apiKeyAuth()`; `Req` is the framework's request (Express `req`, Koa `ctx`). */
@@ -313,6 +313,17 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
       });
     },
   };
+}
+
+/**
+ * Records a refusal of a route guard that runs after `apiKeyAuth()` (a scope check) in the trail of
+ * the Till that verified the key. Off the request path, like every security event.
+ */
+export function recordRefusal(key: VerifiedKey | undefined, failure: VerifyFailure, ip: string | undefined, userAgent: unknown): void {
+  if (key === undefined) return;
+  const till = tillOf(key);
+  if (till === undefined || till.auditWriter === null) return;
+  audit(till, { ...failure, keyId: key.id }, null, ip, userAgent);
 }
 
 /** A compiled scope requirement for a route, run against the key that `apiKeyAuth()` attached. */

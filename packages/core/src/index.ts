@@ -76,13 +76,14 @@ export {
   type ProblemOptions,
   type RateLimitHeaderStyle,
 } from './http.js';
-export { createTill, defaultTill, resetDefaultTill, isTill, type Till, type TillOptions } from './till.js';
+export { createTill, defaultTill, resetDefaultTill, isTill, tillOf, type Till, type TillOptions } from './till.js';
 export { consoleLogger, silentLogger, type Logger } from './logger.js';
 export { systemClock, type Clock } from './clock.js';
 export {
   createAuthenticator,
   createScopeCheck,
   createRateLimitGuard,
+  recordRefusal,
   checkOptionNames,
   type AuthOptions,
   type Authenticator,

@@ -8,7 +8,7 @@ import { createHasher } from './hash.js';
 import { Limiter } from './limiter.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { KeyManager } from './manager.js';
-import type { MaybePromise, VerifyResult } from './outcome.js';
+import type { MaybePromise, VerifiedKey, VerifyResult } from './outcome.js';
 import type { KeyRecord } from './record.js';
 import { MemoryStore } from './store/memory.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './store/types.js';
@@ -71,11 +71,15 @@ export function createTill(options: TillOptions = {}): Till {
   events.on((event) => {
     if (event.type === 'limits.fallback') logger.warn(`[till] [limits] the ${event.store} store is unreachable: rate limits count in this process only until it returns; requests that spend credits get 503`);
   });
+  let self: Till | undefined;
   const verifier = new Verifier({
     store,
     hasher,
     clock,
     limiter,
+    onVerifiedKey: (key) => {
+      if (self !== undefined) issuers.set(key, self);
+    },
     ...(options.prefixes !== undefined && { prefixes: options.prefixes }),
     ...(options.cache !== undefined && { cache: options.cache }),
   });
@@ -93,7 +97,7 @@ export function createTill(options: TillOptions = {}): Till {
     ...(options.prefix !== undefined && { prefix: options.prefix }),
   });
   const ownsStore = options.store === undefined;
-  return {
+  self = {
     [TILL]: true,
     store,
     verifier,
@@ -109,6 +113,15 @@ export function createTill(options: TillOptions = {}): Till {
       if (ownsStore || store instanceof LazyRedisStore) await store.close();
     },
   } as Till;
+  return self;
+}
+
+/** The Till that verified each key object: a route guard after `apiKeyAuth()` finds its trail by it. */
+const issuers = new WeakMap<VerifiedKey, Till>();
+
+/** The Till whose verifier handed out this verified key, if any. */
+export function tillOf(key: VerifiedKey): Till | undefined {
+  return issuers.get(key);
 }
 
 let defaultInstance: Till | undefined;

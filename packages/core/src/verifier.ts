@@ -8,7 +8,7 @@ import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_KEY_LENGTH, parseKey } from 
 import { TillEvents } from './events.js';
 import { Limiter, UNAVAILABLE } from './limiter.js';
 import type { LimitCharge } from './limits.js';
-import { failure, type FailureCode, type MaybePromise, type Usage, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
+import { failure, type FailureCode, type MaybePromise, type Usage, type VerifiedKey, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
 import { keyStatus, toVerifiedKey, type KeyRecord } from './record.js';
 import { ScopeSet } from './scopes.js';
 import type { KeyStore } from './store/types.js';
@@ -44,6 +44,8 @@ export interface VerifierOptions {
   clock?: Clock;
   /** Charges rate limits and credits; one of its own (events unheard) when absent. */
   limiter?: Limiter;
+  /** Told of every verified key object this verifier hands out (once per cache fill). */
+  onVerifiedKey?: (key: VerifiedKey) => void;
 }
 
 export interface VerifyOptions {
@@ -115,6 +117,7 @@ export class Verifier {
   private readonly unavailable: VerifyFailure;
   readonly clock: Clock;
   private readonly limiter: Limiter;
+  private readonly onVerifiedKey: ((key: VerifiedKey) => void) | undefined;
   private unsubscribe: (() => void) | null = null;
 
   constructor(options: VerifierOptions) {
@@ -145,6 +148,7 @@ export class Verifier {
     this.unknown = new LRUCache<string, Entry>({ max: negativeMax });
     this.clock = options.clock ?? systemClock;
     this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents());
+    this.onVerifiedKey = options.onVerifiedKey;
     this.unavailable = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: Math.ceil(retryAfter) });
   }
 
@@ -270,7 +274,7 @@ export class Verifier {
         return failure('NOT_FOUND');
       }
       if (result.outcome === 'CHANGED') {
-        const next = makeEntry(result.record, this.clock());
+        const next = this.entryOf(result.record);
         // An id's hash never changes; a record that says otherwise is not the key that was presented.
         if (next.record!.hash !== record.hash || retried) {
           this.invalidate(record.id);
@@ -292,6 +296,12 @@ export class Verifier {
     return Object.freeze({ valid: false, code, keyId });
   }
 
+  private entryOf(record: KeyRecord | null): Entry {
+    const entry = makeEntry(record, this.clock());
+    if (entry.fresh !== null) this.onVerifiedKey?.(entry.fresh.key);
+    return entry;
+  }
+
   /** One store read per id however many requests miss at once (single-flight). */
   private load(id: string): Promise<Entry> {
     let pending = this.inflight.get(id);
@@ -303,7 +313,7 @@ export class Verifier {
         read = Promise.reject(error);
       }
       pending = read.then((record) => {
-        const entry = makeEntry(record, this.clock());
+        const entry = this.entryOf(record);
         // A change that arrived while this read was under way invalidated it: do not cache it.
         if (this.inflight.get(id) === pending) {
           this.inflight.delete(id);

@@ -4,6 +4,7 @@ import {
   createRateLimitGuard,
   createScopeCheck,
   problemResponse,
+  recordRefusal,
   TillError,
   type AuthOptions,
   type ProblemResponse,
@@ -108,6 +109,7 @@ function scopeGuard(scopes: readonly unknown[], mode: 'all' | 'any'): RequestHan
   return function tillRequireScopes(req: Request, res: Response, next: NextFunction): void {
     const failure = check(req.apiKey);
     if (failure === null) return next();
+    recordRefusal(req.apiKey, failure, req.ip, req.headers['user-agent']);
     const respond = (req as TillRequest)[RESPONDER];
     if (respond) respond(failure, req, res, next);
     // Without apiKeyAuth() before it there is no key (and no custom handler): refuse with the default.

@@ -4,6 +4,7 @@ import {
   createRateLimitGuard,
   createScopeCheck,
   problemResponse,
+  recordRefusal,
   TillError,
   type AuthOptions,
   type ProblemResponse,
@@ -97,6 +98,7 @@ function scopeGuard(scopes: readonly unknown[], mode: 'all' | 'any'): Middleware
   return function tillRequireScopes(ctx: Context, next: Next): Promise<void> | void {
     const failure = check(ctx.state.apiKey as VerifiedKey | undefined);
     if (failure === null) return next();
+    recordRefusal(ctx.state.apiKey as VerifiedKey | undefined, failure, ctx.ip, ctx.get('user-agent'));
     const respond = (ctx.state as TillState)[RESPONDER];
     // Without apiKeyAuth() before it there is no key (and no custom handler): refuse with the default.
     return respond ? respond(failure, ctx) : sendProblem(ctx, problemResponse(failure));
