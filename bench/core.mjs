@@ -25,7 +25,10 @@ async function makeCases() {
   const pepper = 'bench-pepper-0123456789abcdef';
   const plain = createTill({ logger: silentLogger });
   const peppered = createTill({ logger: silentLogger, pepper });
+  // The same verifier without usage tracking and audit events: what they cost on the cached path.
+  const untracked = createTill({ logger: silentLogger, usage: false, auditEvents: false });
   const { key, record } = await plain.keys.create({ name: 'bench', scopes: ['bench:read'] });
+  const { key: untrackedKey } = await untracked.keys.create({ name: 'bench', scopes: ['bench:read'] });
   const { key: pepperedKey } = await peppered.keys.create({ name: 'bench', scopes: ['bench:read'] });
   const map = new Map([[record.id, record]]);
   const id = record.id;
@@ -44,6 +47,17 @@ async function makeCases() {
           let ok = 0;
           // A promise (a cache miss) has no `valid`, so it would not count.
           for (let i = 0; i < n; i++) if (verifier.verify(key).valid === true) ok++;
+          return ok;
+        },
+      },
+      {
+        id: 'verifyUntracked',
+        label: 'verify, cached, no usage tracking',
+        refresh: refresh(untracked, untrackedKey),
+        run(n) {
+          const verifier = untracked.verifier;
+          let ok = 0;
+          for (let i = 0; i < n; i++) if (verifier.verify(untrackedKey).valid === true) ok++;
           return ok;
         },
       },
@@ -105,7 +119,7 @@ async function makeCases() {
         },
       },
     ],
-    close: () => Promise.all([plain.close(), peppered.close()]),
+    close: () => Promise.all([plain.close(), peppered.close(), untracked.close()]),
   };
 }
 
@@ -155,6 +169,7 @@ export async function runCore(config = coreConfigFromEnv(), log = console.log) {
       verifyToMapGet: verify / results.mapGet.perSecond,
       verifyPepperToVerify: results.verifyPepper.perSecond / verify,
       verifyPepperToHmac: results.verifyPepper.perSecond / results.hmac.perSecond,
+      trackedToUntracked: verify / results.verifyUntracked.perSecond,
     },
     target: CORE_TARGET,
     pass: verify >= CORE_TARGET,
@@ -169,7 +184,7 @@ export function printCore(result, log = console.log) {
   log(`Core results (median of ${result.config.repetitions} repetitions of ${int(result.config.calls)} calls; ratio = this / verify)`);
   log(table([
     ['case', 'calls/s', 'ns/call', 'ratio'],
-    ...['verify', 'parseKey', 'sha256', 'sha256Buffer', 'mapGet'].map((id) => [r[id].label, int(r[id].perSecond), fixed(r[id].nsPerCall, 0), rel(id, verify)]),
+    ...['verify', 'verifyUntracked', 'parseKey', 'sha256', 'sha256Buffer', 'mapGet'].map((id) => [r[id].label, int(r[id].perSecond), fixed(r[id].nsPerCall, 0), rel(id, verify)]),
     ...['verifyPepper', 'hmac'].map((id) => [r[id].label, int(r[id].perSecond), fixed(r[id].nsPerCall, 0), rel(id, verify)]),
   ]));
   // A cached verification is one JavaScript SHA-256 of the key (no native call) plus the cache
@@ -177,6 +192,8 @@ export function printCore(result, log = console.log) {
   log(`  verify ${fixed(r.verify.nsPerCall, 0)} ns per cached key, against node:crypto's SHA-256 alone at ${fixed(r.sha256.nsPerCall, 0)} ns (hex) ` +
     `and ${fixed(r.sha256Buffer.nsPerCall, 0)} ns (Buffer) in this tight loop`);
   log(`  with a pepper: ${int(r.verifyPepper.perSecond)}/s, ${fixed(result.ratios.verifyPepperToVerify, 3)} x the SHA-256 figure`);
+  log(`  usage tracking and audit events on (the default) against off: ${fixed(result.ratios.trackedToUntracked, 3)} x (target >= 0.95: ` +
+    `${result.ratios.trackedToUntracked >= 0.95 ? 'PASS' : 'FAIL'})`);
   const busiest = Math.max(...Object.values(r).map((x) => x.otherCores ?? 0));
   if (busiest > 0.15) log(`  note: other programs used up to ${fixed(busiest, 2)} cores meanwhile: the figures are noisy`);
   log(`  target: >= ${int(result.target)} cached verifications/s: ${int(verify)} -> ${result.pass ? 'PASS' : 'FAIL'}`);

@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
+import { withWrongSecret } from './helpers/adapter-support.js';
 import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from './helpers/redis.js';
 
 const WORKER = fileURLToPath(new URL('./helpers/limits-worker.mjs', import.meta.url));
@@ -195,6 +196,26 @@ describe(`rate limits and credits are exact across ${WORKERS} processes x ${CLIE
     return replies;
   };
 
+  /** Asks every worker to write its usage counts now, and waits until each has. */
+  const flushUsage = () =>
+    Promise.all(
+      workers.map(
+        (w) =>
+          new Promise<void>((resolve, reject) => {
+            const req = Math.random();
+            const timer = setTimeout(() => reject(new Error(`[limits] worker ${w.index} did not flush its usage`)), 5_000);
+            const onMessage = (message: { type?: string; req?: number }) => {
+              if (message?.type !== 'flushed' || message.req !== req) return;
+              clearTimeout(timer);
+              w.child.off('message', onMessage);
+              resolve();
+            };
+            w.child.on('message', onMessage);
+            w.child.send({ type: 'flush-usage', req });
+          }),
+      ),
+    );
+
   const expectHealthyWorkers = async () => {
     for (const s of await stats()) {
       expect(s.events.fallback, 'rate limits fell back to per-process counting').toBe(0);
@@ -341,5 +362,21 @@ describe(`rate limits and credits are exact across ${WORKERS} processes x ${CLIE
     expect(parseRateLimit(after.rateLimit)?.get('per-hour')?.r).toBe(A - B - 1);
     expect(after.credits).toBe(K - B - 1);
     await expectHealthyWorkers();
+  });
+
+  it('counts usage exactly across the processes: every request once, by outcome, with the last use', async () => {
+    const { key, record } = await till.keys.create({ name: 'usage', scopes: [] });
+    const before = Date.now();
+    const replies = await hammer(`usage, key ${record.id}`, '/own', key);
+    expect(replies.every((r) => r.status === 200)).toBe(true);
+    // Wrong secrets for the same id, from every worker: counted on the key as NOT_FOUND.
+    const wrong = withWrongSecret(key);
+    for (const w of workers) for (let i = 0; i < 5; i++) expect((await get(w, '/own', wrong)).status).toBe(401);
+    await flushUsage();
+    const usage = await till.keys.usage(record.id, { days: 1 });
+    expect(usage.days[0]!.counts).toEqual({ VALID: replies.length, NOT_FOUND: 5 * WORKERS });
+    expect(usage.days[0]!.total).toBe(replies.length + 5 * WORKERS);
+    expect(usage.lastUsedAt).toBeGreaterThanOrEqual(before);
+    expect(usage.lastUsedAt).toBeLessThanOrEqual(Date.now());
   });
 });

@@ -6,6 +6,8 @@ import {
   MemoryStore,
   TillError,
   type AuditPage,
+  type KeyUsage,
+  type UsageBatchItem,
   type AuditQuery,
   type AuditRecord,
   type ConsumeRequest,
@@ -49,6 +51,13 @@ export class UnreachableStore implements KeyStore {
   }
   readAudit(query?: AuditQuery): Promise<AuditPage> {
     return this.inner.readAudit(query);
+  }
+  recordUsage(batch: readonly UsageBatchItem[]): Promise<void> {
+    if (this.down) return Promise.reject(new TillError('STORE_UNAVAILABLE', '[till] [test] store unavailable: connection refused'));
+    return this.inner.recordUsage(batch);
+  }
+  readUsage(id: string, days: number): Promise<KeyUsage> {
+    return this.inner.readUsage(id, days);
   }
   list(query?: ListKeysQuery): Promise<KeyPage> {
     return this.inner.list(query);

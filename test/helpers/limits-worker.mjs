@@ -61,6 +61,11 @@ async function close() {
 
 process.on('message', async (message) => {
   if (message?.type === 'stats') send({ type: 'stats', req: message.req, events: { ...events }, verifier: { ...till.verifier.stats } });
+  else if (message?.type === 'flush-usage') {
+    // Usage counts are written in batches (every 10 s by default): the test asks for the batch now.
+    await till.usage?.flush();
+    send({ type: 'flushed', req: message.req });
+  }
   else if (message?.type === 'close') {
     await close().catch(() => {});
     process.exit(0);

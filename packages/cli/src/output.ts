@@ -1,5 +1,5 @@
 // What `till` prints: aligned tables and field lists for people, one JSON document for scripts.
-import { keyStatus, type KeyInfo, type KeyStatus } from '@till/core';
+import { keyStatus, type KeyInfo, type KeyStatus, type KeyUsage } from '@till/core';
 
 /** A record as printed by `--json`: the API's KeyInfo (times in epoch milliseconds) plus its status now. */
 export type KeyJson = KeyInfo & { status: KeyStatus };
@@ -39,7 +39,7 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
 }
 
-export function keyRows(keys: readonly KeyInfo[], now: number): string[][] {
+export function keyRows(keys: readonly KeyInfo[], now: number, lastUsed: ReadonlyMap<string, number | null> = new Map()): string[][] {
   return keys.map((k) => [
     k.id,
     clean(k.name),
@@ -48,13 +48,26 @@ export function keyRows(keys: readonly KeyInfo[], now: number): string[][] {
     statusLabel(statusOf(k, now)),
     when(k.createdAt),
     when(k.expiresAt, 'never'),
+    when(lastUsed.get(k.id) ?? null, 'never'),
   ]);
 }
 
-export const LIST_HEADERS = ['ID', 'NAME', 'OWNER', 'SCOPES', 'STATUS', 'CREATED', 'EXPIRES'];
+export const LIST_HEADERS = ['ID', 'NAME', 'OWNER', 'SCOPES', 'STATUS', 'CREATED', 'EXPIRES', 'LAST USED'];
+
+/** A key's use as `show` prints it: the last use and the requests of the last days by outcome. */
+export function usageRows(usage: KeyUsage): [string, string][] {
+  const totals: Record<string, number> = {};
+  for (const day of usage.days) for (const [code, n] of Object.entries(day.counts)) totals[code] = (totals[code] ?? 0) + n;
+  const all = Object.values(totals).reduce((a, b) => a + b, 0);
+  const parts = Object.entries(totals).sort((a, b) => b[1] - a[1]).map(([code, n]) => `${n} ${code}`);
+  return [
+    ['last used', when(usage.lastUsedAt, 'never')],
+    [`requests (${usage.days.length}d)`, all === 0 ? '0' : `${all}: ${parts.join(', ')}`],
+  ];
+}
 
 /** Every field of a key except the hash, one per line. */
-export function details(info: KeyInfo, now: number, live?: number | null): string {
+export function details(info: KeyInfo, now: number, live?: number | null, usage?: KeyUsage): string {
   const meta = Object.entries(info.metadata);
   const fields: [string, string][] = [
     ['id', info.id],
@@ -75,6 +88,7 @@ export function details(info: KeyInfo, now: number, live?: number | null): strin
     ['rotated from', info.rotatedFrom ?? '-'],
     ['rotated to', info.rotatedTo ?? '-'],
     ['version', String(info.version)],
+    ...(usage === undefined ? [] : usageRows(usage)),
   ];
   const width = Math.max(...fields.map(([label]) => label.length));
   return `${fields.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n')}\n`;

@@ -5,6 +5,7 @@ import { createTill, silentLogger, type KeyInfo, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '../../../test/helpers/redis.js';
 import { freePort } from '../../../test/helpers/redis-server.js';
+import { withWrongSecret } from '../../../test/helpers/adapter-support.js';
 import { assertBuilt, hasScript, keysIn, occurrences, runTill, runTillInTerminal, snapshot, type Run } from './harness.js';
 
 const PEPPER = 'cli-test-pepper-0123456789abcdef';
@@ -166,7 +167,7 @@ describe('till keys list and show', () => {
     ]);
     for (const run of [human, page1, all, other]) expect(run.code, run.stderr).toBe(0);
     const lines = human.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^ID +NAME +OWNER +SCOPES +STATUS +CREATED +EXPIRES$/);
+    expect(lines[0]).toMatch(/^ID +NAME +OWNER +SCOPES +STATUS +CREATED +EXPIRES +LAST USED$/);
     const statusOf = (id: string) => lines.find((l) => l.startsWith(id))?.split(/ {2,}/)[4];
     expect(statusOf(ids.active!)).toBe('active');
     expect(statusOf(ids.revoked!)).toBe('revoked');
@@ -252,6 +253,24 @@ describe('rate limits and credits', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(again.stdout).toMatch(/^credits +0 when set$/m);
     expect((await till.verify(key)).code).toBe('USAGE_EXCEEDED');
+  });
+});
+
+describe('usage', () => {
+  it('show prints the last use and the requests of the last 7 days; list the last use', async () => {
+    const { key, record } = await apiKey('used', { ownerId: 'team-usage' });
+    for (let i = 0; i < 3; i++) expect((await till.verify(key)).valid).toBe(true);
+    expect((await till.verify(withWrongSecret(key))).code).toBe('NOT_FOUND');
+    await till.usage!.flush();
+    const shown = await till$('keys', 'show', record.id);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toMatch(/^last used +\d{4}-\d{2}-\d{2}T\S+Z$/m);
+    expect(shown.stdout).toMatch(/^requests \(7d\) +4: 3 VALID, 1 NOT_FOUND$/m);
+    const listed = parse<{ keys: Array<{ id: string; lastUsedAt: number | null }> }>(await till$('keys', 'list', '--owner', 'team-usage', '--json'));
+    expect(listed.keys.map((k) => [k.id, typeof k.lastUsedAt])).toEqual([[record.id, 'number']]);
+    const never = await apiKey('never used', { ownerId: 'team-usage' });
+    const table = await till$('keys', 'list', '--owner', 'team-usage');
+    expect(table.stdout.split('\n').find((l) => l.startsWith(never.record.id))).toMatch(/ never$/);
   });
 });
 

@@ -43,8 +43,9 @@ export async function snapshot(client: Redis, namespace: string): Promise<Record
     const [next, keys] = await client.scan(cursor, 'MATCH', `${namespace}*`, 'COUNT', 500);
     cursor = next;
     for (const key of keys) {
-      // Rate-limit state expires by itself once drained (another test's charges): not what a command left.
-      if (key.includes('}:rl:')) continue;
+      // Rate-limit state and usage counts are written by verifications (other tests' charges and
+      // checks, in batches), not by commands.
+      if (key.includes('}:rl:') || key.includes('}:u:') || key.endsWith('usage:last')) continue;
       const type = await client.type(key);
       out[key] = type === 'string' ? await client.get(key) : type === 'zset' ? await client.zrange(key, 0, -1, 'WITHSCORES') : `<${type}>`;
     }

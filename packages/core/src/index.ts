@@ -106,3 +106,4 @@ export {
   type ChangeType,
   type SecurityType,
 } from './audit.js';
+export { UsageTracker, UsageCounter, dayOf, type KeyUsage, type UsageBatchItem, type UsageOptions } from './usage.js';

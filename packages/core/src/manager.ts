@@ -7,6 +7,7 @@ import { toKeyInfo, type KeyInfo, type KeyRecord } from './record.js';
 import { normalizeGrants } from './scopes.js';
 import { parseDuration } from './duration.js';
 import { normalizeCredits, normalizeRateLimits, type CreditsInput, type RateLimitInput } from './limits.js';
+import type { KeyUsage } from './usage.js';
 import { auditText, type AuditPage, type AuditQuery, type AuditRecord, type ChangeType } from './audit.js';
 import type { KeyStore, ListKeysQuery } from './store/types.js';
 
@@ -403,6 +404,17 @@ export class KeyManager {
       }
     }
     throw new TillError('CONFLICT', `[till] [keys] key ${id} kept changing under ${MAX_ATTEMPTS} attempts; try again`);
+  }
+
+  /**
+   * When a key was last used and its requests by day and outcome, for the last `days` days (default
+   * 7, at most 100). As of the last batch the verifying processes wrote (every 10 s by default).
+   */
+  async usage(id: string, options: { days?: number } = {}): Promise<KeyUsage> {
+    checkId(id);
+    const days = options.days ?? 7;
+    if (!Number.isInteger(days) || days < 0 || days > 100) fail('days must be an integer from 0 to 100');
+    return this.store.readUsage(id, days);
   }
 
   /** The audit trail, oldest first: by time range, key, owner and type. */

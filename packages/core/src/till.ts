@@ -2,6 +2,7 @@
 import { systemClock, type Clock } from './clock.js';
 import { TillError } from './errors.js';
 import type { AuditPage, AuditQuery, AuditRecord } from './audit.js';
+import { UsageTracker, type KeyUsage, type UsageBatchItem, type UsageOptions } from './usage.js';
 import { AuditWriter, type AuditWriterOptions } from './audit-writer.js';
 import { TillEvents } from './events.js';
 import { createHasher } from './hash.js';
@@ -34,6 +35,11 @@ export interface TillOptions {
   auditEvents?: AuditWriterOptions | false;
   /** Who makes changes through `till.keys` when a call does not say (the audit trail's `actor`). */
   actor?: string;
+  /**
+   * Usage tracking (last use, requests by day and outcome), counted in memory and written in
+   * batches: `{ interval }` (default every 10 s), or `false` to turn it off.
+   */
+  usage?: UsageOptions | false;
 }
 
 export interface Till {
@@ -47,6 +53,8 @@ export interface Till {
   readonly limiter: Limiter;
   /** Writes security events to the audit trail in batches; null when turned off. */
   readonly auditWriter: AuditWriter | null;
+  /** Counts usage and writes it in batches; null when turned off. */
+  readonly usage: UsageTracker | null;
   /** Shorthand for `verifier.verify`. */
   verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult>;
   /** Stops listening for invalidations and closes what Till opened itself. */
@@ -72,7 +80,12 @@ export function createTill(options: TillOptions = {}): Till {
     if (event.type === 'limits.fallback') logger.warn(`[till] [limits] the ${event.store} store is unreachable: rate limits count in this process only until it returns; requests that spend credits get 503`);
   });
   let self: Till | undefined;
+  if (options.usage !== undefined && options.usage !== false && (options.usage === null || typeof options.usage !== 'object')) {
+    throw new TillError('INVALID_OPTIONS', '[till] usage must be { interval } or false');
+  }
+  const usage = options.usage === false ? null : new UsageTracker(store, clock, logger, options.usage);
   const verifier = new Verifier({
+    ...(usage !== null && { usage }),
     store,
     hasher,
     clock,
@@ -106,10 +119,12 @@ export function createTill(options: TillOptions = {}): Till {
     events,
     limiter,
     auditWriter,
+    usage,
     verify: (key, verifyOptions) => verifier.verify(key, verifyOptions),
     async close() {
       verifier.close();
       await auditWriter?.close();
+      await usage?.close();
       if (ownsStore || store instanceof LazyRedisStore) await store.close();
     },
   } as Till;
@@ -214,6 +229,12 @@ class LazyRedisStore implements KeyStore {
   }
   readAudit(query?: AuditQuery): Promise<AuditPage> {
     return this.ready.then((s) => s.readAudit(query));
+  }
+  recordUsage(batch: readonly UsageBatchItem[]): Promise<void> {
+    return this.ready.then((s) => s.recordUsage(batch));
+  }
+  readUsage(id: string, days: number): Promise<KeyUsage> {
+    return this.ready.then((s) => s.readUsage(id, days));
   }
   onInvalidate(listener: InvalidationListener): () => void {
     let off: (() => void) | undefined;

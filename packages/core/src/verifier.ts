@@ -7,6 +7,7 @@ import { digestWords } from './sha256.js';
 import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_KEY_LENGTH, parseKey } from './key-format.js';
 import { TillEvents } from './events.js';
 import { Limiter, UNAVAILABLE } from './limiter.js';
+import { OUTCOME_INDEX, type UsageCounter, type UsageTracker } from './usage.js';
 import type { LimitCharge } from './limits.js';
 import { failure, type FailureCode, type MaybePromise, type Usage, type VerifiedKey, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
 import { keyStatus, toVerifiedKey, type KeyRecord } from './record.js';
@@ -46,6 +47,8 @@ export interface VerifierOptions {
   limiter?: Limiter;
   /** Told of every verified key object this verifier hands out (once per cache fill). */
   onVerifiedKey?: (key: VerifiedKey) => void;
+  /** Counts each key's outcomes for usage tracking; none when absent. */
+  usage?: UsageTracker;
 }
 
 export interface VerifyOptions {
@@ -73,6 +76,8 @@ interface Entry {
   readonly charges: ReadonlyArray<LimitCharge & { readonly bucket: string }>;
   /** Whether a request with this key is charged even without middleware limits (own limits or credits). */
   readonly charged: boolean;
+  /** This key's usage counter (null when usage is not tracked, or for an unknown id). */
+  usage: UsageCounter | null;
   /** The key's charges joined with a middleware's, for the last middleware limits seen (they rarely vary). */
   joined?: { readonly extra: Charges; readonly all: Charges };
   readonly fetchedAt: number;
@@ -118,6 +123,7 @@ export class Verifier {
   readonly clock: Clock;
   private readonly limiter: Limiter;
   private readonly onVerifiedKey: ((key: VerifiedKey) => void) | undefined;
+  private readonly usage: UsageTracker | undefined;
   private unsubscribe: (() => void) | null = null;
 
   constructor(options: VerifierOptions) {
@@ -149,6 +155,7 @@ export class Verifier {
     this.clock = options.clock ?? systemClock;
     this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents());
     this.onVerifiedKey = options.onVerifiedKey;
+    this.usage = options.usage;
     this.unavailable = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: Math.ceil(retryAfter) });
   }
 
@@ -238,7 +245,11 @@ export class Verifier {
     const record = entry.record;
     if (record === null) return failure('NOT_FOUND');
     // The hash covers the prefix too, so a key with another prefix and the same id fails here.
-    if (entry.digest === null || !this.hasher.matches(key, record.hashAlgorithm, entry.digest)) return failure('NOT_FOUND');
+    if (entry.digest === null || !this.hasher.matches(key, record.hashAlgorithm, entry.digest)) {
+      // A wrong secret for a real id: counted on that key (made-up ids have no counter).
+      this.count(entry, 'NOT_FOUND', now);
+      return failure('NOT_FOUND');
+    }
     return this.judge(entry, now, options, stale);
   }
 
@@ -246,14 +257,29 @@ export class Verifier {
   private judge(entry: Entry, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
     const record = entry.record!;
     const status = keyStatus(record, now);
-    if (status !== 'active') return this.fail(STATUS_CODES[status], record.id);
+    if (status !== 'active') {
+      this.count(entry, STATUS_CODES[status], now);
+      return this.fail(STATUS_CODES[status], record.id);
+    }
     if (options?.scopes !== undefined && options.scopes.length > 0) {
       // Anything but 'any' means all: a misspelt mode must not weaken the check.
       const mode = options.scopeMode === 'any' ? 'any' : 'all';
       const ok = Array.isArray(options.scopes) && (mode === 'all' ? entry.scopes!.hasAll(options.scopes) : entry.scopes!.hasAny(options.scopes));
-      if (!ok) return Object.freeze({ valid: false, code: 'INSUFFICIENT_SCOPE', keyId: record.id, requiredScopes: options.scopes, scopeMode: mode });
+      if (!ok) {
+        this.count(entry, 'INSUFFICIENT_SCOPE', now);
+        return Object.freeze({ valid: false, code: 'INSUFFICIENT_SCOPE', keyId: record.id, requiredScopes: options.scopes, scopeMode: mode });
+      }
     }
     if (entry.charged || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false);
+    // Usage: an increment, inline (the cached path's only bookkeeping).
+    const usage = entry.usage;
+    if (usage !== null) {
+      if (usage.dead) this.count(entry, 'VALID', now);
+      else {
+        usage.counts[0]!++;
+        usage.last = now;
+      }
+    }
     if (!stale) return entry.fresh!;
     return Object.freeze({ valid: true, code: 'VALID', key: entry.fresh!.key, stale: true });
   }
@@ -286,7 +312,12 @@ export class Verifier {
         return verdict instanceof Promise || !verdict.valid || !next.charged ? verdict : this.charge(next, options, stale, true);
       }
       const usage: Usage = { limits: result.limits, credits: result.credits };
-      if (result.outcome === 'OK') return { valid: true, code: 'VALID', key: entry.fresh!.key, stale, usage };
+      const at = this.clock();
+      if (result.outcome === 'OK') {
+        this.count(entry, 'VALID', at);
+        return { valid: true, code: 'VALID', key: entry.fresh!.key, stale, usage };
+      }
+      this.count(entry, result.outcome, at);
       const refused: VerifyFailure = { valid: false, code: result.outcome, keyId: record.id, usage };
       return result.retryAfter === null ? refused : { ...refused, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) };
     });
@@ -299,7 +330,17 @@ export class Verifier {
   private entryOf(record: KeyRecord | null): Entry {
     const entry = makeEntry(record, this.clock());
     if (entry.fresh !== null) this.onVerifiedKey?.(entry.fresh.key);
+    if (record !== null && this.usage !== undefined) entry.usage = this.usage.counter(record.id);
     return entry;
+  }
+
+  /** Counts an outcome of a known key for usage tracking. */
+  private count(entry: Entry, code: keyof typeof OUTCOME_INDEX, now: number): void {
+    let usage = entry.usage;
+    if (usage === null) return;
+    if (usage.dead) usage = entry.usage = this.usage!.counter(usage.keyId);
+    usage.counts[OUTCOME_INDEX[code]]!++;
+    if (code === 'VALID') usage.last = now;
   }
 
   /** One store read per id however many requests miss at once (single-flight). */
@@ -356,7 +397,7 @@ function chargesOf(entry: Entry, extra: Charges | undefined): Charges {
 }
 
 function makeEntry(record: KeyRecord | null, fetchedAt: number): Entry {
-  if (record === null) return { record: null, digest: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, fetchedAt, touchedAt: fetchedAt };
+  if (record === null) return { record: null, digest: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, usage: null, fetchedAt, touchedAt: fetchedAt };
   const charges = record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` }));
   return {
     record,
@@ -365,6 +406,7 @@ function makeEntry(record: KeyRecord | null, fetchedAt: number): Entry {
     fresh: Object.freeze({ valid: true, code: 'VALID', key: toVerifiedKey(record), stale: false }),
     charges,
     charged: charges.length > 0 || record.credits !== null,
+    usage: null,
     fetchedAt,
     touchedAt: fetchedAt,
   };

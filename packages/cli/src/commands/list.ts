@@ -35,12 +35,14 @@ export function registerList(keys: Command, ctx: Context): void {
         found.push(...page.keys);
         cursor = page.cursor;
       } while (options.all && cursor !== undefined);
+      // The last use of each key (written by the verifying processes in batches).
+      const lastUsed = new Map(await Promise.all(found.map(async (k) => [k.id, (await keyManager.usage(k.id, { days: 0 })).lastUsedAt] as const)));
       const now = ctx.now();
       if (options.json) {
-        ctx.print(json({ keys: found.map((k) => toJson(k, now)), cursor: cursor ?? null }));
+        ctx.print(json({ keys: found.map((k) => ({ ...toJson(k, now), lastUsedAt: lastUsed.get(k.id) ?? null })), cursor: cursor ?? null }));
         return;
       }
-      ctx.print(found.length === 0 ? 'No keys.\n' : table(LIST_HEADERS, keyRows(found, now)));
+      ctx.print(found.length === 0 ? 'No keys.\n' : table(LIST_HEADERS, keyRows(found, now, lastUsed)));
       if (cursor !== undefined) {
         const owner = options.owner !== undefined ? ` --owner ${JSON.stringify(options.owner)}` : '';
         ctx.print(`\nMore keys: till keys list${owner} --cursor ${cursor}\n`);

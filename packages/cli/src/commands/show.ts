@@ -18,14 +18,15 @@ export function registerShow(keys: Command, ctx: Context): void {
     .command('show')
     .description('show every field of a key (never its secret or hash)')
     .argument('<id>', 'the key id (16 characters, printed with the key)')
-    .option('--json', 'print { record, credits } as JSON (credits: left now, or null for unlimited)')
+    .option('--json', 'print { record, credits, usage } as JSON (credits: left now, or null for unlimited; usage: last use and 7 days of requests)')
     .action(async (rawId: string, options: { json?: boolean }, command: Command) => {
       const id = input.keyId(rawId);
       const keys = await ctx.keys(command);
       const info = await existingKey(keys, id);
       // The live count lives apart from the record (it changes with every request).
       const credits = info.credits === null ? null : await keys.credits(id);
+      const usage = await keys.usage(id, { days: 7 });
       const now = ctx.now();
-      ctx.print(options.json ? json({ record: toJson(info, now), credits }) : details(info, now, credits));
+      ctx.print(options.json ? json({ record: toJson(info, now), credits, usage }) : details(info, now, credits, usage));
     });
 }

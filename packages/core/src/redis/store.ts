@@ -6,6 +6,8 @@ import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.j
 import type { ChargeOutcome, Credits, LimitState } from '../limits.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from '../store/types.js';
 import { CONSUME_SCRIPT, INSERT_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT } from './scripts.js';
+import { dayOf, type KeyUsage, type UsageBatchItem } from '../usage.js';
+import type { OutcomeCode } from '../outcome.js';
 import { normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit.js';
 
 export type RedisClient = Redis | Cluster;
@@ -44,6 +46,9 @@ type ScriptClient = RedisClient & {
 // Statuses in which ioredis would only queue a command: answering "unavailable" at once beats a hang.
 const DOWN = new Set(['reconnecting', 'close', 'end']);
 const CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries|MaxRetriesPerRequest|ClusterAllFailed|Failed to refresh slots|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN/i;
+
+/** Days of usage counts kept per key (`till:{<id>}:u:<day>` expires after them). */
+const USAGE_DAYS_KEPT = 100;
 
 interface Batch {
   readonly request: ConsumeRequest;
@@ -108,6 +113,7 @@ export class RedisStore implements KeyStore {
   private readonly callerClock: boolean;
   private readonly batches = new Map<string, Batch>();
   private readonly logKey: string;
+  private readonly usageKey: string;
   private readonly logCap: number;
   private readonly trailCap: number;
 
@@ -125,6 +131,7 @@ export class RedisStore implements KeyStore {
       if (!Number.isInteger(value) || value < 1) throw new TillError('INVALID_OPTIONS', `[till] [redis] ${name} must be a positive integer`);
     }
     this.logKey = `${namespace}audit`;
+    this.usageKey = `${namespace}usage:last`;
     this.logCap = auditMaxLength;
     this.trailCap = auditPerKeyMaxLength;
     if (typeof namespace !== 'string' || /[{}]/.test(namespace)) {
@@ -209,6 +216,7 @@ export class RedisStore implements KeyStore {
     // entry that listing skips (it finds no record), never a record that listing cannot find.
     await this.run(() => this.client.zrem(this.indexKey(null), id)).catch(() => {});
     if (owner) await this.run(() => this.client.zrem(this.indexKey(owner), id)).catch(() => {});
+    await this.run(() => this.client.zrem(this.usageKey, id)).catch(() => {});
     if (entry !== '') await this.copyToLog(entry);
     return true;
   }
@@ -250,6 +258,40 @@ export class RedisStore implements KeyStore {
       if (rows.length < batch) return { entries };
       start = `(${rows[rows.length - 1]![0]}`;
     }
+  }
+
+  async recordUsage(batch: readonly UsageBatchItem[]): Promise<void> {
+    const last: Array<string | number> = [];
+    await Promise.all(
+      batch.map((item) => {
+        if (item.lastUsedAt !== null) last.push(item.lastUsedAt, item.keyId);
+        const key = `${this.ns}{${item.keyId}}:u:${item.day}`;
+        // One key's commands in one pipeline: they share its slot, on Cluster too.
+        const pipeline = this.client.pipeline();
+        for (const [code, n] of Object.entries(item.counts)) pipeline.hincrby(key, code, n as number);
+        pipeline.expire(key, USAGE_DAYS_KEPT * 86_400);
+        return this.run(() => pipeline.exec());
+      }),
+    );
+    // The latest use wins, whichever process saw it (GT), in one sorted set that audits read.
+    if (last.length > 0) await this.run(() => this.client.zadd(this.usageKey, 'GT', ...last));
+  }
+
+  async readUsage(id: string, days: number): Promise<KeyUsage> {
+    const today = Date.parse(`${dayOf(Date.now())}T00:00:00Z`);
+    const wanted = Array.from({ length: days }, (_, i) => dayOf(today - i * 86_400_000));
+    const [last, ...counts] = await Promise.all([
+      this.run(() => this.client.zscore(this.usageKey, id)),
+      ...wanted.map((day) => this.run(() => this.client.hgetall(`${this.ns}{${id}}:u:${day}`))),
+    ]);
+    return {
+      lastUsedAt: last === null || last === undefined ? null : Number(last),
+      days: wanted.map((day, i) => {
+        const raw = (counts[i] ?? {}) as Record<string, string>;
+        const parsed = Object.fromEntries(Object.entries(raw).map(([code, n]) => [code, Number(n)])) as Partial<Record<OutcomeCode, number>>;
+        return { day, counts: parsed, total: Object.values(parsed).reduce((a, b) => a + b, 0) };
+      }),
+    };
   }
 
   /** The store's log of every entry, written after the change (whose key's trail holds it already). */

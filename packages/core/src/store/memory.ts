@@ -4,6 +4,8 @@ import { decodeRecord, type KeyRecord } from '../record.js';
 import type { AuditPage, AuditQuery, AuditRecord } from '../audit.js';
 import type { Credits } from '../limits.js';
 import { MemoryAuditLog } from './audit-log.js';
+import { dayOf, type KeyUsage, type UsageBatchItem } from '../usage.js';
+import type { OutcomeCode } from '../outcome.js';
 import { LocalBuckets } from './buckets.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from './cursor.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './types.js';
@@ -21,6 +23,7 @@ export interface MemoryStoreOptions {
 export class MemoryStore implements KeyStore {
   readonly kind = 'memory';
   private readonly audit: MemoryAuditLog;
+  private readonly usage = new Map<string, { last: number | null; days: Map<string, Partial<Record<OutcomeCode, number>>> }>();
 
   constructor(options: MemoryStoreOptions = {}) {
     const max = options.auditMaxLength ?? 10_000;
@@ -82,6 +85,29 @@ export class MemoryStore implements KeyStore {
 
   async readAudit(query?: AuditQuery): Promise<AuditPage> {
     return this.audit.read(query);
+  }
+
+  async recordUsage(batch: readonly UsageBatchItem[]): Promise<void> {
+    for (const item of batch) {
+      let usage = this.usage.get(item.keyId);
+      if (usage === undefined) this.usage.set(item.keyId, (usage = { last: null, days: new Map() }));
+      const counts = usage.days.get(item.day) ?? {};
+      for (const [code, n] of Object.entries(item.counts) as Array<[OutcomeCode, number]>) counts[code] = (counts[code] ?? 0) + n;
+      usage.days.set(item.day, counts);
+      if (item.lastUsedAt !== null && (usage.last === null || item.lastUsedAt > usage.last)) usage.last = item.lastUsedAt;
+    }
+  }
+
+  async readUsage(id: string, days: number): Promise<KeyUsage> {
+    const usage = this.usage.get(id);
+    const out: Array<{ day: string; counts: Partial<Record<OutcomeCode, number>>; total: number }> = [];
+    const today = Date.parse(`${dayOf(Date.now())}T00:00:00Z`);
+    for (let i = 0; i < days; i++) {
+      const day = dayOf(today - i * 86_400_000);
+      const counts = { ...(usage?.days.get(day) ?? {}) };
+      out.push({ day, counts, total: Object.values(counts).reduce((a, b) => a + b, 0) });
+    }
+    return { lastUsedAt: usage?.last ?? null, days: out };
   }
 
   async list(query: ListKeysQuery = {}): Promise<KeyPage> {

@@ -2,6 +2,7 @@
 import type { ChargeOutcome, Credits, LimitCharge, LimitState } from '../limits.js';
 import type { AuditPage, AuditQuery, AuditRecord } from '../audit.js';
 import type { KeyRecord } from '../record.js';
+import type { KeyUsage, UsageBatchItem } from '../usage.js';
 
 export interface ListKeysQuery {
   /** Only keys of this owner. */
@@ -85,6 +86,10 @@ export interface KeyStore {
   appendAudit(entries: readonly AuditRecord[]): Promise<void>;
   /** Reads the trail, oldest first. An admin path: never called per request. */
   readAudit(query?: AuditQuery): Promise<AuditPage>;
+  /** Adds a batch of usage counts (from every process: counts add up) and last-used times (the latest wins). */
+  recordUsage(batch: readonly UsageBatchItem[]): Promise<void>;
+  /** A key's last use and its counts for the last `days` days (UTC, today included). Admin path. */
+  readUsage(id: string, days: number): Promise<KeyUsage>;
   /** Keys in creation order, a page at a time. An admin path: never called per request. */
   list(query?: ListKeysQuery): Promise<KeyPage>;
   /**

@@ -1,0 +1,153 @@
+// Usage tracking: per-key request counts by day and outcome, and when each key was last used.
+// Counted in process memory on the request path (an increment), written to the store in batches.
+import type { Clock } from './clock.js';
+import type { Logger } from './logger.js';
+import { OUTCOME_CODES, type OutcomeCode } from './outcome.js';
+import type { KeyStore } from './store/types.js';
+
+/** One key's counts for one day (UTC, `YYYY-MM-DD`), by outcome. */
+export interface UsageBatchItem {
+  readonly keyId: string;
+  readonly day: string;
+  readonly counts: Readonly<Partial<Record<OutcomeCode, number>>>;
+  /** When the key last verified (VALID) in this batch, epoch ms; null when it did not. */
+  readonly lastUsedAt: number | null;
+}
+
+/** What a store says of a key's use. */
+export interface KeyUsage {
+  /** When the key last verified, as far as the flushed batches tell; null: never (or not yet flushed). */
+  readonly lastUsedAt: number | null;
+  /** Requests by day (newest first) and outcome, for the days asked. */
+  readonly days: ReadonlyArray<{ readonly day: string; readonly counts: Readonly<Partial<Record<OutcomeCode, number>>>; readonly total: number }>;
+}
+
+export interface UsageOptions {
+  /** Milliseconds between writes of gathered counts. Default 10,000. */
+  interval?: number;
+}
+
+export const OUTCOME_INDEX: Readonly<Record<OutcomeCode, number>> = Object.freeze(Object.fromEntries(OUTCOME_CODES.map((c, i) => [c, i])) as Record<OutcomeCode, number>);
+
+/** One key's counts since the last write. The verifier keeps a reference and increments it. */
+export class UsageCounter {
+  readonly counts = new Array<number>(OUTCOME_CODES.length).fill(0);
+  /** Last VALID verification, epoch ms; 0 when none since the last write. */
+  last = 0;
+  /** Set when the tracker let go of this counter (idle): the holder must ask for a new one. */
+  dead = false;
+  /** When it last counted anything, epoch ms (for letting idle counters go). */
+  touched = 0;
+  constructor(readonly keyId: string) {}
+}
+
+/** The UTC day of an instant, `YYYY-MM-DD`. */
+export function dayOf(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+/**
+ * Gathers counts in memory and writes them every `interval`, so tracking costs an increment per
+ * request and one store write per key per interval, never one per request. Counts are filed under
+ * the UTC day of the write's window start (off by at most one interval at midnight). A failed write
+ * is retried with the next one; counts are lost only if the process ends first.
+ */
+export class UsageTracker {
+  private readonly counters = new Map<string, UsageCounter>();
+  private readonly interval: number;
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private windowStart: number;
+  private carry: UsageBatchItem[] = [];
+  private failing = false;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly store: KeyStore,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    options: UsageOptions = {},
+  ) {
+    this.interval = options.interval ?? 10_000;
+    this.windowStart = clock();
+  }
+
+  /** The counter of a key: the verifier holds it with the key's cache entry. */
+  counter(keyId: string): UsageCounter {
+    let counter = this.counters.get(keyId);
+    if (counter === undefined) {
+      counter = new UsageCounter(keyId);
+      this.counters.set(keyId, counter);
+      if (this.timer === null) {
+        this.timer = setInterval(() => void this.flush(), this.interval);
+        this.timer.unref?.();
+      }
+    }
+    return counter;
+  }
+
+  /** Writes what was counted; resolves once written (a failed write keeps its counts for the next). */
+  flush(): Promise<void> {
+    const now = this.clock();
+    const day = dayOf(this.windowStart);
+    this.windowStart = now;
+    const batch: UsageBatchItem[] = this.carry;
+    this.carry = [];
+    for (const [id, counter] of this.counters) {
+      let any = false;
+      const counts: Partial<Record<OutcomeCode, number>> = {};
+      for (let i = 0; i < counter.counts.length; i++) {
+        const n = counter.counts[i]!;
+        if (n > 0) {
+          counts[OUTCOME_CODES[i]!] = n;
+          counter.counts[i] = 0;
+          any = true;
+        }
+      }
+      if (any) {
+        batch.push({ keyId: id, day, counts, lastUsedAt: counter.last === 0 ? null : counter.last });
+        counter.last = 0;
+        counter.touched = now;
+      } else if (now - counter.touched > 10 * this.interval) {
+        // Idle: let it go; whoever still holds it sees `dead` and asks again.
+        counter.dead = true;
+        this.counters.delete(id);
+      }
+    }
+    if (batch.length === 0) return this.flushing;
+    this.flushing = this.flushing.then(() =>
+      this.store.recordUsage(batch).then(
+        () => {
+          this.failing = false;
+        },
+        (error: unknown) => {
+          // Kept for the next write (bounded: one entry per key and day).
+          this.carry = mergeBatches(batch, this.carry);
+          if (!this.failing) this.logger.warn(`[till] [usage] usage counts could not be written; retrying with the next batch: ${error instanceof Error ? error.message : String(error)}`);
+          this.failing = true;
+        },
+      ),
+    );
+    return this.flushing;
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+}
+
+/** Batches folded by key and day. */
+export function mergeBatches(...batches: UsageBatchItem[][]): UsageBatchItem[] {
+  const merged = new Map<string, { keyId: string; day: string; counts: Partial<Record<OutcomeCode, number>>; lastUsedAt: number | null }>();
+  for (const batch of batches) {
+    for (const item of batch) {
+      const k = `${item.keyId}\n${item.day}`;
+      const into = merged.get(k) ?? { keyId: item.keyId, day: item.day, counts: {}, lastUsedAt: null };
+      for (const [code, n] of Object.entries(item.counts) as Array<[OutcomeCode, number]>) into.counts[code] = (into.counts[code] ?? 0) + n;
+      if (item.lastUsedAt !== null && (into.lastUsedAt === null || item.lastUsedAt > into.lastUsedAt)) into.lastUsedAt = item.lastUsedAt;
+      merged.set(k, into);
+    }
+  }
+  return [...merged.values()];
+}
