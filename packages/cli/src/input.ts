@@ -172,3 +172,10 @@ export function past(text: string, option: string, now: number): number {
   if (DURATION_START.test(value)) return now - duration(value, option);
   throw failed(`invalid ${option} ${JSON.stringify(value.slice(0, 40))}: give an ISO 8601 date or time (2027-01-31) or a duration back from now (24h, 7d)`);
 }
+
+/** A whole number of at least 1, like `--failures 100`. */
+export function count(text: string, option: string): number {
+  const n = Number(text);
+  if (!/^\d{1,9}$/.test(text) || n < 1) throw failed(`invalid ${option} ${JSON.stringify(text.slice(0, 20))}: give a whole number of at least 1`);
+  return n;
+}

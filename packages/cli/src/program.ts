@@ -1,5 +1,6 @@
 // The `till` program: global options, help text with exit codes, and how commander reports usage errors.
 import { Command } from 'commander';
+import { registerAudit } from './commands/audit.js';
 import { registerEvents } from './commands/events.js';
 import { registerKeys } from './commands/keys.js';
 import type { Context } from './context.js';
@@ -28,7 +29,7 @@ terminal on stdin they refuse unless --yes is given.`;
 export function createProgram(ctx: Context): Command {
   const program = new Command('till');
   program
-    .description('Till: create, inspect and retire API keys kept in Redis.')
+    .description('Till: create, inspect, audit and retire API keys kept in Redis.')
     .version(typeof __TILL_CLI_VERSION__ === 'string' ? __TILL_CLI_VERSION__ : '0.0.0', '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help for a command')
     .option('--redis <url>', 'Redis URL, like redis://127.0.0.1:6379 (default: $REDIS_URL)')
@@ -46,5 +47,6 @@ export function createProgram(ctx: Context): Command {
     .addHelpText('afterAll', EXIT_CODES_HELP);
   registerKeys(program, ctx);
   registerEvents(program, ctx);
+  registerAudit(program, ctx);
   return program;
 }

@@ -274,6 +274,29 @@ describe('usage', () => {
   });
 });
 
+describe('till audit', () => {
+  it('lists findings with why and what to do, as JSON for schedulers, and revokes what it lists', async () => {
+    const wild = await apiKey('wild', { ownerId: 'team-report', scopes: ['admin:*'] });
+    const fine = await apiKey('fine', { ownerId: 'team-report', expiresIn: '30d' });
+    const human = await till$('audit', '--owner', 'team-report');
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toMatch(new RegExp(`^${wild.record.id} +wild +team-report +wildcard-scope +holds wildcard scopes: admin:\\* +narrow it`, 'm'));
+    expect(human.stdout).toContain('Checked 2 keys');
+    const report = parse<{ keysChecked: number; findings: Array<{ keyId: string; kind: string }>; revoked: string[] }>(await till$('audit', '--owner', 'team-report', '--json'));
+    expect(report.keysChecked).toBe(2);
+    expect(report.findings.map((f) => [f.keyId, f.kind])).toEqual([[wild.record.id, 'no-expiry'], [wild.record.id, 'wildcard-scope']]);
+    const refused = await till$('audit', '--owner', 'team-report', '--revoke');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^till: refusing to revoke 1 keys without confirmation/);
+    const revoked = await till$('audit', '--owner', 'team-report', '--revoke', '--yes', '--json');
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(parse<{ revoked: string[] }>(revoked).revoked).toEqual([wild.record.id]);
+    expect(await till.keys.get(wild.record.id)).toMatchObject({ revokedReason: 'audit: no-expiry, wildcard-scope' });
+    expect((await till.keys.get(fine.record.id))!.revokedAt).toBeNull();
+    expect((await till$('audit', '--owner', 'team-report')).stdout).toMatch(/^Checked 1 keys at \S+: nothing to report\.$/m);
+  });
+});
+
 describe('the audit trail', () => {
   it('records who changed what (TILL_ACTOR), deletes keeping the history, and lists and exports it', async () => {
     const env2 = { ...env(), TILL_ACTOR: 'ops-bot' };
@@ -453,6 +476,9 @@ describe('bad input changes nothing and says why', () => {
       ['bad --type', ['events', 'list', '--type', 'key.exploded'], 1, /^till: invalid --type "key.exploded": one of key.created/],
       ['bad --since', ['events', 'list', '--since', 'yesterday'], 1, /^till: invalid --since "yesterday"/],
       ['--json and --jsonl', ['events', 'list', '--json', '--jsonl'], 1, /^till: give --json or --jsonl, not both/],
+      ['bad --failures', ['audit', '--failures', '0'], 1, /^till: invalid --failures "0"/],
+      ['bad --unused-for', ['audit', '--unused-for', 'ages'], 1, /^till: --unused-for must be like 30d/],
+      ['--reason without --revoke', ['audit', '--reason', 'x'], 1, /^till: --reason goes with --revoke/],
       ['missing argument', ['keys', 'show'], 2, /^till: missing required argument 'id'/],
       ['extra argument', ['keys', 'show', id, id], 2, /^till: too many arguments/],
       ['bad namespace', ['--namespace', 'a{b}', 'keys', 'list'], 1, /^till: namespace must be a string without braces/],

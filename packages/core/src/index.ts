@@ -107,3 +107,4 @@ export {
   type SecurityType,
 } from './audit.js';
 export { UsageTracker, UsageCounter, dayOf, type KeyUsage, type UsageBatchItem, type UsageOptions } from './usage.js';
+export { auditReport, type Report, type ReportOptions, type Finding, type FindingKind } from './report.js';

@@ -8,6 +8,7 @@ import { normalizeGrants } from './scopes.js';
 import { parseDuration } from './duration.js';
 import { normalizeCredits, normalizeRateLimits, type CreditsInput, type RateLimitInput } from './limits.js';
 import type { KeyUsage } from './usage.js';
+import { auditReport, type Report, type ReportOptions } from './report.js';
 import { auditText, type AuditPage, type AuditQuery, type AuditRecord, type ChangeType } from './audit.js';
 import type { KeyStore, ListKeysQuery } from './store/types.js';
 
@@ -415,6 +416,14 @@ export class KeyManager {
     const days = options.days ?? 7;
     if (!Number.isInteger(days) || days < 0 || days > 100) fail('days must be an integer from 0 to 100');
     return this.store.readUsage(id, days);
+  }
+
+  /**
+   * The audit report: keys never used, unused for long, without an expiry, due for rotation, with
+   * wildcard scopes or many recent failures, each with why and what to do.
+   */
+  async report(options: ReportOptions = {}): Promise<Report> {
+    return auditReport(this, { now: this.clock(), ...options });
   }
 
   /** The audit trail, oldest first: by time range, key, owner and type. */

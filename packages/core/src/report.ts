@@ -1,0 +1,108 @@
+// The audit report: keys that should not exist any more, or not like this, each with why and what to do.
+import { parseDuration } from './duration.js';
+import { TillError } from './errors.js';
+import type { KeyManager } from './manager.js';
+import type { OutcomeCode } from './outcome.js';
+import { keyStatus, type KeyInfo } from './record.js';
+import { isWildcard } from './scopes.js';
+
+export type FindingKind = 'never-used' | 'unused' | 'no-expiry' | 'rotation-due' | 'wildcard-scope' | 'failures';
+
+export interface Finding {
+  readonly keyId: string;
+  readonly name: string;
+  readonly ownerId: string | null;
+  readonly kind: FindingKind;
+  /** Why the key is listed, with the figures. */
+  readonly why: string;
+  /** What to do about it. */
+  readonly action: string;
+}
+
+export interface ReportOptions {
+  /** A key not used for this long is listed (`unused`). Default `90d`. */
+  unusedFor?: string | number;
+  /** A key never used and older than this is listed (`never-used`). Default `7d`. */
+  neverUsedAfter?: string | number;
+  /** A key older than this is due for rotation (`rotation-due`). Default `90d`. */
+  rotationAge?: string | number;
+  /** Failed requests on a key within `failureDays` that list it (`failures`). Default 100. */
+  failures?: number;
+  /** Days counted for failures. Default 7. */
+  failureDays?: number;
+  /** Only this owner's keys. */
+  ownerId?: string;
+  /** Now, epoch ms (tests). */
+  now?: number;
+}
+
+export interface Report {
+  readonly generatedAt: number;
+  readonly keysChecked: number;
+  /** By key, in creation order; a key can have several. */
+  readonly findings: Finding[];
+}
+
+/** Outcomes that count as failures of a key: wrong secrets, and its use refused for its own state. */
+const FAILURES: readonly OutcomeCode[] = ['NOT_FOUND', 'INSUFFICIENT_SCOPE', 'REVOKED', 'DISABLED', 'EXPIRED', 'NOT_YET_VALID'];
+
+const DAY = 86_400_000;
+const days = (ms: number) => Math.floor(ms / DAY);
+
+/**
+ * Reads every key (a page at a time) and its usage, and lists the findings. Revoked and expired
+ * keys are skipped: they already cannot be used. An admin path, for schedulers and `till audit`.
+ */
+export async function auditReport(keys: KeyManager, options: ReportOptions = {}): Promise<Report> {
+  if (options === null || typeof options !== 'object') throw new TillError('INVALID_ARGUMENT', '[till] [audit] report options must be an object');
+  const now = options.now ?? Date.now();
+  const unusedFor = parseDuration(options.unusedFor ?? '90d', 'unusedFor');
+  const neverUsedAfter = parseDuration(options.neverUsedAfter ?? '7d', 'neverUsedAfter');
+  const rotationAge = parseDuration(options.rotationAge ?? '90d', 'rotationAge');
+  const failures = options.failures ?? 100;
+  const failureDays = options.failureDays ?? 7;
+  if (!Number.isInteger(failures) || failures < 1) throw new TillError('INVALID_ARGUMENT', '[till] [audit] failures must be a positive integer');
+  if (!Number.isInteger(failureDays) || failureDays < 1 || failureDays > 100) throw new TillError('INVALID_ARGUMENT', '[till] [audit] failureDays must be an integer from 1 to 100');
+
+  const findings: Finding[] = [];
+  let checked = 0;
+  let cursor: string | undefined;
+  do {
+    const page = await keys.list({ limit: 1000, ...(options.ownerId !== undefined && { ownerId: options.ownerId }), ...(cursor !== undefined && { cursor }) });
+    cursor = page.cursor;
+    const live = page.keys.filter((k) => {
+      const status = keyStatus(k, now);
+      return status === 'active' || status === 'disabled' || status === 'not_yet_valid';
+    });
+    const usages = await Promise.all(live.map((k) => keys.usage(k.id, { days: failureDays })));
+    live.forEach((key, i) => {
+      checked++;
+      findings.push(...judge(key, usages[i]!, now, { unusedFor, neverUsedAfter, rotationAge, failures, failureDays }));
+    });
+  } while (cursor !== undefined);
+  return { generatedAt: now, keysChecked: checked, findings };
+}
+
+function judge(
+  key: KeyInfo,
+  usage: Awaited<ReturnType<KeyManager['usage']>>,
+  now: number,
+  limits: { unusedFor: number; neverUsedAfter: number; rotationAge: number; failures: number; failureDays: number },
+): Finding[] {
+  const out: Finding[] = [];
+  const add = (kind: FindingKind, why: string, action: string) => out.push({ keyId: key.id, name: key.name, ownerId: key.ownerId, kind, why, action });
+  const age = now - key.createdAt;
+  if (usage.lastUsedAt === null) {
+    if (age >= limits.neverUsedAfter) add('never-used', `never used in the ${days(age)} days since it was created`, 'revoke it if nobody needs it');
+  } else if (now - usage.lastUsedAt >= limits.unusedFor) {
+    add('unused', `last used ${days(now - usage.lastUsedAt)} days ago`, 'revoke it if its client is gone');
+  }
+  if (key.expiresAt === null) add('no-expiry', 'never expires', 'give it an expiry (till keys update <id> --expires 90d), or rotate it to one that does');
+  if (key.rotatedTo === null && age >= limits.rotationAge) add('rotation-due', `created ${days(age)} days ago, never rotated`, 'rotate it (till keys rotate <id> --grace 7d)');
+  const wild = key.scopes.filter(isWildcard);
+  if (wild.length > 0) add('wildcard-scope', `holds wildcard scopes: ${wild.join(', ')}`, 'narrow it to the scopes it needs (till keys update <id> --scope ...)');
+  let failed = 0;
+  for (const day of usage.days) for (const code of FAILURES) failed += day.counts[code] ?? 0;
+  if (failed >= limits.failures) add('failures', `${failed} failed requests in the last ${limits.failureDays} days`, 'find who sends them (till events list --key <id>); revoke it if it leaked');
+  return out;
+}
