@@ -14,7 +14,7 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
       throw failed(`an argument holds a whole API key (id ${id}): commands take key ids, and a key on a command line ends up in shell history and process lists; rotate or revoke it if it was exposed`);
     }
     await program.parseAsync(argv);
-    return EXIT.OK;
+    return ctx.exitCode ?? EXIT.OK;
   } catch (error) {
     if (error instanceof CommanderError) {
       // Help and version exit 0; commander has already printed any usage error.

@@ -14,6 +14,8 @@ export interface Context {
   keys(command: Command): Promise<KeyManager>;
   /** Closes the Redis session, if one was opened, so that the process can exit. */
   close(): Promise<void>;
+  /** A command that succeeded but must say "found something" to a script (`till scan`) sets this. */
+  exitCode?: 1;
 }
 
 export function createContext(env: NodeJS.ProcessEnv = process.env): Context {

@@ -1,6 +1,7 @@
 // The `till` program: global options, help text with exit codes, and how commander reports usage errors.
 import { Command } from 'commander';
 import { registerAudit } from './commands/audit.js';
+import { registerScan } from './commands/scan.js';
 import { registerEvents } from './commands/events.js';
 import { registerKeys } from './commands/keys.js';
 import type { Context } from './context.js';
@@ -48,5 +49,6 @@ export function createProgram(ctx: Context): Command {
   registerKeys(program, ctx);
   registerEvents(program, ctx);
   registerAudit(program, ctx);
+  registerScan(program, ctx);
   return program;
 }

@@ -506,3 +506,60 @@ describe('bad input changes nothing and says why', () => {
     expect(await snapshot(client, namespace)).toEqual(before);
   });
 });
+
+describe('till scan', () => {
+  it('reports exactly the real keys of a tree, by file, line, id and status, never the secret; --revoke revokes the live ones', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { generateKey } = await import('@till/core');
+    const live = await apiKey('leaky');
+    const dead = await apiKey('dead');
+    await till.keys.revoke(dead.record.id);
+    const stranger = generateKey('sk_live').key; // right format and check, in no store
+    const badCheck = live.key.slice(0, -1) + (live.key.endsWith('A') ? 'B' : 'A');
+    const root = mkdtempSync(join(tmpdir(), 'till-scan-'));
+    try {
+      mkdirSync(join(root, 'src', 'nested'), { recursive: true });
+      mkdirSync(join(root, 'build'));
+      writeFileSync(join(root, '.gitignore'), 'build/\n*.log\n');
+      writeFileSync(join(root, 'src', 'config.ts'), `export const config = {\n  apiKey: '${live.key}',\n};\n`);
+      writeFileSync(join(root, 'src', 'nested', '.env'), `OLD_KEY=${dead.key}\nTYPO=${badCheck}\nOTHER=sk_live_${'x'.repeat(44)}\nUPPER=TILL_${live.key.slice(5)}\n`);
+      writeFileSync(join(root, 'src', 'nested', 'notes.md'), `shared by mistake: ${stranger}\n`);
+      writeFileSync(join(root, 'src', 'nested', '.gitignore'), 'secret.txt\n');
+      writeFileSync(join(root, 'src', 'nested', 'secret.txt'), live.key);
+      writeFileSync(join(root, 'build', 'bundle.js'), live.key);
+      writeFileSync(join(root, 'debug.log'), live.key);
+      writeFileSync(join(root, 'image.bin'), Buffer.concat([Buffer.from([0, 1, 2]), Buffer.from(live.key)]));
+
+      const run = await till$('scan', root, '--json');
+      expect(run.code, run.stderr).toBe(1);
+      const out = parse<{ scanned: number; skipped: { binary: number }; findings: Array<{ file: string; line: number; keyId: string; status: string }> }>(run);
+      const rel = (f: string) => f.slice(f.indexOf('till-scan-')).split('/').slice(1).join('/');
+      expect(out.findings.map((f) => [rel(f.file), f.line, f.keyId, f.status])).toEqual([
+        ['src/config.ts', 2, live.record.id, 'active'],
+        ['src/nested/.env', 1, dead.record.id, 'revoked'],
+        ['src/nested/notes.md', 1, stranger.slice(-44, -28), 'unknown'],
+      ]);
+      expect(out.skipped.binary).toBe(1);
+      const human = await till$('scan', root);
+      expect(human.code).toBe(1);
+      expect(human.stdout).toMatch(new RegExp(`config\\.ts +2:12 +till_${live.record.id}… +active`));
+      for (const text of [run.stdout, human.stdout, human.stderr]) {
+        for (const key of [live.key, dead.key, stranger]) {
+          expect(occurrences(text, key)).toBe(0);
+          expect(occurrences(text, key.slice(-28, -6))).toBe(0);
+        }
+      }
+      expect((await till$('scan', join(root, 'src', 'nested', '.env'))).code).toBe(0); // only a revoked key and look-alikes
+      expect((await till$('scan', join(root, 'src', 'nested', '.env'), '--offline')).code).toBe(1);
+
+      const revoked = await till$('scan', join(root, 'src'), '--revoke', '--yes', '--json');
+      expect(revoked.code, revoked.stderr).toBe(1);
+      expect(parse<{ revoked: string[] }>(revoked).revoked).toEqual([live.record.id]);
+      expect(await till.keys.get(live.record.id)).toMatchObject({ revokedReason: 'leaked' });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});

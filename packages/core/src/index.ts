@@ -108,3 +108,4 @@ export {
 } from './audit.js';
 export { UsageTracker, UsageCounter, dayOf, type KeyUsage, type UsageBatchItem, type UsageOptions } from './usage.js';
 export { auditReport, type Report, type ReportOptions, type Finding, type FindingKind } from './report.js';
+export { findKeys, type FoundKey } from './scan.js';
