@@ -1,4 +1,19 @@
 // In-process events: what Till tells the application about itself while it runs.
+import type { OutcomeCode } from './outcome.js';
+
+/** One verification's outcome, as the middleware saw it. Never the key: its public id at most. */
+export interface VerificationEvent {
+  readonly code: OutcomeCode;
+  /** The key's id when the key parsed (for NOT_FOUND too: an id is public). */
+  readonly keyId: string | null;
+  readonly ip?: string;
+  readonly userAgent?: string;
+  /** Credits left after the request, when the key has credits. */
+  readonly credits?: number | null;
+  readonly at: number;
+}
+
+export type VerificationListener = (event: VerificationEvent) => void;
 
 /** Every event Till emits. Ids are public key ids; no event ever holds a key, a secret or a hash. */
 export type TillEvent =
@@ -17,6 +32,29 @@ export type TillEventListener = (event: TillEvent) => void;
 /** A small synchronous emitter: a listener that throws is reported to `onError`, never to the request. */
 export class TillEvents {
   private readonly listeners = new Set<TillEventListener>();
+  private readonly outcomes = new Set<VerificationListener>();
+  /** Whether anyone listens to verification outcomes: when not, the request path builds no event. */
+  observed = false;
+
+  /** Listens to every verification outcome (every request through `apiKeyAuth()` and the guards). */
+  onVerification(listener: VerificationListener): () => void {
+    this.outcomes.add(listener);
+    this.observed = true;
+    return () => {
+      this.outcomes.delete(listener);
+      this.observed = this.outcomes.size > 0;
+    };
+  }
+
+  emitVerification(event: VerificationEvent): void {
+    for (const listener of this.outcomes) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.onError(error);
+      }
+    }
+  }
 
   constructor(private readonly onError: (error: unknown) => void = () => {}) {}
 

@@ -109,6 +109,24 @@ const AUDITED: Partial<Record<string, SecurityType>> = {
   BLOCKED: 'client.blocked',
 };
 
+/** Tells verification listeners of an outcome (only called when someone listens). */
+function observe(till: Till, result: VerifyResult, key: string | null, ip: string | undefined, userAgent: unknown): void {
+  let keyId: string | null = result.valid ? result.key.id : (result.keyId ?? null);
+  if (keyId === null && key !== null) {
+    const parsed = parseKey(key);
+    if (parsed.ok) keyId = parsed.id;
+  }
+  const credits = result.usage?.credits;
+  till.events.emitVerification({
+    code: result.code,
+    keyId,
+    at: till.verifier.clock(),
+    ...(ip !== undefined && { ip }),
+    ...(typeof userAgent === 'string' && { userAgent: userAgent.slice(0, 200) }),
+    ...(credits !== undefined && { credits }),
+  });
+}
+
 /** Records a refusal in the audit trail (in batches, off the request path). */
 function audit(till: Till, failure: VerifyFailure, key: string | null, ip: string | undefined, userAgent: unknown, detail?: string): void {
   const type = AUDITED[failure.code];
@@ -194,14 +212,25 @@ export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, 
         if (wait > 0) {
           const blocked: VerifyFailure = Object.freeze({ valid: false, code: 'BLOCKED', retryAfter: wait });
           if (till.auditWriter !== null) audit(till, blocked, null, address, req.headers['user-agent']);
+          if (till.events.observed) observe(till, blocked, null, address, req.headers['user-agent']);
           return blocked;
         }
       }
       const key = scan(readHeaders(req));
-      if (typeof key !== 'string') return key === NO_KEY ? MISSING : refused(MALFORMED, null, req, context, ipOf);
+      if (typeof key !== 'string') {
+        const early = key === NO_KEY ? MISSING : refused(MALFORMED, null, req, context, ipOf);
+        if (till.events.observed) observe(till, early, null, ipOf(context), req.headers['user-agent']);
+        return early;
+      }
       const options = costOf === null ? verifyOptions : { ...verifyOptions, cost: costOf(context) };
       const result = till.verifier.verify(key, options);
-      if (result instanceof Promise) return result.then((r) => refused(r, key, req, context, ipOf));
+      if (result instanceof Promise) {
+        return result.then((r) => {
+          if (till.events.observed) observe(till, r, key, ipOf(context), req.headers['user-agent']);
+          return refused(r, key, req, context, ipOf);
+        });
+      }
+      if (till.events.observed) observe(till, result, key, ipOf(context), req.headers['user-agent']);
       return result.valid ? result : refused(result, key, req, context, ipOf);
     },
     problem: (result) => problemResponse(result, problemOptions),
@@ -309,6 +338,7 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
           ? { valid: false, code: 'RATE_LIMITED', usage, ...(key !== undefined && { keyId: key.id }) }
           : { valid: false, code: 'RATE_LIMITED', usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)), ...(key !== undefined && { keyId: key.id }) };
         if (till.auditWriter !== null) audit(till, refused, null, ipOf(context), (node as RequestHeaders).headers?.['user-agent'], `rate limit ${policy.name}`);
+        if (till.events.observed) observe(till, refused, null, ipOf(context), (node as RequestHeaders).headers?.['user-agent']);
         return { ok: false, failure: refused, response: problemResponse(refused, problemOptions) };
       });
     },
@@ -322,8 +352,10 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
 export function recordRefusal(key: VerifiedKey | undefined, failure: VerifyFailure, ip: string | undefined, userAgent: unknown): void {
   if (key === undefined) return;
   const till = tillOf(key);
-  if (till === undefined || till.auditWriter === null) return;
-  audit(till, { ...failure, keyId: key.id }, null, ip, userAgent);
+  if (till === undefined) return;
+  const refusal = { ...failure, keyId: key.id };
+  if (till.auditWriter !== null) audit(till, refusal, null, ip, userAgent);
+  if (till.events.observed) observe(till, refusal, null, ip, userAgent);
 }
 
 /** A compiled scope requirement for a route, run against the key that `apiKeyAuth()` attached. */

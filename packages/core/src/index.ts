@@ -49,7 +49,7 @@ export {
 } from './limits.js';
 export { LocalBuckets } from './store/buckets.js';
 export { Limiter } from './limiter.js';
-export { TillEvents, type TillEvent, type TillEventType, type TillEventListener } from './events.js';
+export { TillEvents, type TillEvent, type TillEventType, type TillEventListener, type VerificationEvent, type VerificationListener } from './events.js';
 export { MemoryStore, type MemoryStoreOptions } from './store/memory.js';
 export { Verifier, type VerifierOptions, type VerifyOptions, type CacheOptions, type VerifierStats } from './verifier.js';
 export { KeyManager, type CreateKeyInput, type CreatedKey, type KeyManagerOptions, type KeyPatch, type RotatedKey } from './manager.js';
@@ -109,3 +109,18 @@ export {
 export { UsageTracker, UsageCounter, dayOf, type KeyUsage, type UsageBatchItem, type UsageOptions } from './usage.js';
 export { auditReport, type Report, type ReportOptions, type Finding, type FindingKind } from './report.js';
 export { findKeys, type FoundKey } from './scan.js';
+export {
+  createAlerts,
+  loggerSink,
+  webhookSink,
+  signWebhook,
+  verifyWebhookSignature,
+  SIGNATURE_HEADER,
+  type Alert,
+  type AlertRule,
+  type AlertRuleType,
+  type AlertSink,
+  type Alerts,
+  type AlertsOptions,
+  type WebhookOptions,
+} from './alerts.js';
