@@ -326,6 +326,21 @@ describe('the audit trail', () => {
   });
 });
 
+describe('till events tail', () => {
+  it('prints entries as they are written, and stops after --for', async () => {
+    const target = await apiKey('watched', { ownerId: 'team-tail' });
+    const tail = till$('events', 'tail', '--key', target.record.id, '--for', '3s', '--interval', '200ms', '--jsonl');
+    await new Promise((r) => setTimeout(r, 1200));
+    await till.keys.update(target.record.id, { name: 'watched 2' }, { actor: 'tail-test' });
+    await till.keys.revoke(target.record.id, { reason: 'tail test', actor: 'tail-test' });
+    const run = await tail;
+    expect(run.code, run.stderr).toBe(0);
+    const entries = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; actor: string });
+    // Only what came after it started: not the creation.
+    expect(entries.map((e) => [e.type, e.actor])).toEqual([['key.updated', 'tail-test'], ['key.revoked', 'tail-test']]);
+  });
+});
+
 describe('destructive commands', () => {
   it('revoke asks first: without a terminal and without --yes it refuses and changes nothing', async () => {
     const created = await apiKey('to revoke');

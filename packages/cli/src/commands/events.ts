@@ -40,6 +40,7 @@ function what(e: AuditEntry): string {
 
 export function registerEvents(program: Command, ctx: Context): void {
   const events = program.command('events').description('read the audit trail: key changes and security events');
+  registerTail(events, ctx);
   events
     .command('list')
     .description('list audit entries, oldest first, by key, owner, type and time')
@@ -80,5 +81,67 @@ export function registerEvents(program: Command, ctx: Context): void {
       if (options.json) return ctx.print(json({ entries: found, cursor: cursor ?? null }));
       ctx.print(found.length === 0 ? 'No entries.\n' : table(['time', 'type', 'key', 'who', 'what'], found.map((e) => [when(e.at), e.type, e.keyId ?? '-', who(e), what(e)])));
       if (cursor !== undefined) ctx.print(`\nMore entries: add --cursor ${cursor} (or --all)\n`);
+    });
+}
+
+interface TailOptions {
+  key?: string;
+  type?: string[];
+  interval: string;
+  jsonl?: boolean;
+  for?: string;
+}
+
+/** `till events tail`: new entries as they are written, until interrupted (or `--for` has passed). */
+export function registerTail(events: Command, ctx: Context): void {
+  events
+    .command('tail')
+    .description('follow the audit trail live: print entries as they are written, until Ctrl+C')
+    .option('--key <id>', "only this key's entries")
+    .option('--type <type>', 'only entries of this type; repeatable', input.collect)
+    .option('--interval <duration>', 'how often to look for new entries', '1s')
+    .option('--for <duration>', 'stop after this long (for scripts); default: until interrupted')
+    .option('--jsonl', 'print one JSON entry per line')
+    .action(async (options: TailOptions, command: Command) => {
+      const every = input.duration(options.interval, '--interval');
+      if (every < 100) throw failed('--interval must be at least 100ms');
+      const until = options.for === undefined ? Number.POSITIVE_INFINITY : ctx.now() + input.duration(options.for, '--for');
+      const query: AuditQuery = { limit: 1000 };
+      if (options.key !== undefined) query.keyId = input.keyId(options.key);
+      if (options.type !== undefined) {
+        for (const t of options.type) {
+          if (!(AUDIT_TYPES as readonly string[]).includes(t)) throw failed(`invalid --type ${JSON.stringify(t.slice(0, 40))}: one of ${AUDIT_TYPES.join(', ')}`);
+        }
+        query.types = options.type as AuditType[];
+      }
+      const keyManager = await ctx.keys(command);
+      // Start at the end: find the newest entry's id, then print what comes after it.
+      const startedAt = ctx.now();
+      let cursor: string | undefined;
+      for (let page = await keyManager.audit({ ...query, from: startedAt - 1000 }); ; ) {
+        if (page.entries.length > 0) cursor = page.entries[page.entries.length - 1]!.id;
+        if (page.cursor === undefined) break;
+        page = await keyManager.audit({ ...query, cursor: page.cursor });
+      }
+      let stopped = false;
+      const stop = () => {
+        stopped = true;
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      ctx.note(`following the audit trail (Ctrl+C to stop)\n`);
+      try {
+        while (!stopped && ctx.now() < until) {
+          const page = await keyManager.audit({ ...query, ...(cursor !== undefined ? { cursor } : { from: startedAt }) });
+          for (const e of page.entries) {
+            ctx.print(options.jsonl ? toJsonLines([e]) : `${when(e.at)}  ${e.type.padEnd(14)}  ${(e.keyId ?? '-').padEnd(16)}  ${who(e)}  ${what(e)}\n`);
+            cursor = e.id;
+          }
+          if (page.cursor === undefined) await new Promise((r) => setTimeout(r, Math.min(every, Math.max(0, until - ctx.now()))));
+        }
+      } finally {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+      }
     });
 }
