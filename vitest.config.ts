@@ -8,6 +8,7 @@ export default defineConfig({
     // Tests run against the sources; test/dist-imports.test.ts checks the built packages.
     alias: [
       { find: /^@till\/core\/redis$/, replacement: src('./packages/core/src/redis/index.ts') },
+      { find: /^@till\/core\/metrics$/, replacement: src('./packages/core/src/metrics/index.ts') },
       { find: /^@till\/core$/, replacement: src('./packages/core/src/index.ts') },
       { find: /^@till\/express$/, replacement: src('./packages/express/src/index.ts') },
       { find: /^@till\/koa$/, replacement: src('./packages/koa/src/index.ts') },

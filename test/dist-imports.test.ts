@@ -16,7 +16,7 @@ describe('built packages', () => {
     }
   });
 
-  it('load as ESM, and the root entry of core does not load ioredis', () => {
+  it('load as ESM, and the root entry of core loads neither ioredis nor prom-client', () => {
     const out = node([
       '--input-type=module',
       '-e',
@@ -24,7 +24,7 @@ describe('built packages', () => {
        const core = await import('@till/core');
        const ex = await import('@till/express');
        const koa = await import('@till/koa');
-       const loaded = Object.keys(createRequire(import.meta.url).cache).some((p) => p.includes('/ioredis/'));
+       const loaded = Object.keys(createRequire(import.meta.url).cache).some((p) => p.includes('/ioredis/') || p.includes('/prom-client/'));
        const till = core.createTill({ logger: core.silentLogger });
        const { key } = await till.keys.create({ name: 'esm', scopes: ['a'] });
        const r = await till.verify(key);
@@ -34,24 +34,25 @@ describe('built packages', () => {
     expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, fns: ['function', 'function', 'function', 'function'] });
   });
 
-  it('load as CommonJS, and the root entry of core does not load ioredis', () => {
+  it('load as CommonJS, and the root entry of core loads neither ioredis nor prom-client', () => {
     const out = node([
       '-e',
       `const core = require('@till/core');
        const ex = require('@till/express');
        const koa = require('@till/koa');
-       const loaded = Object.keys(require.cache).some((p) => p.includes('/ioredis/'));
+       const loaded = Object.keys(require.cache).some((p) => p.includes('/ioredis/') || p.includes('/prom-client/'));
        const { RedisStore } = require('@till/core/redis');
+       const { createMetrics } = require('@till/core/metrics');
        const err = (() => { try { core.createTill({ pepper: 'x' }); } catch (e) { return e; } })();
        (async () => {
          const till = core.createTill();
          const { key } = await till.keys.create({ name: 'cjs', scopes: ['a'] });
          const r = await till.verify(key);
          console.log(JSON.stringify({ loaded, valid: r.valid, tillError: err instanceof core.TillError, code: err.code,
-           fns: [typeof ex.apiKeyAuth, typeof koa.requireScopes, typeof RedisStore] }));
+           fns: [typeof ex.apiKeyAuth, typeof koa.requireScopes, typeof RedisStore, typeof createMetrics] }));
        })();`,
     ]);
-    expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, tillError: true, code: 'INVALID_OPTIONS', fns: ['function', 'function', 'function'] });
+    expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, tillError: true, code: 'INVALID_OPTIONS', fns: ['function', 'function', 'function', 'function'] });
   });
 
   it('carry type declarations that resolve for ESM and CommonJS users', () => {

@@ -1,12 +1,12 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: { index: 'src/index.ts', redis: 'src/redis/index.ts' },
+  entry: { index: 'src/index.ts', redis: 'src/redis/index.ts', metrics: 'src/metrics/index.ts' },
   format: ['esm', 'cjs'],
   dts: true,
   clean: true,
   sourcemap: true,
   target: 'node20',
-  // The Redis entry loads ioredis; the root entry must never pull it in.
-  external: ['ioredis', '@till/core/redis'],
+  // The Redis entry loads ioredis and the metrics entry prom-client; the root entry must pull in neither.
+  external: ['ioredis', 'prom-client', '@till/core/redis', '@till/core/metrics'],
 });

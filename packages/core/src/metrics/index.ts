@@ -1,0 +1,143 @@
+// Prometheus metrics for Till (entry `@till/core/metrics`): only this entry loads prom-client.
+import { Counter, Histogram, Registry } from 'prom-client';
+import type { Alerts } from '../alerts.js';
+import { TillError } from '../errors.js';
+import { OUTCOME_CODES } from '../outcome.js';
+import type { KeyStore } from '../store/types.js';
+import type { Till } from '../till.js';
+
+export interface MetricsOptions {
+  /** Where the metrics go. Default: a new Registry (serve `registry.metrics()` at /metrics). */
+  registry?: Registry;
+  /** Name prefix. Default `till_`. */
+  prefix?: string;
+  /** Alerts to count (sent and held back by deduplication). */
+  alerts?: Alerts;
+}
+
+export interface TillMetrics {
+  readonly registry: Registry;
+  /** Stops counting (the metrics stay registered). */
+  stop(): void;
+}
+
+const TIMED: ReadonlyArray<keyof KeyStore> = ['get', 'consume', 'insert', 'replace', 'remove', 'list', 'appendAudit', 'recordUsage', 'readAudit', 'readUsage'];
+
+/**
+ * Registers Till's metrics: verifications by outcome, cache hits and misses, store latency by
+ * operation, rate-limit and credit refusals, and alerts sent. Labels are outcome codes, operations
+ * and rule names only: never a key, an id or a client (cardinality and secrecy alike).
+ */
+export function createMetrics(till: Till, options: MetricsOptions = {}): TillMetrics {
+  if (options === null || typeof options !== 'object') throw new TillError('INVALID_OPTIONS', '[till] [metrics] options must be an object');
+  const registry = options.registry ?? new Registry();
+  const prefix = options.prefix ?? 'till_';
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new TillError('INVALID_OPTIONS', '[till] [metrics] prefix must be a valid metric name prefix');
+
+  const verifications = new Counter({ name: `${prefix}verifications_total`, help: 'Verifications by outcome code.', labelNames: ['outcome'], registers: [registry] });
+  for (const code of OUTCOME_CODES) verifications.inc({ outcome: code }, 0);
+  const refusals = new Counter({ name: `${prefix}limit_refusals_total`, help: 'Requests refused by a rate limit or for lack of credits.', labelNames: ['outcome'], registers: [registry] });
+  const stats = till.verifier.stats;
+  new Counter({
+    name: `${prefix}cache_hits_total`,
+    help: 'Verifications answered from the in-process cache.',
+    registers: [registry],
+    collect() {
+      // A running count kept by Till: reported as the counter's value.
+        this.reset();
+        this.inc(stats.hits);
+    },
+  });
+  new Counter({
+    name: `${prefix}cache_misses_total`,
+    help: 'Verifications that read the store.',
+    registers: [registry],
+    collect() {
+      // A running count kept by Till: reported as the counter's value.
+        this.reset();
+        this.inc(stats.misses);
+    },
+  });
+  new Counter({
+    name: `${prefix}stale_hits_total`,
+    help: 'Verifications served from the stale window while the store was unreachable.',
+    registers: [registry],
+    collect() {
+      // A running count kept by Till: reported as the counter's value.
+        this.reset();
+        this.inc(stats.staleHits);
+    },
+  });
+  const latency = new Histogram({
+    name: `${prefix}store_latency_seconds`,
+    help: 'Store operations by name and result.',
+    labelNames: ['operation', 'result'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const alerts = options.alerts;
+  if (alerts !== undefined) {
+    new Counter({
+      name: `${prefix}alerts_sent_total`,
+      help: 'Alerts delivered to the sinks.',
+      registers: [registry],
+      collect() {
+        // A running count kept by Till: reported as the counter's value.
+        this.reset();
+        this.inc(alerts.stats.sent);
+      },
+    });
+    new Counter({
+      name: `${prefix}alerts_suppressed_total`,
+      help: 'Alerts held back by deduplication.',
+      registers: [registry],
+      collect() {
+        // A running count kept by Till: reported as the counter's value.
+        this.reset();
+        this.inc(alerts.stats.suppressed);
+      },
+    });
+  }
+
+  const off = till.events.onVerification((event) => {
+    verifications.inc({ outcome: event.code });
+    if (event.code === 'RATE_LIMITED' || event.code === 'USAGE_EXCEEDED') refusals.inc({ outcome: event.code });
+  });
+
+  // Store latency: the store's own methods, timed in place (this Till's store only).
+  const store = till.store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+  const originals = new Map<string, (...args: unknown[]) => Promise<unknown>>();
+  for (const name of TIMED) {
+    const original = store[name];
+    if (typeof original !== 'function') continue;
+    originals.set(name, original);
+    store[name] = function timed(this: unknown, ...args: unknown[]) {
+      const end = latency.startTimer({ operation: name });
+      let result: Promise<unknown>;
+      try {
+        result = original.apply(till.store, args);
+      } catch (error) {
+        end({ result: 'error' });
+        throw error;
+      }
+      return result.then(
+        (value) => {
+          end({ result: 'ok' });
+          return value;
+        },
+        (error: unknown) => {
+          end({ result: 'error' });
+          throw error;
+        },
+      );
+    };
+  }
+
+  return {
+    registry,
+    stop() {
+      off();
+      for (const [name, original] of originals) store[name] = original;
+    },
+  };
+}
