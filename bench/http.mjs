@@ -12,7 +12,13 @@ export const VARIANTS = [
   { id: 'bare', label: 'express (bare)' },
   { id: 'till', label: 'express + apiKeyAuth()' },
   { id: 'map', label: 'express + Map check' },
+  // What usage tracking, audit events and outcome listeners (alerts, metrics) cost: all off, all on.
+  { id: 'quiet', label: 'apiKeyAuth(), tracking off' },
+  { id: 'observed', label: 'apiKeyAuth() + alerts, metrics' },
 ];
+
+/** Tracking and listeners on keep at least this share of the requests/s with them off. */
+export const OVERHEAD_TARGET = 0.95;
 
 /** The target: Till's middleware keeps at least this share of bare Express's requests/s. */
 export const HTTP_TARGET = 0.95;
@@ -203,6 +209,24 @@ export function printHttp(result, log = console.log) {
   }
   const till = result.variants.find((v) => v.id === 'till');
   log(`  target: apiKeyAuth() >= ${result.target} x bare Express: ${fixed(till.ratio, 3)} -> ${result.pass ? 'PASS' : 'FAIL'}`);
+  const overhead = overheadOf(result);
+  log(`  target: usage tracking, audit events, alerts and metrics on >= ${OVERHEAD_TARGET} x all off: ` +
+    (overhead.paired === null ? '' : `side by side ${fixed(overhead.paired, 3)}, `) + `back to back ${fixed(overhead.backToBack, 3)} -> ` +
+    `${(overhead.paired ?? overhead.backToBack) >= OVERHEAD_TARGET ? 'PASS' : 'FAIL'}`);
+}
+
+/** Observed over quiet: round by round back to back (median), and side by side when measured. */
+export function overheadOf(result) {
+  const observed = result.variants.find((v) => v.id === 'observed');
+  const quiet = result.variants.find((v) => v.id === 'quiet');
+  const backToBack = median(observed.runs.map((r, i) => r.rps / quiet.runs[i].rps));
+  let paired = null;
+  if (result.paired) {
+    const o = result.paired.find((v) => v.id === 'observed');
+    const q = result.paired.find((v) => v.id === 'quiet');
+    paired = median(o.roundRatios.map((x, i) => x / q.roundRatios[i]));
+  }
+  return { backToBack, paired };
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -6,7 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { coreConfigFromEnv, printCore } from './core.mjs';
-import { httpConfigFromEnv, printHttp, runHttp } from './http.mjs';
+import { httpConfigFromEnv, OVERHEAD_TARGET, overheadOf, printHttp, runHttp } from './http.mjs';
 import { fixed, int, sourceState } from './stats.mjs';
 
 /** The core benchmark runs in its own process, so the HTTP run's heap and JIT state cannot touch it. */
@@ -38,6 +38,10 @@ console.log('');
 console.log('Summary');
 console.log(`  HTTP: express + apiKeyAuth() = ${fixed(till.ratio, 3)} x bare Express requests/s (${int(till.rps)} vs ${int(http.variants[0].rps)}); ` +
   `CPU ratio ${fixed(till.cpuRatio, 3)}; target >= ${http.target}: ${http.pass ? 'PASS' : 'FAIL'}`);
+const overhead = overheadOf(http);
+const overheadFigure = overhead.paired ?? overhead.backToBack;
+console.log(`  Overhead: usage tracking, audit events, alerts and metrics on = ${fixed(overheadFigure, 3)} x all off` +
+  `${overhead.paired === null ? ' (back to back)' : ' (side by side)'}; target >= ${OVERHEAD_TARGET}: ${overheadFigure >= OVERHEAD_TARGET ? 'PASS' : 'FAIL'}`);
 console.log(`  Core: ${int(core.results.verify.perSecond)} cached verifications/s (pepper: ${int(core.results.verifyPepper.perSecond)}/s); ` +
   `target >= ${int(core.target)}: ${core.pass ? 'PASS' : 'FAIL'}`);
 

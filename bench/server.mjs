@@ -2,11 +2,12 @@
 // Started with fork(): it reports { port, key } over IPC once listening and exits when its parent goes away.
 import { createServer } from 'node:http';
 import express from 'express';
-import { createTill, silentLogger } from '@till/core';
+import { createAlerts, createTill, silentLogger } from '@till/core';
+import { createMetrics } from '@till/core/metrics';
 import { apiKeyAuth } from '@till/express';
 
 const variant = process.argv[2];
-const VARIANTS = ['bare', 'till', 'map'];
+const VARIANTS = ['bare', 'till', 'map', 'quiet', 'observed'];
 if (!VARIANTS.includes(variant)) {
   console.error(`[bench] [server] variant must be one of ${VARIANTS.join(', ')}`);
   process.exit(2);
@@ -17,11 +18,17 @@ if (!process.send) {
 }
 
 // Every variant holds a key, and the load generator sends it to all of them, so requests are alike.
-const till = createTill({ logger: silentLogger });
+// till: the defaults (usage tracking and audit events on, nobody listening to outcomes); quiet: both
+// off; observed: the defaults plus alert rules and Prometheus metrics listening to every outcome.
+const till = createTill({ logger: silentLogger, ...(variant === 'quiet' && { usage: false, auditEvents: false }) });
+if (variant === 'observed') {
+  const alerts = createAlerts(till, { rules: [{ type: 'ip-failures', threshold: 20, window: '1m' }, { type: 'revoked-key-used' }, { type: 'quota-low', below: 10 }], sinks: [() => {}] });
+  createMetrics(till, { alerts });
+}
 const { key, record } = await till.keys.create({ name: 'bench', scopes: ['bench:read'] });
 
 const app = express();
-if (variant === 'till') {
+if (variant === 'till' || variant === 'quiet' || variant === 'observed') {
   app.use(apiKeyAuth({ till }));
 } else if (variant === 'map') {
   // The least an API key check can do: one Map lookup of the header value, for reference.
