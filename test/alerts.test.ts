@@ -6,27 +6,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createAlerts, createTill, MemoryStore, SIGNATURE_HEADER, verifyWebhookSignature, webhookSink, type Alert, type Till } from '@till/core';
 import { apiKeyAuth } from '@till/express';
 import { withWrongSecret } from './helpers/adapter-support.js';
+import { middlewareCaller } from './helpers/call-middleware.js';
 
-/** The Express middleware called as a function: thousands of requests without sockets. */
+/** apiKeyAuth() of `till` as a function: a request from `ip` with `key` (or none) resolves to its status. */
 function caller(till: Till) {
-  const auth = apiKeyAuth({ till, bruteForce: false });
-  return (ip: string, key: string | null) =>
-    new Promise<number>((resolve) => {
-      const headers: Record<string, string> = key === null ? {} : { authorization: `Bearer ${key}` };
-      const req = { headers, rawHeaders: Object.entries(headers).flat(), ip } as never;
-      let status = 200;
-      const res = {
-        status(code: number) {
-          status = code;
-          return res;
-        },
-        setHeader() {},
-        end() {
-          resolve(status);
-        },
-      };
-      auth(req, res as never, () => resolve(200));
-    });
+  const call = middlewareCaller(apiKeyAuth({ till, bruteForce: false }));
+  return (ip: string, key: string | null) => call(ip, key === null ? {} : { authorization: `Bearer ${key}` });
 }
 
 const servers: Server[] = [];

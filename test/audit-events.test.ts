@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { createTill, MemoryStore, silentLogger, toJsonLines, type AuditEntry } from '@till/core';
 import { apiKeyAuth, rateLimit, requireScopes } from '@till/express';
 import { withWrongSecret } from './helpers/adapter-support.js';
+import { middlewareCaller } from './helpers/call-middleware.js';
 
 async function trail(till: ReturnType<typeof createTill>): Promise<AuditEntry[]> {
   await till.auditWriter!.flush();
@@ -73,22 +74,8 @@ describe('security events in the audit trail', () => {
     const auth = apiKeyAuth({ till, bruteForce: { threshold: 5, window: '1m', block: '10m' } });
     // The middleware as a function, without HTTP: 10,000 requests in a few hundred milliseconds.
     const wrong = withWrongSecret(key);
-    const run = (ip: string, value: string) =>
-      new Promise<number>((resolve) => {
-        const req = { headers: { authorization: `Bearer ${value}`, 'user-agent': 'flood' }, rawHeaders: ['Authorization', `Bearer ${value}`], ip } as never;
-        let status = 200;
-        const res = {
-          status(code: number) {
-            status = code;
-            return res;
-          },
-          setHeader() {},
-          end() {
-            resolve(status);
-          },
-        };
-        auth(req, res as never, () => resolve(200));
-      });
+    const call = middlewareCaller(auth);
+    const run = (ip: string, value: string) => call(ip, { authorization: `Bearer ${value}`, 'user-agent': 'flood' });
     const statuses = new Map<number, number>();
     for (let i = 0; i < 10_000; i++) {
       const status = await run('192.0.2.66', wrong);

@@ -38,36 +38,20 @@ export function createMetrics(till: Till, options: MetricsOptions = {}): TillMet
   for (const code of OUTCOME_CODES) verifications.inc({ outcome: code }, 0);
   const refusals = new Counter({ name: `${prefix}limit_refusals_total`, help: 'Requests refused by a rate limit or for lack of credits.', labelNames: ['outcome'], registers: [registry] });
   const stats = till.verifier.stats;
-  new Counter({
-    name: `${prefix}cache_hits_total`,
-    help: 'Verifications answered from the in-process cache.',
-    registers: [registry],
-    collect() {
-      // A running count kept by Till: reported as the counter's value.
+  /** A counter whose value is a running count Till keeps elsewhere, read at each scrape. */
+  const runningCount = (name: string, help: string, read: () => number) =>
+    new Counter({
+      name: `${prefix}${name}`,
+      help,
+      registers: [registry],
+      collect() {
         this.reset();
-        this.inc(stats.hits);
-    },
-  });
-  new Counter({
-    name: `${prefix}cache_misses_total`,
-    help: 'Verifications that read the store.',
-    registers: [registry],
-    collect() {
-      // A running count kept by Till: reported as the counter's value.
-        this.reset();
-        this.inc(stats.misses);
-    },
-  });
-  new Counter({
-    name: `${prefix}stale_hits_total`,
-    help: 'Verifications served from the stale window while the store was unreachable.',
-    registers: [registry],
-    collect() {
-      // A running count kept by Till: reported as the counter's value.
-        this.reset();
-        this.inc(stats.staleHits);
-    },
-  });
+        this.inc(read());
+      },
+    });
+  runningCount('cache_hits_total', 'Verifications answered from the in-process cache.', () => stats.hits);
+  runningCount('cache_misses_total', 'Verifications that read the store.', () => stats.misses);
+  runningCount('stale_hits_total', 'Verifications served from the stale window while the store was unreachable.', () => stats.staleHits);
   const latency = new Histogram({
     name: `${prefix}store_latency_seconds`,
     help: 'Store operations by name and result.',
@@ -77,26 +61,8 @@ export function createMetrics(till: Till, options: MetricsOptions = {}): TillMet
   });
   const alerts = options.alerts;
   if (alerts !== undefined) {
-    new Counter({
-      name: `${prefix}alerts_sent_total`,
-      help: 'Alerts delivered to the sinks.',
-      registers: [registry],
-      collect() {
-        // A running count kept by Till: reported as the counter's value.
-        this.reset();
-        this.inc(alerts.stats.sent);
-      },
-    });
-    new Counter({
-      name: `${prefix}alerts_suppressed_total`,
-      help: 'Alerts held back by deduplication.',
-      registers: [registry],
-      collect() {
-        // A running count kept by Till: reported as the counter's value.
-        this.reset();
-        this.inc(alerts.stats.suppressed);
-      },
-    });
+    runningCount('alerts_sent_total', 'Alerts delivered to the sinks.', () => alerts.stats.sent);
+    runningCount('alerts_suppressed_total', 'Alerts held back by deduplication.', () => alerts.stats.suppressed);
   }
 
   const off = till.events.onVerification((event) => {
