@@ -1,0 +1,95 @@
+// The Redis store on a real Redis Cluster (3 primaries, 3 replicas): the store conformance suite, and
+// an Express app verifying, limiting, auditing and counting usage across processes' clients.
+import express from 'express';
+import { Cluster } from 'ioredis';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTill, silentLogger, type Till } from '@till/core';
+import { RedisStore } from '@till/core/redis';
+import { apiKeyAuth, rateLimit } from '@till/express';
+import { describeStoreConformance } from '../packages/core/test/store-conformance.js';
+import { startCluster, type RunningCluster } from './helpers/redis-cluster.js';
+import { uniqueNamespace } from './helpers/redis.js';
+
+let cluster: RunningCluster | undefined;
+let starting: Promise<RunningCluster> | undefined;
+const clients: Cluster[] = [];
+
+/** One cluster for the whole file, started on first use. */
+function theCluster(): Promise<RunningCluster> {
+  starting ??= startCluster().then((c) => (cluster = c));
+  return starting;
+}
+
+function clusterClient(nodes: RunningCluster['nodes']): Cluster {
+  const client = new Cluster([...nodes], { redisOptions: { maxRetriesPerRequest: 1 }, clusterRetryStrategy: () => 100 });
+  client.on('error', () => {});
+  clients.push(client);
+  return client;
+}
+
+afterAll(async () => {
+  for (const c of clients) c.disconnect();
+  await cluster?.stop();
+}, 30_000);
+
+describeStoreConformance('redis cluster', async () => {
+  const { nodes } = await theCluster();
+  const namespace = uniqueNamespace();
+  return {
+    stores: async () => [
+      new RedisStore({ client: clusterClient(nodes), namespace, limitClock: 'caller' }),
+      new RedisStore({ client: clusterClient(nodes), namespace, limitClock: 'caller' }),
+    ],
+    // The cluster is thrown away at the end of the file.
+    cleanup: async () => {},
+  };
+});
+
+describe('an Express app on Redis Cluster', () => {
+  let admin: Till;
+  let served: Till;
+  beforeAll(async () => {
+    const { nodes } = await theCluster();
+    const namespace = uniqueNamespace();
+    admin = createTill({ store: new RedisStore({ client: clusterClient(nodes), namespace }), logger: silentLogger });
+    served = createTill({ store: new RedisStore({ client: clusterClient(nodes), namespace }), logger: silentLogger, auditEvents: { interval: 60_000 }, usage: { interval: 60_000 } });
+  }, 60_000);
+  afterAll(async () => {
+    await admin?.close();
+    await served?.close();
+  });
+
+  it('verifies, limits, hears revocations, and keeps the audit trail and usage', async () => {
+    const { key, record } = await admin.keys.create({ name: 'on cluster', scopes: [], ownerId: 'team-c', limits: [{ name: 'per-minute', limit: 3, window: '1m' }], credits: { remaining: 10 } });
+    const app = express();
+    app.set('trust proxy', true);
+    app.get('/', apiKeyAuth({ till: served, bruteForce: { threshold: 3, window: '1m', block: '1m' } }), rateLimit({ till: served, name: 'route', limit: 100, window: '1m' }), (_req, res) => {
+      res.send('ok');
+    });
+    const get = () => request(app).get('/').set('authorization', `Bearer ${key}`).set('x-forwarded-for', '198.51.100.50');
+    expect((await get()).status).toBe(200);
+    expect((await get()).status).toBe(200);
+    expect((await get()).status).toBe(200);
+    const limited = await get();
+    expect(limited.status).toBe(429);
+    expect(limited.headers.ratelimit).toMatch(/^"per-minute";r=0;t=\d+/);
+    expect(await admin.keys.credits(record.id)).toBe(7);
+    await admin.keys.revoke(record.id, { reason: 'cluster test', actor: 'ops' });
+    // Published by the script on one node, heard through the cluster by the other client.
+    const deadline = Date.now() + 3000;
+    let status = 0;
+    while (Date.now() < deadline && status !== 401) status = (await get()).status;
+    expect(status).toBe(401);
+    await served.auditWriter!.flush();
+    await served.usage!.flush();
+    const trail = await admin.keys.audit({ keyId: record.id });
+    expect(trail.entries.map((e) => e.type)).toEqual(expect.arrayContaining(['key.created', 'key.revoked', 'limit.refused', 'key.misused']));
+    expect((await admin.keys.audit({ ownerId: 'team-c', types: ['key.revoked'] })).entries).toHaveLength(1);
+    const usage = await admin.keys.usage(record.id, { days: 1 });
+    expect(usage.days[0]!.counts.VALID).toBe(3);
+    expect(usage.lastUsedAt).not.toBeNull();
+    await admin.keys.delete(record.id);
+    expect(await admin.keys.get(record.id)).toBeNull();
+  }, 30_000);
+});
