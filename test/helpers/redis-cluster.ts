@@ -34,7 +34,8 @@ export async function startCluster(primaries = 3, replicas = 1): Promise<Running
     for (let i = 0; i < count; i++) {
       const port = await freePort();
       servers.push(
-        await startRedisServer(port, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000', '--dir', dir]),
+        // No delay before a replica's first sync: a replica that never synced cannot be promoted.
+        await startRedisServer(port, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000', '--repl-diskless-sync-delay', '0', '--dir', dir]),
       );
     }
     const created = spawnSync(
@@ -50,7 +51,10 @@ export async function startCluster(primaries = 3, replicas = 1): Promise<Running
       try {
         for (;;) {
           const info = String(await client.cluster('INFO'));
-          if (info.includes('cluster_state:ok')) break;
+          // A replica is ready once its link to its primary is up (it has synced and could take over).
+          const replication = String(await client.info('replication'));
+          const synced = !replication.includes('role:slave') || replication.includes('master_link_status:up');
+          if (info.includes('cluster_state:ok') && synced) break;
           if (Date.now() > deadline) throw new Error(`cluster node ${server.port} not ready: ${info.split('\n')[0]}`);
           await new Promise((r) => setTimeout(r, 100));
         }
