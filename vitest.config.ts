@@ -16,6 +16,8 @@ export default defineConfig({
   },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    // Drills run alone, by `pnpm test:drills` (see test/drills).
+    exclude: ['**/node_modules/**', 'test/drills/**'],
     globalSetup: ['./test/global-setup.ts'],
     reporters: ['default', './test/helpers/summary-reporter.ts'],
     testTimeout: 20_000,

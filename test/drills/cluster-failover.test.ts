@@ -1,0 +1,78 @@
+// Drill: a Redis Cluster primary killed under load. Run by `pnpm test:drills` (and by CI after
+// `pnpm test`), alone: a failover's timing is what it measures, and a busy machine running every other
+// suite at once would starve the cluster's gossip.
+import { Cluster } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { createTill, silentLogger } from '@till/core';
+import { RedisStore } from '@till/core/redis';
+import { startCluster } from '../helpers/redis-cluster.js';
+import { uniqueNamespace } from '../helpers/redis.js';
+
+describe('a primary killed under load', () => {
+  it('keeps verifying once its replica takes over, and never accepts a revoked key', async () => {
+    // A cluster of its own: this test kills one of its nodes.
+    const own = await startCluster();
+    // The slot map is refreshed every second as well as on errors: after a failover the client finds
+    // the promoted replica even when no command has been redirected yet.
+    const client = new Cluster([...own.nodes], { redisOptions: { maxRetriesPerRequest: 1 }, clusterRetryStrategy: () => 100, slotsRefreshInterval: 1000 });
+    client.on('error', () => {});
+    const namespace = uniqueNamespace();
+    const till = createTill({ store: new RedisStore({ client, namespace, commandTimeout: 500 }), logger: silentLogger, cache: { ttl: 100, negativeTtl: 100, staleWindow: 0 }, auditEvents: false, usage: false });
+    try {
+      const live = await Promise.all(Array.from({ length: 8 }, (_, i) => till.keys.create({ name: `live ${i}`, scopes: [] })));
+      const dead = await Promise.all(Array.from({ length: 8 }, (_, i) => till.keys.create({ name: `dead ${i}`, scopes: [] })));
+      for (const d of dead) await till.keys.revoke(d.record.id);
+      // The primary holding the first live key's slot.
+      const slot = Number(await client.cluster('KEYSLOT', `${namespace}{${live[0]!.record.id}}:k`));
+      const shards = (await client.cluster('SLOTS')) as unknown as Array<[number, number, [string, number, string]]>;
+      const owner = shards.find(([from, to]) => slot >= from && slot <= to)![2][1];
+      const victim = own.servers.find((s) => s.port === owner)!;
+
+      const seen = { ok: 0, unavailable: 0, refusedDead: 0, acceptedDead: 0, refusedLive: 0 };
+      let stop = false;
+      const load = (async () => {
+        while (!stop) {
+          for (const k of live) {
+            const r = await till.verify(k.key);
+            if (r.valid) seen.ok++;
+            else if (r.code === 'STORE_UNAVAILABLE') seen.unavailable++;
+            else seen.refusedLive++;
+          }
+          for (const d of dead) {
+            const r = await till.verify(d.key);
+            if (r.valid) seen.acceptedDead++;
+            else if (r.code === 'REVOKED') seen.refusedDead++;
+          }
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })();
+      await new Promise((r) => setTimeout(r, 500));
+      const before = seen.ok;
+      await victim.stop();
+      // The replica is promoted after the node timeout (2 s); verification must come back by itself.
+      const deadline = Date.now() + 30_000;
+      let back = false;
+      while (Date.now() < deadline && !back) {
+        await new Promise((r) => setTimeout(r, 250));
+        back = (await till.verify(live[0]!.key)).valid;
+      }
+      const afterFailover = seen.ok;
+      await new Promise((r) => setTimeout(r, 1000));
+      stop = true;
+      await load;
+      expect(before).toBeGreaterThan(0);
+      expect(back, 'verification came back after the failover').toBe(true);
+      expect(seen.ok).toBeGreaterThan(afterFailover);
+      expect(seen.acceptedDead, 'a revoked key was accepted').toBe(0);
+      expect(seen.refusedLive, 'a live key was refused other than as unavailable').toBe(0);
+      expect(seen.refusedDead).toBeGreaterThan(0);
+      // A change after the failover lands on the promoted replica and is heard.
+      await till.keys.revoke(live[0]!.record.id);
+      expect((await till.verify(live[0]!.key)).code).toBe('REVOKED');
+    } finally {
+      await till.close();
+      client.disconnect();
+      await own.stop();
+    }
+  }, 90_000);
+});
