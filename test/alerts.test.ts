@@ -5,7 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createAlerts, createTill, MemoryStore, SIGNATURE_HEADER, verifyWebhookSignature, webhookSink, type Alert, type Till } from '@till/core';
 import { apiKeyAuth } from '@till/express';
+import { RedisStore } from '@till/core/redis';
 import { withWrongSecret } from './helpers/adapter-support.js';
+import { deleteNamespace, newClient, uniqueNamespace } from './helpers/redis.js';
 import { middlewareCaller } from './helpers/call-middleware.js';
 
 /** apiKeyAuth() of `till` as a function: a request from `ip` with `key` (or none) resolves to its status. */
@@ -15,14 +17,24 @@ function caller(till: Till) {
 }
 
 const servers: Server[] = [];
-afterAll(() => {
+const redis = newClient();
+const namespaces: string[] = [];
+/** A Redis store of its own for each test, on the suite's Redis. */
+function redisStore(): RedisStore {
+  const namespace = uniqueNamespace();
+  namespaces.push(namespace);
+  return new RedisStore({ client: redis, namespace });
+}
+afterAll(async () => {
   for (const s of servers) s.close();
+  for (const ns of namespaces) await deleteNamespace(redis, ns);
+  redis.disconnect();
 });
 
 describe('alerts', () => {
   it('fire once under a flood of 10,000 failures over 100 s, for the client and for the key', async () => {
     let now = Date.UTC(2030, 0, 1);
-    const till = createTill({ store: new MemoryStore(), clock: () => now, auditEvents: false, logger: { warn() {}, error() {} } });
+    const till = createTill({ store: redisStore(), clock: () => now, auditEvents: false, logger: { warn() {}, error() {} } });
     const { key } = await till.keys.create({ name: 'target', scopes: [] });
     const got: Alert[] = [];
     const alerts = createAlerts(till, {
@@ -50,7 +62,7 @@ describe('alerts', () => {
   });
 
   it('tell of revoked keys still tried, of leaked ones apart, and of keys nearing their quota', async () => {
-    const till = createTill({ store: new MemoryStore(), auditEvents: false, logger: { warn() {}, error() {} } });
+    const till = createTill({ store: redisStore(), auditEvents: false, logger: { warn() {}, error() {} } });
     const leaked = await till.keys.create({ name: 'leaked', scopes: [] });
     const retired = await till.keys.create({ name: 'retired', scopes: [] });
     const paying = await till.keys.create({ name: 'paying', scopes: [], credits: { remaining: 3 } });
@@ -96,7 +108,7 @@ describe('alerts', () => {
     servers.push(server);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const secret = 'whsec-0123456789abcdef';
-    const till = createTill({ store: new MemoryStore(), auditEvents: false, logger: { warn() {}, error() {} } });
+    const till = createTill({ store: redisStore(), auditEvents: false, logger: { warn() {}, error() {} } });
     const { key } = await till.keys.create({ name: 'k', scopes: [] });
     await till.keys.revoke(key.slice(-44, -28));
     const alerts = createAlerts(till, {
