@@ -3,6 +3,7 @@
 import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
 import { OUTCOME_CODES, type OutcomeCode } from './outcome.js';
+import { PeriodicWriter } from './batching.js';
 import type { KeyStore } from './store/types.js';
 
 /** One key's counts for one day (UTC, `YYYY-MM-DD`), by outcome. */
@@ -52,22 +53,21 @@ export function dayOf(ms: number): string {
  * the UTC day of the write's window start (off by at most one interval at midnight). A failed write
  * is retried with the next one; counts are lost only if the process ends first.
  */
-export class UsageTracker {
+export class UsageTracker extends PeriodicWriter {
   private readonly counters = new Map<string, UsageCounter>();
   private readonly interval: number;
-  private timer: ReturnType<typeof setInterval> | null = null;
   private windowStart: number;
   private carry: UsageBatchItem[] = [];
-  private failing = false;
-  private flushing: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly store: KeyStore,
     private readonly clock: Clock,
-    private readonly logger: Logger,
+    logger: Logger,
     options: UsageOptions = {},
   ) {
-    this.interval = options.interval ?? 10_000;
+    const interval = options.interval ?? 10_000;
+    super(logger, interval);
+    this.interval = interval;
     this.windowStart = clock();
   }
 
@@ -77,16 +77,13 @@ export class UsageTracker {
     if (counter === undefined) {
       counter = new UsageCounter(keyId);
       this.counters.set(keyId, counter);
-      if (this.timer === null) {
-        this.timer = setInterval(() => void this.flush(), this.interval);
-        this.timer.unref?.();
-      }
+      this.schedule();
     }
     return counter;
   }
 
   /** Writes what was counted; resolves once written (a failed write keeps its counts for the next). */
-  flush(): Promise<void> {
+  override flush(): Promise<void> {
     const now = this.clock();
     const day = dayOf(this.windowStart);
     this.windowStart = now;
@@ -113,27 +110,15 @@ export class UsageTracker {
         this.counters.delete(id);
       }
     }
-    if (batch.length === 0) return this.flushing;
-    this.flushing = this.flushing.then(() =>
-      this.store.recordUsage(batch).then(
-        () => {
-          this.failing = false;
-        },
-        (error: unknown) => {
-          // Kept for the next write (bounded: one entry per key and day).
-          this.carry = mergeBatches(batch, this.carry);
-          if (!this.failing) this.logger.warn(`[till] [usage] usage counts could not be written; retrying with the next batch: ${error instanceof Error ? error.message : String(error)}`);
-          this.failing = true;
-        },
-      ),
+    if (batch.length === 0) return this.pending;
+    return this.enqueue(
+      () => this.store.recordUsage(batch),
+      // Kept for the next write (bounded: one entry per key and day).
+      () => {
+        this.carry = mergeBatches(batch, this.carry);
+      },
+      '[till] [usage] usage counts could not be written; retrying with the next batch',
     );
-    return this.flushing;
-  }
-
-  async close(): Promise<void> {
-    await this.flush();
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
   }
 }
 
