@@ -2,22 +2,41 @@
 
 /**
  * Compare-and-set of a key record, with its audit entry and the invalidation in the same atomic step.
- * KEYS[1] record, KEYS[2] its version, KEYS[3] the key's audit trail; ARGV[1] new JSON, ARGV[2]
+ * KEYS[1] record, KEYS[2] its version, KEYS[3] the key's audit trail (a list); ARGV[1] new JSON, ARGV[2]
  * expected version, ARGV[3] channel, ARGV[4] id, ARGV[5] new version, ARGV[6] audit entry JSON ('' for
  * none), ARGV[7] the trail's length cap. The entry is written first: if it cannot be, nothing is.
  * Returns {1, entry id or ''} written, {0} version mismatch, {-1} no record.
  */
-export const REPLACE_SCRIPT = `
+/**
+ * Pushes an entry onto a key's trail (a list, newest first, as `<id> <json>`), capped: a list keeps a
+ * few entries in a few hundred bytes, where a stream allocates a whole node for its first one. Ids are
+ * the server's time, `<ms>-<µs within the ms>`.
+ */
+const TRAIL_FUNCTION = `local function trail(key, entry, cap)
+  local t = redis.call('TIME')
+  local id = string.format('%d-%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(t[2]) % 1000)
+  redis.call('LPUSH', key, id .. ' ' .. entry)
+  redis.call('LTRIM', key, 0, cap - 1)
+  return id
+end
+`;
+
+export const REPLACE_SCRIPT = `${TRAIL_FUNCTION}
 local current = redis.call('GET', KEYS[1])
 if not current then return {-1} end
 local ok, decoded = pcall(cjson.decode, current)
 if not ok or tonumber(decoded['version']) ~= tonumber(ARGV[2]) then return {0} end
 local entry = ''
-if ARGV[6] ~= '' then entry = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[7], '*', 'e', ARGV[6]) end
+if ARGV[6] ~= '' then entry = trail(KEYS[3], ARGV[6], tonumber(ARGV[7])) end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[5])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return {1, entry}
+`;
+
+/** Adds an entry that records no change (a security event) to a key's trail. KEYS[1] trail; ARGV[1] JSON, ARGV[2] cap. */
+export const TRAIL_SCRIPT = `${TRAIL_FUNCTION}
+return trail(KEYS[1], ARGV[1], tonumber(ARGV[2]))
 `;
 
 /**
@@ -26,10 +45,10 @@ return {1, entry}
  * ARGV[3] audit entry JSON ('' for none), ARGV[4] the trail's length cap.
  * Returns {1, entry id or ''} written, {0} taken.
  */
-export const INSERT_SCRIPT = `
+export const INSERT_SCRIPT = `${TRAIL_FUNCTION}
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local entry = ''
-if ARGV[3] ~= '' then entry = redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[4], '*', 'e', ARGV[3]) end
+if ARGV[3] ~= '' then entry = trail(KEYS[3], ARGV[3], tonumber(ARGV[4])) end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
 return {1, entry}
@@ -43,13 +62,13 @@ return {1, entry}
  * ARGV[2] channel, ARGV[3] id, ARGV[4] audit entry JSON ('' for none), ARGV[5] the trail's cap.
  * Returns {1, entry id or '', owner id or ''} deleted, {0} version mismatch, {-1} no record.
  */
-export const REMOVE_SCRIPT = `
+export const REMOVE_SCRIPT = `${TRAIL_FUNCTION}
 local current = redis.call('GET', KEYS[1])
 if not current then return {-1} end
 local ok, decoded = pcall(cjson.decode, current)
 if not ok or tonumber(decoded['version']) ~= tonumber(ARGV[1]) then return {0} end
 local entry = ''
-if ARGV[4] ~= '' then entry = redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[5], '*', 'e', ARGV[4]) end
+if ARGV[4] ~= '' then entry = trail(KEYS[4], ARGV[4], tonumber(ARGV[5])) end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 local owner = ''

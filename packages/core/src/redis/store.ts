@@ -5,7 +5,7 @@ import { decodeRecord, type KeyRecord } from '../record.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
 import type { ChargeOutcome, Credits, LimitState } from '../limits.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from '../store/types.js';
-import { CONSUME_SCRIPT, INSERT_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT } from './scripts.js';
+import { CONSUME_SCRIPT, INSERT_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, TRAIL_SCRIPT } from './scripts.js';
 import { dayOf, type KeyUsage, type UsageBatchItem } from '../usage.js';
 import type { OutcomeCode } from '../outcome.js';
 import { normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit.js';
@@ -32,7 +32,7 @@ export interface RedisStoreOptions {
   limitClock?: 'redis' | 'caller';
   /** Most entries in the store's audit log (`till:audit`, a stream); the oldest go first. Default 100,000. */
   auditMaxLength?: number;
-  /** Most entries in each key's own trail (`till:{<id>}:audit`). Default 1,000. */
+  /** Most entries in each key's own trail (`till:{<id>}:audit`, a list). Default 1,000. */
   auditPerKeyMaxLength?: number;
 }
 
@@ -40,6 +40,7 @@ type ScriptClient = RedisClient & {
   tillReplace(record: string, versionKey: string, trail: string, json: string, version: number, channel: string, id: string, newVersion: number, entry: string, cap: number): Promise<[number, string?]>;
   tillInsert(record: string, versionKey: string, trail: string, json: string, version: number, entry: string, cap: number): Promise<[number, string?]>;
   tillRemove(record: string, versionKey: string, credits: string, trail: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, string?]>;
+  tillTrail(trail: string, entry: string, cap: number): Promise<string>;
   tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
 };
 
@@ -68,12 +69,11 @@ function shapeOf(limits: ConsumeRequest['limits']): string {
   return shape;
 }
 
-/** A stream entry as an audit entry; its time is the stream id's (the Redis server's clock). */
-function parseEntry(id: string, fields: string[]): AuditEntry | null {
-  const i = fields.indexOf('e');
-  if (i < 0 || i + 1 >= fields.length) return null;
+/** A stored entry as an audit entry; its time is its id's (the Redis server's clock). */
+function parseEntry(id: string, json: string | undefined): AuditEntry | null {
+  if (json === undefined) return null;
   try {
-    const record = JSON.parse(fields[i + 1]!) as AuditRecord;
+    const record = JSON.parse(json) as AuditRecord;
     return { ...record, id, at: Number(id.slice(0, id.indexOf('-'))) };
   } catch {
     return null;
@@ -88,6 +88,8 @@ function creditPolicy(c: Credits): string {
 
 /**
  * Layout, with `till:` as the namespace:
+ * - `till:{<id>}:audit`: the key's audit trail, a capped list of `<id> <json>` entries, newest first,
+ *   written in the script that makes each change.
  * - `till:{<id>}:k`: the record as JSON; `till:{<id>}:v` its version, written with it, which is all a
  *   rate-limit charge reads of it; `till:{<id>}:cr` the live credit count; `till:{<id>}:rl:<bucket>`
  *   the state of each rate limit (a GCRA debt, expiring once drained).
@@ -151,6 +153,9 @@ export class RedisStore implements KeyStore {
     }
     if (typeof this.client.tillInsert !== 'function') {
       this.client.defineCommand('tillInsert', { numberOfKeys: 3, lua: INSERT_SCRIPT });
+    }
+    if (typeof this.client.tillTrail !== 'function') {
+      this.client.defineCommand('tillTrail', { numberOfKeys: 1, lua: TRAIL_SCRIPT });
     }
     if (typeof this.client.tillRemove !== 'function') {
       this.client.defineCommand('tillRemove', { numberOfKeys: 4, lua: REMOVE_SCRIPT });
@@ -228,7 +233,7 @@ export class RedisStore implements KeyStore {
         const entry = JSON.stringify(audit);
         await this.copyToLog(entry);
         if (audit.keyId !== null && /^[0-9A-Za-z]{16}$/.test(audit.keyId)) {
-          await this.run(() => this.client.xadd(this.trailKey(audit.keyId!), 'MAXLEN', this.trailCap, '*', 'e', entry));
+          await this.run(() => this.client.tillTrail(this.trailKey(audit.keyId!), entry, this.trailCap));
         }
       }),
     );
@@ -237,20 +242,21 @@ export class RedisStore implements KeyStore {
   /**
    * Reads the trail: a key's own trail when the query names a key (its changes, written with them,
    * and the security events that named it), the store's log otherwise. Times are the Redis server's:
-   * an entry's `at` is its stream id's.
+   * an entry's `at` is its id's.
    */
   async readAudit(query?: AuditQuery): Promise<AuditPage> {
     const q = normalizeQuery(query);
     if (q.cursor !== undefined && !/^\d{1,16}-\d{1,16}$/.test(q.cursor)) throw new TillError('INVALID_ARGUMENT', '[till] [audit] invalid cursor');
-    const stream = q.keyId !== undefined ? this.trailKey(q.keyId) : this.logKey;
+    if (q.keyId !== undefined) return this.readTrail(q.keyId, q);
     let start = q.cursor !== undefined ? `(${q.cursor}` : String(Math.max(0, Math.floor(q.from)));
     const end = q.to >= Number.MAX_SAFE_INTEGER ? '+' : String(Math.max(0, Math.ceil(q.to) - 1));
     const entries: AuditEntry[] = [];
     const batch = Math.min(1000, q.limit + 1);
     for (;;) {
-      const rows = (await this.run(() => this.client.xrange(stream, start, end, 'COUNT', batch))) as Array<[string, string[]]>;
+      const rows = (await this.run(() => this.client.xrange(this.logKey, start, end, 'COUNT', batch))) as Array<[string, string[]]>;
       for (const [id, fields] of rows) {
-        const entry = parseEntry(id, fields);
+        const i = fields.indexOf('e');
+        const entry = i < 0 ? null : parseEntry(id, fields[i + 1]);
         if (entry === null || !matches(entry, q)) continue;
         if (entries.length === q.limit) return { entries, cursor: entries[entries.length - 1]!.id };
         entries.push(entry);
@@ -258,6 +264,26 @@ export class RedisStore implements KeyStore {
       if (rows.length < batch) return { entries };
       start = `(${rows[rows.length - 1]![0]}`;
     }
+  }
+
+  /** A key's own trail (at most its cap of entries), oldest first, filtered and paged like the log. */
+  private async readTrail(keyId: string, q: ReturnType<typeof normalizeQuery>): Promise<AuditPage> {
+    const raw = await this.run(() => this.client.lrange(this.trailKey(keyId), 0, -1));
+    const after = q.cursor === undefined ? null : q.cursor.split('-').map(Number);
+    const entries: AuditEntry[] = [];
+    for (let i = raw.length - 1; i >= 0; i--) {
+      const line = raw[i]!;
+      const space = line.indexOf(' ');
+      const entry = space < 0 ? null : parseEntry(line.slice(0, space), line.slice(space + 1));
+      if (entry === null || !matches(entry, q)) continue;
+      if (after !== null) {
+        const [ms, seq] = entry.id.split('-').map(Number);
+        if (ms! < after[0]! || (ms === after[0] && seq! <= after[1]!)) continue;
+      }
+      if (entries.length === q.limit) return { entries, cursor: entries[entries.length - 1]!.id };
+      entries.push(entry);
+    }
+    return { entries };
   }
 
   async recordUsage(batch: readonly UsageBatchItem[]): Promise<void> {
