@@ -22,6 +22,11 @@ describe('a primary killed under load', () => {
       const live = await Promise.all(Array.from({ length: 8 }, (_, i) => till.keys.create({ name: `live ${i}`, scopes: [] })));
       const dead = await Promise.all(Array.from({ length: 8 }, (_, i) => till.keys.create({ name: `dead ${i}`, scopes: [] })));
       for (const d of dead) await till.keys.revoke(d.record.id);
+      // Replication is asynchronous: a write the primary acknowledged can be lost if it dies before its
+      // replica has it. The drill is about verification across the failover, so the keys are on the
+      // replicas first (WAIT for one replica on every primary).
+      const acked = await Promise.all(client.nodes('master').map((n) => n.wait(1, 5000)));
+      expect(acked.every((n) => Number(n) >= 1)).toBe(true);
       // The primary holding the first live key's slot.
       const slot = Number(await client.cluster('KEYSLOT', `${namespace}{${live[0]!.record.id}}:k`));
       const shards = (await client.cluster('SLOTS')) as unknown as Array<[number, number, [string, number, string]]>;
@@ -55,6 +60,16 @@ describe('a primary killed under load', () => {
       while (Date.now() < deadline && !back) {
         await new Promise((r) => setTimeout(r, 250));
         back = (await till.verify(live[0]!.key)).valid;
+      }
+      if (!back) {
+        // What the cluster and the client thought, for the failure message.
+        const other = own.servers.find((x) => x.port !== owner)!;
+        const probe = new Cluster([{ host: '127.0.0.1', port: other.port }]);
+        probe.on('error', () => {});
+        const nodes = await probe.nodes('all')[0]?.cluster('NODES').catch((e: Error) => e.message);
+        probe.disconnect();
+        const last = await till.verify(live[0]!.key);
+        console.error(`[drill] killed ${owner}; last outcome ${last.valid ? 'VALID' : last.code}; client masters ${JSON.stringify(client.nodes('master').map((n) => n.options.port))}\n${String(nodes)}`);
       }
       const afterFailover = seen.ok;
       await new Promise((r) => setTimeout(r, 1000));
