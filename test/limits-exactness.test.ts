@@ -153,25 +153,28 @@ describe(`rate limits and credits are exact across ${WORKERS} processes x ${CLIE
   const children: ChildProcess[] = [];
   let workers: Worker[] = [];
 
-  /** Every worker's counters: a fallback to per-process limits or a store error would void exactness. */
-  const stats = () =>
+  /** Sends `type` to every worker and resolves with each one's reply (the message of `replyType` for it). */
+  const askAll = <T>(type: string, replyType: string) =>
     Promise.all(
       workers.map(
         (w) =>
-          new Promise<WorkerStats>((resolve, reject) => {
+          new Promise<T>((resolve, reject) => {
             const req = Math.random();
-            const timer = setTimeout(() => reject(new Error(`[limits] worker ${w.index} sent no stats`)), 5_000);
-            const onMessage = (message: WorkerStats & { type?: string; req?: number }) => {
-              if (message?.type !== 'stats' || message.req !== req) return;
+            const timer = setTimeout(() => reject(new Error(`[limits] worker ${w.index} did not answer ${type}`)), 5_000);
+            const onMessage = (message: T & { type?: string; req?: number }) => {
+              if (message?.type !== replyType || message.req !== req) return;
               clearTimeout(timer);
               w.child.off('message', onMessage);
               resolve(message);
             };
             w.child.on('message', onMessage);
-            w.child.send({ type: 'stats', req });
+            w.child.send({ type, req });
           }),
       ),
     );
+
+  /** Every worker's counters: a fallback to per-process limits or a store error would void exactness. */
+  const stats = () => askAll<WorkerStats>('stats', 'stats');
 
   /**
    * Sends ROUNDS requests from each of CLIENTS clients at every worker, all at once, and returns every
@@ -197,24 +200,7 @@ describe(`rate limits and credits are exact across ${WORKERS} processes x ${CLIE
   };
 
   /** Asks every worker to write its usage counts now, and waits until each has. */
-  const flushUsage = () =>
-    Promise.all(
-      workers.map(
-        (w) =>
-          new Promise<void>((resolve, reject) => {
-            const req = Math.random();
-            const timer = setTimeout(() => reject(new Error(`[limits] worker ${w.index} did not flush its usage`)), 5_000);
-            const onMessage = (message: { type?: string; req?: number }) => {
-              if (message?.type !== 'flushed' || message.req !== req) return;
-              clearTimeout(timer);
-              w.child.off('message', onMessage);
-              resolve();
-            };
-            w.child.on('message', onMessage);
-            w.child.send({ type: 'flush-usage', req });
-          }),
-      ),
-    );
+  const flushUsage = () => askAll<unknown>('flush-usage', 'flushed');
 
   const expectHealthyWorkers = async () => {
     for (const s of await stats()) {

@@ -1,6 +1,6 @@
 // Turning command-line text into what the key manager takes: ids, scopes, metadata, times, durations.
 // Everything here is checked before Redis is contacted, so bad input never reaches the store.
-import { ID_LENGTH, isTillError, isValidGrant, isValidKeyId, normalizeCredits, normalizeRateLimits, parseDuration, parseKey, type CreditsInput, type RateLimitInput } from '@till/core';
+import { AUDIT_TYPES, ID_LENGTH, isTillError, isValidGrant, isValidKeyId, normalizeCredits, normalizeRateLimits, parseDuration, parseKey, type AuditType, type CreditsInput, type RateLimitInput } from '@till/core';
 import { failed, plainMessage } from './errors.js';
 
 /** Commander's collector for repeatable options. */
@@ -178,4 +178,21 @@ export function count(text: string, option: string): number {
   const n = Number(text);
   if (!/^\d{1,9}$/.test(text) || n < 1) throw failed(`invalid ${option} ${JSON.stringify(text.slice(0, 20))}: give a whole number of at least 1`);
   return n;
+}
+
+/** `--rate`, `--credits` and `--refill` as the key manager takes them (create and update alike). */
+export function limitsAndCredits(options: { rate?: string[]; credits?: string; refill?: string }): { limits?: RateLimitInput[]; credits?: CreditsInput | null } {
+  if (options.refill !== undefined && options.credits === undefined) throw failed('--refill needs --credits');
+  return {
+    ...(options.rate !== undefined && { limits: rateLimits(options.rate) }),
+    ...(options.credits !== undefined && { credits: credits(options.credits, options.refill) }),
+  };
+}
+
+/** `--type` values (repeatable) checked against the audit entry types. */
+export function auditTypes(values: readonly string[]): AuditType[] {
+  for (const t of values) {
+    if (!(AUDIT_TYPES as readonly string[]).includes(t)) throw failed(`invalid --type ${JSON.stringify(t.slice(0, 40))}: one of ${AUDIT_TYPES.join(', ')}`);
+  }
+  return values as AuditType[];
 }

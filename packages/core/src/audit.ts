@@ -1,5 +1,4 @@
 // The audit trail: what changed, who did it and why, and what was tried and refused. Never a secret.
-import { randomBytes } from 'node:crypto';
 import { TillError } from './errors.js';
 import type { OutcomeCode } from './outcome.js';
 import type { KeyInfo } from './record.js';
@@ -67,11 +66,6 @@ export interface AuditPage {
 
 const MAX_TEXT = 200;
 const UA_MAX = 200;
-
-/** A short random tag that makes entry ids unique across processes writing in the same millisecond. */
-export function entryTag(): string {
-  return randomBytes(4).toString('hex');
-}
 
 /** Checks a query and normalizes its times. */
 export function normalizeQuery(query: AuditQuery = {}): Required<Pick<AuditQuery, 'limit'>> & { from: number; to: number; keyId?: string; ownerId?: string; types: ReadonlySet<AuditType> | null; cursor?: string } {

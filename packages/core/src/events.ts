@@ -33,30 +33,13 @@ export type TillEventListener = (event: TillEvent) => void;
 export class TillEvents {
   private readonly listeners = new Set<TillEventListener>();
   private readonly outcomes = new Set<VerificationListener>();
-  /** Whether anyone listens to verification outcomes: when not, the request path builds no event. */
-  observed = false;
-
-  /** Listens to every verification outcome (every request through `apiKeyAuth()` and the guards). */
-  onVerification(listener: VerificationListener): () => void {
-    this.outcomes.add(listener);
-    this.observed = true;
-    return () => {
-      this.outcomes.delete(listener);
-      this.observed = this.outcomes.size > 0;
-    };
-  }
-
-  emitVerification(event: VerificationEvent): void {
-    for (const listener of this.outcomes) {
-      try {
-        listener(event);
-      } catch (error) {
-        this.onError(error);
-      }
-    }
-  }
 
   constructor(private readonly onError: (error: unknown) => void = () => {}) {}
+
+  /** Whether anyone listens to verification outcomes: when not, the request path builds no event. */
+  get observed(): boolean {
+    return this.outcomes.size > 0;
+  }
 
   /** Listens to every event; returns the unsubscribe. */
   on(listener: TillEventListener): () => void {
@@ -64,8 +47,22 @@ export class TillEvents {
     return () => this.listeners.delete(listener);
   }
 
+  /** Listens to every verification outcome (every request through `apiKeyAuth()` and the guards). */
+  onVerification(listener: VerificationListener): () => void {
+    this.outcomes.add(listener);
+    return () => this.outcomes.delete(listener);
+  }
+
   emit(event: TillEvent): void {
-    for (const listener of this.listeners) {
+    this.deliver(this.listeners, event);
+  }
+
+  emitVerification(event: VerificationEvent): void {
+    this.deliver(this.outcomes, event);
+  }
+
+  private deliver<E>(listeners: ReadonlySet<(event: E) => void>, event: E): void {
+    for (const listener of listeners) {
       try {
         listener(event);
       } catch (error) {

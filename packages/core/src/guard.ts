@@ -109,13 +109,20 @@ const AUDITED: Partial<Record<string, SecurityType>> = {
   BLOCKED: 'client.blocked',
 };
 
+/**
+ * The key id a refusal names: its own, or the id of the well-formed key that did not verify (public,
+ * and what an operator searches by).
+ */
+function keyIdOf(failure: VerifyFailure, key: string | null): string | null {
+  if (failure.keyId !== undefined) return failure.keyId;
+  if (key === null) return null;
+  const parsed = parseKey(key);
+  return parsed.ok ? parsed.id : null;
+}
+
 /** Tells verification listeners of an outcome (only called when someone listens). */
 function observe(till: Till, result: VerifyResult, key: string | null, ip: string | undefined, userAgent: unknown): void {
-  let keyId: string | null = result.valid ? result.key.id : (result.keyId ?? null);
-  if (keyId === null && key !== null) {
-    const parsed = parseKey(key);
-    if (parsed.ok) keyId = parsed.id;
-  }
+  const keyId = result.valid ? result.key.id : keyIdOf(result, key);
   const credits = result.usage?.credits;
   till.events.emitVerification({
     code: result.code,
@@ -131,13 +138,7 @@ function observe(till: Till, result: VerifyResult, key: string | null, ip: strin
 function audit(till: Till, failure: VerifyFailure, key: string | null, ip: string | undefined, userAgent: unknown, detail?: string): void {
   const type = AUDITED[failure.code];
   if (type === undefined || till.auditWriter === null) return;
-  let keyId = failure.keyId ?? null;
-  // The id of a well-formed key that did not verify: public, and what an operator searches by.
-  if (keyId === null && key !== null) {
-    const parsed = parseKey(key);
-    if (parsed.ok) keyId = parsed.id;
-  }
-  till.auditWriter.record({ type, code: failure.code, keyId, ip, userAgent, ...(detail !== undefined && { detail }) });
+  till.auditWriter.record({ type, code: failure.code, keyId: keyIdOf(failure, key), ip, userAgent, ...(detail !== undefined && { detail }) });
 }
 
 /** Rejects anything that is not a plain object of known options: a typo must not silently weaken auth. */

@@ -18,11 +18,6 @@ export class Limiter {
     private readonly events: TillEvents,
   ) {}
 
-  /** Whether charges currently count in this process only. */
-  get isDegraded(): boolean {
-    return this.degraded;
-  }
-
   /**
    * Charges a request. While the store is unreachable, rate limits count in this process (each
    * process then admits up to the full limit: limits stay bounded, not shared) and a `limits.fallback`

@@ -51,10 +51,8 @@ export function registerCreate(keys: Command, ctx: Context): void {
         ...(options.owner !== undefined && { ownerId: options.owner }),
         ...(options.expires !== undefined && input.expiry(options.expires, now)),
         ...(options.notBefore !== undefined && { notBefore: input.time(options.notBefore, '--not-before', now) }),
-        ...(options.rate !== undefined && { limits: input.rateLimits(options.rate) }),
-        ...(options.credits !== undefined && { credits: input.credits(options.credits, options.refill) }),
+        ...input.limitsAndCredits(options),
       };
-      if (options.refill !== undefined && options.credits === undefined) throw failed('--refill needs --credits');
       const prefix = options.prefix ?? (ctx.env.TILL_PREFIX || undefined);
       if (prefix !== undefined) {
         if (!isValidPrefix(prefix as unknown)) {

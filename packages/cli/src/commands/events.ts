@@ -1,6 +1,6 @@
 // `till events list`: the audit trail, filtered, as a table, one JSON document, or JSON lines.
 import type { Command } from 'commander';
-import { AUDIT_TYPES, toJsonLines, type AuditEntry, type AuditQuery, type AuditType } from '@till/core';
+import { AUDIT_TYPES, toJsonLines, type AuditEntry, type AuditQuery } from '@till/core';
 import type { Context } from '../context.js';
 import { failed } from '../errors.js';
 import * as input from '../input.js';
@@ -60,12 +60,7 @@ export function registerEvents(program: Command, ctx: Context): void {
       const query: AuditQuery = { limit: input.limit(options.limit) };
       if (options.key !== undefined) query.keyId = input.keyId(options.key);
       if (options.owner !== undefined) query.ownerId = input.text(options.owner, '--owner');
-      if (options.type !== undefined) {
-        for (const t of options.type) {
-          if (!(AUDIT_TYPES as readonly string[]).includes(t)) throw failed(`invalid --type ${JSON.stringify(t.slice(0, 40))}: one of ${AUDIT_TYPES.join(', ')}`);
-        }
-        query.types = options.type as AuditType[];
-      }
+      if (options.type !== undefined) query.types = input.auditTypes(options.type);
       if (options.since !== undefined) query.from = input.past(options.since, '--since', now);
       if (options.until !== undefined) query.to = input.past(options.until, '--until', now);
       if (options.json && options.jsonl) throw failed('give --json or --jsonl, not both');
@@ -108,12 +103,7 @@ export function registerTail(events: Command, ctx: Context): void {
       const until = options.for === undefined ? Number.POSITIVE_INFINITY : ctx.now() + input.duration(options.for, '--for');
       const query: AuditQuery = { limit: 1000 };
       if (options.key !== undefined) query.keyId = input.keyId(options.key);
-      if (options.type !== undefined) {
-        for (const t of options.type) {
-          if (!(AUDIT_TYPES as readonly string[]).includes(t)) throw failed(`invalid --type ${JSON.stringify(t.slice(0, 40))}: one of ${AUDIT_TYPES.join(', ')}`);
-        }
-        query.types = options.type as AuditType[];
-      }
+      if (options.type !== undefined) query.types = input.auditTypes(options.type);
       const keyManager = await ctx.keys(command);
       // Start at the end: find the newest entry's id, then print what comes after it.
       const startedAt = ctx.now();

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import type { KeyPatch } from '@till/core';
 import type { Context } from '../context.js';
-import { failed, usage } from '../errors.js';
+import { usage } from '../errors.js';
 import * as input from '../input.js';
 import { details, json, toJson } from '../output.js';
 
@@ -50,9 +50,7 @@ export function registerUpdate(keys: Command, ctx: Context): void {
       const setMeta = input.metadata(options.meta ?? []);
       const unsetMeta = options.unsetMeta ?? [];
       if (options.expires !== undefined) Object.assign(patch, input.expiry(options.expires, now, true));
-      if (options.rate !== undefined) patch.limits = input.rateLimits(options.rate);
-      if (options.refill !== undefined && options.credits === undefined) throw failed('--refill needs --credits');
-      if (options.credits !== undefined) patch.credits = input.credits(options.credits, options.refill);
+      Object.assign(patch, input.limitsAndCredits(options));
       const changesMeta = Object.keys(setMeta).length > 0 || unsetMeta.length > 0;
       if (Object.keys(patch).length === 0 && !changesMeta) {
         throw usage('nothing to update: give --name, --scope, --meta, --unset-meta, --expires, --rate or --credits');

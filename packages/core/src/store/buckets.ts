@@ -48,10 +48,6 @@ export class LocalBuckets {
     for (const name of this.buckets.keys()) if (name.startsWith(prefix)) this.buckets.delete(name);
   }
 
-  get size(): number {
-    return this.buckets.size;
-  }
-
   private sweep(now: number): void {
     for (const [name, slot] of this.buckets) if (slot.expiresAt <= now) this.buckets.delete(name);
     this.sweepAt = Math.max(1024, this.buckets.size * 2);
