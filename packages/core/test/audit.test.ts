@@ -151,9 +151,9 @@ describe('audit trail: Redis atomicity', () => {
     const store = new RedisStore({ client, namespace });
     const till = createTill({ store, logger: { warn() {}, error() {} } });
     const a = await till.keys.create({ name: 'guarded', scopes: ['x'] });
-    // The key's trail made unwritable: a string where the stream should be.
+    // The key's trail made unwritable: a hash where the string of entries should be.
     await client.del(`${namespace}{${a.record.id}}:audit`);
-    await client.set(`${namespace}{${a.record.id}}:audit`, 'not a stream');
+    await client.hset(`${namespace}{${a.record.id}}:audit`, 'not', 'a trail');
     await expect(till.keys.revoke(a.record.id)).rejects.toMatchObject({ code: 'STORE_ERROR' });
     await expect(till.keys.update(a.record.id, { name: 'changed' })).rejects.toMatchObject({ code: 'STORE_ERROR' });
     await expect(till.keys.delete(a.record.id)).rejects.toMatchObject({ code: 'STORE_ERROR' });

@@ -55,19 +55,26 @@ describe('RedisStore specifics', () => {
     await expect(store.consume({ subject: 'a{b}', limits, now: 0 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
-  it('keeps a version beside each record for charges, and fills it in for a record written without one', async () => {
+  it('stores records compact, version first, and charges read the version of any record', async () => {
     const store = new RedisStore({ client, namespace });
-    const record = sampleRecord();
+    const record = sampleRecord({ metadata: {} });
     await store.insert(record);
-    const versionKey = `${namespace}{${record.id}}:v`;
-    expect(await client.get(versionKey)).toBe('1');
-    await store.replace({ ...record, name: 'v2', version: 2 }, 1);
-    expect(await client.get(versionKey)).toBe('2');
+    const stored = (await client.get(`${namespace}{${record.id}}:k`))!;
+    // Defaults left out (nulls, empty lists, false, updatedAt equal to createdAt), read back whole.
+    expect(stored.startsWith('{"version":1,')).toBe(true);
+    expect(stored).not.toMatch(/null|"disabled"|"limits"|"metadata"|"updatedAt"/);
+    expect(await store.get(record.id)).toEqual(record);
+    await store.replace({ ...record, name: 'v2', version: 2, updatedAt: record.createdAt + 5 }, 1);
+    expect(await store.get(record.id)).toEqual({ ...record, name: 'v2', version: 2, updatedAt: record.createdAt + 5 });
     const limits = [{ name: 'l', limit: 5, window: 1000, cost: 1 }];
-    await client.del(versionKey);
     expect(await store.consume({ subject: record.id, keyVersion: 2, credits: null, limits, now: 0 })).toMatchObject({ outcome: 'OK' });
-    expect(await client.get(versionKey)).toBe('2');
     expect(await store.consume({ subject: record.id, keyVersion: 1, credits: null, limits, now: 0 })).toMatchObject({ outcome: 'CHANGED', record: { name: 'v2' } });
+    // A record written some other way (version last, every field present) is decoded instead.
+    await client.set(`${namespace}{${record.id}}:k`, JSON.stringify({ ...record, name: 'v3', version: 3 }));
+    expect(await store.consume({ subject: record.id, keyVersion: 3, credits: null, limits, now: 0 })).toMatchObject({ outcome: 'OK' });
+    expect(await store.consume({ subject: record.id, keyVersion: 2, credits: null, limits, now: 0 })).toMatchObject({ outcome: 'CHANGED', record: { name: 'v3' } });
+    await client.del(`${namespace}{${record.id}}:k`);
+    expect(await store.consume({ subject: record.id, keyVersion: 3, credits: null, limits, now: 0 })).toEqual({ outcome: 'NOT_FOUND' });
   });
 
   it('reports a corrupt record as a store error, not as a key', async () => {

@@ -1,35 +1,54 @@
 // Lua scripts of the Redis store. Each touches only keys of one `{id}` hash tag, so it runs on Cluster too.
 
 /**
- * Compare-and-set of a key record, with its audit entry and the invalidation in the same atomic step.
- * KEYS[1] record, KEYS[2] its version, KEYS[3] the key's audit trail (a list); ARGV[1] new JSON, ARGV[2]
- * expected version, ARGV[3] channel, ARGV[4] id, ARGV[5] new version, ARGV[6] audit entry JSON ('' for
- * none), ARGV[7] the trail's length cap. The entry is written first: if it cannot be, nothing is.
- * Returns {1, entry id or ''} written, {0} version mismatch, {-1} no record.
- */
-/**
- * Pushes an entry onto a key's trail (a list, newest first, as `<id> <json>`), capped: a list keeps a
- * few entries in a few hundred bytes, where a stream allocates a whole node for its first one. Ids are
- * the server's time, `<ms>-<µs within the ms>`.
+ * Adds an entry to a key's trail: one string of `<id> <json>` lines, oldest first, capped at `cap`
+ * lines. A string, not a list: on Redis 7.0 a list of one entry costs a quicklist node and its
+ * headers (about 250 bytes more per key), and most keys' trails hold one entry, their creation.
+ * Written whole with SET, so the string carries no slack. Ids are the server's time,
+ * `<ms>-<µs within the ms>`. JSON escapes newlines, so a line is an entry.
  */
 const TRAIL_FUNCTION = `local function trail(key, entry, cap)
   local t = redis.call('TIME')
   local id = string.format('%d-%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(t[2]) % 1000)
-  redis.call('LPUSH', key, id .. ' ' .. entry)
-  redis.call('LTRIM', key, 0, cap - 1)
+  local old = redis.call('GET', key) or ''
+  local _, n = string.gsub(old, '\\n', '')
+  if n >= cap then
+    local at = 0
+    for _ = 1, n - cap + 1 do at = string.find(old, '\\n', at + 1, true) end
+    old = string.sub(old, at + 1)
+  end
+  redis.call('SET', key, old .. id .. ' ' .. entry .. '\\n')
   return id
 end
 `;
 
-export const REPLACE_SCRIPT = `${TRAIL_FUNCTION}
+/**
+ * The version of a stored record: records are written with it first, so a pattern reads it without
+ * decoding the JSON (which would cost more than a whole charge); anything else is decoded.
+ */
+const VERSION_FUNCTION = `local function version(json)
+  local v = string.match(json, '^{"version":(%d+)[,}]')
+  if v then return tonumber(v) end
+  local ok, decoded = pcall(cjson.decode, json)
+  if ok and type(decoded) == 'table' then return tonumber(decoded['version']) end
+  return nil
+end
+`;
+
+/**
+ * Compare-and-set of a key record, with its audit entry and the invalidation in the same atomic step.
+ * KEYS[1] record, KEYS[2] the key's audit trail; ARGV[1] new JSON, ARGV[2] expected version, ARGV[3]
+ * channel, ARGV[4] id, ARGV[5] audit entry JSON ('' for none), ARGV[6] the trail's length cap. The
+ * entry is written first: if it cannot be, nothing is.
+ * Returns {1, entry id or ''} written, {0} version mismatch, {-1} no record.
+ */
+export const REPLACE_SCRIPT = `${TRAIL_FUNCTION}${VERSION_FUNCTION}
 local current = redis.call('GET', KEYS[1])
 if not current then return {-1} end
-local ok, decoded = pcall(cjson.decode, current)
-if not ok or tonumber(decoded['version']) ~= tonumber(ARGV[2]) then return {0} end
+if version(current) ~= tonumber(ARGV[2]) then return {0} end
 local entry = ''
-if ARGV[6] ~= '' then entry = trail(KEYS[3], ARGV[6], tonumber(ARGV[7])) end
+if ARGV[5] ~= '' then entry = trail(KEYS[2], ARGV[5], tonumber(ARGV[6])) end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[5])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 return {1, entry}
 `;
@@ -40,26 +59,25 @@ return trail(KEYS[1], ARGV[1], tonumber(ARGV[2]))
 `;
 
 /**
- * A new key record, its version and its audit entry, unless the id is taken.
- * KEYS[1] record, KEYS[2] its version, KEYS[3] the key's audit trail; ARGV[1] JSON, ARGV[2] version,
- * ARGV[3] audit entry JSON ('' for none), ARGV[4] the trail's length cap.
+ * A new key record and its audit entry, unless the id is taken.
+ * KEYS[1] record, KEYS[2] the key's audit trail; ARGV[1] JSON, ARGV[2] audit entry JSON ('' for
+ * none), ARGV[3] the trail's length cap.
  * Returns {1, entry id or ''} written, {0} taken.
  */
 export const INSERT_SCRIPT = `${TRAIL_FUNCTION}
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local entry = ''
-if ARGV[3] ~= '' then entry = trail(KEYS[3], ARGV[3], tonumber(ARGV[4])) end
+if ARGV[2] ~= '' then entry = trail(KEYS[2], ARGV[2], tonumber(ARGV[3])) end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[2])
 return {1, entry}
 `;
 
 /**
- * Deletes a key record, its version and its credits if the version is still the expected one, with
- * its audit entry and the invalidation in the same step. The key's audit trail stays: it is the
- * key's history. Rate-limit state expires by itself.
- * KEYS[1] record, KEYS[2] version, KEYS[3] credits, KEYS[4] audit trail; ARGV[1] expected version,
- * ARGV[2] channel, ARGV[3] id, ARGV[4] audit entry JSON ('' for none), ARGV[5] the trail's cap.
+ * Deletes a key record and its credits if the version is still the expected one, with its audit
+ * entry and the invalidation in the same step. The key's audit trail stays: it is the key's history.
+ * Rate-limit state expires by itself.
+ * KEYS[1] record, KEYS[2] credits, KEYS[3] audit trail; ARGV[1] expected version, ARGV[2] channel,
+ * ARGV[3] id, ARGV[4] audit entry JSON ('' for none), ARGV[5] the trail's cap.
  * Returns {1, entry id or '', owner id or ''} deleted, {0} version mismatch, {-1} no record.
  */
 export const REMOVE_SCRIPT = `${TRAIL_FUNCTION}
@@ -68,8 +86,8 @@ if not current then return {-1} end
 local ok, decoded = pcall(cjson.decode, current)
 if not ok or tonumber(decoded['version']) ~= tonumber(ARGV[1]) then return {0} end
 local entry = ''
-if ARGV[4] ~= '' then entry = trail(KEYS[4], ARGV[4], tonumber(ARGV[5])) end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+if ARGV[4] ~= '' then entry = trail(KEYS[3], ARGV[4], tonumber(ARGV[5])) end
+redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 local owner = ''
 if type(decoded['ownerId']) == 'string' then owner = decoded['ownerId'] end
@@ -83,18 +101,18 @@ return {1, entry, owner}
  * suite holds the two to the same answers). Requests that arrive together for one key (a busy key
  * under many connections) so share one call: one round trip for all of them, and the state is read
  * and written once.
- * KEYS: with a key version, [version, credits (only with a credit policy), bucket...]; without,
+ * KEYS: with a key version, [record, credits (only with a credit policy), bucket...]; without,
  * [bucket...].
  * ARGV[1] now in ms ('' = the server's clock), ARGV[2] key version ('' = not a key), ARGV[3] number
  * of limits n, ARGV[4] the key's credit policy as the caller's copy of the record of that version
  * holds it ('remaining:setAt:generation[:amount:interval]', '' for none), then limit and window (ms)
  * of each limit, then the number of requests m, then for each request its credit cost and the cost
- * of each limit. Only the version is read of the record, never its JSON (decoding it would cost more
- * than all the rest).
+ * of each limit. Only the version is read of the record (`version()`), never the rest of its JSON
+ * (decoding it would cost more than all the rest).
  * Returns {'CHANGED'} (the version differs or is missing) or, for each request in turn, outcome,
  * credits left (-1 none), retry ms (-1 never; 0 admitted), then remaining and reset (ms) of each limit.
  */
-export const CONSUME_SCRIPT = `
+export const CONSUME_SCRIPT = `${VERSION_FUNCTION}
 local floor, ceil, tonumber = math.floor, math.ceil, tonumber
 local now
 if ARGV[1] == '' then
@@ -108,9 +126,9 @@ local first = 0
 local policy = nil
 if ARGV[2] ~= '' then
   first = 1
-  -- A missing version (no such key, or a record written before versions were kept) is a change too:
-  -- the caller reads the record and sorts it out.
-  if tonumber(redis.call('GET', KEYS[1])) ~= tonumber(ARGV[2]) then return {'CHANGED'} end
+  -- A missing record is a change too: the caller reads it and sorts it out.
+  local record = redis.call('GET', KEYS[1])
+  if not record or version(record) ~= tonumber(ARGV[2]) then return {'CHANGED'} end
   if ARGV[4] ~= '' then
     first = 2
     local r, t, g, amount, interval = string.match(ARGV[4], '^(%d+):(%d+):(%d+):?(%d*):?(%d*)$')

@@ -1,14 +1,14 @@
 // A KeyStore on Redis or Redis Cluster through ioredis, with command timeouts and fail-fast when down.
 import type { Cluster, Redis } from 'ioredis';
 import { TillError, storeUnavailable } from '../errors.js';
-import { decodeRecord, type KeyRecord } from '../record.js';
+import { compactInfo, decodeRecord, encodeRecord, expandInfo, type KeyInfo, type KeyRecord } from '../record.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
 import type { ChargeOutcome, Credits, LimitState } from '../limits.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from '../store/types.js';
 import { CONSUME_SCRIPT, INSERT_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, TRAIL_SCRIPT } from './scripts.js';
 import { dayOf, type KeyUsage, type UsageBatchItem } from '../usage.js';
 import type { OutcomeCode } from '../outcome.js';
-import { normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit.js';
+import { CHANGE_TYPES, normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -37,9 +37,9 @@ export interface RedisStoreOptions {
 }
 
 type ScriptClient = RedisClient & {
-  tillReplace(record: string, versionKey: string, trail: string, json: string, version: number, channel: string, id: string, newVersion: number, entry: string, cap: number): Promise<[number, string?]>;
-  tillInsert(record: string, versionKey: string, trail: string, json: string, version: number, entry: string, cap: number): Promise<[number, string?]>;
-  tillRemove(record: string, versionKey: string, credits: string, trail: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, string?]>;
+  tillReplace(record: string, trail: string, json: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?]>;
+  tillInsert(record: string, trail: string, json: string, entry: string, cap: number): Promise<[number, string?]>;
+  tillRemove(record: string, credits: string, trail: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, string?]>;
   tillTrail(trail: string, entry: string, cap: number): Promise<string>;
   tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
 };
@@ -69,12 +69,46 @@ function shapeOf(limits: ConsumeRequest['limits']): string {
   return shape;
 }
 
+/**
+ * An audit entry as stored: compact JSON without what the store knows otherwise (the time is the
+ * entry id's; the key id is a trail's own, and the snapshots' `id`; the owner is the snapshots') or
+ * what holds its default (null actor, reason and snapshots; snapshots compacted like records).
+ * `withKey` false: for a key's own trail.
+ */
+function encodeEntry(audit: AuditRecord, withKey: boolean): string {
+  const snapshot = audit.after ?? audit.before;
+  const out: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(audit)) {
+    if (value === undefined || value === null || field === 'at' || (field === 'keyId' && !withKey)) continue;
+    if (field === 'ownerId' && snapshot && snapshot.ownerId === value) continue;
+    if (field === 'before' || field === 'after') {
+      const { id, ...rest } = compactInfo(value as KeyInfo);
+      out[field] = id === audit.keyId ? rest : { id, ...rest };
+    } else {
+      out[field] = value;
+    }
+  }
+  return JSON.stringify(out);
+}
+
+const trailEntry = (audit: AuditRecord | undefined): string => (audit === undefined ? '' : encodeEntry(audit, false));
+
 /** A stored entry as an audit entry; its time is its id's (the Redis server's clock). */
-function parseEntry(id: string, json: string | undefined): AuditEntry | null {
+function parseEntry(id: string, json: string | undefined, trailOf: string | null): AuditEntry | null {
   if (json === undefined) return null;
   try {
-    const record = JSON.parse(json) as AuditRecord;
-    return { ...record, id, at: Number(id.slice(0, id.indexOf('-'))) };
+    const stored = JSON.parse(json) as Record<string, unknown>;
+    const keyId = (stored.keyId as string | undefined) ?? trailOf;
+    const entry = { keyId, actor: null, reason: null, ...stored, id, at: Number(id.slice(0, id.indexOf('-'))) } as Record<string, unknown>;
+    // A change has both snapshots (null for none); a security event has neither.
+    const change = (CHANGE_TYPES as readonly unknown[]).includes(stored.type);
+    for (const field of ['before', 'after'] as const) {
+      if (stored[field] !== undefined) entry[field] = expandInfo({ id: keyId, ...(stored[field] as Record<string, unknown>) });
+      else if (change) entry[field] = null;
+    }
+    const snapshot = (entry.after ?? entry.before) as KeyInfo | null | undefined;
+    if (entry.ownerId === undefined) entry.ownerId = snapshot ? snapshot.ownerId : null;
+    return entry as unknown as AuditEntry;
   } catch {
     return null;
   }
@@ -88,11 +122,11 @@ function creditPolicy(c: Credits): string {
 
 /**
  * Layout, with `till:` as the namespace:
- * - `till:{<id>}:audit`: the key's audit trail, a capped list of `<id> <json>` entries, newest first,
+ * - `till:{<id>}:audit`: the key's audit trail, a string of `<id> <json>` lines, oldest first, capped,
  *   written in the script that makes each change.
- * - `till:{<id>}:k`: the record as JSON; `till:{<id>}:v` its version, written with it, which is all a
- *   rate-limit charge reads of it; `till:{<id>}:cr` the live credit count; `till:{<id>}:rl:<bucket>`
- *   the state of each rate limit (a GCRA debt, expiring once drained).
+ * - `till:{<id>}:k`: the record as compact JSON, `version` first (all a rate-limit charge reads of it);
+ *   `till:{<id>}:cr` the live credit count; `till:{<id>}:rl:<bucket>` the state of each rate limit (a
+ *   GCRA debt, expiring once drained); `till:{<id>}:u:<day>` the day's usage counts.
  *   Everything about one key shares the `{<id>}` hash tag so one script can read and change it
  *   atomically on a single Redis and on Cluster alike.
  * - `till:idx:all`, `till:idx:owner:<owner>`: sorted sets of ids scored by creation time, read by
@@ -149,16 +183,16 @@ export class RedisStore implements KeyStore {
     this.subscriber = options.subscriber;
     this.ownsSubscriber = options.subscriber === undefined;
     if (typeof this.client.tillReplace !== 'function') {
-      this.client.defineCommand('tillReplace', { numberOfKeys: 3, lua: REPLACE_SCRIPT });
+      this.client.defineCommand('tillReplace', { numberOfKeys: 2, lua: REPLACE_SCRIPT });
     }
     if (typeof this.client.tillInsert !== 'function') {
-      this.client.defineCommand('tillInsert', { numberOfKeys: 3, lua: INSERT_SCRIPT });
+      this.client.defineCommand('tillInsert', { numberOfKeys: 2, lua: INSERT_SCRIPT });
     }
     if (typeof this.client.tillTrail !== 'function') {
       this.client.defineCommand('tillTrail', { numberOfKeys: 1, lua: TRAIL_SCRIPT });
     }
     if (typeof this.client.tillRemove !== 'function') {
-      this.client.defineCommand('tillRemove', { numberOfKeys: 4, lua: REMOVE_SCRIPT });
+      this.client.defineCommand('tillRemove', { numberOfKeys: 3, lua: REMOVE_SCRIPT });
     }
     if (typeof this.client.tillConsume !== 'function') {
       this.client.defineCommand('tillConsume', { lua: CONSUME_SCRIPT });
@@ -168,11 +202,6 @@ export class RedisStore implements KeyStore {
   /** The Redis key of a record. */
   recordKey(id: string): string {
     return `${this.ns}{${id}}:k`;
-  }
-
-  /** The Redis key of a record's version, all a charge reads of the record. */
-  private versionKey(id: string): string {
-    return `${this.ns}{${id}}:v`;
   }
 
   private indexKey(ownerId: string | null): string {
@@ -190,31 +219,29 @@ export class RedisStore implements KeyStore {
   }
 
   async insert(record: KeyRecord, audit?: AuditRecord): Promise<void> {
-    const json = JSON.stringify(record);
-    const entry = audit === undefined ? '' : JSON.stringify(audit);
+    const json = encodeRecord(record);
     await this.run(async () => {
       await this.client.zadd(this.indexKey(null), record.createdAt, record.id);
       if (record.ownerId !== null) await this.client.zadd(this.indexKey(record.ownerId), record.createdAt, record.id);
-      const [ok] = await this.client.tillInsert(this.recordKey(record.id), this.versionKey(record.id), this.trailKey(record.id), json, record.version, entry, this.trailCap);
+      const [ok] = await this.client.tillInsert(this.recordKey(record.id), this.trailKey(record.id), json, trailEntry(audit), this.trailCap);
       if (ok !== 1) throw new TillError('KEY_EXISTS', `[till] [redis] key ${record.id} exists`);
     });
-    if (entry !== '') await this.copyToLog(entry);
+    if (audit !== undefined) await this.copyToLog(audit);
   }
 
   async replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
-    const entry = audit === undefined ? '' : JSON.stringify(audit);
     const [result] = await this.run(() =>
-      this.client.tillReplace(this.recordKey(record.id), this.versionKey(record.id), this.trailKey(record.id), JSON.stringify(record), expectedVersion, this.channel, record.id, record.version, entry, this.trailCap),
+      this.client.tillReplace(this.recordKey(record.id), this.trailKey(record.id), encodeRecord(record), expectedVersion, this.channel, record.id, trailEntry(audit), this.trailCap),
     );
     if (result === -1) throw new TillError('KEY_NOT_FOUND', `[till] [redis] no key ${record.id}`);
-    if (result === 1 && entry !== '') await this.copyToLog(entry);
+    if (result === 1 && audit !== undefined) await this.copyToLog(audit);
     return result === 1;
   }
 
   async remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
-    const entry = audit === undefined ? '' : JSON.stringify(audit);
-    const tag = `${this.ns}{${id}}:`;
-    const [result, , owner] = await this.run(() => this.client.tillRemove(this.recordKey(id), `${tag}v`, `${tag}cr`, this.trailKey(id), expectedVersion, this.channel, id, entry, this.trailCap));
+    const [result, , owner] = await this.run(() =>
+      this.client.tillRemove(this.recordKey(id), `${this.ns}{${id}}:cr`, this.trailKey(id), expectedVersion, this.channel, id, trailEntry(audit), this.trailCap),
+    );
     if (result === -1) throw new TillError('KEY_NOT_FOUND', `[till] [redis] no key ${id}`);
     if (result !== 1) return false;
     // The indexes live in other slots: removed after the record, so a crash between leaves an index
@@ -222,7 +249,7 @@ export class RedisStore implements KeyStore {
     await this.run(() => this.client.zrem(this.indexKey(null), id)).catch(() => {});
     if (owner) await this.run(() => this.client.zrem(this.indexKey(owner), id)).catch(() => {});
     await this.run(() => this.client.zrem(this.usageKey, id)).catch(() => {});
-    if (entry !== '') await this.copyToLog(entry);
+    if (audit !== undefined) await this.copyToLog(audit);
     return true;
   }
 
@@ -230,10 +257,9 @@ export class RedisStore implements KeyStore {
     // One command each: on Cluster the log and the keys' trails live in different slots.
     await Promise.all(
       entries.map(async (audit) => {
-        const entry = JSON.stringify(audit);
-        await this.copyToLog(entry);
+        await this.copyToLog(audit);
         if (audit.keyId !== null && /^[0-9A-Za-z]{16}$/.test(audit.keyId)) {
-          await this.run(() => this.client.tillTrail(this.trailKey(audit.keyId!), entry, this.trailCap));
+          await this.run(() => this.client.tillTrail(this.trailKey(audit.keyId!), trailEntry(audit), this.trailCap));
         }
       }),
     );
@@ -256,7 +282,7 @@ export class RedisStore implements KeyStore {
       const rows = (await this.run(() => this.client.xrange(this.logKey, start, end, 'COUNT', batch))) as Array<[string, string[]]>;
       for (const [id, fields] of rows) {
         const i = fields.indexOf('e');
-        const entry = i < 0 ? null : parseEntry(id, fields[i + 1]);
+        const entry = i < 0 ? null : parseEntry(id, fields[i + 1], null);
         if (entry === null || !matches(entry, q)) continue;
         if (entries.length === q.limit) return { entries, cursor: entries[entries.length - 1]!.id };
         entries.push(entry);
@@ -268,13 +294,12 @@ export class RedisStore implements KeyStore {
 
   /** A key's own trail (at most its cap of entries), oldest first, filtered and paged like the log. */
   private async readTrail(keyId: string, q: ReturnType<typeof normalizeQuery>): Promise<AuditPage> {
-    const raw = await this.run(() => this.client.lrange(this.trailKey(keyId), 0, -1));
+    const raw = (await this.run(() => this.client.get(this.trailKey(keyId)))) ?? '';
     const after = q.cursor === undefined ? null : q.cursor.split('-').map(Number);
     const entries: AuditEntry[] = [];
-    for (let i = raw.length - 1; i >= 0; i--) {
-      const line = raw[i]!;
+    for (const line of raw.split('\n')) {
       const space = line.indexOf(' ');
-      const entry = space < 0 ? null : parseEntry(line.slice(0, space), line.slice(space + 1));
+      const entry = space < 0 ? null : parseEntry(line.slice(0, space), line.slice(space + 1), keyId);
       if (entry === null || !matches(entry, q)) continue;
       if (after !== null) {
         const [ms, seq] = entry.id.split('-').map(Number);
@@ -321,8 +346,8 @@ export class RedisStore implements KeyStore {
   }
 
   /** The store's log of every entry, written after the change (whose key's trail holds it already). */
-  private async copyToLog(entry: string): Promise<void> {
-    await this.run(() => this.client.xadd(this.logKey, 'MAXLEN', this.logCap, '*', 'e', entry));
+  private async copyToLog(audit: AuditRecord): Promise<void> {
+    await this.run(() => this.client.xadd(this.logKey, 'MAXLEN', this.logCap, '*', 'e', encodeEntry(audit, true)));
   }
 
   private trailKey(id: string): string {
@@ -363,7 +388,7 @@ export class RedisStore implements KeyStore {
     const { request, policy, items } = batch;
     const tag = `${this.ns}{${request.subject}}:`;
     const isKey = request.keyVersion !== undefined;
-    const keys = isKey ? (policy === '' ? [`${tag}v`] : [`${tag}v`, `${tag}cr`]) : [];
+    const keys = isKey ? (policy === '' ? [`${tag}k`] : [`${tag}k`, `${tag}cr`]) : [];
     const n = request.limits.length;
     const args: Array<string | number> = [this.callerClock ? request.now : '', isKey ? request.keyVersion! : '', n, policy];
     for (const charge of request.limits) {
@@ -401,17 +426,11 @@ export class RedisStore implements KeyStore {
   }
 
   /**
-   * A charge found the key's version missing or different: the record says which. A record written
-   * before versions were kept beside it gets its version (unless a change wrote one meanwhile), and
-   * the charge is made again.
+   * A charge found the key's record missing or of another version: the record says which.
    */
   private async changed(request: ConsumeRequest): Promise<ConsumeResult> {
     const record = await this.get(request.subject);
-    if (record === null) return { outcome: 'NOT_FOUND' };
-    if (record.version !== request.keyVersion) return { outcome: 'CHANGED', record };
-    const set = await this.run(() => this.client.set(this.versionKey(record.id), record.version, 'NX'));
-    if (set !== 'OK') return { outcome: 'CHANGED', record: (await this.get(request.subject)) ?? record };
-    return this.consume(request);
+    return record === null ? { outcome: 'NOT_FOUND' } : { outcome: 'CHANGED', record };
   }
 
   async list(query: ListKeysQuery = {}): Promise<KeyPage> {

@@ -1,6 +1,6 @@
 // The embedded default store: records in a Map, serialized so callers can never alias stored state.
 import { TillError } from '../errors.js';
-import { decodeRecord, type KeyRecord } from '../record.js';
+import { decodeRecord, encodeRecord, type KeyRecord } from '../record.js';
 import type { AuditPage, AuditQuery, AuditRecord } from '../audit.js';
 import type { Credits } from '../limits.js';
 import { MemoryAuditLog } from './audit-log.js';
@@ -47,7 +47,7 @@ export class MemoryStore implements KeyStore {
   async insert(record: KeyRecord, audit?: AuditRecord): Promise<void> {
     if (this.records.has(record.id)) throw new TillError('KEY_EXISTS', `[till] [memory] key ${record.id} exists`);
     if (audit !== undefined) this.audit.append(audit);
-    this.records.set(record.id, JSON.stringify(record));
+    this.records.set(record.id, encodeRecord(record));
     this.versions.set(record.id, record.version);
     const entry = { createdAt: record.createdAt, id: record.id, ownerId: record.ownerId };
     let i = this.order.length;
@@ -60,7 +60,7 @@ export class MemoryStore implements KeyStore {
     if (current === undefined) throw new TillError('KEY_NOT_FOUND', `[till] [memory] no key ${record.id}`);
     if (decodeRecord(current).version !== expectedVersion) return false;
     if (audit !== undefined) this.audit.append(audit);
-    this.records.set(record.id, JSON.stringify(record));
+    this.records.set(record.id, encodeRecord(record));
     this.versions.set(record.id, record.version);
     this.emit(record.id);
     return true;
