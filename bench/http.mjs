@@ -1,6 +1,7 @@
 // HTTP benchmark: autocannon against bare Express 5, Express with apiKeyAuth() on a cached key, and a
 // hand-written Map check, each served by its own child process, alternating variants over several rounds.
 // Run alone with `node bench/http.mjs` (after `pnpm build`), or through `pnpm bench`.
+// Its machinery (startServer, runRounds, runPaired, summarizeRounds) also runs `pnpm bench:peers` (peers.mjs).
 import { execFileSync, fork } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { mkdirSync } from 'node:fs';
@@ -50,13 +51,19 @@ function canPin() {
 }
 
 /** Pins every thread of a process to one CPU. */
-function pin(pid, cpu) {
+export function pin(pid, cpu) {
   execFileSync('taskset', ['-a', '-cp', String(cpu), String(pid)], { stdio: 'ignore' });
 }
 
-function startServer(variant, profileDir, pinned) {
-  const execArgv = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${variant}.cpuprofile`] : [];
-  const child = fork(fileURLToPath(new URL('./server.mjs', import.meta.url)), [variant], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+/**
+ * Forks one server (by default server.mjs with the variant as its argument), pins it to CPU 1 when
+ * `pinned`, and resolves once it reports { port, key } over IPC; the key goes into the Authorization
+ * header of every request and is never printed. Other benchmarks pass their own server `script` and
+ * `args`; the server must speak server.mjs's protocol (answer 'cpu', exit on disconnect).
+ */
+export function startServer(variant, profileDir, pinned, { script = fileURLToPath(new URL('./server.mjs', import.meta.url)), args = [variant], profileName = variant } = {}) {
+  const execArgv = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${profileName}.cpuprofile`] : [];
+  const child = fork(script, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`[bench] the ${variant} server did not start within 10 s`)), 10_000);
     child.once('message', ({ port, key }) => {
@@ -71,7 +78,7 @@ function startServer(variant, profileDir, pinned) {
   });
 }
 
-async function stopServer({ child }) {
+export async function stopServer({ child }) {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   // Disconnecting lets the server exit normally (and write its CPU profile); kill it if it does not.
@@ -89,7 +96,7 @@ function serverCpu({ child }) {
   });
 }
 
-function load(server, seconds, config) {
+export function load(server, seconds, config) {
   return autocannon({
     url: server.url,
     headers: server.headers,
@@ -105,18 +112,93 @@ function load(server, seconds, config) {
  * costs per request, and a slow spell of the machine hits all of them alike. Steadier than the
  * back-to-back rounds; it runs the servers with colder caches, so it is the stricter of the two.
  */
-async function runPaired(servers, config, log) {
+export async function runPaired(servers, config, log, variants = VARIANTS, { strict = false } = {}) {
   if (config.pairedRounds === 0) return null;
   log(`HTTP side by side: ${config.pairedRounds} rounds of ${config.duration} s, all variants loaded at once`);
-  await Promise.all(VARIANTS.map((v) => load(servers[v.id], config.warmup, config)));
-  const ratios = Object.fromEntries(VARIANTS.map((v) => [v.id, []]));
+  await Promise.all(variants.map((v) => load(servers[v.id], config.warmup, config)));
+  const ratios = Object.fromEntries(variants.map((v) => [v.id, []]));
+  const rps = Object.fromEntries(variants.map((v) => [v.id, []]));
   for (let round = 0; round < config.pairedRounds; round++) {
-    const results = await Promise.all(VARIANTS.map((v) => load(servers[v.id], config.duration, config)));
+    const results = await Promise.all(variants.map((v) => load(servers[v.id], config.duration, config)));
+    // strict: any answer but 2xx, error or timeout ends the benchmark, as in the back-to-back rounds.
+    if (strict) results.forEach((r, i) => failOnErrors(variants[i], r));
     const bare = results[0].requests.average;
-    VARIANTS.forEach((v, i) => ratios[v.id].push(results[i].requests.average / bare));
-    log(`  round ${round + 1}/${config.pairedRounds}  ` + VARIANTS.map((v, i) => `${v.id} ${int(results[i].requests.average)} (${fixed(ratios[v.id][round], 3)})`).join('   '));
+    variants.forEach((v, i) => {
+      ratios[v.id].push(results[i].requests.average / bare);
+      rps[v.id].push(results[i].requests.average);
+    });
+    log(`  round ${round + 1}/${config.pairedRounds}  ` + variants.map((v, i) => `${v.id} ${int(results[i].requests.average)} (${fixed(ratios[v.id][round], 3)})`).join('   '));
   }
-  return VARIANTS.map((v) => ({ id: v.id, label: v.label, ratio: median(ratios[v.id]), roundRatios: ratios[v.id] }));
+  return variants.map((v) => ({ id: v.id, label: v.label, ratio: median(ratios[v.id]), roundRatios: ratios[v.id], ...(strict && { roundRps: rps[v.id] }) }));
+}
+
+function failOnErrors(v, r) {
+  const failed = r.errors + r.timeouts + r.non2xx;
+  if (failed > 0) {
+    throw new Error(`[bench] ${v.label}: ${r.non2xx} non-2xx answers, ${r.errors} errors, ${r.timeouts} timeouts: the figures would mean nothing`);
+  }
+}
+
+/**
+ * Back to back: `config.rounds` rounds, in each every variant loaded alone after a warm-up, order
+ * rotated every round. Returns each variant's runs (requests/s, latency, server CPU per request).
+ */
+export async function runRounds(servers, variants, config, log, labelWidth = 24) {
+  const runs = Object.fromEntries(variants.map((v) => [v.id, []]));
+  for (let round = 0; round < config.rounds; round++) {
+    // Rotate the order every round, so that no variant always runs first or last.
+    const order = variants.map((_, i) => variants[(i + round) % variants.length]);
+    for (const v of order) {
+      await load(servers[v.id], config.warmup, config);
+      const before = { server: await serverCpu(servers[v.id]), self: process.cpuUsage(), machine: machineBusy(), at: process.hrtime.bigint() };
+      const r = await load(servers[v.id], config.duration, config);
+      const serverUs = (await serverCpu(servers[v.id])) - before.server;
+      const self = process.cpuUsage(before.self);
+      const machine = machineBusy();
+      const elapsedUs = Number(process.hrtime.bigint() - before.at) / 1000;
+      // CPU that neither the server nor the load generator used: other programs on this machine.
+      const others = machine === null || before.machine === null ? null : Math.max(0, (machine - before.machine - serverUs - self.user - self.system) / elapsedUs);
+      failOnErrors(v, r);
+      const run = {
+        rps: r.requests.average,
+        p50: r.latency.p50,
+        p99: r.latency.p99,
+        requests: r.requests.total,
+        serverCpuPerRequestUs: serverUs / r.requests.total,
+        serverCores: serverUs / elapsedUs,
+        otherCores: others,
+      };
+      runs[v.id].push(run);
+      log(`  round ${round + 1}/${config.rounds}  ${v.label.padEnd(labelWidth)} ${int(run.rps).padStart(7)} req/s   p50 ${run.p50} ms   p99 ${run.p99} ms` +
+        `   server ${fixed(run.serverCpuPerRequestUs, 1)} us CPU/req` + (others === null ? '' : `   other load ${fixed(others, 2)} cores`));
+    }
+  }
+  return runs;
+}
+
+/** Per-variant figures from runRounds(): medians over rounds, and the median round ratio to the variant with id 'bare'. */
+export function summarizeRounds(variants, runs) {
+  const bareCpu = median(runs.bare.map((r) => r.serverCpuPerRequestUs));
+  return variants.map((v) => {
+    const rps = median(runs[v.id].map((r) => r.rps));
+    // The same ratio round by round: each round measures the variants back to back, so a round's
+    // ratio is disturbed far less by the machine's slow drifts than a ratio of medians.
+    const roundRatios = runs[v.id].map((r, i) => r.rps / runs.bare[i].rps);
+    return {
+      id: v.id,
+      label: v.label,
+      rps,
+      p50: median(runs[v.id].map((r) => r.p50)),
+      p99: median(runs[v.id].map((r) => r.p99)),
+      ratio: median(roundRatios),
+      serverCpuPerRequestUs: median(runs[v.id].map((r) => r.serverCpuPerRequestUs)),
+      // Bare Express's server CPU per request over this variant's: what the throughput ratio would be on a quiet machine.
+      cpuRatio: bareCpu / median(runs[v.id].map((r) => r.serverCpuPerRequestUs)),
+      otherCores: runs[v.id].some((r) => r.otherCores === null) ? null : Math.max(...runs[v.id].map((r) => r.otherCores)),
+      roundRatios,
+      runs: runs[v.id],
+    };
+  });
 }
 
 /** Runs the rounds and returns per-variant figures: medians over rounds, and the median round ratio to bare Express. */
@@ -130,59 +212,8 @@ export async function runHttp(config = httpConfigFromEnv(), log = console.log) {
   try {
     if (config.pin) pin(process.pid, 0);
     for (const v of VARIANTS) servers[v.id] = await startServer(v.id, config.profileDir, config.pin);
-    const runs = Object.fromEntries(VARIANTS.map((v) => [v.id, []]));
-    for (let round = 0; round < config.rounds; round++) {
-      // Rotate the order every round, so that no variant always runs first or last.
-      const order = VARIANTS.map((_, i) => VARIANTS[(i + round) % VARIANTS.length]);
-      for (const v of order) {
-        await load(servers[v.id], config.warmup, config);
-        const before = { server: await serverCpu(servers[v.id]), self: process.cpuUsage(), machine: machineBusy(), at: process.hrtime.bigint() };
-        const r = await load(servers[v.id], config.duration, config);
-        const serverUs = (await serverCpu(servers[v.id])) - before.server;
-        const self = process.cpuUsage(before.self);
-        const machine = machineBusy();
-        const elapsedUs = Number(process.hrtime.bigint() - before.at) / 1000;
-        // CPU that neither the server nor the load generator used: other programs on this machine.
-        const others = machine === null || before.machine === null ? null : Math.max(0, (machine - before.machine - serverUs - self.user - self.system) / elapsedUs);
-        const failed = r.errors + r.timeouts + r.non2xx;
-        if (failed > 0) {
-          throw new Error(`[bench] ${v.label}: ${r.non2xx} non-2xx answers, ${r.errors} errors, ${r.timeouts} timeouts: the figures would mean nothing`);
-        }
-        const run = {
-          rps: r.requests.average,
-          p50: r.latency.p50,
-          p99: r.latency.p99,
-          requests: r.requests.total,
-          serverCpuPerRequestUs: serverUs / r.requests.total,
-          serverCores: serverUs / elapsedUs,
-          otherCores: others,
-        };
-        runs[v.id].push(run);
-        log(`  round ${round + 1}/${config.rounds}  ${v.label.padEnd(24)} ${int(run.rps).padStart(7)} req/s   p50 ${run.p50} ms   p99 ${run.p99} ms` +
-          `   server ${fixed(run.serverCpuPerRequestUs, 1)} us CPU/req` + (others === null ? '' : `   other load ${fixed(others, 2)} cores`));
-      }
-    }
-    const bareCpu = median(runs.bare.map((r) => r.serverCpuPerRequestUs));
-    const variants = VARIANTS.map((v) => {
-      const rps = median(runs[v.id].map((r) => r.rps));
-      // The same ratio round by round: each round measures the variants back to back, so a round's
-      // ratio is disturbed far less by the machine's slow drifts than a ratio of medians.
-      const roundRatios = runs[v.id].map((r, i) => r.rps / runs.bare[i].rps);
-      return {
-        id: v.id,
-        label: v.label,
-        rps,
-        p50: median(runs[v.id].map((r) => r.p50)),
-        p99: median(runs[v.id].map((r) => r.p99)),
-        ratio: median(roundRatios),
-        serverCpuPerRequestUs: median(runs[v.id].map((r) => r.serverCpuPerRequestUs)),
-        // Bare Express's server CPU per request over this variant's: what the throughput ratio would be on a quiet machine.
-        cpuRatio: bareCpu / median(runs[v.id].map((r) => r.serverCpuPerRequestUs)),
-        otherCores: runs[v.id].some((r) => r.otherCores === null) ? null : Math.max(...runs[v.id].map((r) => r.otherCores)),
-        roundRatios,
-        runs: runs[v.id],
-      };
-    });
+    const runs = await runRounds(servers, VARIANTS, config, log);
+    const variants = summarizeRounds(VARIANTS, runs);
     const paired = await runPaired(servers, config, log);
     const till = variants.find((v) => v.id === 'till');
     return { config: { ...config, profileDir: config.profileDir ?? undefined }, variants, paired, target: HTTP_TARGET, pass: till.ratio >= HTTP_TARGET };
