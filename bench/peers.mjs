@@ -179,7 +179,7 @@ function chart(result) {
   const barMax = 360;
   const rowH = 34;
   const top = 58;
-  const height = top + variants.length * rowH + 46;
+  const height = top + variants.length * rowH + 62;
   const max = Math.max(...variants.map((v) => v.rps));
   const colour = (v) => (TILL.has(v.id) ? '#2f6fde' : v.id === 'bare' ? '#8a8f98' : '#c9923a');
   const rows = variants.map((v, i) => {
@@ -201,7 +201,8 @@ function chart(result) {
     `  <text x="16" y="24" font-size="15" font-weight="bold">${escapeXml(title)}</text>`,
     `  <text x="16" y="44" font-size="12" fill="#57606a">${escapeXml(sub)}</text>`,
     ...rows,
-    `  <text x="16" y="${height - 14}" font-size="11" fill="#57606a">${escapeXml('pnpm bench:peers; ratios are medians of per-round ratios to bare Express in the same run (side by side: all servers loaded at once)')}</text>`,
+    `  <text x="16" y="${height - 30}" font-size="11" fill="#57606a">${escapeXml('pnpm bench:peers. Bars: median requests/s of the back-to-back rounds (one server loaded at a time).')}</text>`,
+    `  <text x="16" y="${height - 14}" font-size="11" fill="#57606a">${escapeXml('Ratios: median of each round\'s ratio to bare Express in the same run; side by side: all seven servers loaded at once on one CPU.')}</text>`,
     '</svg>',
     '',
   ].join('\n');
