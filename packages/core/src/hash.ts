@@ -11,10 +11,10 @@ export interface KeyHasher {
   /** Digest of a full key, base64url, under `algorithm` (the record says which one it was stored with). */
   digest(key: string, algorithm?: HashAlgorithm): string;
   /**
-   * Whether `key` hashes to `expected` (the stored digest as words, from `digestWords`), compared
-   * in constant time. The verifier's hot path: no allocation, no native call.
+   * Whether `key` hashes to `expected` (the stored digest's 32 bytes as a latin1 string, from
+   * `digestBytes`), compared in constant time. The verifier's hot path: no allocation, no native call.
    */
-  matches(key: string, algorithm: HashAlgorithm, expected: Int32Array): boolean;
+  matches(key: string, algorithm: HashAlgorithm, expected: string): boolean;
 }
 
 const ACTUAL = new Int32Array(8);
@@ -45,20 +45,19 @@ export function createHasher(pepper?: string | Buffer): KeyHasher {
     algorithm,
     digest,
     matches(key, alg, expected) {
-      if (!isAscii(key)) return digestWordsEqual(Buffer.from(digest(key, alg), 'base64url'), expected);
-      if (alg === 'sha256') sha256Ascii(key, ACTUAL);
+      if (expected.length !== 32) return false;
+      if (!isAscii(key)) {
+        const bytes = Buffer.from(digest(key, alg), 'base64url');
+        for (let i = 0; i < 8; i++) ACTUAL[i] = bytes.readInt32BE(4 * i);
+      } else if (alg === 'sha256') sha256Ascii(key, ACTUAL);
       else if (pads !== null) hmacSha256Ascii(pads, key, ACTUAL);
       else throw noPepper();
+      // Every byte is compared, whatever differs first.
       let diff = 0;
-      for (let i = 0; i < 8; i++) diff |= ACTUAL[i]! ^ expected[i]!;
+      for (let i = 0, j = 0; i < 8; i++, j += 4) {
+        diff |= ACTUAL[i]! ^ ((expected.charCodeAt(j) << 24) | (expected.charCodeAt(j + 1) << 16) | (expected.charCodeAt(j + 2) << 8) | expected.charCodeAt(j + 3));
+      }
       return diff === 0;
     },
   };
-}
-
-function digestWordsEqual(bytes: Buffer, expected: Int32Array): boolean {
-  if (bytes.length !== 32) return false;
-  let diff = 0;
-  for (let i = 0; i < 8; i++) diff |= bytes.readInt32BE(4 * i) ^ expected[i]!;
-  return diff === 0;
 }

@@ -44,24 +44,34 @@ export function normalizeRequired(scopes: readonly unknown[], where: string): st
   return [...new Set(scopes as string[])];
 }
 
-/** A compiled view of a key's grants that answers `has(scope)` without scanning strings twice. */
+/**
+ * A compiled view of a key's grants that answers `has(scope)` without scanning strings twice. Kept
+ * small, since every cached key holds one: the grant list itself when it has no wildcard (a key has a
+ * few scopes; comparing them beats hashing), a Set only for long lists.
+ */
 export class ScopeSet {
   private readonly all: boolean;
-  private readonly exact: Set<string>;
-  private readonly prefixes: string[];
+  private readonly list: readonly string[];
+  private readonly set: ReadonlySet<string> | null;
+  private readonly prefixes: readonly string[];
 
   constructor(grants: readonly string[]) {
     this.all = grants.includes('*');
-    this.exact = new Set();
-    this.prefixes = [];
-    for (const g of grants) {
-      if (g.endsWith(':*')) this.prefixes.push(g.slice(0, -1));
-      else this.exact.add(g);
-    }
+    let prefixes: string[] | null = null;
+    for (const g of grants) if (g.endsWith(':*')) (prefixes ??= []).push(g.slice(0, -1));
+    this.prefixes = prefixes ?? NONE;
+    const exact = prefixes === null ? grants : grants.filter((g) => !g.endsWith(':*'));
+    this.set = exact.length > SET_ABOVE ? new Set(exact) : null;
+    this.list = this.set === null ? exact : NONE;
   }
 
   has(scope: string): boolean {
-    if (this.all || this.exact.has(scope)) return true;
+    if (this.all) return true;
+    if (this.set !== null) {
+      if (this.set.has(scope)) return true;
+    } else {
+      for (const g of this.list) if (g === scope) return true;
+    }
     for (const p of this.prefixes) if (scope.startsWith(p)) return true;
     return false;
   }
@@ -75,6 +85,22 @@ export class ScopeSet {
     for (const s of scopes) if (this.has(s)) return true;
     return false;
   }
+}
+
+const NONE: readonly string[] = Object.freeze([]);
+/** Grant lists longer than this get a Set. */
+const SET_ABOVE = 8;
+
+const compiled = new WeakMap<readonly string[], ScopeSet>();
+
+/** The ScopeSet of a grant list; lists shared between records (see record.ts) share one. */
+export function scopeSetOf(grants: readonly string[]): ScopeSet {
+  let set = compiled.get(grants);
+  if (set === undefined) {
+    set = new ScopeSet(grants);
+    compiled.set(grants, set);
+  }
+  return set;
 }
 
 /** Whether grants satisfy the required scopes: all of them, or (mode 'any') at least one. */

@@ -28,11 +28,23 @@ export interface UsageOptions {
   interval?: number;
 }
 
+const VALID_INDEX = OUTCOME_CODES.indexOf('VALID');
+
 export const OUTCOME_INDEX: Readonly<Record<OutcomeCode, number>> = Object.freeze(Object.fromEntries(OUTCOME_CODES.map((c, i) => [c, i])) as Record<OutcomeCode, number>);
+
+/** Counts an outcome on a counter. */
+export function countOutcome(counter: UsageCounter, code: OutcomeCode): void {
+  const i = OUTCOME_INDEX[code];
+  if (i === VALID_INDEX) counter.valid++;
+  else (counter.others ??= new Array<number>(OUTCOME_CODES.length).fill(0))[i]!++;
+}
 
 /** One key's counts since the last write. The verifier keeps a reference and increments it. */
 export class UsageCounter {
-  readonly counts = new Array<number>(OUTCOME_CODES.length).fill(0);
+  /** VALID outcomes (nearly all of them) since the last write. */
+  valid = 0;
+  /** Other outcomes by OUTCOME_INDEX, made on the first one: most keys never need it. */
+  others: number[] | null = null;
   /** Last VALID verification, epoch ms; 0 when none since the last write. */
   last = 0;
   /** Set when the tracker let go of this counter (idle): the holder must ask for a new one. */
@@ -90,14 +102,19 @@ export class UsageTracker extends PeriodicWriter {
     const batch: UsageBatchItem[] = this.carry;
     this.carry = [];
     for (const [id, counter] of this.counters) {
-      let any = false;
+      let any = counter.valid > 0;
       const counts: Partial<Record<OutcomeCode, number>> = {};
-      for (let i = 0; i < counter.counts.length; i++) {
-        const n = counter.counts[i]!;
-        if (n > 0) {
-          counts[OUTCOME_CODES[i]!] = n;
-          counter.counts[i] = 0;
-          any = true;
+      if (any) counts.VALID = counter.valid;
+      counter.valid = 0;
+      const others = counter.others;
+      if (others !== null) {
+        for (let i = 0; i < others.length; i++) {
+          const n = others[i]!;
+          if (n > 0) {
+            counts[OUTCOME_CODES[i]!] = n;
+            others[i] = 0;
+            any = true;
+          }
         }
       }
       if (any) {

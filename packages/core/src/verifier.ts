@@ -3,15 +3,15 @@ import { LRUCache } from 'lru-cache';
 import { systemClock, type Clock } from './clock.js';
 import { TillError } from './errors.js';
 import { createHasher, type KeyHasher } from './hash.js';
-import { digestWords } from './sha256.js';
+import { digestBytes } from './sha256.js';
 import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_KEY_LENGTH, parseKey } from './key-format.js';
 import { TillEvents } from './events.js';
 import { Limiter, UNAVAILABLE } from './limiter.js';
-import { OUTCOME_INDEX, type UsageCounter, type UsageTracker } from './usage.js';
+import { countOutcome, OUTCOME_INDEX, type UsageCounter, type UsageTracker } from './usage.js';
 import type { LimitCharge } from './limits.js';
 import { failure, type FailureCode, type MaybePromise, type Usage, type VerifiedKey, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
 import { keyStatus, toVerifiedKey, type KeyRecord } from './record.js';
-import { ScopeSet } from './scopes.js';
+import { scopeSetOf, type ScopeSet } from './scopes.js';
 import type { KeyStore } from './store/types.js';
 
 export interface CacheOptions {
@@ -68,8 +68,8 @@ export interface VerifyOptions {
 /** What the cache holds about one id: the record and what is derived from it once, not per request. */
 interface Entry {
   readonly record: KeyRecord | null;
-  /** The stored digest as words; null for an unknown id or a digest that is not 32 bytes. */
-  readonly digest: Int32Array | null;
+  /** The stored digest's bytes (latin1); null for an unknown id or a digest that is not 32 bytes. */
+  readonly digest: string | null;
   readonly scopes: ScopeSet | null;
   readonly fresh: VerifySuccess | null;
   /** The key's own limits as charges; empty when it has none. */
@@ -276,7 +276,7 @@ export class Verifier {
     if (usage !== null) {
       if (usage.dead) this.count(entry, 'VALID', now);
       else {
-        usage.counts[0]!++;
+        usage.valid++;
         usage.last = now;
       }
     }
@@ -339,7 +339,7 @@ export class Verifier {
     let usage = entry.usage;
     if (usage === null) return;
     if (usage.dead) usage = entry.usage = this.usage!.counter(usage.keyId);
-    usage.counts[OUTCOME_INDEX[code]]!++;
+    countOutcome(usage, code);
     if (code === 'VALID') usage.last = now;
   }
 
@@ -347,6 +347,9 @@ export class Verifier {
   private load(id: string): Promise<Entry> {
     let pending = this.inflight.get(id);
     if (pending === undefined) {
+      // The id is a slice of the request's key: a copy of its own, so the cache and the maps below do
+      // not keep the whole key (secret included) alive with it.
+      id = copyOf(id);
       let read: Promise<KeyRecord | null>;
       try {
         read = this.store.get(id);
@@ -359,7 +362,8 @@ export class Verifier {
         if (this.inflight.get(id) === pending) {
           this.inflight.delete(id);
           if (entry.record !== null) {
-            this.cache.set(id, entry);
+            // Keyed by the record's own id string: one string per entry, not two.
+            this.cache.set(entry.record.id === id ? entry.record.id : id, entry);
             this.unknown.delete(id);
           } else {
             this.unknown.set(id, entry);
@@ -396,13 +400,18 @@ function chargesOf(entry: Entry, extra: Charges | undefined): Charges {
   return entry.joined.all;
 }
 
+/** A string with storage of its own (V8 makes a slice of 13 or more characters a view of its parent). */
+function copyOf(text: string): string {
+  return Buffer.from(text, 'latin1').toString('latin1');
+}
+
 function makeEntry(record: KeyRecord | null, fetchedAt: number): Entry {
   if (record === null) return { record: null, digest: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, usage: null, fetchedAt, touchedAt: fetchedAt };
-  const charges = record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` }));
+  const charges = record.limits.length === 0 ? NO_CHARGES : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` }));
   return {
     record,
-    digest: digestWords(record.hash),
-    scopes: new ScopeSet(record.scopes),
+    digest: digestBytes(record.hash),
+    scopes: scopeSetOf(record.scopes),
     fresh: Object.freeze({ valid: true, code: 'VALID', key: toVerifiedKey(record), stale: false }),
     charges,
     charged: charges.length > 0 || record.credits !== null,

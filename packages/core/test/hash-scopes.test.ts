@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createHasher } from '../src/hash.js';
-import { digestWords } from '../src/sha256.js';
+import { digestBytes } from '../src/sha256.js';
 import { TillError } from '../src/errors.js';
 import { isValidGrant, isValidScope, normalizeGrants, normalizeRequired, ScopeSet, scopesSatisfy } from '../src/scopes.js';
 import { createHash, createHmac } from 'node:crypto';
@@ -30,11 +30,11 @@ describe('hashing', () => {
 
   it('matches a key against a stored digest: equal, one character off, or truncated', () => {
     const hasher = createHasher();
-    const words = digestWords(hasher.digest(key))!;
+    const words = digestBytes(hasher.digest(key))!;
     expect(hasher.matches(key, 'sha256', words)).toBe(true);
     expect(hasher.matches(`${key}x`, 'sha256', words)).toBe(false);
     expect(hasher.matches(`${key.slice(0, -1)}${key.endsWith('A') ? 'B' : 'A'}`, 'sha256', words)).toBe(false);
-    expect(digestWords(hasher.digest(key).slice(0, 16))).toBeNull();
+    expect(digestBytes(hasher.digest(key).slice(0, 16))).toBeNull();
   });
 });
 

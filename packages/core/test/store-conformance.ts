@@ -98,12 +98,19 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       expect((await store.get(record.id))?.name).toBe(record.name);
     });
 
-    it('hands out copies: changing a returned record changes nothing stored', async () => {
+    it('hands out records whose changes reach nothing stored (their lists frozen or copies)', async () => {
       const record = sampleRecord();
       await store.insert(record);
       const got = (await store.get(record.id)) as unknown as { scopes: string[]; metadata: Record<string, unknown> };
-      got.scopes.push('admin');
-      got.metadata.plan = 'free';
+      const attempt = (change: () => unknown) => {
+        try {
+          change();
+        } catch (error) {
+          expect(error).toBeInstanceOf(TypeError); // frozen
+        }
+      };
+      attempt(() => got.scopes.push('admin'));
+      attempt(() => (got.metadata.plan = 'free'));
       expect(await store.get(record.id)).toEqual(record);
     });
 
