@@ -4,6 +4,7 @@ import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
 import { OUTCOME_CODES, type OutcomeCode } from './outcome.js';
 import { PeriodicWriter } from './batching.js';
+import { TillError } from './errors.js';
 import type { KeyStore } from './store/types.js';
 
 /** One key's counts for one day (UTC, `YYYY-MM-DD`), by outcome. */
@@ -26,9 +27,18 @@ export interface KeyUsage {
 export interface UsageOptions {
   /** Milliseconds between writes of gathered counts. Default 10,000. */
   interval?: number;
+  /**
+   * Most keys counted between two writes: when more keys than this are used within one interval, the
+   * write starts at once, so tracking holds a bounded number of counters however traffic spreads over
+   * keys. Default 10,000.
+   */
+  maxKeys?: number;
 }
 
 const VALID_INDEX = OUTCOME_CODES.indexOf('VALID');
+
+/** Most keys in one write to the store. */
+export const USAGE_CHUNK = 500;
 
 export const OUTCOME_INDEX: Readonly<Record<OutcomeCode, number>> = Object.freeze(Object.fromEntries(OUTCOME_CODES.map((c, i) => [c, i])) as Record<OutcomeCode, number>);
 
@@ -47,10 +57,8 @@ export class UsageCounter {
   others: number[] | null = null;
   /** Last VALID verification, epoch ms; 0 when none since the last write. */
   last = 0;
-  /** Set when the tracker let go of this counter (idle): the holder must ask for a new one. */
+  /** Set when the tracker took this counter's counts for a write: the holder must ask for a new one. */
   dead = false;
-  /** When it last counted anything, epoch ms (for letting idle counters go). */
-  touched = 0;
   constructor(readonly keyId: string) {}
 }
 
@@ -66,8 +74,9 @@ export function dayOf(ms: number): string {
  * is retried with the next one; counts are lost only if the process ends first.
  */
 export class UsageTracker extends PeriodicWriter {
-  private readonly counters = new Map<string, UsageCounter>();
-  private readonly interval: number;
+  /** Counters of the keys used since the last write, and nothing else. */
+  private counters = new Map<string, UsageCounter>();
+  private readonly maxKeys: number;
   private windowStart: number;
   private carry: UsageBatchItem[] = [];
 
@@ -77,9 +86,12 @@ export class UsageTracker extends PeriodicWriter {
     logger: Logger,
     options: UsageOptions = {},
   ) {
-    const interval = options.interval ?? 10_000;
+    const { interval = 10_000, maxKeys = 10_000 } = options;
+    for (const [name, value] of [['interval', interval], ['maxKeys', maxKeys]] as const) {
+      if (!Number.isInteger(value) || value < 1) throw new TillError('INVALID_OPTIONS', `[till] usage.${name} must be a positive integer`);
+    }
     super(logger, interval);
-    this.interval = interval;
+    this.maxKeys = maxKeys;
     this.windowStart = clock();
   }
 
@@ -87,6 +99,9 @@ export class UsageTracker extends PeriodicWriter {
   counter(keyId: string): UsageCounter {
     let counter = this.counters.get(keyId);
     if (counter === undefined) {
+      // The first count after a write opens the window whose day the counts are filed under.
+      if (this.counters.size === 0) this.windowStart = this.clock();
+      else if (this.counters.size >= this.maxKeys) void this.flush();
       counter = new UsageCounter(keyId);
       this.counters.set(keyId, counter);
       this.schedule();
@@ -101,7 +116,12 @@ export class UsageTracker extends PeriodicWriter {
     this.windowStart = now;
     const batch: UsageBatchItem[] = this.carry;
     this.carry = [];
-    for (const [id, counter] of this.counters) {
+    // Every counter is taken (its holder asks for a new one on its next count): between writes the
+    // tracker holds only the keys used since.
+    const counters = this.counters;
+    this.counters = new Map();
+    for (const [id, counter] of counters) {
+      counter.dead = true;
       let any = counter.valid > 0;
       const counts: Partial<Record<OutcomeCode, number>> = {};
       if (any) counts.VALID = counter.valid;
@@ -117,25 +137,27 @@ export class UsageTracker extends PeriodicWriter {
           }
         }
       }
-      if (any) {
-        batch.push({ keyId: id, day, counts, lastUsedAt: counter.last === 0 ? null : counter.last });
-        counter.last = 0;
-        counter.touched = now;
-      } else if (now - counter.touched > 10 * this.interval) {
-        // Idle: let it go; whoever still holds it sees `dead` and asks again.
-        counter.dead = true;
-        this.counters.delete(id);
-      }
+      if (any) batch.push({ keyId: id, day, counts, lastUsedAt: counter.last === 0 ? null : counter.last });
     }
+    this.pause(); // until the next count
     if (batch.length === 0) return this.pending;
-    return this.enqueue(
-      () => this.store.recordUsage(batch),
-      // Kept for the next write (bounded: one entry per key and day).
-      () => {
-        this.carry = mergeBatches(batch, this.carry);
-      },
-      '[till] [usage] usage counts could not be written; retrying with the next batch',
-    );
+    // In chunks, one after the other: a busy process has counts for a great many keys after one
+    // interval, and one write for all of them would hold them all in flight at once (on Redis, one
+    // pipeline per key for 200,000 keys ran out of memory). A chunk that fails is kept on its own.
+    let written: Promise<void> = this.pending;
+    for (let i = 0; i < batch.length; i += USAGE_CHUNK) {
+      const chunk = batch.slice(i, i + USAGE_CHUNK);
+      written = this.enqueue(
+        () => this.store.recordUsage(chunk),
+        // Kept for the next write (bounded: one entry per key and day), which the timer makes.
+        () => {
+          this.carry = mergeBatches(chunk, this.carry);
+          this.schedule();
+        },
+        '[till] [usage] usage counts could not be written; retrying with the next batch',
+      );
+    }
+    return written;
   }
 }
 

@@ -311,19 +311,27 @@ export class RedisStore implements KeyStore {
     return { entries };
   }
 
+  /**
+   * Writes a batch of usage counts (the tracker sends at most USAGE_CHUNK keys at a time). On a single
+   * Redis in one transaction, all or nothing, so a failed batch can be sent again without counting
+   * twice; on Cluster, where one transaction cannot span slots, one per key.
+   */
   async recordUsage(batch: readonly UsageBatchItem[]): Promise<void> {
     const last: Array<string | number> = [];
-    await Promise.all(
-      batch.map((item) => {
-        if (item.lastUsedAt !== null) last.push(item.lastUsedAt, item.keyId);
-        const key = `${this.ns}{${item.keyId}}:u:${item.day}`;
-        // One key's commands in one pipeline: they share its slot, on Cluster too.
-        const pipeline = this.client.pipeline();
-        for (const [code, n] of Object.entries(item.counts)) pipeline.hincrby(key, code, n as number);
-        pipeline.expire(key, USAGE_DAYS_KEPT * 86_400);
-        return this.run(() => pipeline.exec());
-      }),
-    );
+    const add = (into: ReturnType<RedisClient['multi']>, item: UsageBatchItem) => {
+      const key = `${this.ns}{${item.keyId}}:u:${item.day}`;
+      for (const [code, n] of Object.entries(item.counts)) into.hincrby(key, code, n as number);
+      into.expire(key, USAGE_DAYS_KEPT * 86_400);
+      return into;
+    };
+    for (const item of batch) if (item.lastUsedAt !== null) last.push(item.lastUsedAt, item.keyId);
+    if ((this.client as Cluster).isCluster) {
+      await Promise.all(batch.map((item) => this.run(() => add(this.client.multi(), item).exec())));
+    } else {
+      const tx = this.client.multi();
+      for (const item of batch) add(tx, item);
+      await this.run(() => tx.exec());
+    }
     // The latest use wins, whichever process saw it (GT), in one sorted set that audits read.
     if (last.length > 0) await this.run(() => this.client.zadd(this.usageKey, 'GT', ...last));
   }
