@@ -77,6 +77,25 @@ describe('RedisStore specifics', () => {
     expect(await store.consume({ subject: record.id, keyVersion: 3, credits: null, limits, now: 0 })).toEqual({ outcome: 'NOT_FOUND' });
   });
 
+  it('gives a security event a place in a key\'s trail only for a key that exists or existed', async () => {
+    const store = new RedisStore({ client, namespace });
+    const live = sampleRecord();
+    const gone = sampleRecord();
+    await store.insert(live);
+    await store.insert(gone);
+    await store.remove(gone.id, 1, { type: 'key.deleted', at: 0, keyId: gone.id, ownerId: null, actor: null, reason: null, before: null, after: null });
+    const madeUp = 'ZZZZZZZZZZZZZZZZ';
+    const event = (keyId: string) => ({ type: 'auth.failed' as const, at: 0, keyId, ownerId: null, actor: null, reason: null, code: 'NOT_FOUND' as const, ip: '203.0.113.9' });
+    await store.appendAudit([event(live.id), event(gone.id), event(madeUp)]);
+    // A made-up id leaves no Redis key behind (an attacker could make any number of them) ...
+    expect(await client.exists(`${namespace}{${madeUp}}:audit`)).toBe(0);
+    // ... but the event is in the store's log all the same, and real keys' trails have theirs.
+    const logged = (await store.readAudit({ type: 'auth.failed', limit: 1000 })).entries.map((e) => e.keyId);
+    for (const id of [live.id, gone.id, madeUp]) expect(logged).toContain(id);
+    expect((await store.readAudit({ keyId: live.id })).entries.map((e) => e.type)).toEqual(['auth.failed']);
+    expect((await store.readAudit({ keyId: gone.id })).entries.map((e) => e.type)).toEqual(['key.deleted', 'auth.failed']);
+  });
+
   it('reports a corrupt record as a store error, not as a key', async () => {
     const store = new RedisStore({ client, namespace });
     const record = sampleRecord();

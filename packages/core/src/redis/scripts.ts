@@ -53,8 +53,14 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return {1, entry}
 `;
 
-/** Adds an entry that records no change (a security event) to a key's trail. KEYS[1] trail; ARGV[1] JSON, ARGV[2] cap. */
+/**
+ * Adds an entry that records no change (a security event) to a key's trail, if the key exists or has
+ * a trail (a deleted key keeps its history): a made-up id gets none, or every well-formed made-up key
+ * an attacker sends would leave a Redis key behind. KEYS[1] trail, KEYS[2] record; ARGV[1] JSON,
+ * ARGV[2] cap. Returns the entry id, or '' when there is no such key.
+ */
 export const TRAIL_SCRIPT = `${TRAIL_FUNCTION}
+if redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then return '' end
 return trail(KEYS[1], ARGV[1], tonumber(ARGV[2]))
 `;
 

@@ -40,7 +40,7 @@ type ScriptClient = RedisClient & {
   tillReplace(record: string, trail: string, json: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?]>;
   tillInsert(record: string, trail: string, json: string, entry: string, cap: number): Promise<[number, string?]>;
   tillRemove(record: string, credits: string, trail: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, string?]>;
-  tillTrail(trail: string, entry: string, cap: number): Promise<string>;
+  tillTrail(trail: string, record: string, entry: string, cap: number): Promise<string>;
   tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
 };
 
@@ -189,7 +189,7 @@ export class RedisStore implements KeyStore {
       this.client.defineCommand('tillInsert', { numberOfKeys: 2, lua: INSERT_SCRIPT });
     }
     if (typeof this.client.tillTrail !== 'function') {
-      this.client.defineCommand('tillTrail', { numberOfKeys: 1, lua: TRAIL_SCRIPT });
+      this.client.defineCommand('tillTrail', { numberOfKeys: 2, lua: TRAIL_SCRIPT });
     }
     if (typeof this.client.tillRemove !== 'function') {
       this.client.defineCommand('tillRemove', { numberOfKeys: 3, lua: REMOVE_SCRIPT });
@@ -259,7 +259,7 @@ export class RedisStore implements KeyStore {
       entries.map(async (audit) => {
         await this.copyToLog(audit);
         if (audit.keyId !== null && /^[0-9A-Za-z]{16}$/.test(audit.keyId)) {
-          await this.run(() => this.client.tillTrail(this.trailKey(audit.keyId!), trailEntry(audit), this.trailCap));
+          await this.run(() => this.client.tillTrail(this.trailKey(audit.keyId!), this.recordKey(audit.keyId!), trailEntry(audit), this.trailCap));
         }
       }),
     );
