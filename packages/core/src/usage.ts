@@ -1,5 +1,6 @@
 // Usage tracking: per-key request counts by day and outcome, and when each key was last used.
 // Counted in process memory on the request path (an increment), written to the store in batches.
+import { randomBytes } from 'node:crypto';
 import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
 import { OUTCOME_CODES, type OutcomeCode } from './outcome.js';
@@ -78,6 +79,11 @@ export class UsageTracker extends PeriodicWriter {
   private counters = new Map<string, UsageCounter>();
   private readonly maxKeys: number;
   private windowStart: number;
+  /** This tracker's name in chunk ids, and the next chunk's number. */
+  private readonly writer = randomBytes(6).toString('base64url');
+  private seq = 0;
+  /** Chunks whose write failed: perhaps made, perhaps not; sent again with their ids. */
+  private unsettled: Array<{ readonly id: string; readonly items: UsageBatchItem[] }> = [];
   private carry: UsageBatchItem[] = [];
 
   constructor(
@@ -109,7 +115,7 @@ export class UsageTracker extends PeriodicWriter {
     return counter;
   }
 
-  /** Writes what was counted; resolves once written (a failed write keeps its counts for the next). */
+  /** Writes what was counted; resolves once written (a failed write keeps its counts for the next, never counted twice). */
   override flush(): Promise<void> {
     const now = this.clock();
     const day = dayOf(this.windowStart);
@@ -140,25 +146,56 @@ export class UsageTracker extends PeriodicWriter {
       if (any) batch.push({ keyId: id, day, counts, lastUsedAt: counter.last === 0 ? null : counter.last });
     }
     this.pause(); // until the next count
-    if (batch.length === 0) return this.pending;
-    // In chunks, one after the other: a busy process has counts for a great many keys after one
-    // interval, and one write for all of them would hold them all in flight at once (on Redis, one
-    // pipeline per key for 200,000 keys ran out of memory). A chunk that fails is kept on its own.
-    let written: Promise<void> = this.pending;
-    for (let i = 0; i < batch.length; i += USAGE_CHUNK) {
-      const chunk = batch.slice(i, i + USAGE_CHUNK);
-      written = this.enqueue(
-        () => this.store.recordUsage(chunk),
-        // Kept for the next write (bounded: one entry per key and day), which the timer makes.
-        () => {
-          this.carry = mergeBatches(chunk, this.carry);
-          this.schedule();
-        },
-        '[till] [usage] usage counts could not be written; retrying with the next batch',
-      );
-    }
-    return written;
+    if (batch.length === 0 && this.unsettled.length === 0) return this.pending;
+    return this.enqueue(() => this.write(batch), () => {}, '[till] [usage] usage counts could not be written; retrying with the next batch');
   }
+
+  /**
+   * Writes in chunks, one after the other: a busy process has counts for a great many keys after one
+   * interval, and one write for all of them would hold them all in flight at once (on Redis, one
+   * pipeline per key for 200,000 keys ran out of memory). Each chunk has an id (`<writer>.<seq>`): a
+   * write that timed out may still have been made, so a failed chunk is sent again with the same id,
+   * which the store applies at most once; and until it is settled, no newer counts are sent (they
+   * wait, folded, in `carry`), since the store keeps only the newest id per writer and key.
+   * Rejects when anything is left for the next write.
+   */
+  private async write(batch: UsageBatchItem[]): Promise<void> {
+    const failed: Array<{ readonly id: string; readonly items: UsageBatchItem[] }> = [];
+    let error: unknown = null;
+    for (const chunk of this.unsettled) {
+      try {
+        await this.store.recordUsage(chunk.items, chunk.id);
+      } catch (e) {
+        failed.push(chunk);
+        error = e;
+      }
+    }
+    this.unsettled = failed;
+    if (failed.length > 0) {
+      this.carry = mergeBatches(this.carry, batch);
+    } else {
+      for (let i = 0; i < batch.length; i += USAGE_CHUNK) {
+        const chunk = { id: `${this.writer}.${(this.seq++).toString(36)}`, items: batch.slice(i, i + USAGE_CHUNK) };
+        try {
+          await this.store.recordUsage(chunk.items, chunk.id);
+        } catch (e) {
+          this.unsettled.push(chunk);
+          error = e;
+        }
+      }
+    }
+    if (error !== null) {
+      this.schedule(); // the timer makes the next attempt, counts or not
+      throw error;
+    }
+  }
+}
+
+/** A usage batch id, `<writer>.<seq in base 36>`, as [writer, seq]; throws on anything else. */
+export function parseBatchId(id: string): [string, number] {
+  const m = /^([A-Za-z0-9_-]{1,32})\.([0-9a-z]{1,10})$/.exec(id);
+  if (m === null) throw new TillError('INVALID_ARGUMENT', '[till] [usage] a batch id is <writer>.<seq in base 36>');
+  return [m[1]!, parseInt(m[2]!, 36)];
 }
 
 /** Batches folded by key and day. */

@@ -98,6 +98,22 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       expect((await store.get(record.id))?.name).toBe(record.name);
     });
 
+    it('adds usage counts from every writer, and a batch id at most once', async () => {
+      const id = sampleRecord().id;
+      const day = new Date().toISOString().slice(0, 10);
+      const item = (n: number, lastUsedAt: number | null = null) => ({ keyId: id, day, counts: { VALID: n }, lastUsedAt });
+      await store.recordUsage([item(2, 1_000)]);
+      await store.recordUsage([item(3)], 'writerA.1');
+      await other.recordUsage([item(3)], 'writerA.1'); // the same batch again, through another client: skipped
+      await store.recordUsage([item(5, 2_000)], 'writerB.1'); // another writer's first batch
+      await store.recordUsage([item(7)], 'writerA.2');
+      await store.recordUsage([item(11)], 'writerA.1'); // older than what writerA sent last: skipped
+      const usage = await other.readUsage(id, 1);
+      expect(usage.days[0]).toEqual({ day, counts: { VALID: 17 }, total: 17 });
+      expect(usage.lastUsedAt).toBe(2_000);
+      await expect(store.recordUsage([item(1)], 'not an id')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    });
+
     it('hands out records whose changes reach nothing stored (their lists frozen or copies)', async () => {
       const record = sampleRecord();
       await store.insert(record);

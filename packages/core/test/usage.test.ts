@@ -7,13 +7,15 @@ const quiet = { warn() {}, error() {} };
 /** A store that only takes usage batches, failing the calls named in `failing` (1-based). */
 function usageStore(failing: number[] = []) {
   const calls: UsageBatchItem[][] = [];
+  const ids: Array<string | undefined> = [];
   const store = {
-    async recordUsage(batch: readonly UsageBatchItem[]) {
+    async recordUsage(batch: readonly UsageBatchItem[], batchId?: string) {
       calls.push([...batch]);
+      ids.push(batchId);
       if (failing.includes(calls.length)) throw new Error('store down');
     },
   } as unknown as KeyStore;
-  return { store, calls };
+  return { store, calls, ids };
 }
 
 describe('usage tracker', () => {
@@ -37,17 +39,24 @@ describe('usage tracker', () => {
   });
 
   it('keeps only a failed chunk for the next write: nothing lost, nothing counted twice', async () => {
-    const { store, calls } = usageStore([2]);
+    const { store, calls, ids } = usageStore([2, 4]);
     const tracker = new UsageTracker(store, () => 1_000, quiet);
     const keys = USAGE_CHUNK * 3;
     for (let i = 0; i < keys; i++) countOutcome(tracker.counter(`k${i}`), 'VALID');
     await tracker.flush();
     expect(calls.map((c) => c.length)).toEqual([USAGE_CHUNK, USAGE_CHUNK, USAGE_CHUNK]);
+    expect(new Set(ids).size).toBe(3);
+    // Counted meanwhile: held back while the failed chunk is unsettled (its write may have been made).
+    countOutcome(tracker.counter('k0'), 'VALID');
     await tracker.flush();
-    // The next write sends the failed chunk again, and nothing else (nothing new was counted).
     expect(calls.length).toBe(4);
-    expect(calls[3]!.map((i) => i.keyId).sort()).toEqual(calls[1]!.map((i) => i.keyId).sort());
-    const written = [calls[0]!, calls[2]!, calls[3]!].flat();
+    expect(ids[3]).toBe(ids[1]);
+    // It fails again; the next write sends it once more, with its id, then the new count.
+    await tracker.flush();
+    expect(ids.slice(4)).toEqual([ids[1], expect.stringMatching(/\.[0-9a-z]+$/)]);
+    expect(calls[5]).toEqual([expect.objectContaining({ keyId: 'k0', counts: { VALID: 1 } })]);
+    expect(calls[4]!.map((i) => i.keyId).sort()).toEqual(calls[1]!.map((i) => i.keyId).sort());
+    const written = [calls[0]!, calls[2]!, calls[4]!].flat();
     expect(written.reduce((n, i) => n + (i.counts.VALID ?? 0), 0)).toBe(keys);
     expect(new Set(written.map((i) => i.keyId)).size).toBe(keys);
     await tracker.close();

@@ -229,3 +229,22 @@ if credited then
 end
 return out
 `;
+
+/**
+ * Adds one key's usage counts for one day, at most once per batch: the hash keeps, per writer, the
+ * newest batch it applied (`w:<writer>`), and a batch of that writer no newer is skipped (a writer
+ * resends a batch whose write timed out, and sends nothing newer until it is settled).
+ * KEYS[1] the key's day hash; ARGV[1] writer ('' for none), ARGV[2] batch number, ARGV[3] seconds to
+ * keep the hash, then outcome code and count pairs. Returns 1 applied, 0 applied before.
+ */
+export const USAGE_SCRIPT = `
+if ARGV[1] ~= '' then
+  local field = 'w:' .. ARGV[1]
+  local done = tonumber(redis.call('HGET', KEYS[1], field))
+  if done and done >= tonumber(ARGV[2]) then return 0 end
+  redis.call('HSET', KEYS[1], field, ARGV[2])
+end
+for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+`;

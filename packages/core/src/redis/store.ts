@@ -5,10 +5,12 @@ import { compactInfo, decodeRecord, encodeRecord, expandInfo, type KeyInfo, type
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
 import type { ChargeOutcome, Credits, LimitState } from '../limits.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from '../store/types.js';
-import { CONSUME_SCRIPT, INSERT_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, TRAIL_SCRIPT } from './scripts.js';
-import { dayOf, type KeyUsage, type UsageBatchItem } from '../usage.js';
-import type { OutcomeCode } from '../outcome.js';
+import { CONSUME_SCRIPT, INSERT_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, TRAIL_SCRIPT, USAGE_SCRIPT } from './scripts.js';
+import { dayOf, parseBatchId, type KeyUsage, type UsageBatchItem } from '../usage.js';
+import { OUTCOME_CODES, type OutcomeCode } from '../outcome.js';
 import { CHANGE_TYPES, normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit.js';
+
+const OUTCOMES: ReadonlySet<string> = new Set(OUTCOME_CODES);
 
 export type RedisClient = Redis | Cluster;
 
@@ -41,6 +43,7 @@ type ScriptClient = RedisClient & {
   tillInsert(record: string, trail: string, json: string, entry: string, cap: number): Promise<[number, string?]>;
   tillRemove(record: string, credits: string, trail: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, string?]>;
   tillTrail(trail: string, record: string, entry: string, cap: number): Promise<string>;
+  tillUsage(...args: Array<string | number>): Promise<number>;
   tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
 };
 
@@ -194,6 +197,9 @@ export class RedisStore implements KeyStore {
     if (typeof this.client.tillRemove !== 'function') {
       this.client.defineCommand('tillRemove', { numberOfKeys: 3, lua: REMOVE_SCRIPT });
     }
+    if (typeof this.client.tillUsage !== 'function') {
+      this.client.defineCommand('tillUsage', { numberOfKeys: 1, lua: USAGE_SCRIPT });
+    }
     if (typeof this.client.tillConsume !== 'function') {
       this.client.defineCommand('tillConsume', { lua: CONSUME_SCRIPT });
     }
@@ -220,12 +226,13 @@ export class RedisStore implements KeyStore {
 
   async insert(record: KeyRecord, audit?: AuditRecord): Promise<void> {
     const json = encodeRecord(record);
-    await this.run(async () => {
-      await this.client.zadd(this.indexKey(null), record.createdAt, record.id);
-      if (record.ownerId !== null) await this.client.zadd(this.indexKey(record.ownerId), record.createdAt, record.id);
-      const [ok] = await this.client.tillInsert(this.recordKey(record.id), this.trailKey(record.id), json, trailEntry(audit), this.trailCap);
-      if (ok !== 1) throw new TillError('KEY_EXISTS', `[till] [redis] key ${record.id} exists`);
-    });
+    // Each step under its own timeout: when one times out, the next is never sent (a key whose insert
+    // was reported failed is then not written after all, except when the record's own step is the one
+    // that timed out: what was sent may still be done).
+    await this.run(() => this.client.zadd(this.indexKey(null), record.createdAt, record.id));
+    if (record.ownerId !== null) await this.run(() => this.client.zadd(this.indexKey(record.ownerId!), record.createdAt, record.id));
+    const [ok] = await this.run(() => this.client.tillInsert(this.recordKey(record.id), this.trailKey(record.id), json, trailEntry(audit), this.trailCap));
+    if (ok !== 1) throw new TillError('KEY_EXISTS', `[till] [redis] key ${record.id} exists`);
     if (audit !== undefined) await this.copyToLog(audit);
   }
 
@@ -312,24 +319,25 @@ export class RedisStore implements KeyStore {
   }
 
   /**
-   * Writes a batch of usage counts (the tracker sends at most USAGE_CHUNK keys at a time). On a single
-   * Redis in one transaction, all or nothing, so a failed batch can be sent again without counting
-   * twice; on Cluster, where one transaction cannot span slots, one per key.
+   * Writes a batch of usage counts (the tracker sends at most USAGE_CHUNK keys at a time), each key's
+   * in one script that applies a batch id at most once. On a single Redis the batch is one
+   * transaction; on Cluster, where one cannot span slots, a call per key (a retry then skips the keys
+   * already written).
    */
-  async recordUsage(batch: readonly UsageBatchItem[]): Promise<void> {
+  async recordUsage(batch: readonly UsageBatchItem[], batchId?: string): Promise<void> {
+    const [writer, seq] = batchId === undefined ? ['', 0] : parseBatchId(batchId);
     const last: Array<string | number> = [];
-    const add = (into: ReturnType<RedisClient['multi']>, item: UsageBatchItem) => {
-      const key = `${this.ns}{${item.keyId}}:u:${item.day}`;
-      for (const [code, n] of Object.entries(item.counts)) into.hincrby(key, code, n as number);
-      into.expire(key, USAGE_DAYS_KEPT * 86_400);
-      return into;
+    const args = (item: UsageBatchItem): Array<string | number> => {
+      const out: Array<string | number> = [`${this.ns}{${item.keyId}}:u:${item.day}`, writer, seq, USAGE_DAYS_KEPT * 86_400];
+      for (const [code, n] of Object.entries(item.counts)) out.push(code, n as number);
+      return out;
     };
     for (const item of batch) if (item.lastUsedAt !== null) last.push(item.lastUsedAt, item.keyId);
     if ((this.client as Cluster).isCluster) {
-      await Promise.all(batch.map((item) => this.run(() => add(this.client.multi(), item).exec())));
+      await Promise.all(batch.map((item) => this.run(() => this.client.tillUsage(...args(item)))));
     } else {
-      const tx = this.client.multi();
-      for (const item of batch) add(tx, item);
+      const tx = this.client.multi() as unknown as { tillUsage(...a: Array<string | number>): unknown; exec(): Promise<unknown> };
+      for (const item of batch) tx.tillUsage(...args(item));
       await this.run(() => tx.exec());
     }
     // The latest use wins, whichever process saw it (GT), in one sorted set that audits read.
@@ -347,7 +355,8 @@ export class RedisStore implements KeyStore {
       lastUsedAt: last === null || last === undefined ? null : Number(last),
       days: wanted.map((day, i) => {
         const raw = (counts[i] ?? {}) as Record<string, string>;
-        const parsed = Object.fromEntries(Object.entries(raw).map(([code, n]) => [code, Number(n)])) as Partial<Record<OutcomeCode, number>>;
+        // Outcome counts only (the hash also says which batches it has, as `w:<writer>`).
+        const parsed = Object.fromEntries(Object.entries(raw).filter(([code]) => OUTCOMES.has(code)).map(([code, n]) => [code, Number(n)])) as Partial<Record<OutcomeCode, number>>;
         return { day, counts: parsed, total: Object.values(parsed).reduce((a, b) => a + b, 0) };
       }),
     };
@@ -527,7 +536,8 @@ export class RedisStore implements KeyStore {
   private run<T>(command: () => Promise<T>): Promise<T> {
     if (DOWN.has(this.client.status)) return Promise.reject(storeUnavailable('redis', new Error(`client is ${this.client.status}`)));
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(storeUnavailable('redis', new Error(`no answer within ${this.timeout} ms`))), this.timeout);
+      // A command sent is not taken back: if it was a change, it may still be made.
+      const timer = setTimeout(() => reject(storeUnavailable('redis', new Error(`no answer within ${this.timeout} ms (a change sent may still be made)`))), this.timeout);
       timer.unref?.();
       command().then(
         (value) => {

@@ -4,7 +4,7 @@ import { decodeRecord, encodeRecord, type KeyRecord } from '../record.js';
 import type { AuditPage, AuditQuery, AuditRecord } from '../audit.js';
 import type { Credits } from '../limits.js';
 import { MemoryAuditLog } from './audit-log.js';
-import { dayOf, type KeyUsage, type UsageBatchItem } from '../usage.js';
+import { dayOf, parseBatchId, type KeyUsage, type UsageBatchItem } from '../usage.js';
 import type { OutcomeCode } from '../outcome.js';
 import { LocalBuckets } from './buckets.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from './cursor.js';
@@ -24,6 +24,8 @@ export class MemoryStore implements KeyStore {
   readonly kind = 'memory';
   private readonly audit: MemoryAuditLog;
   private readonly usage = new Map<string, { last: number | null; days: Map<string, Partial<Record<OutcomeCode, number>>> }>();
+  /** The newest usage batch applied, per writer. */
+  private readonly appliedBatches = new Map<string, number>();
 
   constructor(options: MemoryStoreOptions = {}) {
     const max = options.auditMaxLength ?? 10_000;
@@ -87,7 +89,13 @@ export class MemoryStore implements KeyStore {
     return this.audit.read(query);
   }
 
-  async recordUsage(batch: readonly UsageBatchItem[]): Promise<void> {
+  async recordUsage(batch: readonly UsageBatchItem[], batchId?: string): Promise<void> {
+    // A batch is applied whole here: one number per writer says which ones were.
+    if (batchId !== undefined) {
+      const [writer, seq] = parseBatchId(batchId);
+      if ((this.appliedBatches.get(writer) ?? -1) >= seq) return;
+      this.appliedBatches.set(writer, seq);
+    }
     for (const item of batch) {
       let usage = this.usage.get(item.keyId);
       if (usage === undefined) this.usage.set(item.keyId, (usage = { last: null, days: new Map() }));

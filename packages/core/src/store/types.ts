@@ -86,8 +86,14 @@ export interface KeyStore {
   appendAudit(entries: readonly AuditRecord[]): Promise<void>;
   /** Reads the trail, oldest first. An admin path: never called per request. */
   readAudit(query?: AuditQuery): Promise<AuditPage>;
-  /** Adds a batch of usage counts (from every process: counts add up) and last-used times (the latest wins). */
-  recordUsage(batch: readonly UsageBatchItem[]): Promise<void>;
+  /**
+   * Adds a batch of usage counts (from every process: counts add up) and last-used times (the latest
+   * wins). With `batchId` (`<writer>.<seq in base 36>`, seq increasing per writer), at most once: a
+   * key's counts from a batch of a writer are skipped when that key has counts of this batch or a
+   * later one of the same writer (a writer resends a batch whose write failed, and sends nothing
+   * newer until it is settled).
+   */
+  recordUsage(batch: readonly UsageBatchItem[], batchId?: string): Promise<void>;
   /** A key's last use and its counts for the last `days` days (UTC, today included). Admin path. */
   readUsage(id: string, days: number): Promise<KeyUsage>;
   /** Keys in creation order, a page at a time. An admin path: never called per request. */
