@@ -10,7 +10,7 @@ import { Limiter, UNAVAILABLE } from './limiter.js';
 import { countOutcome, OUTCOME_INDEX, type UsageCounter, type UsageTracker } from './usage.js';
 import type { LimitCharge } from './limits.js';
 import { failure, type FailureCode, type MaybePromise, type Usage, type VerifiedKey, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
-import { keyStatus, toVerifiedKey, type KeyRecord } from './record.js';
+import { keyStatus, toVerifiedKey, withoutHash, type KeyRecord } from './record.js';
 import { scopeSetOf, type ScopeSet } from './scopes.js';
 import type { KeyStore } from './store/types.js';
 
@@ -80,9 +80,13 @@ interface Entry {
   usage: UsageCounter | null;
   /** The key's charges joined with a middleware's, for the last middleware limits seen (they rarely vary). */
   joined?: { readonly extra: Charges; readonly all: Charges };
-  readonly fetchedAt: number;
-  /** When the cache last heard this entry was used (see RECENCY_STEP). */
-  touchedAt: number;
+  /**
+   * When it was read from the store, and when the cache last heard it was used (see RECENCY_STEP):
+   * milliseconds since the verifier's epoch, small integers that V8 keeps in the object (epoch
+   * milliseconds would be a 16-byte heap number each, 3 MB per 100,000 keys).
+   */
+  readonly fetched: number;
+  touched: number;
 }
 
 /**
@@ -117,6 +121,8 @@ export class Verifier {
   private readonly unknown: LRUCache<string, Entry>;
   private readonly inflight = new Map<string, Promise<Entry>>();
   private readonly ttl: number;
+  /** The clock reading cache times count from. */
+  private readonly epoch: number;
   private readonly negativeTtl: number;
   private readonly staleWindow: number;
   private readonly unavailable: VerifyFailure;
@@ -146,6 +152,7 @@ export class Verifier {
       throw new TillError('INVALID_OPTIONS', '[till] [verifier] clock must be a function returning epoch milliseconds');
     }
     this.store = options.store;
+    this.epoch = (options.clock ?? systemClock)();
     this.hasher = options.hasher ?? createHasher();
     this.prefixes = options.prefixes ? new Set(options.prefixes) : null;
     this.cache = new LRUCache<string, Entry>({ max });
@@ -182,10 +189,10 @@ export class Verifier {
       const entry = this.cache.peek(id);
       if (entry !== undefined && entry.record !== null && entry.digest !== null && entry.record.prefix.length === start - 1) {
         const now = this.clock();
-        if (now - entry.fetchedAt < this.ttl && this.hasher.matches(key, entry.record.hashAlgorithm, entry.digest)) {
+        if (now - this.epoch - entry.fetched < this.ttl && this.hasher.matches(key, entry.record.hashAlgorithm, entry.digest)) {
           if (this.prefixes !== null && !this.prefixes.has(entry.record.prefix)) return failure('MALFORMED');
-          if (now - entry.touchedAt >= RECENCY_STEP) {
-            entry.touchedAt = now;
+          if (now - this.epoch - entry.touched >= RECENCY_STEP) {
+            entry.touched = now - this.epoch;
             this.cache.get(id);
           }
           this.stats.hits++;
@@ -199,7 +206,7 @@ export class Verifier {
     const id = parsed.id;
     const now = this.clock();
     const entry = this.cache.get(id) ?? this.unknown.get(id);
-    if (entry !== undefined && now - entry.fetchedAt < (entry.record ? this.ttl : this.negativeTtl)) {
+    if (entry !== undefined && now - this.epoch - entry.fetched < (entry.record ? this.ttl : this.negativeTtl)) {
       this.stats.hits++;
       return this.decide(entry, key as string, now, options, false);
     }
@@ -212,7 +219,7 @@ export class Verifier {
         // Read the cache again: a change heard while the store read was under way removed the
         // entry, and a key this process knows has changed must not be served stale.
         const entry = this.cache.peek(id);
-        if (entry?.record && this.staleWindow > 0 && t - entry.fetchedAt < this.ttl + this.staleWindow) {
+        if (entry?.record && this.staleWindow > 0 && t - this.epoch - entry.fetched < this.ttl + this.staleWindow) {
           this.stats.staleHits++;
           return this.decide(entry, key as string, t, options, true);
         }
@@ -302,9 +309,9 @@ export class Verifier {
       if (result.outcome === 'CHANGED') {
         const next = this.entryOf(result.record);
         // An id's hash never changes; a record that says otherwise is not the key that was presented.
-        if (next.record!.hash !== record.hash || retried) {
+        if (next.digest !== entry.digest || retried) {
           this.invalidate(record.id);
-          return next.record!.hash !== record.hash ? failure('NOT_FOUND') : this.unavailable;
+          return next.digest !== entry.digest ? failure('NOT_FOUND') : this.unavailable;
         }
         const cached = this.cache.peek(record.id);
         if (cached === undefined || cached.record === null || cached.record.version < next.record!.version) this.cache.set(record.id, next);
@@ -328,7 +335,7 @@ export class Verifier {
   }
 
   private entryOf(record: KeyRecord | null): Entry {
-    const entry = makeEntry(record, this.clock());
+    const entry = makeEntry(record, this.clock() - this.epoch);
     if (entry.fresh !== null) this.onVerifiedKey?.(entry.fresh.key);
     if (record !== null && this.usage !== undefined) entry.usage = this.usage.counter(record.id);
     return entry;
@@ -405,18 +412,19 @@ function copyOf(text: string): string {
   return Buffer.from(text, 'latin1').toString('latin1');
 }
 
-function makeEntry(record: KeyRecord | null, fetchedAt: number): Entry {
-  if (record === null) return { record: null, digest: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, usage: null, fetchedAt, touchedAt: fetchedAt };
+function makeEntry(record: KeyRecord | null, fetched: number): Entry {
+  if (record === null) return { record: null, digest: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, usage: null, fetched, touched: fetched };
   const charges = record.limits.length === 0 ? NO_CHARGES : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` }));
   return {
-    record,
+    // The digest is kept as bytes (digest); the record's base64url copy of it would be a second.
+    record: withoutHash(record),
     digest: digestBytes(record.hash),
     scopes: scopeSetOf(record.scopes),
     fresh: Object.freeze({ valid: true, code: 'VALID', key: toVerifiedKey(record), stale: false }),
     charges,
     charged: charges.length > 0 || record.credits !== null,
     usage: null,
-    fetchedAt,
-    touchedAt: fetchedAt,
+    fetched,
+    touched: fetched,
   };
 }

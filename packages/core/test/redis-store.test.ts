@@ -90,7 +90,7 @@ describe('RedisStore specifics', () => {
     // A made-up id leaves no Redis key behind (an attacker could make any number of them) ...
     expect(await client.exists(`${namespace}{${madeUp}}:audit`)).toBe(0);
     // ... but the event is in the store's log all the same, and real keys' trails have theirs.
-    const logged = (await store.readAudit({ type: 'auth.failed', limit: 1000 })).entries.map((e) => e.keyId);
+    const logged = (await store.readAudit({ types: ['auth.failed'], limit: 1000 })).entries.map((e) => e.keyId);
     for (const id of [live.id, gone.id, madeUp]) expect(logged).toContain(id);
     expect((await store.readAudit({ keyId: live.id })).entries.map((e) => e.type)).toEqual(['auth.failed']);
     expect((await store.readAudit({ keyId: gone.id })).entries.map((e) => e.type)).toEqual(['key.deleted', 'auth.failed']);
