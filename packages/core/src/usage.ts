@@ -50,7 +50,7 @@ export function countOutcome(counter: UsageCounter, code: OutcomeCode): void {
   else (counter.others ??= new Array<number>(OUTCOME_CODES.length).fill(0))[i]!++;
 }
 
-/** One key's counts since the last write. The verifier keeps a reference and increments it. */
+/** One key's counts since the last write. */
 export class UsageCounter {
   /** VALID outcomes (nearly all of them) since the last write. */
   valid = 0;
@@ -58,8 +58,6 @@ export class UsageCounter {
   others: number[] | null = null;
   /** Last VALID verification, epoch ms; 0 when none since the last write. */
   last = 0;
-  /** Set when the tracker took this counter's counts for a write: the holder must ask for a new one. */
-  dead = false;
   constructor(readonly keyId: string) {}
 }
 
@@ -101,7 +99,14 @@ export class UsageTracker extends PeriodicWriter {
     this.windowStart = clock();
   }
 
-  /** The counter of a key: the verifier holds it with the key's cache entry. */
+  /** Counts a VALID outcome of a key: the verifier's cached path. */
+  countValid(keyId: string, now: number): void {
+    const counter = this.counters.get(keyId) ?? this.counter(keyId);
+    counter.valid++;
+    counter.last = now;
+  }
+
+  /** The counter of a key since the last write (a new one after each write). */
   counter(keyId: string): UsageCounter {
     let counter = this.counters.get(keyId);
     if (counter === undefined) {
@@ -122,12 +127,10 @@ export class UsageTracker extends PeriodicWriter {
     this.windowStart = now;
     const batch: UsageBatchItem[] = this.carry;
     this.carry = [];
-    // Every counter is taken (its holder asks for a new one on its next count): between writes the
-    // tracker holds only the keys used since.
+    // Every counter is taken: between writes the tracker holds only the keys used since.
     const counters = this.counters;
     this.counters = new Map();
     for (const [id, counter] of counters) {
-      counter.dead = true;
       let any = counter.valid > 0;
       const counts: Partial<Record<OutcomeCode, number>> = {};
       if (any) counts.VALID = counter.valid;

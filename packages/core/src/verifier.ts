@@ -7,7 +7,7 @@ import { digestBytes } from './sha256.js';
 import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_KEY_LENGTH, parseKey } from './key-format.js';
 import { TillEvents } from './events.js';
 import { Limiter, UNAVAILABLE } from './limiter.js';
-import { countOutcome, OUTCOME_INDEX, type UsageCounter, type UsageTracker } from './usage.js';
+import { countOutcome, OUTCOME_INDEX, type UsageTracker } from './usage.js';
 import type { LimitCharge } from './limits.js';
 import { failure, type FailureCode, type MaybePromise, type Usage, type VerifiedKey, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
 import { keyStatus, toVerifiedKey, withoutHash, type KeyRecord } from './record.js';
@@ -76,8 +76,6 @@ interface Entry {
   readonly charges: ReadonlyArray<LimitCharge & { readonly bucket: string }>;
   /** Whether a request with this key is charged even without middleware limits (own limits or credits). */
   readonly charged: boolean;
-  /** This key's usage counter (null when usage is not tracked, or for an unknown id). */
-  usage: UsageCounter | null;
   /** The key's charges joined with a middleware's, for the last middleware limits seen (they rarely vary). */
   joined?: { readonly extra: Charges; readonly all: Charges };
   /**
@@ -278,15 +276,9 @@ export class Verifier {
       }
     }
     if (entry.charged || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false);
-    // Usage: an increment, inline (the cached path's only bookkeeping).
-    const usage = entry.usage;
-    if (usage !== null) {
-      if (usage.dead) this.count(entry, 'VALID', now);
-      else {
-        usage.valid++;
-        usage.last = now;
-      }
-    }
+    // Usage: an increment (the cached path's only bookkeeping). The counter is looked up, not held by
+    // the cache entry: a cache of 100,000 keys would otherwise keep a counter for each.
+    this.usage?.countValid(record.id, now);
     if (!stale) return entry.fresh!;
     return Object.freeze({ valid: true, code: 'VALID', key: entry.fresh!.key, stale: true });
   }
@@ -337,17 +329,14 @@ export class Verifier {
   private entryOf(record: KeyRecord | null): Entry {
     const entry = makeEntry(record, this.clock() - this.epoch);
     if (entry.fresh !== null) this.onVerifiedKey?.(entry.fresh.key);
-    if (record !== null && this.usage !== undefined) entry.usage = this.usage.counter(record.id);
     return entry;
   }
 
   /** Counts an outcome of a known key for usage tracking. */
   private count(entry: Entry, code: keyof typeof OUTCOME_INDEX, now: number): void {
-    let usage = entry.usage;
-    if (usage === null) return;
-    if (usage.dead) usage = entry.usage = this.usage!.counter(usage.keyId);
-    countOutcome(usage, code);
-    if (code === 'VALID') usage.last = now;
+    if (this.usage === undefined || entry.record === null) return;
+    if (code === 'VALID') this.usage.countValid(entry.record.id, now);
+    else countOutcome(this.usage.counter(entry.record.id), code);
   }
 
   /** One store read per id however many requests miss at once (single-flight). */
@@ -413,7 +402,7 @@ function copyOf(text: string): string {
 }
 
 function makeEntry(record: KeyRecord | null, fetched: number): Entry {
-  if (record === null) return { record: null, digest: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, usage: null, fetched, touched: fetched };
+  if (record === null) return { record: null, digest: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, fetched, touched: fetched };
   const charges = record.limits.length === 0 ? NO_CHARGES : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` }));
   return {
     // The digest is kept as bytes (digest); the record's base64url copy of it would be a second.
@@ -423,7 +412,6 @@ function makeEntry(record: KeyRecord | null, fetched: number): Entry {
     fresh: Object.freeze({ valid: true, code: 'VALID', key: toVerifiedKey(record), stale: false }),
     charges,
     charged: charges.length > 0 || record.credits !== null,
-    usage: null,
     fetched,
     touched: fetched,
   };
