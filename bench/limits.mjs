@@ -17,7 +17,7 @@ import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
 import { httpConfigFromEnv } from './http.mjs';
 import { envNumber, fixed, int, machineBusy, median, sourceState, table } from './stats.mjs';
-import { deleteNamespace, redisAnswers } from '../test/helpers/redis-tools.mjs';
+import { boundedRun, redisUrlOrFail } from './redis-run.mjs';
 
 const VARIANTS = [
   { id: 'bare', label: 'express (bare)' },
@@ -297,25 +297,10 @@ function print(result, log) {
     `${round3(targets.roundTrips.perRequest)} round trips per request in all -> ${targets.roundTrips.pass ? 'PASS' : 'FAIL'}`);
 }
 
-/** REDIS_URL (127.0.0.1 only: INFO figures must be this machine's) or 127.0.0.1:6379. */
-async function redisUrlOrFail() {
-  const url = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
-  const { hostname, host } = new URL(url);
-  if (!['127.0.0.1', 'localhost', '[::1]'].includes(hostname)) throw new Error(`[bench] bench:limits runs against a Redis on this machine only, not ${hostname}`);
-  if (!(await redisAnswers(url))) throw new Error(`[bench] no Redis answers at ${host}: start one (redis-server) or set REDIS_URL`);
-  return { url, host };
-}
-
-async function keysUnder(admin, namespace) {
-  let n = 0;
-  for await (const batch of admin.scanStream({ match: `${namespace}*`, count: 500 })) n += batch.length;
-  return n;
-}
-
 async function main(log = console.log) {
   const machine = { node: process.version, platform: `${process.platform} ${process.arch}`, cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism() };
   const source = sourceState();
-  const redis = await redisUrlOrFail();
+  const redis = await redisUrlOrFail('bench:limits');
   const namespace = `till-bench:limits:${randomBytes(6).toString('hex')}:`;
   const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   admin.on('error', () => {});
@@ -329,23 +314,17 @@ async function main(log = console.log) {
     `: about ${Math.ceil(seconds)} s` + (config.pin ? '; load on CPU 0, servers on CPU 1, Redis where the scheduler puts it' : ''));
 
   let servers = [];
-  let cleaned;
-  const cleanup = () =>
-    (cleaned ??= (async () => {
+  const { cleanup, deadline } = boundedRun({
+    bench: 'bench:limits',
+    envName: 'BENCH_LIMITS_TIMEOUT',
+    seconds: config.timeout,
+    admin,
+    namespace,
+    stop: async () => {
       await Promise.allSettled(servers.map((s) => stop(s.child)));
       for (const child of children) child.kill('SIGKILL');
-      const found = await keysUnder(admin, namespace).catch(() => null);
-      await deleteNamespace(admin, namespace).catch(() => {});
-      const left = await keysUnder(admin, namespace).catch(() => null);
-      admin.disconnect();
-      return { found, left };
-    })());
-  // Bounded: whatever happens, stop after config.timeout seconds and leave no process or key behind.
-  const deadline = setTimeout(() => {
-    console.error(`[bench] bench:limits did not finish within ${config.timeout} s (BENCH_LIMITS_TIMEOUT): stopping`);
-    cleanup().finally(() => process.exit(1));
-  }, config.timeout * 1000);
-  deadline.unref();
+    },
+  });
 
   try {
     if (config.profileDir) mkdirSync(config.profileDir, { recursive: true });

@@ -39,7 +39,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { HTTP_TARGET, httpConfigFromEnv, pin, runPaired, runRounds, startServer, stopServer, summarizeRounds } from './http.mjs';
 import { envNumber, fixed, int, median, sourceState, table } from './stats.mjs';
-import { deleteNamespace, redisAnswers } from '../test/helpers/redis-tools.mjs';
+import { boundedRun, redisUrlOrFail } from './redis-run.mjs';
 
 const VARIANTS = [
   { id: 'bare', label: 'express (bare)', authenticates: false },
@@ -66,21 +66,6 @@ function configFromEnv() {
     pairedRounds: envNumber('BENCH_PAIRED_ROUNDS', 5, { integer: true, min: -1 }),
     timeout: envNumber('BENCH_PEERS_TIMEOUT', 480),
   };
-}
-
-/** REDIS_URL (127.0.0.1 only: the figures are this machine's) or 127.0.0.1:6379. */
-async function redisUrlOrFail() {
-  const url = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
-  const { hostname, host } = new URL(url);
-  if (!['127.0.0.1', 'localhost', '[::1]'].includes(hostname)) throw new Error(`[bench] bench:peers runs against a Redis on this machine only, not ${hostname}`);
-  if (!(await redisAnswers(url))) throw new Error(`[bench] no Redis answers at ${host}: start one (redis-server) or set REDIS_URL`);
-  return { url, host };
-}
-
-async function keysUnder(admin, namespace) {
-  let n = 0;
-  for await (const batch of admin.scanStream({ match: `${namespace}*`, count: 500 })) n += batch.length;
-  return n;
 }
 
 /** The same key with its last character changed: well-formed for most schemes, but wrong. */
@@ -218,7 +203,7 @@ async function main(log = console.log) {
   const config = configFromEnv();
   const machine = { node: process.version, platform: `${process.platform} ${process.arch}`, cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism() };
   const source = sourceState();
-  const redis = await redisUrlOrFail();
+  const redis = await redisUrlOrFail('bench:peers');
   const namespace = `till-bench:peers:${randomBytes(6).toString('hex')}:`;
   const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   admin.on('error', () => {});
@@ -232,22 +217,14 @@ async function main(log = console.log) {
     `: about ${Math.ceil(seconds)} s` + (config.pin ? '; load on CPU 0, servers on CPU 1, Redis where the scheduler puts it' : ''));
 
   const servers = {};
-  let cleaned;
-  const cleanup = () =>
-    (cleaned ??= (async () => {
-      await Promise.allSettled(Object.values(servers).map(stopServer));
-      const found = await keysUnder(admin, namespace).catch(() => null);
-      await deleteNamespace(admin, namespace).catch(() => {});
-      const left = await keysUnder(admin, namespace).catch(() => null);
-      admin.disconnect();
-      return { found, left };
-    })());
-  // Bounded: whatever happens, stop after config.timeout seconds and leave no process or key behind.
-  const deadline = setTimeout(() => {
-    console.error(`[bench] bench:peers did not finish within ${config.timeout} s (BENCH_PEERS_TIMEOUT): stopping`);
-    cleanup().finally(() => process.exit(1));
-  }, config.timeout * 1000);
-  deadline.unref();
+  const { cleanup, deadline } = boundedRun({
+    bench: 'bench:peers',
+    envName: 'BENCH_PEERS_TIMEOUT',
+    seconds: config.timeout,
+    admin,
+    namespace,
+    stop: () => Promise.allSettled(Object.values(servers).map(stopServer)),
+  });
 
   try {
     if (config.profileDir) mkdirSync(config.profileDir, { recursive: true });

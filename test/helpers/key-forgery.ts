@@ -1,18 +1,9 @@
 // Keys an attacker can make without knowing a secret: the right shape and a valid check, or a wrong check.
 import { randomBytes } from 'node:crypto';
 import { crc32, generateKey, CHECK_LENGTH, ID_LENGTH, SECRET_LENGTH } from '@till/core';
+import { encodeBase62 } from '../../packages/core/src/base62.js';
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
-
-function base62(value: number, width: number): string {
-  let out = '';
-  let v = value;
-  do {
-    out = BASE62[v % 62] + out;
-    v = Math.floor(v / 62);
-  } while (v > 0);
-  return out.padStart(width, '0');
-}
 
 function randomText(length: number): string {
   return Array.from(randomBytes(length), (b) => BASE62[b % 62]).join('');
@@ -26,7 +17,7 @@ export function madeUpKey(prefix = 'till'): string {
 /** The id of a real key with another secret and a valid check: reaches the store, fails the digest. */
 export function wrongSecretKey(key: string): string {
   const head = key.slice(0, key.length - SECRET_LENGTH - CHECK_LENGTH) + randomText(SECRET_LENGTH);
-  return head + base62(crc32(head), CHECK_LENGTH);
+  return head + encodeBase62(crc32(head), CHECK_LENGTH);
 }
 
 /** A key of the right shape whose check does not match: refused before any store read. */
