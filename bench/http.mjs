@@ -18,6 +18,9 @@ export const VARIANTS = [
   { id: 'observed', label: 'apiKeyAuth() + alerts, metrics' },
 ];
 
+/** Seconds of load a fresh server gets before its first measured run (its hot path compiled). */
+const FRESH_WARMUP = 1;
+
 /** Tracking and listeners on keep at least this share of the requests/s with them off. */
 export const OVERHEAD_TARGET = 0.95;
 
@@ -33,6 +36,8 @@ export function httpConfigFromEnv() {
     pairedRounds: envNumber('BENCH_PAIRED_ROUNDS', 6, { integer: true, min: -1 }),
     connections: envNumber('BENCH_CONNECTIONS', 50, { integer: true }),
     pipelining: 1,
+    // New server processes every round (0: one process per variant for the whole run).
+    fresh: process.env.BENCH_FRESH !== '0',
     // Pin the load generator to CPU 0 and the servers to CPU 1 (Linux, taskset): less scheduler noise.
     pin: process.env.BENCH_PIN !== '0' && canPin(),
     // BENCH_PROFILE=1 runs each server under --cpu-prof and leaves the profiles here.
@@ -112,13 +117,17 @@ export function load(server, seconds, config) {
  * costs per request, and a slow spell of the machine hits all of them alike. Steadier than the
  * back-to-back rounds; it runs the servers with colder caches, so it is the stricter of the two.
  */
-export async function runPaired(servers, config, log, variants = VARIANTS, { strict = false } = {}) {
+export async function runPaired(servers, config, log, variants = VARIANTS, { strict = false, refresh = null } = {}) {
   if (config.pairedRounds === 0) return null;
   log(`HTTP side by side: ${config.pairedRounds} rounds of ${config.duration} s, all variants loaded at once`);
-  await Promise.all(variants.map((v) => load(servers[v.id], config.warmup, config)));
+  if (!refresh) await Promise.all(variants.map((v) => load(servers[v.id], config.warmup, config)));
   const ratios = Object.fromEntries(variants.map((v) => [v.id, []]));
   const rps = Object.fromEntries(variants.map((v) => [v.id, []]));
   for (let round = 0; round < config.pairedRounds; round++) {
+    if (refresh) {
+      servers = await refresh();
+      await Promise.all(variants.map((v) => load(servers[v.id], config.warmup, config)));
+    }
     const results = await Promise.all(variants.map((v) => load(servers[v.id], config.duration, config)));
     // strict: any answer but 2xx, error or timeout ends the benchmark, as in the back-to-back rounds.
     if (strict) results.forEach((r, i) => failOnErrors(variants[i], r));
@@ -143,9 +152,10 @@ function failOnErrors(v, r) {
  * Back to back: `config.rounds` rounds, in each every variant loaded alone after a warm-up, order
  * rotated every round. Returns each variant's runs (requests/s, latency, server CPU per request).
  */
-export async function runRounds(servers, variants, config, log, labelWidth = 24) {
+export async function runRounds(servers, variants, config, log, labelWidth = 24, refresh = null) {
   const runs = Object.fromEntries(variants.map((v) => [v.id, []]));
   for (let round = 0; round < config.rounds; round++) {
+    if (refresh) servers = await refresh();
     // Rotate the order every round, so that no variant always runs first or last.
     const order = variants.map((_, i) => variants[(i + round) % variants.length]);
     for (const v of order) {
@@ -209,12 +219,24 @@ export async function runHttp(config = httpConfigFromEnv(), log = console.log) {
     `${config.rounds} rounds x ${VARIANTS.length} variants x (${config.warmup} s warm-up + ${config.duration} s), about ${Math.ceil(seconds)} s` +
     (config.pin ? ', load on CPU 0, servers on CPU 1' : ''));
   const servers = {};
+  // Fresh servers every round (BENCH_FRESH, on by default): how one process's JIT compiles the hot path
+  // and lays out its heap moves its requests/s by several percent (two processes of one variant differ
+  // as much as two variants), so a run that keeps one process per variant measures that process's luck.
+  // Each new server is warmed up before its first measured run.
+  const refresh = config.fresh
+    ? async () => {
+        await Promise.all(Object.values(servers).map(stopServer));
+        for (const v of VARIANTS) servers[v.id] = await startServer(v.id, config.profileDir, config.pin);
+        for (const v of VARIANTS) await load(servers[v.id], FRESH_WARMUP, config);
+        return servers;
+      }
+    : null;
   try {
     if (config.pin) pin(process.pid, 0);
     for (const v of VARIANTS) servers[v.id] = await startServer(v.id, config.profileDir, config.pin);
-    const runs = await runRounds(servers, VARIANTS, config, log);
+    const runs = await runRounds(servers, VARIANTS, config, log, 24, refresh);
     const variants = summarizeRounds(VARIANTS, runs);
-    const paired = await runPaired(servers, config, log);
+    const paired = await runPaired(servers, config, log, VARIANTS, { refresh });
     const till = variants.find((v) => v.id === 'till');
     return { config: { ...config, profileDir: config.profileDir ?? undefined }, variants, paired, target: HTTP_TARGET, pass: till.ratio >= HTTP_TARGET };
   } finally {
