@@ -93,3 +93,23 @@ describe('an Express app on Redis Cluster', () => {
     expect(await admin.keys.get(record.id)).toBeNull();
   }, 30_000);
 });
+
+describe('changes confirmed by replicas on Redis Cluster', () => {
+  it('resolves a revocation once a replica has it, on whichever primary took it', async () => {
+    const { nodes } = await theCluster();
+    const namespace = uniqueNamespace();
+    const till = createTill({ store: new RedisStore({ client: clusterClient(nodes), namespace, replicas: 1, replicaTimeout: 2000 }), logger: silentLogger });
+    try {
+      const made = await Promise.all(Array.from({ length: 6 }, (_, i) => till.keys.create({ name: `replicated ${i}`, scopes: [] })));
+      // Keys spread over the primaries: each revocation waits for the replica of its own.
+      for (const k of made) expect(await till.keys.revoke(k.record.id)).toMatchObject({ revokedReason: 'revoked' });
+      const other = await till.keys.create({ name: 'disabled, then updated', scopes: [] });
+      expect(await till.keys.disable(other.record.id)).toMatchObject({ disabled: true });
+      expect(await till.keys.update(other.record.id, { name: 'renamed' })).toMatchObject({ name: 'renamed' });
+      await till.keys.delete(made[1]!.record.id);
+      for (const k of made.slice(2)) expect((await till.verify(k.key)).code).toBe('REVOKED');
+    } finally {
+      await till.close();
+    }
+  }, 30_000);
+});

@@ -11,6 +11,7 @@ export type TillErrorCode =
   | 'KEY_DISABLED'
   | 'STORE_UNAVAILABLE'
   | 'STORE_ERROR'
+  | 'NOT_REPLICATED'
   | 'MISSING_DEPENDENCY';
 
 const BRAND = Symbol.for('till.error');

@@ -171,6 +171,16 @@ export class KeyManager {
     this.actor = options.actor === undefined ? null : checkText(options.actor, 'actor');
   }
 
+  /**
+   * A change that takes access away (or may), made safe from a failover where the store can say so
+   * (`confirmChanges`): rejects with NOT_REPLICATED when it is made but not yet replicated.
+   */
+  private async confirmed(change: Promise<KeyInfo>): Promise<KeyInfo> {
+    const info = await change;
+    await this.store.confirmChanges?.();
+    return info;
+  }
+
   /** The audit entry of a change: who, why, and the key before and after (never its hash). */
   private entry(type: ChangeType, at: number, before: KeyRecord | null, after: KeyRecord | null, context: ChangeContext | undefined, detail?: string): AuditRecord {
     const key = (after ?? before)!;
@@ -267,7 +277,7 @@ export class KeyManager {
     if (patch.limits !== undefined) changes.limits = normalizeRateLimits(patch.limits, 'keys');
     // Checked now; stamped inside the compare-and-set with the version that sets them.
     if (patch.credits !== undefined && patch.credits !== null) normalizeCredits(patch.credits, 'keys', now, 0);
-    return this.change(id, (record, t) => {
+    return this.confirmed(this.change(id, (record, t) => {
       assertNotRevoked(record);
       const next = { ...record, ...changes };
       if (patch.credits !== undefined) next.credits = patch.credits === null ? null : normalizeCredits(patch.credits, 'keys', t, record.version + 1);
@@ -279,15 +289,15 @@ export class KeyManager {
       }
       checkWindow(next.expiresAt, next.notBefore);
       return next;
-    }, 'key.updated', context);
+    }, 'key.updated', context));
   }
 
   /** Stops a key from working until `enable`; unlike revoking, this can be undone. */
   async disable(id: string, context?: ChangeContext): Promise<KeyInfo> {
-    return this.change(id, (record) => {
+    return this.confirmed(this.change(id, (record) => {
       assertNotRevoked(record);
       return record.disabled ? null : { ...record, disabled: true };
-    }, 'key.disabled', context);
+    }, 'key.disabled', context));
   }
 
   async enable(id: string, context?: ChangeContext): Promise<KeyInfo> {
@@ -384,9 +394,9 @@ export class KeyManager {
   /** Revokes a key for good. Revoking a revoked key keeps the first time and reason. */
   async revoke(id: string, options: ChangeContext = {}): Promise<KeyInfo> {
     const reason = options.reason === undefined ? 'revoked' : checkText(options.reason, 'reason');
-    return this.change(id, (record, now) =>
+    return this.confirmed(this.change(id, (record, now) =>
       record.revokedAt !== null ? null : { ...record, revokedAt: now, revokedReason: reason },
-    'key.revoked', { ...options, reason });
+    'key.revoked', { ...options, reason }));
   }
 
   /**
@@ -401,6 +411,7 @@ export class KeyManager {
       const entry = this.entry('key.deleted', this.clock(), current, null, context);
       if (await this.store.remove(id, current.version, entry)) {
         this.onChange?.(id);
+        await this.store.confirmChanges?.();
         return toKeyInfo(current);
       }
     }

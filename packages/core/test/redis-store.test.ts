@@ -96,6 +96,24 @@ describe('RedisStore specifics', () => {
     expect((await store.readAudit({ keyId: gone.id })).entries.map((e) => e.type)).toEqual(['key.deleted', 'auth.failed']);
   });
 
+  it('says when a change is made but no replica confirmed it, and keeps the change', async () => {
+    // This Redis has no replicas: WAIT answers 0 after the timeout.
+    const { createTill } = await import('../src/index.js');
+    const store = new RedisStore({ client, namespace, replicas: 1, replicaTimeout: 50 });
+    const till = createTill({ store, logger: { warn() {}, error() {} }, usage: false, auditEvents: false });
+    const { key, record } = await till.keys.create({ name: 'unreplicated', scopes: [] }); // creations do not wait
+    const started = Date.now();
+    await expect(till.keys.revoke(record.id)).rejects.toMatchObject({ code: 'NOT_REPLICATED', message: expect.stringMatching(/0 of 1 replicas confirmed it within 50 ms/) });
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect((await till.verify(key)).code).toBe('REVOKED');
+    await expect(till.keys.delete(record.id)).rejects.toMatchObject({ code: 'NOT_REPLICATED' });
+    expect(await till.keys.get(record.id)).toBeNull();
+    await till.close();
+    for (const bad of [{ replicas: -1 }, { replicas: 1.5 }, { replicaTimeout: 0 }]) {
+      expect(() => new RedisStore({ client, namespace, ...bad })).toThrow(TillError);
+    }
+  });
+
   it('reports a corrupt record as a store error, not as a key', async () => {
     const store = new RedisStore({ client, namespace });
     const record = sampleRecord();

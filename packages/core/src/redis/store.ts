@@ -34,8 +34,19 @@ export interface RedisStoreOptions {
   limitClock?: 'redis' | 'caller';
   /** Most entries in the store's audit log (`till:audit`, a stream); the oldest go first. Default 100,000. */
   auditMaxLength?: number;
-  /** Most entries in each key's own trail (`till:{<id>}:audit`, a list). Default 1,000. */
+  /** Most entries in each key's own trail (`till:{<id>}:audit`). Default 1,000. */
   auditPerKeyMaxLength?: number;
+  /**
+   * Replicas that must have a revocation, a disabling, a deletion or an update before the key
+   * manager's call resolves: Redis replicates asynchronously, so a change its primary acknowledged is
+   * lost if the primary fails before a replica has it, and a revoked key works again on the promoted
+   * replica. With `replicas` set, those changes are followed by WAIT (`confirmChanges()`); when fewer
+   * replicas confirm within `replicaTimeout` (ms, default 500) the change stays made on the primary and
+   * the call rejects with TillError `NOT_REPLICATED`: not yet safe from a failover. Creations and
+   * rotations do not wait (a lost one fails closed: the new key is refused). Default 0: no wait.
+   */
+  replicas?: number;
+  replicaTimeout?: number;
 }
 
 type ScriptClient = RedisClient & {
@@ -155,6 +166,8 @@ export class RedisStore implements KeyStore {
   private readonly usageKey: string;
   private readonly logCap: number;
   private readonly trailCap: number;
+  private readonly replicas: number;
+  private readonly replicaTimeout: number;
 
   constructor(options: RedisStoreOptions) {
     if (!options || typeof options !== 'object' || !options.client || typeof (options.client as Redis).get !== 'function') {
@@ -173,6 +186,11 @@ export class RedisStore implements KeyStore {
     this.usageKey = `${namespace}usage:last`;
     this.logCap = auditMaxLength;
     this.trailCap = auditPerKeyMaxLength;
+    const { replicas = 0, replicaTimeout = 500 } = options;
+    if (!Number.isInteger(replicas) || replicas < 0) throw new TillError('INVALID_OPTIONS', '[till] [redis] replicas must be a non-negative integer');
+    if (!Number.isInteger(replicaTimeout) || replicaTimeout < 1) throw new TillError('INVALID_OPTIONS', '[till] [redis] replicaTimeout must be a positive integer of milliseconds');
+    this.replicas = replicas;
+    this.replicaTimeout = replicaTimeout;
     if (typeof namespace !== 'string' || /[{}]/.test(namespace)) {
       throw new TillError('INVALID_OPTIONS', '[till] [redis] namespace must be a string without braces (braces would change the hash slot)');
     }
@@ -241,8 +259,9 @@ export class RedisStore implements KeyStore {
       this.client.tillReplace(this.recordKey(record.id), this.trailKey(record.id), encodeRecord(record), expectedVersion, this.channel, record.id, trailEntry(audit), this.trailCap),
     );
     if (result === -1) throw new TillError('KEY_NOT_FOUND', `[till] [redis] no key ${record.id}`);
-    if (result === 1 && audit !== undefined) await this.copyToLog(audit);
-    return result === 1;
+    if (result !== 1) return false;
+    if (audit !== undefined) await this.copyToLog(audit);
+    return true;
   }
 
   async remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
@@ -360,6 +379,26 @@ export class RedisStore implements KeyStore {
         return { day, counts: parsed, total: Object.values(parsed).reduce((a, b) => a + b, 0) };
       }),
     };
+  }
+
+  /**
+   * With `replicas`: waits until that many replicas have this client's writes (WAIT, on every primary
+   * of a Cluster at once: the one that took a change waits for its replicas, the others answer at
+   * once), or rejects with NOT_REPLICATED (the changes stay made on the primary).
+   */
+  async confirmChanges(): Promise<void> {
+    if (this.replicas === 0) return;
+    const nodes = (this.client as Cluster).isCluster ? (this.client as Cluster).nodes('master') : [this.client as Redis];
+    const fewest = await Promise.all(nodes.map((node) => node.wait(this.replicas, this.replicaTimeout))).then(
+      (acked) => Math.min(...acked.map(Number)),
+      () => 0,
+    );
+    if (fewest < this.replicas) {
+      throw new TillError(
+        'NOT_REPLICATED',
+        `[till] [redis] the change was made on the primary, but ${fewest} of ${this.replicas} replicas confirmed it within ${this.replicaTimeout} ms: a failover now could undo it`,
+      );
+    }
   }
 
   /** The store's log of every entry, written after the change (whose key's trail holds it already). */

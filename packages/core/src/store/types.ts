@@ -103,6 +103,12 @@ export interface KeyStore {
    * when any limit or the credits refuse, nothing is charged.
    */
   consume(request: ConsumeRequest): Promise<ConsumeResult>;
+  /**
+   * Optional: resolves once the store's changes so far are safe from the loss of one server (replicated
+   * as configured), or rejects with TillError `NOT_REPLICATED`. The key manager calls it after changes
+   * that take access away.
+   */
+  confirmChanges?(): Promise<void>;
   /** Subscribes to invalidations from every process sharing the store; returns the unsubscribe. */
   onInvalidate(listener: InvalidationListener): () => void;
   /** Releases what the store opened itself (never a client the application passed in). */
