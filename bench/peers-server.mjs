@@ -14,12 +14,12 @@
 // Started with fork(): argv is [variant, redisUrl, namespace]; reports { port, key } over IPC once listening
 // (the key is never printed), answers 'cpu' with its CPU time, and exits when its parent goes away.
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
 import express from 'express';
 import { Redis } from 'ioredis';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth } from '@till/express';
+import { serveForBench } from './serve.mjs';
 
 const PEER_VARIANTS = ['bare', 'map', 'passport', 'better-auth', 'redis', 'till', 'till-limits'];
 
@@ -168,23 +168,6 @@ app.get('/', (_req, res) => {
   res.json({ hello: 'world' });
 });
 
-const server = createServer(app);
-server.listen(0, '127.0.0.1', () => {
-  // The key goes to the parent over IPC only: it is never printed.
-  process.send({ port: server.address().port, key });
-});
-
-// The parent asks for this process's CPU time around each measured run (as bench/server.mjs does).
-process.on('message', (message) => {
-  if (message === 'cpu') {
-    const { user, system } = process.cpuUsage();
-    process.send({ cpu: user + system });
-  }
-});
-
-process.on('disconnect', async () => {
-  server.close();
-  server.closeAllConnections();
+serveForBench(app, key, async () => {
   await Promise.allSettled(closers.map((close) => close()));
-  process.exit(0);
 });

@@ -1,10 +1,10 @@
 // One variant of the hello-world Express 5 app, run as a child of bench/http.mjs so load and server use different cores.
 // Started with fork(): it reports { port, key } over IPC once listening and exits when its parent goes away.
-import { createServer } from 'node:http';
 import express from 'express';
 import { createAlerts, createTill, silentLogger } from '@till/core';
 import { createMetrics } from '@till/core/metrics';
 import { apiKeyAuth } from '@till/express';
+import { serveForBench } from './serve.mjs';
 
 const variant = process.argv[2];
 const VARIANTS = ['bare', 'till', 'map', 'quiet', 'observed'];
@@ -47,24 +47,4 @@ app.get('/', (_req, res) => {
   res.send('ok');
 });
 
-const server = createServer(app);
-server.listen(0, '127.0.0.1', () => {
-  // The key goes to the parent over IPC only: it is never printed.
-  process.send({ port: server.address().port, key });
-});
-
-// The parent asks for this process's CPU time around each measured run: CPU per request is a figure
-// that other load on the machine disturbs far less than requests per second.
-process.on('message', (message) => {
-  if (message === 'cpu') {
-    const { user, system } = process.cpuUsage();
-    process.send({ cpu: user + system });
-  }
-});
-
-// Exiting normally (not by a signal) lets --cpu-prof write its profile.
-process.on('disconnect', () => {
-  server.close();
-  server.closeAllConnections();
-  process.exit(0);
-});
+serveForBench(app, key);
