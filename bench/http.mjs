@@ -211,6 +211,23 @@ export function summarizeRounds(variants, runs) {
   });
 }
 
+/**
+ * With `config.fresh` (BENCH_FRESH, on by default), a function that replaces every server in `servers`
+ * by a new process (made by `start(variant)`) and warms it up, for runRounds/runPaired to call at the
+ * start of each round; null otherwise. How one process's JIT compiles the hot path and lays out its
+ * heap moves its requests/s by several percent (two processes of one variant differ as much as two
+ * variants), so a run that keeps one process per variant measures that process's luck.
+ */
+export function refresher(servers, variants, config, start) {
+  if (!config.fresh) return null;
+  return async () => {
+    await Promise.all(Object.values(servers).map(stopServer));
+    for (const v of variants) servers[v.id] = await start(v);
+    for (const v of variants) await load(servers[v.id], FRESH_WARMUP, config);
+    return servers;
+  };
+}
+
 /** Runs the rounds and returns per-variant figures: medians over rounds, and the median round ratio to bare Express. */
 export async function runHttp(config = httpConfigFromEnv(), log = console.log) {
   if (config.profileDir) mkdirSync(config.profileDir, { recursive: true });
@@ -219,18 +236,7 @@ export async function runHttp(config = httpConfigFromEnv(), log = console.log) {
     `${config.rounds} rounds x ${VARIANTS.length} variants x (${config.warmup} s warm-up + ${config.duration} s), about ${Math.ceil(seconds)} s` +
     (config.pin ? ', load on CPU 0, servers on CPU 1' : ''));
   const servers = {};
-  // Fresh servers every round (BENCH_FRESH, on by default): how one process's JIT compiles the hot path
-  // and lays out its heap moves its requests/s by several percent (two processes of one variant differ
-  // as much as two variants), so a run that keeps one process per variant measures that process's luck.
-  // Each new server is warmed up before its first measured run.
-  const refresh = config.fresh
-    ? async () => {
-        await Promise.all(Object.values(servers).map(stopServer));
-        for (const v of VARIANTS) servers[v.id] = await startServer(v.id, config.profileDir, config.pin);
-        for (const v of VARIANTS) await load(servers[v.id], FRESH_WARMUP, config);
-        return servers;
-      }
-    : null;
+  const refresh = refresher(servers, VARIANTS, config, (v) => startServer(v.id, config.profileDir, config.pin));
   try {
     if (config.pin) pin(process.pid, 0);
     for (const v of VARIANTS) servers[v.id] = await startServer(v.id, config.profileDir, config.pin);

@@ -25,6 +25,7 @@
 //   BENCH_ROUNDS          5    back-to-back rounds of all seven variants
 //   BENCH_PAIRED_ROUNDS   5    side-by-side rounds (0 turns them off)
 //   BENCH_CONNECTIONS     50   autocannon connections per server
+//   BENCH_FRESH           on   new server processes every round, warmed up first (0: one per variant)
 //   BENCH_PIN             on   0 stops pinning the load generator to CPU 0 and the servers to CPU 1
 //   BENCH_PROFILE         off  1 runs the servers under --cpu-prof (bench/results/profiles/peers-<variant>.cpuprofile)
 //   BENCH_PEERS_TIMEOUT   480  seconds before the run gives up (exit code 1), servers stopped and keys deleted
@@ -37,7 +38,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { HTTP_TARGET, httpConfigFromEnv, pin, runPaired, runRounds, startServer, stopServer, summarizeRounds } from './http.mjs';
+import { HTTP_TARGET, httpConfigFromEnv, pin, refresher, runPaired, runRounds, startServer, stopServer, summarizeRounds } from './http.mjs';
 import { envNumber, fixed, int, median, sourceState, table } from './stats.mjs';
 import { boundedRun, redisUrlOrFail } from './redis-run.mjs';
 
@@ -229,9 +230,9 @@ async function main(log = console.log) {
   try {
     if (config.profileDir) mkdirSync(config.profileDir, { recursive: true });
     if (config.pin) pin(process.pid, 0);
-    for (const v of VARIANTS) {
-      servers[v.id] = await startServer(v.id, config.profileDir, config.pin, { script: SERVER, args: [v.id, redis.url, namespace], profileName: `peers-${v.id}` });
-    }
+    const start = (v) => startServer(v.id, config.profileDir, config.pin, { script: SERVER, args: [v.id, redis.url, namespace], profileName: `peers-${v.id}` });
+    for (const v of VARIANTS) servers[v.id] = await start(v);
+    const refresh = refresher(servers, VARIANTS, config, start);
     log('');
     log('Checks before measuring (status with the valid key; then without a key, with a wrong key, with junk):');
     const checks = {};
@@ -242,9 +243,9 @@ async function main(log = console.log) {
     }
     log('');
     log(`Back to back: ${config.rounds} rounds`);
-    const runs = await runRounds(servers, VARIANTS, config, log, Math.max(...VARIANTS.map((v) => v.label.length)));
+    const runs = await runRounds(servers, VARIANTS, config, log, Math.max(...VARIANTS.map((v) => v.label.length)), refresh);
     const variants = summarizeRounds(VARIANTS, runs).map((v, i) => ({ ...v, authenticates: VARIANTS[i].authenticates }));
-    const paired = await runPaired(servers, config, log, VARIANTS, { strict: true });
+    const paired = await runPaired(servers, config, log, VARIANTS, { strict: true, refresh });
     const targets = targetsOf(variants, paired);
     const { profileDir, ...shownConfig } = config;
     const result = {
