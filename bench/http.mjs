@@ -128,7 +128,9 @@ export async function runPaired(servers, config, log, variants = VARIANTS, { str
       servers = await refresh();
       await Promise.all(variants.map((v) => load(servers[v.id], config.warmup, config)));
     }
+    const cpuBefore = await Promise.all(variants.map((v) => serverCpu(servers[v.id])));
     const results = await Promise.all(variants.map((v) => load(servers[v.id], config.duration, config)));
+    const cpuUsed = (await Promise.all(variants.map((v) => serverCpu(servers[v.id])))).map((c, i) => c - cpuBefore[i]);
     // strict: any answer but 2xx, error or timeout ends the benchmark, as in the back-to-back rounds.
     if (strict) results.forEach((r, i) => failOnErrors(variants[i], r));
     const bare = results[0].requests.average;
@@ -136,7 +138,9 @@ export async function runPaired(servers, config, log, variants = VARIANTS, { str
       ratios[v.id].push(results[i].requests.average / bare);
       rps[v.id].push(results[i].requests.average);
     });
-    log(`  round ${round + 1}/${config.pairedRounds}  ` + variants.map((v, i) => `${v.id} ${int(results[i].requests.average)} (${fixed(ratios[v.id][round], 3)})`).join('   '));
+    // Beside each: the server's CPU per request and its share of the seconds measured (of one CPU).
+    log(`  round ${round + 1}/${config.pairedRounds}  ` + variants.map((v, i) => `${v.id} ${int(results[i].requests.average)} (${fixed(ratios[v.id][round], 3)}; ` +
+      `${fixed(cpuUsed[i] / results[i].requests.total, 0)} us/req, ${fixed(cpuUsed[i] / (config.duration * 1e6), 2)} CPU)`).join('   '));
   }
   return variants.map((v) => ({ id: v.id, label: v.label, ratio: median(ratios[v.id]), roundRatios: ratios[v.id], ...(strict && { roundRps: rps[v.id] }) }));
 }
