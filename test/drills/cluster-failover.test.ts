@@ -1,4 +1,5 @@
 // Drill: a Redis Cluster primary killed under load. Run by `pnpm test:drills` (and by CI after
+// Revocations made through a store with `replicas: 1` an instant before the kill must survive it.
 // `pnpm test`), alone: a failover's timing is what it measures, and a busy machine running every other
 // suite at once would starve the cluster's gossip.
 import { Cluster } from 'ioredis';
@@ -53,6 +54,18 @@ describe('a primary killed under load', () => {
       })();
       await new Promise((r) => setTimeout(r, 500));
       const before = seen.ok;
+      // Revoked an instant before the primary dies, through a store that waits for a replica
+      // (`replicas: 1`): the revocation must survive the failover. Keys on the victim's slots only.
+      const onVictim: Array<Awaited<ReturnType<typeof till.keys.create>>> = [];
+      for (let i = 0; onVictim.length < 3 && i < 100; i++) {
+        const k = await till.keys.create({ name: `last minute ${i}`, scopes: [] });
+        const s = Number(await client.cluster('KEYSLOT', `${namespace}{${k.record.id}}:k`));
+        if (shards.find(([from, to]) => s >= from && s <= to)![2][1] === owner) onVictim.push(k);
+      }
+      expect(onVictim.length).toBe(3);
+      await Promise.all(client.nodes('master').map((n) => n.wait(1, 5000))); // the creations too
+      const durable = createTill({ store: new RedisStore({ client, namespace, commandTimeout: 2000, replicas: 1, replicaTimeout: 2000 }), logger: silentLogger, auditEvents: false, usage: false });
+      for (const k of onVictim) await durable.keys.revoke(k.record.id, { reason: 'revoked just before the failover' });
       await victim.stop();
       // The replica is promoted after the node timeout (2 s); verification must come back by itself.
       const deadline = Date.now() + 30_000;
@@ -81,6 +94,10 @@ describe('a primary killed under load', () => {
       expect(seen.acceptedDead, 'a revoked key was accepted').toBe(0);
       expect(seen.refusedLive, 'a live key was refused other than as unavailable').toBe(0);
       expect(seen.refusedDead).toBeGreaterThan(0);
+      // The revocations confirmed by a replica survived: the promoted replica has them.
+      for (const k of onVictim) expect((await durable.keys.get(k.record.id))?.revokedAt, `revocation of ${k.record.id}`).not.toBeNull();
+      await durable.close();
+      console.log(`[drill cluster-failover] killed the primary on port ${owner}; ${onVictim.length} revocations made through replicas: 1 just before, all kept`);
       // A change after the failover lands on the promoted replica and is heard.
       await till.keys.revoke(live[0]!.record.id);
       expect((await till.verify(live[0]!.key)).code).toBe('REVOKED');
