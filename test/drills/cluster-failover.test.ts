@@ -1,7 +1,7 @@
 // Drill: a Redis Cluster primary killed under load. Run by `pnpm test:drills` (and by CI after
-// Revocations made through a store with `replicas: 1` an instant before the kill must survive it.
 // `pnpm test`), alone: a failover's timing is what it measures, and a busy machine running every other
 // suite at once would starve the cluster's gossip.
+// Revocations made through a store with `replicas: 1` an instant before the kill must survive it.
 import { Cluster } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { createTill, silentLogger } from '@till/core';
