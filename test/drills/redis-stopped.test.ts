@@ -155,6 +155,8 @@ describe('Redis stopped under load, then restarted', () => {
     // A revocation after the recovery, of a key both apps hold: each hears it on the channel it had to
     // subscribe to again, and refuses the key.
     for (const app of apps) expect((await get(agent, app.port, warm[0]!.key)).status).toBe(200);
+    // This process's own client reconnects on its own schedule (every 100 ms): the apps may be back first.
+    expect(await waitFor(() => client!.status === 'ready', 5000, 10), 'the admin client reconnected').toBe(true);
     const revokeAt = Date.now();
     await till.keys.revoke(warm[0]!.id, { reason: 'drill, after the recovery' });
     const heard = await waitFor(async () => (await Promise.all(apps.map((a) => a.stats()))).every((s) => s.heard.includes(warm[0]!.id)), 3000, 10);
