@@ -19,7 +19,7 @@ import { Redis } from 'ioredis';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth } from '@till/express';
-import { serveForBench } from './serve.mjs';
+import { mapCheck, serveForBench } from './serve.mjs';
 
 const PEER_VARIANTS = ['bare', 'map', 'passport', 'better-auth', 'redis', 'till', 'till-limits'];
 
@@ -51,16 +51,7 @@ if (variant === 'bare') {
 } else if (variant === 'map') {
   // The least an API key check can do: one Map lookup of the header value (as in bench/server.mjs).
   key = randomKey('map');
-  const keys = new Map([[`Bearer ${key}`, { id: 'key_1' }]]);
-  app.use((req, res, next) => {
-    const found = keys.get(req.headers.authorization);
-    if (found === undefined) {
-      res.status(401).end();
-      return;
-    }
-    req.apiKey = found;
-    next();
-  });
+  app.use(mapCheck(key, 'key_1'));
 } else if (variant === 'passport') {
   // passport-headerapikey's README setup: HeaderAPIKeyStrategy with a header and a prefix, the verify
   // callback finding the key's owner, passport.authenticate('headerapikey', { session: false }). With

@@ -4,7 +4,7 @@ import express from 'express';
 import { createAlerts, createTill, silentLogger } from '@till/core';
 import { createMetrics } from '@till/core/metrics';
 import { apiKeyAuth } from '@till/express';
-import { serveForBench } from './serve.mjs';
+import { mapCheck, serveForBench } from './serve.mjs';
 
 const variant = process.argv[2];
 const VARIANTS = ['bare', 'till', 'map', 'quiet', 'observed'];
@@ -32,16 +32,7 @@ if (variant === 'till' || variant === 'quiet' || variant === 'observed') {
   app.use(apiKeyAuth({ till }));
 } else if (variant === 'map') {
   // The least an API key check can do: one Map lookup of the header value, for reference.
-  const keys = new Map([[`Bearer ${key}`, { id: record.id }]]);
-  app.use((req, res, next) => {
-    const found = keys.get(req.headers.authorization);
-    if (found === undefined) {
-      res.status(401).end();
-      return;
-    }
-    req.apiKey = found;
-    next();
-  });
+  app.use(mapCheck(key, record.id));
 }
 app.get('/', (_req, res) => {
   res.send('ok');
