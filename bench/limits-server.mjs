@@ -12,8 +12,8 @@ import express from 'express';
 import { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { createTill, silentLogger } from '@till/core';
-import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth } from '@till/express';
+import { tillOnRedis } from './redis-run.mjs';
 
 const [variant, redisUrl, namespace, keyCount = '1'] = process.argv.slice(2);
 if (!['bare', 'till', 'rlf'].includes(variant) || !redisUrl || !namespace || !(Number(keyCount) >= 1) || !process.send) {
@@ -57,18 +57,7 @@ function countRedisTraffic() {
 const traffic = countRedisTraffic();
 const closers = [];
 
-/** A Till on Redis, in this run's namespace. */
-function redisTill() {
-  const client = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
-  const store = new RedisStore({ client, namespace });
-  const till = createTill({ store, logger: silentLogger });
-  closers.push(async () => {
-    await till.close();
-    await store.close();
-    client.disconnect();
-  });
-  return till;
-}
+const redisTill = () => tillOnRedis(redisUrl, namespace, closers);
 
 // Every variant holds a key and the load generator sends it to all of them, so requests are alike;
 // bare Express keeps its key in memory and never looks at it.

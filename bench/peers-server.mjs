@@ -16,9 +16,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import express from 'express';
 import { Redis } from 'ioredis';
-import { createTill, silentLogger } from '@till/core';
-import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth } from '@till/express';
+import { tillOnRedis } from './redis-run.mjs';
 import { mapCheck, serveForBench } from './serve.mjs';
 
 const PEER_VARIANTS = ['bare', 'map', 'passport', 'better-auth', 'redis', 'till', 'till-limits'];
@@ -140,17 +139,10 @@ if (variant === 'bare') {
     );
   });
 } else {
-  // Till on Redis as bench/limits-server.mjs makes it: a RedisStore in this run's namespace, a key made
+  // Till on Redis as bench/limits-server.mjs makes it (tillOnRedis): a RedisStore in this run's namespace, a key made
   // through till.keys.create(). apiKeyAuth() with its defaults (usage tracking, audit events and
   // brute-force protection on); till-limits adds the limits benchmark's per-key limit.
-  const client = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
-  const store = new RedisStore({ client, namespace });
-  const till = createTill({ store, logger: silentLogger });
-  closers.push(async () => {
-    await till.close();
-    await store.close();
-    client.disconnect();
-  });
+  const till = tillOnRedis(redisUrl, namespace, closers);
   key = (await till.keys.create({ name: 'bench', scopes: ['bench:read'] })).key;
   app.use(apiKeyAuth({ till, ...(variant === 'till-limits' && { limits: [{ name: 'api', limit: LIMIT, window: '1h' }] }) }));
 }

@@ -1,5 +1,8 @@
 // What the benchmarks that use the machine's Redis share: finding it, and a bounded run that always
 // stops its servers and deletes its keys.
+import { Redis } from 'ioredis';
+import { createTill, silentLogger } from '@till/core';
+import { RedisStore } from '@till/core/redis';
 import { deleteNamespace, redisAnswers } from '../test/helpers/redis-tools.mjs';
 
 /** The Redis at REDIS_URL (default 127.0.0.1:6379), which must be on this machine and answer. */
@@ -39,4 +42,20 @@ export function boundedRun({ bench, envName, seconds, admin, namespace, stop }) 
   }, seconds * 1000);
   deadline.unref();
   return { cleanup, deadline };
+}
+
+/**
+ * A benchmark server's Till on the machine's Redis, in the run's namespace, with its defaults; what
+ * closes it goes onto `closers`.
+ */
+export function tillOnRedis(redisUrl, namespace, closers) {
+  const client = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+  const store = new RedisStore({ client, namespace });
+  const till = createTill({ store, logger: silentLogger });
+  closers.push(async () => {
+    await till.close();
+    await store.close();
+    client.disconnect();
+  });
+  return till;
 }
