@@ -175,6 +175,7 @@ function recordOf(v: KeyRecord, hash: string): KeyRecord {
 }
 
 const NO_METADATA: Readonly<Record<string, unknown>> = Object.freeze({});
+const NO_LIMITS: readonly RateLimit[] = Object.freeze([]);
 
 /**
  * Prefixes and scope lists repeat across keys (a service has a few of each): records decoded with
@@ -200,7 +201,6 @@ function sharedScopes(scopes: readonly string[]): readonly string[] {
   if (sharedLists.size < SHARED_MAX) sharedLists.set(key, list);
   return list;
 }
-const NO_LIMITS: readonly RateLimit[] = Object.freeze([]);
 
 const count = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
 

@@ -58,7 +58,6 @@ export class UsageCounter {
   others: number[] | null = null;
   /** Last VALID verification, epoch ms; 0 when none since the last write. */
   last = 0;
-  constructor(readonly keyId: string) {}
 }
 
 /** The UTC day of an instant, `YYYY-MM-DD`. */
@@ -113,7 +112,7 @@ export class UsageTracker extends PeriodicWriter {
       // The first count after a write opens the window whose day the counts are filed under.
       if (this.counters.size === 0) this.windowStart = this.clock();
       else if (this.counters.size >= this.maxKeys) void this.flush();
-      counter = new UsageCounter(keyId);
+      counter = new UsageCounter();
       this.counters.set(keyId, counter);
       this.schedule();
     }
