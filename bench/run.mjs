@@ -39,9 +39,8 @@ console.log('Summary');
 console.log(`  HTTP: express + apiKeyAuth() = ${fixed(till.ratio, 3)} x bare Express requests/s (${int(till.rps)} vs ${int(http.variants[0].rps)}); ` +
   `CPU ratio ${fixed(till.cpuRatio, 3)}; target >= ${http.target}: ${http.pass ? 'PASS' : 'FAIL'}`);
 const overhead = overheadOf(http);
-const overheadFigure = overhead.paired ?? overhead.backToBack;
-console.log(`  Overhead: usage tracking, audit events, alerts and metrics on = ${fixed(overheadFigure, 3)} x all off` +
-  `${overhead.paired === null ? ' (back to back)' : ' (side by side)'}; target >= ${OVERHEAD_TARGET}: ${overheadFigure >= OVERHEAD_TARGET ? 'PASS' : 'FAIL'}`);
+console.log(`  Overhead: usage tracking, audit events, alerts and metrics on = ${fixed(overhead.backToBack, 3)} x all off back to back` +
+  `${overhead.paired === null ? '' : ` (side by side ${fixed(overhead.paired, 3)})`}; target >= ${OVERHEAD_TARGET}: ${overhead.backToBack >= OVERHEAD_TARGET ? 'PASS' : 'FAIL'}`);
 console.log(`  Core: ${int(core.results.verify.perSecond)} cached verifications/s (pepper: ${int(core.results.verifyPepper.perSecond)}/s); ` +
   `target >= ${int(core.target)}: ${core.pass ? 'PASS' : 'FAIL'}`);
 

@@ -7,7 +7,7 @@ import { apiKeyAuth } from '@till/express';
 import { mapCheck, serveForBench } from './serve.mjs';
 
 const variant = process.argv[2];
-const VARIANTS = ['bare', 'till', 'map', 'quiet', 'observed'];
+const VARIANTS = ['bare', 'noop', 'till', 'map', 'quiet', 'observed'];
 if (!VARIANTS.includes(variant)) {
   console.error(`[bench] [server] variant must be one of ${VARIANTS.join(', ')}`);
   process.exit(2);
@@ -30,6 +30,9 @@ const { key, record } = await till.keys.create({ name: 'bench', scopes: ['bench:
 const app = express();
 if (variant === 'till' || variant === 'quiet' || variant === 'observed') {
   app.use(apiKeyAuth({ till }));
+} else if (variant === 'noop') {
+  // The least any middleware costs: one more layer in Express's router that only calls next().
+  app.use((_req, _res, next) => next());
 } else if (variant === 'map') {
   // The least an API key check can do: one Map lookup of the header value, for reference.
   app.use(mapCheck(key, record.id));
