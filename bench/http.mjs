@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import autocannon from 'autocannon';
-import { envNumber, fixed, int, machineBusy, median, table } from './stats.mjs';
+import { envNumber, fixed, int, machineBusy, median, quartiles, table } from './stats.mjs';
 
 export const VARIANTS = [
   { id: 'bare', label: 'express (bare)' },
@@ -207,17 +207,6 @@ export function roundRatios(a, b) {
   const x = sums(a);
   const y = sums(b);
   return x.map((v, i) => v / y[i]);
-}
-
-/** The 25th and 75th percentiles: how far the rounds spread around their median. */
-export function quartiles(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (q) => {
-    const i = (sorted.length - 1) * q;
-    const lo = Math.floor(i);
-    return sorted[lo] + (sorted[Math.ceil(i)] - sorted[lo]) * (i - lo);
-  };
-  return [at(0.25), at(0.75)];
 }
 
 /** Per-variant figures from runRounds(): medians over runs, and the median round ratio to the variant with id 'bare'. */

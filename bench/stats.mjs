@@ -21,6 +21,17 @@ export function median(values) {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+/** The 25th and 75th percentiles: how far the rounds spread around their median. */
+export function quartiles(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q) => {
+    const i = (sorted.length - 1) * q;
+    const lo = Math.floor(i);
+    return sorted[lo] + (sorted[Math.ceil(i)] - sorted[lo]) * (i - lo);
+  };
+  return [at(0.25), at(0.75)];
+}
+
 /** Nearest-rank percentile (0-100) of values sorted in ascending order. */
 export function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;
