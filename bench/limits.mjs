@@ -8,16 +8,13 @@
 // Targets print PASS or FAIL; the exit code is 0 either way. Writes bench/results/limits.json.
 // Quick run: BENCH_DURATION=2 BENCH_ROUNDS=2 BENCH_PAIRED_ROUNDS=2 pnpm bench:limits
 import { execFileSync, fork } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
 import { dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { Redis } from 'ioredis';
 import { httpConfigFromEnv } from './http.mjs';
-import { envNumber, fixed, int, machineBusy, median, sourceState, table } from './stats.mjs';
-import { boundedRun, redisUrlOrFail } from './redis-run.mjs';
+import { envNumber, fixed, int, machineBusy, machineInfo, median, runHeader, sourceState, table } from './stats.mjs';
+import { benchRedis, boundedRun } from './redis-run.mjs';
 
 const VARIANTS = [
   { id: 'bare', label: 'express (bare)' },
@@ -298,16 +295,11 @@ function print(result, log) {
 }
 
 async function main(log = console.log) {
-  const machine = { node: process.version, platform: `${process.platform} ${process.arch}`, cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism() };
+  const machine = machineInfo();
   const source = sourceState();
-  const redis = await redisUrlOrFail('bench:limits');
-  const namespace = `till-bench:limits:${randomBytes(6).toString('hex')}:`;
-  const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
-  admin.on('error', () => {});
-  const version = /redis_version:(\S+)/.exec(String(await admin.info('server')))?.[1] ?? '?';
+  const { redis, namespace, admin, version } = await benchRedis('limits');
   const seconds = SCENARIOS.length * (config.rounds * VARIANTS.length * (config.warmup + config.duration) + (config.pairedRounds > 0 ? config.warmup + config.pairedRounds * config.duration : 0));
-  log(`Till limits benchmark: Node ${machine.node}, ${machine.platform}, ${machine.cores} x ${machine.cpu}` +
-    (source ? `; packages built from ${source.commit}${source.dirty ? ' with uncommitted changes' : ''}` : ''));
+  log(runHeader('Till limits benchmark', machine, source));
   log(`  Redis ${version} at ${redis.host}, key namespace ${namespace} (deleted afterwards); limit 1,000,000,000 requests per hour per key`);
   log(`  GET / on 127.0.0.1, ${config.connections} connections, pipelining ${config.pipelining}, ${SCENARIOS.length} scenarios x ${config.rounds} rounds x ${VARIANTS.length} variants x ` +
     `(${config.warmup} s warm-up + ${config.duration} s)` + (config.pairedRounds > 0 ? `, then ${config.pairedRounds} side-by-side rounds` : '') +

@@ -33,15 +33,12 @@
 //   REDIS_URL                  a Redis on this machine; default redis://127.0.0.1:6379
 // Quick run: BENCH_DURATION=2 BENCH_ROUNDS=1 BENCH_PAIRED_ROUNDS=1 pnpm bench:peers (the default run takes
 // about 6 minutes plus the build).
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
 import { dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
 import { HTTP_TARGET, httpConfigFromEnv, pin, refresher, roundRatios, runPaired, runRounds, startServer, stopServer, summarizeRounds } from './http.mjs';
-import { envNumber, fixed, int, median, sourceState, table } from './stats.mjs';
-import { boundedRun, redisUrlOrFail } from './redis-run.mjs';
+import { envNumber, fixed, int, machineInfo, median, runHeader, sourceState, table } from './stats.mjs';
+import { benchRedis, boundedRun } from './redis-run.mjs';
 
 const VARIANTS = [
   { id: 'bare', label: 'express (bare)', authenticates: false },
@@ -204,16 +201,11 @@ function save(file, text) {
 
 async function main(log = console.log) {
   const config = configFromEnv();
-  const machine = { node: process.version, platform: `${process.platform} ${process.arch}`, cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism() };
+  const machine = machineInfo();
   const source = sourceState();
-  const redis = await redisUrlOrFail('bench:peers');
-  const namespace = `till-bench:peers:${randomBytes(6).toString('hex')}:`;
-  const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
-  admin.on('error', () => {});
-  const version = /redis_version:(\S+)/.exec(String(await admin.info('server')))?.[1] ?? '?';
+  const { redis, namespace, admin, version } = await benchRedis('peers');
   const seconds = config.rounds * 2 * VARIANTS.length * (config.warmup + config.duration) + (config.pairedRounds > 0 ? config.warmup + config.pairedRounds * config.duration : 0);
-  log(`Till against peers: Node ${machine.node}, ${machine.platform}, ${machine.cores} x ${machine.cpu}` +
-    (source ? `; packages built from ${source.commit}${source.dirty ? ' with uncommitted changes' : ''}` : ''));
+  log(runHeader('Till against peers', machine, source));
   log(`  Redis ${version} at ${redis.host}, key prefix ${namespace} (deleted afterwards)`);
   log(`  GET / on 127.0.0.1, ${config.connections} connections, pipelining ${config.pipelining}, ${config.rounds} rounds x ${VARIANTS.length} variants x 2 (in order, then in reverse) x ` +
     `(${config.warmup} s warm-up + ${config.duration} s)` + (config.pairedRounds > 0 ? `, then ${config.pairedRounds} side-by-side rounds` : '') +

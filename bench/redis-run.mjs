@@ -1,5 +1,6 @@
 // What the benchmarks that use the machine's Redis share: finding it, and a bounded run that always
 // stops its servers and deletes its keys.
+import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
@@ -12,6 +13,19 @@ export async function redisUrlOrFail(bench) {
   if (!['127.0.0.1', 'localhost', '[::1]'].includes(hostname)) throw new Error(`[bench] ${bench} runs against a Redis on this machine only, not ${hostname}`);
   if (!(await redisAnswers(url))) throw new Error(`[bench] no Redis answers at ${host}: start one (redis-server) or set REDIS_URL`);
   return { url, host };
+}
+
+/**
+ * The Redis of a `bench:<name>` run: its address (see redisUrlOrFail), a key prefix of the run's own,
+ * an admin client that cleans it up (see boundedRun), and the server's version for the results.
+ */
+export async function benchRedis(name) {
+  const redis = await redisUrlOrFail(`bench:${name}`);
+  const namespace = `till-bench:${name}:${randomBytes(6).toString('hex')}:`;
+  const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  admin.on('error', () => {});
+  const version = /redis_version:(\S+)/.exec(String(await admin.info('server')))?.[1] ?? '?';
+  return { redis, namespace, admin, version };
 }
 
 async function keysUnder(admin, namespace) {

@@ -11,13 +11,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { availableParallelism, cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { now, startCluster, waitForSubscribers } from '../test/helpers/revocation-cluster.mjs';
-import { distribution, envNumber, fixed, sourceState, table } from './stats.mjs';
+import { distribution, envNumber, fixed, machineInfo, runHeader, sourceState, table } from './stats.mjs';
 import { deleteNamespace, redisAnswers } from '../test/helpers/redis-tools.mjs';
 
 /** The target: every process refuses a revoked key within this many milliseconds, at p99. */
@@ -72,10 +71,9 @@ const ms = (n) => fixed(n, 2);
 const row = (label, d) => [label, d.count, ms(d.p50), ms(d.p90), ms(d.p99), ms(d.max), ms(d.mean)];
 
 async function main() {
-  const machine = { node: process.version, platform: `${process.platform} ${process.arch}`, cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism() };
+  const machine = machineInfo();
   const source = sourceState();
-  console.log(`Till revocation benchmark: Node ${machine.node}, ${machine.platform}, ${machine.cores} x ${machine.cpu}` +
-    (source ? `; packages built from ${source.commit}${source.dirty ? ' with uncommitted changes' : ''}` : ''));
+  console.log(runHeader('Till revocation benchmark', machine, source));
 
   const redis = await findRedis();
   const namespace = `till-bench:${randomBytes(6).toString('hex')}:`;

@@ -3,11 +3,10 @@
 // Quick run: BENCH_DURATION=2 BENCH_ROUNDS=1 BENCH_CORE_CALLS=200000 pnpm bench
 import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { coreConfigFromEnv, printCore } from './core.mjs';
 import { httpConfigFromEnv, OVERHEAD_TARGET, overheadOf, printHttp, runHttp } from './http.mjs';
-import { fixed, int, sourceState } from './stats.mjs';
+import { fixed, int, machineInfo, runHeader, sourceState } from './stats.mjs';
 
 /** The core benchmark runs in its own process, so the HTTP run's heap and JIT state cannot touch it. */
 function runCoreInChild() {
@@ -21,10 +20,9 @@ function runCoreInChild() {
 
 const httpConfig = httpConfigFromEnv();
 coreConfigFromEnv(); // checked here too, so a bad setting fails before the long HTTP run
-const machine = { node: process.version, platform: `${process.platform} ${process.arch}`, cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism() };
+const machine = machineInfo();
 const source = sourceState();
-console.log(`Till benchmarks: Node ${machine.node}, ${machine.platform}, ${machine.cores} x ${machine.cpu}` +
-  (source ? `; packages built from ${source.commit}${source.dirty ? ' with uncommitted changes' : ''}` : ''));
+console.log(runHeader('Till benchmarks', machine, source));
 console.log('');
 
 const http = await runHttp(httpConfig);

@@ -2,6 +2,7 @@
 // number formatting, and which code was measured.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 /** A positive number from the environment, or `fallback`; anything else is a configuration error. */
@@ -76,6 +77,17 @@ export function machineBusy() {
   } catch {
     return null;
   }
+}
+
+/** The machine a benchmark runs on, as its results record it. */
+export function machineInfo() {
+  return { node: process.version, platform: `${process.platform} ${process.arch}`, cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism() };
+}
+
+/** A benchmark's first line: what runs, on which machine, built from which commit. */
+export function runHeader(title, machine, source) {
+  return `${title}: Node ${machine.node}, ${machine.platform}, ${machine.cores} x ${machine.cpu}` +
+    (source ? `; packages built from ${source.commit}${source.dirty ? ' with uncommitted changes' : ''}` : '');
 }
 
 /** Which code was measured: the commit, and whether packages/ had uncommitted changes (best effort). */
