@@ -16,17 +16,15 @@
 // and audit events), then quit the Redis connection; it reports { type: 'shutdown', ms } and exits 0.
 import { createServer } from 'node:http';
 import { Redis } from 'ioredis';
-import { createTill, silentLogger, isTillError } from '@till/core';
+import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
+import { answerRequests, send } from './worker-ipc.mjs';
 
 const config = JSON.parse(process.env.TILL_DRILL_CONFIG ?? 'null');
 if (!config || typeof process.send !== 'function') {
   console.error('[drill-app] start me with fork() and TILL_DRILL_CONFIG set');
   process.exit(2);
 }
-const send = (message) => {
-  if (process.connected) process.send(message);
-};
 
 const client = new Redis(config.redisUrl, {
   maxRetriesPerRequest: 1,
@@ -215,15 +213,7 @@ const handlers = {
   },
 };
 
-process.on('message', async (message) => {
-  const run = handlers[message?.type];
-  try {
-    if (!run) throw new Error(`unknown message type ${message?.type}`);
-    send({ type: 'reply', req: message.req, ok: true, ...(await run(message)) });
-  } catch (error) {
-    send({ type: 'reply', req: message.req, ok: false, error: error instanceof Error ? error.message : String(error), code: isTillError(error) ? error.code : null });
-  }
-});
+answerRequests(handlers);
 
 // Never outlive the parent, nor run unbounded.
 process.on('disconnect', () => process.exit(0));

@@ -11,6 +11,7 @@
 import { Redis } from 'ioredis';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
+import { answerRequests, send } from './worker-ipc.mjs';
 
 const env = process.env;
 const name = env.TILL_WORKER_NAME ?? `till-worker-${process.pid}`;
@@ -43,9 +44,6 @@ const watches = new Map();
 const heard = { ids: new Map(), flushes: 0, lastFlushAt: null };
 
 const isPromise = (value) => typeof value?.then === 'function';
-const send = (message) => {
-  if (process.connected) process.send(message);
-};
 
 function settle(id, watch, result, via) {
   if (watches.get(id) !== watch || result.code !== watch.expect) return;
@@ -155,15 +153,7 @@ const handlers = {
   },
 };
 
-process.on('message', async (message) => {
-  const handler = handlers[message?.type];
-  try {
-    if (!handler) throw new Error(`unknown message type ${message?.type}`);
-    send({ type: 'reply', req: message.req, ok: true, ...(await handler(message)) });
-  } catch (error) {
-    send({ type: 'reply', req: message.req, ok: false, error: error instanceof Error ? error.message : String(error) });
-  }
-});
+answerRequests(handlers);
 
 // Never outlive the parent, nor run unbounded.
 process.on('disconnect', () => process.exit(0));
