@@ -16,7 +16,7 @@
 // load the variants in order and then in reverse order, medians of the round ratios; then side-by-side
 // rounds, all variants loaded at once on CPU 1, printed beside them. Every request carries the variant's key
 // (bare ignores it); any answer but 2xx during measurement stops the run.
-// Prints a table (requests/s, p50, p99, ratio to bare in the same run) and two targets with PASS or FAIL:
+// Prints a table (requests/s, p50, p99, ratio to bare in the same run) and two targets, PASS, FAIL or NOT DECIDED:
 // Till cached >= 0.95 x bare, and Till ahead of every other authenticating contestant in requests/s. The
 // exit code is 0 either way. Writes bench/results/peers.json and the chart docs/bench-peers.svg.
 //
@@ -37,7 +37,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { HTTP_TARGET, httpConfigFromEnv, pin, refresher, roundRatios, runPaired, runRounds, startServer, stopServer, summarizeRounds } from './http.mjs';
-import { envNumber, fixed, int, machineInfo, median, runHeader, sourceState, table } from './stats.mjs';
+import { allOf, envNumber, fixed, int, machineInfo, median, runHeader, sourceState, table, verdict, verdictText } from './stats.mjs';
 import { benchRedis, boundedRun } from './redis-run.mjs';
 
 const VARIANTS = [
@@ -103,14 +103,15 @@ async function check(variant, server) {
 function tillOver(id, other, variants, paired) {
   const till = variants.find((v) => v.id === id);
   const them = variants.find((v) => v.id === other);
-  const backToBack = median(roundRatios(till.runs, them.runs));
+  const ratios = roundRatios(till.runs, them.runs);
+  const backToBack = median(ratios);
   let side = null;
   if (paired) {
     const a = paired.find((v) => v.id === id);
     const b = paired.find((v) => v.id === other);
     side = median(a.roundRps.map((x, i) => x / b.roundRps[i]));
   }
-  return { backToBack, paired: side, decisive: backToBack };
+  return { backToBack, paired: side, decision: verdict(ratios, { above: 1 }) };
 }
 
 function targetsOf(variants, paired) {
@@ -124,8 +125,9 @@ function targetsOf(variants, paired) {
     // the others keep evicting, which weighs each request's memory traffic far above what it costs a
     // server of its own (see bench/README.md); it is printed beside.
     decidedBy: 'back to back',
-    bare: { target: HTTP_TARGET, ratio: till.ratio, backToBack: till.ratio, paired: tillPaired?.ratio ?? null, pass: till.ratio >= HTTP_TARGET },
-    ahead: { over: ahead, pass: Object.values(ahead).every((r) => r.decisive > 1) },
+    // Each on the confidence interval of the rounds' median, not the median alone (see stats.mjs, verdict).
+    bare: { target: HTTP_TARGET, ratio: till.ratio, backToBack: till.ratio, paired: tillPaired?.ratio ?? null, decision: verdict(till.roundRatios, { atLeast: HTTP_TARGET }) },
+    ahead: { over: ahead, verdict: allOf(Object.values(ahead).map((r) => r.decision)) },
   };
 }
 
@@ -145,12 +147,12 @@ function print(result, log) {
   log('');
   log(`Targets (decided ${targets.decidedBy}${paired ? '; side by side beside it' : ''})`);
   const b = targets.bare;
-  log(`  Till cached >= ${b.target} x bare Express: ` + (b.paired === null ? '' : `side by side ${fixed(b.paired, 3)}, `) + `back to back ${fixed(b.backToBack, 3)} -> ${b.pass ? 'PASS' : 'FAIL'}`);
+  log(`  Till cached >= ${b.target} x bare Express: ` + (b.paired === null ? '' : `side by side ${fixed(b.paired, 3)}, `) + `back to back median ${fixed(b.backToBack, 3)}, ${verdictText(b.decision)}`);
   const parts = Object.entries(targets.ahead.over).map(([id, r]) => {
     const label = variants.find((v) => v.id === id).label;
-    return `${label} ` + (r.paired === null ? '' : `${fixed(r.paired, 3)} side by side, `) + `${fixed(r.backToBack, 3)} back to back${r.decisive > 1 ? '' : ' (not ahead)'}`;
+    return `${label} ` + (r.paired === null ? '' : `${fixed(r.paired, 3)} side by side, `) + `${fixed(r.backToBack, 3)} back to back (${verdictText(r.decision)})`;
   });
-  log(`  Till cached ahead of every other authenticating contestant (Till's req/s over theirs): ${parts.join('; ')} -> ${targets.ahead.pass ? 'PASS' : 'FAIL'}`);
+  log(`  Till cached ahead of every other authenticating contestant (Till's req/s over theirs): ${parts.join('; ')} -> ${targets.ahead.verdict}`);
 }
 
 const escapeXml = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');

@@ -33,6 +33,54 @@ export function quartiles(values) {
   return [at(0.25), at(0.75)];
 }
 
+/**
+ * A confidence interval for the median of `values` that assumes nothing of their distribution: the
+ * k-th smallest to the k-th largest value, for the largest k whose coverage (from the binomial
+ * distribution: each value falls below the true median with probability 1/2) reaches `confidence`.
+ * Null when there are too few values for it (fewer than 5 for 90%).
+ */
+export function medianInterval(values, confidence = 0.9) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const n = sorted.length;
+  let best = null;
+  let below = 0; // P(fewer than k values below the median)
+  let exactly = 0.5 ** n; // P(exactly k - 1 values below it)
+  for (let k = 1; 2 * k <= n; k++) {
+    below += exactly;
+    const coverage = 1 - 2 * below;
+    if (coverage < confidence) break;
+    best = { low: sorted[k - 1], high: sorted[n - k], coverage };
+    exactly = (exactly * (n - k + 1)) / k;
+  }
+  return best;
+}
+
+/**
+ * Whether round-by-round ratios meet a target (`atLeast`, or above `above`), judged on the median's
+ * confidence interval: PASS when all of it is on the right side, FAIL when all of it is on the wrong
+ * side, NOT DECIDED when the target lies inside it (this machine's noise is then larger than the
+ * difference measured: more rounds, or a quieter machine, decide it).
+ */
+export function verdict(values, { atLeast, above }, confidence = 0.9) {
+  const interval = medianInterval(values, confidence);
+  if (interval === null) return { verdict: 'NOT DECIDED', interval: null, why: `${values.length} rounds are too few for a ${Math.round(confidence * 100)}% interval` };
+  const meets = (x) => (atLeast !== undefined ? x >= atLeast : x > above);
+  const result = meets(interval.low) ? 'PASS' : meets(interval.high) ? 'NOT DECIDED' : 'FAIL';
+  return { verdict: result, interval };
+}
+
+/** A verdict with its interval, for one line of output: `0.912-0.951 (93%) -> FAIL`. */
+export function verdictText(v) {
+  const range = v.interval === null ? v.why : `${Math.round(v.interval.coverage * 100)}% interval of the median ${fixed(v.interval.low, 3)}-${fixed(v.interval.high, 3)}`;
+  return `${range} -> ${v.verdict}`;
+}
+
+/** Combines verdicts that must all pass: FAIL if one fails, PASS if all pass, NOT DECIDED otherwise. */
+export function allOf(verdicts) {
+  if (verdicts.some((v) => v.verdict === 'FAIL')) return 'FAIL';
+  return verdicts.every((v) => v.verdict === 'PASS') ? 'PASS' : 'NOT DECIDED';
+}
+
 /** Nearest-rank percentile (0-100) of values sorted in ascending order. */
 export function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;
