@@ -29,6 +29,19 @@ export const OVERHEAD_TARGET = 0.95;
 /** The target: Till's middleware keeps at least this share of bare Express's requests/s. */
 export const HTTP_TARGET = 0.95;
 
+/**
+ * The variants of BENCH_VARIANTS (ids, comma-separated; bare always first), or all: a run of a few
+ * variants affords the many rounds that one comparison needs to be decided on a noisy machine.
+ */
+export function variantsFromEnv() {
+  const raw = process.env.BENCH_VARIANTS;
+  if (raw === undefined || raw.trim() === '') return VARIANTS;
+  const ids = raw.split(',').map((id) => id.trim()).filter((id) => id !== '');
+  const unknown = ids.filter((id) => !VARIANTS.some((v) => v.id === id));
+  if (unknown.length > 0) throw new Error(`[bench] BENCH_VARIANTS: unknown variant ${unknown.join(', ')}; known: ${VARIANTS.map((v) => v.id).join(', ')}`);
+  return VARIANTS.filter((v) => v.id === 'bare' || ids.includes(v.id));
+}
+
 export function httpConfigFromEnv() {
   return {
     duration: envNumber('BENCH_DURATION', 2),
@@ -253,7 +266,7 @@ export function refresher(servers, variants, config, start) {
 }
 
 /** Runs the rounds and returns per-variant figures: medians over rounds, and the median round ratio to bare Express. */
-export async function runHttp(config = httpConfigFromEnv(), log = console.log) {
+export async function runHttp(config = httpConfigFromEnv(), log = console.log, VARIANTS = variantsFromEnv()) {
   if (config.profileDir) mkdirSync(config.profileDir, { recursive: true });
   const seconds = config.rounds * 2 * VARIANTS.length * (config.duration + config.warmup);
   log(`HTTP: GET / on 127.0.0.1, ${config.connections} connections, pipelining ${config.pipelining}, ` +
@@ -269,8 +282,9 @@ export async function runHttp(config = httpConfigFromEnv(), log = console.log) {
     const paired = await runPaired(servers, config, log, VARIANTS, { refresh });
     const till = variants.find((v) => v.id === 'till');
     // Decided on the median's confidence interval: a median alone passes or fails on this machine's noise.
-    const decision = verdict(till.roundRatios, { atLeast: HTTP_TARGET });
-    return { config: { ...config, profileDir: config.profileDir ?? undefined }, variants, paired, target: HTTP_TARGET, decision, pass: decision.verdict === 'PASS' };
+    const decision = till === undefined ? null : verdict(till.roundRatios, { atLeast: HTTP_TARGET });
+    const shown = { ...config, variants: VARIANTS.map((v) => v.id), profileDir: config.profileDir ?? undefined };
+    return { config: shown, variants, paired, target: HTTP_TARGET, decision, pass: decision?.verdict === 'PASS' };
   } finally {
     await Promise.all(Object.values(servers).map(stopServer));
   }
@@ -293,17 +307,24 @@ export function printHttp(result, log = console.log) {
     log(`  side by side (median of ${result.config.pairedRounds} rounds): ` + result.paired.map((v) => `${v.label} ${fixed(v.ratio, 3)}`).join(', '));
   }
   const till = result.variants.find((v) => v.id === 'till');
-  log(`  target: apiKeyAuth() >= ${result.target} x bare Express: median ${fixed(till.ratio, 3)}, ${verdictText(result.decision)}`);
+  if (till !== undefined) log(`  target: apiKeyAuth() >= ${result.target} x bare Express: median ${fixed(till.ratio, 3)}, ${verdictText(result.decision)}`);
+  const map = result.variants.find((v) => v.id === 'map');
+  if (till !== undefined && map !== undefined) {
+    const over = roundRatios(till.runs, map.runs);
+    log(`  apiKeyAuth() over the Map check: median ${fixed(median(over), 3)}, ${verdictText(verdict(over, { above: 1 }))} (ahead of it)`);
+  }
   const overhead = overheadOf(result);
+  if (overhead === null) return;
   // Both targets are decided back to back, a server with a CPU to itself; side by side is printed beside (see bench/README.md).
   log(`  target: usage tracking, audit events, alerts and metrics on >= ${OVERHEAD_TARGET} x all off: back to back median ${fixed(overhead.backToBack, 3)}` +
     (overhead.paired === null ? '' : ` (side by side ${fixed(overhead.paired, 3)})`) + `, ${verdictText(overhead.decision)}`);
 }
 
-/** Observed over quiet: round by round back to back (median), and side by side when measured. */
+/** Observed over quiet: round by round back to back (median), and side by side when measured; null without both. */
 export function overheadOf(result) {
   const observed = result.variants.find((v) => v.id === 'observed');
   const quiet = result.variants.find((v) => v.id === 'quiet');
+  if (observed === undefined || quiet === undefined) return null;
   const ratios = roundRatios(observed.runs, quiet.runs);
   const backToBack = median(ratios);
   let paired = null;

@@ -34,11 +34,15 @@ printCore(core);
 const till = http.variants.find((v) => v.id === 'till');
 console.log('');
 console.log('Summary');
-console.log(`  HTTP: express + apiKeyAuth() = ${fixed(till.ratio, 3)} x bare Express requests/s (${int(till.rps)} vs ${int(http.variants[0].rps)}); ` +
-  `CPU ratio ${fixed(till.cpuRatio, 3)}; target >= ${http.target}: ${verdictText(http.decision)}`);
+if (till !== undefined) {
+  console.log(`  HTTP: express + apiKeyAuth() = ${fixed(till.ratio, 3)} x bare Express requests/s (${int(till.rps)} vs ${int(http.variants[0].rps)}); ` +
+    `CPU ratio ${fixed(till.cpuRatio, 3)}; target >= ${http.target}: ${verdictText(http.decision)}`);
+}
 const overhead = overheadOf(http);
-console.log(`  Overhead: usage tracking, audit events, alerts and metrics on = ${fixed(overhead.backToBack, 3)} x all off back to back` +
-  `${overhead.paired === null ? '' : ` (side by side ${fixed(overhead.paired, 3)})`}; target >= ${OVERHEAD_TARGET}: ${verdictText(overhead.decision)}`);
+if (overhead !== null) {
+  console.log(`  Overhead: usage tracking, audit events, alerts and metrics on = ${fixed(overhead.backToBack, 3)} x all off back to back` +
+    `${overhead.paired === null ? '' : ` (side by side ${fixed(overhead.paired, 3)})`}; target >= ${OVERHEAD_TARGET}: ${verdictText(overhead.decision)}`);
+}
 console.log(`  Core: ${int(core.results.verify.perSecond)} cached verifications/s (pepper: ${int(core.results.verifyPepper.perSecond)}/s); ` +
   `target >= ${int(core.target)}: ${core.pass ? 'PASS' : 'FAIL'}`);
 
