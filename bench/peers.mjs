@@ -13,7 +13,7 @@
 // a wrong key and with junk; otherwise the run stops (exit code 1): a contestant that does not
 // authenticate is not measured. Then the machinery of `pnpm bench` (http.mjs): autocannon, load generator
 // pinned to CPU 0 and servers to CPU 1, a warm-up before each run, rounds on new server processes that
-// load the variants in order and then in reverse order, medians of the round ratios; then side-by-side
+// load the variants in a random order and then in reverse order, medians of the round ratios; then side-by-side
 // rounds, all variants loaded at once on CPU 1, printed beside them. Every request carries the variant's key
 // (bare ignores it); any answer but 2xx during measurement stops the run.
 // Prints a table (requests/s, p50, p99, ratio to bare in the same run) and two targets, PASS, FAIL or NOT DECIDED:
@@ -23,7 +23,7 @@
 // Settings (environment):
 //   BENCH_DURATION        2    seconds per measured run
 //   BENCH_WARMUP          0.5  seconds of warm-up before each run
-//   BENCH_ROUNDS          5    back-to-back rounds, each of all seven variants twice (in order, then in reverse)
+//   BENCH_ROUNDS          5    back-to-back rounds, each of all seven variants twice (in a random order, then in reverse)
 //   BENCH_PAIRED_ROUNDS   5    side-by-side rounds (0 turns them off)
 //   BENCH_CONNECTIONS     50   autocannon connections per server
 //   BENCH_FRESH           on   new server processes every round, warmed up first (0: one per variant)
@@ -209,7 +209,7 @@ async function main(log = console.log) {
   const seconds = config.rounds * 2 * VARIANTS.length * (config.warmup + config.duration) + (config.pairedRounds > 0 ? config.warmup + config.pairedRounds * config.duration : 0);
   log(runHeader('Till against peers', machine, source));
   log(`  Redis ${version} at ${redis.host}, key prefix ${namespace} (deleted afterwards)`);
-  log(`  GET / on 127.0.0.1, ${config.connections} connections, pipelining ${config.pipelining}, ${config.rounds} rounds x ${VARIANTS.length} variants x 2 (in order, then in reverse) x ` +
+  log(`  GET / on 127.0.0.1, ${config.connections} connections, pipelining ${config.pipelining}, ${config.rounds} rounds x ${VARIANTS.length} variants x 2 (in a random order, then in reverse) x ` +
     `(${config.warmup} s warm-up + ${config.duration} s)` + (config.pairedRounds > 0 ? `, then ${config.pairedRounds} side-by-side rounds` : '') +
     `: about ${Math.ceil(seconds)} s` + (config.pin ? '; load on CPU 0, servers on CPU 1, Redis where the scheduler puts it' : ''));
 
