@@ -5,6 +5,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { startRedisServer, type RunningRedis } from './redis-server.js';
+import { sleep } from './wait.js';
 
 const APP = fileURLToPath(new URL('./drill-app.mjs', import.meta.url));
 
@@ -23,17 +24,7 @@ process.once('exit', () => {
   }
 });
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Polls `probe` until it returns true or `timeoutMs` passes; returns whether it did. */
-export async function waitFor(probe: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 25): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await probe()) return true;
-    if (Date.now() > deadline) return false;
-    await sleep(everyMs);
-  }
-}
+export { sleep, waitFor } from './wait.js';
 
 export interface DrillAppConfig {
   redisUrl: string;

@@ -129,6 +129,8 @@ export class Verifier {
   private readonly onVerifiedKey: ((key: VerifiedKey) => void) | undefined;
   private readonly usage: UsageTracker | undefined;
   private unsubscribe: (() => void) | null = null;
+  /** The store, when it can tell that its invalidations are being missed (see KeyStore.invalidationsLost). */
+  private readonly lossReporter: Required<Pick<KeyStore, 'invalidationsLost'>> | null;
 
   constructor(options: VerifierOptions) {
     if (!options || typeof options !== 'object' || !options.store || typeof options.store.get !== 'function') {
@@ -150,6 +152,7 @@ export class Verifier {
       throw new TillError('INVALID_OPTIONS', '[till] [verifier] clock must be a function returning epoch milliseconds');
     }
     this.store = options.store;
+    this.lossReporter = typeof options.store.invalidationsLost === 'function' ? (options.store as Required<Pick<KeyStore, 'invalidationsLost'>>) : null;
     this.epoch = (options.clock ?? systemClock)();
     this.hasher = options.hasher ?? createHasher();
     this.prefixes = options.prefixes ? new Set(options.prefixes) : null;
@@ -185,7 +188,7 @@ export class Verifier {
       const start = key.length - BODY_LENGTH;
       const id = key.slice(start, start + ID_LENGTH);
       const entry = this.cache.peek(id);
-      if (entry !== undefined && entry.record !== null && entry.digest !== null && entry.record.prefix.length === start - 1) {
+      if (entry !== undefined && entry.record !== null && entry.digest !== null && entry.record.prefix.length === start - 1 && !this.missingChanges()) {
         const now = this.clock();
         if (now - this.epoch - entry.fetched < this.ttl && this.hasher.matches(key, entry.record.hashAlgorithm, entry.digest)) {
           if (this.prefixes !== null && !this.prefixes.has(entry.record.prefix)) return failure('MALFORMED');
@@ -204,7 +207,7 @@ export class Verifier {
     const id = parsed.id;
     const now = this.clock();
     const entry = this.cache.get(id) ?? this.unknown.get(id);
-    if (entry !== undefined && now - this.epoch - entry.fetched < (entry.record ? this.ttl : this.negativeTtl)) {
+    if (entry !== undefined && now - this.epoch - entry.fetched < (entry.record ? this.ttl : this.negativeTtl) && !this.missingChanges()) {
       this.stats.hits++;
       return this.decide(entry, key as string, now, options, false);
     }
@@ -224,6 +227,15 @@ export class Verifier {
         return this.unavailable;
       },
     );
+  }
+
+  /**
+   * Whether changes made elsewhere may be going unheard (the store's invalidation subscription is
+   * lost): the cache is then not trusted, and each key is read from the store (or, with the store
+   * down, served within the stale window) until the subscription is back and the cache dropped.
+   */
+  private missingChanges(): boolean {
+    return this.lossReporter !== null && this.lossReporter.invalidationsLost();
   }
 
   /** Drops a key from this process's cache (all keys when `id` is null). Called on every change. */

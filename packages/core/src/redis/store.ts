@@ -159,6 +159,8 @@ export class RedisStore implements KeyStore {
   private readonly ownsSubscriber: boolean;
   private readonly listeners = new Set<InvalidationListener>();
   private subscribed = false;
+  /** The subscription was confirmed, then its connection dropped: see invalidationsLost(). */
+  private lost = false;
   private detach: (() => void) | undefined;
   private readonly callerClock: boolean;
   private readonly batches = new Map<string, Batch>();
@@ -545,26 +547,43 @@ export class RedisStore implements KeyStore {
     // dropped: anything cached before that moment, at start or during an outage, may have missed
     // its message. A SUBSCRIBE that fails (Redis down at start) is tried again on the next
     // connection, rather than left to ioredis, which only restores subscriptions it saw confirmed.
+    let confirmed = false;
     const confirm = () => {
       sub.subscribe(this.channel).then(
-        () => this.emit(null),
+        () => {
+          confirmed = true;
+          this.lost = false;
+          this.emit(null);
+        },
         () => {},
       );
+    };
+    // From the moment a confirmed subscription's connection drops, messages can be missed: the
+    // verifier reads through to the store (or, with Redis down, serves its stale window) until then.
+    const onDown = () => {
+      if (confirmed) this.lost = true;
     };
     // Reconnection is ioredis's job; an unhandled 'error' event would crash the process.
     const onError = () => {};
     sub.on('ready', confirm);
+    sub.on('close', onDown);
     sub.on('error', onError);
     if (sub.status === 'ready') confirm();
     // A client made with lazyConnect (and its duplicate) waits for a first command; a subscriber
     // that never connected would never hear a revocation.
     else if (sub.status === 'wait') sub.connect().catch(() => {});
     this.detach = () => {
+      this.lost = false;
       sub.off('message', onMessage);
       sub.off('ready', confirm);
+      sub.off('close', onDown);
       sub.off('error', onError);
       sub.unsubscribe(this.channel).catch(() => {});
     };
+  }
+
+  invalidationsLost(): boolean {
+    return this.lost;
   }
 
   private emit(id: string | null): void {

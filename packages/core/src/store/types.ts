@@ -111,6 +111,13 @@ export interface KeyStore {
   confirmChanges?(): Promise<void>;
   /** Subscribes to invalidations from every process sharing the store; returns the unsubscribe. */
   onInvalidate(listener: InvalidationListener): () => void;
+  /**
+   * Optional: true while the invalidation subscription, once confirmed, is lost (its connection
+   * dropped and not yet subscribed again). Changes published meanwhile are missed, so the verifier
+   * reads keys from the store rather than trusting its cache until the subscription is back (which
+   * drops the whole cache). Stores whose invalidations cannot be lost leave it out.
+   */
+  invalidationsLost?(): boolean;
   /** Releases what the store opened itself (never a client the application passed in). */
   close(): Promise<void>;
 }
