@@ -517,9 +517,11 @@ describe('bad input changes nothing and says why', () => {
     });
     const unreachable = runs[cases.findIndex(([name]) => name === 'Redis unreachable')]!;
     // About 2 s of retries past start-up. Measured against a run that exits right after start-up in the
-    // same batch (all start at once, so a busy machine slows both alike).
+    // same batch (all start at once, so a busy machine slows both alike). The bound leaves room for a
+    // 2-core machine running other suites beside this batch of processes (5.1 s seen once); a hang
+    // would take far longer.
     const started = runs[cases.findIndex(([name]) => name === 'no Redis URL')]!;
-    expect(unreachable.ms - started.ms, 'gives up on Redis within seconds, never hangs').toBeLessThan(5000);
+    expect(unreachable.ms - started.ms, 'gives up on Redis within seconds, never hangs').toBeLessThan(8000);
     expect(await snapshot(client, namespace)).toEqual(before);
   });
 });
