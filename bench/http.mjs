@@ -280,24 +280,24 @@ export function refresher(servers, variants, config, start) {
 }
 
 /** Runs the rounds and returns per-variant figures: medians over rounds, and the median round ratio to bare Express. */
-export async function runHttp(config = httpConfigFromEnv(), log = console.log, VARIANTS = variantsFromEnv()) {
+export async function runHttp(config = httpConfigFromEnv(), log = console.log, measured = variantsFromEnv()) {
   if (config.profileDir) mkdirSync(config.profileDir, { recursive: true });
-  const seconds = config.rounds * 2 * VARIANTS.length * (config.duration + config.warmup);
+  const seconds = config.rounds * 2 * measured.length * (config.duration + config.warmup);
   log(`HTTP: GET / on 127.0.0.1, ${config.connections} connections, pipelining ${config.pipelining}, ` +
-    `${config.rounds} rounds x ${VARIANTS.length} variants x 2 (in a random order, then in reverse) x (${config.warmup} s warm-up + ${config.duration} s), about ${Math.ceil(seconds)} s` +
+    `${config.rounds} rounds x ${measured.length} variants x 2 (in a random order, then in reverse) x (${config.warmup} s warm-up + ${config.duration} s), about ${Math.ceil(seconds)} s` +
     (config.pin ? ', load on CPU 0, servers on CPU 1' : ''));
   const servers = {};
-  const refresh = refresher(servers, VARIANTS, config, (v) => startServer(v.id, config.profileDir, config.pin));
+  const refresh = refresher(servers, measured, config, (v) => startServer(v.id, config.profileDir, config.pin));
   try {
     if (config.pin) pin(process.pid, 0);
-    for (const v of VARIANTS) servers[v.id] = await startServer(v.id, config.profileDir, config.pin);
-    const runs = await runRounds(servers, VARIANTS, config, log, Math.max(...VARIANTS.map((v) => v.label.length)), refresh);
-    const variants = summarizeRounds(VARIANTS, runs);
-    const paired = await runPaired(servers, config, log, VARIANTS, { refresh });
+    for (const v of measured) servers[v.id] = await startServer(v.id, config.profileDir, config.pin);
+    const runs = await runRounds(servers, measured, config, log, Math.max(...measured.map((v) => v.label.length)), refresh);
+    const variants = summarizeRounds(measured, runs);
+    const paired = await runPaired(servers, config, log, measured, { refresh });
     const till = variants.find((v) => v.id === 'till');
     // Decided on the median's confidence interval: a median alone passes or fails on this machine's noise.
     const decision = till === undefined ? null : verdict(till.roundRatios, { atLeast: HTTP_TARGET });
-    const shown = { ...config, variants: VARIANTS.map((v) => v.id), profileDir: config.profileDir ?? undefined };
+    const shown = { ...config, variants: measured.map((v) => v.id), profileDir: config.profileDir ?? undefined };
     return { config: shown, variants, paired, target: HTTP_TARGET, decision, pass: decision?.verdict === 'PASS' };
   } finally {
     await Promise.all(Object.values(servers).map(stopServer));

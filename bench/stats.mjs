@@ -69,7 +69,7 @@ export function verdict(values, { atLeast, above }, confidence = 0.9) {
   return { verdict: result, interval };
 }
 
-/** A verdict with its interval, for one line of output: `0.912-0.951 (93%) -> FAIL`. */
+/** A verdict with its interval, for one line of output: `93% interval of the median 0.912-0.951 -> FAIL`. */
 export function verdictText(v) {
   const range = v.interval === null ? v.why : `${Math.round(v.interval.coverage * 100)}% interval of the median ${fixed(v.interval.low, 3)}-${fixed(v.interval.high, 3)}`;
   return `${range} -> ${v.verdict}`;

@@ -129,8 +129,6 @@ export class Verifier {
   private readonly onVerifiedKey: ((key: VerifiedKey) => void) | undefined;
   private readonly usage: UsageTracker | undefined;
   private unsubscribe: (() => void) | null = null;
-  /** The store, when it can tell that its invalidations are being missed (see KeyStore.invalidationsLost). */
-  private readonly lossReporter: Required<Pick<KeyStore, 'invalidationsLost'>> | null;
 
   constructor(options: VerifierOptions) {
     if (!options || typeof options !== 'object' || !options.store || typeof options.store.get !== 'function') {
@@ -152,7 +150,6 @@ export class Verifier {
       throw new TillError('INVALID_OPTIONS', '[till] [verifier] clock must be a function returning epoch milliseconds');
     }
     this.store = options.store;
-    this.lossReporter = typeof options.store.invalidationsLost === 'function' ? (options.store as Required<Pick<KeyStore, 'invalidationsLost'>>) : null;
     this.epoch = (options.clock ?? systemClock)();
     this.hasher = options.hasher ?? createHasher();
     this.prefixes = options.prefixes ? new Set(options.prefixes) : null;
@@ -235,7 +232,7 @@ export class Verifier {
    * down, served within the stale window) until the subscription is back and the cache dropped.
    */
   private missingChanges(): boolean {
-    return this.lossReporter !== null && this.lossReporter.invalidationsLost();
+    return this.store.invalidationsLost?.() === true;
   }
 
   /** Drops a key from this process's cache (all keys when `id` is null). Called on every change. */
