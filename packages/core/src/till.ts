@@ -144,8 +144,8 @@ let warnedMemory = false;
 
 /**
  * The Till used when middleware is given none: Redis at `REDIS_URL` when set (ioredis must be
- * installed), otherwise the in-process memory store with a one-time warning. `TILL_PEPPER` and
- * `TILL_PREFIX` are read when set. One instance per process, so keys created through it are the
+ * installed), otherwise the in-process memory store with a one-time warning. `TILL_PEPPER`,
+ * `TILL_PREFIX` and `TILL_NAMESPACE` (the Redis store's key prefix, default `till:`) are read when set. One instance per process, so keys created through it are the
  * keys the middleware checks.
  */
 export function defaultTill(env: NodeJS.ProcessEnv = process.env, logger: Logger = consoleLogger): Till {
@@ -153,7 +153,7 @@ export function defaultTill(env: NodeJS.ProcessEnv = process.env, logger: Logger
   const url = env.REDIS_URL;
   let store: KeyStore;
   if (url) {
-    store = new LazyRedisStore(url, logger);
+    store = new LazyRedisStore(url, logger, env.TILL_NAMESPACE || undefined);
   } else {
     store = new MemoryStore();
     if (!warnedMemory) {
@@ -183,7 +183,7 @@ class LazyRedisStore implements KeyStore {
   private readonly ready: Promise<KeyStore>;
   private quit: (() => void) | undefined;
 
-  constructor(url: string, logger: Logger) {
+  constructor(url: string, logger: Logger, namespace?: string) {
     this.ready = (async () => {
       let Redis: typeof import('ioredis').Redis;
       let RedisStore: typeof import('./redis/store.js').RedisStore;
@@ -200,7 +200,7 @@ class LazyRedisStore implements KeyStore {
         // Reconnection is automatic; the store reports unavailability per command.
       });
       this.quit = () => client.disconnect();
-      const store = new RedisStore({ client });
+      const store = new RedisStore({ client, ...(namespace !== undefined && { namespace }) });
       return store;
     })();
     this.ready.catch((error: unknown) => logger.error(error instanceof Error ? error.message : String(error)));
