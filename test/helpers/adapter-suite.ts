@@ -58,6 +58,10 @@ export interface AdapterDriver<M, Handler> {
   problem(response: ProblemResponse): M;
   /** An onFailure that answers what `answer` returns, as JSON, written the framework's way. */
   onFailure(answer: (failure: VerifyFailure, response: ProblemResponse) => { status: number; body: unknown }): Handler;
+  /** An onFailure that tries to let the refused request through (Express: `next()`; Koa: answers nothing). */
+  passingOnFailure(): Handler;
+  /** A middleware that sets `key` where handlers read the verified key (`req.apiKey`), as a careless app might. */
+  setKey(key: VerifiedKey): M;
 }
 
 /** What a framework's own tests get to work with: the same app and leak-checked requests as the shared ones. */
@@ -321,6 +325,54 @@ export function describeAdapter<M, Handler>(name: string, driver: AdapterDriver<
         expect((await get(app, '/any', bearer(all))).status).toBe(200);
         const billing = (await newKey({ scopes: ['billing:*'] })).key;
         expectProblem(await get(app, '/all', bearer(billing)), 'INSUFFICIENT_SCOPE', { scopes: ['users:read', 'users:write'], mode: 'all' });
+      });
+    });
+
+    describe('optional authentication', () => {
+      it('apiKeyAuth({ optional: true }) lets a request without a key through with no key; a key that fails is still refused', async () => {
+        const app = appWith({ optional: true });
+        const anonymous = await get(app, '/');
+        expect([anonymous.status, JSON.parse(anonymous.text)]).toEqual([200, { fields: null }]);
+        const { key, record } = await newKey({ scopes: ['users:read'] });
+        expect((await get(app, '/', bearer(key))).status).toBe(200);
+        expectProblem(await get(app, '/', bearer('junk')), 'MALFORMED');
+        const wrong = withWrongSecret(key);
+        leaks.addKey(wrong);
+        expectProblem(await get(app, '/', bearer(wrong)), 'NOT_FOUND');
+        await till.keys.revoke(record.id);
+        expectProblem(await get(app, '/', bearer(key)), 'REVOKED');
+      });
+
+      it('every guard refuses a request without a verified key with 401, behind optional authentication too', async () => {
+        const app = appWith({ optional: true });
+        expectProblem(await get(app, '/all'), 'MISSING');
+        expectProblem(await get(app, '/any'), 'MISSING');
+        const { key } = await newKey({ scopes: ['users:read'] });
+        expectProblem(await get(app, '/all', bearer(key)), 'INSUFFICIENT_SCOPE', { scopes: ['users:read', 'users:write'], mode: 'all' });
+        expectInvalidOptions(() => driver.apiKeyAuth({ till, optional: 'yes' as unknown as boolean }));
+      });
+
+      it('guards trust only the key Till verified, never a key other code put on the request', async () => {
+        const { key } = await newKey({ scopes: ['users:read'] });
+        const forged = { ...(await till.verify(key) as { key: VerifiedKey }).key, scopes: ['*'] };
+        const app = driver.app(
+          {
+            '/forged': [driver.setKey(forged), driver.requireScopes('admin')],
+            '/forged-after-auth': [driver.apiKeyAuth({ till, optional: true }), driver.setKey(forged), driver.requireScopes('admin')],
+          },
+          answerKey,
+        );
+        expectProblem(await get(app, '/forged'), 'MISSING');
+        expectProblem(await get(app, '/forged-after-auth'), 'MISSING');
+        expectProblem(await get(app, '/forged-after-auth', bearer(key)), 'INSUFFICIENT_SCOPE', { scopes: ['admin'], mode: 'all' });
+      });
+
+      it('an onFailure that tries to let a refusal through gets the default response instead', async () => {
+        const app = appWith({ onFailure: driver.passingOnFailure() });
+        expectProblem(await get(app, '/'), 'MISSING');
+        expectProblem(await get(app, '/all'), 'MISSING');
+        const { key } = await newKey({ scopes: ['users:read'] });
+        expectProblem(await get(app, '/all', bearer(key)), 'INSUFFICIENT_SCOPE', { scopes: ['users:read', 'users:write'], mode: 'all' });
       });
     });
 

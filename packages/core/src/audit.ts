@@ -5,8 +5,11 @@ import type { KeyInfo } from './record.js';
 
 /** Changes made by an administrator (through the key manager). */
 export const CHANGE_TYPES = ['key.created', 'key.updated', 'key.rotated', 'key.revoked', 'key.disabled', 'key.enabled', 'key.deleted'] as const;
-/** What the verifier and the limits saw and refused. */
-export const SECURITY_TYPES = ['auth.failed', 'client.blocked', 'limit.refused', 'key.misused'] as const;
+/**
+ * What the verifier and the limits saw and refused. `key.probed`: a wrong secret sent with a real
+ * key's id (ids are public: probing of the id, never a failure of the key itself).
+ */
+export const SECURITY_TYPES = ['auth.failed', 'key.probed', 'client.blocked', 'limit.refused', 'key.misused'] as const;
 export const AUDIT_TYPES = [...CHANGE_TYPES, ...SECURITY_TYPES] as const;
 
 export type ChangeType = (typeof CHANGE_TYPES)[number];

@@ -7,17 +7,24 @@ import { createHash } from 'node:crypto';
 import { problemResponse, rateLimitHeaders, RATE_LIMIT_HEADER_STYLES, type ProblemOptions, type ProblemResponse, type RateLimitHeaderStyle } from './http.js';
 import { UNAVAILABLE } from './limiter.js';
 import { isValidCost, normalizeRateLimit, normalizeRateLimits, type LimitCharge, type RateLimitInput } from './limits.js';
-import { failure, type MaybePromise, type VerifiedKey, type VerifyFailure, type VerifyResult } from './outcome.js';
+import { failure, isWrongSecret, type MaybePromise, type VerifiedKey, type VerifyFailure, type VerifyResult } from './outcome.js';
+import { addCharge, contextOf, openContext, refundCharges, type RequestContext } from './request-context.js';
 import type { SecurityType } from './audit.js';
 import { parseKey } from './key-format.js';
 import { ScopeSet, normalizeRequired } from './scopes.js';
-import { defaultTill, isTill, tillOf, type Till } from './till.js';
+import { defaultTill, isTill, type Till } from './till.js';
 import type { VerifyOptions } from './verifier.js';
 
 /** Options of `apiKeyAuth()`; `Req` is the framework's request (Express `req`, Koa `ctx`). */
 export interface AuthOptions<Req = never> {
   /** The Till instance to verify with. Default: `defaultTill()` (Redis at REDIS_URL, else memory). */
   till?: Till;
+  /**
+   * Lets a request that carries no key through without `apiKey` (a key that is sent and fails is still
+   * refused with its 401, 403 or 429). Route guards (`requireScopes`, `rateLimit` by key) refuse such a
+   * request with 401. Default false.
+   */
+  optional?: boolean;
   /** Headers a key may come in. Default: `Authorization: Bearer <key>`, then `X-API-Key`. */
   sources?: readonly KeySource[];
   /** Longest header value read; longer ones are rejected unread. Default 512. */
@@ -44,16 +51,19 @@ export interface Authenticator<Req = never> {
   /**
    * Verifies the key in a Node request's headers; synchronous when the key is cached and not
    * limited. `context` is the framework's request (what a `cost` function receives) and `ipOf`
-   * reads its client address (only when needed: a blocked client, a failure).
+   * reads its client address (only when needed: a blocked client, a failure). `respond` is the
+   * adapter's refusal responder that later guards of this request use (null: the default response).
+   * Resolves to null when the request carries no key and authentication is optional: it goes on
+   * without a key.
    */
-  authenticate(req: RequestHeaders, context: Req, ipOf: (context: Req) => string | undefined): MaybePromise<VerifyResult>;
+  authenticate(req: RequestHeaders, context: Req, ipOf: (context: Req) => string | undefined, respond: unknown): MaybePromise<VerifyResult | null>;
   /** The default HTTP response for a failure. */
   problem(result: VerifyFailure): ProblemResponse;
   /** Rate-limit headers for a verified request that was charged; null when there are none. */
   headers(result: VerifyResult): Record<string, string> | null;
 }
 
-const AUTH_OPTION_NAMES = ['till', 'sources', 'maxHeaderLength', 'scopes', 'realm', 'limits', 'cost', 'bruteForce', 'rateLimitHeaders'];
+const AUTH_OPTION_NAMES = ['till', 'optional', 'sources', 'maxHeaderLength', 'scopes', 'realm', 'limits', 'cost', 'bruteForce', 'rateLimitHeaders'];
 
 /** Limit names in use on each Till: two guards with one name would share (and double-count) a bucket. */
 const claimed = new WeakMap<Till, Set<string>>();
@@ -128,17 +138,23 @@ function observe(till: Till, result: VerifyResult, key: string | null, ip: strin
     code: result.code,
     keyId,
     at: till.verifier.clock(),
+    ...(isWrongSecret(result) && { probe: true }),
     ...(ip !== undefined && { ip }),
     ...(typeof userAgent === 'string' && { userAgent: userAgent.slice(0, 200) }),
     ...(credits !== undefined && { credits }),
   });
 }
 
-/** Records a refusal in the audit trail (in batches, off the request path). */
-function audit(till: Till, failure: VerifyFailure, key: string | null, ip: string | undefined, userAgent: unknown, detail?: string): void {
-  const type = AUDITED[failure.code];
+/**
+ * Records a refusal in the audit trail (in batches, off the request path), under the key's owner when
+ * the key is known: `till events list --owner` then finds what was tried with an owner's keys.
+ */
+function audit(till: Till, failure: VerifyFailure, key: string | null, ip: string | undefined, userAgent: unknown, detail?: string, ownerId?: string | null): void {
+  const type = isWrongSecret(failure) ? 'key.probed' : AUDITED[failure.code];
   if (type === undefined || till.auditWriter === null) return;
-  till.auditWriter.record({ type, code: failure.code, keyId: keyIdOf(failure, key), ip, userAgent, ...(detail !== undefined && { detail }) });
+  const keyId = keyIdOf(failure, key);
+  const owner = ownerId !== undefined ? ownerId : keyId === null || failure.code === 'MALFORMED' ? null : till.verifier.ownerOf(keyId);
+  till.auditWriter.record({ type, code: failure.code, keyId, ownerId: owner, ip, userAgent, ...(detail !== undefined && { detail }) });
 }
 
 /** Rejects anything that is not a plain object of known options: a typo must not silently weaken auth. */
@@ -204,13 +220,28 @@ export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, 
     }
     return result;
   };
+  if (opts.optional !== undefined && typeof opts.optional !== 'boolean') {
+    throw new TillError('INVALID_OPTIONS', `[till] [${where}] optional must be true or false`);
+  }
+  const optional = opts.optional === true;
+  /** A verified request: its key goes into the request's context (where guards read it), and so does its charge. */
+  const verified = (result: VerifyResult, state: RequestContext): VerifyResult => {
+    if (result.valid) {
+      state.key = result.key;
+      if (result.usage !== undefined) addCharge(state, () => till.verifier.refund(result));
+    }
+    return result;
+  };
   return {
     till,
-    authenticate(req, context, ipOf) {
+    authenticate(req, context, ipOf, respond) {
+      const state = openContext(req, till, respond);
       if (brute !== null && brute.active) {
         const address = ipOf(context);
         const wait = address === undefined ? 0 : brute.blockedFor(address);
-        if (wait > 0) {
+        // A blocked client is refused whatever it sends; with optional authentication, a request
+        // without a key is no attempt at one and goes on.
+        if (wait > 0 && !(optional && scan(readHeaders(req)) === NO_KEY)) {
           const blocked: VerifyFailure = Object.freeze({ valid: false, code: 'BLOCKED', retryAfter: wait });
           if (till.auditWriter !== null) audit(till, blocked, null, address, req.headers['user-agent']);
           if (till.events.observed) observe(till, blocked, null, address, req.headers['user-agent']);
@@ -221,18 +252,18 @@ export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, 
       if (typeof key !== 'string') {
         const early = key === NO_KEY ? MISSING : refused(MALFORMED, null, req, context, ipOf);
         if (till.events.observed) observe(till, early, null, ipOf(context), req.headers['user-agent']);
-        return early;
+        return early === MISSING && optional ? null : early;
       }
       const options = costOf === null ? verifyOptions : { ...verifyOptions, cost: costOf(context) };
       const result = till.verifier.verify(key, options);
       if (result instanceof Promise) {
         return result.then((r) => {
           if (till.events.observed) observe(till, r, key, ipOf(context), req.headers['user-agent']);
-          return refused(r, key, req, context, ipOf);
+          return r.valid ? verified(r, state) : refused(r, key, req, context, ipOf);
         });
       }
       if (till.events.observed) observe(till, result, key, ipOf(context), req.headers['user-agent']);
-      return result.valid ? result : refused(result, key, req, context, ipOf);
+      return result.valid ? verified(result, state) : refused(result, key, req, context, ipOf);
     },
     problem: (result) => problemResponse(result, problemOptions),
     headers: (result) => (result.valid && result.usage !== undefined && style !== false ? rateLimitHeaders(result.usage.limits, style) : null),
@@ -255,7 +286,10 @@ export interface RateLimitOptions<Req = never> {
   by?: 'key' | 'ip' | ((req: Req) => string | undefined);
   /** Units of the limit one request uses: a number or a function of the request. Default 1. */
   cost?: number | ((req: Req) => number);
-  /** The Till whose store keeps the counts. Default: `defaultTill()`. */
+  /**
+   * The Till whose store keeps the counts. Default: the Till of the `apiKeyAuth()` that saw the
+   * request; a request that no `apiKeyAuth()` saw then fails with an error (never counts elsewhere).
+   */
   till?: Till;
   /** Which rate-limit headers to send. Default `draft-11`. */
   headers?: RateLimitHeaderStyle;
@@ -269,9 +303,10 @@ export interface RateLimitGuard<Req = never> {
   readonly name: string;
   /**
    * Charges one request. `node` is the Node request (a guard that meets it twice, mounted twice on
-   * one path, charges it once); `key` is the verified key, if any.
+   * one path, charges it once); the key is the one `apiKeyAuth()` verified for it, if any. A refusal
+   * resolves once the request's earlier charges are given back.
    */
-  check(node: object, context: Req, key: VerifiedKey | undefined, ipOf: (context: Req) => string | undefined): MaybePromise<RateLimitVerdict | null>;
+  check(node: RequestHeaders, context: Req, ipOf: (context: Req) => string | undefined): MaybePromise<RateLimitVerdict | null>;
 }
 
 const RATE_LIMIT_OPTION_NAMES = ['name', 'limit', 'window', 'by', 'cost', 'till', 'headers'];
@@ -295,19 +330,43 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
   }
   const style = checkHeaderStyle(opts.headers, where);
   if (opts.till !== undefined && !isTill(opts.till)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] till must be an instance from createTill()`);
-  const till = opts.till ?? defaultTill();
   const bucket = `r.${policy.name}`;
-  claim(till, bucket, where, `the rate limit name "${policy.name}"`);
+  // The name is claimed on each Till the guard counts in: at creation when it is given one, else on first use.
+  const claimedOn = new WeakSet<Till>();
+  const tillFor = (state: RequestContext | undefined): Till => {
+    const till = opts.till ?? state?.till;
+    if (till === undefined) {
+      throw new TillError(
+        'INVALID_OPTIONS',
+        `[till] [${where}] rate limit "${policy.name}" has no Till to count in: no apiKeyAuth() saw this request. Mount it after apiKeyAuth(), or give it { till } (the one your apiKeyAuth() uses, or defaultTill())`,
+      );
+    }
+    if (!claimedOn.has(till)) {
+      claim(till, bucket, where, `the rate limit name "${policy.name}"`);
+      claimedOn.add(till);
+    }
+    return till;
+  };
+  if (opts.till !== undefined) tillFor(undefined);
   const fixed: LimitCharge & { bucket: string } = Object.freeze({ ...policy, cost: typeof cost === 'number' ? cost : 1, bucket });
   const problemOptions: ProblemOptions = { rateLimitHeaders: style };
   const seen = new WeakSet<object>();
   let warned = false;
   const missing = problemResponse(failure('MISSING'), problemOptions);
   const unavailable: VerifyFailure = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: 2 });
+  /** A refusal, once what the request was charged before it is given back. */
+  const refuse = (state: RequestContext | undefined, verdict: RateLimitVerdict): MaybePromise<RateLimitVerdict> => {
+    const refunded = refundCharges(state);
+    return refunded === null ? verdict : refunded.then(() => verdict);
+  };
 
   return {
     name: policy.name,
-    check(node, context, key, ipOf) {
+    check(node, context, ipOf) {
+      let state = contextOf(node);
+      const key = state?.key;
+      if (by === 'key' && key === undefined) return refuse(state, { ok: false, failure: failure('MISSING'), response: missing });
+      const till = tillFor(state);
       if (seen.has(node)) {
         if (!warned) {
           warned = true;
@@ -319,8 +378,7 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
       seen.add(node);
       let subject: string;
       if (by === 'key') {
-        if (key === undefined) return { ok: false, failure: failure('MISSING'), response: missing };
-        subject = key.id;
+        subject = key!.id;
       } else if (by === 'ip') {
         subject = subjectOf('ip', ipOf(context) ?? 'unknown');
       } else {
@@ -330,50 +388,66 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
         subject = subjectOf('u', value);
       }
       const charge = typeof cost === 'number' ? fixed : { ...fixed, cost: cost(context) };
-      return till.limiter.consume({ subject, limits: [charge] }, false).then((result): RateLimitVerdict => {
-        if (result === UNAVAILABLE) return { ok: false, failure: unavailable, response: problemResponse(unavailable, problemOptions) };
+      const request = { subject, limits: [charge] };
+      return till.limiter.consume(request, false).then((result): MaybePromise<RateLimitVerdict> => {
+        if (result === UNAVAILABLE) return refuse(state, { ok: false, failure: unavailable, response: problemResponse(unavailable, problemOptions) });
         if (!('limits' in result)) throw new Error('unreachable: a charge without a key version has no record outcome');
         const usage = { limits: result.limits, credits: null };
-        if (result.outcome === 'OK') return { ok: true, headers: rateLimitHeaders(result.limits, style) };
+        if (result.outcome === 'OK') {
+          // Given back if a later guard refuses the request.
+          state ??= openContext(node, till, null);
+          addCharge(state, () => till.limiter.refund(request, result));
+          return { ok: true, headers: rateLimitHeaders(result.limits, style) };
+        }
         const refused: VerifyFailure = result.retryAfter === null
           ? { valid: false, code: 'RATE_LIMITED', usage, ...(key !== undefined && { keyId: key.id }) }
           : { valid: false, code: 'RATE_LIMITED', usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)), ...(key !== undefined && { keyId: key.id }) };
-        if (till.auditWriter !== null) audit(till, refused, null, ipOf(context), (node as RequestHeaders).headers?.['user-agent'], `rate limit ${policy.name}`);
-        if (till.events.observed) observe(till, refused, null, ipOf(context), (node as RequestHeaders).headers?.['user-agent']);
-        return { ok: false, failure: refused, response: problemResponse(refused, problemOptions) };
+        const userAgent = node.headers['user-agent'];
+        if (till.auditWriter !== null) audit(till, refused, null, ipOf(context), userAgent, `rate limit ${policy.name}`, key === undefined ? null : key.ownerId);
+        if (till.events.observed) observe(till, refused, null, ipOf(context), userAgent);
+        return refuse(state, { ok: false, failure: refused, response: problemResponse(refused, problemOptions) });
       });
     },
   };
 }
 
-/**
- * Records a refusal of a route guard that runs after `apiKeyAuth()` (a scope check) in the trail of
- * the Till that verified the key. Off the request path, like every security event.
- */
-export function recordRefusal(key: VerifiedKey | undefined, failure: VerifyFailure, ip: string | undefined, userAgent: unknown): void {
-  if (key === undefined) return;
-  const till = tillOf(key);
-  if (till === undefined) return;
-  const refusal = { ...failure, keyId: key.id };
-  if (till.auditWriter !== null) audit(till, refusal, null, ip, userAgent);
-  if (till.events.observed) observe(till, refusal, null, ip, userAgent);
+/** What a route guard's refusal carries to the adapter: the failure, and how the app wants it answered. */
+export interface GuardRefusal {
+  readonly failure: VerifyFailure;
+  /** The responder of the `apiKeyAuth()` that saw the request (its onFailure, realm), or null: the default. */
+  readonly respond: unknown;
+  /** Resolves once the request's earlier charges are given back; null when there were none. */
+  readonly settled: Promise<void> | null;
 }
 
-/** A compiled scope requirement for a route, run against the key that `apiKeyAuth()` attached. */
-export function createScopeCheck(scopes: readonly unknown[], mode: 'all' | 'any', where: string): (key: VerifiedKey | undefined) => VerifyFailure | null {
+/**
+ * A compiled scope requirement for a route, run against the key that `apiKeyAuth()` verified for the
+ * request (never `req.apiKey`, which other code could set). A refusal is recorded in the trail of the
+ * Till that verified the key, and gives back what the request was charged: a request refused for
+ * scope spends no credit and no limit unit.
+ */
+export function createScopeCheck(scopes: readonly unknown[], mode: 'all' | 'any', where: string): (node: RequestHeaders, ip: () => string | undefined) => GuardRefusal | null {
   const required = Object.freeze(normalizeRequired(scopes, where));
   const missing = failure('MISSING');
   const insufficient: VerifyFailure = Object.freeze({ valid: false, code: 'INSUFFICIENT_SCOPE', requiredScopes: required, scopeMode: mode });
   const compiled = new WeakMap<VerifiedKey, boolean>();
-  return (key) => {
+  return (node, ip) => {
+    const state = contextOf(node);
+    const key = state?.key;
     // Without a verified key the route is misconfigured or the key is absent: refuse, never pass.
-    if (key === undefined) return missing;
+    if (key === undefined) return { failure: missing, respond: state?.respond ?? null, settled: refundCharges(state) };
     let ok = compiled.get(key);
     if (ok === undefined) {
       const set = new ScopeSet(key.scopes);
       ok = mode === 'all' ? set.hasAll(required) : set.hasAny(required);
       compiled.set(key, ok);
     }
-    return ok ? null : insufficient;
+    if (ok) return null;
+    const till = state!.till;
+    const refusal = { ...insufficient, keyId: key.id };
+    const userAgent = node.headers['user-agent'];
+    if (till.auditWriter !== null) audit(till, refusal, null, ip(), userAgent, undefined, key.ownerId);
+    if (till.events.observed) observe(till, refusal, null, ip(), userAgent);
+    return { failure: insufficient, respond: state!.respond, settled: refundCharges(state) };
   };
 }

@@ -76,23 +76,24 @@ export {
   type ProblemOptions,
   type RateLimitHeaderStyle,
 } from './http.js';
-export { createTill, defaultTill, resetDefaultTill, isTill, tillOf, type Till, type TillOptions } from './till.js';
+export { createTill, defaultTill, resetDefaultTill, isTill, type Till, type TillOptions } from './till.js';
 export { consoleLogger, silentLogger, type Logger } from './logger.js';
 export { systemClock, type Clock } from './clock.js';
 export {
   createAuthenticator,
   createScopeCheck,
   createRateLimitGuard,
-  recordRefusal,
   checkOptionNames,
   type AuthOptions,
   type Authenticator,
   type RateLimitOptions,
   type RateLimitGuard,
   type RateLimitVerdict,
+  type GuardRefusal,
 } from './guard.js';
 export { BruteForceGuard, type BruteForceOptions } from './brute-force.js';
 export { keyHeaderReader, type RequestHeaders } from './raw-headers.js';
+export { contextOf, type RequestContext } from './request-context.js';
 export {
   AUDIT_TYPES,
   CHANGE_TYPES,

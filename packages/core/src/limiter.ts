@@ -10,6 +10,8 @@ export const UNAVAILABLE = 'UNAVAILABLE';
 
 export class Limiter {
   private readonly local = new LocalBuckets();
+  /** Results of charges made in this process while the store was down: their refunds go there too. */
+  private readonly localResults = new WeakSet<object>();
   private degraded = false;
 
   constructor(
@@ -47,8 +49,30 @@ export class Limiter {
           this.events.emit({ type: 'limits.fallback', store: this.store.kind, reason: error.message });
         }
         if (spendsCredits) return UNAVAILABLE;
-        return this.local.consume(request.subject, request.limits, null, this.clock());
+        const local = this.local.consume(request.subject, request.limits, null, this.clock());
+        this.localResults.add(local);
+        return local;
       },
     );
+  }
+
+  /**
+   * Undoes a charge that was admitted (`result` is what `consume` answered), where it was made: a
+   * later guard refused the request, and a refused request spends nothing. Limits get back what it
+   * used as of now (exactly what they would hold had it never been charged); credits get back its
+   * cost, unless they were set anew since.
+   */
+  refund(request: Omit<ConsumeRequest, 'now'>, result: ConsumeResult): Promise<void> {
+    const now = this.clock();
+    if (this.localResults.has(result)) {
+      this.local.refund(request.subject, request.limits, null, now);
+      return Promise.resolve();
+    }
+    if (this.store.refund === undefined) return Promise.resolve();
+    try {
+      return this.store.refund({ ...request, now });
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 }

@@ -87,3 +87,16 @@ export function failure(code: FailureCode): VerifyFailure {
   }
   return f;
 }
+
+/**
+ * What a wrong secret for a real key id returns: equal to `failure('NOT_FOUND')` in every field, so
+ * nothing a client or an application sees tells it from an unknown id, but a distinct object, so that
+ * Till itself can record it as probing of that id (never as a failure of the key: ids are public, and
+ * anyone can send a made-up secret with one).
+ */
+export const WRONG_SECRET: VerifyFailure = Object.freeze({ valid: false, code: 'NOT_FOUND' });
+
+/** Whether a result is a wrong secret presented for a real key id (see WRONG_SECRET). */
+export function isWrongSecret(result: VerifyResult): boolean {
+  return result === WRONG_SECRET;
+}

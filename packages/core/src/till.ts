@@ -9,7 +9,7 @@ import { createHasher } from './hash.js';
 import { Limiter } from './limiter.js';
 import { consoleLogger, type Logger } from './logger.js';
 import { KeyManager } from './manager.js';
-import type { MaybePromise, VerifiedKey, VerifyResult } from './outcome.js';
+import type { MaybePromise, VerifyResult } from './outcome.js';
 import type { KeyRecord } from './record.js';
 import { MemoryStore } from './store/memory.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './store/types.js';
@@ -90,9 +90,6 @@ export function createTill(options: TillOptions = {}): Till {
     hasher,
     clock,
     limiter,
-    onVerifiedKey: (key) => {
-      if (self !== undefined) issuers.set(key, self);
-    },
     ...(options.prefixes !== undefined && { prefixes: options.prefixes }),
     ...(options.cache !== undefined && { cache: options.cache }),
   });
@@ -129,14 +126,6 @@ export function createTill(options: TillOptions = {}): Till {
     },
   } as Till;
   return self;
-}
-
-/** The Till that verified each key object: a route guard after `apiKeyAuth()` finds its trail by it. */
-const issuers = new WeakMap<VerifiedKey, Till>();
-
-/** The Till whose verifier handed out this verified key, if any. */
-export function tillOf(key: VerifiedKey): Till | undefined {
-  return issuers.get(key);
 }
 
 let defaultInstance: Till | undefined;

@@ -9,10 +9,10 @@ import { TillEvents } from './events.js';
 import { Limiter, UNAVAILABLE } from './limiter.js';
 import { countOutcome, OUTCOME_INDEX, type UsageTracker } from './usage.js';
 import type { LimitCharge } from './limits.js';
-import { failure, type FailureCode, type MaybePromise, type Usage, type VerifiedKey, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
+import { failure, WRONG_SECRET, type FailureCode, type MaybePromise, type Usage, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
 import { keyStatus, toVerifiedKey, withoutHash, type KeyRecord } from './record.js';
 import { scopeSetOf, type ScopeSet } from './scopes.js';
-import type { KeyStore } from './store/types.js';
+import type { ConsumeRequest, ConsumeResult, KeyStore } from './store/types.js';
 
 export interface CacheOptions {
   /** Most keys kept in the cache. Default 10,000. */
@@ -45,8 +45,6 @@ export interface VerifierOptions {
   clock?: Clock;
   /** Charges rate limits and credits; one of its own (events unheard) when absent. */
   limiter?: Limiter;
-  /** Told of every verified key object this verifier hands out (once per cache fill). */
-  onVerifiedKey?: (key: VerifiedKey) => void;
   /** Counts each key's outcomes for usage tracking; none when absent. */
   usage?: UsageTracker;
 }
@@ -126,9 +124,10 @@ export class Verifier {
   private readonly unavailable: VerifyFailure;
   readonly clock: Clock;
   private readonly limiter: Limiter;
-  private readonly onVerifiedKey: ((key: VerifiedKey) => void) | undefined;
   private readonly usage: UsageTracker | undefined;
   private unsubscribe: (() => void) | null = null;
+  /** How each charged success was charged, so that a guard that refuses the request later can undo it. */
+  private readonly receipts = new WeakMap<VerifyResult, { request: Omit<ConsumeRequest, 'now'>; result: ConsumeResult }>();
 
   constructor(options: VerifierOptions) {
     if (!options || typeof options !== 'object' || !options.store || typeof options.store.get !== 'function') {
@@ -159,7 +158,6 @@ export class Verifier {
     this.unknown = new LRUCache<string, Entry>({ max: negativeMax });
     this.clock = options.clock ?? systemClock;
     this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents());
-    this.onVerifiedKey = options.onVerifiedKey;
     this.usage = options.usage;
     this.unavailable = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: Math.ceil(retryAfter) });
   }
@@ -235,6 +233,23 @@ export class Verifier {
     return this.store.invalidationsLost?.() === true;
   }
 
+  /** The owner of a key this process has cached (null: none; undefined: not cached). Memory only. */
+  ownerOf(id: string): string | null | undefined {
+    return this.cache.peek(id)?.record?.ownerId;
+  }
+
+  /**
+   * Gives back what a successful verification was charged (limits, credits): a route guard after
+   * `apiKeyAuth()` refused the request, and a refused request spends nothing. Resolves at once for a
+   * result that was not charged.
+   */
+  refund(result: VerifyResult): Promise<void> {
+    const receipt = this.receipts.get(result);
+    if (receipt === undefined) return Promise.resolve();
+    this.receipts.delete(result);
+    return this.limiter.refund(receipt.request, receipt.result);
+  }
+
   /** Drops a key from this process's cache (all keys when `id` is null). Called on every change. */
   invalidate(id: string | null): void {
     if (id === null) {
@@ -260,9 +275,9 @@ export class Verifier {
     if (record === null) return failure('NOT_FOUND');
     // The hash covers the prefix too, so a key with another prefix and the same id fails here.
     if (entry.digest === null || !this.hasher.matches(key, record.hashAlgorithm, entry.digest)) {
-      // A wrong secret for a real id: counted on that key (made-up ids have no counter).
-      this.count(entry, 'NOT_FOUND', now);
-      return failure('NOT_FOUND');
+      // A wrong secret for a real id: probing of that id, not a use of the key (ids are public), so
+      // it is not counted on the key; the authenticator records it as such.
+      return WRONG_SECRET;
     }
     return this.judge(entry, now, options, stale);
   }
@@ -301,7 +316,8 @@ export class Verifier {
     const record = entry.record!;
     const limits = chargesOf(entry, options?.limits);
     const cost = options?.cost ?? 1;
-    return this.limiter.consume({ subject: record.id, keyVersion: record.version, credits: record.credits, limits, cost }, record.credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
+    const request = { subject: record.id, keyVersion: record.version, credits: record.credits, limits, cost };
+    return this.limiter.consume(request, record.credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
       if (result === UNAVAILABLE) return this.unavailable;
       if (result.outcome === 'NOT_FOUND') {
         this.invalidate(record.id);
@@ -323,7 +339,9 @@ export class Verifier {
       const at = this.clock();
       if (result.outcome === 'OK') {
         this.count(entry, 'VALID', at);
-        return { valid: true, code: 'VALID', key: entry.fresh!.key, stale, usage };
+        const success: VerifySuccess = { valid: true, code: 'VALID', key: entry.fresh!.key, stale, usage };
+        this.receipts.set(success, { request, result });
+        return success;
       }
       this.count(entry, result.outcome, at);
       const refused: VerifyFailure = { valid: false, code: result.outcome, keyId: record.id, usage };
@@ -336,9 +354,7 @@ export class Verifier {
   }
 
   private entryOf(record: KeyRecord | null): Entry {
-    const entry = makeEntry(record, this.clock() - this.epoch);
-    if (entry.fresh !== null) this.onVerifiedKey?.(entry.fresh.key);
-    return entry;
+    return makeEntry(record, this.clock() - this.epoch);
   }
 
   /** Counts an outcome of a known key for usage tracking. */

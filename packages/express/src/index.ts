@@ -3,9 +3,11 @@ import {
   createAuthenticator,
   createRateLimitGuard,
   createScopeCheck,
+  consoleLogger,
+  contextOf,
   problemResponse,
-  recordRefusal,
   TillError,
+  type Logger,
   type AuthOptions,
   type ProblemResponse,
   type RateLimitOptions,
@@ -31,7 +33,9 @@ declare global {
 
 /**
  * Replaces the default response for a failure. `response` is what Till would send; call
- * `sendProblem(res, response)` to send it after all, or write your own.
+ * `sendProblem(res, response)` to send it after all, or write your own. A refusal stays a refusal:
+ * `next(error)` hands an error to Express, but `next()` cannot let the request through (Till then
+ * sends `response`); to let requests without a key through, use `apiKeyAuth({ optional: true })`.
  */
 export type FailureHandler = (failure: VerifyFailure, req: Request, res: Response, next: NextFunction, response: ProblemResponse) => void;
 
@@ -60,8 +64,35 @@ function setHeaders(res: Response, headers: Readonly<Record<string, string>>): v
 const ipOf = (req: Request): string | undefined => req.ip;
 
 type Responder = (failure: VerifyFailure, req: Request, res: Response, next: NextFunction) => void;
-const RESPONDER = Symbol('till.responder');
-type TillRequest = Request & { [RESPONDER]?: Responder };
+
+/** Said once per process: a handler tried to pass a refused request. */
+let warnedPass = false;
+
+/**
+ * Answers a refusal with `onFailure` (or the default), giving it a `next` that passes errors on but
+ * can never continue the chain: `next()`, `next('route')` and `next('router')` send the default
+ * response instead (unless the handler has answered already).
+ */
+function refuse(onFailure: FailureHandler | undefined, failure: VerifyFailure, response: ProblemResponse, req: Request, res: Response, next: NextFunction, logger: Logger): void {
+  if (onFailure === undefined) return sendProblem(res, response);
+  const refusalNext: NextFunction = (error?: unknown) => {
+    if (error !== undefined && error !== null && error !== 'route' && error !== 'router') return next(error);
+    if (!warnedPass) {
+      warnedPass = true;
+      logger.warn('[till] [express] an onFailure handler called next() to let a refused request through; a refusal cannot be turned into a pass, so the default response was sent. Use apiKeyAuth({ optional: true }) for routes open to requests without a key');
+    }
+    if (!res.headersSent) sendProblem(res, response);
+  };
+  onFailure(failure, req, res, refusalNext, response);
+}
+
+function checkOnFailure(options: unknown): FailureHandler | undefined {
+  const onFailure = options !== null && typeof options === 'object' ? (options as { onFailure?: unknown }).onFailure : undefined;
+  if (onFailure !== undefined && typeof onFailure !== 'function') {
+    throw new TillError('INVALID_OPTIONS', '[till] [express] onFailure must be a function');
+  }
+  return onFailure as FailureHandler | undefined;
+}
 
 /**
  * Verifies the API key of every request. On success `req.apiKey` holds the key (never its
@@ -69,34 +100,25 @@ type TillRequest = Request & { [RESPONDER]?: Responder };
  */
 export function apiKeyAuth(options?: ApiKeyAuthOptions): RequestHandler {
   // Checked first: a bad option must fail before any default Till is made.
-  const onFailure = options !== null && typeof options === 'object' ? options.onFailure : undefined;
-  if (onFailure !== undefined && typeof onFailure !== 'function') {
-    throw new TillError('INVALID_OPTIONS', '[till] [express] onFailure must be a function');
-  }
+  const onFailure = checkOnFailure(options);
   const auth = createAuthenticator(options, 'express', ['onFailure']);
-  const respond: Responder = (failure, req, res, next) => {
-    const response = auth.problem(failure);
-    if (onFailure) onFailure(failure, req, res, next, response);
-    else sendProblem(res, response);
+  const respond: Responder = (failure, req, res, next) => refuse(onFailure, failure, auth.problem(failure), req, res, next, auth.till.logger);
+  // Guards after this middleware answer like it; with default options that is their own default.
+  const custom = onFailure !== undefined || options?.realm !== undefined ? respond : null;
+  const settle = (result: VerifyResult | null, req: Request, res: Response, next: NextFunction): void => {
+    if (result === null) return next();
+    if (!result.valid) return respond(result, req, res, next);
+    req.apiKey = result.key;
+    if (result.usage !== undefined) {
+      req.apiKeyUsage = result.usage;
+      const headers = auth.headers(result);
+      if (headers !== null) setHeaders(res, headers);
+    }
+    next();
   };
-  const settle = (result: VerifyResult, req: Request, res: Response, next: NextFunction): void => {
-    if (result.valid) {
-      req.apiKey = result.key;
-      if (result.usage !== undefined) {
-        req.apiKeyUsage = result.usage;
-        const headers = auth.headers(result);
-        if (headers !== null) setHeaders(res, headers);
-      }
-      next();
-    } else respond(result, req, res, next);
-  };
-
-  // requireScopes answers like this middleware; with default options that is its own default.
-  const customized = onFailure !== undefined || options?.realm !== undefined;
 
   return function tillApiKeyAuth(req: Request, res: Response, next: NextFunction): void {
-    if (customized) (req as TillRequest)[RESPONDER] = respond;
-    const result = auth.authenticate(req, req, ipOf);
+    const result = auth.authenticate(req, req, ipOf, custom);
     // The cached path answers synchronously: no promise, no extra tick.
     if (!(result instanceof Promise)) return settle(result, req, res, next);
     // An error thrown by onFailure goes to Express's error handling, not to an unhandled rejection.
@@ -107,13 +129,16 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): RequestHandler {
 function scopeGuard(scopes: readonly unknown[], mode: 'all' | 'any'): RequestHandler {
   const check = createScopeCheck(scopes, mode, 'express');
   return function tillRequireScopes(req: Request, res: Response, next: NextFunction): void {
-    const failure = check(req.apiKey);
-    if (failure === null) return next();
-    recordRefusal(req.apiKey, failure, req.ip, req.headers['user-agent']);
-    const respond = (req as TillRequest)[RESPONDER];
-    if (respond) respond(failure, req, res, next);
-    // Without apiKeyAuth() before it there is no key (and no custom handler): refuse with the default.
-    else sendProblem(res, problemResponse(failure));
+    const refusal = check(req, () => req.ip);
+    if (refusal === null) return next();
+    const answer = () => {
+      const respond = refusal.respond as Responder | null;
+      // Without apiKeyAuth() before it there is no key (and no custom handler): refuse with the default.
+      if (respond !== null) respond(refusal.failure, req, res, next);
+      else sendProblem(res, problemResponse(refusal.failure));
+    };
+    if (refusal.settled === null) return answer();
+    refusal.settled.then(answer).catch(next);
   };
 }
 
@@ -135,14 +160,12 @@ export interface RateLimitMiddlewareOptions extends RateLimitOptions<Request> {
 /**
  * Limits a route: `limit` requests per `window` per API key (default), per client IP (`req.ip`,
  * so Express's `trust proxy` setting decides what the client IP is) or per the value of a function.
- * Sets the `RateLimit` headers; refuses with 429, `Retry-After` and a problem+json body.
- * Usable after `apiKeyAuth()` or, with `by: 'ip'` or a function, on its own.
+ * Sets the `RateLimit` headers; refuses with 429, `Retry-After` and a problem+json body, and gives
+ * back what the request was charged before it. Counts in the Till of the `apiKeyAuth()` before it;
+ * on its own (`by: 'ip'` or a function), give it `{ till }`.
  */
 export function rateLimit(options: RateLimitMiddlewareOptions): RequestHandler {
-  const onFailure = options !== null && typeof options === 'object' ? options.onFailure : undefined;
-  if (onFailure !== undefined && typeof onFailure !== 'function') {
-    throw new TillError('INVALID_OPTIONS', '[till] [express] onFailure must be a function');
-  }
+  const onFailure = checkOnFailure(options);
   const guard = createRateLimitGuard(options, 'express', ['onFailure']);
   const apply = (verdict: RateLimitVerdict | null, req: Request, res: Response, next: NextFunction): void => {
     if (verdict === null) return next();
@@ -150,13 +173,12 @@ export function rateLimit(options: RateLimitMiddlewareOptions): RequestHandler {
       setHeaders(res, verdict.headers);
       return next();
     }
-    if (onFailure) onFailure(verdict.failure, req, res, next, verdict.response);
-    else sendProblem(res, verdict.response);
+    refuse(onFailure, verdict.failure, verdict.response, req, res, next, contextOf(req)?.till.logger ?? consoleLogger);
   };
   return function tillRateLimit(req: Request, res: Response, next: NextFunction): void {
     let verdict;
     try {
-      verdict = guard.check(req, req, req.apiKey, ipOf);
+      verdict = guard.check(req, req, ipOf);
     } catch (error) {
       return next(error);
     }

@@ -25,6 +25,11 @@ export function expressDriver(framework: () => Express): AdapterDriver<RequestHa
       return app;
     },
     problem: (response) => (_req, res) => sendProblem(res, response),
+    passingOnFailure: () => (_failure, _req, _res, next) => next(),
+    setKey: (key) => (req, _res, next) => {
+      req.apiKey = key;
+      next();
+    },
     onFailure: (answer) => (failure, _req, res, _next, response) => {
       const { status, body } = answer(failure, response);
       res.status(status).json(body);

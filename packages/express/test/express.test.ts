@@ -16,19 +16,29 @@ for (const [name, framework] of [
   describeLimits(name, expressDriver(framework));
   describeAdapter(name, expressDriver(framework), {
     options: ({ appWith, get }) => {
-      it('onFailure can pass the request on, or send the default with sendProblem()', async () => {
+      it('onFailure cannot turn a refusal into a pass: next() sends the default, next(error) reaches the error handler', async () => {
         const app = appWith({
+          // The pattern of an app that meant to let anonymous requests through.
           onFailure: (f, _req, res, next, response) => {
             if (f.code === 'MISSING') return next();
             res.setHeader('x-extra', 'yes');
             sendProblem(res, response);
           },
         });
-        const anonymous = await get(app, '/');
-        expect([anonymous.status, JSON.parse(anonymous.text)]).toEqual([200, { fields: null }]);
+        // No key, on the plain route and on the scope-guarded one: 401, never 200.
+        expectProblem(await get(app, '/'), 'MISSING');
+        expectProblem(await get(app, '/all'), 'MISSING');
+        expectProblem(await get(app, '/any'), 'MISSING');
         const junk = await get(app, '/', bearer('junk'));
         expectProblem(junk, 'MALFORMED');
         expect(junk.headers['x-extra']).toBe('yes');
+        for (const arg of ['route', 'router']) {
+          const skipping = appWith({ onFailure: (_f, _req, _res, next) => next(arg) });
+          expectProblem(await get(skipping, '/all'), 'MISSING');
+        }
+        const failing = appWith({ onFailure: (_f, _req, _res, next) => next(new Error('from onFailure')) });
+        const res = await get(failing, '/all');
+        expect([res.status, JSON.parse(res.text)]).toEqual([500, { handled: 'from onFailure' }]);
       });
     },
   });

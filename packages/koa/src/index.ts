@@ -4,7 +4,6 @@ import {
   createRateLimitGuard,
   createScopeCheck,
   problemResponse,
-  recordRefusal,
   TillError,
   type AuthOptions,
   type ProblemResponse,
@@ -56,8 +55,24 @@ function setHeaders(ctx: Context, headers: Readonly<Record<string, string>>): vo
 const ipOf = (ctx: Context): string | undefined => ctx.ip;
 
 type Responder = (failure: VerifyFailure, ctx: Context) => void | Promise<void>;
-const RESPONDER = Symbol('till.responder');
-type TillState = { [RESPONDER]?: Responder };
+
+/**
+ * Answers a refusal with `onFailure` (or the default). The handler may change the response; one that
+ * leaves it untouched (Koa's default 404, no body) gets the default response.
+ */
+async function refuse(onFailure: FailureHandler | undefined, failure: VerifyFailure, response: ProblemResponse, ctx: Context): Promise<void> {
+  if (onFailure === undefined) return sendProblem(ctx, response);
+  await onFailure(failure, ctx, response);
+  if (ctx.status === 404 && ctx.body == null) sendProblem(ctx, response);
+}
+
+function checkOnFailure(options: unknown): FailureHandler | undefined {
+  const onFailure = options !== null && typeof options === 'object' ? (options as { onFailure?: unknown }).onFailure : undefined;
+  if (onFailure !== undefined && typeof onFailure !== 'function') {
+    throw new TillError('INVALID_OPTIONS', '[till] [koa] onFailure must be a function');
+  }
+  return onFailure as FailureHandler | undefined;
+}
 
 /**
  * Verifies the API key of every request. On success `ctx.state.apiKey` holds the key (never its
@@ -65,23 +80,16 @@ type TillState = { [RESPONDER]?: Responder };
  */
 export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
   // Checked first: a bad option must fail before any default Till is made.
-  const onFailure = options !== null && typeof options === 'object' ? options.onFailure : undefined;
-  if (onFailure !== undefined && typeof onFailure !== 'function') {
-    throw new TillError('INVALID_OPTIONS', '[till] [koa] onFailure must be a function');
-  }
+  const onFailure = checkOnFailure(options);
   const auth = createAuthenticator(options, 'koa', ['onFailure']);
-  const respond: Responder = (failure, ctx) => {
-    const response = auth.problem(failure);
-    return onFailure ? onFailure(failure, ctx, response) : sendProblem(ctx, response);
-  };
-
-  // requireScopes answers like this middleware; with default options that is its own default.
-  const customized = onFailure !== undefined || options?.realm !== undefined;
+  const respond: Responder = (failure, ctx) => refuse(onFailure, failure, auth.problem(failure), ctx);
+  // Guards after this middleware answer like it; with default options that is their own default.
+  const custom = onFailure !== undefined || options?.realm !== undefined ? respond : null;
 
   return async function tillApiKeyAuth(ctx: Context, next: Next): Promise<void> {
-    if (customized) (ctx.state as TillState)[RESPONDER] = respond;
-    let result = auth.authenticate(ctx.req, ctx, ipOf);
+    let result = auth.authenticate(ctx.req, ctx, ipOf, custom);
     if (result instanceof Promise) result = await result;
+    if (result === null) return next();
     if (!result.valid) return respond(result, ctx);
     ctx.state.apiKey = result.key;
     if (result.usage !== undefined) {
@@ -95,13 +103,13 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
 
 function scopeGuard(scopes: readonly unknown[], mode: 'all' | 'any'): Middleware {
   const check = createScopeCheck(scopes, mode, 'koa');
-  return function tillRequireScopes(ctx: Context, next: Next): Promise<void> | void {
-    const failure = check(ctx.state.apiKey as VerifiedKey | undefined);
-    if (failure === null) return next();
-    recordRefusal(ctx.state.apiKey as VerifiedKey | undefined, failure, ctx.ip, ctx.get('user-agent'));
-    const respond = (ctx.state as TillState)[RESPONDER];
+  return async function tillRequireScopes(ctx: Context, next: Next): Promise<void> {
+    const refusal = check(ctx.req, () => ctx.ip);
+    if (refusal === null) return next();
+    if (refusal.settled !== null) await refusal.settled;
+    const respond = refusal.respond as Responder | null;
     // Without apiKeyAuth() before it there is no key (and no custom handler): refuse with the default.
-    return respond ? respond(failure, ctx) : sendProblem(ctx, problemResponse(failure));
+    return respond !== null ? respond(refusal.failure, ctx) : sendProblem(ctx, problemResponse(refusal.failure));
   };
 }
 
@@ -127,20 +135,17 @@ export interface RateLimitMiddlewareOptions extends RateLimitOptions<Context> {
  * `apiKeyAuth()` or, with `by: 'ip'` or a function, on its own.
  */
 export function rateLimit(options: RateLimitMiddlewareOptions): Middleware {
-  const onFailure = options !== null && typeof options === 'object' ? options.onFailure : undefined;
-  if (onFailure !== undefined && typeof onFailure !== 'function') {
-    throw new TillError('INVALID_OPTIONS', '[till] [koa] onFailure must be a function');
-  }
+  const onFailure = checkOnFailure(options);
   const guard = createRateLimitGuard(options, 'koa', ['onFailure']);
   return async function tillRateLimit(ctx: Context, next: Next): Promise<void> {
-    let verdict = guard.check(ctx.req, ctx, ctx.state.apiKey as VerifiedKey | undefined, ipOf);
+    let verdict = guard.check(ctx.req, ctx, ipOf);
     if (verdict instanceof Promise) verdict = await verdict;
     if (verdict === null) return next();
     if (verdict.ok) {
       setHeaders(ctx, verdict.headers);
       return next();
     }
-    return onFailure ? onFailure(verdict.failure, ctx, verdict.response) : sendProblem(ctx, verdict.response);
+    return refuse(onFailure, verdict.failure, verdict.response, ctx);
   };
 }
 

@@ -43,6 +43,11 @@ export function koaDriver(Framework: typeof Koa): AdapterDriver<Middleware, Fail
       return app.callback();
     },
     problem: (response) => (ctx) => sendProblem(ctx, response),
+    passingOnFailure: () => () => {},
+    setKey: (key) => (ctx, next) => {
+      ctx.state.apiKey = key;
+      return next();
+    },
     onFailure: (answer) => (failure, ctx, response) => {
       const { status, body } = answer(failure, response);
       ctx.status = status;

@@ -231,6 +231,65 @@ return out
 `;
 
 /**
+ * Gives back a charge that CONSUME_SCRIPT admitted, because a later guard refused the request: each
+ * limit's debt, decayed to now, less the charge's (exactly what it would be had the charge never been
+ * made, as LocalBuckets.refund computes it), and the credits' cost while their generation is the one
+ * charged. KEYS: [credits (only with a credit policy), bucket...]. ARGV[1] now ('' = the server's
+ * clock), ARGV[2] number of limits n, ARGV[3] the credit policy as for CONSUME_SCRIPT ('' for none),
+ * then limit and window of each limit, then the credit cost, then the cost of each limit.
+ */
+export const REFUND_SCRIPT = `
+local floor, ceil, tonumber = math.floor, math.ceil, tonumber
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[1])
+end
+local n = tonumber(ARGV[2])
+local first = 0
+if ARGV[3] ~= '' then first = 1 end
+for i = 1, n do
+  local limit, window = tonumber(ARGV[2 + i * 2]), tonumber(ARGV[3 + i * 2])
+  local cost = tonumber(ARGV[4 + n * 2 + i])
+  local key = KEYS[first + i]
+  local stored = redis.call('GET', key)
+  if stored then
+    local at, owed = string.match(stored, '^(%d+):(%d+)$')
+    local elapsed = now - tonumber(at)
+    local d = tonumber(owed)
+    if elapsed >= window then d = 0 elseif elapsed > 0 then d = d - elapsed * limit end
+    d = d - cost * window
+    if d <= 0 then
+      redis.call('DEL', key)
+    else
+      local state
+      if d < 1e14 then state = now .. ':' .. d else state = string.format('%.0f:%.0f', now, d) end
+      local ttl = ceil(d / limit)
+      if ttl < 1 then ttl = 1 end
+      redis.call('SET', key, state, 'PX', ttl)
+    end
+  end
+end
+local spend = tonumber(ARGV[4 + n * 2])
+if first == 1 and spend > 0 then
+  local r, t, g, amount, interval = string.match(ARGV[3], '^(%d+):(%d+):(%d+):?(%d*):?(%d*)$')
+  local st = redis.call('HMGET', KEYS[1], 'r', 't', 'g')
+  if st[3] and tonumber(st[3]) == tonumber(g) then
+    local left, refilled = tonumber(st[1]), tonumber(st[2])
+    if interval ~= '' and now - refilled >= tonumber(interval) then
+      local periods = floor((now - refilled) / tonumber(interval))
+      if left < tonumber(amount) then left = tonumber(amount) end
+      refilled = refilled + periods * tonumber(interval)
+    end
+    redis.call('HSET', KEYS[1], 'r', left + spend, 't', refilled, 'g', tonumber(g))
+  end
+end
+return 1
+`;
+
+/**
  * Adds one key's usage counts for one day, at most once per batch: the hash keeps, per writer, the
  * newest batch it applied (`w:<writer>`), and a batch of that writer no newer is skipped (a writer
  * resends a batch whose write timed out, and sends nothing newer until it is settled).

@@ -5,7 +5,7 @@ import { compactInfo, decodeRecord, encodeRecord, expandInfo, type KeyInfo, type
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
 import type { ChargeOutcome, Credits, LimitState } from '../limits.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from '../store/types.js';
-import { CONSUME_SCRIPT, INSERT_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, TRAIL_SCRIPT, USAGE_SCRIPT } from './scripts.js';
+import { CONSUME_SCRIPT, INSERT_SCRIPT, REFUND_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, TRAIL_SCRIPT, USAGE_SCRIPT } from './scripts.js';
 import { dayOf, parseBatchId, type KeyUsage, type UsageBatchItem } from '../usage.js';
 import { OUTCOME_CODES, type OutcomeCode } from '../outcome.js';
 import { CHANGE_TYPES, normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit.js';
@@ -56,6 +56,7 @@ type ScriptClient = RedisClient & {
   tillTrail(trail: string, record: string, entry: string, cap: number): Promise<string>;
   tillUsage(...args: Array<string | number>): Promise<number>;
   tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
+  tillRefund(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
 };
 
 // Statuses in which ioredis would only queue a command: answering "unavailable" at once beats a hang.
@@ -222,6 +223,9 @@ export class RedisStore implements KeyStore {
     }
     if (typeof this.client.tillConsume !== 'function') {
       this.client.defineCommand('tillConsume', { lua: CONSUME_SCRIPT });
+    }
+    if (typeof this.client.tillRefund !== 'function') {
+      this.client.defineCommand('tillRefund', { lua: REFUND_SCRIPT });
     }
   }
 
@@ -481,6 +485,24 @@ export class RedisStore implements KeyStore {
         for (const item of items) item.reject(error);
       },
     );
+  }
+
+  async refund(request: ConsumeRequest): Promise<void> {
+    const subject = request.subject;
+    if (typeof subject !== 'string' || subject.length === 0 || /[{}]/.test(subject)) {
+      throw new TillError('INVALID_ARGUMENT', '[till] [redis] a limit subject must be a non-empty string without braces');
+    }
+    const tag = `${this.ns}{${subject}}:`;
+    const policy = request.keyVersion !== undefined && request.credits ? creditPolicy(request.credits) : '';
+    const keys = policy === '' ? [] : [`${tag}cr`];
+    const args: Array<string | number> = [this.callerClock ? request.now : '', request.limits.length, policy];
+    for (const charge of request.limits) {
+      keys.push(`${tag}rl:${charge.bucket ?? charge.name}`);
+      args.push(charge.limit, charge.window);
+    }
+    args.push(request.cost ?? 0);
+    for (const charge of request.limits) args.push(charge.cost);
+    await this.run(() => this.client.tillRefund(keys.length, ...keys, ...args));
   }
 
   /**

@@ -1,5 +1,5 @@
 // Rate-limit and credit state in process memory: the memory store's, and every store's fallback.
-import { evaluate, type CreditState, type BucketState, type Credits, type LimitCharge } from '../limits.js';
+import { currentCredits, decayedDebt, evaluate, type CreditState, type BucketState, type Credits, type LimitCharge } from '../limits.js';
 import type { ConsumeResult } from './types.js';
 
 interface Slot {
@@ -39,6 +39,32 @@ export class LocalBuckets {
       if (this.buckets.size >= this.sweepAt) this.sweep(now);
     }
     return { outcome: result.outcome, limits: result.limits, credits: result.credits, retryAfter: result.retryAfter };
+  }
+
+  /**
+   * Gives back an admitted charge: each limit's debt, decayed to `now`, less the charge (what it
+   * would be had the charge never been made), and the credits' cost while they are of the same
+   * generation.
+   */
+  refund(
+    subject: string,
+    charges: ReadonlyArray<LimitCharge & { readonly bucket?: string }>,
+    credits: { policy: Credits; cost: number } | null,
+    now: number,
+  ): void {
+    for (const c of charges) {
+      const name = `${subject}\n${c.bucket ?? c.name}`;
+      const slot = this.buckets.get(name);
+      if (slot === undefined || slot.expiresAt <= now) continue;
+      const debt = decayedDebt(slot.state, now, c.limit, c.window) - c.cost * c.window;
+      this.buckets.delete(name);
+      if (debt > 0) this.buckets.set(name, { state: { at: now, debt }, expiresAt: now + Math.max(1, Math.ceil(debt / c.limit)) });
+    }
+    const state = this.credits.get(subject);
+    if (credits !== null && credits.cost > 0 && state !== undefined && state.generation === credits.policy.generation) {
+      const live = currentCredits(credits.policy, state, now);
+      this.credits.set(subject, { ...live, remaining: live.remaining + credits.cost });
+    }
   }
 
   /** Forgets everything of a subject (its key was deleted). */

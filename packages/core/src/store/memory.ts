@@ -146,6 +146,11 @@ export class MemoryStore implements KeyStore {
     return this.buckets.consume(request.subject, request.limits, credits, request.now);
   }
 
+  async refund(request: ConsumeRequest): Promise<void> {
+    const credits = request.keyVersion !== undefined && request.credits ? { policy: request.credits, cost: request.cost ?? 0 } : null;
+    this.buckets.refund(request.subject, request.limits, credits, request.now);
+  }
+
   onInvalidate(listener: InvalidationListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);

@@ -104,6 +104,13 @@ export interface KeyStore {
    */
   consume(request: ConsumeRequest): Promise<ConsumeResult>;
   /**
+   * Optional: gives back a charge that `consume` admitted (the same request, at a later `now`), because
+   * a later guard refused the request: each limit's state becomes what it would be had the charge
+   * never been made, and the credits get its cost back unless they were set anew since. A store
+   * without it keeps the charge.
+   */
+  refund?(request: ConsumeRequest): Promise<void>;
+  /**
    * Optional: resolves once the store's changes so far are safe from the loss of one server (replicated
    * as configured), or rejects with TillError `NOT_REPLICATED`. The key manager calls it after changes
    * that take access away.
