@@ -12,6 +12,7 @@ export type TillErrorCode =
   | 'STORE_UNAVAILABLE'
   | 'STORE_ERROR'
   | 'NOT_REPLICATED'
+  | 'NOT_ANNOUNCED'
   | 'MISSING_DEPENDENCY';
 
 const BRAND = Symbol.for('till.error');

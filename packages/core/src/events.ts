@@ -24,7 +24,14 @@ export type TillEvent =
   /** A client failed authentication too often and is refused until `until` (epoch ms). */
   | { readonly type: 'client.blocked'; readonly ip: string; readonly until: number; readonly failures: number }
   /** A rate-limit guard ran twice for one request; the second run was not charged. */
-  | { readonly type: 'guard.repeated'; readonly name: string };
+  | { readonly type: 'guard.repeated'; readonly name: string }
+  /**
+   * The store could not subscribe to key changes (a Redis user without the channel, say): cached keys
+   * are not trusted, and every verification reads the store until it can.
+   */
+  | { readonly type: 'invalidations.failed'; readonly store: string; readonly reason: string }
+  /** The subscription to key changes is confirmed again after a failure. */
+  | { readonly type: 'invalidations.restored'; readonly store: string };
 
 export type TillEventType = TillEvent['type'];
 export type TillEventListener = (event: TillEvent) => void;

@@ -1,6 +1,6 @@
 // The key manager: creating and changing keys. Every change is a compare-and-set on the record's version.
 import { systemClock, type Clock } from './clock.js';
-import { TillError } from './errors.js';
+import { isTillError, TillError } from './errors.js';
 import { createHasher, type KeyHasher } from './hash.js';
 import { assertValidPrefix, generateKey, isValidKeyId } from './key-format.js';
 import { toKeyInfo, type KeyInfo, type KeyRecord } from './record.js';
@@ -85,6 +85,11 @@ export interface KeyPatch {
 export interface RotatedKey extends CreatedKey {
   /** The old key after the rotation: its new expiry and its link to the new key. */
   readonly previous: KeyInfo;
+  /**
+   * False when the old key's new expiry is saved but could not be announced to running services
+   * (see TillError NOT_ANNOUNCED): they keep its old expiry until their cache TTL runs out.
+   */
+  readonly announced: boolean;
 }
 
 const PATCH_FIELDS = ['name', 'scopes', 'metadata', 'setMetadata', 'unsetMetadata', 'expiresAt', 'expiresIn', 'notBefore', 'disabled', 'limits', 'credits'];
@@ -176,9 +181,18 @@ export class KeyManager {
    * (`confirmChanges`): rejects with NOT_REPLICATED when it is made but not yet replicated.
    */
   private async confirmed(change: Promise<KeyInfo>): Promise<KeyInfo> {
-    const info = await change;
+    let info: KeyInfo | undefined;
+    let unannounced: unknown;
+    try {
+      info = await change;
+    } catch (error) {
+      // Saved but not announced: still made safe from a failover, then reported.
+      if (!isTillError(error, 'NOT_ANNOUNCED')) throw error;
+      unannounced = error;
+    }
     await this.store.confirmChanges?.();
-    return info;
+    if (unannounced !== undefined) throw unannounced;
+    return info!;
   }
 
   /** The audit entry of a change: who, why, and the key before and after (never its hash). */
@@ -346,8 +360,14 @@ export class KeyManager {
         const graceEnd = t + grace;
         return { ...record, rotatedTo: created.record.id, expiresAt: record.expiresAt === null ? graceEnd : Math.min(record.expiresAt, graceEnd) };
       }, 'key.rotated', options, `rotated to ${created.record.id}`);
-      return { ...created, previous };
+      return { ...created, previous, announced: true };
     } catch (error) {
+      if (isTillError(error, 'NOT_ANNOUNCED')) {
+        // The rotation is made; only the old key's new expiry was not announced (services keep its
+        // old one until their cache TTL). The new key must reach the caller all the same.
+        const previous = await this.get(id);
+        if (previous !== null) return { ...created, previous, announced: false };
+      }
       // The old key changed under us (revoked, rotated elsewhere): the new key must not outlive that.
       await this.change(created.record.id, (record, t) => ({ ...record, revokedAt: t, revokedReason: 'rotation aborted' }), 'key.revoked', { ...(options.actor !== undefined && { actor: options.actor }), reason: 'rotation aborted' }).catch(() => {});
       throw error;
@@ -409,11 +429,14 @@ export class KeyManager {
       const current = await this.store.get(id);
       if (current === null) throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
       const entry = this.entry('key.deleted', this.clock(), current, null, context);
-      if (await this.store.remove(id, current.version, entry)) {
-        this.onChange?.(id);
-        await this.store.confirmChanges?.();
-        return toKeyInfo(current);
+      let removed: boolean;
+      try {
+        removed = await this.saved(id, this.store.remove(id, current.version, entry));
+      } catch (error) {
+        if (!isTillError(error, 'NOT_ANNOUNCED')) throw error;
+        return this.confirmed(Promise.reject(error));
       }
+      if (removed) return this.confirmed(Promise.resolve(toKeyInfo(current)));
     }
     throw new TillError('CONFLICT', `[till] [keys] key ${id} kept changing under ${MAX_ATTEMPTS} attempts; try again`);
   }
@@ -443,6 +466,24 @@ export class KeyManager {
   }
 
   /**
+   * A store write's outcome: true once saved (this process's cache then drops the id at once), false
+   * on a lost race. A write saved but not announced to other processes counts as saved, and its
+   * NOT_ANNOUNCED error is passed on to the caller.
+   */
+  private saved(id: string, write: Promise<boolean>): Promise<boolean> {
+    return write.then(
+      (ok) => {
+        if (ok) this.onChange?.(id);
+        return ok;
+      },
+      (error: unknown) => {
+        if (isTillError(error, 'NOT_ANNOUNCED')) this.onChange?.(id);
+        throw error;
+      },
+    );
+  }
+
+  /**
    * Applies `edit` to the current record and saves it if nobody changed the key meanwhile,
    * retrying on a lost race: concurrent changes never overwrite each other. `edit` returns null
    * when there is nothing to change.
@@ -462,10 +503,7 @@ export class KeyManager {
       const edited = edit(current, now);
       if (edited === null) return toKeyInfo(current);
       const next: KeyRecord = { ...edited, id: current.id, updatedAt: now, version: current.version + 1 };
-      if (await this.store.replace(next, current.version, this.entry(type, now, current, next, context, detail))) {
-        this.onChange?.(id);
-        return toKeyInfo(next);
-      }
+      if (await this.saved(id, this.store.replace(next, current.version, this.entry(type, now, current, next, context, detail)))) return toKeyInfo(next);
     }
     throw new TillError('CONFLICT', `[till] [keys] key ${id} kept changing under ${MAX_ATTEMPTS} attempts; try again`);
   }

@@ -12,12 +12,19 @@ import { KeyManager } from './manager.js';
 import type { MaybePromise, VerifyResult } from './outcome.js';
 import type { KeyRecord } from './record.js';
 import { MemoryStore } from './store/memory.js';
-import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './store/types.js';
+import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery, SubscriptionListener } from './store/types.js';
 import { Verifier, type CacheOptions, type VerifyOptions } from './verifier.js';
 
 export interface TillOptions {
   /** Where keys live. Default: a new in-process MemoryStore. */
   store?: KeyStore;
+  /**
+   * Whether `close()` also closes `store`, the application's own: for a one-off script, with
+   * `new RedisStore({ client, closeClient: true })` so that the store then closes its client, and the
+   * process can exit. Default false: what the application made, it closes. A store Till made itself
+   * (the default memory store, the one made from REDIS_URL) is always closed.
+   */
+  closeStore?: boolean;
   /** Server-side secret of at least 16 bytes: keys are then stored as HMAC-SHA-256, not SHA-256. */
   pepper?: string | Buffer;
   /** Prefix of new keys, like `sk_live`. Default `till`. */
@@ -57,7 +64,10 @@ export interface Till {
   readonly usage: UsageTracker | null;
   /** Shorthand for `verifier.verify`. */
   verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult>;
-  /** Stops listening for invalidations and closes what Till opened itself. */
+  /**
+   * Writes what is pending (usage counts, security events), stops listening for invalidations, and
+   * closes what Till opened itself (and `store` with `closeStore: true`).
+   */
   close(): Promise<void>;
 }
 
@@ -84,7 +94,23 @@ export function createTill(options: TillOptions = {}): Till {
     throw new TillError('INVALID_OPTIONS', '[till] usage must be { interval } or false');
   }
   const usage = options.usage === false ? null : new UsageTracker(store, clock, logger, options.usage);
+  // Said once per failure, and when it is over: a refused subscription costs a store read per request.
+  let subscriptionFailing = false;
+  const onSubscription = (error: Error | null): void => {
+    if (error === null) {
+      if (!subscriptionFailing) return;
+      subscriptionFailing = false;
+      events.emit({ type: 'invalidations.restored', store: store.kind });
+      return;
+    }
+    if (subscriptionFailing) return;
+    subscriptionFailing = true;
+    const reason = error.message.slice(0, 200);
+    logger.warn(`[till] [${store.kind}] cannot subscribe to key changes (${reason}): cached keys are not trusted, so every verification reads the store until the subscription is made`);
+    events.emit({ type: 'invalidations.failed', store: store.kind, reason });
+  };
   const verifier = new Verifier({
+    onSubscription,
     ...(usage !== null && { usage }),
     store,
     hasher,
@@ -106,7 +132,8 @@ export function createTill(options: TillOptions = {}): Till {
     onChange: (id) => verifier.invalidate(id),
     ...(options.prefix !== undefined && { prefix: options.prefix }),
   });
-  const ownsStore = options.store === undefined;
+  if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean') throw new TillError('INVALID_OPTIONS', '[till] closeStore must be true or false');
+  const ownsStore = options.store === undefined || options.closeStore === true;
   self = {
     [TILL]: true,
     store,
@@ -170,6 +197,8 @@ export async function resetDefaultTill(): Promise<void> {
 class LazyRedisStore implements KeyStore {
   readonly kind = 'redis';
   private readonly ready: Promise<KeyStore>;
+  /** The store once made. */
+  private store: KeyStore | undefined;
   private quit: (() => void) | undefined;
 
   constructor(url: string, logger: Logger, namespace?: string) {
@@ -189,8 +218,8 @@ class LazyRedisStore implements KeyStore {
         // Reconnection is automatic; the store reports unavailability per command.
       });
       this.quit = () => client.disconnect();
-      const store = new RedisStore({ client, ...(namespace !== undefined && { namespace }) });
-      return store;
+      this.store = new RedisStore({ client, ...(namespace !== undefined && { namespace }) });
+      return this.store;
     })();
     this.ready.catch((error: unknown) => logger.error(error instanceof Error ? error.message : String(error)));
   }
@@ -225,11 +254,21 @@ class LazyRedisStore implements KeyStore {
   readUsage(id: string, days: number): Promise<KeyUsage> {
     return this.ready.then((s) => s.readUsage(id, days));
   }
-  onInvalidate(listener: InvalidationListener): () => void {
+  refund(request: ConsumeRequest): Promise<void> {
+    return this.ready.then((s) => s.refund?.(request));
+  }
+  confirmChanges(): Promise<void> {
+    return this.ready.then((s) => s.confirmChanges?.());
+  }
+  /** True until the Redis store is made and its subscription confirmed: nothing is heard before. */
+  invalidationsLost(): boolean {
+    return this.store === undefined || this.store.invalidationsLost?.() === true;
+  }
+  onInvalidate(listener: InvalidationListener, onStatus?: SubscriptionListener): () => void {
     let off: (() => void) | undefined;
     let cancelled = false;
     this.ready.then((s) => {
-      if (!cancelled && !off) off = s.onInvalidate(listener);
+      if (!cancelled && !off) off = s.onInvalidate(listener, onStatus);
     }, () => {});
     return () => {
       cancelled = true;

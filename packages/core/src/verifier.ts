@@ -12,7 +12,7 @@ import type { LimitCharge } from './limits.js';
 import { failure, WRONG_SECRET, type FailureCode, type MaybePromise, type Usage, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
 import { keyStatus, toVerifiedKey, withoutHash, type KeyRecord } from './record.js';
 import { scopeSetOf, type ScopeSet } from './scopes.js';
-import type { ConsumeRequest, ConsumeResult, KeyStore } from './store/types.js';
+import type { ConsumeRequest, ConsumeResult, KeyStore, SubscriptionListener } from './store/types.js';
 
 export interface CacheOptions {
   /** Most keys kept in the cache. Default 10,000. */
@@ -47,6 +47,8 @@ export interface VerifierOptions {
   limiter?: Limiter;
   /** Counts each key's outcomes for usage tracking; none when absent. */
   usage?: UsageTracker;
+  /** Told whether the store's invalidation subscription could be made (see SubscriptionListener). */
+  onSubscription?: SubscriptionListener;
 }
 
 export interface VerifyOptions {
@@ -125,6 +127,7 @@ export class Verifier {
   readonly clock: Clock;
   private readonly limiter: Limiter;
   private readonly usage: UsageTracker | undefined;
+  private readonly onSubscription: SubscriptionListener | undefined;
   private unsubscribe: (() => void) | null = null;
   /** How each charged success was charged, so that a guard that refuses the request later can undo it. */
   private readonly receipts = new WeakMap<VerifyResult, { request: Omit<ConsumeRequest, 'now'>; result: ConsumeResult }>();
@@ -159,6 +162,7 @@ export class Verifier {
     this.clock = options.clock ?? systemClock;
     this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents());
     this.usage = options.usage;
+    this.onSubscription = options.onSubscription;
     this.unavailable = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: Math.ceil(retryAfter) });
   }
 
@@ -167,7 +171,7 @@ export class Verifier {
    * that only manages keys (the CLI) never opens a subscription.
    */
   private subscribe(): void {
-    this.unsubscribe ??= this.store.onInvalidate((id) => this.invalidate(id));
+    this.unsubscribe ??= this.store.onInvalidate((id) => this.invalidate(id), this.onSubscription);
   }
 
   /**

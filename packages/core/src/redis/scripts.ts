@@ -40,7 +40,8 @@ end
  * KEYS[1] record, KEYS[2] the key's audit trail; ARGV[1] new JSON, ARGV[2] expected version, ARGV[3]
  * channel, ARGV[4] id, ARGV[5] audit entry JSON ('' for none), ARGV[6] the trail's length cap. The
  * entry is written first: if it cannot be, nothing is.
- * Returns {1, entry id or ''} written, {0} version mismatch, {-1} no record.
+ * Returns {1, entry id or '', 1} written and announced, {1, entry id or '', 0, why} written but not
+ * announced (PUBLISH refused), {0} version mismatch, {-1} no record.
  */
 export const REPLACE_SCRIPT = `${TRAIL_FUNCTION}${VERSION_FUNCTION}
 local current = redis.call('GET', KEYS[1])
@@ -49,8 +50,10 @@ if version(current) ~= tonumber(ARGV[2]) then return {0} end
 local entry = ''
 if ARGV[5] ~= '' then entry = trail(KEYS[2], ARGV[5], tonumber(ARGV[6])) end
 redis.call('SET', KEYS[1], ARGV[1])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return {1, entry}
+-- pcall: a user without the right to PUBLISH still gets its change, and learns it was not announced.
+local published = redis.pcall('PUBLISH', ARGV[3], ARGV[4])
+if type(published) == 'table' and published.err then return {1, entry, 0, published.err} end
+return {1, entry, 1}
 `;
 
 /**
@@ -84,7 +87,8 @@ return {1, entry}
  * Rate-limit state expires by itself.
  * KEYS[1] record, KEYS[2] credits, KEYS[3] audit trail; ARGV[1] expected version, ARGV[2] channel,
  * ARGV[3] id, ARGV[4] audit entry JSON ('' for none), ARGV[5] the trail's cap.
- * Returns {1, entry id or '', owner id or ''} deleted, {0} version mismatch, {-1} no record.
+ * Returns {1, entry id or '', owner id or '', announced 1 or 0, why} deleted, {0} version mismatch, {-1}
+ * no record.
  */
 export const REMOVE_SCRIPT = `${TRAIL_FUNCTION}
 local current = redis.call('GET', KEYS[1])
@@ -94,10 +98,11 @@ if not ok or tonumber(decoded['version']) ~= tonumber(ARGV[1]) then return {0} e
 local entry = ''
 if ARGV[4] ~= '' then entry = trail(KEYS[3], ARGV[4], tonumber(ARGV[5])) end
 redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('PUBLISH', ARGV[2], ARGV[3])
 local owner = ''
 if type(decoded['ownerId']) == 'string' then owner = decoded['ownerId'] end
-return {1, entry, owner}
+local published = redis.pcall('PUBLISH', ARGV[2], ARGV[3])
+if type(published) == 'table' and published.err then return {1, entry, owner, 0, published.err} end
+return {1, entry, owner, 1}
 `;
 
 /**

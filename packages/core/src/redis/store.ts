@@ -4,7 +4,7 @@ import { TillError, storeUnavailable } from '../errors.js';
 import { compactInfo, decodeRecord, encodeRecord, expandInfo, type KeyInfo, type KeyRecord } from '../record.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
 import type { ChargeOutcome, Credits, LimitState } from '../limits.js';
-import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from '../store/types.js';
+import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery, SubscriptionListener } from '../store/types.js';
 import { CONSUME_SCRIPT, INSERT_SCRIPT, REFUND_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, TRAIL_SCRIPT, USAGE_SCRIPT } from './scripts.js';
 import { dayOf, parseBatchId, type KeyUsage, type UsageBatchItem } from '../usage.js';
 import { OUTCOME_CODES, type OutcomeCode } from '../outcome.js';
@@ -17,6 +17,11 @@ export type RedisClient = Redis | Cluster;
 export interface RedisStoreOptions {
   /** An ioredis `Redis` or `Cluster` client. The application owns it: `close()` leaves it open. */
   client: RedisClient;
+  /**
+   * Whether `close()` also closes `client` (gracefully, after its pending replies): for a script that
+   * hands the client to the store for good. Default false: the application closes its own client.
+   */
+  closeClient?: boolean;
   /** Prefix of every Redis key and channel this store uses. Default `till:`. */
   namespace?: string;
   /** Milliseconds a command may take before the store counts Redis as unavailable. Default 1000. */
@@ -50,9 +55,9 @@ export interface RedisStoreOptions {
 }
 
 type ScriptClient = RedisClient & {
-  tillReplace(record: string, trail: string, json: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?]>;
+  tillReplace(record: string, trail: string, json: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, number?, string?]>;
   tillInsert(record: string, trail: string, json: string, entry: string, cap: number): Promise<[number, string?]>;
-  tillRemove(record: string, credits: string, trail: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, string?]>;
+  tillRemove(record: string, credits: string, trail: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, string?, number?, string?]>;
   tillTrail(trail: string, record: string, entry: string, cap: number): Promise<string>;
   tillUsage(...args: Array<string | number>): Promise<number>;
   tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
@@ -62,6 +67,22 @@ type ScriptClient = RedisClient & {
 // Statuses in which ioredis would only queue a command: answering "unavailable" at once beats a hang.
 const DOWN = new Set(['reconnecting', 'close', 'end']);
 const CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries|MaxRetriesPerRequest|ClusterAllFailed|Failed to refresh slots|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN/i;
+
+/** Delays between tries of a SUBSCRIBE that Redis refused (doubling from the first to the last). */
+const RESUBSCRIBE_MIN_MS = 250;
+const RESUBSCRIBE_MAX_MS = 30_000;
+
+/** Closes a client gracefully (its pending replies first), or at once when it is not connected. */
+function quit(client: RedisClient): Promise<void> {
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return Promise.resolve();
+  }
+  return client.quit().then(
+    () => {},
+    () => client.disconnect(),
+  );
+}
 
 /** Days of usage counts kept per key (`till:{<id>}:u:<day>` expires after them). */
 const USAGE_DAYS_KEPT = 100;
@@ -159,9 +180,11 @@ export class RedisStore implements KeyStore {
   private subscriber: RedisClient | undefined;
   private readonly ownsSubscriber: boolean;
   private readonly listeners = new Set<InvalidationListener>();
+  private readonly statusListeners = new Set<SubscriptionListener>();
   private subscribed = false;
-  /** The subscription was confirmed, then its connection dropped: see invalidationsLost(). */
-  private lost = false;
+  /** Whether the subscription is confirmed and its connection up: see invalidationsLost(). */
+  private heard = false;
+  private readonly closeClient: boolean;
   private detach: (() => void) | undefined;
   private readonly callerClock: boolean;
   private readonly batches = new Map<string, Batch>();
@@ -201,6 +224,8 @@ export class RedisStore implements KeyStore {
       throw new TillError('INVALID_OPTIONS', '[till] [redis] commandTimeout must be a positive number of milliseconds');
     }
     this.client = options.client as ScriptClient;
+    if (options.closeClient !== undefined && typeof options.closeClient !== 'boolean') throw new TillError('INVALID_OPTIONS', '[till] [redis] closeClient must be true or false');
+    this.closeClient = options.closeClient === true;
     this.ns = namespace;
     this.timeout = commandTimeout;
     this.channel = `${namespace}invalidate`;
@@ -261,17 +286,26 @@ export class RedisStore implements KeyStore {
   }
 
   async replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
-    const [result] = await this.run(() =>
+    const [result, , announced, why] = await this.run(() =>
       this.client.tillReplace(this.recordKey(record.id), this.trailKey(record.id), encodeRecord(record), expectedVersion, this.channel, record.id, trailEntry(audit), this.trailCap),
     );
     if (result === -1) throw new TillError('KEY_NOT_FOUND', `[till] [redis] no key ${record.id}`);
     if (result !== 1) return false;
     if (audit !== undefined) await this.copyToLog(audit);
+    if (announced === 0) throw this.notAnnounced(record.id, why);
     return true;
   }
 
+  /** A change that is saved but that the services were not told of: the caller must learn it. */
+  private notAnnounced(id: string, why: string | undefined): TillError {
+    return new TillError(
+      'NOT_ANNOUNCED',
+      `[till] [redis] the change to key ${id} is saved, but it could not be announced to running services (PUBLISH refused: ${String(why ?? 'unknown error').slice(0, 200)}): they may keep serving the key as it was until their cache TTL (cache.ttl, 30 s by default) runs out. Give this Redis user the right to publish on ${this.channel} (ACL: +publish &${this.channel})`,
+    );
+  }
+
   async remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
-    const [result, , owner] = await this.run(() =>
+    const [result, , owner, announced, why] = await this.run(() =>
       this.client.tillRemove(this.recordKey(id), `${this.ns}{${id}}:cr`, this.trailKey(id), expectedVersion, this.channel, id, trailEntry(audit), this.trailCap),
     );
     if (result === -1) throw new TillError('KEY_NOT_FOUND', `[till] [redis] no key ${id}`);
@@ -282,6 +316,7 @@ export class RedisStore implements KeyStore {
     if (owner) await this.run(() => this.client.zrem(this.indexKey(owner), id)).catch(() => {});
     await this.run(() => this.client.zrem(this.usageKey, id)).catch(() => {});
     if (audit !== undefined) await this.copyToLog(audit);
+    if (announced === 0) throw this.notAnnounced(id, why);
     return true;
   }
 
@@ -540,14 +575,19 @@ export class RedisStore implements KeyStore {
     }
   }
 
-  onInvalidate(listener: InvalidationListener): () => void {
+  onInvalidate(listener: InvalidationListener, onStatus?: SubscriptionListener): () => void {
     this.listeners.add(listener);
+    if (onStatus !== undefined) this.statusListeners.add(onStatus);
     if (!this.subscribed) this.subscribe();
-    return () => this.listeners.delete(listener);
+    return () => {
+      this.listeners.delete(listener);
+      if (onStatus !== undefined) this.statusListeners.delete(onStatus);
+    };
   }
 
   async close(): Promise<void> {
     this.listeners.clear();
+    this.statusListeners.clear();
     this.subscribed = false;
     this.detach?.();
     this.detach = undefined;
@@ -556,34 +596,45 @@ export class RedisStore implements KeyStore {
       this.subscriber = undefined;
       sub.disconnect();
     }
+    if (this.closeClient) await quit(this.client);
   }
 
   private subscribe(): void {
     this.subscribed = true;
+    this.heard = false;
     const sub = (this.subscriber ??= this.client.duplicate() as RedisClient);
     const onMessage = (channel: string, id: string) => {
       if (channel === this.channel) this.emit(id);
     };
     sub.on('message', onMessage);
     // Subscribed on every (re)connection, and only once Redis confirms it are cached records
-    // dropped: anything cached before that moment, at start or during an outage, may have missed
-    // its message. A SUBSCRIBE that fails (Redis down at start) is tried again on the next
-    // connection, rather than left to ioredis, which only restores subscriptions it saw confirmed.
-    let confirmed = false;
+    // trusted (and dropped, as of that moment: anything cached before, at start or during an
+    // outage, may have missed its message). A SUBSCRIBE that Redis refuses (an ACL without the
+    // channel) is reported and tried again with a growing delay while the connection stays up.
+    let retry: ReturnType<typeof setTimeout> | undefined;
+    let delay = RESUBSCRIBE_MIN_MS;
     const confirm = () => {
+      clearTimeout(retry);
       sub.subscribe(this.channel).then(
         () => {
-          confirmed = true;
-          this.lost = false;
+          delay = RESUBSCRIBE_MIN_MS;
+          this.heard = true;
+          this.status(null);
           this.emit(null);
         },
-        () => {},
+        (error: unknown) => {
+          if (!this.subscribed || sub.status !== 'ready') return; // tried again on the next connection
+          this.status(error instanceof Error ? error : new Error(String(error)));
+          retry = setTimeout(confirm, delay);
+          retry.unref?.();
+          delay = Math.min(delay * 2, RESUBSCRIBE_MAX_MS);
+        },
       );
     };
-    // From the moment a confirmed subscription's connection drops, messages can be missed: the
-    // verifier reads through to the store (or, with Redis down, serves its stale window) until then.
+    // From the moment the connection drops, messages can be missed: the verifier reads through to
+    // the store (or, with Redis down, serves its stale window) until the subscription is confirmed.
     const onDown = () => {
-      if (confirmed) this.lost = true;
+      this.heard = false;
     };
     // Reconnection is ioredis's job; an unhandled 'error' event would crash the process.
     const onError = () => {};
@@ -595,7 +646,8 @@ export class RedisStore implements KeyStore {
     // that never connected would never hear a revocation.
     else if (sub.status === 'wait') sub.connect().catch(() => {});
     this.detach = () => {
-      this.lost = false;
+      clearTimeout(retry);
+      this.heard = false;
       sub.off('message', onMessage);
       sub.off('ready', confirm);
       sub.off('close', onDown);
@@ -604,8 +656,22 @@ export class RedisStore implements KeyStore {
     };
   }
 
+  /**
+   * Whether changes made elsewhere may be going unheard: the store was asked to listen, and its
+   * subscription is not confirmed right now (not yet, refused, or its connection dropped).
+   */
   invalidationsLost(): boolean {
-    return this.lost;
+    return this.subscribed && !this.heard;
+  }
+
+  private status(error: Error | null): void {
+    for (const listener of this.statusListeners) {
+      try {
+        listener(error);
+      } catch {
+        // A listener's failure is its own.
+      }
+    }
   }
 
   private emit(id: string | null): void {

@@ -22,6 +22,12 @@ export interface KeyPage {
 /** Called with a key id whose record changed, or `null` when every cached record may be stale. */
 export type InvalidationListener = (id: string | null) => void;
 
+/**
+ * Told how the invalidation subscription stands: an error when the store could not subscribe (a
+ * refused SUBSCRIBE: changes made elsewhere go unheard until it can), null once it is confirmed.
+ */
+export type SubscriptionListener = (error: Error | null) => void;
+
 /** One request's charge against rate limits (and, for an API key, its credits). */
 export interface ConsumeRequest {
   /**
@@ -73,13 +79,16 @@ export interface KeyStore {
   /**
    * Replaces a record only if its stored version is still `expectedVersion` (compare-and-set), and
    * tells every process sharing the store to drop the id from its cache. Resolves false on a lost
-   * race; rejects with `KEY_NOT_FOUND` when there is no such record.
+   * race; rejects with `KEY_NOT_FOUND` when there is no such record, and with `NOT_ANNOUNCED` when the
+   * record was replaced but the other processes could not be told (they serve the old one until their
+   * cache TTL): never half done in silence.
    */
   replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean>;
   /**
    * Deletes a record (and its version, credits and rate-limit state) if its version is still
    * `expectedVersion`, with `audit` in the trail in the same step, and tells every process. Resolves
-   * false on a lost race; rejects with `KEY_NOT_FOUND` when there is no such record.
+   * false on a lost race; rejects with `KEY_NOT_FOUND` when there is no such record, and with
+   * `NOT_ANNOUNCED` when it was deleted but the other processes could not be told.
    */
   remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean>;
   /** Adds entries that record no change (security events). Best effort: they may be lost in a crash. */
@@ -116,13 +125,16 @@ export interface KeyStore {
    * that take access away.
    */
   confirmChanges?(): Promise<void>;
-  /** Subscribes to invalidations from every process sharing the store; returns the unsubscribe. */
-  onInvalidate(listener: InvalidationListener): () => void;
   /**
-   * Optional: true while the invalidation subscription, once confirmed, is lost (its connection
-   * dropped and not yet subscribed again). Changes published meanwhile are missed, so the verifier
-   * reads keys from the store rather than trusting its cache until the subscription is back (which
-   * drops the whole cache). Stores whose invalidations cannot be lost leave it out.
+   * Subscribes to invalidations from every process sharing the store; returns the unsubscribe.
+   * `onStatus` hears whether the subscription could be made (stores that cannot fail ignore it).
+   */
+  onInvalidate(listener: InvalidationListener, onStatus?: SubscriptionListener): () => void;
+  /**
+   * Optional: true while changes made elsewhere may go unheard: the store was asked to listen and its
+   * subscription is not confirmed right now (not yet, refused, or its connection dropped). The
+   * verifier then reads keys from the store rather than trusting its cache, until the subscription is
+   * confirmed (which drops the whole cache). Stores whose invalidations cannot be lost leave it out.
    */
   invalidationsLost?(): boolean;
   /** Releases what the store opened itself (never a client the application passed in). */
