@@ -7,6 +7,8 @@ export default defineConfig({
   clean: true,
   sourcemap: true,
   target: 'node20',
+  // import.meta.url in the CommonJS build (the metrics entry's createRequire of prom-client).
+  shims: true,
   // The Redis entry loads ioredis and the metrics entry prom-client; the root entry must pull in neither.
   external: ['ioredis', 'prom-client', '@till/core/redis', '@till/core/metrics'],
 });

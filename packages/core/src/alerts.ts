@@ -43,16 +43,33 @@ export interface AlertsOptions {
   sinks: readonly AlertSink[];
   /** The same rule on the same subject alerts at most once per this window. Default `10m`. */
   dedupWindow?: string | number;
-  /** Most subjects (IPs, keys) counted at once; the least recent go first. Default 10,000. */
+  /** Most subjects (IPs, keys) counted at once, and most keys whose revocation reason is remembered; the least recent go first. Default 10,000. */
   maxSubjects?: number;
+  /**
+   * Most deliveries one sink may have unsettled at once (a hung webhook, a sink that never resolves);
+   * alerts for that sink beyond it are dropped, counted in `stats.dropped` and logged once per burst.
+   * Default 1,000.
+   */
+  maxInFlight?: number;
+}
+
+export interface AlertStats {
+  /** Alerts raised and handed to the sinks. */
+  sent: number;
+  /** Alerts held back by deduplication. */
+  suppressed: number;
+  /** Deliveries not made because a sink already had `maxInFlight` deliveries unsettled (one per sink and alert). */
+  dropped: number;
+  /** Deliveries handed to a sink whose promise has not settled yet, all sinks together. */
+  inFlight: number;
 }
 
 export interface Alerts {
-  /** Alerts sent, and alerts held back by deduplication. */
-  readonly stats: { sent: number; suppressed: number };
+  /** Alerts sent, held back by deduplication, dropped for a sink that is behind, and deliveries in flight. */
+  readonly stats: Readonly<AlertStats>;
   /** Stops listening. */
   stop(): void;
-  /** Resolves when the sinks have been given every alert raised so far (and their promises settled). */
+  /** Resolves when every delivery of the alerts raised so far has settled (later alerts are not waited for). */
   idle(): Promise<void>;
 }
 
@@ -101,12 +118,56 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
   const dedup = parseDuration(options.dedupWindow ?? '10m', 'dedupWindow');
   const maxSubjects = options.maxSubjects ?? 10_000;
   if (!Number.isInteger(maxSubjects) || maxSubjects < 1) invalid('maxSubjects must be a positive integer');
+  const maxInFlight = options.maxInFlight ?? 1000;
+  if (!Number.isInteger(maxInFlight) || maxInFlight < 1) invalid('maxInFlight must be a positive integer');
   const logger = till.logger;
   const counts = new LRUCache<string, { start: number; n: number }>({ max: maxSubjects });
   const fired = new LRUCache<string, number>({ max: maxSubjects });
-  const stats = { sent: 0, suppressed: 0 };
-  let pending: Promise<void> = Promise.resolve();
+  const stats: AlertStats = { sent: 0, suppressed: 0, dropped: 0, inFlight: 0 };
+  // Deliveries not settled yet: each leaves the set when it settles, so a hung sink holds at most
+  // `maxInFlight` of them and a settled one holds nothing (no ever-growing chain of promises).
+  const deliveries = new Set<Promise<void>>();
+  const sinks = options.sinks.map((sink, index) => ({ sink, index, inFlight: 0, dropping: false }));
   const lookups = new Set<Promise<void>>();
+  // Why each revoked key was revoked: final once set (revoking again keeps the first reason), so read once per key.
+  const reasons = new LRUCache<string, { reason: string | null }>({ max: maxSubjects });
+  const reading = new Map<string, Promise<string | null | undefined>>();
+
+  const deliver = (target: (typeof sinks)[number], alert: Alert): void => {
+    if (target.inFlight >= maxInFlight) {
+      stats.dropped++;
+      if (!target.dropping) {
+        target.dropping = true;
+        logger.error(`[till] [alerts] sink ${target.index + 1} has ${maxInFlight} deliveries unsettled (maxInFlight): alerts for it are dropped until it catches up; stats.dropped counts them`);
+      }
+      return;
+    }
+    let result: void | Promise<void>;
+    try {
+      result = target.sink(alert);
+    } catch (error) {
+      failed(alert, error);
+      return;
+    }
+    if (result === null || typeof result !== 'object' || typeof (result as Promise<void>).then !== 'function') return;
+    target.inFlight++;
+    stats.inFlight++;
+    const delivery: Promise<void> = Promise.resolve(result).then(
+      () => {},
+      (error: unknown) => failed(alert, error),
+    ).finally(() => {
+      deliveries.delete(delivery);
+      target.inFlight--;
+      stats.inFlight--;
+      // The burst is over once the sink is down to half its allowance: the next burst logs again.
+      if (target.dropping && target.inFlight <= maxInFlight >> 1) target.dropping = false;
+    });
+    deliveries.add(delivery);
+  };
+
+  const failed = (alert: Alert, error: unknown): void => {
+    logger.error(`[till] [alerts] a sink failed for alert ${alert.rule} on ${alert.subject}: ${error instanceof Error ? error.message : String(error)}`);
+  };
 
   const raise = (rule: AlertRuleType, subject: string, at: number, fields: Pick<Alert, 'count' | 'message'> & { keyId?: string; ip?: string }): void => {
     const seen = `${rule}\n${subject}`;
@@ -118,15 +179,27 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
     fired.set(seen, at);
     stats.sent++;
     const alert: Alert = Object.freeze({ id: randomBytes(8).toString('hex'), rule, at, subject, ...fields });
-    for (const sink of options.sinks) {
-      let delivered: Promise<void>;
-      try {
-        delivered = Promise.resolve(sink(alert));
-      } catch (error) {
-        delivered = Promise.reject(error);
-      }
-      pending = Promise.all([pending, delivered.catch((error: unknown) => logger.error(`[till] [alerts] a sink failed for alert ${alert.rule} on ${alert.subject}: ${error instanceof Error ? error.message : String(error)}`))]).then(() => {});
+    for (const target of sinks) deliver(target, alert);
+  };
+
+  /** The reason `keyId` was revoked (null: revoked without one; undefined: not known to be revoked), read at most once per key. */
+  const revocationReason = (keyId: string): { reason: string | null } | Promise<string | null | undefined> => {
+    const known = reasons.get(keyId);
+    if (known !== undefined) return known;
+    let read = reading.get(keyId);
+    if (read === undefined) {
+      read = till.keys.get(keyId).then(
+        (info) => {
+          if (info === null || info.revokedAt === null) return undefined;
+          // Only a revoked record is remembered: its reason can no longer change.
+          reasons.set(keyId, { reason: info.revokedReason });
+          return info.revokedReason;
+        },
+        () => undefined,
+      ).finally(() => reading.delete(keyId));
+      reading.set(keyId, read);
     }
+    return read;
   };
 
   const counted = (rule: AlertRule & { windowMs?: number }, subject: string, at: number, threshold: number): boolean => {
@@ -159,20 +232,18 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
         case 'leaked-key-used':
           if (event.code === 'REVOKED' && event.keyId !== null) {
             const keyId = event.keyId;
-            const seen = fired.get(`leaked-key-used\n${keyId}`);
-            if (seen !== undefined && event.at - seen < dedup) {
-              stats.suppressed++;
+            const at = event.at;
+            const ip = event.ip;
+            const leaked = (reason: string | null | undefined) => {
+              if (reason === 'leaked') raise('leaked-key-used', keyId, at, { keyId, ...(ip !== undefined && { ip }), count: 1, message: `key ${keyId}, revoked as leaked, was tried${ip ? ` from ${ip}` : ''}` });
+            };
+            const reason = revocationReason(keyId);
+            if (!(reason instanceof Promise)) {
+              leaked(reason.reason);
               break;
             }
-            // Why the key was revoked is on its record: read once per key and window, off the request.
-            const lookup = till.keys.get(keyId).then(
-              (info) => {
-                if (info?.revokedReason === 'leaked') {
-                  raise('leaked-key-used', keyId, event.at, { keyId, ...(event.ip !== undefined && { ip: event.ip }), count: 1, message: `key ${keyId}, revoked as leaked, was tried${event.ip ? ` from ${event.ip}` : ''}` });
-                }
-              },
-              () => {},
-            );
+            // Why the key was revoked is on its record: read once per key (concurrent events share the read), off the request.
+            const lookup = reason.then(leaked);
             lookups.add(lookup);
             void lookup.finally(() => lookups.delete(lookup));
           }
@@ -192,7 +263,7 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
     stop: off,
     async idle() {
       while (lookups.size > 0) await Promise.all([...lookups]);
-      await pending;
+      await Promise.all([...deliveries]);
     },
   };
 }
@@ -206,7 +277,7 @@ export interface WebhookOptions {
   url: string;
   /** Signs each body (HMAC-SHA-256); the receiver checks it with `verifyWebhookSignature`. At least 16 characters. */
   secret: string;
-  /** Attempts after the first, on a network error, a timeout, 429 or 5xx. Default 5. */
+  /** Attempts after the first, on a network error, a timeout, 429 or 5xx (a redirect is a failure, never followed nor retried). Default 5. */
   retries?: number;
   /** Milliseconds before the first retry, doubled each time (with jitter). Default 1,000. */
   backoff?: number;
@@ -227,13 +298,15 @@ export function signWebhook(secret: string, body: string, timestamp = Math.floor
 
 /** Checks a webhook's signature header against its raw body, and that it is at most `toleranceSec` old. */
 export function verifyWebhookSignature(secret: string, header: string | undefined, body: string, toleranceSec = 300, now = Date.now()): boolean {
-  if (typeof header !== 'string') return false;
-  const parts = Object.fromEntries(header.split(',').map((p) => p.split('=', 2) as [string, string]));
-  const t = Number(parts.t);
-  if (!Number.isInteger(t) || typeof parts.v1 !== 'string' || !/^[0-9a-f]{64}$/.test(parts.v1)) return false;
-  if (Math.abs(now / 1000 - t) > toleranceSec) return false;
+  if (typeof header !== 'string' || header.length > 1024) return false;
+  // Exactly `t=<digits>,v1=<64 lowercase hex>` in that order: anything else (a part missing, repeated
+  // or extra, another encoding) is refused rather than guessed at.
+  const match = /^t=(\d{1,15}),v1=([0-9a-f]{64})$/.exec(header);
+  if (match === null) return false;
+  const t = Number(match[1]);
+  if (!(Math.abs(now / 1000 - t) <= toleranceSec)) return false;
   const expected = createHmac('sha256', secret).update(`${t}.${body}`).digest();
-  return timingSafeEqual(expected, Buffer.from(parts.v1, 'hex'));
+  return timingSafeEqual(expected, Buffer.from(match[2]!, 'hex'));
 }
 
 /**
@@ -259,13 +332,17 @@ export function webhookSink(options: WebhookOptions): AlertSink {
     if (!Number.isInteger(value) || value < 0) throw new TillError('INVALID_OPTIONS', `[till] [alerts] webhook ${name} must be a non-negative integer`);
   }
   let inFlight = 0;
+  let dropping = false;
   const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref?.());
 
   return async (alert) => {
     if (inFlight >= maxPending) {
-      options.logger?.error(`[till] [alerts] webhook queue full: alert ${alert.rule} on ${alert.subject} dropped`);
+      // Once per burst, not once per alert: a hung receiver under a flood would otherwise flood the log.
+      if (!dropping) options.logger?.error(`[till] [alerts] webhook queue full (${maxPending} deliveries pending): alerts are dropped until it drains`);
+      dropping = true;
       return;
     }
+    if (dropping && inFlight <= maxPending >> 1) dropping = false;
     inFlight++;
     try {
       const body = JSON.stringify({ alert });
@@ -278,11 +355,13 @@ export function webhookSink(options: WebhookOptions): AlertSink {
             headers: { 'content-type': 'application/json', [SIGNATURE_HEADER]: signWebhook(options.secret, body), 'user-agent': 'till-alerts' },
             body,
             signal: AbortSignal.timeout(timeout),
+            // Never follow a redirect: it would re-send the signed alert to wherever the Location points.
+            redirect: 'manual',
           });
           await res.arrayBuffer().catch(() => undefined);
           if (res.ok) return;
           retryable = res.status === 429 || res.status >= 500;
-          why = `HTTP ${res.status}`;
+          why = res.status >= 300 && res.status < 400 ? `HTTP ${res.status}: redirects are not followed` : `HTTP ${res.status}`;
         } catch (error) {
           why = error instanceof Error ? error.message : String(error);
         }

@@ -211,7 +211,7 @@ class LazyRedisStore implements KeyStore {
         const entry = '@till/core/redis';
         ({ RedisStore } = (await import(entry)) as typeof import('./redis/store.js'));
       } catch (cause) {
-        throw new TillError('MISSING_DEPENDENCY', '[till] [redis] REDIS_URL is set but ioredis could not be loaded: install it with `pnpm add ioredis`', { cause });
+        throw new TillError('MISSING_DEPENDENCY', `[till] [redis] REDIS_URL is set but ioredis could not be loaded: install it with \`${(await import('./install-hint.js')).installHint('ioredis')}\``, { cause });
       }
       const client = new Redis(url, { maxRetriesPerRequest: 1 });
       client.on('error', () => {

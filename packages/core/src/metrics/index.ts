@@ -1,7 +1,10 @@
-// Prometheus metrics for Till (entry `@till/core/metrics`): only this entry loads prom-client.
-import { Counter, Histogram, Registry } from 'prom-client';
+// Prometheus metrics for Till (entry `@till/core/metrics`): only this entry loads prom-client, and only
+// when createMetrics() is called, so that a missing prom-client is a clear error, not a bare import failure.
+import { createRequire } from 'node:module';
+import type { Registry } from 'prom-client';
 import type { Alerts } from '../alerts.js';
 import { TillError } from '../errors.js';
+import { installHint } from '../install-hint.js';
 import { OUTCOME_CODES } from '../outcome.js';
 import type { KeyStore } from '../store/types.js';
 import type { Till } from '../till.js';
@@ -11,7 +14,7 @@ export interface MetricsOptions {
   registry?: Registry;
   /** Name prefix. Default `till_`. */
   prefix?: string;
-  /** Alerts to count (sent and held back by deduplication). */
+  /** Alerts to count (sent, held back by deduplication, dropped for a sink that is behind). */
   alerts?: Alerts;
 }
 
@@ -19,6 +22,30 @@ export interface TillMetrics {
   readonly registry: Registry;
   /** Stops counting (the metrics stay registered). */
   stop(): void;
+}
+
+type PromClient = typeof import('prom-client');
+let promClient: PromClient | undefined;
+
+/** prom-client, loaded on first use: it is an optional peer dependency. */
+function loadPromClient(): PromClient {
+  if (promClient !== undefined) return promClient;
+  let loaded: PromClient;
+  try {
+    loaded = createRequire(import.meta.url)('prom-client') as PromClient;
+  } catch (cause) {
+    const code = (cause as { code?: unknown } | null)?.code;
+    const missing = (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') && String((cause as Error).message).includes("'prom-client'");
+    throw new TillError(
+      'MISSING_DEPENDENCY',
+      missing
+        ? `[till] [metrics] prom-client is not installed: ${installHint('prom-client')}`
+        : `[till] [metrics] prom-client could not be loaded (${cause instanceof Error ? cause.message : String(cause)}): reinstall it with ${installHint('prom-client')}`,
+      { cause },
+    );
+  }
+  promClient = loaded;
+  return loaded;
 }
 
 const TIMED: ReadonlyArray<keyof KeyStore> = ['get', 'consume', 'insert', 'replace', 'remove', 'list', 'appendAudit', 'recordUsage', 'readAudit', 'readUsage'];
@@ -30,6 +57,7 @@ const TIMED: ReadonlyArray<keyof KeyStore> = ['get', 'consume', 'insert', 'repla
  */
 export function createMetrics(till: Till, options: MetricsOptions = {}): TillMetrics {
   if (options === null || typeof options !== 'object') throw new TillError('INVALID_OPTIONS', '[till] [metrics] options must be an object');
+  const { Counter, Histogram, Registry } = loadPromClient();
   const registry = options.registry ?? new Registry();
   const prefix = options.prefix ?? 'till_';
   if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new TillError('INVALID_OPTIONS', '[till] [metrics] prefix must be a valid metric name prefix');
@@ -63,6 +91,7 @@ export function createMetrics(till: Till, options: MetricsOptions = {}): TillMet
   if (alerts !== undefined) {
     runningCount('alerts_sent_total', 'Alerts delivered to the sinks.', () => alerts.stats.sent);
     runningCount('alerts_suppressed_total', 'Alerts held back by deduplication.', () => alerts.stats.suppressed);
+    runningCount('alerts_dropped_total', 'Alert deliveries dropped because a sink had maxInFlight deliveries unsettled.', () => alerts.stats.dropped);
   }
 
   const off = till.events.onVerification((event) => {
