@@ -1,6 +1,7 @@
 // createTill(): one object holding the store, the verifier and the key manager, wired together.
 import { systemClock, type Clock } from './clock.js';
 import { TillError } from './errors.js';
+import { installHint } from './install-hint.js';
 import type { AuditPage, AuditQuery, AuditRecord } from './audit.js';
 import { UsageTracker, type KeyUsage, type UsageBatchItem, type UsageOptions } from './usage.js';
 import { AuditWriter, type AuditWriterOptions } from './audit-writer.js';
@@ -211,7 +212,7 @@ class LazyRedisStore implements KeyStore {
         const entry = '@till/core/redis';
         ({ RedisStore } = (await import(entry)) as typeof import('./redis/store.js'));
       } catch (cause) {
-        throw new TillError('MISSING_DEPENDENCY', `[till] [redis] REDIS_URL is set but ioredis could not be loaded: install it with \`${(await import('./install-hint.js')).installHint('ioredis')}\``, { cause });
+        throw new TillError('MISSING_DEPENDENCY', `[till] [redis] REDIS_URL is set but ioredis could not be loaded: install it with \`${installHint('ioredis')}\``, { cause });
       }
       const client = new Redis(url, { maxRetriesPerRequest: 1 });
       client.on('error', () => {
