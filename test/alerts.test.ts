@@ -60,13 +60,13 @@ const quiet = { warn() {}, error() {} };
 const alertOf = (subject: string): Alert => ({ id: '0123456789abcdef', rule: 'revoked-key-used', at: Date.now(), subject, keyId: subject, count: 1, message: `revoked key ${subject} was tried` });
 
 describe('alerts', () => {
-  it('fire once under a flood of 10,000 failures over 100 s, for the client and for the key', async () => {
+  it('fire once under a flood of 10,000 wrong secrets over 100 s, for the client and as probing of the id, never as the key failing', async () => {
     let now = Date.UTC(2030, 0, 1);
     const till = createTill({ store: redisStore(), clock: () => now, auditEvents: false, logger: { warn() {}, error() {} } });
     const { key } = await till.keys.create({ name: 'target', scopes: [] });
     const got: Alert[] = [];
     const alerts = createAlerts(till, {
-      rules: [{ type: 'ip-failures', threshold: 20, window: '1m' }, { type: 'key-failures', threshold: 50, window: '5m' }],
+      rules: [{ type: 'ip-failures', threshold: 20, window: '1m' }, { type: 'key-failures', threshold: 50, window: '5m' }, { type: 'key-probing', threshold: 50, window: '5m' }],
       sinks: [(a) => void got.push(a)],
     });
     const call = caller(till);
@@ -79,7 +79,7 @@ describe('alerts', () => {
     await alerts.idle();
     expect(got.map((a) => [a.rule, a.subject, a.count])).toEqual([
       ['ip-failures', '203.0.113.66', 20],
-      ['key-failures', key.slice(-44, -28), 50],
+      ['key-probing', key.slice(-44, -28), 50],
     ]);
     expect(alerts.stats.sent).toBe(2);
     expect(alerts.stats.suppressed).toBe(1);

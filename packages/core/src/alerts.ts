@@ -11,8 +11,16 @@ import type { Till } from './till.js';
 export type AlertRule =
   /** `threshold` failed verifications from one client IP within `window`. */
   | { readonly type: 'ip-failures'; readonly threshold: number; readonly window: string | number }
-  /** `threshold` failed verifications naming one key id within `window` (wrong secrets, a revoked key...). */
+  /**
+   * `threshold` refusals of one key for its own state within `window`: revoked, disabled, expired or
+   * not yet valid, or short of a scope (its holder's mistakes, or a stolen key being tried).
+   */
   | { readonly type: 'key-failures'; readonly threshold: number; readonly window: string | number }
+  /**
+   * `threshold` wrong secrets sent with one real key's id within `window`: someone knows the id (ids are
+   * public) and is guessing, or holds a key of another environment. Probing, never the key's failure.
+   */
+  | { readonly type: 'key-probing'; readonly threshold: number; readonly window: string | number }
   /** A revoked key still being tried. */
   | { readonly type: 'revoked-key-used' }
   /** A key revoked as leaked (reason `leaked`, as `till scan --revoke` sets it) still being tried. */
@@ -73,6 +81,9 @@ export interface Alerts {
   idle(): Promise<void>;
 }
 
+/** Refusals of a key for its own state or scopes: its secret matched (a wrong one is probing, not this). */
+const KEY_OWN_FAILURES: ReadonlySet<OutcomeCode> = new Set(['REVOKED', 'DISABLED', 'EXPIRED', 'NOT_YET_VALID', 'INSUFFICIENT_SCOPE']);
+
 const FAILURES: ReadonlySet<OutcomeCode> = new Set(['MALFORMED', 'NOT_FOUND', 'REVOKED', 'DISABLED', 'EXPIRED', 'NOT_YET_VALID', 'INSUFFICIENT_SCOPE', 'BLOCKED']);
 
 function invalid(message: string): never {
@@ -83,7 +94,8 @@ function checkRule(rule: AlertRule): AlertRule & { windowMs?: number } {
   if (rule === null || typeof rule !== 'object') invalid('each rule must be an object with a type');
   switch (rule.type) {
     case 'ip-failures':
-    case 'key-failures': {
+    case 'key-failures':
+    case 'key-probing': {
       if (!Number.isInteger(rule.threshold) || rule.threshold < 1) invalid(`${rule.type}: threshold must be a positive integer`);
       let windowMs: number;
       try {
@@ -101,7 +113,7 @@ function checkRule(rule: AlertRule): AlertRule & { windowMs?: number } {
     case 'leaked-key-used':
       return rule;
     default:
-      return invalid(`unknown rule type ${JSON.stringify((rule as { type: unknown }).type)}; types: ip-failures, key-failures, revoked-key-used, leaked-key-used, quota-low`);
+      return invalid(`unknown rule type ${JSON.stringify((rule as { type: unknown }).type)}; types: ip-failures, key-failures, key-probing, revoked-key-used, leaked-key-used, quota-low`);
   }
 }
 
@@ -220,8 +232,13 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
           }
           break;
         case 'key-failures':
-          if (failure && event.keyId !== null && counted(rule, event.keyId, event.at, rule.threshold)) {
-            raise('key-failures', event.keyId, event.at, { keyId: event.keyId, count: rule.threshold, message: `${rule.threshold} failed verifications naming key ${event.keyId} within ${rule.window}` });
+          if (KEY_OWN_FAILURES.has(event.code) && event.keyId !== null && counted(rule, event.keyId, event.at, rule.threshold)) {
+            raise('key-failures', event.keyId, event.at, { keyId: event.keyId, count: rule.threshold, message: `${rule.threshold} refusals of key ${event.keyId} for its own state or scopes within ${rule.window}` });
+          }
+          break;
+        case 'key-probing':
+          if (event.probe === true && event.keyId !== null && counted(rule, event.keyId, event.at, rule.threshold)) {
+            raise('key-probing', event.keyId, event.at, { keyId: event.keyId, count: rule.threshold, message: `${rule.threshold} wrong secrets sent with the id of key ${event.keyId} within ${rule.window}: its id is known to someone without its secret` });
           }
           break;
         case 'revoked-key-used':

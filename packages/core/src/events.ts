@@ -6,6 +6,11 @@ export interface VerificationEvent {
   readonly code: OutcomeCode;
   /** The key's id when the key parsed (for NOT_FOUND too: an id is public). */
   readonly keyId: string | null;
+  /**
+   * True for a NOT_FOUND whose id is a real key's with a wrong secret: probing of that id (the client
+   * got the very answer an unknown id gets).
+   */
+  readonly probe?: true;
   readonly ip?: string;
   readonly userAgent?: string;
   /** Credits left after the request, when the key has credits. */
