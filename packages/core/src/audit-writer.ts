@@ -5,6 +5,7 @@ import type { Clock } from './clock.js';
 import type { Logger } from './logger.js';
 import type { OutcomeCode } from './outcome.js';
 import { PeriodicWriter } from './batching.js';
+import { TillError } from './errors.js';
 import type { KeyStore } from './store/types.js';
 
 export interface SecurityEvent {
@@ -22,18 +23,36 @@ export interface AuditWriterOptions {
   interval?: number;
   /** Most distinct events held between writes; more are counted in one `dropped` entry. Default 1,000. */
   maxPending?: number;
+  /**
+   * Most entries one key gets per interval (one per client); the events of further clients are
+   * counted in one entry without a client. Default 10.
+   */
+  perKey?: number;
+  /**
+   * Most entries one client gets per interval (one per key); its events naming further keys are
+   * counted in one entry without a key. Default 10.
+   */
+  perClient?: number;
 }
 
 /**
  * Gathers security events and writes them to the store's trail every `interval`: the same event
- * (type, outcome, key, client, user agent) seen many times in one interval becomes one entry with a
- * `count`, so a flood of failures costs a bounded number of writes, never one per request. Never
- * throws into a request; a failed write is logged once per outage and its events are dropped.
+ * (type, outcome, key, client) seen many times in one interval becomes one entry with a `count` (the
+ * user agent of its first occurrence kept: varying it makes no new entry), and each key and each
+ * client gets at most `perKey` / `perClient` entries per interval, the rest counted in one more. So a
+ * flood of failures costs a bounded number of writes, never one per request, and its entries per key
+ * and per client are bounded whatever it varies. Never throws into a request; a failed write is
+ * logged once per outage and its events are dropped.
  */
 export class AuditWriter extends PeriodicWriter {
   private gathered = new Map<string, { record: AuditRecord; count: number }>();
+  /** Entries of each key and each client in this interval. */
+  private perKeySeen = new Map<string, number>();
+  private perClientSeen = new Map<string, number>();
   private dropped = 0;
   private readonly maxPending: number;
+  private readonly perKey: number;
+  private readonly perClient: number;
 
   constructor(
     private readonly store: KeyStore,
@@ -43,12 +62,43 @@ export class AuditWriter extends PeriodicWriter {
   ) {
     super(logger, options.interval ?? 1000);
     this.maxPending = options.maxPending ?? 1000;
+    this.perKey = options.perKey ?? 10;
+    this.perClient = options.perClient ?? 10;
+    for (const [name, value] of [['interval', options.interval ?? 1000], ['maxPending', this.maxPending], ['perKey', this.perKey], ['perClient', this.perClient]] as const) {
+      if (!Number.isInteger(value) || value < 1) throw new TillError('INVALID_OPTIONS', `[till] auditEvents.${name} must be a positive integer`);
+    }
   }
 
   record(event: SecurityEvent): void {
     const ip = event.ip === undefined ? undefined : auditText(event.ip, 64) ?? undefined;
-    const userAgent = userAgentText(event.userAgent);
-    const signature = `${event.type}|${event.code}|${event.keyId ?? ''}|${ip ?? ''}|${userAgent ?? ''}|${event.detail ?? ''}`;
+    const keyId = event.keyId ?? null;
+    const detail = event.detail ?? '';
+    const signature = `${event.type}|${event.code}|${keyId ?? ''}|${ip ?? ''}|${detail}`;
+    const seen = this.gathered.get(signature);
+    if (seen !== undefined) {
+      seen.count++;
+      return;
+    }
+    // Past its bound, a key's event from one more client is counted without the client, and a
+    // client's event naming one more key without the key.
+    if (keyId !== null && ip !== undefined && !this.admit(this.perKeySeen, keyId, this.perKey)) {
+      return this.gather(`${event.type}|${event.code}|${keyId}|*|${detail}`, { ...event, ip: undefined, detail: joinDetail(event.detail, `from more than ${this.perKey} clients in one interval`) });
+    }
+    if (ip !== undefined && keyId !== null && !this.admit(this.perClientSeen, ip, this.perClient)) {
+      return this.gather(`${event.type}|${event.code}|*|${ip}|${detail}`, { ...event, keyId: null, ownerId: null, detail: joinDetail(event.detail, `naming more than ${this.perClient} keys in one interval`) });
+    }
+    this.gather(signature, event);
+  }
+
+  /** Whether `name` may have one more entry of its own this interval (and counts it). */
+  private admit(seen: Map<string, number>, name: string, max: number): boolean {
+    const n = seen.get(name) ?? 0;
+    if (n >= max) return false;
+    seen.set(name, n + 1);
+    return true;
+  }
+
+  private gather(signature: string, event: SecurityEvent): void {
     const seen = this.gathered.get(signature);
     if (seen !== undefined) {
       seen.count++;
@@ -58,6 +108,8 @@ export class AuditWriter extends PeriodicWriter {
       this.dropped++;
       return;
     }
+    const ip = event.ip === undefined ? undefined : auditText(event.ip, 64) ?? undefined;
+    const userAgent = userAgentText(event.userAgent);
     this.gathered.set(signature, {
       count: 1,
       record: {
@@ -80,6 +132,8 @@ export class AuditWriter extends PeriodicWriter {
   override flush(): Promise<void> {
     const batch = [...this.gathered.values()].map(({ record, count }) => (count === 1 ? record : { ...record, count }));
     this.gathered = new Map();
+    this.perKeySeen = new Map();
+    this.perClientSeen = new Map();
     if (this.dropped > 0) {
       batch.push({ type: 'auth.failed', at: this.clock(), keyId: null, ownerId: null, actor: null, reason: null, detail: `${this.dropped} more events dropped: too many distinct events in one interval`, count: this.dropped });
       this.dropped = 0;
@@ -90,4 +144,8 @@ export class AuditWriter extends PeriodicWriter {
     }
     return this.enqueue(() => this.store.appendAudit(batch), () => {}, '[till] [audit] security events could not be written and were dropped');
   }
+}
+
+function joinDetail(detail: string | undefined, more: string): string {
+  return detail === undefined ? more : `${detail}; ${more}`;
 }

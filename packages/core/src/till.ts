@@ -121,7 +121,7 @@ export function createTill(options: TillOptions = {}): Till {
     ...(options.cache !== undefined && { cache: options.cache }),
   });
   if (options.auditEvents !== undefined && options.auditEvents !== false && (options.auditEvents === null || typeof options.auditEvents !== 'object')) {
-    throw new TillError('INVALID_OPTIONS', '[till] auditEvents must be { interval, maxPending } or false');
+    throw new TillError('INVALID_OPTIONS', '[till] auditEvents must be { interval, maxPending, perKey, perClient } or false');
   }
   const auditWriter = options.auditEvents === false ? null : new AuditWriter(store, clock, logger, options.auditEvents);
   const keys = new KeyManager({

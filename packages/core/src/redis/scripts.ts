@@ -1,23 +1,23 @@
 // Lua scripts of the Redis store. Each touches only keys of one `{id}` hash tag, so it runs on Cluster too.
 
 /**
- * Adds an entry to a key's trail: one string of `<id> <json>` lines, oldest first, capped at `cap`
- * lines. A string, not a list: on Redis 7.0 a list of one entry costs a quicklist node and its
- * headers (about 250 bytes more per key), and most keys' trails hold one entry, their creation.
- * Written whole with SET, so the string carries no slack. Ids are the server's time,
- * `<ms>-<µs within the ms>`. JSON escapes newlines, so a line is an entry.
+ * Adds a change entry to a key's change trail: a list of `<id> <json>` entries, oldest first, trimmed to
+ * its newest `cap` (O(1) for each entry appended). Security events have a list of their own (see
+ * EVENTS_SCRIPT), so they can never push a change out. Ids are the server's time, `<ms>-<seq>` with
+ * seq the microseconds within the ms times 1000 (events of one call add 1, 2, ... to theirs). A trail
+ * written by an earlier version, one string of lines, becomes a list on first touch. JSON escapes
+ * newlines, so a line is an entry.
  */
 const TRAIL_FUNCTION = `local function trail(key, entry, cap)
   local t = redis.call('TIME')
-  local id = string.format('%d-%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(t[2]) % 1000)
-  local old = redis.call('GET', key) or ''
-  local _, n = string.gsub(old, '\\n', '')
-  if n >= cap then
-    local at = 0
-    for _ = 1, n - cap + 1 do at = string.find(old, '\\n', at + 1, true) end
-    old = string.sub(old, at + 1)
+  local id = string.format('%d-%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), (tonumber(t[2]) % 1000) * 1000)
+  if redis.call('TYPE', key).ok == 'string' then
+    local old = redis.call('GET', key)
+    redis.call('DEL', key)
+    for line in string.gmatch(old, '[^\\n]+') do redis.call('RPUSH', key, line) end
   end
-  redis.call('SET', key, old .. id .. ' ' .. entry .. '\\n')
+  redis.call('RPUSH', key, id .. ' ' .. entry)
+  redis.call('LTRIM', key, -cap, -1)
   return id
 end
 `;
@@ -57,14 +57,52 @@ return {1, entry, 1}
 `;
 
 /**
- * Adds an entry that records no change (a security event) to a key's trail, if the key exists or has
- * a trail (a deleted key keeps its history): a made-up id gets none, or every well-formed made-up key
- * an attacker sends would leave a Redis key behind. KEYS[1] trail, KEYS[2] record; ARGV[1] JSON,
- * ARGV[2] cap. Returns the entry id, or '' when there is no such key.
+ * Adds security events to a key's own list of them (never its change trail), if the key exists or has a
+ * trail (a deleted key keeps its history): a made-up id gets none, or every well-formed made-up key an
+ * attacker sends would leave a Redis key behind. Trimmed to the newest `cap`, O(1) per event.
+ * KEYS[1] the events list, KEYS[2] record, KEYS[3] change trail; ARGV[1] cap, then each event's JSON.
+ * Returns how many were added.
  */
-export const TRAIL_SCRIPT = `${TRAIL_FUNCTION}
-if redis.call('EXISTS', KEYS[1], KEYS[2]) == 0 then return '' end
-return trail(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+export const EVENTS_SCRIPT = `
+if redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3]) == 0 then return 0 end
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seq = (tonumber(t[2]) % 1000) * 1000
+for i = 2, #ARGV do
+  redis.call('RPUSH', KEYS[1], string.format('%d-%d', ms, seq + i - 1) .. ' ' .. ARGV[i])
+end
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
+return #ARGV - 1
+`;
+
+/**
+ * Appends entries to one of the store's two logs (streams): changes, or security events. Kept apart so
+ * that a flood of events never trims a change away; one id sequence over both (each new id above the
+ * last of either), so reading them merged keeps the order. Both live in one slot (see RedisStore).
+ * KEYS[1] the change log, KEYS[2] the security log; ARGV[1] 1 (changes) or 2 (events), ARGV[2] cap
+ * (one entry out for one in), then each entry's JSON. Returns the ids.
+ */
+export const LOG_SCRIPT = `
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local seq = 0
+for i = 1, 2 do
+  local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+  if last[1] then
+    local lms, lseq = string.match(last[1][1], '^(%d+)-(%d+)$')
+    lms, lseq = tonumber(lms), tonumber(lseq)
+    if lms > ms then ms, seq = lms, lseq + 1 elseif lms == ms and lseq >= seq then seq = lseq + 1 end
+  end
+end
+local key = KEYS[tonumber(ARGV[1])]
+local ids = {}
+for i = 3, #ARGV do
+  local id = string.format('%d-%d', ms, seq)
+  redis.call('XADD', key, 'MAXLEN', ARGV[2], id, 'e', ARGV[i])
+  ids[#ids + 1] = id
+  seq = seq + 1
+end
+return ids
 `;
 
 /**

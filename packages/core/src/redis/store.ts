@@ -5,7 +5,7 @@ import { compactInfo, decodeRecord, encodeRecord, expandInfo, type KeyInfo, type
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
 import type { ChargeOutcome, Credits, LimitState } from '../limits.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery, SubscriptionListener } from '../store/types.js';
-import { CONSUME_SCRIPT, INSERT_SCRIPT, REFUND_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, TRAIL_SCRIPT, USAGE_SCRIPT } from './scripts.js';
+import { CONSUME_SCRIPT, EVENTS_SCRIPT, INSERT_SCRIPT, LOG_SCRIPT, REFUND_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, USAGE_SCRIPT } from './scripts.js';
 import { dayOf, parseBatchId, type KeyUsage, type UsageBatchItem } from '../usage.js';
 import { OUTCOME_CODES, type OutcomeCode } from '../outcome.js';
 import { CHANGE_TYPES, normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit.js';
@@ -37,9 +37,12 @@ export interface RedisStoreOptions {
    * carries (tests with a controlled clock).
    */
   limitClock?: 'redis' | 'caller';
-  /** Most entries in the store's audit log (`till:audit`, a stream); the oldest go first. Default 100,000. */
+  /**
+   * Most entries in each of the store's two logs, changes (`till:audit`) and security events; the
+   * oldest go first. Default 100,000.
+   */
   auditMaxLength?: number;
-  /** Most entries in each key's own trail (`till:{<id>}:audit`). Default 1,000. */
+  /** Most entries in each key's change trail, and apart from it in its list of security events. Default 1,000. */
   auditPerKeyMaxLength?: number;
   /**
    * Replicas that must have a revocation, a disabling, a deletion or an update before the key
@@ -58,7 +61,8 @@ type ScriptClient = RedisClient & {
   tillReplace(record: string, trail: string, json: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, number?, string?]>;
   tillInsert(record: string, trail: string, json: string, entry: string, cap: number): Promise<[number, string?]>;
   tillRemove(record: string, credits: string, trail: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, string?, number?, string?]>;
-  tillTrail(trail: string, record: string, entry: string, cap: number): Promise<string>;
+  tillEvents(events: string, record: string, trail: string, cap: number, ...entries: string[]): Promise<number>;
+  tillLog(changes: string, security: string, which: 1 | 2, cap: number, ...entries: string[]): Promise<string[]>;
   tillUsage(...args: Array<string | number>): Promise<number>;
   tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
   tillRefund(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
@@ -82,6 +86,31 @@ function quit(client: RedisClient): Promise<void> {
     () => {},
     () => client.disconnect(),
   );
+}
+
+/** Most security events written in one script call. */
+const EVENTS_PER_CALL = 200;
+
+/** Whether audit id `a` (`<ms>-<seq>`) comes before `b`. */
+function idBefore(a: string, b: string): boolean {
+  const i = a.indexOf('-');
+  const j = b.indexOf('-');
+  const ams = Number(a.slice(0, i));
+  const bms = Number(b.slice(0, j));
+  return ams < bms || (ams === bms && Number(a.slice(i + 1)) < Number(b.slice(j + 1)));
+}
+
+/** Two lists of `<id> <json>` lines, each oldest first, as one. */
+function mergeById(a: readonly string[], b: readonly string[]): string[] {
+  const out: string[] = [];
+  let i = 0;
+  let j = 0;
+  const idOf = (line: string) => line.slice(0, line.indexOf(' '));
+  while (i < a.length || j < b.length) {
+    if (j >= b.length || (i < a.length && !idBefore(idOf(b[j]!), idOf(a[i]!)))) out.push(a[i++]!);
+    else out.push(b[j++]!);
+  }
+  return out;
 }
 
 /** Days of usage counts kept per key (`till:{<id>}:u:<day>` expires after them). */
@@ -158,8 +187,12 @@ function creditPolicy(c: Credits): string {
 
 /**
  * Layout, with `till:` as the namespace:
- * - `till:{<id>}:audit`: the key's audit trail, a string of `<id> <json>` lines, oldest first, capped,
- *   written in the script that makes each change.
+ * - `till:{<id>}:audit`: the key's change trail, a list of `<id> <json>` entries, oldest first, capped,
+ *   written in the script that makes each change; `till:{<id>}:events`: the security events that named
+ *   the key, a list of its own (capped apart: a flood of refusals never pushes a change out).
+ * - `till:audit`: the log of every change, a stream; `till:audit:security{till:audit}`: the log of
+ *   security events, a stream in the same slot (its hash tag is the first one's whole name), so one
+ *   script gives both one id sequence.
  * - `till:{<id>}:k`: the record as compact JSON, `version` first (all a rate-limit charge reads of it);
  *   `till:{<id>}:cr` the live credit count; `till:{<id>}:rl:<bucket>` the state of each rate limit (a
  *   GCRA debt, expiring once drained); `till:{<id>}:u:<day>` the day's usage counts.
@@ -189,6 +222,8 @@ export class RedisStore implements KeyStore {
   private readonly callerClock: boolean;
   private readonly batches = new Map<string, Batch>();
   private readonly logKey: string;
+  /** The security events' log: in the change log's slot (its hash tag is that key's whole name). */
+  private readonly securityLogKey: string;
   private readonly usageKey: string;
   private readonly logCap: number;
   private readonly trailCap: number;
@@ -209,6 +244,7 @@ export class RedisStore implements KeyStore {
       if (!Number.isInteger(value) || value < 1) throw new TillError('INVALID_OPTIONS', `[till] [redis] ${name} must be a positive integer`);
     }
     this.logKey = `${namespace}audit`;
+    this.securityLogKey = `${namespace}audit:security{${namespace}audit}`;
     this.usageKey = `${namespace}usage:last`;
     this.logCap = auditMaxLength;
     this.trailCap = auditPerKeyMaxLength;
@@ -237,8 +273,11 @@ export class RedisStore implements KeyStore {
     if (typeof this.client.tillInsert !== 'function') {
       this.client.defineCommand('tillInsert', { numberOfKeys: 2, lua: INSERT_SCRIPT });
     }
-    if (typeof this.client.tillTrail !== 'function') {
-      this.client.defineCommand('tillTrail', { numberOfKeys: 2, lua: TRAIL_SCRIPT });
+    if (typeof this.client.tillEvents !== 'function') {
+      this.client.defineCommand('tillEvents', { numberOfKeys: 3, lua: EVENTS_SCRIPT });
+    }
+    if (typeof this.client.tillLog !== 'function') {
+      this.client.defineCommand('tillLog', { numberOfKeys: 2, lua: LOG_SCRIPT });
     }
     if (typeof this.client.tillRemove !== 'function') {
       this.client.defineCommand('tillRemove', { numberOfKeys: 3, lua: REMOVE_SCRIPT });
@@ -320,16 +359,33 @@ export class RedisStore implements KeyStore {
     return true;
   }
 
+  /**
+   * Security events: into the security log, in chunks of one script call each, and into each named
+   * key's own list of events (one call per key). Each append is O(1) in Redis, and changes are kept
+   * apart: a flood of events trims only events.
+   */
   async appendAudit(entries: readonly AuditRecord[]): Promise<void> {
-    // One command each: on Cluster the log and the keys' trails live in different slots.
-    await Promise.all(
-      entries.map(async (audit) => {
-        await this.copyToLog(audit);
-        if (audit.keyId !== null && /^[0-9A-Za-z]{16}$/.test(audit.keyId)) {
-          await this.run(() => this.client.tillTrail(this.trailKey(audit.keyId!), this.recordKey(audit.keyId!), trailEntry(audit), this.trailCap));
-        }
-      }),
-    );
+    const byKey = new Map<string, string[]>();
+    for (const audit of entries) {
+      if (audit.keyId !== null && /^[0-9A-Za-z]{16}$/.test(audit.keyId)) {
+        const list = byKey.get(audit.keyId);
+        if (list === undefined) byKey.set(audit.keyId, [trailEntry(audit)]);
+        else list.push(trailEntry(audit));
+      }
+    }
+    const writes: Array<Promise<unknown>> = [];
+    for (let i = 0; i < entries.length; i += EVENTS_PER_CALL) {
+      const chunk = entries.slice(i, i + EVENTS_PER_CALL).map((audit) => encodeEntry(audit, true));
+      writes.push(this.run(() => this.client.tillLog(this.logKey, this.securityLogKey, 2, this.logCap, ...chunk)));
+    }
+    // One command per key: on Cluster each key's lists live in its own slot.
+    for (const [id, list] of byKey) {
+      for (let i = 0; i < list.length; i += EVENTS_PER_CALL) {
+        const chunk = list.slice(i, i + EVENTS_PER_CALL);
+        writes.push(this.run(() => this.client.tillEvents(this.eventsKey(id), this.recordKey(id), this.trailKey(id), this.trailCap, ...chunk)));
+      }
+    }
+    await Promise.all(writes);
   }
 
   /**
@@ -341,41 +397,57 @@ export class RedisStore implements KeyStore {
     const q = normalizeQuery(query);
     if (q.cursor !== undefined && !/^\d{1,16}-\d{1,16}$/.test(q.cursor)) throw new TillError('INVALID_ARGUMENT', '[till] [audit] invalid cursor');
     if (q.keyId !== undefined) return this.readTrail(q.keyId, q);
-    let start = q.cursor !== undefined ? `(${q.cursor}` : String(Math.max(0, Math.floor(q.from)));
+    const start = q.cursor !== undefined ? `(${q.cursor}` : String(Math.max(0, Math.floor(q.from)));
     const end = q.to >= Number.MAX_SAFE_INTEGER ? '+' : String(Math.max(0, Math.ceil(q.to) - 1));
-    const entries: AuditEntry[] = [];
+    // Only the logs that can hold the types asked for; both, merged by id, otherwise.
+    const wantsChanges = q.types === null || CHANGE_TYPES.some((t) => q.types!.has(t));
+    const wantsEvents = q.types === null || [...q.types].some((t) => !(CHANGE_TYPES as readonly string[]).includes(t));
     const batch = Math.min(1000, q.limit + 1);
+    const readers = [...(wantsChanges ? [this.logKey] : []), ...(wantsEvents ? [this.securityLogKey] : [])].map((key) => ({ key, start, rows: [] as Array<[string, string[]]>, done: false }));
+    const entries: AuditEntry[] = [];
     for (;;) {
-      const rows = (await this.run(() => this.client.xrange(this.logKey, start, end, 'COUNT', batch))) as Array<[string, string[]]>;
-      for (const [id, fields] of rows) {
-        const i = fields.indexOf('e');
-        const entry = i < 0 ? null : parseEntry(id, fields[i + 1], null);
-        if (entry === null || !matches(entry, q)) continue;
-        if (entries.length === q.limit) return { entries, cursor: entries[entries.length - 1]!.id };
-        entries.push(entry);
+      for (const r of readers) {
+        if (r.rows.length > 0 || r.done) continue;
+        r.rows = (await this.run(() => this.client.xrange(r.key, r.start, end, 'COUNT', batch))) as Array<[string, string[]]>;
+        if (r.rows.length < batch) r.done = true;
+        if (r.rows.length > 0) r.start = `(${r.rows[r.rows.length - 1]![0]}`;
       }
-      if (rows.length < batch) return { entries };
-      start = `(${rows[rows.length - 1]![0]}`;
+      // The oldest head of the logs that still have rows.
+      let next: { rows: Array<[string, string[]]> } | undefined;
+      for (const r of readers) if (r.rows.length > 0 && (next === undefined || idBefore(r.rows[0]![0], next.rows[0]![0]))) next = r;
+      if (next === undefined) return { entries };
+      const [id, fields] = next.rows.shift()!;
+      const i = fields.indexOf('e');
+      const entry = i < 0 ? null : parseEntry(id, fields[i + 1], null);
+      if (entry === null || !matches(entry, q)) continue;
+      if (entries.length === q.limit) return { entries, cursor: entries[entries.length - 1]!.id };
+      entries.push(entry);
     }
   }
 
-  /** A key's own trail (at most its cap of entries), oldest first, filtered and paged like the log. */
+  /** A key's own trail: its changes and its events (each at most its cap), merged, oldest first, filtered and paged like the log. */
   private async readTrail(keyId: string, q: ReturnType<typeof normalizeQuery>): Promise<AuditPage> {
-    const raw = (await this.run(() => this.client.get(this.trailKey(keyId)))) ?? '';
-    const after = q.cursor === undefined ? null : q.cursor.split('-').map(Number);
+    const [changes, events] = await Promise.all([this.readList(this.trailKey(keyId)), this.readList(this.eventsKey(keyId))]);
+    const lines = mergeById(changes, events);
+    const after = q.cursor === undefined ? null : q.cursor;
     const entries: AuditEntry[] = [];
-    for (const line of raw.split('\n')) {
+    for (const line of lines) {
       const space = line.indexOf(' ');
       const entry = space < 0 ? null : parseEntry(line.slice(0, space), line.slice(space + 1), keyId);
       if (entry === null || !matches(entry, q)) continue;
-      if (after !== null) {
-        const [ms, seq] = entry.id.split('-').map(Number);
-        if (ms! < after[0]! || (ms === after[0] && seq! <= after[1]!)) continue;
-      }
+      if (after !== null && !idBefore(after, entry.id)) continue;
       if (entries.length === q.limit) return { entries, cursor: entries[entries.length - 1]!.id };
       entries.push(entry);
     }
     return { entries };
+  }
+
+  /** A list of `<id> <json>` entries (a trail written by an earlier version may still be one string of lines). */
+  private async readList(key: string): Promise<string[]> {
+    const type = await this.run(() => this.client.type(key));
+    if (type === 'string') return ((await this.run(() => this.client.get(key))) ?? '').split('\n').filter((l) => l !== '');
+    if (type !== 'list') return [];
+    return this.run(() => this.client.lrange(key, 0, -1));
   }
 
   /**
@@ -442,9 +514,13 @@ export class RedisStore implements KeyStore {
     }
   }
 
-  /** The store's log of every entry, written after the change (whose key's trail holds it already). */
+  /** The store's log of changes, written after the change (whose key's trail holds it already). */
   private async copyToLog(audit: AuditRecord): Promise<void> {
-    await this.run(() => this.client.xadd(this.logKey, 'MAXLEN', this.logCap, '*', 'e', encodeEntry(audit, true)));
+    await this.run(() => this.client.tillLog(this.logKey, this.securityLogKey, 1, this.logCap, encodeEntry(audit, true)));
+  }
+
+  private eventsKey(id: string): string {
+    return `${this.ns}{${id}}:events`;
   }
 
   private trailKey(id: string): string {

@@ -16,7 +16,7 @@ import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyS
  * memory store hear each other's invalidations, as processes sharing one Redis do.
  */
 export interface MemoryStoreOptions {
-  /** Most audit entries kept (the oldest go first). Default 10,000. */
+  /** Most audit entries kept of changes, and apart from them of security events (the oldest go first). Default 10,000. */
   auditMaxLength?: number;
 }
 
