@@ -6,7 +6,8 @@ import { RedisStore } from '@till/core/redis';
 import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '../../../test/helpers/redis.js';
 import { freePort } from '../../../test/helpers/redis-server.js';
 import { withWrongSecret } from '../../../test/helpers/adapter-support.js';
-import { assertBuilt, hasScript, keysIn, occurrences, runTill, runTillInTerminal, snapshot, type Run } from './harness.js';
+import { wrongSecretKey } from '../../../test/helpers/key-forgery.js';
+import { assertBuilt, hasGit, hasScript, keysIn, occurrences, runTill, runTillInTerminal, snapshot, type Run } from './harness.js';
 
 const PEPPER = 'cli-test-pepper-0123456789abcdef';
 const HOUR = 3_600_000;
@@ -574,9 +575,131 @@ describe('till scan', () => {
       expect((await till$('scan', join(root, 'src', 'nested', '.env'), '--offline')).code).toBe(1);
 
       const revoked = await till$('scan', join(root, 'src'), '--revoke', '--yes', '--json');
+      // The unknown key in notes.md may be another environment's live key: still not clean.
       expect(revoked.code, revoked.stderr).toBe(1);
-      expect(parse<{ revoked: string[] }>(revoked).revoked).toEqual([live.record.id]);
+      const afterRevoke = parse<{ revoked: string[]; findings: Array<{ keyId: string; status: string }> }>(revoked);
+      expect(afterRevoke.revoked).toEqual([live.record.id]);
+      expect(afterRevoke.findings.find((f) => f.keyId === live.record.id)!.status).toBe('revoked');
       expect(await till.keys.get(live.record.id)).toMatchObject({ revokedReason: 'leaked' });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('exits 0 once this run has revoked every live key, says so with right plurals, and never suggests --revoke for unknown keys', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { generateKey } = await import('@till/core');
+    const live = await apiKey('leaked once');
+    const root = mkdtempSync(join(tmpdir(), 'till-scan-'));
+    try {
+      writeFileSync(join(root, 'config.ts'), `const key = '${live.key}';\n`);
+      const found = await till$('scan', root);
+      expect(found.code, found.stderr).toBe(1);
+      expect(found.stderr).toMatch(/^Scanned 1 file: 1 key found\.\n1 live key found: revoke it \(--revoke\) and remove it from the files\.\n$/);
+
+      const revoked = await till$('scan', root, '--revoke', '--yes');
+      expect(revoked.code, revoked.stderr).toBe(0);
+      expect(revoked.stdout).toMatch(new RegExp(`config\\.ts +1:14 +till_${live.record.id}… +revoked`));
+      expect(revoked.stderr).toMatch(/^Scanned 1 file: 1 key found\.\n1 live key revoked as leaked: remove it from the files too\.\n$/);
+      expect(await outcome(live.key)).toBe('REVOKED');
+      expect((await till$('scan', root)).code).toBe(0); // revoked before: nothing left to fear
+
+      // Keys this Redis does not know: not clean, but --revoke cannot help.
+      writeFileSync(join(root, 'other.env'), `A=${generateKey('sk_live').key}\nB=${generateKey('sk_live').key}\n`);
+      const unknown = await till$('scan', root, '--revoke', '--yes');
+      expect(unknown.code, unknown.stderr).toBe(1);
+      expect(unknown.stderr).toContain('Scanned 2 files: 3 keys found.');
+      expect(unknown.stderr).toContain('2 keys unknown to this Redis: they may belong to another environment (scan with its --redis); remove them from the files.');
+      expect(unknown.stderr).not.toContain('--revoke');
+      expect(parse<{ revoked: string[] }>(await till$('scan', root, '--json')).revoked).toEqual([]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('judges a key by its secret, never by its public id: a forged key is not live and gets nothing revoked', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const real = await apiKey('forged against');
+    const forged = wrongSecretKey(real.key); // the real id, another secret, a recomputed check
+    const root = mkdtempSync(join(tmpdir(), 'till-scan-'));
+    try {
+      writeFileSync(join(root, 'bait.env'), `API_KEY=${forged}\n`);
+      const [asJson, human, revoke] = await Promise.all([
+        till$('scan', root, '--json'),
+        till$('scan', root),
+        till$('scan', root, '--revoke', '--yes', '--json'),
+      ]);
+      for (const run of [asJson, human, revoke]) expect(run.code, run.stderr).toBe(1);
+      expect(parse<{ findings: Array<{ keyId: string; status: string }> }>(asJson).findings.map((f) => [f.keyId, f.status])).toEqual([[real.record.id, 'mismatch']]);
+      expect(parse<{ revoked: string[] }>(revoke).revoked).toEqual([]);
+      expect(human.stdout).toMatch(new RegExp(`bait\\.env +1:9 +till_${real.record.id}… +secret does not match`));
+      expect(human.stderr).toMatch(/1 key with a real id whose secret does not match: made up, or TILL_PEPPER differs from your services' pepper/);
+      expect(human.stderr).not.toContain('--revoke');
+      expect(await outcome(real.key)).toBe('VALID');
+      expect((await till.keys.get(real.record.id))!.revokedAt).toBeNull();
+
+      // The real key under another pepper, or none, is not confirmed either, and never revoked.
+      writeFileSync(join(root, 'bait.env'), `API_KEY=${real.key}\n`);
+      const [otherPepper, noPepper] = await Promise.all([
+        runTill(['--namespace', namespace, 'scan', root, '--revoke', '--yes', '--json'], { ...env(), TILL_PEPPER: 'a-different-pepper-0123456789' }),
+        runTill(['--namespace', namespace, 'scan', root, '--revoke', '--yes'], { ...env(), TILL_PEPPER: undefined }),
+      ]);
+      expect(otherPepper.code, otherPepper.stderr).toBe(1);
+      expect(parse<{ findings: Array<{ status: string }>; revoked: string[] }>(otherPepper)).toMatchObject({ findings: [{ status: 'mismatch' }], revoked: [] });
+      expect(noPepper.code, noPepper.stderr).toBe(1);
+      expect(noPepper.stdout).toMatch(/cannot confirm without the pepper$/m);
+      expect(noPepper.stderr).toContain('set TILL_PEPPER');
+      expect(await outcome(real.key)).toBe('VALID');
+      for (const run of [asJson, human, revoke, otherPepper, noPepper]) {
+        for (const key of [real.key, forged]) {
+          expect(occurrences(run.stdout + run.stderr, key.slice(-28, -6)), 'secret in output').toBe(0);
+        }
+      }
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!hasGit())('in a git work tree scans tracked files even when ignored, and untracked ones not ignored; reads regular files only', async () => {
+    const { mkdtempSync, mkdirSync, writeFileSync, rmSync, symlinkSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { spawnSync } = await import('node:child_process');
+    const tracked = await apiKey('force-added');
+    const untracked = await apiKey('untracked');
+    const ignored = await apiKey('ignored');
+    const root = mkdtempSync(join(tmpdir(), 'till-scan-git-'));
+    const git = (...args: string[]) => expect(spawnSync('git', ['-C', root, ...args], { encoding: 'utf8' }).status).toBe(0);
+    try {
+      git('init', '-q');
+      writeFileSync(join(root, '.gitignore'), '*.env\n');
+      writeFileSync(join(root, 'prod.env'), `KEY=${tracked.key}\n`);
+      writeFileSync(join(root, 'local.env'), `KEY=${ignored.key}\n`);
+      mkdirSync(join(root, 'src'));
+      writeFileSync(join(root, 'src', 'new.ts'), `const k = '9${untracked.key}';\n`); // glued after a digit
+      git('add', '.gitignore');
+      git('add', '-f', 'prod.env');
+      const hasFifo = spawnSync('mkfifo', [join(root, 'pipe')]).status === 0;
+      if (hasFifo) symlinkSync('pipe', join(root, 'link'));
+
+      const run = await till$('scan', root, '--json');
+      expect(run.code, run.stderr).toBe(1);
+      const out = parse<{ scanned: number; findings: Array<{ file: string; keyId: string; status: string }> }>(run);
+      expect(out.findings.map((f) => [f.file.split('/').pop(), f.keyId, f.status]).sort()).toEqual([
+        ['new.ts', untracked.record.id, 'active'],
+        ['prod.env', tracked.record.id, 'active'],
+      ].sort());
+      expect(out.scanned).toBe(3); // .gitignore, prod.env, src/new.ts: not the FIFO, not the link
+      if (hasFifo) {
+        // Named explicitly, a link to a FIFO is refused at once rather than read (which would block).
+        const named = await till$('scan', join(root, 'link'));
+        expect(named.code).toBe(1);
+        expect(named.stderr).toMatch(/^till: cannot scan ".*link": not a regular file or a directory\n$/);
+      }
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

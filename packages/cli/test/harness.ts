@@ -63,6 +63,11 @@ export function keysIn(text: string): string[] {
   return text.match(/\b[a-z][a-z0-9]*(?:_[a-z0-9]+)*_[0-9A-Za-z]{44}\b/g) ?? [];
 }
 
+/** Whether git is installed (`till scan` lists a work tree's files with it). */
+export function hasGit(): boolean {
+  return spawnSync('git', ['--version'], { encoding: 'utf8' }).status === 0;
+}
+
 /** Whether util-linux `script` is there to give the CLI a terminal (a pseudo-TTY) on stdin. */
 export function hasScript(): boolean {
   return spawnSync('sh', ['-c', 'command -v script'], { encoding: 'utf8' }).status === 0;
