@@ -690,6 +690,8 @@ describe('till scan', () => {
       expect(unknown.stderr).toContain('2 keys unknown to this Redis: they may belong to another environment (scan with its --redis); remove them from the files.');
       expect(unknown.stderr).not.toContain('--revoke');
       expect(parse<{ revoked: string[] }>(await till$('scan', root, '--json')).revoked).toEqual([]);
+      const help = await runTill(['scan', '--help']);
+      expect(help.stdout.replace(/\s+/g, ' ')).toContain('Exit code 1 while something found may still be live: a live key not revoked by this run, a key this Redis does not know');
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
