@@ -21,6 +21,12 @@ export interface Session {
 const GIVE_UP_AFTER_MS = 2000;
 /** One connection attempt (covers a host that drops packets instead of refusing). */
 const CONNECT_TIMEOUT_MS = 1000;
+/**
+ * How long a closing connection may take to say goodbye before its socket is destroyed. ioredis
+ * waits 2 s by default, on a timer that keeps the process alive: a failed or hung connection would
+ * hold the exit back by that much after the CLI has given up.
+ */
+const DISCONNECT_TIMEOUT_MS = 100;
 
 /** The URL without its password, for messages. */
 export function redactUrl(url: string): string {
@@ -53,8 +59,13 @@ export async function openSession(options: ConnectionOptions, env: NodeJS.Proces
     lazyConnect: true,
     connectTimeout: CONNECT_TIMEOUT_MS,
     maxRetriesPerRequest: 1,
+    disconnectTimeout: DISCONNECT_TIMEOUT_MS,
     // Retry briefly (a Redis restarting), then stop: 'end' fires and the command fails with exit code 3.
-    retryStrategy: (attempt) => (Date.now() - started > GIVE_UP_AFTER_MS ? null : Math.min(50 * 2 ** attempt, 400)),
+    // No retry is scheduled past the budget: the last one would only add its delay to the wait.
+    retryStrategy: (attempt) => {
+      const delay = Math.min(50 * 2 ** attempt, 400);
+      return Date.now() - started + delay > GIVE_UP_AFTER_MS ? null : delay;
+    },
   });
   let lastError: Error | undefined;
   client.on('error', (error: Error) => {
@@ -65,7 +76,9 @@ export async function openSession(options: ConnectionOptions, env: NodeJS.Proces
   const close = async () => {
     await till?.close();
     await store?.close(); // anything the store opened itself
-    client.disconnect();
+    // After giving up ('end'), the socket is gone: disconnecting again would only start ioredis's
+    // disconnect timer on the dead socket, which keeps the process alive for nothing.
+    if (client.status !== 'end') client.disconnect();
   };
   try {
     store = new RedisStore({ client, namespace: options.namespace });
@@ -78,17 +91,22 @@ export async function openSession(options: ConnectionOptions, env: NodeJS.Proces
       logger: { warn: () => {}, error: () => {} },
     });
     await new Promise<void>((resolve, reject) => {
-      const giveUp = () => {
+      // Whichever comes first settles, and clears the others: no timer or listener outlives it.
+      const settle = (error?: Error) => {
         clearTimeout(deadline);
+        client.off('ready', onReady);
+        client.off('end', giveUp);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onReady = () => settle();
+      const giveUp = () => {
         const why = lastError ? `: ${lastError.message}` : '';
-        reject(new CliError(`cannot reach Redis at ${redactUrl(url)}${why}`, EXIT.UNAVAILABLE));
+        settle(new CliError(`cannot reach Redis at ${redactUrl(url)}${why}`, EXIT.UNAVAILABLE));
       };
       // Also bounds a server that accepts the connection but never becomes ready (a failing AUTH, say).
       const deadline = setTimeout(giveUp, GIVE_UP_AFTER_MS + CONNECT_TIMEOUT_MS + 500);
-      client.once('ready', () => {
-        clearTimeout(deadline);
-        resolve();
-      });
+      client.once('ready', onReady);
       client.once('end', giveUp);
       client.connect().catch(() => {
         // Reported through 'error' and 'end' above, after the retries.

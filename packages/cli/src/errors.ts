@@ -1,5 +1,5 @@
 // Exit codes, the CLI's own error, and how any error becomes one line on stderr and a code.
-import { isTillError, KEY_PATTERN, parseKey } from '@till/core';
+import { findKeys, isTillError } from '@till/core';
 
 /** What `till` exits with; documented in `till --help` and the README. */
 export const EXIT = {
@@ -64,10 +64,9 @@ export function redactKeys(message: string): string {
  */
 export function keyInArguments(argv: readonly string[]): string | null {
   for (const arg of argv) {
-    for (const match of arg.matchAll(KEY_PATTERN)) {
-      const parsed = parseKey(match[0]);
-      if (parsed.ok) return parsed.id;
-    }
+    // findKeys, as `till scan` does: it finds keys glued to text (`--name=prod_<key>`, `9sk_live_...`).
+    const [found] = findKeys(arg);
+    if (found !== undefined) return found.id;
   }
   return null;
 }

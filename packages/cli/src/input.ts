@@ -59,6 +59,8 @@ export function duration(text: string, option: string): number {
 }
 
 const DURATION_START = /^\d+(?:ms|s|m|h|d|w)/;
+/** Digits alone: a duration without its unit, refused by core with "a bare number has no unit". */
+const BARE_NUMBER = /^\d{1,20}$/;
 const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
 
 /**
@@ -89,7 +91,7 @@ export function time(text: string, option: string, now: number, allowNever = fal
   if (allowNever && value.toLowerCase() === 'never') return null;
   const iso = isoTime(value);
   if (iso !== null) return iso;
-  if (DURATION_START.test(value)) return now + duration(value, option);
+  if (DURATION_START.test(value) || BARE_NUMBER.test(value)) return now + duration(value, option);
   const never = allowNever ? ', or never' : '';
   throw failed(
     `invalid ${option} ${JSON.stringify(value.slice(0, 40))}: give an ISO 8601 date or time (2027-01-31, 2027-01-31T12:00Z) or a duration from now (30d, 12h, 1h30m)${never}`,
@@ -169,7 +171,7 @@ export function past(text: string, option: string, now: number): number {
   const value = text.trim();
   const iso = isoTime(value);
   if (iso !== null) return iso;
-  if (DURATION_START.test(value)) return now - duration(value, option);
+  if (DURATION_START.test(value) || BARE_NUMBER.test(value)) return now - duration(value, option);
   throw failed(`invalid ${option} ${JSON.stringify(value.slice(0, 40))}: give an ISO 8601 date or time (2027-01-31) or a duration back from now (24h, 7d)`);
 }
 

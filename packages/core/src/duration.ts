@@ -8,7 +8,8 @@ export const MAX_DURATION = 100 * 365 * UNITS.d!;
 
 /**
  * Milliseconds in a duration: a sequence of `<integer><unit>` with units ms, s, m, h, d, w
- * (`30d`, `1h30m`, `500ms`), or a non-negative integer number of milliseconds.
+ * (`30d`, `1h30m`, `500ms`), or a non-negative integer number of milliseconds given as a number.
+ * Text of digits alone (`"5000"`) is refused: it names no unit.
  */
 export function parseDuration(value: string | number, what = 'duration'): number {
   let total = 0;
@@ -26,9 +27,16 @@ export function parseDuration(value: string | number, what = 'duration'): number
     total = Number.NaN;
   }
   if (!Number.isSafeInteger(total) || total < 0 || total > MAX_DURATION) {
+    if (typeof value === 'string' && /^\d{1,20}$/.test(value)) {
+      // Text like "5000" (a command-line option, an environment variable): seconds or milliseconds?
+      const ms = Number(value);
+      const seconds = ms % 1000 === 0 && ms > 0 ? ` or ${ms / 1000}s` : '';
+      throw new TillError('INVALID_ARGUMENT', `[till] [keys] ${what} "${value}": a bare number has no unit: write ${value}ms${seconds}`);
+    }
+    const numeric = typeof value === 'number' ? ', or a whole number of milliseconds' : '';
     throw new TillError(
       'INVALID_ARGUMENT',
-      `[till] [keys] ${what} must be like 30d, 24h, 1h30m or 500ms (units ms s m h d w), or milliseconds, up to 100 years; got ${JSON.stringify(String(value).slice(0, 40))}`,
+      `[till] [keys] ${what} must be like 30d, 24h, 1h30m or 500ms (units ms s m h d w)${numeric}, up to 100 years; got ${JSON.stringify(String(value).slice(0, 40))}`,
     );
   }
   return total;

@@ -2,8 +2,9 @@
 import { systemClock, type Clock } from './clock.js';
 import { isTillError, TillError } from './errors.js';
 import { createHasher, type KeyHasher } from './hash.js';
-import { assertValidPrefix, generateKey, isValidKeyId } from './key-format.js';
-import { toKeyInfo, type KeyInfo, type KeyRecord } from './record.js';
+import { assertValidPrefix, generateKey, isValidKeyId, parseKey } from './key-format.js';
+import { keyStatus, toKeyInfo, type KeyInfo, type KeyRecord, type KeyStatus } from './record.js';
+import { digestBytes } from './sha256.js';
 import { normalizeGrants } from './scopes.js';
 import { parseDuration } from './duration.js';
 import { normalizeCredits, normalizeRateLimits, type CreditsInput, type RateLimitInput } from './limits.js';
@@ -80,6 +81,25 @@ export interface KeyPatch {
   limits?: readonly RateLimitInput[];
   /** Sets the credits anew (the live count restarts from `remaining`); null removes them. */
   credits?: CreditsInput | null;
+}
+
+/**
+ * What the store says about a full key presented to `identify`: whether its secret is the one
+ * stored for its id. Ids are public, so only `confirmed` says the key is real.
+ */
+export interface KeyIdentity {
+  /** The key's public id (from the key itself, whatever the store says). */
+  readonly id: string;
+  readonly prefix: string;
+  /**
+   * `confirmed`: the secret matches the stored digest. `mismatch`: a key with this id exists, but
+   * not with this secret (a forged key, or this manager's pepper is not the one the key was made
+   * with). `unknown`: no key has this id here. `unconfirmable`: the key was stored with HMAC and
+   * this manager has no pepper to check it with.
+   */
+  readonly match: 'confirmed' | 'mismatch' | 'unknown' | 'unconfirmable';
+  /** The key's status now; only when `confirmed` (a forged key learns nothing from it). */
+  readonly status?: KeyStatus;
 }
 
 export interface RotatedKey extends CreatedKey {
@@ -403,6 +423,32 @@ export class KeyManager {
   async get(id: string): Promise<KeyInfo | null> {
     const record = await this.store.get(checkId(id));
     return record === null ? null : toKeyInfo(record);
+  }
+
+  /**
+   * Checks a full key against the store, for admin tools (`till scan`): whether its secret is the
+   * one stored for its id, compared in constant time under the record's algorithm. Unlike
+   * verification it charges no limit or credit, records no usage and emits no event. The digest
+   * never leaves this method. A string that is not a well-formed key is an INVALID_ARGUMENT.
+   */
+  async identify(key: string): Promise<KeyIdentity> {
+    const parsed = parseKey(key);
+    // The message never repeats the input: it may be most of a key.
+    if (!parsed.ok) fail(`identify needs a whole key (prefix_ and 44 characters with a valid check); got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`);
+    const { id, prefix } = parsed;
+    const record = await this.store.get(id);
+    if (record === null) return { id, prefix, match: 'unknown' };
+    if (record.hashAlgorithm === 'hmac-sha256' && this.hasher.algorithm !== 'hmac-sha256') return { id, prefix, match: 'unconfirmable' };
+    const expected = digestBytes(record.hash);
+    let same: boolean;
+    try {
+      same = expected !== null && this.hasher.matches(key, record.hashAlgorithm, expected);
+    } catch (error) {
+      // A hasher without the pepper the record needs (a custom hasher may say so only here).
+      if (error instanceof TillError && error.code === 'INVALID_OPTIONS') return { id, prefix, match: 'unconfirmable' };
+      throw error;
+    }
+    return same ? { id, prefix, match: 'confirmed', status: keyStatus(record, this.clock()) } : { id, prefix, match: 'mismatch' };
   }
 
   /** A page of keys in creation order. */

@@ -26,7 +26,10 @@ export interface ReportOptions {
   neverUsedAfter?: string | number;
   /** A key older than this is due for rotation (`rotation-due`). Default `90d`. */
   rotationAge?: string | number;
-  /** Failed requests on a key within `failureDays` that list it (`failures`). Default 100. */
+  /**
+   * Failed requests on a key within `failureDays` that list it (`failures`): refused for scope or for
+   * the key's state (never wrong secrets, which anyone can send). Default 100.
+   */
   failures?: number;
   /** Days counted for failures. Default 7. */
   failureDays?: number;
@@ -43,8 +46,13 @@ export interface Report {
   readonly findings: Finding[];
 }
 
-/** Outcomes that count as failures of a key: wrong secrets, and its use refused for its own state. */
-const FAILURES: readonly OutcomeCode[] = ['NOT_FOUND', 'INSUFFICIENT_SCOPE', 'REVOKED', 'DISABLED', 'EXPIRED', 'NOT_YET_VALID'];
+/**
+ * Outcomes that count as failures of a key: its use refused for its own state or scopes, which
+ * only a holder of the real secret can cause. Not NOT_FOUND: anyone can send a made-up secret
+ * with a key's public id, and such requests must never get a key listed (and revoked by
+ * `till audit --revoke`).
+ */
+const FAILURES: readonly OutcomeCode[] = ['INSUFFICIENT_SCOPE', 'REVOKED', 'DISABLED', 'EXPIRED', 'NOT_YET_VALID'];
 
 const DAY = 86_400_000;
 const days = (ms: number) => Math.floor(ms / DAY);
@@ -103,6 +111,6 @@ function judge(
   if (wild.length > 0) add('wildcard-scope', `holds wildcard scopes: ${wild.join(', ')}`, 'narrow it to the scopes it needs (till keys update <id> --scope ...)');
   let failed = 0;
   for (const day of usage.days) for (const code of FAILURES) failed += day.counts[code] ?? 0;
-  if (failed >= limits.failures) add('failures', `${failed} failed requests in the last ${limits.failureDays} days`, 'find who sends them (till events list --key <id>); revoke it if it leaked');
+  if (failed >= limits.failures) add('failures', `${failed} failed request${failed === 1 ? '' : 's'} in the last ${limits.failureDays} days`, 'find who sends them (till events list --key <id>); revoke it if it leaked');
   return out;
 }

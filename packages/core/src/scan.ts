@@ -1,5 +1,5 @@
 // Finding keys in text: the key shape, then the check, so that look-alikes are never reported.
-import { BODY_LENGTH, ID_LENGTH, isValidPrefix, parseKey } from './key-format.js';
+import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_PREFIX_LENGTH, parseKey } from './key-format.js';
 
 /** A key found in text: where, and its public parts. The secret is never part of a finding. */
 export interface FoundKey {
@@ -12,29 +12,34 @@ export interface FoundKey {
   readonly id: string;
 }
 
-// A prefix-like run, an underscore, 44 base62 characters, not inside a longer run of either.
-const CANDIDATE = /(?<![a-z0-9])[a-z][a-z0-9_]{0,64}_[0-9A-Za-z]{44}(?![0-9A-Za-z])/g;
+// The body of a key: an underscore after a prefix's last character, then 44 base62 characters not
+// followed by another. The body holds no underscore, so each candidate costs at most 45 steps and
+// candidates never overlap: linear in the text, whatever it holds.
+const BODY = /(?<=[a-z0-9])_[0-9A-Za-z]{44}(?![0-9A-Za-z])/g;
+
+const isHeadChar = (c: number) => c === 95 /* _ */ || (c >= 97 && c <= 122) || (c >= 48 && c <= 57);
 
 /**
  * Every key in `text` whose check is right (a look-alike passes one in about 57 billion). A key glued
- * to text before it (`export TOKEN=till_...`, `xtill_...`) is found by trying each shorter prefix.
+ * to text before it (`export TOKEN=till_...`, `xtill_...`, `9sk_live_...`) is found by trying each
+ * shorter prefix among the 32 characters before the body, longest first: the check covers the prefix,
+ * so only the real one passes.
  */
 export function findKeys(text: string): FoundKey[] {
   const found: FoundKey[] = [];
   let lineStarts: number[] | null = null;
-  for (const match of text.matchAll(CANDIDATE)) {
-    const candidate = match[0];
-    const body = candidate.slice(-BODY_LENGTH);
-    const head = candidate.slice(0, -BODY_LENGTH - 1);
-    // The longest prefix first: a real prefix may itself hold underscores.
-    for (let i = 0; i < head.length; i++) {
-      const prefix = head.slice(i);
+  for (const match of text.matchAll(BODY)) {
+    const underscore = match.index!;
+    const body = text.slice(underscore + 1, underscore + 1 + BODY_LENGTH);
+    let from = underscore;
+    while (from > 0 && underscore - from < MAX_PREFIX_LENGTH && isHeadChar(text.charCodeAt(from - 1))) from--;
+    for (let start = from; start < underscore; start++) {
+      const prefix = text.slice(start, underscore);
       if (!isValidPrefix(prefix)) continue;
       if (!parseKey(`${prefix}_${body}`).ok) continue;
       lineStarts ??= starts(text);
-      const index = match.index! + i;
-      const line = lineOf(lineStarts, index);
-      found.push({ index, line: line + 1, column: index - lineStarts[line]! + 1, prefix, id: body.slice(0, ID_LENGTH) });
+      const line = lineOf(lineStarts, start);
+      found.push({ index: start, line: line + 1, column: start - lineStarts[line]! + 1, prefix, id: body.slice(0, ID_LENGTH) });
       break;
     }
   }

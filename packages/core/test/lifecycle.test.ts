@@ -22,9 +22,17 @@ describe('parseDuration', () => {
     expect(parseDuration(0)).toBe(0);
   });
   it('refuses anything else with a clear message', () => {
-    for (const bad of ['', '30', 'd', '1x', '1 d', '-1d', '1.5h', '30days', 'h1', 1.5, -1, Number.NaN, '999999999999w', null]) {
+    for (const bad of ['', 'd', '1x', '1 d', '-1d', '1.5h', '30days', 'h1', 1.5, -1, Number.NaN, '999999999999w', null]) {
       expect(() => parseDuration(bad as never), String(bad)).toThrow(/like 30d, 24h, 1h30m/);
     }
+    // Milliseconds are offered only where a number was given; text is never read as a bare number.
+    expect(() => parseDuration(-1, 'grace')).toThrow(/, or a whole number of milliseconds, up to 100 years/);
+    expect(() => parseDuration('1x', 'grace')).not.toThrow(/milliseconds/);
+  });
+  it('tells text of digits alone that it has no unit', () => {
+    expect(() => parseDuration('5000', 'grace')).toThrow(/^\[till\] \[keys\] grace "5000": a bare number has no unit: write 5000ms or 5s$/);
+    expect(() => parseDuration('1500', 'expiresIn')).toThrow(/^\[till\] \[keys\] expiresIn "1500": a bare number has no unit: write 1500ms$/);
+    expect(() => parseDuration('0', 'grace')).toThrow(/a bare number has no unit: write 0ms$/);
   });
 });
 

@@ -30,7 +30,7 @@ describe('audit report', () => {
     await used(wild.record.id, now - DAY);
     await used(old.record.id, now - DAY);
     await used(attacked.record.id, now - 2 * DAY);
-    await used(attacked.record.id, Date.now(), { NOT_FOUND: 150 });
+    await used(attacked.record.id, Date.now(), { INSUFFICIENT_SCOPE: 100, DISABLED: 50 });
 
     // Failure counts are read by UTC day as the store sees today: written for today.
     const report = await till.keys.report({ unusedFor: '90d', rotationAge: '90d', failures: 100 });
@@ -56,5 +56,18 @@ describe('audit report', () => {
     expect((await till.keys.report()).findings.filter((f) => f.keyId === fine.record.id)).toEqual([]);
     await expect(till.keys.report({ failures: 0 })).rejects.toThrow(/failures/);
     await expect(till.keys.report({ unusedFor: 'soon' })).rejects.toThrow(/unusedFor/);
+  });
+
+  it('never lists a key for wrong secrets: NOT_FOUND sent with its public id is anyone\'s to send', async () => {
+    const now = Date.UTC(2030, 0, 1);
+    const store = new MemoryStore();
+    const till = createTill({ store, clock: () => now, logger: { warn() {}, error() {} }, usage: false });
+    const target = await till.keys.create({ name: 'target', scopes: ['a:read'], expiresIn: '365d' });
+    const scoped = await till.keys.create({ name: 'scoped', scopes: ['a:read'], expiresIn: '365d' });
+    await store.recordUsage([{ keyId: target.record.id, day: dayOf(Date.now()), counts: { VALID: 1, NOT_FOUND: 100_000 }, lastUsedAt: now }]);
+    await store.recordUsage([{ keyId: scoped.record.id, day: dayOf(Date.now()), counts: { VALID: 1, NOT_FOUND: 99, INSUFFICIENT_SCOPE: 1 }, lastUsedAt: now }]);
+    const report = await till.keys.report({ failures: 100 });
+    expect(report.findings.filter((f) => f.kind === 'failures')).toEqual([]);
+    expect((await till.keys.report({ failures: 1 })).findings.filter((f) => f.kind === 'failures').map((f) => [f.keyId, f.why])).toEqual([[scoped.record.id, '1 failed request in the last 7 days']]);
   });
 });

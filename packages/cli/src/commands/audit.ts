@@ -33,7 +33,7 @@ export function registerAudit(program: Command, ctx: Context): void {
     .option('--unused-for <duration>', 'list keys not used for this long', '90d')
     .option('--never-used-after <duration>', 'list keys never used and older than this', '7d')
     .option('--rotation-age <duration>', 'list keys older than this that were never rotated', '90d')
-    .option('--failures <n>', 'list keys with at least this many failed requests in the last 7 days', '100')
+    .option('--failures <n>', 'list keys with at least this many refused requests in the last 7 days (scope or state; wrong secrets never count)', '100')
     .option('--owner <id>', "only this owner's keys")
     .option('--revoke', 'revoke every key listed (asks first unless --yes)')
     .option('--reason <text>', 'with --revoke: the reason kept on each key (default: audit: <findings>)')
