@@ -52,6 +52,14 @@ describe('secrets in what Till produces', () => {
     ];
     const rotated = await till.keys.rotate(made[2]!.record.id, { grace: '1h', actor: 'sweeper' });
     const keys = [...made.map((m) => m.key), rotated.key];
+    // The stored digests, read now: one of these keys is deleted below, and its digest must be searched for too.
+    const digests: string[] = [];
+    for (const m of [...made, rotated]) {
+      const stored = await store.get(m.record.id);
+      expect(stored, `record ${m.record.id}`).not.toBeNull();
+      digests.push(stored!.hash);
+    }
+    expect(digests).toHaveLength(4);
     const wrong = withWrongSecret(made[0]!.key);
 
     const app = express();
@@ -113,10 +121,8 @@ describe('secrets in what Till produces', () => {
     expect(bodies.length).toBeGreaterThan(0);
     const secrets: string[] = [];
     for (const key of [...keys, wrong]) secrets.push(key, key.slice(-28, -6));
-    for (const m of [...made, rotated]) {
-      const stored = await store.get(m.record.id);
-      if (stored) secrets.push(stored.hash, Buffer.from(stored.hash, 'base64url').toString('hex'));
-    }
+    for (const hash of digests) secrets.push(hash, Buffer.from(hash, 'base64url').toString('hex'), Buffer.from(hash, 'base64url').toString('base64'));
+    expect(secrets).toHaveLength(2 * 5 + 3 * 4);
     secrets.push('sweep-pepper-0123456789abcdef', 'sweep-webhook-secret-0123');
     for (const [i, secret] of secrets.entries()) {
       expect(everything.includes(secret), `secret #${i} found in what Till produced`).toBe(false);

@@ -8,6 +8,7 @@ import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { startCluster } from '../helpers/redis-cluster.js';
 import { uniqueNamespace } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
 
 describe('a primary killed under load', () => {
   it('keeps verifying once its replica takes over, and never accepts a revoked key', async () => {
@@ -35,6 +36,8 @@ describe('a primary killed under load', () => {
       const victim = own.servers.find((s) => s.port === owner)!;
 
       const seen = { ok: 0, unavailable: 0, refusedDead: 0, acceptedDead: 0, refusedLive: 0 };
+      /** Full passes over every live and dead key: what the waits below count, rather than time. */
+      let rounds = 0;
       let stop = false;
       const load = (async () => {
         while (!stop) {
@@ -49,10 +52,12 @@ describe('a primary killed under load', () => {
             if (r.valid) seen.acceptedDead++;
             else if (r.code === 'REVOKED') seen.refusedDead++;
           }
-          await new Promise((r) => setTimeout(r, 20));
+          rounds++;
+          await new Promise((r) => setTimeout(r, 20)); // pacing of the load, not a wait
         }
       })();
-      await new Promise((r) => setTimeout(r, 500));
+      // Under way: a few full passes verified before anything is killed.
+      expect(await waitFor(() => rounds >= 3, 10_000), 'the load made 3 passes before the kill').toBe(true);
       const before = seen.ok;
       // Revoked an instant before the primary dies, through a store that waits for a replica
       // (`replicas: 1`): the revocation must survive the failover. Keys on the victim's slots only.
@@ -85,7 +90,9 @@ describe('a primary killed under load', () => {
         console.error(`[drill] killed ${owner}; last outcome ${last.valid ? 'VALID' : last.code}; client masters ${JSON.stringify(client.nodes('master').map((n) => n.options.port))}\n${String(nodes)}`);
       }
       const afterFailover = seen.ok;
-      await new Promise((r) => setTimeout(r, 1000));
+      // Keep the load on for a few more full passes (every dead key tried again on the new topology).
+      const roundsAtFailover = rounds;
+      await waitFor(() => rounds >= roundsAtFailover + 3, 10_000);
       stop = true;
       await load;
       expect(before).toBeGreaterThan(0);

@@ -120,7 +120,8 @@ describe('Redis stopped under load, then restarted', () => {
       }
     };
     const loops = Array.from({ length: LOOPS }, loop);
-    await sleep(1000);
+    // Under way before the crash: enough answers (every kind of the phase, in both apps) to compare with.
+    expect(await waitFor(() => samples.length > 50, 10_000, 20), 'the load was under way before the crash').toBe(true);
 
     // The crash. `killAt` bounds the apps' last successful read from below (they read under load until
     // then), `goneAt` from above (nothing can be read from a dead server).

@@ -45,7 +45,8 @@ export function createHasher(pepper?: string | Buffer): KeyHasher {
     algorithm,
     digest,
     matches(key, alg, expected) {
-      if (expected.length !== 32) return false;
+      // A key stored with HMAC cannot match without the pepper: refused like a wrong secret, not thrown (a 500).
+      if (expected.length !== 32 || (alg !== 'sha256' && pads === null)) return false;
       if (!isAscii(key)) {
         const bytes = Buffer.from(digest(key, alg), 'base64url');
         for (let i = 0; i < 8; i++) ACTUAL[i] = bytes.readInt32BE(4 * i);

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultTill, resetDefaultTill } from '../src/till.js';
-import { newClient, redisUrl } from '../../../test/helpers/redis.js';
+import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '../../../test/helpers/redis.js';
 
 describe('defaultTill', () => {
   afterEach(async () => {
@@ -19,17 +19,22 @@ describe('defaultTill', () => {
     expect(warnings[0]).toMatch(/^\[till\] no REDIS_URL/);
   });
 
-  it('uses Redis at REDIS_URL, loading ioredis only then', async () => {
-    const till = defaultTill({ REDIS_URL: redisUrl(), TILL_PREFIX: 'envtest' }, { warn: () => {}, error: () => {} });
-    expect(till.store.kind).toBe('redis');
-    const { key, record } = await till.keys.create({ name: 'from env', scopes: ['a'] });
-    expect(key.startsWith('envtest_')).toBe(true);
-    expect(await till.verify(key)).toMatchObject({ valid: true });
+  it('uses Redis at REDIS_URL, loading ioredis only then, under TILL_NAMESPACE', async () => {
+    // A namespace of its own, not the shared default `till:`: nothing another run or test holds.
+    const namespace = uniqueNamespace();
     const client = newClient();
-    expect(await client.exists(`till:{${record.id}}:k`)).toBe(1);
-    // The default namespace is shared: remove exactly what this test wrote.
-    await client.del(`till:{${record.id}}:k`);
-    await client.zrem('till:idx:all', record.id);
-    client.disconnect();
+    try {
+      const till = defaultTill({ REDIS_URL: redisUrl(), TILL_PREFIX: 'envtest', TILL_NAMESPACE: namespace }, { warn: () => {}, error: () => {} });
+      expect(till.store.kind).toBe('redis');
+      const { key, record } = await till.keys.create({ name: 'from env', scopes: ['a'] });
+      expect(key.startsWith('envtest_')).toBe(true);
+      expect(await till.verify(key)).toMatchObject({ valid: true });
+      expect(await client.exists(`${namespace}{${record.id}}:k`)).toBe(1);
+      expect(await client.exists(`till:{${record.id}}:k`)).toBe(0);
+    } finally {
+      await resetDefaultTill();
+      await deleteNamespace(client, namespace);
+      client.disconnect();
+    }
   });
 });

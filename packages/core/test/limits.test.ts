@@ -76,8 +76,12 @@ describe('GCRA evaluation', () => {
   });
 
   it('gives a retry time that is right to the millisecond: refused just before, admitted at it', () => {
+    // Only cases that reach the check: a cost the limit can admit, charged after the random steps until
+    // refused (at most `limit` more charges at one instant). Costs above the limit: the next test.
+    const withCost = policy.chain(({ limit, window }) => fc.record({ limit: fc.constant(limit), window: fc.constant(window), cost: fc.integer({ min: 1, max: Math.min(limit, 8) }) }));
+    let checked = 0;
     fc.assert(
-      fc.property(policy, steps, fc.integer({ min: 1, max: 8 }), ({ limit, window }, seq, cost) => {
+      fc.property(withCost, steps, ({ limit, window, cost }, seq) => {
         let state: BucketState | undefined;
         let now = 9_000_000;
         for (const step of seq) {
@@ -86,19 +90,42 @@ describe('GCRA evaluation', () => {
           if (r.outcome === 'OK') state = r.buckets[0]!.state;
         }
         const charge = { name: 'l', limit, window, cost };
-        const refused = evaluate(now, [charge], [state], null);
-        if (refused.outcome === 'OK') return;
-        if (cost > limit) {
-          expect(refused.retryAfter).toBeNull();
-          return;
+        let refused = evaluate(now, [charge], [state], null);
+        for (let i = 0; refused.outcome === 'OK' && i <= limit; i++) {
+          state = refused.buckets[0]!.state;
+          refused = evaluate(now, [charge], [state], null);
         }
+        expect(refused.outcome).toBe('RATE_LIMITED');
         const wait = refused.retryAfter!;
         expect(wait).toBeGreaterThan(0);
         expect(evaluate(now + wait, [charge], [state], null).outcome).toBe('OK');
         expect(evaluate(now + wait - 1, [charge], [state], null).outcome).toBe('RATE_LIMITED');
+        checked++;
       }),
       { numRuns: 400 },
     );
+    // Every run reached the check (fast-check does not shrink a passing run).
+    expect(checked).toBe(400);
+  });
+
+  it('refuses a cost above the limit without a retry time, whatever came before', () => {
+    let checked = 0;
+    fc.assert(
+      fc.property(policy, steps, fc.integer({ min: 1, max: 8 }), ({ limit, window }, seq, over) => {
+        let state: BucketState | undefined;
+        let now = 9_000_000;
+        for (const step of seq) {
+          now += step.dt;
+          const r = evaluate(now, [{ name: 'l', limit, window, cost: step.cost }], [state], null);
+          if (r.outcome === 'OK') state = r.buckets[0]!.state;
+        }
+        const refused = evaluate(now, [{ name: 'l', limit, window, cost: limit + over }], [state], null);
+        expect(refused).toMatchObject({ outcome: 'RATE_LIMITED', retryAfter: null });
+        checked++;
+      }),
+      { numRuns: 200 },
+    );
+    expect(checked).toBe(200);
   });
 
   it('reports remaining and reset as a client would count them', () => {

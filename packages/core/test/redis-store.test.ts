@@ -2,12 +2,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { RedisStore } from '../src/redis/index.js';
 import { TillError } from '../src/errors.js';
 import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '../../../test/helpers/redis.js';
+import { waitFor } from '../../../test/helpers/wait.js';
 import { describeStoreConformance, sampleRecord } from './store-conformance.js';
 
 describeStoreConformance('redis', async () => {
   const namespace = uniqueNamespace();
   const clients = [newClient(), newClient()];
   return {
+    confirmsSubscription: true,
     // Limits follow the tests' clock here; the server's clock is tested below.
     stores: async () => [
       new RedisStore({ client: clients[0]!, namespace, limitClock: 'caller' }),
@@ -139,12 +141,11 @@ describe('RedisStore specifics', () => {
     const writer = new RedisStore({ client, namespace });
     const heard: Array<string | null> = [];
     listening.onInvalidate((id) => heard.push(id));
-    const deadline = Date.now() + 3000;
-    while (!heard.includes(null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(await waitFor(() => heard.includes(null), 10_000)).toBe(true);
     const record = sampleRecord();
     await writer.insert(record);
     await writer.replace({ ...record, version: 2 }, 1);
-    while (!heard.includes(record.id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(await waitFor(() => heard.includes(record.id), 10_000)).toBe(true);
     expect(heard).toEqual([null, record.id]);
     await listening.close();
     lazy.disconnect();
@@ -164,21 +165,24 @@ describe('RedisStore invalidation subscription', () => {
     const port = await freePort();
     // Redis is not there yet: the store's subscription must still come about when it is.
     const client = new Redis(`redis://127.0.0.1:${port}`, { maxRetriesPerRequest: 1, retryStrategy: () => 50 });
-    client.on('error', () => {});
-    const store = new RedisStore({ client, namespace: 'sub-test:' });
+    let refused = 0;
+    client.on('error', () => refused++);
+    const store = new RedisStore({ client, namespace: uniqueNamespace() });
     const heard: Array<string | null> = [];
     store.onInvalidate((id) => heard.push(id));
-    await new Promise((r) => setTimeout(r, 300));
+    // Nothing is confirmed while nothing answers: let the clients try (and fail) a few times first.
+    expect(await waitFor(() => refused >= 3, 10_000)).toBe(true);
     expect(heard).toEqual([]);
     const server = await startRedisServer(port);
     try {
-      const deadline = Date.now() + 5000;
-      while (!heard.includes(null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      expect(await waitFor(() => heard.includes(null), 10_000)).toBe(true);
       expect(heard).toEqual([null]);
+      // The subscriber has its own connection: the command client may still be between two attempts.
+      expect(await waitFor(() => client.status === 'ready', 10_000)).toBe(true);
       const record = sampleRecord();
       await store.insert(record);
       await store.replace({ ...record, version: 2 }, 1);
-      while (!heard.includes(record.id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      expect(await waitFor(() => heard.includes(record.id), 10_000)).toBe(true);
       expect(heard).toEqual([null, record.id]);
     } finally {
       await store.close();

@@ -12,6 +12,11 @@ export interface StoreHarness {
   /** A store, and a second one on the same data as another process would have it. */
   stores(): Promise<[KeyStore, KeyStore]>;
   cleanup(): Promise<void>;
+  /**
+   * The store's subscription is confirmed asynchronously, and it calls its listeners with `null` then
+   * (Redis). A store without it (memory) is subscribed as soon as onInvalidate() returns.
+   */
+  confirmsSubscription?: boolean;
 }
 
 let seq = 0;
@@ -155,14 +160,22 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       const record = sampleRecord();
       await store.insert(record);
       const heard: Array<string | null> = [];
+      // A second listener that stays: it shows when a message has been delivered, so the check that
+      // the first one no longer hears waits on that delivery instead of on a sleep.
+      const marker: Array<string | null> = [];
       const off = other.onInvalidate((id) => heard.push(id));
-      // A subscription may take a moment to be in place (Redis SUBSCRIBE is a round trip).
-      await new Promise((r) => setTimeout(r, 100));
+      const offMarker = other.onInvalidate((id) => marker.push(id));
+      // A subscription may take a moment to be in place (Redis SUBSCRIBE is a round trip): a store that
+      // confirms it calls its listeners with null then.
+      if (harness.confirmsSubscription) await waitFor(() => heard.includes(null), 5000);
       await store.replace({ ...record, version: 2 }, 1);
-      await waitFor(() => heard.includes(record.id));
+      await waitFor(() => heard.includes(record.id), 5000);
       off();
       await store.replace({ ...record, version: 3 }, 2);
-      await new Promise((r) => setTimeout(r, 100));
+      // Listeners are called in one go for each message: once the marker has heard the second change,
+      // the removed listener would have heard it too.
+      await waitFor(() => marker.filter((id) => id === record.id).length === 2, 5000);
+      offMarker();
       expect(heard.filter((id) => id === record.id)).toHaveLength(1);
     });
 
