@@ -37,6 +37,7 @@ describeStoreConformance('redis cluster', async () => {
   const { nodes } = await theCluster();
   const namespace = uniqueNamespace();
   return {
+    confirmsSubscription: true,
     stores: async () => [
       new RedisStore({ client: clusterClient(nodes), namespace, limitClock: 'caller' }),
       new RedisStore({ client: clusterClient(nodes), namespace, limitClock: 'caller' }),

@@ -3,7 +3,7 @@ import type { RequestHandler } from 'express';
 
 /**
  * A caller of `middleware` that resolves with the status it answered (200 when it passed the request
- * on). `headers` go in lowercase; the raw headers follow them, as Node would give them.
+ * on, 500 when it passed an error on). `headers` go in lowercase; the raw headers follow them, as Node would give them.
  */
 export function middlewareCaller(middleware: RequestHandler) {
   return (ip: string, headers: Record<string, string>) =>
@@ -16,10 +16,14 @@ export function middlewareCaller(middleware: RequestHandler) {
           return res;
         },
         setHeader() {},
+        getHeader() {
+          return undefined;
+        },
         end() {
           resolve(status);
         },
       };
-      middleware(req, res as never, () => resolve(200));
+      // Passed on: 200; passed an error (as Express would take it to its error handler): 500.
+      middleware(req, res as never, (error?: unknown) => resolve(error === undefined ? 200 : 500));
     });
 }

@@ -6,32 +6,52 @@ import { TillError } from './errors.js';
 import type { TillEvents } from './events.js';
 import { UNAVAILABLE, type Limiter } from './limiter.js';
 import { MAX_CAPACITY } from './limits.js';
+import { clientKey, DEFAULT_IPV6_SUBNET, isValidSubnet } from './client-ip.js';
 
 export interface BruteForceOptions {
-  /** Failed authentications from one IP allowed within `window`. Default 30. */
+  /** Failed authentications from one client allowed within `window`. Default 30. */
   threshold?: number;
   /** The window the threshold counts in (a duration or ms). Default `5m`. */
   window?: string | number;
-  /** How long an IP is refused once past the threshold. Default `15m`. */
+  /** How long a client is refused once past the threshold. Default `15m`. */
   block?: string | number;
-  /** Most blocked IPs remembered in this process. Default 10,000. */
+  /** Most blocked clients remembered in this process. Default 10,000. */
   maxBlocked?: number;
+  /**
+   * Most clients whose failures this process counts at once; the least recent go first, so memory
+   * stays bounded however many addresses fail. Default 100,000.
+   */
+  maxTracked?: number;
+  /** IPv6 addresses count as one client per prefix of this length (a host rotates within its /64, often a /56). Default 56. */
+  ipv6Subnet?: number;
 }
 
-const DEFAULTS = { threshold: 30, window: '5m', block: '15m', maxBlocked: 10_000 } as const;
+const DEFAULTS = { threshold: 30, window: '5m', block: '15m', maxBlocked: 10_000, maxTracked: 100_000, ipv6Subnet: DEFAULT_IPV6_SUBNET } as const;
 const OPTION_NAMES = Object.keys(DEFAULTS);
+/** How often counts go to the store, to be shared with the other processes. */
+const SHARE_EVERY_MS = 250;
 
 /**
- * Counts failed authentications per client IP in the store (shared by every process) as a rate
- * limit of `threshold` per `window`; when one is refused, the IP is blocked for `block` in this
- * process's memory, so a flood from a blocked IP costs no store call at all. A process that has
- * not seen the IP yet learns of the block from its first failure: the shared count is full.
+ * Counts failed authentications per client: in this process first, where the client is blocked the
+ * moment it reaches `threshold` within `window`, before any store call; and in the store, shared by
+ * every process, in batches (each client's failures since the last batch in one charge, every
+ * 250 ms), so a client spreading its attempts over processes is blocked by all of them once the
+ * shared count is full. A blocked client is refused for `block` from memory: a flood from it costs no
+ * store call at all. Clients are IPv4 addresses and IPv6 prefixes (`ipv6Subnet`); memory is bounded by
+ * `maxTracked` counted clients and `maxBlocked` blocked ones.
  */
 export class BruteForceGuard {
   readonly threshold: number;
   readonly window: number;
   readonly block: number;
+  readonly ipv6Subnet: number;
   private readonly blocked: LRUCache<string, number>;
+  /** Failures per client in its current window, in this process. */
+  private readonly counts: LRUCache<string, { start: number; n: number }>;
+  /** Failures per client not yet shared through the store. */
+  private unshared = new Map<string, number>();
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private readonly maxTracked: number;
 
   constructor(
     options: BruteForceOptions | undefined,
@@ -39,13 +59,18 @@ export class BruteForceGuard {
     private readonly clock: Clock,
     private readonly events: TillEvents,
     where: string,
+    /** Whether counts go to the store to be shared with other processes (not for a store in this process). */
+    private readonly share: boolean = true,
   ) {
-    const opts = { ...DEFAULTS, ...checkNames(options, where) };
+    const opts = { ...DEFAULTS, ...checkNames(options, where) } as { threshold: number; window: unknown; block: unknown; maxBlocked: number; maxTracked: number; ipv6Subnet: number };
     const fail = (m: string): never => {
       throw new TillError('INVALID_OPTIONS', `[till] [${where}] bruteForce.${m}`);
     };
     if (!Number.isSafeInteger(opts.threshold) || opts.threshold < 1) fail('threshold must be a positive integer');
     if (!Number.isSafeInteger(opts.maxBlocked) || opts.maxBlocked < 1) fail('maxBlocked must be a positive integer');
+    if (!Number.isSafeInteger(opts.maxTracked) || opts.maxTracked < 1) fail('maxTracked must be a positive integer');
+    if (!isValidSubnet(opts.ipv6Subnet)) fail('ipv6Subnet must be an integer from 1 to 128');
+    const subnet: number = opts.ipv6Subnet;
     const ms = (value: unknown, name: string): number => {
       try {
         const n = parseDuration(value as string | number, name);
@@ -58,42 +83,85 @@ export class BruteForceGuard {
     this.threshold = opts.threshold;
     this.window = ms(opts.window, 'window');
     this.block = ms(opts.block, 'block');
+    this.ipv6Subnet = subnet;
+    this.maxTracked = opts.maxTracked;
     if (this.window * this.threshold > MAX_CAPACITY) fail('threshold x window is too large');
     this.blocked = new LRUCache<string, number>({ max: opts.maxBlocked });
+    this.counts = new LRUCache<string, { start: number; n: number }>({ max: opts.maxTracked });
   }
 
-  /** Whether any IP is blocked in this process: when none is, requests need not read their IP. */
+  /** Whether any client is blocked in this process: when none is, requests need not read their IP. */
   get active(): boolean {
     return this.blocked.size > 0;
   }
 
-  /** Seconds the IP stays blocked, or 0. Memory only. */
+  /** Clients counted in this process right now (bounded by `maxTracked`). */
+  get tracked(): number {
+    return this.counts.size;
+  }
+
+  /** Seconds the address's client stays blocked, or 0. Memory only. */
   blockedFor(ip: string): number {
-    const until = this.blocked.get(ip);
+    const client = clientKey(ip, this.ipv6Subnet);
+    const until = this.blocked.get(client);
     if (until === undefined) return 0;
     const left = until - this.clock();
     if (left > 0) return Math.ceil(left / 1000);
-    this.blocked.delete(ip);
+    this.blocked.delete(client);
     return 0;
   }
 
-  /** Counts one failed authentication from `ip`; blocks it when past the threshold. Never throws. */
+  /** Counts one failed authentication from `ip`; blocks its client at the threshold. Never throws. */
   failed(ip: string): void {
-    if (this.blocked.has(ip)) return;
-    const charge = { name: 'auth-failures', bucket: 'auth-failures', limit: this.threshold, window: this.window, cost: 1 };
-    this.limiter.consume({ subject: `ip:${ip}`, limits: [charge] }, false).then(
-      (result) => {
-        if (result === UNAVAILABLE || result.outcome !== 'RATE_LIMITED' || this.blocked.has(ip)) return;
-        const until = this.clock() + this.block;
-        this.blocked.set(ip, until);
-        this.events.emit({ type: 'client.blocked', ip, until, failures: this.threshold });
-      },
-      () => {},
-    );
+    const client = clientKey(ip, this.ipv6Subnet);
+    if (this.blocked.has(client)) return;
+    const now = this.clock();
+    let count = this.counts.get(client);
+    if (count === undefined || now - count.start >= this.window) this.counts.set(client, (count = { start: now, n: 0 }));
+    count.n++;
+    if (count.n >= this.threshold) {
+      this.blockClient(client, now);
+      return;
+    }
+    if (!this.share) return;
+    if (this.unshared.size < this.maxTracked || this.unshared.has(client)) this.unshared.set(client, (this.unshared.get(client) ?? 0) + 1);
+    if (this.timer === null) {
+      this.timer = setTimeout(() => this.flushShared(), SHARE_EVERY_MS);
+      this.timer.unref?.();
+    }
+  }
+
+  private blockClient(client: string, now: number): void {
+    if (this.blocked.has(client)) return;
+    this.counts.delete(client);
+    this.unshared.delete(client);
+    const until = now + this.block;
+    this.blocked.set(client, until);
+    this.events.emit({ type: 'client.blocked', ip: client, until, failures: this.threshold });
+  }
+
+  /**
+   * Adds each client's failures since the last batch to its shared count in the store: when the
+   * count of every process together is past the threshold, this process blocks the client too.
+   */
+  private flushShared(): void {
+    this.timer = null;
+    const batch = this.unshared;
+    this.unshared = new Map();
+    for (const [client, n] of batch) {
+      const charge = { name: 'auth-failures', bucket: 'auth-failures', limit: this.threshold, window: this.window, cost: Math.min(n, this.threshold) };
+      this.limiter.consume({ subject: `ip:${client}`, limits: [charge] }, false, false).then(
+        (result) => {
+          if (result === UNAVAILABLE || result.outcome !== 'RATE_LIMITED') return;
+          this.blockClient(client, this.clock());
+        },
+        () => {},
+      );
+    }
   }
 }
 
-function checkNames(options: unknown, where: string): Partial<Record<keyof typeof DEFAULTS, number>> {
+function checkNames(options: unknown, where: string): Partial<Record<keyof typeof DEFAULTS, number | string>> {
   if (options === undefined) return {};
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw new TillError('INVALID_OPTIONS', `[till] [${where}] bruteForce must be an object or false`);
@@ -101,5 +169,5 @@ function checkNames(options: unknown, where: string): Partial<Record<keyof typeo
   for (const name of Object.keys(options)) {
     if (!OPTION_NAMES.includes(name)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] unknown bruteForce option "${name}"; known: ${OPTION_NAMES.join(', ')}`);
   }
-  return options as Partial<Record<keyof typeof DEFAULTS, number>>;
+  return options as Partial<Record<keyof typeof DEFAULTS, number | string>>;
 }

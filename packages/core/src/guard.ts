@@ -8,6 +8,7 @@ import { problemResponse, rateLimitHeaders, RATE_LIMIT_HEADER_STYLES, type Probl
 import { UNAVAILABLE } from './limiter.js';
 import { isValidCost, normalizeRateLimit, normalizeRateLimits, type LimitCharge, type RateLimitInput } from './limits.js';
 import { failure, isWrongSecret, type MaybePromise, type VerifiedKey, type VerifyFailure, type VerifyResult } from './outcome.js';
+import { clientKey, DEFAULT_IPV6_SUBNET, isValidSubnet } from './client-ip.js';
 import { addCharge, contextOf, openContext, refundCharges, type RequestContext } from './request-context.js';
 import type { SecurityType } from './audit.js';
 import { parseKey } from './key-format.js';
@@ -198,7 +199,7 @@ export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, 
     throw new TillError('INVALID_OPTIONS', `[till] [${where}] bruteForce must be an object of options or false`);
   }
   const till = opts.till ?? defaultTill();
-  const brute = opts.bruteForce === false ? null : new BruteForceGuard(opts.bruteForce, till.limiter, till.verifier.clock, till.events, where);
+  const brute = opts.bruteForce === false ? null : new BruteForceGuard(opts.bruteForce, till.limiter, till.verifier.clock, till.events, where, till.store.kind !== 'memory');
   if (limits.length > 0) {
     const charges = limits.map((l) => Object.freeze({ ...l, cost: 1, bucket: `a.${l.name}` }));
     for (const c of charges) claim(till, c.bucket, where, `the rate limit name "${c.name}"`);
@@ -293,6 +294,8 @@ export interface RateLimitOptions<Req = never> {
   till?: Till;
   /** Which rate-limit headers to send. Default `draft-11`. */
   headers?: RateLimitHeaderStyle;
+  /** With `by: 'ip'`: IPv6 addresses count as one client per prefix of this length. Default 56. */
+  ipv6Subnet?: number;
 }
 
 export type RateLimitVerdict =
@@ -309,7 +312,7 @@ export interface RateLimitGuard<Req = never> {
   check(node: RequestHeaders, context: Req, ipOf: (context: Req) => string | undefined): MaybePromise<RateLimitVerdict | null>;
 }
 
-const RATE_LIMIT_OPTION_NAMES = ['name', 'limit', 'window', 'by', 'cost', 'till', 'headers'];
+const RATE_LIMIT_OPTION_NAMES = ['name', 'limit', 'window', 'by', 'cost', 'till', 'headers', 'ipv6Subnet'];
 
 /** Subjects go into Redis key names inside a hash tag: no braces, and bounded in length. */
 function subjectOf(kind: string, value: string): string {
@@ -330,6 +333,8 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
   }
   const style = checkHeaderStyle(opts.headers, where);
   if (opts.till !== undefined && !isTill(opts.till)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] till must be an instance from createTill()`);
+  const subnet = opts.ipv6Subnet ?? DEFAULT_IPV6_SUBNET;
+  if (!isValidSubnet(subnet)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] ipv6Subnet must be an integer from 1 to 128`);
   const bucket = `r.${policy.name}`;
   // The name is claimed on each Till the guard counts in: at creation when it is given one, else on first use.
   const claimedOn = new WeakSet<Till>();
@@ -380,7 +385,8 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
       if (by === 'key') {
         subject = key!.id;
       } else if (by === 'ip') {
-        subject = subjectOf('ip', ipOf(context) ?? 'unknown');
+        // The client, not the address: an IPv6 host rotates within its prefix.
+        subject = `ip:${clientKey(ipOf(context), subnet)}`;
       } else {
         const value = by(context);
         if (value === undefined) return null;

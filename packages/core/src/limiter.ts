@@ -26,7 +26,7 @@ export class Limiter {
    * event says so; credits cannot be counted apart from the store, so a request that spends credits
    * gets UNAVAILABLE (503), never a free pass.
    */
-  consume(request: Omit<ConsumeRequest, 'now'>, spendsCredits: boolean): Promise<ConsumeResult | typeof UNAVAILABLE> {
+  consume(request: Omit<ConsumeRequest, 'now'>, spendsCredits: boolean, fallback = true): Promise<ConsumeResult | typeof UNAVAILABLE> {
     const now = this.clock();
     let pending: Promise<ConsumeResult>;
     try {
@@ -48,7 +48,8 @@ export class Limiter {
           this.degraded = true;
           this.events.emit({ type: 'limits.fallback', store: this.store.kind, reason: error.message });
         }
-        if (spendsCredits) return UNAVAILABLE;
+        // Without the store, a charge that spends credits cannot be made; one that needs no local stand-in (it has one of its own) is not.
+        if (spendsCredits || !fallback) return UNAVAILABLE;
         const local = this.local.consume(request.subject, request.limits, null, this.clock());
         this.localResults.add(local);
         return local;

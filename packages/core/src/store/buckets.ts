@@ -2,6 +2,9 @@
 import { currentCredits, decayedDebt, evaluate, type CreditState, type BucketState, type Credits, type LimitCharge } from '../limits.js';
 import type { ConsumeResult } from './types.js';
 
+/** Drained buckets are dropped at least this often (ms), not only when the map has doubled. */
+const SWEEP_EVERY_MS = 60_000;
+
 interface Slot {
   state: BucketState;
   expiresAt: number;
@@ -15,6 +18,8 @@ export class LocalBuckets {
   private readonly buckets = new Map<string, Slot>();
   private readonly credits = new Map<string, CreditState>();
   private sweepAt = 1024;
+  /** When drained buckets are next dropped whatever the size: memory follows the active subjects. */
+  private sweepTime = 0;
 
   /** Charges `charges` (and `credits`, for a key) all or nothing, at `now`. */
   consume(
@@ -36,7 +41,7 @@ export class LocalBuckets {
         this.buckets.set(names[i]!, { state, expiresAt: now + ttl });
       }
       if (result.creditState !== null) this.credits.set(subject, result.creditState);
-      if (this.buckets.size >= this.sweepAt) this.sweep(now);
+      if (this.buckets.size >= this.sweepAt || now >= this.sweepTime) this.sweep(now);
     }
     return { outcome: result.outcome, limits: result.limits, credits: result.credits, retryAfter: result.retryAfter };
   }
@@ -77,5 +82,6 @@ export class LocalBuckets {
   private sweep(now: number): void {
     for (const [name, slot] of this.buckets) if (slot.expiresAt <= now) this.buckets.delete(name);
     this.sweepAt = Math.max(1024, this.buckets.size * 2);
+    this.sweepTime = now + SWEEP_EVERY_MS;
   }
 }
