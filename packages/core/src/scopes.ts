@@ -105,6 +105,8 @@ export function scopeSetOf(grants: readonly string[]): ScopeSet {
 
 /** Whether grants satisfy the required scopes: all of them, or (mode 'any') at least one. */
 export function scopesSatisfy(grants: readonly string[], required: readonly string[], mode: 'all' | 'any' = 'all'): boolean {
+  // A misspelt mode must not become "any": refused, never read as the weaker check.
+  if (mode !== 'all' && mode !== 'any') throw new TillError('INVALID_ARGUMENT', `[till] [scopes] mode must be "all" or "any"; got ${JSON.stringify(String(mode).slice(0, 20))}`);
   const set = new ScopeSet(grants);
   return mode === 'all' ? set.hasAll(required) : set.hasAny(required);
 }

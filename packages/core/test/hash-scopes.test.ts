@@ -70,4 +70,10 @@ describe('scopes', () => {
     expect(scopesSatisfy(['a'], ['a', 'b'], 'any')).toBe(true);
     expect(scopesSatisfy([], ['a'], 'any')).toBe(false);
   });
+
+  it('scopesSatisfy refuses a mode other than all or any, rather than reading it as any', () => {
+    for (const mode of ['ALL', 'every', '', 'any ', null, 1]) {
+      expect(() => scopesSatisfy(['a'], ['a', 'b'], mode as never)).toThrow(/mode must be "all" or "any"/);
+    }
+  });
 });
