@@ -88,6 +88,9 @@ export class BruteForceGuard {
     if (this.window * this.threshold > MAX_CAPACITY) fail('threshold x window is too large');
     this.blocked = new LRUCache<string, number>({ max: opts.maxBlocked });
     this.counts = new LRUCache<string, { start: number; n: number }>({ max: opts.maxTracked });
+    // Counts past their window are worth nothing: dropped once a window, so memory follows the
+    // clients failing now, not every client that ever failed (the timer never keeps a process alive).
+    setInterval(() => this.dropStale(), this.window).unref?.();
   }
 
   /** Whether any client is blocked in this process: when none is, requests need not read their IP. */
@@ -128,6 +131,17 @@ export class BruteForceGuard {
     if (this.timer === null) {
       this.timer = setTimeout(() => this.flushShared(), SHARE_EVERY_MS);
       this.timer.unref?.();
+    }
+  }
+
+  private dropStale(): void {
+    const now = this.clock();
+    const stale: string[] = [];
+    for (const [client, count] of this.counts.entries()) if (now - count.start >= this.window) stale.push(client);
+    for (const [client, until] of this.blocked.entries()) if (until <= now) stale.push(client);
+    for (const client of stale) {
+      this.counts.delete(client);
+      this.blocked.delete(client);
     }
   }
 
