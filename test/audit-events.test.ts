@@ -92,4 +92,26 @@ describe('security events in the audit trail', () => {
     expect(blocked).toMatchObject({ code: 'BLOCKED', ip: '192.0.2.66', userAgent: 'flood' });
     await till.close();
   });
+
+  it("files security events under the key's owner, so a query by owner finds what was tried with its keys", async () => {
+    const till = createTill({ store: new MemoryStore(), logger: silentLogger, auditEvents: { interval: 60_000 } });
+    const gone = await till.keys.create({ name: 'gone', scopes: [], ownerId: 'team-x' });
+    const reader = await till.keys.create({ name: 'reader', scopes: ['a'], ownerId: 'team-x' });
+    await till.keys.revoke(gone.record.id);
+    const app = express();
+    app.get('/', apiKeyAuth({ till, bruteForce: false }), requireScopes('admin'), (_req, res) => {
+      res.send('ok');
+    });
+    await request(app).get('/').set('authorization', `Bearer ${gone.key}`).expect(401);
+    await request(app).get('/').set('authorization', `Bearer ${withWrongSecret(reader.key)}`).expect(401);
+    await request(app).get('/').set('authorization', `Bearer ${reader.key}`).expect(403);
+    await till.auditWriter!.flush();
+    const mine = (await till.keys.audit({ ownerId: 'team-x', types: ['key.misused', 'key.probed', 'auth.failed'] })).entries;
+    expect(mine.map((e) => [e.type, e.code, e.keyId])).toEqual([
+      ['key.misused', 'REVOKED', gone.record.id],
+      ['key.probed', 'NOT_FOUND', reader.record.id],
+      ['auth.failed', 'INSUFFICIENT_SCOPE', reader.record.id],
+    ]);
+    await till.close();
+  });
 });
