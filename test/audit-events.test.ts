@@ -81,7 +81,6 @@ describe('security events in the audit trail', () => {
     for (let i = 0; i < 10_000; i++) {
       const status = await run('192.0.2.66', wrong);
       statuses.set(status, (statuses.get(status) ?? 0) + 1);
-      if (i === 10) await new Promise((r) => setTimeout(r, 20)); // let the failure count reach the block
     }
     expect(statuses.get(429)).toBeGreaterThan(9_900);
     const entries = await trail(till);
