@@ -31,6 +31,19 @@ class ModelGcra {
 const policy = fc.record({ limit: fc.integer({ min: 1, max: 50 }), window: fc.integer({ min: 1, max: 5000 }) });
 const steps = fc.array(fc.record({ dt: fc.nat({ max: 400 }), cost: fc.integer({ min: 0, max: 8 }) }), { minLength: 1, maxLength: 120 });
 
+
+/** A bucket's state after a sequence of charges (the refused ones change nothing), and the time after them. */
+function replay(seq: ReadonlyArray<{ dt: number; cost: number }>, limit: number, window: number): { state: BucketState | undefined; now: number } {
+  let state: BucketState | undefined;
+  let now = 9_000_000;
+  for (const step of seq) {
+    now += step.dt;
+    const r = evaluate(now, [{ name: 'l', limit, window, cost: step.cost }], [state], null);
+    if (r.outcome === 'OK') state = r.buckets[0]!.state;
+  }
+  return { state, now };
+}
+
 describe('GCRA evaluation', () => {
   it('admits and refuses exactly as the model does, with the same retry time', () => {
     fc.assert(
@@ -82,13 +95,7 @@ describe('GCRA evaluation', () => {
     let checked = 0;
     fc.assert(
       fc.property(withCost, steps, ({ limit, window, cost }, seq) => {
-        let state: BucketState | undefined;
-        let now = 9_000_000;
-        for (const step of seq) {
-          now += step.dt;
-          const r = evaluate(now, [{ name: 'l', limit, window, cost: step.cost }], [state], null);
-          if (r.outcome === 'OK') state = r.buckets[0]!.state;
-        }
+        let { state, now } = replay(seq, limit, window);
         const charge = { name: 'l', limit, window, cost };
         let refused = evaluate(now, [charge], [state], null);
         for (let i = 0; refused.outcome === 'OK' && i <= limit; i++) {
@@ -112,13 +119,7 @@ describe('GCRA evaluation', () => {
     let checked = 0;
     fc.assert(
       fc.property(policy, steps, fc.integer({ min: 1, max: 8 }), ({ limit, window }, seq, over) => {
-        let state: BucketState | undefined;
-        let now = 9_000_000;
-        for (const step of seq) {
-          now += step.dt;
-          const r = evaluate(now, [{ name: 'l', limit, window, cost: step.cost }], [state], null);
-          if (r.outcome === 'OK') state = r.buckets[0]!.state;
-        }
+        let { state, now } = replay(seq, limit, window);
         const refused = evaluate(now, [{ name: 'l', limit, window, cost: limit + over }], [state], null);
         expect(refused).toMatchObject({ outcome: 'RATE_LIMITED', retryAfter: null });
         checked++;

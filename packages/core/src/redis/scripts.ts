@@ -35,6 +35,17 @@ const VERSION_FUNCTION = `local function version(json)
 end
 `;
 
+/** The time of a charge in ms: ARGV[1], or the server's clock when it is ''. */
+const NOW = `local floor, ceil, tonumber = math.floor, math.ceil, tonumber
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[1])
+end
+`;
+
 /**
  * Compare-and-set of a key record, with its audit entry and the invalidation in the same atomic step.
  * KEYS[1] record, KEYS[2] the key's audit trail; ARGV[1] new JSON, ARGV[2] expected version, ARGV[3]
@@ -161,16 +172,7 @@ return {1, entry, owner, 1}
  * Returns {'CHANGED'} (the version differs or is missing) or, for each request in turn, outcome,
  * credits left (-1 none), retry ms (-1 never; 0 admitted), then remaining and reset (ms) of each limit.
  */
-export const CONSUME_SCRIPT = `${VERSION_FUNCTION}
-local floor, ceil, tonumber = math.floor, math.ceil, tonumber
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[1])
-end
-local n = tonumber(ARGV[3])
+export const CONSUME_SCRIPT = `${VERSION_FUNCTION}${NOW}local n = tonumber(ARGV[3])
 local first = 0
 local policy = nil
 if ARGV[2] ~= '' then
@@ -281,16 +283,7 @@ return out
  * clock), ARGV[2] number of limits n, ARGV[3] the credit policy as for CONSUME_SCRIPT ('' for none),
  * then limit and window of each limit, then the credit cost, then the cost of each limit.
  */
-export const REFUND_SCRIPT = `
-local floor, ceil, tonumber = math.floor, math.ceil, tonumber
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[1])
-end
-local n = tonumber(ARGV[2])
+export const REFUND_SCRIPT = `${NOW}local n = tonumber(ARGV[2])
 local first = 0
 if ARGV[3] ~= '' then first = 1 end
 for i = 1, n do
