@@ -95,8 +95,9 @@ export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES,
       if (source.scheme !== null) {
         const scheme = source.scheme;
         if (!startsWithLower(value, scheme, scheme.length)) {
-          // The scheme alone (servers strip the trailing space of `Bearer `) is an empty token.
-          const bare = value.trim();
+          // The scheme alone (servers strip the trailing space of `Bearer `) is an empty token. Only
+          // HTTP's own whitespace (space, tab) is stripped: `Bearer` and a no-break space is not it.
+          const bare = value.replace(/^[ \t]+|[ \t]+$/g, '');
           if (bare.length === scheme.length - 1 && startsWithLower(bare, scheme, bare.length)) return BAD_KEY;
           // A header in another scheme (Basic, ...) is not ours to judge: keep looking.
           continue;

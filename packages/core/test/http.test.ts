@@ -52,3 +52,14 @@ describe('keyStatus', () => {
     expect(keyStatus({ ...base, revokedAt: null, notBefore: 1_001 }, 1_000)).toBe('not_yet_valid');
   });
 });
+
+describe('key extraction', () => {
+  it('reads the scheme alone as an empty token only after HTTP whitespace (space, tab), as the fuzz oracle does', async () => {
+    const { createExtractor, NO_KEY, BAD_KEY } = await import('../src/extract.js');
+    const { scan } = createExtractor();
+    expect(scan({ authorization: 'Bearer' })).toBe(BAD_KEY);
+    expect(scan({ authorization: 'Bearer \t' })).toBe(BAD_KEY);
+    // A no-break space is no HTTP whitespace: "Bearer" and it is a header of no scheme of ours.
+    expect(scan({ authorization: 'Bearer\u00a0' })).toBe(NO_KEY);
+  });
+});
