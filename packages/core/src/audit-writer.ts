@@ -81,8 +81,11 @@ export class AuditWriter extends PeriodicWriter {
     }
     // Past its bound, a key's event from one more client is counted without the client, and a
     // client's event naming one more key without the key.
-    if (keyId !== null && ip !== undefined && !this.admit(this.perKeySeen, keyId, this.perKey)) {
-      return this.gather(`${event.type}|${event.code}|${keyId}|*|${detail}`, { ...event, ip: undefined, detail: joinDetail(event.detail, `from more than ${this.perKey} clients in one interval`) });
+    // Events of no real key (malformed keys, unknown ids, blocked clients) are bounded together, per
+    // type and outcome, as if of one key: a scan from many addresses is one of them.
+    const bound = keyId === null || isUnknownId(event) ? `*${event.type}|${event.code}` : keyId;
+    if (ip !== undefined && !this.admit(this.perKeySeen, bound, this.perKey)) {
+      return this.gather(`${event.type}|${event.code}|${bound}|*|${detail}`, { ...event, ip: undefined, ...(bound !== keyId && { keyId: null, ownerId: null }), detail: joinDetail(event.detail, `from more than ${this.perKey} clients in one interval`) });
     }
     if (ip !== undefined && keyId !== null && !this.admit(this.perClientSeen, ip, this.perClient)) {
       return this.gather(`${event.type}|${event.code}|*|${ip}|${detail}`, { ...event, keyId: null, ownerId: null, detail: joinDetail(event.detail, `naming more than ${this.perClient} keys in one interval`) });
@@ -148,4 +151,9 @@ export class AuditWriter extends PeriodicWriter {
 
 function joinDetail(detail: string | undefined, more: string): string {
   return detail === undefined ? more : `${detail}; ${more}`;
+}
+
+/** A failure naming an id that no key has (a wrong secret for a real one is `key.probed`). */
+export function isUnknownId(event: { type: string; code?: string }): boolean {
+  return event.type === 'auth.failed' && event.code === 'NOT_FOUND';
 }

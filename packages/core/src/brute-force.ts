@@ -35,8 +35,8 @@ const SHARE_EVERY_MS = 250;
  * Counts failed authentications per client: in this process first, where the client is blocked the
  * moment it reaches `threshold` within `window`, before any store call; and in the store, shared by
  * every process, in batches (each client's failures since the last batch in one charge, every
- * 250 ms), so a client spreading its attempts over processes is blocked by all of them once the
- * shared count is full. A blocked client is refused for `block` from memory: a flood from it costs no
+ * 250 ms, from a client's second failure in this process on), so a client spreading its attempts
+ * over processes is blocked by all of them once the shared count is full. A blocked client is refused for `block` from memory: a flood from it costs no
  * store call at all. Clients are IPv4 addresses and IPv6 prefixes (`ipv6Subnet`); memory is bounded by
  * `maxTracked` counted clients and `maxBlocked` blocked ones.
  */
@@ -126,8 +126,12 @@ export class BruteForceGuard {
       this.blockClient(client, now);
       return;
     }
-    if (!this.share) return;
-    if (this.unshared.size < this.maxTracked || this.unshared.has(client)) this.unshared.set(client, (this.unshared.get(client) ?? 0) + 1);
+    // A client's first failure here is not shared on its own: most made-up keys come from addresses that
+    // send one (a scan spread over many), and sharing each would cost a store write per request on top
+    // of the lookup. From its second, it goes to the shared count with the first.
+    if (!this.share || count.n < 2) return;
+    const add = count.n === 2 ? 2 : 1;
+    if (this.unshared.size < this.maxTracked || this.unshared.has(client)) this.unshared.set(client, (this.unshared.get(client) ?? 0) + add);
     if (this.timer === null) {
       this.timer = setTimeout(() => this.flushShared(), SHARE_EVERY_MS);
       this.timer.unref?.();

@@ -131,9 +131,18 @@ function keyIdOf(failure: VerifyFailure, key: string | null): string | null {
   return parsed.ok ? parsed.id : null;
 }
 
+/**
+ * A client address as events and the trail carry it: a valid IP as canonical text, anything else (what
+ * a proxy header may hold: kilobytes, braces, escapes) as a short hash, never the client's text.
+ */
+function textOfAddress(address: string | undefined): string | undefined {
+  return address === undefined ? undefined : clientKey(address, 128);
+}
+
 /** Tells verification listeners of an outcome (only called when someone listens). */
-function observe(till: Till, result: VerifyResult, key: string | null, ip: string | undefined, userAgent: unknown): void {
+function observe(till: Till, result: VerifyResult, key: string | null, address: string | undefined, userAgent: unknown): void {
   const keyId = result.valid ? result.key.id : keyIdOf(result, key);
+  const ip = textOfAddress(address);
   const credits = result.usage?.credits;
   till.events.emitVerification({
     code: result.code,
@@ -150,9 +159,10 @@ function observe(till: Till, result: VerifyResult, key: string | null, ip: strin
  * Records a refusal in the audit trail (in batches, off the request path), under the key's owner when
  * the key is known: `till events list --owner` then finds what was tried with an owner's keys.
  */
-function audit(till: Till, failure: VerifyFailure, key: string | null, ip: string | undefined, userAgent: unknown, detail?: string, ownerId?: string | null): void {
+function audit(till: Till, failure: VerifyFailure, key: string | null, address: string | undefined, userAgent: unknown, detail?: string, ownerId?: string | null): void {
   const type = isWrongSecret(failure) ? 'key.probed' : AUDITED[failure.code];
   if (type === undefined || till.auditWriter === null) return;
+  const ip = textOfAddress(address);
   const keyId = keyIdOf(failure, key);
   const owner = ownerId !== undefined ? ownerId : keyId === null || failure.code === 'MALFORMED' ? null : till.verifier.ownerOf(keyId);
   till.auditWriter.record({ type, code: failure.code, keyId, ownerId: owner, ip, userAgent, ...(detail !== undefined && { detail }) });

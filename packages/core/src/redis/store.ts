@@ -8,6 +8,7 @@ import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyS
 import { CONSUME_SCRIPT, EVENTS_SCRIPT, INSERT_SCRIPT, LOG_SCRIPT, REFUND_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, USAGE_SCRIPT } from './scripts.js';
 import { dayOf, parseBatchId, type KeyUsage, type UsageBatchItem } from '../usage.js';
 import { OUTCOME_CODES, type OutcomeCode } from '../outcome.js';
+import { isUnknownId } from '../audit-writer.js';
 import { CHANGE_TYPES, normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit.js';
 
 const OUTCOMES: ReadonlySet<string> = new Set(OUTCOME_CODES);
@@ -367,7 +368,8 @@ export class RedisStore implements KeyStore {
   async appendAudit(entries: readonly AuditRecord[]): Promise<void> {
     const byKey = new Map<string, string[]>();
     for (const audit of entries) {
-      if (audit.keyId !== null && /^[0-9A-Za-z]{16}$/.test(audit.keyId)) {
+      // An unknown id has no trail to add to (asking costs a command per made-up key of a scan).
+      if (audit.keyId !== null && !isUnknownId(audit) && /^[0-9A-Za-z]{16}$/.test(audit.keyId)) {
         const list = byKey.get(audit.keyId);
         if (list === undefined) byKey.set(audit.keyId, [trailEntry(audit)]);
         else list.push(trailEntry(audit));
