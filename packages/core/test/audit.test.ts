@@ -93,14 +93,14 @@ for (const backend of backends) {
       now += 1000;
       await till.keys.revoke(a.record.id);
       await till.keys.update(b.record.id, { name: 'b2' });
-      await store.appendAudit([{ type: 'auth.failed', at: now, keyId: b.record.id, ownerId: null, actor: null, reason: null, code: 'NOT_FOUND', ip: '203.0.113.5', userAgent: 'curl/8' }]);
+      await store.appendAudit([{ type: 'auth.failed', at: now, keyId: b.record.id, ownerId: null, actor: null, reason: null, code: 'INSUFFICIENT_SCOPE', ip: '203.0.113.5', userAgent: 'curl/8' }]);
 
       expect((await all(till, { keyId: a.record.id })).map((e) => e.type)).toEqual(['key.created', 'key.revoked']);
       expect((await all(till, { keyId: b.record.id })).map((e) => e.type)).toEqual(['key.created', 'key.updated', 'auth.failed']);
       expect((await all(till, { ownerId: 'team-b' })).map((e) => e.type)).toEqual(['key.created', 'key.updated']);
       expect((await all(till, { types: ['key.revoked', 'auth.failed'] })).map((e) => e.type)).toEqual(['key.revoked', 'auth.failed']);
       const failed = (await all(till, { types: ['auth.failed'] }))[0]!;
-      expect(failed).toMatchObject({ code: 'NOT_FOUND', ip: '203.0.113.5', userAgent: 'curl/8', keyId: b.record.id });
+      expect(failed).toMatchObject({ code: 'INSUFFICIENT_SCOPE', ip: '203.0.113.5', userAgent: 'curl/8', keyId: b.record.id });
       // Time ranges: on Redis the entry times are the server's, so the range is taken from the entries.
       const every = await all(till);
       const second = every[1]!.at;
