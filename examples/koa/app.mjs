@@ -47,7 +47,9 @@ export function createApp({ till }) {
   });
 
   // Everything under /v1 needs a valid key; each route then names the scope it needs.
-  const v1 = new Router({ prefix: '/v1' });
+  // `sensitive: true`: @koa/router matches use() middleware by the exact case of its prefix but
+  // routes in any case, so without it `GET /V1/me` would reach the route and skip apiKeyAuth().
+  const v1 = new Router({ prefix: '/v1', sensitive: true });
   v1.use(apiKeyAuth({ till }));
   // Bodies are parsed only once the key checks out: an unauthenticated client gets nothing parsed.
   // DELETE too: a revocation may carry its reason in the body.
