@@ -81,7 +81,8 @@ export function createApp({ till }) {
     const given = ctx.request.body?.reason ?? ctx.query.reason;
     const reason = typeof given === 'string' && given.trim() ? given : `revoked by key ${ctx.state.apiKey.id}`;
     try {
-      await till.keys.revoke(id, { reason });
+      // The audit trail names the key that made the change (its public id), whatever reason the caller wrote.
+      await till.keys.revoke(id, { reason, actor: `key:${ctx.state.apiKey.id}` });
     } catch (error) {
       if (isTillError(error, 'KEY_NOT_FOUND')) return problem(ctx, 404, 'KEY_NOT_FOUND', 'Key not found', 'No API key has this id.');
       if (isTillError(error, 'INVALID_ARGUMENT')) return problem(ctx, 400, 'INVALID_ARGUMENT', 'Bad request', 'reason must be at most 200 characters without control characters.');
