@@ -27,6 +27,7 @@ export function createApp({ till }) {
 
   // Everything under /v1 needs a valid key; each route then names the scope it needs.
   const v1 = express.Router();
+  // Served to browsers, cors() would go before this: a CORS preflight (OPTIONS) carries no key.
   v1.use(apiKeyAuth({ till }));
   // Bodies are parsed only once the key checks out: an unauthenticated client gets nothing parsed.
   v1.use(express.json({ limit: '16kb' }));

@@ -50,6 +50,7 @@ export function createApp({ till }) {
   // `sensitive: true`: @koa/router matches use() middleware by the exact case of its prefix but
   // routes in any case, so without it `GET /V1/me` would reach the route and skip apiKeyAuth().
   const v1 = new Router({ prefix: '/v1', sensitive: true });
+  // Served to browsers, cors() would go before this: a CORS preflight (OPTIONS) carries no key.
   v1.use(apiKeyAuth({ till }));
   // Bodies are parsed only once the key checks out: an unauthenticated client gets nothing parsed.
   // DELETE too: a revocation may carry its reason in the body.
