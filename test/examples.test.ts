@@ -96,6 +96,9 @@ for (const framework of frameworks) {
       const revoked = await request(server).delete(`/v1/keys/${read.id}`).set(bearer(admin.key)).send({ reason: 'demo' });
       expect(revoked.status).toBe(204);
       expect((await till.keys.get(read.id))?.revokedReason).toBe('demo');
+      // The audit entry names the admin key as the actor, not only the reason the caller wrote.
+      const entries = (await till.keys.audit({ keyId: read.id, types: ['key.revoked'] })).entries;
+      expect(entries.map((e) => [e.actor, e.reason])).toEqual([[`key:${admin.id}`, 'demo']]);
 
       const after = await request(server).get('/v1/reports').set(bearer(read.key));
       expect(after.status).toBe(401);

@@ -27,6 +27,7 @@ export function createApp({ till }) {
 
   // Everything under /v1 needs a valid key; each route then names the scope it needs.
   const v1 = express.Router();
+  // Served to browsers, cors() would go before this: a CORS preflight (OPTIONS) carries no key.
   v1.use(apiKeyAuth({ till }));
   // Bodies are parsed only once the key checks out: an unauthenticated client gets nothing parsed.
   v1.use(express.json({ limit: '16kb' }));
@@ -55,7 +56,8 @@ export function createApp({ till }) {
     const given = req.body?.reason ?? req.query.reason;
     const reason = typeof given === 'string' && given.trim() ? given : `revoked by key ${req.apiKey.id}`;
     try {
-      await till.keys.revoke(id, { reason });
+      // The audit trail names the key that made the change (its public id), whatever reason the caller wrote.
+      await till.keys.revoke(id, { reason, actor: `key:${req.apiKey.id}` });
     } catch (error) {
       if (isTillError(error, 'KEY_NOT_FOUND')) return problem(res, 404, 'KEY_NOT_FOUND', 'Key not found', 'No API key has this id.');
       if (isTillError(error, 'INVALID_ARGUMENT')) return problem(res, 400, 'INVALID_ARGUMENT', 'Bad request', 'reason must be at most 200 characters without control characters.');

@@ -47,7 +47,10 @@ export function createApp({ till }) {
   });
 
   // Everything under /v1 needs a valid key; each route then names the scope it needs.
-  const v1 = new Router({ prefix: '/v1' });
+  // `sensitive: true`: @koa/router matches use() middleware by the exact case of its prefix but
+  // routes in any case, so without it `GET /V1/me` would reach the route and skip apiKeyAuth().
+  const v1 = new Router({ prefix: '/v1', sensitive: true });
+  // Served to browsers, cors() would go before this: a CORS preflight (OPTIONS) carries no key.
   v1.use(apiKeyAuth({ till }));
   // Bodies are parsed only once the key checks out: an unauthenticated client gets nothing parsed.
   // DELETE too: a revocation may carry its reason in the body.
@@ -79,7 +82,8 @@ export function createApp({ till }) {
     const given = ctx.request.body?.reason ?? ctx.query.reason;
     const reason = typeof given === 'string' && given.trim() ? given : `revoked by key ${ctx.state.apiKey.id}`;
     try {
-      await till.keys.revoke(id, { reason });
+      // The audit trail names the key that made the change (its public id), whatever reason the caller wrote.
+      await till.keys.revoke(id, { reason, actor: `key:${ctx.state.apiKey.id}` });
     } catch (error) {
       if (isTillError(error, 'KEY_NOT_FOUND')) return problem(ctx, 404, 'KEY_NOT_FOUND', 'Key not found', 'No API key has this id.');
       if (isTillError(error, 'INVALID_ARGUMENT')) return problem(ctx, 400, 'INVALID_ARGUMENT', 'Bad request', 'reason must be at most 200 characters without control characters.');

@@ -1,5 +1,5 @@
 // What `till` prints: aligned tables and field lists for people, one JSON document for scripts.
-import { keyStatus, type KeyInfo, type KeyStatus, type KeyUsage } from '@till/core';
+import { escapeText, keyStatus, safeJson, type KeyInfo, type KeyStatus, type KeyUsage } from '@till/core';
 
 /** A record as printed by `--json`: the API's KeyInfo (times in epoch milliseconds) plus its status now. */
 export type KeyJson = KeyInfo & { status: KeyStatus };
@@ -14,13 +14,17 @@ export function toJson(info: KeyInfo, now: number): KeyJson {
   return { id, prefix, name, ownerId, scopes, metadata, status: statusOf(info, now), createdAt, updatedAt, notBefore, expiresAt, revokedAt, revokedReason, disabled, rotatedFrom, rotatedTo, version, ...rest };
 }
 
+/** One JSON document; controls, C1, bidi and zero-width characters in it are written as \\u escapes. */
 export function json(value: unknown): string {
-  return `${JSON.stringify(value, null, 2)}\n`;
+  return `${safeJson(value, 2)}\n`;
 }
 
-/** Stored text (names, metadata) may hold anything: never let it drive the terminal. */
+/**
+ * Stored text (names, metadata, file names) may hold anything: never let it drive the terminal or
+ * read as other text (controls, C1, bidi and zero-width characters are printed as \\u escapes).
+ */
 export function clean(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escapeText(text);
 }
 
 /** ISO 8601 in UTC to the second, or `none` for a missing time. */

@@ -7,6 +7,7 @@ import type { VerificationEvent } from './events.js';
 import type { Logger } from './logger.js';
 import type { OutcomeCode } from './outcome.js';
 import type { Till } from './till.js';
+import { escapeText, safeJson } from './text.js';
 
 export type AlertRule =
   /** `threshold` failed verifications from one client IP within `window`. */
@@ -190,7 +191,9 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
     }
     fired.set(seen, at);
     stats.sent++;
-    const alert: Alert = Object.freeze({ id: randomBytes(8).toString('hex'), rule, at, subject, ...fields });
+    // The message quotes what a client sent (its address, through a proxy's header): escaped, so that a
+    // log line or a chat message made of it reads as what it is.
+    const alert: Alert = Object.freeze({ id: randomBytes(8).toString('hex'), rule, at, subject, ...fields, message: escapeText(fields.message) });
     for (const target of sinks) deliver(target, alert);
   };
 
@@ -287,7 +290,7 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
 
 /** Alerts as warnings through a logger (Till's, by default). */
 export function loggerSink(logger: Logger): AlertSink {
-  return (alert) => logger.warn(`[till] [alert] ${alert.rule}: ${alert.message}`);
+  return (alert) => logger.warn(`[till] [alert] ${alert.rule}: ${escapeText(alert.message)}`);
 }
 
 export interface WebhookOptions {
@@ -362,7 +365,8 @@ export function webhookSink(options: WebhookOptions): AlertSink {
     if (dropping && inFlight <= maxPending >> 1) dropping = false;
     inFlight++;
     try {
-      const body = JSON.stringify({ alert });
+      // Every field escaped the same way (C1, bidi and zero-width characters too); the receiver parses the same values.
+      const body = safeJson({ alert });
       for (let attempt = 0; ; attempt++) {
         let retryable = true;
         let why = '';

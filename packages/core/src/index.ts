@@ -1,5 +1,6 @@
 // @till/core: key format, hashing, verification, stores and key management. No HTTP framework here.
 export { TillError, isTillError, type TillErrorCode } from './errors.js';
+export { isSafeText, safeText, escapeText, safeJson } from './text.js';
 export {
   OUTCOME_CODES,
   failure,

@@ -5,6 +5,7 @@ import { createHasher, type KeyHasher } from './hash.js';
 import { assertValidPrefix, generateKey, isValidKeyId, parseKey } from './key-format.js';
 import { keyStatus, toKeyInfo, type KeyInfo, type KeyRecord, type KeyStatus } from './record.js';
 import { digestBytes } from './sha256.js';
+import { isSafeText } from './text.js';
 import { normalizeGrants } from './scopes.js';
 import { parseDuration } from './duration.js';
 import { normalizeCredits, normalizeRateLimits, type CreditsInput, type RateLimitInput } from './limits.js';
@@ -123,7 +124,7 @@ function fail(message: string): never {
 }
 
 function checkText(value: unknown, field: string): string {
-  if (typeof value !== 'string' || value.trim().length === 0 || value.length > MAX_TEXT || /[\u0000-\u001f\u007f]/.test(value)) {
+  if (typeof value !== 'string' || value.trim().length === 0 || value.length > MAX_TEXT || !isSafeText(value)) {
     fail(`${field} must be a non-empty string of at most ${MAX_TEXT} characters without control characters`);
   }
   return value;

@@ -56,6 +56,58 @@ const ipOf = (ctx: Context): string | undefined => ctx.ip;
 
 type Responder = (failure: VerifyFailure, ctx: Context) => void | Promise<void>;
 
+/** Every `apiKeyAuth()` middleware made here: how a router's stack shows where authentication is mounted. */
+const authMiddlewares = new WeakSet<object>();
+
+/** What Till reads of an @koa/router `Router` (`ctx.router`) and its layers; nothing else is assumed. */
+interface RouterLike {
+  stack?: unknown;
+}
+interface LayerLike {
+  methods?: unknown;
+  stack?: unknown;
+  regexp?: unknown;
+  path?: unknown;
+}
+
+/** The verdict on each router seen: null when authentication on it cannot be skipped by a path's case. */
+const routerVerdicts = new WeakMap<object, TillError | null>();
+
+/**
+ * @koa/router matches a router's `use()` middleware by its prefix case-sensitively but its routes
+ * case-insensitively (unless the router has `sensitive: true`): with
+ * `new Router({ prefix: '/api' }).use(apiKeyAuth())`, `GET /API/invoices` runs the route without
+ * authentication. Till cannot see the requests that skip it, but it sees the router whenever
+ * authentication or a route guard runs in it: such a router is refused (an error, never a pass) so
+ * that the hole shows at the first request instead of in production.
+ */
+function checkRouter(ctx: Context): void {
+  const router = (ctx as { router?: unknown }).router;
+  if (router === null || typeof router !== 'object') return;
+  let verdict = routerVerdicts.get(router);
+  if (verdict === undefined) {
+    verdict = null;
+    const stack = (router as RouterLike).stack;
+    const layers = Array.isArray(stack) ? (stack as LayerLike[]) : [];
+    const caseless = (l: LayerLike) => l.regexp instanceof RegExp && l.regexp.flags.includes('i');
+    const routes = layers.filter((l) => Array.isArray(l.methods) && l.methods.length > 0);
+    for (const layer of layers) {
+      const isUse = Array.isArray(layer.methods) && layer.methods.length === 0;
+      const authenticates = Array.isArray(layer.stack) && layer.stack.some((fn) => typeof fn === 'function' && authMiddlewares.has(fn));
+      // A use() layer whose path has letters and matches them only in one case, on a router whose routes match any case.
+      if (isUse && authenticates && layer.regexp instanceof RegExp && !caseless(layer) && /[A-Za-z]/.test(String(layer.path)) && routes.some(caseless)) {
+        verdict = new TillError(
+          'INVALID_OPTIONS',
+          `[till] [koa] apiKeyAuth() is mounted with router.use() under a path (${String(layer.path).slice(0, 60)}) on an @koa/router Router whose routes match paths in any case while its use() middleware matches only the exact case: a request that changes the path's case would reach the routes without authentication. Create the router with { sensitive: true }, or mount apiKeyAuth() on the app or on each route`,
+        );
+        break;
+      }
+    }
+    routerVerdicts.set(router, verdict);
+  }
+  if (verdict !== null) throw verdict;
+}
+
 /**
  * Answers a refusal with `onFailure` (or the default). The handler may change the response; one that
  * leaves it untouched (Koa's default 404, no body) gets the default response.
@@ -86,7 +138,8 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
   // Guards after this middleware answer like it; with default options that is their own default.
   const custom = onFailure !== undefined || options?.realm !== undefined ? respond : null;
 
-  return async function tillApiKeyAuth(ctx: Context, next: Next): Promise<void> {
+  const middleware = async function tillApiKeyAuth(ctx: Context, next: Next): Promise<void> {
+    checkRouter(ctx);
     let result = auth.authenticate(ctx.req, ctx, ipOf, custom);
     if (result instanceof Promise) result = await result;
     if (result === null) return next();
@@ -99,6 +152,8 @@ export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
     }
     return next();
   };
+  authMiddlewares.add(middleware);
+  return middleware;
 }
 
 function scopeGuard(scopes: readonly unknown[], mode: 'all' | 'any'): Middleware {
@@ -106,6 +161,8 @@ function scopeGuard(scopes: readonly unknown[], mode: 'all' | 'any'): Middleware
   return async function tillRequireScopes(ctx: Context, next: Next): Promise<void> {
     const refusal = check(ctx.req, () => ctx.ip);
     if (refusal === null) return next();
+    // A request no apiKeyAuth() saw: on a router that skips it by case, say so (an error, still no pass).
+    if (refusal.failure.code === 'MISSING') checkRouter(ctx);
     if (refusal.settled !== null) await refusal.settled;
     const respond = refusal.respond as Responder | null;
     // Without apiKeyAuth() before it there is no key (and no custom handler): refuse with the default.

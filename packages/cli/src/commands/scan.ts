@@ -3,12 +3,12 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import type { Command } from 'commander';
-import { findKeys, type KeyManager } from '@till/core';
+import { findKeys, safeJson, type KeyManager } from '@till/core';
 import type { Context } from '../context.js';
 import { confirm } from '../confirm.js';
 import { failed } from '../errors.js';
 import { isIgnored, parseIgnore, type IgnoreFile } from '../gitignore.js';
-import { json, table } from '../output.js';
+import { clean, json, table } from '../output.js';
 
 interface ScanOptions {
   offline?: boolean;
@@ -74,14 +74,14 @@ function filesOf(paths: readonly string[]): string[] {
     try {
       stat = statSync(path);
     } catch {
-      throw failed(`cannot read ${JSON.stringify(path)}: no such file or directory`);
+      throw failed(`cannot read ${safeJson(path)}: no such file or directory`);
     }
     if (stat.isDirectory()) {
       for (const file of gitFiles(path) ?? walkDirectory(path, '', [])) out.add(resolve(file));
     } else if (stat.isFile()) {
       out.add(resolve(path));
     } else {
-      throw failed(`cannot scan ${JSON.stringify(path)}: not a regular file or a directory`);
+      throw failed(`cannot scan ${safeJson(path)}: not a regular file or a directory`);
     }
   }
   return [...out];
@@ -242,8 +242,9 @@ export function registerScan(program: Command, ctx: Context): void {
         return;
       }
       if (findings.length > 0) {
-        // prefix_<id>…: the public part; the secret that follows is never printed.
-        ctx.print(table(['FILE', 'LINE', 'KEY', 'STATUS'], findings.map((f) => [f.file, `${f.line}:${f.column}`, `${f.prefix}_${f.keyId}…`, LABELS[f.status] ?? f.status.replace(/_/g, ' ')])));
+        // prefix_<id>…: the public part; the secret that follows is never printed. A file's name may
+        // hold anything (an ANSI escape, a newline): it is printed escaped.
+        ctx.print(table(['FILE', 'LINE', 'KEY', 'STATUS'], findings.map((f) => [clean(f.file), `${f.line}:${f.column}`, `${f.prefix}_${f.keyId}…`, LABELS[f.status] ?? f.status.replace(/_/g, ' ')])));
       }
       const skippedText = Object.entries(skipped).filter(([, n]) => n > 0).map(([why, n]) => `${n} ${why}`).join(', ');
       const notes: string[] = [];
