@@ -41,6 +41,7 @@ describe('a scan of made-up keys from many addresses', () => {
     await admin.config('RESETSTAT');
 
     const N = 10_000;
+    const started = Date.now();
     for (let i = 0; i < N; i++) {
       const ip = `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
       expect(await call(ip, { authorization: `Bearer ${generateKey('till').key}`, 'user-agent': `scanner/${i}` })).toBe(401);
@@ -58,8 +59,11 @@ describe('a scan of made-up keys from many addresses', () => {
     }
     const perKey = calls / N;
     console.log(`[cost] ${N} made-up keys: ${calls} Redis commands (${perKey.toFixed(3)} per key), ${(usec / N).toFixed(2)} µs of Redis CPU per key; by command: ${[...stats].map(([n, s]) => `${n} ${s.calls}`).join(', ')}`);
+    // One GET per made-up key, and nothing else per key: the rest (the security log's folded entries,
+    // written once per interval) grows with the run's seconds, not with the keys sent.
+    const seconds = (Date.now() - started) / 1000;
     expect(stats.get('get')?.calls).toBe(N);
-    expect(perKey).toBeLessThanOrEqual(1.01);
+    expect(calls - N, `${calls - N} commands besides the GETs in ${seconds.toFixed(1)} s`).toBeLessThanOrEqual(50 + 30 * seconds);
     // No key per address or per made-up id: only the security log, and the real key's usage counts.
     const added = (await admin.keys('*')).filter((k) => !keysBefore.has(k)).sort();
     expect(added).toHaveLength(3);
