@@ -2,12 +2,12 @@
 import { systemClock, type Clock } from './clock.js';
 import { isTillError, TillError } from './errors.js';
 import { createHasher, type KeyHasher } from './hash.js';
-import { assertValidPrefix, generateKey, isValidKeyId, parseKey } from './key-format.js';
+import { assertValidPrefix, generateKey, isValidKeyId, keySlot, parseKey } from './key-format.js';
 import { keyStatus, toKeyInfo, type KeyInfo, type KeyRecord, type KeyStatus } from './record.js';
 import { digestBytes } from './sha256.js';
 import { normalizeGrants } from './scopes.js';
 import { parseDuration } from './duration.js';
-import { normalizeCredits, normalizeRateLimits, type CreditsInput, type RateLimitInput } from './limits.js';
+import { normalizeCredits, normalizeRateLimits, type Credits, type CreditsInput, type RateLimitInput } from './limits.js';
 import type { KeyUsage } from './usage.js';
 import { auditReport, type Report, type ReportOptions } from './report.js';
 import { auditText, type AuditPage, type AuditQuery, type AuditRecord, type ChangeType } from './audit.js';
@@ -158,6 +158,18 @@ function assertRotatable(record: KeyRecord): void {
   if (record.disabled) throw new TillError('KEY_DISABLED', `[till] [keys] key ${record.id} is disabled; enable it before rotating`);
 }
 
+/**
+ * Credits set anew on `record`: counted where its credits were (a rotation chain's one count, or its
+ * own), under a generation above both its version and the generation they had, so the store restarts
+ * the count and never takes an older policy for the newer one.
+ */
+function creditsAnew(record: KeyRecord, credits: Credits): Credits {
+  const generation = Math.max(record.version + 1, (record.credits?.generation ?? 0) + 1);
+  // A key of a chain counts where the chain does, even from a first policy (its predecessors follow it).
+  const account = record.credits?.account ?? (record.rotatedFrom !== null ? record.id : undefined);
+  return Object.freeze({ ...credits, generation, ...(account !== undefined && { account }) });
+}
+
 function checkMetadata(value: unknown): Record<string, unknown> {
   if (value === undefined) return {};
   if (value === null || typeof value !== 'object' || Array.isArray(value)) fail('metadata must be a plain object');
@@ -256,8 +268,11 @@ export class KeyManager {
     settings: Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'createdAt' | 'expiresAt' | 'notBefore' | 'rotatedFrom' | 'limits' | 'credits'>,
     context: ChangeContext | undefined,
   ): Promise<CreatedKey> {
+    // A rotated key is drawn in its predecessor's Cluster slot (so the whole chain is in its first
+    // key's): its charges spend the chain's one credit count in the same script as its own limits.
+    const slot = settings.rotatedFrom === null ? undefined : keySlot(settings.rotatedFrom);
     for (let attempt = 0; ; attempt++) {
-      const generated = generateKey(settings.prefix);
+      const generated = generateKey(settings.prefix, slot);
       const record: KeyRecord = {
         id: generated.id,
         hash: this.hasher.digest(generated.key),
@@ -314,7 +329,7 @@ export class KeyManager {
     return this.confirmed(this.change(id, (record, t) => {
       assertNotRevoked(record);
       const next = { ...record, ...changes };
-      if (patch.credits !== undefined) next.credits = patch.credits === null ? null : normalizeCredits(patch.credits, 'keys', t, record.version + 1);
+      if (patch.credits !== undefined) next.credits = patch.credits === null ? null : creditsAnew(record, normalizeCredits(patch.credits, 'keys', t, 0));
       if (merging) {
         // Merged inside the compare-and-set, so a concurrent metadata change is never lost.
         const metadata: Record<string, unknown> = { ...record.metadata, ...set };
@@ -367,7 +382,8 @@ export class KeyManager {
       notBefore: null,
       rotatedFrom: old.id,
       limits: old.limits,
-      credits: await this.liveCredits(old, now),
+      // The chain shares one balance, the first key's count: rotating never copies it (see decisions).
+      credits: old.credits === null ? null : { ...old.credits, account: old.credits.account ?? old.id },
     }, options);
     try {
       const previous = await this.change(id, (record, t) => {
@@ -392,17 +408,6 @@ export class KeyManager {
       await this.change(created.record.id, (record, t) => ({ ...record, revokedAt: t, revokedReason: 'rotation aborted' }), 'key.revoked', { ...(options.actor !== undefined && { actor: options.actor }), reason: 'rotation aborted' }).catch(() => {});
       throw error;
     }
-  }
-
-  /**
-   * The credits a rotated key starts with: the old key's live count (refills included), under
-   * the same refill. Both keys spend during the grace period, each from its own count.
-   */
-  private async liveCredits(old: KeyRecord, now: number): Promise<KeyRecord['credits']> {
-    if (old.credits === null) return null;
-    const live = await this.store.consume({ subject: old.id, keyVersion: old.version, credits: old.credits, limits: [], cost: 0, now });
-    const remaining = 'credits' in live && live.credits !== null ? live.credits : old.credits.remaining;
-    return { remaining, refill: old.credits.refill, setAt: now, generation: 1 };
   }
 
   /** Credits left on a key now (refills included), or null when it has none. */
