@@ -169,7 +169,7 @@ function assertCurrent(record: KeyRecord): void {
   if (record.rotatedTo !== null) {
     throw new TillError(
       'KEY_ROTATED',
-      `[till] [keys] key ${record.id} was rotated to ${record.rotatedTo}: change that key instead (a change of the newest key reaches the keys still in their grace period); to end this key's grace early, revoke it alone ({ chain: false })`,
+      `[till] [keys] key ${record.id} was rotated to ${record.rotatedTo}: change that key instead (a change of the newest key reaches the keys still in their grace period); to end this key's grace early, revoke it alone (revoke with { chain: false }, or till keys revoke --key-only)`,
     );
   }
 }

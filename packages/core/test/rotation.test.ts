@@ -9,7 +9,6 @@ import { createTill, type Till } from '../src/till.js';
 import type { KeyInfo } from '../src/record.js';
 import { deleteNamespace, newClient, uniqueNamespace } from '../../../test/helpers/redis.js';
 
-const HOUR = 3_600_000;
 const quiet = { warn() {}, error() {} };
 
 const clients: Redis[] = [];
@@ -165,7 +164,7 @@ describe.each(['memory', 'redis'] as const)('rotation chains on the %s store', (
     });
     const started = Date.now();
     const problems: string[] = [];
-    let acknowledged = { narrowed: 0, revoked: 0 };
+    const acknowledged = { narrowed: 0, revoked: 0 };
     for (let round = 0; round < 300 && Date.now() - started < 60_000; round++) {
       const key = await admin.create({ name: `race-${round}`, scopes: ['admin', 'read'], ownerId: `race-${kind}` });
       const id = key.record.id;
