@@ -412,7 +412,7 @@ export class KeyManager {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const head = await this.store.get(id);
       if (head === null || head.rotatedFrom === null) return;
-      for (const predecessor of await this.predecessors(head, true)) {
+      for (const predecessor of await this.livePredecessors(head)) {
         await this.change(predecessor.id, (record) => {
           if (record.revokedAt !== null || !chainDiffers(record, head)) return null;
           const next: { -readonly [K in keyof KeyRecord]: KeyRecord[K] } = { ...record };
@@ -426,8 +426,11 @@ export class KeyManager {
     throw new TillError('CONFLICT', `[till] [keys] key ${id} kept changing while the keys it replaced were brought in step; try again`);
   }
 
-  /** The keys `record` replaced, newest first; with `live`, only those not revoked and not expired. */
-  private async predecessors(record: KeyRecord, live: boolean): Promise<KeyRecord[]> {
+  /**
+   * The keys `record` replaced that still work (not revoked, not expired), newest first. The walk goes
+   * through the others: graces differ, so an older key may outlive a newer one.
+   */
+  private async livePredecessors(record: KeyRecord): Promise<KeyRecord[]> {
     const out: KeyRecord[] = [];
     const now = this.clock();
     let from = record.rotatedFrom;
@@ -435,7 +438,7 @@ export class KeyManager {
       const previous = await this.store.get(from);
       if (previous === null) break;
       const status = keyStatus(previous, now);
-      if (!live || (status !== 'revoked' && status !== 'expired')) out.push(previous);
+      if (status !== 'revoked' && status !== 'expired') out.push(previous);
       from = previous.rotatedFrom;
     }
     return out;
@@ -607,7 +610,7 @@ export class KeyManager {
         }
         // Keys it replaced that still work (a leak of the new key reaches the old one in its grace).
         const record = await this.store.get(id);
-        for (const previous of record === null ? [] : await this.predecessors(record, true)) {
+        for (const previous of record === null ? [] : await this.livePredecessors(record)) {
           const done = await revokeOne(previous.id, detail).catch((error: unknown) => {
             failure ??= error;
             return null;
