@@ -93,6 +93,27 @@ describe('an Express app on Redis Cluster', () => {
     await admin.keys.delete(record.id);
     expect(await admin.keys.get(record.id)).toBeNull();
   }, 30_000);
+
+  it('charges a rotation chain\'s one balance from every key of the chain, each in one script', async () => {
+    const first = await admin.keys.create({ name: 'chain on cluster', scopes: [], limits: [{ name: 'per-minute', limit: 100, window: '1m' }], credits: { remaining: 12 } });
+    const keys = [first.key];
+    let id = first.record.id;
+    for (let i = 0; i < 3; i++) {
+      const rotated = await admin.keys.rotate(id, { grace: '1h' });
+      keys.push(rotated.key);
+      id = rotated.record.id;
+    }
+    let admitted = 0;
+    for (let round = 0; round < 5; round++) {
+      for (const key of keys) {
+        const result = await served.verify(key);
+        if (result.valid) admitted++;
+        else expect(result.code).toBe('USAGE_EXCEEDED');
+      }
+    }
+    expect(admitted).toBe(12);
+    expect(await admin.keys.credits(id)).toBe(0);
+  }, 30_000);
 });
 
 describe('changes confirmed by replicas on Redis Cluster', () => {

@@ -460,6 +460,37 @@ describe('destructive commands', () => {
     expect((await till.keys.get(newId))!.rotatedFrom).toBe(old.record.id);
   });
 
+  it('revoke reaches the rotation chain; --key-only ends an old key\'s grace alone; a rotated key is changed through its successor', async () => {
+    const old = await apiKey('chain, leaked');
+    const next = await till.keys.rotate(old.record.id, { grace: '1h' });
+    const refused = await till$('keys', 'update', old.record.id, '--expires', 'never');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`was rotated to ${next.record.id}: change that key instead`);
+    const disable = await till$('keys', 'disable', old.record.id, '--yes');
+    expect(disable.code).toBe(1);
+    expect(disable.stderr).toContain(`till keys revoke ${old.record.id} --key-only`);
+
+    const run = await till$('keys', 'revoke', old.record.id, '--reason', 'leaked', '--yes', '--json');
+    expect(run.code, run.stderr).toBe(0);
+    const revoked = parse<{ record: KeyInfo; chain: KeyInfo[] }>(run);
+    expect(revoked.record).toMatchObject({ id: old.record.id, revokedReason: 'leaked' });
+    expect(revoked.chain.map((k) => k.id)).toEqual([next.record.id]);
+    expect(await outcome(next.key)).toBe('REVOKED');
+
+    const a = await apiKey('chain, grace ended');
+    const b = await till.keys.rotate(a.record.id, { grace: '1h' });
+    const alone = await till$('keys', 'revoke', a.record.id, '--key-only', '--yes');
+    expect(alone.code, alone.stderr).toBe(0);
+    expect(alone.stdout).not.toContain('Also revoked');
+    expect(await outcome(a.key)).toBe('REVOKED');
+    expect(await outcome(b.key)).toBe('VALID');
+    // Learning later that the old key leaked: revoking it again reaches the rest of the chain.
+    const later = await till$('keys', 'revoke', a.record.id, '--yes');
+    expect(later.code, later.stderr).toBe(0);
+    expect(later.stdout).toContain(`Also revoked, of its rotation chain: ${b.record.id}.`);
+    expect(await outcome(b.key)).toBe('REVOKED');
+  });
+
   it('disable (with --yes) stops a key, enable brings it back', async () => {
     const created = await apiKey('to disable');
     const id = created.record.id;

@@ -1,5 +1,6 @@
 // The key format `<prefix>_<id><secret><check>`: generation and a parser that never throws.
-import { base62Digit, encodeBase62, randomBase62 } from './base62.js';
+import { randomBytes } from 'node:crypto';
+import { BASE62, base62Digit, encodeBase62, randomBase62 } from './base62.js';
 import { crc32 } from './crc32.js';
 import { TillError } from './errors.js';
 
@@ -43,10 +44,56 @@ export interface GeneratedKey {
   readonly id: string;
 }
 
-/** A new random key with the given prefix. */
-export function generateKey(prefix: string): GeneratedKey {
+const SLOTS = 16384;
+const CRC16_TABLE = (() => {
+  const table = new Uint16Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n << 8;
+    for (let k = 0; k < 8; k++) c = c & 0x8000 ? ((c << 1) ^ 0x1021) & 0xffff : (c << 1) & 0xffff;
+    table[n] = c;
+  }
+  return table;
+})();
+
+/**
+ * The Redis Cluster slot of a key id: a store keeps everything of a key under the `{<id>}` hash tag,
+ * so the slot is CRC16 (XMODEM) of the id, mod 16384.
+ */
+export function keySlot(id: string): number {
+  let crc = 0;
+  for (let i = 0; i < id.length; i++) crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >> 8) ^ id.charCodeAt(i)) & 0xff]!;
+  return crc % SLOTS;
+}
+
+/** Most ids drawn looking for one in a given slot (about 16,384 are needed on average). */
+const MAX_SLOT_DRAWS = 1_000_000;
+
+/** A random id in `slot`: candidates cut from bulk random bytes (one CSPRNG call per 64 KiB, not per id). */
+function randomIdInSlot(slot: number): string {
+  let draws = 0;
+  for (;;) {
+    const bytes = randomBytes(65_536);
+    let id = '';
+    for (let i = 0; i < bytes.length; i++) {
+      const b = bytes[i]!;
+      if (b >= 248) continue; // as randomBase62: every character equally likely
+      id += BASE62[b % 62];
+      if (id.length < ID_LENGTH) continue;
+      if (keySlot(id) === slot) return id;
+      if (++draws >= MAX_SLOT_DRAWS) throw new TillError('INVALID_ARGUMENT', `[till] [keys] no key id found in slot ${slot}`);
+      id = '';
+    }
+  }
+}
+
+/**
+ * A new random key with the given prefix; with `slot`, its id is drawn until it falls in that Cluster
+ * slot (the keys of a rotation chain share one, so one script charges their shared credits). Only the
+ * public id is constrained, about 14 of its 95 bits; the secret is drawn apart and stays whole.
+ */
+export function generateKey(prefix: string, slot?: number): GeneratedKey {
   assertValidPrefix(prefix, 'generateKey');
-  const id = randomBase62(ID_LENGTH);
+  const id = slot === undefined ? randomBase62(ID_LENGTH) : randomIdInSlot(slot);
   const head = `${prefix}_${id}${randomBase62(SECRET_LENGTH)}`;
   return { key: head + encodeBase62(crc32(head), CHECK_LENGTH), prefix, id };
 }

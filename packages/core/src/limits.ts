@@ -45,8 +45,16 @@ export interface Credits {
   readonly refill: { readonly amount: number; readonly interval: number } | null;
   /** Epoch ms when the credits were set; refills count from here. */
   readonly setAt: number;
-  /** Record version that set them: a store resets its live count when this changes. */
+  /**
+   * Version of the record that set them (or, in a rotation chain, above every generation the chain
+   * had before): a store resets its live count when this changes, and never goes back to an older one.
+   */
   readonly generation: number;
+  /**
+   * Whose live count these credits are: the id of the first key of a rotation chain, whose counter
+   * every key of the chain charges (rotating a key never copies its balance). Absent: the key's own.
+   */
+  readonly account?: string;
 }
 
 export interface CreditsInput {

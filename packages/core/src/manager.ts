@@ -2,13 +2,13 @@
 import { systemClock, type Clock } from './clock.js';
 import { isTillError, TillError } from './errors.js';
 import { createHasher, type KeyHasher } from './hash.js';
-import { assertValidPrefix, generateKey, isValidKeyId, parseKey } from './key-format.js';
+import { assertValidPrefix, generateKey, isValidKeyId, keySlot, parseKey } from './key-format.js';
 import { keyStatus, toKeyInfo, type KeyInfo, type KeyRecord, type KeyStatus } from './record.js';
 import { digestBytes } from './sha256.js';
 import { isSafeText } from './text.js';
 import { normalizeGrants } from './scopes.js';
 import { parseDuration } from './duration.js';
-import { normalizeCredits, normalizeRateLimits, type CreditsInput, type RateLimitInput } from './limits.js';
+import { normalizeCredits, normalizeRateLimits, type Credits, type CreditsInput, type RateLimitInput } from './limits.js';
 import type { KeyUsage } from './usage.js';
 import { auditReport, type Report, type ReportOptions } from './report.js';
 import { auditText, type AuditPage, type AuditQuery, type AuditRecord, type ChangeType } from './audit.js';
@@ -118,6 +118,13 @@ const DEFAULT_GRACE = '24h';
 const MAX_TEXT = 200;
 const MAX_METADATA_BYTES = 4096;
 const MAX_ATTEMPTS = 16;
+/** Most keys followed along one rotation chain (a key rotated daily for almost three years). */
+const MAX_CHAIN = 1000;
+/**
+ * What every live key of a rotation chain shares with its newest key: a change of these on the newest
+ * key reaches the keys still in their grace period. Their expiry and start stay their own.
+ */
+const CHAIN_FIELDS = ['name', 'scopes', 'metadata', 'limits', 'credits', 'disabled'] as const;
 
 function fail(message: string): never {
   throw new TillError('INVALID_ARGUMENT', `[till] [keys] ${message}`);
@@ -153,10 +160,42 @@ function assertNotRevoked(record: KeyRecord): void {
   if (record.revokedAt !== null) throw new TillError('KEY_REVOKED', `[till] [keys] key ${record.id} is revoked; a revoked key cannot change`);
 }
 
+/**
+ * A superseded key (rotated, in its grace period or past it) follows its newest key: it cannot be
+ * changed on its own, or a change meant for the key in use (a narrowing) would miss it, and one made
+ * to the old key (no expiry) would undo its grace. Revoking and deleting it are the exceptions.
+ */
+function assertCurrent(record: KeyRecord): void {
+  assertNotRevoked(record);
+  if (record.rotatedTo !== null) {
+    throw new TillError(
+      'KEY_ROTATED',
+      `[till] [keys] key ${record.id} was rotated to ${record.rotatedTo}: change that key instead (a change of the newest key reaches the keys still in their grace period); to end this key's grace early, revoke it alone (revoke with { chain: false }, or till keys revoke --key-only)`,
+    );
+  }
+}
+
+/** Fields of a chain's newest key that a predecessor does not hold alike (none: in step). */
+function chainDiffers(record: KeyRecord, head: KeyRecord): boolean {
+  return CHAIN_FIELDS.some((f) => JSON.stringify(record[f]) !== JSON.stringify(head[f]));
+}
+
 function assertRotatable(record: KeyRecord): void {
   assertNotRevoked(record);
   if (record.rotatedTo !== null) throw new TillError('KEY_ROTATED', `[till] [keys] key ${record.id} was already rotated to ${record.rotatedTo}; rotate that key instead`);
   if (record.disabled) throw new TillError('KEY_DISABLED', `[till] [keys] key ${record.id} is disabled; enable it before rotating`);
+}
+
+/**
+ * Credits set anew on `record`: counted where its credits were (a rotation chain's one count, or its
+ * own), under a generation above both its version and the generation they had, so the store restarts
+ * the count and never takes an older policy for the newer one.
+ */
+function creditsAnew(record: KeyRecord, credits: Credits): Credits {
+  const generation = Math.max(record.version + 1, (record.credits?.generation ?? 0) + 1);
+  // A key of a chain counts where the chain does, even from a first policy (its predecessors follow it).
+  const account = record.credits?.account ?? (record.rotatedFrom !== null ? record.id : undefined);
+  return Object.freeze({ ...credits, generation, ...(account !== undefined && { account }) });
 }
 
 function checkMetadata(value: unknown): Record<string, unknown> {
@@ -201,8 +240,8 @@ export class KeyManager {
    * A change that takes access away (or may), made safe from a failover where the store can say so
    * (`confirmChanges`): rejects with NOT_REPLICATED when it is made but not yet replicated.
    */
-  private async confirmed(change: Promise<KeyInfo>): Promise<KeyInfo> {
-    let info: KeyInfo | undefined;
+  private async confirmed<T>(change: Promise<T>): Promise<T> {
+    let info: T | undefined;
     let unannounced: unknown;
     try {
       info = await change;
@@ -257,8 +296,11 @@ export class KeyManager {
     settings: Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'createdAt' | 'expiresAt' | 'notBefore' | 'rotatedFrom' | 'limits' | 'credits'>,
     context: ChangeContext | undefined,
   ): Promise<CreatedKey> {
+    // A rotated key is drawn in its predecessor's Cluster slot (so the whole chain is in its first
+    // key's): its charges spend the chain's one credit count in the same script as its own limits.
+    const slot = settings.rotatedFrom === null ? undefined : keySlot(settings.rotatedFrom);
     for (let attempt = 0; ; attempt++) {
-      const generated = generateKey(settings.prefix);
+      const generated = generateKey(settings.prefix, slot);
       const record: KeyRecord = {
         id: generated.id,
         hash: this.hasher.digest(generated.key),
@@ -312,10 +354,10 @@ export class KeyManager {
     if (patch.limits !== undefined) changes.limits = normalizeRateLimits(patch.limits, 'keys');
     // Checked now; stamped inside the compare-and-set with the version that sets them.
     if (patch.credits !== undefined && patch.credits !== null) normalizeCredits(patch.credits, 'keys', now, 0);
-    return this.confirmed(this.change(id, (record, t) => {
-      assertNotRevoked(record);
+    return this.confirmed(this.withChain(this.change(id, (record, t) => {
+      assertCurrent(record);
       const next = { ...record, ...changes };
-      if (patch.credits !== undefined) next.credits = patch.credits === null ? null : normalizeCredits(patch.credits, 'keys', t, record.version + 1);
+      if (patch.credits !== undefined) next.credits = patch.credits === null ? null : creditsAnew(record, normalizeCredits(patch.credits, 'keys', t, 0));
       if (merging) {
         // Merged inside the compare-and-set, so a concurrent metadata change is never lost.
         const metadata: Record<string, unknown> = { ...record.metadata, ...set };
@@ -324,22 +366,83 @@ export class KeyManager {
       }
       checkWindow(next.expiresAt, next.notBefore);
       return next;
-    }, 'key.updated', context));
+    }, 'key.updated', context), id, 'key.updated', context));
   }
 
-  /** Stops a key from working until `enable`; unlike revoking, this can be undone. */
+  /** Stops a key (and the keys it replaced, in their grace period) from working until `enable`; unlike revoking, this can be undone. */
   async disable(id: string, context?: ChangeContext): Promise<KeyInfo> {
-    return this.confirmed(this.change(id, (record) => {
-      assertNotRevoked(record);
+    return this.confirmed(this.withChain(this.change(id, (record) => {
+      assertCurrent(record);
       return record.disabled ? null : { ...record, disabled: true };
-    }, 'key.disabled', context));
+    }, 'key.disabled', context), id, 'key.disabled', context));
   }
 
   async enable(id: string, context?: ChangeContext): Promise<KeyInfo> {
-    return this.change(id, (record) => {
-      assertNotRevoked(record);
+    return this.withChain(this.change(id, (record) => {
+      assertCurrent(record);
       return record.disabled ? { ...record, disabled: false } : null;
-    }, 'key.enabled', context);
+    }, 'key.enabled', context), id, 'key.enabled', context);
+  }
+
+  /**
+   * A change of a chain's newest key, then the same on the keys it replaced that still work (their
+   * grace period): a narrowing, a disabling or new credits reach every key the holder may present.
+   * A change saved but not announced (NOT_ANNOUNCED) still reaches them, and is reported after.
+   */
+  private async withChain(change: Promise<KeyInfo>, id: string, type: ChangeType, context: ChangeContext | undefined): Promise<KeyInfo> {
+    let unannounced: unknown;
+    const note = (error: unknown) => {
+      if (!isTillError(error, 'NOT_ANNOUNCED')) throw error;
+      unannounced ??= error;
+    };
+    const info = await change.catch((error: unknown) => {
+      note(error);
+      return null;
+    });
+    if (info === null || info.rotatedFrom !== null) await this.syncPredecessors(id, type, context, note);
+    if (unannounced !== undefined) throw unannounced;
+    return info!;
+  }
+
+  /**
+   * Brings the live predecessors of `id` in step with it (CHAIN_FIELDS), then reads `id` again: if it
+   * changed meanwhile, once more. Whichever change is the last to write a predecessor, its writer then
+   * sees the newest key unchanged since it read it, so the predecessors end as the newest key is.
+   */
+  private async syncPredecessors(id: string, type: ChangeType, context: ChangeContext | undefined, note: (error: unknown) => void): Promise<void> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const head = await this.store.get(id);
+      if (head === null || head.rotatedFrom === null) return;
+      for (const predecessor of await this.livePredecessors(head)) {
+        await this.change(predecessor.id, (record) => {
+          if (record.revokedAt !== null || !chainDiffers(record, head)) return null;
+          const next: { -readonly [K in keyof KeyRecord]: KeyRecord[K] } = { ...record };
+          for (const f of CHAIN_FIELDS) (next as Record<string, unknown>)[f] = head[f];
+          return next;
+        }, type, context, `follows ${head.id}, which replaced it`).catch(note);
+      }
+      const after = await this.store.get(id);
+      if (after === null || after.version === head.version) return;
+    }
+    throw new TillError('CONFLICT', `[till] [keys] key ${id} kept changing while the keys it replaced were brought in step; try again`);
+  }
+
+  /**
+   * The keys `record` replaced that still work (not revoked, not expired), newest first. The walk goes
+   * through the others: graces differ, so an older key may outlive a newer one.
+   */
+  private async livePredecessors(record: KeyRecord): Promise<KeyRecord[]> {
+    const out: KeyRecord[] = [];
+    const now = this.clock();
+    let from = record.rotatedFrom;
+    for (let n = 0; from !== null && n < MAX_CHAIN; n++) {
+      const previous = await this.store.get(from);
+      if (previous === null) break;
+      const status = keyStatus(previous, now);
+      if (status !== 'revoked' && status !== 'expired') out.push(previous);
+      from = previous.rotatedFrom;
+    }
+    return out;
   }
 
   /**
@@ -368,7 +471,8 @@ export class KeyManager {
       notBefore: null,
       rotatedFrom: old.id,
       limits: old.limits,
-      credits: await this.liveCredits(old, now),
+      // The chain shares one balance, the first key's count: rotating never copies it (see decisions).
+      credits: old.credits === null ? null : { ...old.credits, account: old.credits.account ?? old.id },
     }, options);
     try {
       const previous = await this.change(id, (record, t) => {
@@ -393,17 +497,6 @@ export class KeyManager {
       await this.change(created.record.id, (record, t) => ({ ...record, revokedAt: t, revokedReason: 'rotation aborted' }), 'key.revoked', { ...(options.actor !== undefined && { actor: options.actor }), reason: 'rotation aborted' }).catch(() => {});
       throw error;
     }
-  }
-
-  /**
-   * The credits a rotated key starts with: the old key's live count (refills included), under
-   * the same refill. Both keys spend during the grace period, each from its own count.
-   */
-  private async liveCredits(old: KeyRecord, now: number): Promise<KeyRecord['credits']> {
-    if (old.credits === null) return null;
-    const live = await this.store.consume({ subject: old.id, keyVersion: old.version, credits: old.credits, limits: [], cost: 0, now });
-    const remaining = 'credits' in live && live.credits !== null ? live.credits : old.credits.remaining;
-    return { remaining, refill: old.credits.refill, setAt: now, generation: 1 };
   }
 
   /** Credits left on a key now (refills included), or null when it has none. */
@@ -459,11 +552,77 @@ export class KeyManager {
   }
 
   /** Revokes a key for good. Revoking a revoked key keeps the first time and reason. */
-  async revoke(id: string, options: ChangeContext = {}): Promise<KeyInfo> {
+  /**
+   * Revokes a key for good, and with it (unless `chain: false`) every other key of its rotation chain
+   * that still works: the keys that replaced it, and those it replaced that are in their grace period.
+   * A leaked secret is one key's, but whoever leaked it may hold the others too. Revoking a revoked
+   * key keeps the first time and reason. Resolves with the named key's record.
+   */
+  async revoke(id: string, options: ChangeContext & { chain?: boolean } = {}): Promise<KeyInfo> {
+    return (await this.revokeKeys(id, options, options.chain !== false))[0]!;
+  }
+
+  /** `revoke(id)` telling what it did: the named key's record first, then each key of its chain it revoked. */
+  async revokeChain(id: string, context: ChangeContext = {}): Promise<{ revoked: KeyInfo[] }> {
+    return { revoked: await this.revokeKeys(id, context, true) };
+  }
+
+  private async revokeKeys(id: string, options: ChangeContext & { chain?: boolean }, chain: boolean): Promise<KeyInfo[]> {
+    if (options === null || typeof options !== 'object') fail('revoke options must be an object like { reason: "leaked" }');
+    if (options.chain !== undefined && typeof options.chain !== 'boolean') fail('chain must be true or false');
     const reason = options.reason === undefined ? 'revoked' : checkText(options.reason, 'reason');
-    return this.confirmed(this.change(id, (record, now) =>
-      record.revokedAt !== null ? null : { ...record, revokedAt: now, revokedReason: reason },
-    'key.revoked', { ...options, reason }));
+    const context = { ...(options.actor !== undefined && { actor: options.actor }), reason };
+    let unannounced: unknown;
+    // One key: true once revoked by this call, false when it already was. Saved but not announced
+    // (NOT_ANNOUNCED) counts as revoked, and the error is reported once the whole chain is done.
+    const revokeOne = async (keyId: string, detail?: string): Promise<{ info: KeyInfo; made: boolean } | null> => {
+      let made = false;
+      try {
+        const info = await this.change(keyId, (record, now) => {
+          made = record.revokedAt === null;
+          return made ? { ...record, revokedAt: now, revokedReason: reason } : null;
+        }, 'key.revoked', context, detail);
+        return { info, made };
+      } catch (error) {
+        if (!isTillError(error, 'NOT_ANNOUNCED')) throw error;
+        unannounced ??= error;
+        const info = await this.get(keyId);
+        return info === null ? null : { info, made: true };
+      }
+    };
+    return this.confirmed((async () => {
+      const named = await revokeOne(checkId(id));
+      if (named === null) throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
+      const out = [named.info];
+      if (chain) {
+        const detail = `with its rotation chain (revoked: ${id})`;
+        let failure: unknown;
+        // Keys that replaced it: once a key is revoked it can no longer be rotated, so its rotatedTo is
+        // final and the walk misses no rotation that lands meanwhile.
+        let next = named.info.rotatedTo;
+        for (let n = 0; next !== null && n < MAX_CHAIN; n++) {
+          const done = await revokeOne(next, detail).catch((error: unknown) => {
+            failure ??= error;
+            return null;
+          });
+          if (done === null) break;
+          if (done.made) out.push(done.info);
+          next = done.info.rotatedTo;
+        }
+        // Keys it replaced that still work (a leak of the new key reaches the old one in its grace).
+        const record = await this.store.get(id);
+        for (const previous of record === null ? [] : await this.livePredecessors(record)) {
+          const done = await revokeOne(previous.id, detail).catch((error: unknown) => {
+            failure ??= error;
+            return null;
+          });
+          if (done !== null && done.made) out.push(done.info);
+        }
+        if (failure !== undefined) throw failure;
+      }
+      if (unannounced !== undefined) throw unannounced;
+      return out;
+    })());
   }
 
   /**

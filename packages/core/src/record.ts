@@ -212,5 +212,6 @@ function isStoredLimit(value: unknown): boolean {
 function isStoredCredits(value: unknown): boolean {
   const c = value as Credits;
   if (typeof c !== 'object' || !count(c.remaining) || !count(c.setAt) || !count(c.generation)) return false;
+  if (c.account !== undefined && !/^[0-9A-Za-z]{16}$/.test(c.account)) return false;
   return c.refill === null || (typeof c.refill === 'object' && count(c.refill.amount) && count(c.refill.interval) && c.refill.interval >= 1);
 }

@@ -330,7 +330,9 @@ export class Verifier {
       if (result.outcome === 'CHANGED') {
         const next = this.entryOf(result.record);
         // An id's hash never changes; a record that says otherwise is not the key that was presented.
-        if (next.digest !== entry.digest || retried) {
+        // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
+        // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
+        if (next.digest !== entry.digest || retried || result.record.version === record.version) {
           this.invalidate(record.id);
           return next.digest !== entry.digest ? failure('NOT_FOUND') : this.unavailable;
         }

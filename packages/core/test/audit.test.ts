@@ -63,9 +63,11 @@ for (const backend of backends) {
       await till.keys.revoke(a.record.id, { actor: 'carol', reason: 'leaked' });
 
       const entries = await all(till);
-      expect(entries.map((e) => e.type)).toEqual(['key.created', 'key.updated', 'key.disabled', 'key.enabled', 'key.created', 'key.rotated', 'key.revoked']);
-      expect(entries.map((e) => e.actor)).toEqual(['alice', 'bob', 'bob', 'bob', 'carol', 'carol', 'carol']);
-      expect(entries.map((e) => e.reason)).toEqual(['new service', null, 'investigating', null, 'yearly rotation', 'yearly rotation', 'leaked']);
+      // Revoking the old key as leaked revokes its successor too, filed under the successor with why.
+      expect(entries.map((e) => e.type)).toEqual(['key.created', 'key.updated', 'key.disabled', 'key.enabled', 'key.created', 'key.rotated', 'key.revoked', 'key.revoked']);
+      expect(entries.map((e) => e.actor)).toEqual(['alice', 'bob', 'bob', 'bob', 'carol', 'carol', 'carol', 'carol']);
+      expect(entries.map((e) => e.reason)).toEqual(['new service', null, 'investigating', null, 'yearly rotation', 'yearly rotation', 'leaked', 'leaked']);
+      expect(entries[7]).toMatchObject({ keyId: rotated.record.id, detail: `with its rotation chain (revoked: ${a.record.id})` });
       expect(entries[0]).toMatchObject({ keyId: a.record.id, ownerId: 'team-a', before: null, after: { id: a.record.id, scopes: ['invoices:read'], version: 1 } });
       expect(entries[1]!.before!.scopes).toEqual(['invoices:read']);
       expect(entries[1]!.after!.scopes).toEqual(['invoices:read', 'invoices:write']);

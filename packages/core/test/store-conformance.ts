@@ -1,7 +1,7 @@
 // The conformance suite every KeyStore runs: the memory store and the Redis store pass the same tests.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TillError } from '../src/errors.js';
-import { generateKey } from '../src/key-format.js';
+import { generateKey, keySlot } from '../src/key-format.js';
 import type { KeyRecord } from '../src/record.js';
 import fc from 'fast-check';
 import { normalizeCredits } from '../src/limits.js';
@@ -277,6 +277,29 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         const reset = normalizeCredits({ remaining: 10 }, 'test', T + 4 * 3_600_000, 2);
         await store.replace({ ...record, credits: reset, version: 2 }, 1);
         expect(await other.consume({ subject: record.id, keyVersion: 2, credits: reset, limits: [], cost: 4, now: T + 4 * 3_600_000 })).toMatchObject({ outcome: 'OK', credits: 6 });
+      });
+
+      it('charges a rotation chain\'s one count from each of its keys, refuses an older policy, and keeps the count when the first key goes', async () => {
+        // Keys of one chain, drawn in the first one's slot as the key manager draws them (Cluster).
+        const first = sampleRecord();
+        const { id: secondId } = generateKey('till_test', keySlot(first.id));
+        const credits = { ...normalizeCredits({ remaining: 5 }, 'test', T, 1), account: first.id };
+        await store.insert({ ...first, credits, rotatedTo: secondId, version: 2 });
+        const second = sampleRecord({ id: secondId, credits, rotatedFrom: first.id });
+        await store.insert(second);
+        const spend = (s: KeyStore, id: string, version: number, policy = credits) => s.consume({ subject: id, keyVersion: version, credits: policy, limits: [perSecond], cost: 1, now: T });
+        const answers = [];
+        for (let i = 0; i < 4; i++) answers.push(await spend(store, first.id, 2), await spend(other, second.id, 1));
+        expect(answers.map((a) => (a as { credits: number }).credits)).toEqual([4, 3, 2, 1, 0, 0, 0, 0]);
+        expect(answers.filter((a) => a.outcome === 'OK')).toHaveLength(5);
+        // Credits set anew on the newest key: a newer generation. The old key's copy of the policy is behind.
+        const anew = { ...normalizeCredits({ remaining: 3 }, 'test', T, 3), account: first.id };
+        await store.replace({ ...second, credits: anew, version: 2 }, 1);
+        expect(await spend(other, second.id, 2, anew)).toMatchObject({ outcome: 'OK', credits: 2 });
+        expect(await spend(other, first.id, 2)).toMatchObject({ outcome: 'CHANGED' });
+        // Removing the superseded first key keeps the count its successor charges.
+        expect(await store.remove(first.id, 2)).toBe(true);
+        expect(await spend(store, second.id, 2, anew)).toMatchObject({ outcome: 'OK', credits: 1 });
       });
 
       it('answers charges made at once as if made one after the other, in the order made', async () => {

@@ -15,9 +15,12 @@ interface RotateOptions {
 }
 
 const EXAMPLES = `
-The new key has the old one's name, owner, scopes, metadata and prefix. The old key keeps working
-until the grace period ends (never later than its own expiry), then expires by itself: deploy the
-new key within it. The two are linked by rotatedFrom / rotatedTo.
+The new key has the old one's name, owner, scopes, metadata and prefix, and shares its credits (one
+balance for both, never a copy). The old key keeps working until the grace period ends (never later
+than its own expiry), then expires by itself: deploy the new key within it. The two are linked by
+rotatedFrom / rotatedTo. From then on, change the new key: its changes reach the old one (expiry
+aside), which cannot be changed on its own. Revoking either revokes both; to end the grace early,
+till keys revoke <old id> --key-only.
 
 Examples:
   $ till keys rotate 3hT9kQ2mXw8ZpL0a --grace 7d
@@ -56,7 +59,7 @@ export function registerRotate(keys: Command, ctx: Context): void {
         `Rotated key ${previous.id} to ${record.id}.\n${secretBlock(key)}` +
           `new key  ${record.id}  expires ${when(record.expiresAt, 'never')}\n` +
           `old key  ${previous.id}  expires ${when(previous.expiresAt, 'never')} (grace ${options.grace})\n\n` +
-          `Deploy the new key before then; the old one stops working by itself.\n`,
+          `Deploy the new key before then; the old one stops working by itself (to end it early: till keys revoke ${previous.id} --key-only).\n`,
       );
     });
 }

@@ -18,6 +18,14 @@ export function assertChangeable(info: KeyInfo): void {
   if (info.revokedAt !== null) throw failed(`key ${info.id} is revoked; a revoked key cannot change`);
 }
 
+/** As core refuses it: a rotated key follows the key that replaced it (revoke is the exception). */
+export function assertCurrent(info: KeyInfo): void {
+  assertChangeable(info);
+  if (info.rotatedTo !== null) {
+    throw failed(`key ${info.id} was rotated to ${info.rotatedTo}: change that key instead (its changes reach this one during its grace period); to end this key's grace early: till keys revoke ${info.id} --key-only`);
+  }
+}
+
 export function registerToggle(keys: Command, ctx: Context): void {
   keys
     .command('disable')
@@ -29,7 +37,7 @@ export function registerToggle(keys: Command, ctx: Context): void {
       const id = input.keyId(rawId);
       const keyManager = await ctx.keys(command);
       const current = await existingKey(keyManager, id);
-      assertChangeable(current);
+      assertCurrent(current);
       let record = current;
       if (current.disabled) {
         ctx.note(`key ${id} is already disabled; nothing changed\n`);
@@ -49,7 +57,7 @@ export function registerToggle(keys: Command, ctx: Context): void {
       const id = input.keyId(rawId);
       const keyManager = await ctx.keys(command);
       const current = await existingKey(keyManager, id);
-      assertChangeable(current);
+      assertCurrent(current);
       let record = current;
       if (!current.disabled) ctx.note(`key ${id} is not disabled; nothing changed\n`);
       else record = await keyManager.enable(id);

@@ -131,7 +131,8 @@ return {1, entry}
 `;
 
 /**
- * Deletes a key record and its credits if the version is still the expected one, with its audit
+ * Deletes a key record and its credits (kept when the record was rotated: its successors may charge
+ * them) if the version is still the expected one, with its audit
  * entry and the invalidation in the same step. The key's audit trail stays: it is the key's history.
  * Rate-limit state expires by itself.
  * KEYS[1] record, KEYS[2] credits, KEYS[3] audit trail; ARGV[1] expected version, ARGV[2] channel,
@@ -146,7 +147,8 @@ local ok, decoded = pcall(cjson.decode, current)
 if not ok or tonumber(decoded['version']) ~= tonumber(ARGV[1]) then return {0} end
 local entry = ''
 if ARGV[4] ~= '' then entry = trail(KEYS[3], ARGV[4], tonumber(ARGV[5])) end
-redis.call('DEL', KEYS[1], KEYS[2])
+-- A superseded key's credit count may be its chain's, still charged by the keys that replaced it.
+if type(decoded['rotatedTo']) == 'string' then redis.call('DEL', KEYS[1]) else redis.call('DEL', KEYS[1], KEYS[2]) end
 local owner = ''
 if type(decoded['ownerId']) == 'string' then owner = decoded['ownerId'] end
 local published = redis.pcall('PUBLISH', ARGV[2], ARGV[3])
@@ -169,7 +171,9 @@ return {1, entry, owner, 1}
  * of each limit, then the number of requests m, then for each request its credit cost and the cost
  * of each limit. Only the version is read of the record (`version()`), never the rest of its JSON
  * (decoding it would cost more than all the rest).
- * Returns {'CHANGED'} (the version differs or is missing) or, for each request in turn, outcome,
+ * The credits' KEYS[2] is the count of the key or of its rotation chain (the policy's `account`); one
+ * set by a newer generation than the policy's answers {'CHANGED'} as well.
+ * Returns {'CHANGED'} (the version differs or is missing, or the credits are of a newer generation) or, for each request in turn, outcome,
  * credits left (-1 none), retry ms (-1 never; 0 admitted), then remaining and reset (ms) of each limit.
  */
 export const CONSUME_SCRIPT = `${VERSION_FUNCTION}${NOW}local n = tonumber(ARGV[3])
@@ -207,6 +211,8 @@ if policy then
   gen = policy.generation
   left, refilled = policy.remaining, policy.setAt
   local st = redis.call('HMGET', KEYS[2], 'r', 't', 'g')
+  -- Set by a newer policy (a rotation chain's newest key): this copy of the record is behind, never charged.
+  if st[3] and tonumber(st[3]) > gen then return {'CHANGED'} end
   if st[3] and tonumber(st[3]) == gen then left, refilled = tonumber(st[1]), tonumber(st[2]) end
   if policy.interval and now - refilled >= policy.interval then
     local periods = floor((now - refilled) / policy.interval)

@@ -195,7 +195,8 @@ function creditPolicy(c: Credits): string {
  *   security events, a stream in the same slot (its hash tag is the first one's whole name), so one
  *   script gives both one id sequence.
  * - `till:{<id>}:k`: the record as compact JSON, `version` first (all a rate-limit charge reads of it);
- *   `till:{<id>}:cr` the live credit count; `till:{<id>}:rl:<bucket>` the state of each rate limit (a
+ *   `till:{<id>}:cr` the live credit count (of the key, or of a rotation chain whose first key it is: every
+ *   key of a chain is drawn in that key's slot); `till:{<id>}:rl:<bucket>` the state of each rate limit (a
  *   GCRA debt, expiring once drained); `till:{<id>}:u:<day>` the day's usage counts.
  *   Everything about one key shares the `{<id>}` hash tag so one script can read and change it
  *   atomically on a single Redis and on Cluster alike.
@@ -521,6 +522,15 @@ export class RedisStore implements KeyStore {
     await this.run(() => this.client.tillLog(this.logKey, this.securityLogKey, 1, this.logCap, encodeEntry(audit, true)));
   }
 
+  /**
+   * The live credit count a charge spends: its key's own, or in a rotation chain the first key's
+   * (`credits.account`). Every key of a chain is drawn in its first key's slot (see KeyManager.rotate),
+   * so one script still reads and charges them together, on Cluster too.
+   */
+  private creditsKey(request: ConsumeRequest): string {
+    return `${this.ns}{${request.credits?.account ?? request.subject}}:cr`;
+  }
+
   private eventsKey(id: string): string {
     return `${this.ns}{${id}}:events`;
   }
@@ -563,7 +573,7 @@ export class RedisStore implements KeyStore {
     const { request, policy, items } = batch;
     const tag = `${this.ns}{${request.subject}}:`;
     const isKey = request.keyVersion !== undefined;
-    const keys = isKey ? (policy === '' ? [`${tag}k`] : [`${tag}k`, `${tag}cr`]) : [];
+    const keys = isKey ? (policy === '' ? [`${tag}k`] : [`${tag}k`, this.creditsKey(request)]) : [];
     const n = request.limits.length;
     const args: Array<string | number> = [this.callerClock ? request.now : '', isKey ? request.keyVersion! : '', n, policy];
     for (const charge of request.limits) {
@@ -607,7 +617,7 @@ export class RedisStore implements KeyStore {
     }
     const tag = `${this.ns}{${subject}}:`;
     const policy = request.keyVersion !== undefined && request.credits ? creditPolicy(request.credits) : '';
-    const keys = policy === '' ? [] : [`${tag}cr`];
+    const keys = policy === '' ? [] : [this.creditsKey(request)];
     const args: Array<string | number> = [this.callerClock ? request.now : '', request.limits.length, policy];
     for (const charge of request.limits) {
       keys.push(`${tag}rl:${charge.bucket ?? charge.name}`);

@@ -33,14 +33,15 @@ export class LocalBuckets {
       const slot = this.buckets.get(name);
       return slot !== undefined && slot.expiresAt > now ? slot.state : undefined;
     });
-    const result = evaluate(now, charges, states, credits === null ? null : { ...credits, state: this.credits.get(subject) });
+    const account = credits === null ? subject : (credits.policy.account ?? subject);
+    const result = evaluate(now, charges, states, credits === null ? null : { ...credits, state: this.credits.get(account) });
     if (result.outcome === 'OK') {
       for (let i = 0; i < names.length; i++) {
         const { state, ttl } = result.buckets[i]!;
         this.buckets.delete(names[i]!);
         this.buckets.set(names[i]!, { state, expiresAt: now + ttl });
       }
-      if (result.creditState !== null) this.credits.set(subject, result.creditState);
+      if (result.creditState !== null) this.credits.set(account, result.creditState);
       if (this.buckets.size >= this.sweepAt || now >= this.sweepTime) this.sweep(now);
     }
     return { outcome: result.outcome, limits: result.limits, credits: result.credits, retryAfter: result.retryAfter };
@@ -65,16 +66,30 @@ export class LocalBuckets {
       this.buckets.delete(name);
       if (debt > 0) this.buckets.set(name, { state: { at: now, debt }, expiresAt: now + Math.max(1, Math.ceil(debt / c.limit)) });
     }
-    const state = this.credits.get(subject);
+    const account = credits === null ? subject : (credits.policy.account ?? subject);
+    const state = this.credits.get(account);
     if (credits !== null && credits.cost > 0 && state !== undefined && state.generation === credits.policy.generation) {
       const live = currentCredits(credits.policy, state, now);
-      this.credits.set(subject, { ...live, remaining: live.remaining + credits.cost });
+      this.credits.set(account, { ...live, remaining: live.remaining + credits.cost });
     }
   }
 
-  /** Forgets everything of a subject (its key was deleted). */
-  forget(subject: string): void {
-    this.credits.delete(subject);
+  /**
+   * Whether the live count of these credits was set by a newer policy than `policy` (a rotation chain
+   * whose newest key had its credits set anew, and this key's copy is not updated yet): charging it
+   * under the older policy would restart the count, so the caller must read the key again.
+   */
+  creditsOutdated(subject: string, policy: Credits): boolean {
+    const state = this.credits.get(policy.account ?? subject);
+    return state !== undefined && state.generation > policy.generation;
+  }
+
+  /**
+   * Forgets everything of a subject (its key was deleted); its credits too unless `keepCredits` (a
+   * superseded key: the keys that replaced it may charge its count).
+   */
+  forget(subject: string, keepCredits = false): void {
+    if (!keepCredits) this.credits.delete(subject);
     const prefix = `${subject}\n`;
     for (const name of this.buckets.keys()) if (name.startsWith(prefix)) this.buckets.delete(name);
   }

@@ -73,10 +73,12 @@ export class MemoryStore implements KeyStore {
     if (version === undefined) throw new TillError('KEY_NOT_FOUND', `[till] [memory] no key ${id}`);
     if (version !== expectedVersion) return false;
     if (audit !== undefined) this.audit.append(audit);
+    const superseded = decodeRecord(this.records.get(id)!).rotatedTo !== null;
     this.records.delete(id);
     this.versions.delete(id);
     this.order = this.order.filter((e) => e.id !== id);
-    this.buckets.forget(id);
+    // A superseded key's credit count may be its chain's, still charged by the keys that replaced it.
+    this.buckets.forget(id, superseded);
     this.emit(id);
     return true;
   }
@@ -141,7 +143,10 @@ export class MemoryStore implements KeyStore {
       if (version === undefined) return { outcome: 'NOT_FOUND' };
       if (version !== request.keyVersion) return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
       // As on Redis: the caller's copy of the record of this version says what the credits are.
-      if (request.credits) credits = { policy: request.credits, cost: request.cost ?? 0 };
+      if (request.credits) {
+        if (this.buckets.creditsOutdated(request.subject, request.credits)) return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
+        credits = { policy: request.credits, cost: request.cost ?? 0 };
+      }
     }
     return this.buckets.consume(request.subject, request.limits, credits, request.now);
   }
