@@ -55,6 +55,16 @@ export interface RedisStoreOptions {
    */
   replicas?: number;
   replicaTimeout?: number;
+  /**
+   * Whether charges (credits and rate limits spent by verifications) also wait for `replicas`: without
+   * it, charges acknowledged by the primary but not yet copied are lost in a failover and the promoted
+   * replica hands those credits out again. With it, each batch of charges (one script call per subject
+   * and event-loop turn) is followed by one WAIT per turn, shared by every batch whose reply arrived in
+   * it, and a request is admitted only once its charge is confirmed: when fewer replicas confirm within
+   * `replicaTimeout` its charge is refunded on the primary and the store answers NOT_REPLICATED, which
+   * the verifier turns into STORE_UNAVAILABLE (503): never admitted, never left to per-process limits. Needs `replicas` >= 1. Default false.
+   */
+  chargesWait?: boolean;
 }
 
 type ScriptClient = RedisClient & {
@@ -229,6 +239,9 @@ export class RedisStore implements KeyStore {
   private readonly trailCap: number;
   private readonly replicas: number;
   private readonly replicaTimeout: number;
+  private readonly chargesWait: boolean;
+  /** The WAIT that confirms the charges answered in this turn of the event loop, once it is sent. */
+  private chargeWait: Promise<number> | undefined;
 
   constructor(options: RedisStoreOptions) {
     if (!options || typeof options !== 'object' || !options.client || typeof (options.client as Redis).get !== 'function') {
@@ -253,6 +266,9 @@ export class RedisStore implements KeyStore {
     if (!Number.isInteger(replicaTimeout) || replicaTimeout < 1) throw new TillError('INVALID_OPTIONS', '[till] [redis] replicaTimeout must be a positive integer of milliseconds');
     this.replicas = replicas;
     this.replicaTimeout = replicaTimeout;
+    if (options.chargesWait !== undefined && typeof options.chargesWait !== 'boolean') throw new TillError('INVALID_OPTIONS', '[till] [redis] chargesWait must be true or false');
+    if (options.chargesWait === true && replicas === 0) throw new TillError('INVALID_OPTIONS', '[till] [redis] chargesWait needs replicas (1 or more): it waits for that many replicas');
+    this.chargesWait = options.chargesWait === true;
     if (typeof namespace !== 'string' || /[{}]/.test(namespace)) {
       throw new TillError('INVALID_OPTIONS', '[till] [redis] namespace must be a string without braces (braces would change the hash slot)');
     }
@@ -501,17 +517,39 @@ export class RedisStore implements KeyStore {
    */
   async confirmChanges(): Promise<void> {
     if (this.replicas === 0) return;
-    const nodes = (this.client as Cluster).isCluster ? (this.client as Cluster).nodes('master') : [this.client as Redis];
-    const fewest = await Promise.all(nodes.map((node) => node.wait(this.replicas, this.replicaTimeout))).then(
-      (acked) => Math.min(...acked.map(Number)),
-      () => 0,
-    );
+    const fewest = await this.waitReplicas();
     if (fewest < this.replicas) {
       throw new TillError(
         'NOT_REPLICATED',
         `[till] [redis] the change was made on the primary, but ${fewest} of ${this.replicas} replicas confirmed it within ${this.replicaTimeout} ms: a failover now could undo it`,
       );
     }
+  }
+
+  /**
+   * How many replicas have every write this client made so far: WAIT on the primary (on every primary
+   * of a Cluster at once, the fewest answer), 0 when it fails.
+   */
+  private waitReplicas(): Promise<number> {
+    const nodes = (this.client as Cluster).isCluster ? (this.client as Cluster).nodes('master') : [this.client as Redis];
+    return Promise.all(nodes.map((node) => node.wait(this.replicas, this.replicaTimeout))).then(
+      (acked) => Math.min(...acked.map(Number)),
+      () => 0,
+    );
+  }
+
+  /**
+   * One WAIT for the charges answered in this turn of the event loop: sent at the next
+   * `setImmediate`, after every reply read in this turn, so one WAIT covers all their batches.
+   */
+  private confirmCharges(): Promise<number> {
+    if (this.chargeWait === undefined) {
+      this.chargeWait = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        this.chargeWait = undefined;
+        return this.waitReplicas();
+      });
+    }
+    return this.chargeWait;
   }
 
   /** The store's log of changes, written after the change (whose key's trail holds it already). */
@@ -580,7 +618,7 @@ export class RedisStore implements KeyStore {
           return;
         }
         const stride = 3 + 2 * n;
-        items.forEach((item, j) => {
+        const results = items.map((item, j): ConsumeResult => {
           const at = j * stride;
           const limits: LimitState[] = [];
           for (let i = 0; i < n; i++) {
@@ -589,7 +627,29 @@ export class RedisStore implements KeyStore {
           }
           const credits = Number(reply[at + 1]);
           const retry = Number(reply[at + 2]);
-          item.resolve({ outcome: reply[at] as ChargeOutcome, limits, credits: credits < 0 ? null : credits, retryAfter: retry < 0 ? null : retry });
+          return { outcome: reply[at] as ChargeOutcome, limits, credits: credits < 0 ? null : credits, retryAfter: retry < 0 ? null : retry };
+        });
+        // Admitted charges that spent something wait for replicas (chargesWait): refused ones spent nothing.
+        const spent = (item: Batch['items'][number], j: number) => results[j]!.outcome === 'OK' && ((item.request.cost ?? 0) > 0 || item.request.limits.some((c) => c.cost > 0));
+        if (!this.chargesWait || !items.some(spent)) {
+          items.forEach((item, j) => item.resolve(results[j]!));
+          return;
+        }
+        this.confirmCharges().then((acked) => {
+          if (acked >= this.replicas) {
+            items.forEach((item, j) => item.resolve(results[j]!));
+            return;
+          }
+          // Not confirmed: never admitted. Its charge is given back on the primary (where it was made;
+          // a replica that lacks it lacks the refund too), and the request is refused as unavailable.
+          // NOT_REPLICATED, not STORE_UNAVAILABLE: the limiter then refuses (503) rather than falling back to
+          // per-process limits, which would admit the request after all.
+          const error = new TillError('NOT_REPLICATED', `[till] [redis] a charge was made on the primary, but ${acked} of ${this.replicas} replicas confirmed it within ${this.replicaTimeout} ms (chargesWait): refused and refunded`);
+          items.forEach((item, j) => {
+            if (!spent(item, j)) return item.resolve(results[j]!);
+            this.refund(item.request).catch(() => {});
+            item.reject(error);
+          });
         });
       },
       (error: unknown) => {
