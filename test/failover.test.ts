@@ -1,8 +1,8 @@
 // What an acknowledged change means across a failover, on a real primary and replica (loopback ports,
-// started and stopped here): charges with chargesWait, confirmed by the replica.
+// started and stopped here): charges with chargesWait, and rotations, confirmed by the replica.
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createTill, silentLogger, type Till } from '@till/core';
+import { createTill, isTillError, silentLogger, unconfirmedRotation, type Till } from '@till/core';
 import { RedisStore, type RedisStoreOptions } from '@till/core/redis';
 import { redisServerBinary } from './helpers/redis-server.js';
 import { commandCalls, startReplicated, type ReplicatedRedis } from './helpers/redis-replication.js';
@@ -124,6 +124,65 @@ describe.skipIf(!redisServerBinary())('failover: credits spent before it stay sp
     }
     console.log(`[failover] cost of a charge, primary + 1 replica on loopback:\n  ${figures.join('\n  ')}`);
   }, 60_000);
+});
+
+describe.skipIf(!redisServerBinary())('failover: a rotation is confirmed by replicas like a revocation', () => {
+  let pair: ReplicatedRedis | undefined;
+  afterEach(async () => {
+    for (const till of tills.splice(0)) await till.close();
+    if (pair) {
+      pair.replica.process.kill('SIGCONT');
+      await pair.stop();
+    }
+    pair = undefined;
+  });
+
+  it('with the replica stopped, rotate() rejects NOT_REPLICATED; the rotation stands on the primary and the error carries the new key', async () => {
+    pair = await startReplicated();
+    const namespace = uniqueNamespace();
+    const till = tillOn(pair.client(pair.primary), namespace, { replicas: 1, replicaTimeout: 100 });
+    const { record } = await till.keys.create({ name: 'rotated', scopes: ['a:read'] });
+    await pair.replica.stop();
+    const error = await till.keys.rotate(record.id, { grace: '1h' }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(isTillError(error, 'NOT_REPLICATED')).toBe(true);
+    expect((error as Error).message).toMatch(/rotated to [0-9A-Za-z]{16} on the primary, but not confirmed by replicas/);
+    const rotation = unconfirmedRotation(error)!;
+    expect(rotation).not.toBeNull();
+    // The key is carried for the caller, never printed with the error.
+    expect(JSON.stringify(error)).not.toContain(rotation.key);
+    expect((error as Error).message).not.toContain(rotation.key.slice(-30));
+    expect(rotation.previous).toMatchObject({ id: record.id, rotatedTo: rotation.record.id });
+    expect((await till.verify(rotation.key)).code).toBe('VALID');
+    expect((await till.keys.get(record.id))!.rotatedTo).toBe(rotation.record.id);
+  }, 30_000);
+
+  it('rotate() resolves only once the replica has the old key\'s new expiry, which a failover right after keeps', async () => {
+    pair = await startReplicated();
+    const namespace = uniqueNamespace();
+    const till = tillOn(pair.client(pair.primary), namespace, { replicas: 1, replicaTimeout: 5000 });
+    const { record } = await till.keys.create({ name: 'rotated', scopes: ['a:read'] });
+    await stores.get(till)!.confirmChanges();
+    // The replica lags (stopped for a moment): an acknowledged rotation must not be one it lacks.
+    pair.replica.process.kill('SIGSTOP');
+    let settled = false;
+    const rotating = till.keys.rotate(record.id, { grace: '1h' }).finally(() => {
+      settled = true;
+    });
+    await new Promise((r) => setTimeout(r, 400));
+    const settledWhileLagging = settled;
+    pair.replica.process.kill('SIGCONT');
+    const rotated = await rotating;
+    expect(settledWhileLagging).toBe(false);
+    await pair.cut();
+    await pair.promote();
+    const promoted = tillOn(pair.client(pair.replica), namespace);
+    const old = await promoted.keys.get(record.id);
+    expect(old).toMatchObject({ rotatedTo: rotated.record.id, expiresAt: rotated.previous.expiresAt });
+    expect(old!.expiresAt).not.toBeNull();
+  }, 30_000);
 });
 
 afterAll(async () => {
