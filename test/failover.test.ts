@@ -1,7 +1,7 @@
 // What an acknowledged change means across a failover, on a real primary and replica (loopback ports,
 // started and stopped here): charges with chargesWait, and rotations, confirmed by the replica.
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createTill, isTillError, silentLogger, unconfirmedRotation, type Till } from '@till/core';
 import { RedisStore, type RedisStoreOptions } from '@till/core/redis';
 import { redisServerBinary } from './helpers/redis-server.js';

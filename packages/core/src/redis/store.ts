@@ -45,13 +45,14 @@ export interface RedisStoreOptions {
   /** Most entries in each key's change trail, and apart from it in its list of security events. Default 1,000. */
   auditPerKeyMaxLength?: number;
   /**
-   * Replicas that must have a revocation, a disabling, a deletion or an update before the key
+   * Replicas that must have a revocation, a disabling, a deletion, an update or a rotation before the key
    * manager's call resolves: Redis replicates asynchronously, so a change its primary acknowledged is
    * lost if the primary fails before a replica has it, and a revoked key works again on the promoted
    * replica. With `replicas` set, those changes are followed by WAIT (`confirmChanges()`); when fewer
    * replicas confirm within `replicaTimeout` (ms, default 500) the change stays made on the primary and
-   * the call rejects with TillError `NOT_REPLICATED`: not yet safe from a failover. Creations and
-   * rotations do not wait (a lost one fails closed: the new key is refused). Default 0: no wait.
+   * the call rejects with TillError `NOT_REPLICATED`: not yet safe from a failover (a rotation's error
+   * carries the rotation, see `unconfirmedRotation`). Creations and enablings do not wait (a lost one
+   * fails closed: the key is refused). Default 0: no wait.
    */
   replicas?: number;
   replicaTimeout?: number;
