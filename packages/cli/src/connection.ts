@@ -114,7 +114,9 @@ export async function openSession(options: ConnectionOptions, env: NodeJS.Proces
     if (client.status !== 'end') client.disconnect();
   };
   try {
-    store = new RedisStore({ client, namespace: options.namespace, ...replication });
+    // The store's own warnings (a Redis that may evict keys) reach the operator on stderr.
+    const warn = (message: string) => void process.stderr.write(`till: warning: ${plainMessage(message)}\n`);
+    store = new RedisStore({ client, namespace: options.namespace, ...replication, logger: { warn, error: warn } });
     till = createTill({
       store,
       actor: actorOf(env),

@@ -1,6 +1,7 @@
 // A KeyStore on Redis or Redis Cluster through ioredis, with command timeouts and fail-fast when down.
 import type { Cluster, Redis } from 'ioredis';
 import { TillError, storeUnavailable } from '../errors.js';
+import { consoleLogger, type Logger } from '../logger.js';
 import { compactInfo, decodeRecord, encodeRecord, expandInfo, type KeyInfo, type KeyRecord } from '../record.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
 import type { ChargeOutcome, Credits, LimitState } from '../limits.js';
@@ -66,7 +67,19 @@ export interface RedisStoreOptions {
    * the verifier turns into STORE_UNAVAILABLE (503): never admitted, never left to per-process limits. Needs `replicas` >= 1. Default false.
    */
   chargesWait?: boolean;
+  /**
+   * What to do when Redis may evict Till's keys (`maxmemory-policy` `allkeys-*`: under memory pressure
+   * it drops any key, key records and credit counters included): `warn` (default) logs it once through
+   * `logger`; `refuse` makes every command of this store fail with TillError STORE_ERROR. Checked once,
+   * before the store's first command (INFO memory, else CONFIG GET). `noeviction` and `volatile-*` pass.
+   */
+  eviction?: 'warn' | 'refuse';
+  /** Where the store's warnings go (the eviction check). Default: the console. */
+  logger?: Logger;
 }
+
+/** Policies under which Redis never evicts a key without a TTL: Till's records and credits have none. */
+const SAFE_POLICIES = /^(noeviction|volatile-(lru|lfu|random|ttl))$/;
 
 type ScriptClient = RedisClient & {
   tillReplace(record: string, trail: string, json: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, number?, string?]>;
@@ -241,6 +254,14 @@ export class RedisStore implements KeyStore {
   private readonly replicas: number;
   private readonly replicaTimeout: number;
   private readonly chargesWait: boolean;
+  private readonly eviction: 'warn' | 'refuse';
+  private readonly logger: Logger;
+  /** The eviction check: undefined until the first command starts it (again after it could not ask). */
+  private evictionCheck: Promise<void> | undefined;
+  /** Whether the check has answered (commands then skip it). */
+  private evictionKnown = false;
+  /** Set when the policy evicts and `eviction` is `refuse`: every command fails with it. */
+  private evictionRefusal: TillError | undefined;
   /** The WAIT that confirms the charges answered in this turn of the event loop, once it is sent. */
   private chargeWait: Promise<number> | undefined;
 
@@ -270,6 +291,11 @@ export class RedisStore implements KeyStore {
     if (options.chargesWait !== undefined && typeof options.chargesWait !== 'boolean') throw new TillError('INVALID_OPTIONS', '[till] [redis] chargesWait must be true or false');
     if (options.chargesWait === true && replicas === 0) throw new TillError('INVALID_OPTIONS', '[till] [redis] chargesWait needs replicas (1 or more): it waits for that many replicas');
     this.chargesWait = options.chargesWait === true;
+    const { eviction = 'warn', logger = consoleLogger } = options;
+    if (eviction !== 'warn' && eviction !== 'refuse') throw new TillError('INVALID_OPTIONS', '[till] [redis] eviction must be "warn" or "refuse"');
+    if (!logger || typeof logger.warn !== 'function') throw new TillError('INVALID_OPTIONS', '[till] [redis] logger must have warn() and error()');
+    this.eviction = eviction;
+    this.logger = logger;
     if (typeof namespace !== 'string' || /[{}]/.test(namespace)) {
       throw new TillError('INVALID_OPTIONS', '[till] [redis] namespace must be a string without braces (braces would change the hash slot)');
     }
@@ -815,8 +841,81 @@ export class RedisStore implements KeyStore {
     for (const listener of this.listeners) listener(id);
   }
 
+  /**
+   * Reads Redis's `maxmemory-policy` (INFO memory; CONFIG GET where INFO does not say) and warns, or
+   * with `eviction: 'refuse'` sets the refusal, when it may evict keys that have no TTL. A Redis that
+   * cannot be asked now (down) is asked again on a later command; one that refuses both commands (an
+   * ACL) is reported once and trusted.
+   */
+  private async checkEviction(): Promise<void> {
+    let policy: string | undefined;
+    let maxmemory = '';
+    // Through send(): under the command timeout; unavailable means "ask again later", a refusal (an
+    // ACL, a renamed CONFIG) means "cannot be read here".
+    const unread = (error: unknown) => {
+      if (error instanceof TillError && error.code === 'STORE_UNAVAILABLE') throw error;
+    };
+    try {
+      const info = await this.send(() => this.client.info('memory'));
+      policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
+      maxmemory = /^maxmemory:(\d+)/m.exec(info)?.[1] ?? '';
+    } catch (error) {
+      unread(error);
+    }
+    if (policy === undefined) {
+      try {
+        const reply = (await this.send(() => this.client.config('GET', 'maxmemory-policy'))) as unknown as string[];
+        policy = reply[1];
+      } catch (error) {
+        unread(error);
+      }
+    }
+    if (policy === undefined) {
+      this.logger.warn('[till] [redis] could not read maxmemory-policy (neither INFO memory nor CONFIG GET answered it): make sure it is noeviction or volatile-*, or Redis may evict key records and credit counters');
+      return;
+    }
+    if (SAFE_POLICIES.test(policy)) return;
+    const why = `maxmemory-policy is ${policy}${maxmemory === '0' ? ' (maxmemory 0: no limit yet)' : ''}: under memory pressure Redis evicts any key, Till's key records (valid keys are then refused as unknown) and credit counters (they start again full) included. Set maxmemory-policy to noeviction (or a volatile-* policy: only rate-limit state and usage counts carry a TTL)`;
+    if (this.eviction === 'refuse') {
+      this.evictionRefusal = new TillError('STORE_ERROR', `[till] [redis] refusing to run (eviction: 'refuse'): ${why}`);
+      this.logger.error(this.evictionRefusal.message);
+    } else {
+      this.logger.warn(`[till] [redis] ${why}, or pass eviction: 'refuse' to RedisStore to refuse to run on it`);
+    }
+  }
+
+  /** Starts the eviction check on the first command; with `refuse`, commands wait for its answer. */
+  private evictionGate(): Promise<void> | undefined {
+    if (this.evictionKnown) return undefined;
+    if (this.evictionCheck === undefined) {
+      const check = this.checkEviction().then(
+        () => {
+          this.evictionKnown = true;
+        },
+        () => {
+          // Not answered (Redis down): asked again by a later command.
+          if (this.evictionCheck === check) this.evictionCheck = undefined;
+        },
+      );
+      this.evictionCheck = check;
+    }
+    return this.eviction === 'refuse' ? this.evictionCheck : undefined;
+  }
+
   /** Runs a command with a deadline, and turns connection trouble into a STORE_UNAVAILABLE error. */
   private run<T>(command: () => Promise<T>): Promise<T> {
+    if (this.evictionRefusal !== undefined) return Promise.reject(this.evictionRefusal);
+    const gate = DOWN.has(this.client.status) ? undefined : this.evictionGate();
+    if (gate !== undefined) {
+      return gate.then(() => {
+        if (this.evictionRefusal !== undefined) throw this.evictionRefusal;
+        return this.send(command);
+      });
+    }
+    return this.send(command);
+  }
+
+  private send<T>(command: () => Promise<T>): Promise<T> {
     if (DOWN.has(this.client.status)) return Promise.reject(storeUnavailable('redis', new Error(`client is ${this.client.status}`)));
     return new Promise<T>((resolve, reject) => {
       // A command sent is not taken back: if it was a change, it may still be made.
