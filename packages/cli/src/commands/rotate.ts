@@ -52,9 +52,10 @@ export function registerRotate(keys: Command, ctx: Context): void {
       let unconfirmed: unknown;
       const { key, record, previous } = await keyManager.rotate(id, { grace: options.grace }).catch((error: unknown) => {
         const rotation = unconfirmedRotation(error);
-        if (rotation === null || rotation.previous === null) throw error;
+        if (rotation === null) throw error;
         unconfirmed = error;
-        return { ...rotation, previous: rotation.previous };
+        // The old key could not be read back: it is printed as it was, with the expiry it now has.
+        return { ...rotation, previous: rotation.previous ?? { ...current, rotatedTo: rotation.record.id, expiresAt: graceEnd } };
       });
       const now = ctx.now();
       const done = () => {
