@@ -12,7 +12,7 @@ const tills: Till[] = [];
 const stores = new WeakMap<Till, RedisStore>();
 
 function tillOn(client: Redis, namespace: string, options: Partial<RedisStoreOptions> = {}): Till {
-  const store = new RedisStore({ client, namespace, commandTimeout: 3000, ...options });
+  const store = new RedisStore({ client, namespace, commandTimeout: 3000, logger: silentLogger, ...options });
   const till = createTill({
     store,
     logger: silentLogger,
@@ -65,7 +65,13 @@ describe.skipIf(!redisServerBinary())('failover: credits spent before it stay sp
     await pair.promote();
     // The services now talk to the promoted replica.
     const promoted = tillOn(pair.client(pair.replica), namespace);
-    const after = await spend(promoted, key, 150);
+    // Spent until it refuses for want of credits (a 503 while the new primary settles is tried again).
+    const after: Record<string, number> = {};
+    for (let tries = 0; tries < 40 && after.USAGE_EXCEEDED === undefined; tries++) {
+      for (const [code, n] of Object.entries(await spend(promoted, key, 10))) after[code] = (after[code] ?? 0) + n;
+      if (after.STORE_UNAVAILABLE !== undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    if (Object.keys(after).some((code) => code !== 'VALID' && code !== 'USAGE_EXCEEDED')) console.log(`[failover] after the failover: ${JSON.stringify(after)}`);
     return { before: before.VALID ?? 0, cut, after: after.VALID ?? 0, waits };
   }
 
@@ -91,17 +97,22 @@ describe.skipIf(!redisServerBinary())('failover: credits spent before it stay sp
     pair = await startReplicated();
     const namespace = uniqueNamespace();
     const primary = pair.client(pair.primary);
-    const till = tillOn(primary, namespace, { replicas: 1, replicaTimeout: 100, chargesWait: true });
+    const warnings: string[] = [];
+    const till = tillOn(primary, namespace, { replicas: 1, replicaTimeout: 100, chargesWait: true, logger: { warn: (m) => void warnings.push(m), error: () => {} } });
     const { key, record } = await till.keys.create({ name: 'metered', scopes: [], credits: { remaining: 10 } });
     expect(await spend(till, key, 3, 3)).toEqual({ VALID: 3 });
     await pair.cut();
     expect(await spend(till, key, 5, 5)).toEqual({ STORE_UNAVAILABLE: 5 });
     expect(await till.keys.credits(record.id)).toBe(7);
+    // Said once for the stretch, not once per request.
+    expect(warnings).toEqual([expect.stringMatching(/charges are not confirmed by 1 replica\(s\) within 100 ms \(0 did\): requests that spend credits or limits are refused with 503/)]);
     // Replication restored: the replica catches up and confirms again.
     await pair.client(pair.replica).replicaof('127.0.0.1', String(pair.primary.port));
     await primary.wait(1, 5000);
     expect(await spend(till, key, 7, 7)).toEqual({ VALID: 7 });
     expect(await spend(till, key, 1, 1)).toEqual({ USAGE_EXCEEDED: 1 });
+    expect(warnings).toHaveLength(2);
+    expect(warnings[1]).toMatch(/confirmed by replicas again/);
   }, 30_000);
 
   it('measures the cost per request with and without chargesWait (logged, not asserted)', async () => {

@@ -264,6 +264,8 @@ export class RedisStore implements KeyStore {
   private evictionRefusal: TillError | undefined;
   /** The WAIT that confirms the charges answered in this turn of the event loop, once it is sent. */
   private chargeWait: Promise<number> | undefined;
+  /** Whether the last charges went unconfirmed (logged once per stretch, and once when it ends). */
+  private chargesUnconfirmed = false;
 
   constructor(options: RedisStoreOptions) {
     if (!options || typeof options !== 'object' || !options.client || typeof (options.client as Redis).get !== 'function') {
@@ -664,8 +666,16 @@ export class RedisStore implements KeyStore {
         }
         this.confirmCharges().then((acked) => {
           if (acked >= this.replicas) {
+            if (this.chargesUnconfirmed) {
+              this.chargesUnconfirmed = false;
+              this.logger.warn('[till] [redis] charges are confirmed by replicas again (chargesWait): requests are admitted again');
+            }
             items.forEach((item, j) => item.resolve(results[j]!));
             return;
+          }
+          if (!this.chargesUnconfirmed) {
+            this.chargesUnconfirmed = true;
+            this.logger.warn(`[till] [redis] charges are not confirmed by ${this.replicas} replica(s) within ${this.replicaTimeout} ms (${acked} did): requests that spend credits or limits are refused with 503 until they are (chargesWait)`);
           }
           // Not confirmed: never admitted. Its charge is given back on the primary (where it was made;
           // a replica that lacks it lacks the refund too), and the request is refused as unavailable.
