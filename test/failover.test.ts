@@ -120,7 +120,8 @@ describe.skipIf(!redisServerBinary())('failover: credits spent before it stay sp
     const namespace = uniqueNamespace();
     const primary = pair.client(pair.primary);
     const figures: string[] = [];
-    for (const chargesWait of [false, true]) {
+    // Each twice, alternating, so neither gets the warm-up alone; both runs are logged.
+    for (const chargesWait of [false, true, false, true]) {
       const till = tillOn(primary, namespace, chargesWait ? { replicas: 1, replicaTimeout: 1000, chargesWait } : {});
       const { key } = await till.keys.create({ name: `bench ${chargesWait}`, scopes: [], credits: { remaining: 1_000_000 } });
       await spend(till, key, 200, 20); // warm-up
