@@ -114,28 +114,6 @@ describe.skipIf(!redisServerBinary())('failover: credits spent before it stay sp
     expect(warnings).toHaveLength(2);
     expect(warnings[1]).toMatch(/confirmed by replicas again/);
   }, 30_000);
-
-  it('measures the cost per request with and without chargesWait (logged, not asserted)', async () => {
-    pair = await startReplicated();
-    const namespace = uniqueNamespace();
-    const primary = pair.client(pair.primary);
-    const figures: string[] = [];
-    // Each twice, alternating, so neither gets the warm-up alone; both runs are logged.
-    for (const chargesWait of [false, true, false, true]) {
-      const till = tillOn(primary, namespace, chargesWait ? { replicas: 1, replicaTimeout: 1000, chargesWait } : {});
-      const { key } = await till.keys.create({ name: `bench ${chargesWait}`, scopes: [], credits: { remaining: 1_000_000 } });
-      await spend(till, key, 200, 20); // warm-up
-      for (const parallel of [1, 20]) {
-        const n = parallel === 1 ? 500 : 2000;
-        const started = process.hrtime.bigint();
-        const out = await spend(till, key, n, parallel);
-        const us = Number(process.hrtime.bigint() - started) / 1000 / n;
-        expect(out.VALID).toBe(n);
-        figures.push(`chargesWait ${chargesWait ? 'on ' : 'off'}, ${String(parallel).padStart(2)} at a time: ${us.toFixed(0)} µs per request`);
-      }
-    }
-    console.log(`[failover] cost of a charge, primary + 1 replica on loopback:\n  ${figures.join('\n  ')}`);
-  }, 60_000);
 });
 
 describe.skipIf(!redisServerBinary())('failover: a rotation is confirmed by replicas like a revocation', () => {

@@ -2,6 +2,7 @@
 // promoted, the spending carried on there. Run by `pnpm test:drills`, alone. With chargesWait no
 // request is admitted whose charge the replica lacks: never more admitted than the key's credits.
 // Without it the drill only logs what was lost (on loopback the lag is small, so it may be nothing).
+// It also measures what chargesWait costs per request, here where nothing else runs.
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Till } from '@till/core';
@@ -34,6 +35,17 @@ async function spend(till: Till, key: string, until: () => boolean, deadline: nu
     }),
   );
   return { valid: progress.valid, codes };
+}
+
+
+/** `count` verifications of `key`, `parallel` at a time (one batch of charges each round), by outcome. */
+async function spendCount(till: Till, key: string, count: number, parallel: number): Promise<Record<string, number>> {
+  const outcomes: Record<string, number> = {};
+  for (let done = 0; done < count; done += parallel) {
+    const round = await Promise.all(Array.from({ length: Math.min(parallel, count - done) }, () => till.verify(key)));
+    for (const r of round) outcomes[r.code] = (outcomes[r.code] ?? 0) + 1;
+  }
+  return outcomes;
 }
 
 describe.skipIf(!redisServerBinary())('a primary killed while credits are spent', () => {
@@ -75,4 +87,33 @@ describe.skipIf(!redisServerBinary())('a primary killed while credits are spent'
       }
     }, 90_000);
   }
+
+  it('measures the cost per request with and without chargesWait (logged, not asserted)', async () => {
+    const pair = await startReplicated();
+    const tills: Till[] = [];
+    try {
+      const namespace = uniqueNamespace();
+      const primary = pair.client(pair.primary);
+      const figures: string[] = [];
+      // Each twice, alternating, so neither gets the warm-up alone; both runs are logged.
+      for (const chargesWait of [false, true, false, true]) {
+        const till = createTill({ store: new RedisStore({ client: primary, namespace, logger: silentLogger, ...(chargesWait && { replicas: 1, replicaTimeout: 1000, chargesWait }) }), logger: silentLogger, auditEvents: false, usage: false });
+        tills.push(till);
+        const { key } = await till.keys.create({ name: `bench ${chargesWait}`, scopes: [], credits: { remaining: 1_000_000 } });
+        await spendCount(till, key, 200, 20); // warm-up
+        for (const parallel of [1, 20]) {
+          const n = parallel === 1 ? 500 : 2000;
+          const started = process.hrtime.bigint();
+          const out = await spendCount(till, key, n, parallel);
+          const us = Number(process.hrtime.bigint() - started) / 1000 / n;
+          expect(out.VALID).toBe(n);
+          figures.push(`chargesWait ${chargesWait ? 'on ' : 'off'}, ${String(parallel).padStart(2)} at a time: ${us.toFixed(0)} µs per request`);
+        }
+      }
+      console.log(`[drill charges-failover] cost of a charge, primary + 1 replica on loopback:\n  ${figures.join('\n  ')}`);
+    } finally {
+      for (const t of tills.splice(0)) await t.close();
+      await pair.stop();
+    }
+  }, 60_000);
 });
