@@ -64,17 +64,19 @@ export interface RedisStoreOptions {
    * and event-loop turn) is followed by one WAIT per turn, shared by every batch whose reply arrived in
    * it, and a request is admitted only once its charge is confirmed: when fewer replicas confirm within
    * `replicaTimeout` its charge is refunded on the primary and the store answers NOT_REPLICATED, which
-   * the verifier turns into STORE_UNAVAILABLE (503): never admitted, never left to per-process limits. Needs `replicas` >= 1. Default false.
+   * the verifier turns into STORE_UNAVAILABLE (503): never admitted, never left to per-process limits.
+   * Needs `replicas` >= 1. Default false.
    */
   chargesWait?: boolean;
   /**
    * What to do when Redis may evict Till's keys (`maxmemory-policy` `allkeys-*`: under memory pressure
    * it drops any key, key records and credit counters included): `warn` (default) logs it once through
    * `logger`; `refuse` makes every command of this store fail with TillError STORE_ERROR. Checked once,
-   * before the store's first command (INFO memory, else CONFIG GET). `noeviction` and `volatile-*` pass.
+   * before the store's first command (INFO memory, else CONFIG GET; on Cluster, of the node ioredis
+   * picks). `noeviction` and `volatile-*` pass.
    */
   eviction?: 'warn' | 'refuse';
-  /** Where the store's warnings go (the eviction check). Default: the console. */
+  /** Where the store's warnings go (the eviction check; charges going unconfirmed). Default: the console. */
   logger?: Logger;
 }
 
