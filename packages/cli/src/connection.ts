@@ -1,20 +1,52 @@
 // Opening Till on Redis for one command: fail fast and clearly when Redis is not there, and let the process exit.
 import { userInfo } from 'node:os';
-import { createTill, type KeyManager, type Till } from '@till/core';
+import { createTill, parseDuration, type KeyManager, type Till } from '@till/core';
 import type { RedisStore } from '@till/core/redis';
-import { CliError, EXIT, usage } from './errors.js';
+import { CliError, EXIT, plainMessage, usage } from './errors.js';
 
 export interface ConnectionOptions {
   /** `--redis`; REDIS_URL when absent. */
   redis?: string;
   /** `--namespace`, passed to RedisStore. */
   namespace: string;
+  /** `--replicas`; TILL_REPLICAS when absent. Replicas that must confirm every change. */
+  replicas?: string;
+  /** `--replica-timeout`; TILL_REPLICA_TIMEOUT when absent. How long to wait for them. */
+  replicaTimeout?: string;
 }
 
 export interface Session {
   readonly till: Till;
   readonly keys: KeyManager;
+  /**
+   * Waits until the replicas asked for have every change this session made (for the changes the key
+   * manager does not confirm itself: creations, enablings); rejects with NOT_REPLICATED otherwise.
+   */
+  confirmChanges(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** How long the CLI waits for replicas by default: a person or a script can afford more than a request. */
+const DEFAULT_REPLICA_TIMEOUT_MS = 2000;
+
+/** `--replicas` / TILL_REPLICAS and `--replica-timeout` / TILL_REPLICA_TIMEOUT, checked before connecting. */
+export function replicationOf(options: ConnectionOptions, env: NodeJS.ProcessEnv): { replicas: number; replicaTimeout: number } {
+  const given = options.replicas ?? (env.TILL_REPLICAS || undefined);
+  const source = options.replicas !== undefined ? '--replicas' : 'TILL_REPLICAS';
+  if (given !== undefined && !/^\d{1,2}$/.test(given.trim())) throw usage(`${source} must be a whole number of replicas, like 1 (got ${JSON.stringify(given.slice(0, 20))})`);
+  const replicas = given === undefined ? 0 : Number(given.trim());
+  const timeoutText = options.replicaTimeout ?? (env.TILL_REPLICA_TIMEOUT || undefined);
+  let replicaTimeout = DEFAULT_REPLICA_TIMEOUT_MS;
+  if (timeoutText !== undefined) {
+    const option = options.replicaTimeout !== undefined ? '--replica-timeout' : 'TILL_REPLICA_TIMEOUT';
+    try {
+      replicaTimeout = parseDuration(timeoutText, option);
+    } catch (error) {
+      throw usage(plainMessage(error instanceof Error ? error.message : String(error)));
+    }
+    if (replicaTimeout < 1) throw usage(`${option} must be at least 1ms`);
+  }
+  return { replicas, replicaTimeout };
 }
 
 /** How long to keep trying to reach Redis before giving up with exit code 3. */
@@ -52,6 +84,7 @@ function redisUrl(options: ConnectionOptions, env: NodeJS.ProcessEnv): string {
  */
 export async function openSession(options: ConnectionOptions, env: NodeJS.ProcessEnv): Promise<Session> {
   const url = redisUrl(options, env);
+  const replication = replicationOf(options, env);
   // Loaded only when a command needs Redis: --help and input errors answer without paying for ioredis.
   const [{ Redis }, { RedisStore }] = await Promise.all([import('ioredis'), import('@till/core/redis')]);
   const started = Date.now();
@@ -81,7 +114,9 @@ export async function openSession(options: ConnectionOptions, env: NodeJS.Proces
     if (client.status !== 'end') client.disconnect();
   };
   try {
-    store = new RedisStore({ client, namespace: options.namespace });
+    // The store's own warnings (a Redis that may evict keys) reach the operator on stderr.
+    const warn = (message: string) => void process.stderr.write(`till: warning: ${plainMessage(message)}\n`);
+    store = new RedisStore({ client, namespace: options.namespace, ...replication, logger: { warn, error: warn } });
     till = createTill({
       store,
       actor: actorOf(env),
@@ -117,7 +152,8 @@ export async function openSession(options: ConnectionOptions, env: NodeJS.Proces
     throw error;
   }
   const session = till;
-  return { till: session, keys: session.keys, close };
+  const opened = store;
+  return { till: session, keys: session.keys, confirmChanges: () => opened.confirmChanges(), close };
 }
 
 /** Who the audit trail says made a change: $TILL_ACTOR, else `cli:<the user's name>`. */

@@ -1,7 +1,8 @@
 // What every command gets: the environment, the clock, the two output streams and the Redis session.
 import type { Command } from 'commander';
-import type { KeyManager } from '@till/core';
+import { isTillError, type KeyManager } from '@till/core';
 import { openSession, type ConnectionOptions, type Session } from './connection.js';
+import { notReplicated } from './errors.js';
 
 export interface Context {
   readonly env: NodeJS.ProcessEnv;
@@ -12,6 +13,11 @@ export interface Context {
   note(text: string): void;
   /** Connects on first use with the global options (`--redis`, `--namespace`) and returns the key manager. */
   keys(command: Command): Promise<KeyManager>;
+  /**
+   * For a change the key manager does not confirm with replicas itself (a creation, an enabling):
+   * waits for `--replicas` of them, or throws a CliError saying the change is made but not yet safe.
+   */
+  confirmChanges(what: string): Promise<void>;
   /** Closes the Redis session, if one was opened, so that the process can exit. */
   close(): Promise<void>;
   /** A command that succeeded but must say "found something" to a script (`till scan`) sets this. */
@@ -28,6 +34,16 @@ export function createContext(env: NodeJS.ProcessEnv = process.env): Context {
     async keys(command) {
       session ??= openSession(command.optsWithGlobals<ConnectionOptions>(), env);
       return (await session).keys;
+    },
+    async confirmChanges(what) {
+      const open = await session;
+      if (open === undefined) return;
+      try {
+        await open.confirmChanges();
+      } catch (error) {
+        if (isTillError(error, 'NOT_REPLICATED')) throw notReplicated(what, error);
+        throw error;
+      }
     },
     async close() {
       const open = await session?.catch(() => undefined);

@@ -34,6 +34,15 @@ export function plainMessage(message: string): string {
   return message.replace(/^(?:\[[^\]]*\]\s*)+/, '');
 }
 
+/**
+ * A change made on the primary that the replicas asked for (`--replicas`) did not confirm in time:
+ * it is not undone, but a failover now could lose it. Exit code 1.
+ */
+export function notReplicated(what: string, error: unknown): CliError {
+  const why = isTillError(error) ? plainMessage(error.message).replace(/^the change was made on the primary, but /, '') : String(error);
+  return new CliError(`NOT_REPLICATED: ${what} was made on the primary but is not yet safe: ${why}. It is not undone; check it with \`till keys show\` once the replicas are back, and repeat it if a failover lost it`, EXIT.FAILED);
+}
+
 /** The line to print and the code to exit with, for anything a command threw. */
 export function describeError(error: unknown): { message: string; exitCode: ExitCode } {
   if (error instanceof CliError) return { message: error.message, exitCode: error.exitCode };
@@ -42,6 +51,7 @@ export function describeError(error: unknown): { message: string; exitCode: Exit
       const why = plainMessage(error.message).replace(/^store unavailable:?\s*/, '');
       return { message: `Redis is unavailable${why ? ` (${why})` : ''}`, exitCode: EXIT.UNAVAILABLE };
     }
+    if (error.code === 'NOT_REPLICATED') return describeError(notReplicated('the change', error));
     return { message: plainMessage(error.message), exitCode: EXIT.FAILED };
   }
   // A bug or something unforeseen: still one line; TILL_DEBUG=1 prints the stack.

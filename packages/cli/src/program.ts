@@ -11,7 +11,8 @@ declare const __TILL_CLI_VERSION__: string;
 export const EXIT_CODES_HELP = `
 Exit codes:
   0  done (or nothing to do)
-  1  refused or failed: bad input, unknown key, not confirmed, a Redis error
+  1  refused or failed: bad input, unknown key, not confirmed, a Redis error, a change
+     not confirmed by --replicas (NOT_REPLICATED: made on the primary, not yet safe)
   2  usage error: unknown command or option, missing argument, no Redis URL
   3  Redis unreachable`;
 
@@ -21,6 +22,9 @@ Environment:
   TILL_PEPPER  the pepper your services give createTill(): new keys are hashed with it
   TILL_PREFIX  prefix of new keys when --prefix is not given (default: till)
   TILL_ACTOR   who makes changes, as the audit trail records it (default: cli:<user name>)
+  TILL_REPLICAS, TILL_REPLICA_TIMEOUT
+               --replicas and --replica-timeout when not given: a change that fewer replicas
+               confirm in time exits 1 with NOT_REPLICATED (made on the primary, not yet safe)
   TILL_DEBUG   set to 1 to print the stack of an unexpected error
 
 Output is a table or a list of fields for people; --json prints one JSON document on stdout
@@ -35,6 +39,8 @@ export function createProgram(ctx: Context): Command {
     .helpOption('-h, --help', 'show help for a command')
     .option('--redis <url>', 'Redis URL, like redis://127.0.0.1:6379 (default: $REDIS_URL)')
     .option('--namespace <ns>', "prefix of Till's Redis keys, as given to RedisStore", 'till:')
+    .option('--replicas <n>', 'replicas that must confirm every change before it counts as done (default: $TILL_REPLICAS, else 0)')
+    .option('--replica-timeout <duration>', 'how long to wait for them, like 2s (default: $TILL_REPLICA_TIMEOUT, else 2s)')
     // Settings below are inherited by every subcommand made with .command().
     .exitOverride()
     .configureOutput({

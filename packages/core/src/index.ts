@@ -53,7 +53,7 @@ export { Limiter } from './limiter.js';
 export { TillEvents, type TillEvent, type TillEventType, type TillEventListener, type VerificationEvent, type VerificationListener } from './events.js';
 export { MemoryStore, type MemoryStoreOptions } from './store/memory.js';
 export { Verifier, type VerifierOptions, type VerifyOptions, type CacheOptions, type VerifierStats } from './verifier.js';
-export { KeyManager, type CreateKeyInput, type CreatedKey, type KeyManagerOptions, type KeyPatch, type RotatedKey, type KeyIdentity } from './manager.js';
+export { KeyManager, unconfirmedRotation, type UnconfirmedRotation, type CreateKeyInput, type CreatedKey, type KeyManagerOptions, type KeyPatch, type RotatedKey, type KeyIdentity } from './manager.js';
 export { parseDuration, MAX_DURATION } from './duration.js';
 export {
   createExtractor,

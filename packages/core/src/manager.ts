@@ -113,6 +113,21 @@ export interface RotatedKey extends CreatedKey {
   readonly announced: boolean;
 }
 
+/**
+ * What a rotation rejected with NOT_REPLICATED carries in its `rotation` property: the rotation as made
+ * on the primary (`previous` is null when the old key could not be read back).
+ */
+export interface UnconfirmedRotation extends CreatedKey {
+  readonly previous: KeyInfo | null;
+}
+
+/** The rotation a NOT_REPLICATED error of `rotate()` carries, if it is one. */
+export function unconfirmedRotation(error: unknown): UnconfirmedRotation | null {
+  if (!isTillError(error, 'NOT_REPLICATED')) return null;
+  const rotation = (error as TillError & { rotation?: UnconfirmedRotation }).rotation;
+  return rotation === undefined ? null : rotation;
+}
+
 const PATCH_FIELDS = ['name', 'scopes', 'metadata', 'setMetadata', 'unsetMetadata', 'expiresAt', 'expiresIn', 'notBefore', 'disabled', 'limits', 'credits'];
 const DEFAULT_GRACE = '24h';
 const MAX_TEXT = 200;
@@ -475,7 +490,7 @@ export class KeyManager {
       credits: old.credits === null ? null : { ...old.credits, account: old.credits.account ?? old.id },
     }, options);
     try {
-      const previous = await this.change(id, (record, t) => {
+      const previous = await this.confirmed(this.change(id, (record, t) => {
         assertRotatable(record);
         // The new key copied the record as read above: if the key changed since (narrower scopes,
         // another owner), the copy is wrong, so the rotation is abandoned and the new key revoked.
@@ -484,7 +499,7 @@ export class KeyManager {
         }
         const graceEnd = t + grace;
         return { ...record, rotatedTo: created.record.id, expiresAt: record.expiresAt === null ? graceEnd : Math.min(record.expiresAt, graceEnd) };
-      }, 'key.rotated', options, `rotated to ${created.record.id}`);
+      }, 'key.rotated', options, `rotated to ${created.record.id}`));
       return { ...created, previous, announced: true };
     } catch (error) {
       if (isTillError(error, 'NOT_ANNOUNCED')) {
@@ -493,10 +508,28 @@ export class KeyManager {
         const previous = await this.get(id);
         if (previous !== null) return { ...created, previous, announced: false };
       }
+      if (isTillError(error, 'NOT_REPLICATED')) throw await this.rotationNotReplicated(error, id, created);
       // The old key changed under us (revoked, rotated elsewhere): the new key must not outlive that.
       await this.change(created.record.id, (record, t) => ({ ...record, revokedAt: t, revokedReason: 'rotation aborted' }), 'key.revoked', { ...(options.actor !== undefined && { actor: options.actor }), reason: 'rotation aborted' }).catch(() => {});
       throw error;
     }
+  }
+
+  /**
+   * A rotation made on the primary that replicas did not confirm: a failover now could bring the old
+   * key back without its new expiry (and lose the new key). The rotation stands (undoing it would need
+   * confirming too); the error carries it, new key included, in `rotation` (not enumerable: logging or
+   * serializing the error does not print the key), so that the caller can hand the key over.
+   */
+  private async rotationNotReplicated(error: TillError, id: string, created: CreatedKey): Promise<TillError> {
+    const previous = await this.get(id).catch(() => null);
+    const out = new TillError(
+      'NOT_REPLICATED',
+      `[till] [keys] key ${id} was rotated to ${created.record.id} on the primary, but not confirmed by replicas: a failover now could bring the old key back without its new expiry. The new key is in error.rotation; check with keys.get(${JSON.stringify(id)}) later (${error.message.replace(/^(?:\[[^\]]*\]\s*)+/, '')})`,
+      { cause: error },
+    );
+    Object.defineProperty(out, 'rotation', { value: { ...created, previous } satisfies UnconfirmedRotation, enumerable: false });
+    return out;
   }
 
   /** Credits left on a key now (refills included), or null when it has none. */

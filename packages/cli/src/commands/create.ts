@@ -65,10 +65,12 @@ export function registerCreate(keys: Command, ctx: Context): void {
       const at = ctx.now();
       if (options.json) {
         ctx.print(json({ key, record: toJson(record, at) }));
-        return;
+      } else {
+        ctx.print(`Created key ${record.id}.\n${secretBlock(key)}${details(record, at)}`);
+        if (record.expiresAt === null) ctx.note('note: this key never expires (audits flag such keys); give --expires 90d or a date to bound it\n');
       }
-      ctx.print(`Created key ${record.id}.\n${secretBlock(key)}${details(record, at)}`);
-      if (record.expiresAt === null) ctx.note('note: this key never expires (audits flag such keys); give --expires 90d or a date to bound it\n');
+      // The key is printed first: a creation that replicas did not confirm still made it.
+      await ctx.confirmChanges(`the creation of key ${record.id} (the key is printed above)`);
     });
 }
 

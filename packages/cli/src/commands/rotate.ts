@@ -2,7 +2,8 @@
 import type { Command } from 'commander';
 import type { Context } from '../context.js';
 import { confirm } from '../confirm.js';
-import { failed } from '../errors.js';
+import { unconfirmedRotation } from '@till/core';
+import { failed, notReplicated } from '../errors.js';
 import * as input from '../input.js';
 import { json, secretBlock, toJson, when } from '../output.js';
 import { existingKey } from './show.js';
@@ -49,11 +50,23 @@ export function registerRotate(keys: Command, ctx: Context): void {
         yes: !!options.yes,
         action: `rotate key ${id}`,
       });
-      const { key, record, previous } = await keyManager.rotate(id, { grace: options.grace });
+      // A rotation that replicas did not confirm (--replicas) is made all the same: its new key is
+      // printed, then the command fails with NOT_REPLICATED.
+      let unconfirmed: unknown;
+      const { key, record, previous } = await keyManager.rotate(id, { grace: options.grace }).catch((error: unknown) => {
+        const rotation = unconfirmedRotation(error);
+        if (rotation === null) throw error;
+        unconfirmed = error;
+        // The old key could not be read back: it is printed as it was, with the expiry it now has.
+        return { ...rotation, previous: rotation.previous ?? { ...current, rotatedTo: rotation.record.id, expiresAt: graceEnd } };
+      });
       const now = ctx.now();
+      const done = () => {
+        if (unconfirmed !== undefined) throw notReplicated(`the rotation of key ${id} to ${record.id} (the new key is printed above)`, (unconfirmed as Error).cause ?? unconfirmed);
+      };
       if (options.json) {
         ctx.print(json({ key, record: toJson(record, now), previous: toJson(previous, now) }));
-        return;
+        return done();
       }
       ctx.print(
         `Rotated key ${previous.id} to ${record.id}.\n${secretBlock(key)}` +
@@ -61,5 +74,6 @@ export function registerRotate(keys: Command, ctx: Context): void {
           `old key  ${previous.id}  expires ${when(previous.expiresAt, 'never')} (grace ${options.grace})\n\n` +
           `Deploy the new key before then; the old one stops working by itself (to end it early: till keys revoke ${previous.id} --key-only).\n`,
       );
+      done();
     });
 }

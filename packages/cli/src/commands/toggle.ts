@@ -60,7 +60,10 @@ export function registerToggle(keys: Command, ctx: Context): void {
       assertCurrent(current);
       let record = current;
       if (!current.disabled) ctx.note(`key ${id} is not disabled; nothing changed\n`);
-      else record = await keyManager.enable(id);
+      else {
+        record = await keyManager.enable(id);
+        await ctx.confirmChanges(`enabling key ${id}`);
+      }
       print(ctx, record, record === current ? 'Key' : 'Enabled key', options.json);
     });
 }

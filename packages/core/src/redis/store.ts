@@ -1,6 +1,7 @@
 // A KeyStore on Redis or Redis Cluster through ioredis, with command timeouts and fail-fast when down.
 import type { Cluster, Redis } from 'ioredis';
 import { TillError, storeUnavailable } from '../errors.js';
+import { consoleLogger, type Logger } from '../logger.js';
 import { compactInfo, decodeRecord, encodeRecord, expandInfo, type KeyInfo, type KeyRecord } from '../record.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
 import type { ChargeOutcome, Credits, LimitState } from '../limits.js';
@@ -46,17 +47,42 @@ export interface RedisStoreOptions {
   /** Most entries in each key's change trail, and apart from it in its list of security events. Default 1,000. */
   auditPerKeyMaxLength?: number;
   /**
-   * Replicas that must have a revocation, a disabling, a deletion or an update before the key
+   * Replicas that must have a revocation, a disabling, a deletion, an update or a rotation before the key
    * manager's call resolves: Redis replicates asynchronously, so a change its primary acknowledged is
    * lost if the primary fails before a replica has it, and a revoked key works again on the promoted
    * replica. With `replicas` set, those changes are followed by WAIT (`confirmChanges()`); when fewer
    * replicas confirm within `replicaTimeout` (ms, default 500) the change stays made on the primary and
-   * the call rejects with TillError `NOT_REPLICATED`: not yet safe from a failover. Creations and
-   * rotations do not wait (a lost one fails closed: the new key is refused). Default 0: no wait.
+   * the call rejects with TillError `NOT_REPLICATED`: not yet safe from a failover (a rotation's error
+   * carries the rotation, see `unconfirmedRotation`). Creations and enablings do not wait (a lost one
+   * fails closed: the key is refused). Default 0: no wait.
    */
   replicas?: number;
   replicaTimeout?: number;
+  /**
+   * Whether charges (credits and rate limits spent by verifications) also wait for `replicas`: without
+   * it, charges acknowledged by the primary but not yet copied are lost in a failover and the promoted
+   * replica hands those credits out again. With it, each batch of charges (one script call per subject
+   * and event-loop turn) is followed by one WAIT per turn, shared by every batch whose reply arrived in
+   * it, and a request is admitted only once its charge is confirmed: when fewer replicas confirm within
+   * `replicaTimeout` its charge is refunded on the primary and the store answers NOT_REPLICATED, which
+   * the verifier turns into STORE_UNAVAILABLE (503): never admitted, never left to per-process limits.
+   * Needs `replicas` >= 1. Default false.
+   */
+  chargesWait?: boolean;
+  /**
+   * What to do when Redis may evict Till's keys (`maxmemory-policy` `allkeys-*`: under memory pressure
+   * it drops any key, key records and credit counters included): `warn` (default) logs it once through
+   * `logger`; `refuse` makes every command of this store fail with TillError STORE_ERROR. Checked once,
+   * before the store's first command (INFO memory, else CONFIG GET; on Cluster, of the node ioredis
+   * picks). `noeviction` and `volatile-*` pass.
+   */
+  eviction?: 'warn' | 'refuse';
+  /** Where the store's warnings go (the eviction check; charges going unconfirmed). Default: the console. */
+  logger?: Logger;
 }
+
+/** Policies under which Redis never evicts a key without a TTL: Till's records and credits have none. */
+const SAFE_POLICIES = /^(noeviction|volatile-(lru|lfu|random|ttl))$/;
 
 type ScriptClient = RedisClient & {
   tillReplace(record: string, trail: string, json: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, number?, string?]>;
@@ -231,6 +257,19 @@ export class RedisStore implements KeyStore {
   private readonly trailCap: number;
   private readonly replicas: number;
   private readonly replicaTimeout: number;
+  private readonly chargesWait: boolean;
+  private readonly eviction: 'warn' | 'refuse';
+  private readonly logger: Logger;
+  /** The eviction check: undefined until the first command starts it (again after it could not ask). */
+  private evictionCheck: Promise<void> | undefined;
+  /** Whether the check has answered (commands then skip it). */
+  private evictionKnown = false;
+  /** Set when the policy evicts and `eviction` is `refuse`: every command fails with it. */
+  private evictionRefusal: TillError | undefined;
+  /** The WAIT that confirms the charges answered in this turn of the event loop, once it is sent. */
+  private chargeWait: Promise<number> | undefined;
+  /** Whether the last charges went unconfirmed (logged once per stretch, and once when it ends). */
+  private chargesUnconfirmed = false;
 
   constructor(options: RedisStoreOptions) {
     if (!options || typeof options !== 'object' || !options.client || typeof (options.client as Redis).get !== 'function') {
@@ -255,6 +294,14 @@ export class RedisStore implements KeyStore {
     if (!Number.isInteger(replicaTimeout) || replicaTimeout < 1) throw new TillError('INVALID_OPTIONS', '[till] [redis] replicaTimeout must be a positive integer of milliseconds');
     this.replicas = replicas;
     this.replicaTimeout = replicaTimeout;
+    if (options.chargesWait !== undefined && typeof options.chargesWait !== 'boolean') throw new TillError('INVALID_OPTIONS', '[till] [redis] chargesWait must be true or false');
+    if (options.chargesWait === true && replicas === 0) throw new TillError('INVALID_OPTIONS', '[till] [redis] chargesWait needs replicas (1 or more): it waits for that many replicas');
+    this.chargesWait = options.chargesWait === true;
+    const { eviction = 'warn', logger = consoleLogger } = options;
+    if (eviction !== 'warn' && eviction !== 'refuse') throw new TillError('INVALID_OPTIONS', '[till] [redis] eviction must be "warn" or "refuse"');
+    if (!logger || typeof logger.warn !== 'function') throw new TillError('INVALID_OPTIONS', '[till] [redis] logger must have warn() and error()');
+    this.eviction = eviction;
+    this.logger = logger;
     if (typeof namespace !== 'string' || /[{}]/.test(namespace)) {
       throw new TillError('INVALID_OPTIONS', '[till] [redis] namespace must be a string without braces (braces would change the hash slot)');
     }
@@ -504,17 +551,39 @@ export class RedisStore implements KeyStore {
    */
   async confirmChanges(): Promise<void> {
     if (this.replicas === 0) return;
-    const nodes = (this.client as Cluster).isCluster ? (this.client as Cluster).nodes('master') : [this.client as Redis];
-    const fewest = await Promise.all(nodes.map((node) => node.wait(this.replicas, this.replicaTimeout))).then(
-      (acked) => Math.min(...acked.map(Number)),
-      () => 0,
-    );
+    const fewest = await this.waitReplicas();
     if (fewest < this.replicas) {
       throw new TillError(
         'NOT_REPLICATED',
         `[till] [redis] the change was made on the primary, but ${fewest} of ${this.replicas} replicas confirmed it within ${this.replicaTimeout} ms: a failover now could undo it`,
       );
     }
+  }
+
+  /**
+   * How many replicas have every write this client made so far: WAIT on the primary (on every primary
+   * of a Cluster at once, the fewest answer), 0 when it fails.
+   */
+  private waitReplicas(): Promise<number> {
+    const nodes = (this.client as Cluster).isCluster ? (this.client as Cluster).nodes('master') : [this.client as Redis];
+    return Promise.all(nodes.map((node) => node.wait(this.replicas, this.replicaTimeout))).then(
+      (acked) => Math.min(...acked.map(Number)),
+      () => 0,
+    );
+  }
+
+  /**
+   * One WAIT for the charges answered in this turn of the event loop: sent at the next
+   * `setImmediate`, after every reply read in this turn, so one WAIT covers all their batches.
+   */
+  private confirmCharges(): Promise<number> {
+    if (this.chargeWait === undefined) {
+      this.chargeWait = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        this.chargeWait = undefined;
+        return this.waitReplicas();
+      });
+    }
+    return this.chargeWait;
   }
 
   /** The store's log of changes, written after the change (whose key's trail holds it already). */
@@ -592,7 +661,7 @@ export class RedisStore implements KeyStore {
           return;
         }
         const stride = 3 + 2 * n;
-        items.forEach((item, j) => {
+        const results = items.map((item, j): ConsumeResult => {
           const at = j * stride;
           const limits: LimitState[] = [];
           for (let i = 0; i < n; i++) {
@@ -601,7 +670,37 @@ export class RedisStore implements KeyStore {
           }
           const credits = Number(reply[at + 1]);
           const retry = Number(reply[at + 2]);
-          item.resolve({ outcome: reply[at] as ChargeOutcome, limits, credits: credits < 0 ? null : credits, retryAfter: retry < 0 ? null : retry });
+          return { outcome: reply[at] as ChargeOutcome, limits, credits: credits < 0 ? null : credits, retryAfter: retry < 0 ? null : retry };
+        });
+        // Admitted charges that spent something wait for replicas (chargesWait): refused ones spent nothing.
+        const spent = (item: Batch['items'][number], j: number) => results[j]!.outcome === 'OK' && ((item.request.cost ?? 0) > 0 || item.request.limits.some((c) => c.cost > 0));
+        if (!this.chargesWait || !items.some(spent)) {
+          items.forEach((item, j) => item.resolve(results[j]!));
+          return;
+        }
+        this.confirmCharges().then((acked) => {
+          if (acked >= this.replicas) {
+            if (this.chargesUnconfirmed) {
+              this.chargesUnconfirmed = false;
+              this.logger.warn('[till] [redis] charges are confirmed by replicas again (chargesWait): requests are admitted again');
+            }
+            items.forEach((item, j) => item.resolve(results[j]!));
+            return;
+          }
+          if (!this.chargesUnconfirmed) {
+            this.chargesUnconfirmed = true;
+            this.logger.warn(`[till] [redis] charges are not confirmed by ${this.replicas} replica(s) within ${this.replicaTimeout} ms (${acked} did): requests that spend credits or limits are refused with 503 until they are (chargesWait)`);
+          }
+          // Not confirmed: never admitted. Its charge is given back on the primary (where it was made;
+          // a replica that lacks it lacks the refund too), and the request is refused as unavailable.
+          // NOT_REPLICATED, not STORE_UNAVAILABLE: the limiter then refuses (503) rather than falling back to
+          // per-process limits, which would admit the request after all.
+          const error = new TillError('NOT_REPLICATED', `[till] [redis] a charge was made on the primary, but ${acked} of ${this.replicas} replicas confirmed it within ${this.replicaTimeout} ms (chargesWait): refused and refunded`);
+          items.forEach((item, j) => {
+            if (!spent(item, j)) return item.resolve(results[j]!);
+            this.refund(item.request).catch(() => {});
+            item.reject(error);
+          });
         });
       },
       (error: unknown) => {
@@ -766,8 +865,81 @@ export class RedisStore implements KeyStore {
     for (const listener of this.listeners) listener(id);
   }
 
+  /**
+   * Reads Redis's `maxmemory-policy` (INFO memory; CONFIG GET where INFO does not say) and warns, or
+   * with `eviction: 'refuse'` sets the refusal, when it may evict keys that have no TTL. A Redis that
+   * cannot be asked now (down) is asked again on a later command; one that refuses both commands (an
+   * ACL) is reported once and trusted.
+   */
+  private async checkEviction(): Promise<void> {
+    let policy: string | undefined;
+    let maxmemory = '';
+    // Through send(): under the command timeout; unavailable means "ask again later", a refusal (an
+    // ACL, a renamed CONFIG) means "cannot be read here".
+    const unread = (error: unknown) => {
+      if (error instanceof TillError && error.code === 'STORE_UNAVAILABLE') throw error;
+    };
+    try {
+      const info = await this.send(() => this.client.info('memory'));
+      policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
+      maxmemory = /^maxmemory:(\d+)/m.exec(info)?.[1] ?? '';
+    } catch (error) {
+      unread(error);
+    }
+    if (policy === undefined) {
+      try {
+        const reply = (await this.send(() => this.client.config('GET', 'maxmemory-policy'))) as unknown as string[];
+        policy = reply[1];
+      } catch (error) {
+        unread(error);
+      }
+    }
+    if (policy === undefined) {
+      this.logger.warn('[till] [redis] could not read maxmemory-policy (neither INFO memory nor CONFIG GET answered it): make sure it is noeviction or volatile-*, or Redis may evict key records and credit counters');
+      return;
+    }
+    if (SAFE_POLICIES.test(policy)) return;
+    const why = `maxmemory-policy is ${policy}${maxmemory === '0' ? ' (maxmemory 0: no limit yet)' : ''}: under memory pressure Redis evicts any key, Till's key records (valid keys are then refused as unknown) and credit counters (they start again full) included. Set maxmemory-policy to noeviction (or a volatile-* policy: only rate-limit state and usage counts carry a TTL)`;
+    if (this.eviction === 'refuse') {
+      this.evictionRefusal = new TillError('STORE_ERROR', `[till] [redis] refusing to run (eviction: 'refuse'): ${why}`);
+      this.logger.error(this.evictionRefusal.message);
+    } else {
+      this.logger.warn(`[till] [redis] ${why}, or pass eviction: 'refuse' to RedisStore to refuse to run on it`);
+    }
+  }
+
+  /** Starts the eviction check on the first command; with `refuse`, commands wait for its answer. */
+  private evictionGate(): Promise<void> | undefined {
+    if (this.evictionKnown) return undefined;
+    if (this.evictionCheck === undefined) {
+      const check = this.checkEviction().then(
+        () => {
+          this.evictionKnown = true;
+        },
+        () => {
+          // Not answered (Redis down): asked again by a later command.
+          if (this.evictionCheck === check) this.evictionCheck = undefined;
+        },
+      );
+      this.evictionCheck = check;
+    }
+    return this.eviction === 'refuse' ? this.evictionCheck : undefined;
+  }
+
   /** Runs a command with a deadline, and turns connection trouble into a STORE_UNAVAILABLE error. */
   private run<T>(command: () => Promise<T>): Promise<T> {
+    if (this.evictionRefusal !== undefined) return Promise.reject(this.evictionRefusal);
+    const gate = DOWN.has(this.client.status) ? undefined : this.evictionGate();
+    if (gate !== undefined) {
+      return gate.then(() => {
+        if (this.evictionRefusal !== undefined) throw this.evictionRefusal;
+        return this.send(command);
+      });
+    }
+    return this.send(command);
+  }
+
+  private send<T>(command: () => Promise<T>): Promise<T> {
     if (DOWN.has(this.client.status)) return Promise.reject(storeUnavailable('redis', new Error(`client is ${this.client.status}`)));
     return new Promise<T>((resolve, reject) => {
       // A command sent is not taken back: if it was a change, it may still be made.

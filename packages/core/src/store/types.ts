@@ -122,7 +122,8 @@ export interface KeyStore {
   /**
    * Optional: resolves once the store's changes so far are safe from the loss of one server (replicated
    * as configured), or rejects with TillError `NOT_REPLICATED`. The key manager calls it after changes
-   * that take access away.
+   * that take access away or may (revoke, disable, delete, update) and after a rotation (the old key's
+   * new expiry); the CLI also after a creation or an enabling when asked to (`--replicas`).
    */
   confirmChanges?(): Promise<void>;
   /**
