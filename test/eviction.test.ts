@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Logger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { freePort, redisServerBinary, startRedisServer, type RunningRedis } from './helpers/redis-server.js';
+import { freePort, startRedisServer, type RunningRedis } from './helpers/redis-server.js';
 import { uniqueNamespace } from './helpers/redis.js';
 
 const servers: RunningRedis[] = [];
@@ -23,7 +23,7 @@ function recorder(): Logger & { warnings: string[]; errors: string[] } {
   return { warnings, errors, warn: (m) => void warnings.push(m), error: (m) => void errors.push(m) };
 }
 
-describe.skipIf(!redisServerBinary())('the eviction policy check', () => {
+describe('the eviction policy check', () => {
   let lru: RunningRedis;
   let volatile: RunningRedis;
   let safe: RunningRedis;

@@ -4,7 +4,6 @@ import type { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createTill, isTillError, silentLogger, unconfirmedRotation, type Till } from '@till/core';
 import { RedisStore, type RedisStoreOptions } from '@till/core/redis';
-import { redisServerBinary } from './helpers/redis-server.js';
 import { commandCalls, startReplicated, type ReplicatedRedis } from './helpers/redis-replication.js';
 import { uniqueNamespace } from './helpers/redis.js';
 
@@ -38,7 +37,7 @@ afterEach(async () => {
   for (const till of tills.splice(0)) await till.close();
 });
 
-describe.skipIf(!redisServerBinary())('failover: credits spent before it stay spent (chargesWait)', () => {
+describe('failover: credits spent before it stay spent (chargesWait)', () => {
   let pair: ReplicatedRedis | undefined;
   afterEach(async () => {
     for (const till of tills.splice(0)) await till.close();
@@ -119,7 +118,7 @@ describe.skipIf(!redisServerBinary())('failover: credits spent before it stay sp
   }, 30_000);
 });
 
-describe.skipIf(!redisServerBinary())('failover: a rotation is confirmed by replicas like a revocation', () => {
+describe('failover: a rotation is confirmed by replicas like a revocation', () => {
   let pair: ReplicatedRedis | undefined;
   afterEach(async () => {
     for (const till of tills.splice(0)) await till.close();

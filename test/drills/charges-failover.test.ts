@@ -7,7 +7,6 @@ import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { redisServerBinary } from '../helpers/redis-server.js';
 import { startReplicated } from '../helpers/redis-replication.js';
 import { uniqueNamespace } from '../helpers/redis.js';
 
@@ -48,7 +47,7 @@ async function spendCount(till: Till, key: string, count: number, parallel: numb
   return outcomes;
 }
 
-describe.skipIf(!redisServerBinary())('a primary killed while credits are spent', () => {
+describe('a primary killed while credits are spent', () => {
   for (const chargesWait of [true, false]) {
     it(`${chargesWait ? 'with' : 'without'} chargesWait: ${chargesWait ? 'never more admitted than the credits' : 'what is lost (logged)'}`, async () => {
       const pair = await startReplicated();

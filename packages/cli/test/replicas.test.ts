@@ -3,7 +3,6 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { redisServerBinary } from '../../../test/helpers/redis-server.js';
 import { startReplicated, type ReplicatedRedis } from '../../../test/helpers/redis-replication.js';
 import { uniqueNamespace } from '../../../test/helpers/redis.js';
 import { assertBuilt, keysIn, runTill } from './harness.js';
@@ -25,7 +24,7 @@ afterEach(async () => {
   pair = undefined;
 });
 
-describe.skipIf(!redisServerBinary())('till --replicas', () => {
+describe('till --replicas', () => {
   it('a revocation confirmed by the replica (exit 0) survives a failover right after', async () => {
     pair = await startReplicated();
     const namespace = uniqueNamespace();
