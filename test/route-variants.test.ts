@@ -180,10 +180,8 @@ describe('guarded paths written another way', () => {
     });
 
     describe('a prefixed router without { sensitive: true }, where router.use() is skipped by case', () => {
-      it('is refused with an error at its first authenticated request, never served', async () => {
-        const api = new Router({ prefix: '/api' });
-        api.use(apiKeyAuth({ till }));
-        api.get('/invoices', handler);
+      /** A Koa app serving `api` that answers an error with 500 and keeps its message. */
+      const catching = (api: InstanceType<typeof Router>) => {
         const errors: string[] = [];
         const app = new Koa();
         app.on('error', () => {});
@@ -196,6 +194,14 @@ describe('guarded paths written another way', () => {
           }
         });
         app.use(api.routes());
+        return { app, errors };
+      };
+
+      it('is refused with an error at its first authenticated request, never served', async () => {
+        const api = new Router({ prefix: '/api' });
+        api.use(apiKeyAuth({ till }));
+        api.get('/invoices', handler);
+        const { app, errors } = catching(api);
         const res = await request(app.callback()).get('/api/invoices').set(bearer(key));
         expect(res.status).toBe(500);
         expect(errors[0]).toMatch(/sensitive: true/);
@@ -205,17 +211,7 @@ describe('guarded paths written another way', () => {
         const api = new Router({ prefix: '/api' });
         api.use(apiKeyAuth({ till }));
         api.get('/invoices', requireScopes('billing:read'), handler);
-        const errors: string[] = [];
-        const app = new Koa();
-        app.use(async (ctx, next) => {
-          try {
-            await next();
-          } catch (error) {
-            errors.push((error as Error).message);
-            ctx.status = 500;
-          }
-        });
-        app.use(api.routes());
+        const { app, errors } = catching(api);
         const res = await request(app.callback()).get('/API/invoices');
         expect(res.status).toBe(500);
         expect(errors[0]).toMatch(/router\.use\(\)/);
