@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BruteForceGuard, createTill, generateKey, Limiter, MemoryStore, TillEvents, type KeyRecord, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth, rateLimit } from '@till/express';
-import { clientKey } from '../packages/core/src/client-ip.js';
+import { clientKey } from '../packages/core/src/limits/client-ip.js';
 import { middlewareCaller } from './helpers/call-middleware.js';
 import { deleteNamespace, newClient, uniqueNamespace } from './helpers/redis.js';
 import { waitFor } from './helpers/wait.js';

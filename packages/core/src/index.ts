@@ -1,6 +1,6 @@
 // @till/core: key format, hashing, verification, stores and key management. No HTTP framework here.
 export { TillError, isTillError, type TillErrorCode } from './errors.js';
-export { isSafeText, safeText, escapeText, safeJson } from './text.js';
+export { isSafeText, safeText, escapeText, safeJson } from './util/text.js';
 export {
   OUTCOME_CODES,
   failure,
@@ -12,7 +12,7 @@ export {
   type Usage,
   type VerifyFailure,
   type MaybePromise,
-} from './outcome.js';
+} from './verify/outcome.js';
 export {
   generateKey,
   parseKey,
@@ -26,11 +26,11 @@ export {
   type GeneratedKey,
   type ParsedKey,
   type ParseFailureReason,
-} from './key-format.js';
-export { crc32 } from './crc32.js';
-export { createHasher, type KeyHasher, type HashAlgorithm } from './hash.js';
-export { ScopeSet, scopesSatisfy, isValidScope, isValidGrant, isWildcard, normalizeRequired } from './scopes.js';
-export { keyStatus, toKeyInfo, toVerifiedKey, type KeyRecord, type KeyInfo, type KeyStatus } from './record.js';
+} from './key/format.js';
+export { crc32 } from './key/crc32.js';
+export { createHasher, type KeyHasher, type HashAlgorithm } from './key/hash.js';
+export { ScopeSet, scopesSatisfy, isValidScope, isValidGrant, isWildcard, normalizeRequired } from './verify/scopes.js';
+export { keyStatus, toKeyInfo, toVerifiedKey, type KeyRecord, type KeyInfo, type KeyStatus } from './store/record.js';
 export type { KeyStore, KeyPage, ListKeysQuery, InvalidationListener, ConsumeRequest, ConsumeResult } from './store/types.js';
 export {
   evaluate,
@@ -47,14 +47,14 @@ export {
   type Credits,
   type CreditsInput,
   type ChargeOutcome,
-} from './limits.js';
-export { LocalBuckets } from './store/buckets.js';
-export { Limiter } from './limiter.js';
-export { TillEvents, type TillEvent, type TillEventType, type TillEventListener, type VerificationEvent, type VerificationListener } from './events.js';
+} from './limits/rules.js';
+export { LocalBuckets } from './limits/buckets.js';
+export { Limiter } from './limits/limiter.js';
+export { TillEvents, type TillEvent, type TillEventType, type TillEventListener, type VerificationEvent, type VerificationListener } from './audit/events.js';
 export { MemoryStore, type MemoryStoreOptions } from './store/memory.js';
-export { Verifier, type VerifierOptions, type VerifyOptions, type CacheOptions, type VerifierStats } from './verifier.js';
-export { KeyManager, unconfirmedRotation, type UnconfirmedRotation, type CreateKeyInput, type CreatedKey, type KeyManagerOptions, type KeyPatch, type RotatedKey, type KeyIdentity } from './manager.js';
-export { parseDuration, MAX_DURATION } from './duration.js';
+export { Verifier, type VerifierOptions, type VerifyOptions, type CacheOptions, type VerifierStats } from './verify/verifier.js';
+export { KeyManager, unconfirmedRotation, type UnconfirmedRotation, type CreateKeyInput, type CreatedKey, type KeyManagerOptions, type KeyPatch, type RotatedKey, type KeyIdentity } from './manage/manager.js';
+export { parseDuration, MAX_DURATION } from './util/duration.js';
 export {
   createExtractor,
   NO_KEY,
@@ -65,7 +65,7 @@ export {
   type KeyExtractor,
   type Extraction,
   type HeaderBag,
-} from './extract.js';
+} from './http/extract.js';
 export {
   problemResponse,
   challengeOf,
@@ -76,10 +76,10 @@ export {
   type ProblemResponse,
   type ProblemOptions,
   type RateLimitHeaderStyle,
-} from './http.js';
+} from './http/problem.js';
 export { createTill, defaultTill, resetDefaultTill, isTill, type Till, type TillOptions } from './till.js';
-export { consoleLogger, silentLogger, type Logger } from './logger.js';
-export { systemClock, type Clock } from './clock.js';
+export { consoleLogger, silentLogger, type Logger } from './util/logger.js';
+export { systemClock, type Clock } from './util/clock.js';
 export {
   createAuthenticator,
   createScopeCheck,
@@ -91,10 +91,10 @@ export {
   type RateLimitGuard,
   type RateLimitVerdict,
   type GuardRefusal,
-} from './guard.js';
-export { BruteForceGuard, type BruteForceOptions } from './brute-force.js';
-export { keyHeaderReader, type RequestHeaders } from './raw-headers.js';
-export { contextOf, type RequestContext } from './request-context.js';
+} from './http/guard.js';
+export { BruteForceGuard, type BruteForceOptions } from './limits/brute-force.js';
+export { keyHeaderReader, type RequestHeaders } from './http/raw-headers.js';
+export { contextOf, type RequestContext } from './http/request-context.js';
 export {
   AUDIT_TYPES,
   CHANGE_TYPES,
@@ -107,10 +107,10 @@ export {
   type AuditType,
   type ChangeType,
   type SecurityType,
-} from './audit.js';
-export { UsageTracker, UsageCounter, dayOf, type KeyUsage, type UsageBatchItem, type UsageOptions } from './usage.js';
-export { auditReport, type Report, type ReportOptions, type Finding, type FindingKind } from './report.js';
-export { findKeys, type FoundKey } from './scan.js';
+} from './audit/trail.js';
+export { UsageTracker, UsageCounter, dayOf, type KeyUsage, type UsageBatchItem, type UsageOptions } from './audit/usage.js';
+export { auditReport, type Report, type ReportOptions, type Finding, type FindingKind } from './audit/report.js';
+export { findKeys, type FoundKey } from './key/scan.js';
 export {
   createAlerts,
   loggerSink,
@@ -125,4 +125,4 @@ export {
   type Alerts,
   type AlertsOptions,
   type WebhookOptions,
-} from './alerts.js';
+} from './audit/alerts.js';

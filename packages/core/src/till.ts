@@ -1,20 +1,20 @@
 // createTill(): one object holding the store, the verifier and the key manager, wired together.
-import { systemClock, type Clock } from './clock.js';
+import { systemClock, type Clock } from './util/clock.js';
 import { TillError } from './errors.js';
-import { installHint } from './install-hint.js';
-import type { AuditPage, AuditQuery, AuditRecord } from './audit.js';
-import { UsageTracker, type KeyUsage, type UsageBatchItem, type UsageOptions } from './usage.js';
-import { AuditWriter, type AuditWriterOptions } from './audit-writer.js';
-import { TillEvents } from './events.js';
-import { createHasher } from './hash.js';
-import { Limiter } from './limiter.js';
-import { consoleLogger, type Logger } from './logger.js';
-import { KeyManager } from './manager.js';
-import type { MaybePromise, VerifyResult } from './outcome.js';
-import type { KeyRecord } from './record.js';
+import { installHint } from './util/install-hint.js';
+import type { AuditPage, AuditQuery, AuditRecord } from './audit/trail.js';
+import { UsageTracker, type KeyUsage, type UsageBatchItem, type UsageOptions } from './audit/usage.js';
+import { AuditWriter, type AuditWriterOptions } from './audit/writer.js';
+import { TillEvents } from './audit/events.js';
+import { createHasher } from './key/hash.js';
+import { Limiter } from './limits/limiter.js';
+import { consoleLogger, type Logger } from './util/logger.js';
+import { KeyManager } from './manage/manager.js';
+import type { MaybePromise, VerifyResult } from './verify/outcome.js';
+import type { KeyRecord } from './store/record.js';
 import { MemoryStore } from './store/memory.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery, SubscriptionListener } from './store/types.js';
-import { Verifier, type CacheOptions, type VerifyOptions } from './verifier.js';
+import { Verifier, type CacheOptions, type VerifyOptions } from './verify/verifier.js';
 
 export interface TillOptions {
   /** Where keys live. Default: a new in-process MemoryStore. */

@@ -2,7 +2,7 @@
 // queries by time, key, owner and type; the caps; delete; and never a secret in an entry.
 import type { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { toJsonLines, type AuditEntry, type AuditQuery } from '../src/audit.js';
+import { toJsonLines, type AuditEntry, type AuditQuery } from '../src/audit/trail.js';
 import { TillError } from '../src/errors.js';
 import { RedisStore } from '../src/redis/index.js';
 import { MemoryStore } from '../src/store/memory.js';

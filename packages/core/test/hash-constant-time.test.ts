@@ -1,8 +1,8 @@
 // The digest comparison reads every byte of the stored digest, wherever the first difference is:
 // a white-box check of KeyHasher.matches() with an `expected` that counts what is read of it.
 import { describe, expect, it } from 'vitest';
-import { createHasher, type HashAlgorithm } from '../src/hash.js';
-import { generateKey } from '../src/key-format.js';
+import { createHasher, type HashAlgorithm } from '../src/key/hash.js';
+import { generateKey } from '../src/key/format.js';
 
 /** Mimics the 32-char latin1 string matches() is given, counting the reads of each position. */
 function countingDigest(bytes: readonly number[]): { expected: string; reads: number[] } {

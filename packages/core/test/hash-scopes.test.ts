@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { createHasher } from '../src/hash.js';
-import { digestBytes } from '../src/sha256.js';
+import { createHasher } from '../src/key/hash.js';
+import { digestBytes } from '../src/key/sha256.js';
 import { TillError } from '../src/errors.js';
-import { isValidGrant, isValidScope, normalizeGrants, normalizeRequired, ScopeSet, scopesSatisfy } from '../src/scopes.js';
+import { isValidGrant, isValidScope, normalizeGrants, normalizeRequired, ScopeSet, scopesSatisfy } from '../src/verify/scopes.js';
 import { createHash, createHmac } from 'node:crypto';
 
 describe('hashing', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { challengeOf, problemResponse } from '../src/http.js';
-import { failure, OUTCOME_CODES, type FailureCode } from '../src/outcome.js';
+import { challengeOf, problemResponse } from '../src/http/problem.js';
+import { failure, OUTCOME_CODES, type FailureCode } from '../src/verify/outcome.js';
 
 describe('HTTP mapping', () => {
   const expected: Record<FailureCode, number> = {
@@ -44,7 +44,7 @@ describe('HTTP mapping', () => {
 
 describe('keyStatus', () => {
   it('counts a revocation at once, even one stamped ahead by a host whose clock runs fast', async () => {
-    const { keyStatus } = await import('../src/record.js');
+    const { keyStatus } = await import('../src/store/record.js');
     const base = { disabled: false, expiresAt: null, notBefore: null };
     expect(keyStatus({ ...base, revokedAt: 2_000 }, 1_000)).toBe('revoked');
     expect(keyStatus({ ...base, revokedAt: null }, 1_000)).toBe('active');
@@ -55,7 +55,7 @@ describe('keyStatus', () => {
 
 describe('key extraction', () => {
   it('reads the scheme alone as an empty token only after HTTP whitespace (space, tab), as the fuzz oracle does', async () => {
-    const { createExtractor, NO_KEY, BAD_KEY } = await import('../src/extract.js');
+    const { createExtractor, NO_KEY, BAD_KEY } = await import('../src/http/extract.js');
     const { scan } = createExtractor();
     expect(scan({ authorization: 'Bearer' })).toBe(BAD_KEY);
     expect(scan({ authorization: 'Bearer \t' })).toBe(BAD_KEY);

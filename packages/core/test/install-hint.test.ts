@@ -1,6 +1,6 @@
 // Install hints name the user's package manager, and npm when it cannot be told.
 import { describe, expect, it } from 'vitest';
-import { installHint } from '../src/install-hint.js';
+import { installHint } from '../src/util/install-hint.js';
 
 describe('installHint', () => {
   it('names the package manager from npm_config_user_agent', () => {

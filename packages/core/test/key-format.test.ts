@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BASE62, encodeBase62, randomBase62 } from '../src/base62.js';
-import { crc32 } from '../src/crc32.js';
-import { generateKey, isValidKeyId, isValidPrefix, KEY_PATTERN, MAX_KEY_LENGTH, parseKey } from '../src/key-format.js';
+import { BASE62, encodeBase62, randomBase62 } from '../src/key/base62.js';
+import { crc32 } from '../src/key/crc32.js';
+import { generateKey, isValidKeyId, isValidPrefix, KEY_PATTERN, MAX_KEY_LENGTH, parseKey } from '../src/key/format.js';
 import { TillError } from '../src/errors.js';
 
 describe('crc32', () => {

@@ -1,7 +1,7 @@
 // The key lifecycle through the manager, on the memory store and on real Redis alike.
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseDuration } from '../src/duration.js';
+import { parseDuration } from '../src/util/duration.js';
 import { TillError } from '../src/errors.js';
 import { RedisStore } from '../src/redis/index.js';
 import { MemoryStore } from '../src/store/memory.js';

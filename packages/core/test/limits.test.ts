@@ -2,8 +2,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { TillError } from '../src/errors.js';
-import { evaluate, normalizeCredits, normalizeRateLimit, normalizeRateLimits, type BucketState, type LimitCharge } from '../src/limits.js';
-import { LocalBuckets } from '../src/store/buckets.js';
+import { evaluate, normalizeCredits, normalizeRateLimit, normalizeRateLimits, type BucketState, type LimitCharge } from '../src/limits/rules.js';
+import { LocalBuckets } from '../src/limits/buckets.js';
 
 /**
  * The textbook GCRA (virtual scheduling), written apart from the implementation: a theoretical

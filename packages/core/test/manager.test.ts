@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryStore } from '../src/store/memory.js';
 import { createTill } from '../src/till.js';
-import { KeyManager } from '../src/manager.js';
+import { KeyManager } from '../src/manage/manager.js';
 import { TillError } from '../src/errors.js';
 
 describe('KeyManager (minimal lifecycle)', () => {

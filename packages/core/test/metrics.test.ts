@@ -9,7 +9,7 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { withWrongSecret } from '../../../test/helpers/adapter-support.js';
 import { middlewareCaller } from '../../../test/helpers/call-middleware.js';
-import { createAlerts } from '../src/alerts.js';
+import { createAlerts } from '../src/audit/alerts.js';
 import { createMetrics } from '../src/metrics/index.js';
 import { MemoryStore } from '../src/store/memory.js';
 import { createTill } from '../src/till.js';

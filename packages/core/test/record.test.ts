@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compactInfo, decodeRecord, encodeRecord, expandInfo, toKeyInfo, type KeyRecord } from '../src/record.js';
+import { compactInfo, decodeRecord, encodeRecord, expandInfo, toKeyInfo, type KeyRecord } from '../src/store/record.js';
 import { sampleRecord } from './store-conformance.js';
 
 describe('record encoding', () => {

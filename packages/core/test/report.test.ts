@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryStore } from '../src/store/memory.js';
 import { createTill } from '../src/till.js';
-import { dayOf } from '../src/usage.js';
+import { dayOf } from '../src/audit/usage.js';
 
 const DAY = 86_400_000;
 

@@ -6,7 +6,7 @@ import { RedisStore } from '../src/redis/index.js';
 import { MemoryStore } from '../src/store/memory.js';
 import type { KeyStore } from '../src/store/types.js';
 import { createTill, type Till } from '../src/till.js';
-import type { KeyInfo } from '../src/record.js';
+import type { KeyInfo } from '../src/store/record.js';
 import { deleteNamespace, newClient, uniqueNamespace } from '../../../test/helpers/redis.js';
 
 const quiet = { warn() {}, error() {} };

@@ -1,8 +1,8 @@
 import { createHash, createHmac } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { createHasher } from '../src/hash.js';
-import { digestBytes, hmacKey, hmacSha256Ascii, sha256Ascii } from '../src/sha256.js';
+import { createHasher } from '../src/key/hash.js';
+import { digestBytes, hmacKey, hmacSha256Ascii, sha256Ascii } from '../src/key/sha256.js';
 
 const words = (digest: Buffer) => Array.from({ length: 8 }, (_, i) => digest.readInt32BE(4 * i));
 const ascii = fc.string({ unit: fc.integer({ min: 0, max: 127 }).map((c) => String.fromCharCode(c)), maxLength: 300 });

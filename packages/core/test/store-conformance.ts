@@ -1,11 +1,11 @@
 // The conformance suite every KeyStore runs: the memory store and the Redis store pass the same tests.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TillError } from '../src/errors.js';
-import { generateKey, keySlot } from '../src/key-format.js';
-import type { KeyRecord } from '../src/record.js';
+import { generateKey, keySlot } from '../src/key/format.js';
+import type { KeyRecord } from '../src/store/record.js';
 import fc from 'fast-check';
-import { normalizeCredits } from '../src/limits.js';
-import { LocalBuckets } from '../src/store/buckets.js';
+import { normalizeCredits } from '../src/limits/rules.js';
+import { LocalBuckets } from '../src/limits/buckets.js';
 import type { ConsumeResult, KeyStore } from '../src/store/types.js';
 
 export interface StoreHarness {

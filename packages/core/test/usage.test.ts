@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { countOutcome, USAGE_CHUNK, UsageTracker, type UsageBatchItem } from '../src/usage.js';
+import { countOutcome, USAGE_CHUNK, UsageTracker, type UsageBatchItem } from '../src/audit/usage.js';
 import type { KeyStore } from '../src/store/types.js';
 
 const quiet = { warn() {}, error() {} };

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { TillError } from '../src/errors.js';
-import { generateKey } from '../src/key-format.js';
-import type { VerifyResult } from '../src/outcome.js';
-import type { KeyRecord } from '../src/record.js';
+import { generateKey } from '../src/key/format.js';
+import type { VerifyResult } from '../src/verify/outcome.js';
+import type { KeyRecord } from '../src/store/record.js';
 import { MemoryStore } from '../src/store/memory.js';
 import type { KeyStore } from '../src/store/types.js';
 import { createTill } from '../src/till.js';
-import { Verifier } from '../src/verifier.js';
+import { Verifier } from '../src/verify/verifier.js';
 
 /** A real MemoryStore behind a switch: counts reads, can hold them, or fail like a store that is down. */
 class ControlledStore extends MemoryStore {
@@ -64,8 +64,8 @@ describe('Verifier', () => {
     const unknown = generateKey('till').key;
     const forged = generateKey('till');
     // Same id, other secret, valid check: only the hash comparison can refuse it.
-    const { crc32 } = await import('../src/crc32.js');
-    const { encodeBase62 } = await import('../src/base62.js');
+    const { crc32 } = await import('../src/key/crc32.js');
+    const { encodeBase62 } = await import('../src/key/base62.js');
     const head = key.slice(0, 5 + 16) + forged.key.slice(5 + 16, 5 + 16 + 22);
     const wrongSecret = head + encodeBase62(crc32(head), 6);
     const a = await till.verify(unknown);

@@ -2,10 +2,10 @@
 // when createMetrics() is called, so that a missing prom-client is a clear error, not a bare import failure.
 import { createRequire } from 'node:module';
 import type { Registry } from 'prom-client';
-import type { Alerts } from '../alerts.js';
+import type { Alerts } from '../audit/alerts.js';
 import { TillError } from '../errors.js';
-import { installHint } from '../install-hint.js';
-import { OUTCOME_CODES } from '../outcome.js';
+import { installHint } from '../util/install-hint.js';
+import { OUTCOME_CODES } from '../verify/outcome.js';
 import type { KeyStore } from '../store/types.js';
 import type { Till } from '../till.js';
 

@@ -1,16 +1,16 @@
 // A KeyStore on Redis or Redis Cluster through ioredis, with command timeouts and fail-fast when down.
 import type { Cluster, Redis } from 'ioredis';
 import { TillError, storeUnavailable } from '../errors.js';
-import { consoleLogger, type Logger } from '../logger.js';
-import { compactInfo, decodeRecord, encodeRecord, expandInfo, type KeyInfo, type KeyRecord } from '../record.js';
+import { consoleLogger, type Logger } from '../util/logger.js';
+import { compactInfo, decodeRecord, encodeRecord, expandInfo, type KeyInfo, type KeyRecord } from '../store/record.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
-import type { ChargeOutcome, Credits, LimitState } from '../limits.js';
+import type { ChargeOutcome, Credits, LimitState } from '../limits/rules.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery, SubscriptionListener } from '../store/types.js';
 import { CONSUME_SCRIPT, EVENTS_SCRIPT, INSERT_SCRIPT, LOG_SCRIPT, REFUND_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, USAGE_SCRIPT } from './scripts.js';
-import { dayOf, parseBatchId, type KeyUsage, type UsageBatchItem } from '../usage.js';
-import { OUTCOME_CODES, type OutcomeCode } from '../outcome.js';
-import { isUnknownId } from '../audit-writer.js';
-import { CHANGE_TYPES, normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit.js';
+import { dayOf, parseBatchId, type KeyUsage, type UsageBatchItem } from '../audit/usage.js';
+import { OUTCOME_CODES, type OutcomeCode } from '../verify/outcome.js';
+import { isUnknownId } from '../audit/writer.js';
+import { CHANGE_TYPES, normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit/trail.js';
 
 const OUTCOMES: ReadonlySet<string> = new Set(OUTCOME_CODES);
 

@@ -1,5 +1,5 @@
 // A bounded, in-memory audit trail: the memory store's, with the same ids, order and filters as Redis's.
-import { CHANGE_TYPES, normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit.js';
+import { CHANGE_TYPES, normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit/trail.js';
 import { TillError } from '../errors.js';
 
 /** Entry ids are `<ms>-<seq>`, like Redis stream ids: increasing, unique within the log. */

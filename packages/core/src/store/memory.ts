@@ -1,12 +1,12 @@
 // The embedded default store: records in a Map, serialized so callers can never alias stored state.
 import { TillError } from '../errors.js';
-import { decodeRecord, encodeRecord, type KeyRecord } from '../record.js';
-import type { AuditPage, AuditQuery, AuditRecord } from '../audit.js';
-import type { Credits } from '../limits.js';
+import { decodeRecord, encodeRecord, type KeyRecord } from './record.js';
+import type { AuditPage, AuditQuery, AuditRecord } from '../audit/trail.js';
+import type { Credits } from '../limits/rules.js';
 import { MemoryAuditLog } from './audit-log.js';
-import { dayOf, parseBatchId, type KeyUsage, type UsageBatchItem } from '../usage.js';
-import type { OutcomeCode } from '../outcome.js';
-import { LocalBuckets } from './buckets.js';
+import { dayOf, parseBatchId, type KeyUsage, type UsageBatchItem } from '../audit/usage.js';
+import type { OutcomeCode } from '../verify/outcome.js';
+import { LocalBuckets } from '../limits/buckets.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from './cursor.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './types.js';
 

@@ -1,8 +1,8 @@
 // The store contract every backend implements and the conformance suite checks.
-import type { ChargeOutcome, Credits, LimitCharge, LimitState } from '../limits.js';
-import type { AuditPage, AuditQuery, AuditRecord } from '../audit.js';
-import type { KeyRecord } from '../record.js';
-import type { KeyUsage, UsageBatchItem } from '../usage.js';
+import type { ChargeOutcome, Credits, LimitCharge, LimitState } from '../limits/rules.js';
+import type { AuditPage, AuditQuery, AuditRecord } from '../audit/trail.js';
+import type { KeyRecord } from './record.js';
+import type { KeyUsage, UsageBatchItem } from '../audit/usage.js';
 
 export interface ListKeysQuery {
   /** Only keys of this owner. */

@@ -1,5 +1,5 @@
 // Durations like `30d`, `24h` or `1h30m`, for expiries and rotation grace periods.
-import { TillError } from './errors.js';
+import { TillError } from '../errors.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 const PART = /(\d+)(ms|s|m|h|d|w)/y;

@@ -1,7 +1,7 @@
 // What Till knows of one request between its middlewares: the Till that saw it, the key it verified,
 // the app's refusal responder, and the charges to undo when a later guard refuses the request.
-import type { VerifiedKey } from './outcome.js';
-import type { Till } from './till.js';
+import type { VerifiedKey } from '../verify/outcome.js';
+import type { Till } from '../till.js';
 
 export interface RequestContext {
   /** The Till of the `apiKeyAuth()` that saw the request: later guards count and record in it. */

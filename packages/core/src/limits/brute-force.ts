@@ -1,11 +1,11 @@
 // Brute-force protection: failed authentications counted per client IP, and a block once too many.
 import { LRUCache } from 'lru-cache';
-import type { Clock } from './clock.js';
-import { parseDuration } from './duration.js';
-import { TillError } from './errors.js';
-import type { TillEvents } from './events.js';
+import type { Clock } from '../util/clock.js';
+import { parseDuration } from '../util/duration.js';
+import { TillError } from '../errors.js';
+import type { TillEvents } from '../audit/events.js';
 import { UNAVAILABLE, type Limiter } from './limiter.js';
-import { MAX_CAPACITY } from './limits.js';
+import { MAX_CAPACITY } from './rules.js';
 import { clientKey, DEFAULT_IPV6_SUBNET, isValidSubnet } from './client-ip.js';
 
 export interface BruteForceOptions {

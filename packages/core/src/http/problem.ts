@@ -1,6 +1,6 @@
 // Outcome to HTTP, framework-neutral: status, RFC 6750 challenge, RFC 9457 problem body.
-import type { LimitState } from './limits.js';
-import type { FailureCode, VerifyFailure } from './outcome.js';
+import type { LimitState } from '../limits/rules.js';
+import type { FailureCode, VerifyFailure } from '../verify/outcome.js';
 
 /** An RFC 9457 problem body. `code` is the stable outcome code; it never holds a key or a hash. */
 export interface Problem {

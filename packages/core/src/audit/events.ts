@@ -1,5 +1,5 @@
 // In-process events: what Till tells the application about itself while it runs.
-import type { OutcomeCode } from './outcome.js';
+import type { OutcomeCode } from '../verify/outcome.js';
 
 /** One verification's outcome, as the middleware saw it. Never the key: its public id at most. */
 export interface VerificationEvent {

@@ -1,5 +1,5 @@
 // Scopes like `users:read`; a key may hold `users:*` or `*`. Routes require concrete scopes.
-import { TillError } from './errors.js';
+import { TillError } from '../errors.js';
 
 const SEGMENT = '[A-Za-z0-9_.-]+';
 const SCOPE_RE = new RegExp(`^${SEGMENT}(?::${SEGMENT})*$`);

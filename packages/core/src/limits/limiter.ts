@@ -1,9 +1,9 @@
 // Charges requests to the store's limits, falling back to per-process limits while the store is down.
-import type { Clock } from './clock.js';
-import { TillError } from './errors.js';
-import type { TillEvents } from './events.js';
-import { LocalBuckets } from './store/buckets.js';
-import type { ConsumeRequest, ConsumeResult, KeyStore } from './store/types.js';
+import type { Clock } from '../util/clock.js';
+import { TillError } from '../errors.js';
+import type { TillEvents } from '../audit/events.js';
+import { LocalBuckets } from './buckets.js';
+import type { ConsumeRequest, ConsumeResult, KeyStore } from '../store/types.js';
 
 /** The charge could not be made: the store is down and the request spends credits, or it failed. */
 export const UNAVAILABLE = 'UNAVAILABLE';

@@ -1,20 +1,20 @@
 // What the framework adapters share: option checks, header-to-outcome, and scope checks on a verified key.
-import { TillError } from './errors.js';
+import { TillError } from '../errors.js';
 import { createExtractor, NO_KEY, type KeySource } from './extract.js';
 import { keyHeaderReader, type RequestHeaders } from './raw-headers.js';
-import { BruteForceGuard, type BruteForceOptions } from './brute-force.js';
+import { BruteForceGuard, type BruteForceOptions } from '../limits/brute-force.js';
 import { createHash } from 'node:crypto';
-import { problemResponse, rateLimitHeaders, RATE_LIMIT_HEADER_STYLES, type ProblemOptions, type ProblemResponse, type RateLimitHeaderStyle } from './http.js';
-import { UNAVAILABLE } from './limiter.js';
-import { isValidCost, normalizeRateLimit, normalizeRateLimits, type LimitCharge, type RateLimitInput } from './limits.js';
-import { failure, isWrongSecret, type MaybePromise, type VerifiedKey, type VerifyFailure, type VerifyResult } from './outcome.js';
-import { clientKey, DEFAULT_IPV6_SUBNET, isValidSubnet } from './client-ip.js';
+import { problemResponse, rateLimitHeaders, RATE_LIMIT_HEADER_STYLES, type ProblemOptions, type ProblemResponse, type RateLimitHeaderStyle } from './problem.js';
+import { UNAVAILABLE } from '../limits/limiter.js';
+import { isValidCost, normalizeRateLimit, normalizeRateLimits, type LimitCharge, type RateLimitInput } from '../limits/rules.js';
+import { failure, isWrongSecret, type MaybePromise, type VerifiedKey, type VerifyFailure, type VerifyResult } from '../verify/outcome.js';
+import { clientKey, DEFAULT_IPV6_SUBNET, isValidSubnet } from '../limits/client-ip.js';
 import { addCharge, contextOf, openContext, refundCharges, type RequestContext } from './request-context.js';
-import type { SecurityType } from './audit.js';
-import { parseKey } from './key-format.js';
-import { ScopeSet, normalizeRequired } from './scopes.js';
-import { defaultTill, isTill, type Till } from './till.js';
-import type { VerifyOptions } from './verifier.js';
+import type { SecurityType } from '../audit/trail.js';
+import { parseKey } from '../key/format.js';
+import { ScopeSet, normalizeRequired } from '../verify/scopes.js';
+import { defaultTill, isTill, type Till } from '../till.js';
+import type { VerifyOptions } from '../verify/verifier.js';
 
 /** Options of `apiKeyAuth()`; `Req` is the framework's request (Express `req`, Koa `ctx`). */
 export interface AuthOptions<Req = never> {

@@ -1,12 +1,12 @@
 // Usage tracking: per-key request counts by day and outcome, and when each key was last used.
 // Counted in process memory on the request path (an increment), written to the store in batches.
 import { randomBytes } from 'node:crypto';
-import type { Clock } from './clock.js';
-import type { Logger } from './logger.js';
-import { OUTCOME_CODES, type OutcomeCode } from './outcome.js';
-import { PeriodicWriter } from './batching.js';
-import { TillError } from './errors.js';
-import type { KeyStore } from './store/types.js';
+import type { Clock } from '../util/clock.js';
+import type { Logger } from '../util/logger.js';
+import { OUTCOME_CODES, type OutcomeCode } from '../verify/outcome.js';
+import { PeriodicWriter } from '../util/batching.js';
+import { TillError } from '../errors.js';
+import type { KeyStore } from '../store/types.js';
 
 /** One key's counts for one day (UTC, `YYYY-MM-DD`), by outcome. */
 export interface UsageBatchItem {

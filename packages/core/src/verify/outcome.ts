@@ -1,4 +1,4 @@
-import type { LimitState, RateLimit } from './limits.js';
+import type { LimitState, RateLimit } from '../limits/rules.js';
 
 // The closed union of verification outcomes shared by every package, and the result shapes.
 

@@ -1,18 +1,18 @@
 // The key manager: creating and changing keys. Every change is a compare-and-set on the record's version.
-import { systemClock, type Clock } from './clock.js';
-import { isTillError, TillError } from './errors.js';
-import { createHasher, type KeyHasher } from './hash.js';
-import { assertValidPrefix, generateKey, isValidKeyId, keySlot, parseKey } from './key-format.js';
-import { keyStatus, toKeyInfo, type KeyInfo, type KeyRecord, type KeyStatus } from './record.js';
-import { digestBytes } from './sha256.js';
-import { isSafeText } from './text.js';
-import { normalizeGrants } from './scopes.js';
-import { parseDuration } from './duration.js';
-import { normalizeCredits, normalizeRateLimits, type Credits, type CreditsInput, type RateLimitInput } from './limits.js';
-import type { KeyUsage } from './usage.js';
-import { auditReport, type Report, type ReportOptions } from './report.js';
-import { auditText, type AuditPage, type AuditQuery, type AuditRecord, type ChangeType } from './audit.js';
-import type { KeyStore, ListKeysQuery } from './store/types.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { isTillError, TillError } from '../errors.js';
+import { createHasher, type KeyHasher } from '../key/hash.js';
+import { assertValidPrefix, generateKey, isValidKeyId, keySlot, parseKey } from '../key/format.js';
+import { keyStatus, toKeyInfo, type KeyInfo, type KeyRecord, type KeyStatus } from '../store/record.js';
+import { digestBytes } from '../key/sha256.js';
+import { isSafeText } from '../util/text.js';
+import { normalizeGrants } from '../verify/scopes.js';
+import { parseDuration } from '../util/duration.js';
+import { normalizeCredits, normalizeRateLimits, type Credits, type CreditsInput, type RateLimitInput } from '../limits/rules.js';
+import type { KeyUsage } from '../audit/usage.js';
+import { auditReport, type Report, type ReportOptions } from '../audit/report.js';
+import { auditText, type AuditPage, type AuditQuery, type AuditRecord, type ChangeType } from '../audit/trail.js';
+import type { KeyStore, ListKeysQuery } from '../store/types.js';
 
 export interface CreateKeyInput {
   /** A label for people: "billing service, production". */

@@ -1,18 +1,18 @@
 // The verifier: parse and check, then an LRU cache with single-flight in front of the store.
 import { LRUCache } from 'lru-cache';
-import { systemClock, type Clock } from './clock.js';
-import { TillError } from './errors.js';
-import { createHasher, type KeyHasher } from './hash.js';
-import { digestBytes } from './sha256.js';
-import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_KEY_LENGTH, parseKey } from './key-format.js';
-import { TillEvents } from './events.js';
-import { Limiter, UNAVAILABLE } from './limiter.js';
-import { countOutcome, OUTCOME_INDEX, type UsageTracker } from './usage.js';
-import type { LimitCharge } from './limits.js';
+import { systemClock, type Clock } from '../util/clock.js';
+import { TillError } from '../errors.js';
+import { createHasher, type KeyHasher } from '../key/hash.js';
+import { digestBytes } from '../key/sha256.js';
+import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_KEY_LENGTH, parseKey } from '../key/format.js';
+import { TillEvents } from '../audit/events.js';
+import { Limiter, UNAVAILABLE } from '../limits/limiter.js';
+import { countOutcome, OUTCOME_INDEX, type UsageTracker } from '../audit/usage.js';
+import type { LimitCharge } from '../limits/rules.js';
 import { failure, WRONG_SECRET, type FailureCode, type MaybePromise, type Usage, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
-import { keyStatus, toVerifiedKey, withoutHash, type KeyRecord } from './record.js';
+import { keyStatus, toVerifiedKey, withoutHash, type KeyRecord } from '../store/record.js';
 import { scopeSetOf, type ScopeSet } from './scopes.js';
-import type { ConsumeRequest, ConsumeResult, KeyStore, SubscriptionListener } from './store/types.js';
+import type { ConsumeRequest, ConsumeResult, KeyStore, SubscriptionListener } from '../store/types.js';
 
 export interface CacheOptions {
   /** Most keys kept in the cache. Default 10,000. */

@@ -1,6 +1,6 @@
 // Rate-limit and credit state in process memory: the memory store's, and every store's fallback.
-import { currentCredits, decayedDebt, evaluate, type CreditState, type BucketState, type Credits, type LimitCharge } from '../limits.js';
-import type { ConsumeResult } from './types.js';
+import { currentCredits, decayedDebt, evaluate, type CreditState, type BucketState, type Credits, type LimitCharge } from './rules.js';
+import type { ConsumeResult } from '../store/types.js';
 
 /** Drained buckets are dropped at least this often (ms), not only when the map has doubled. */
 const SWEEP_EVERY_MS = 60_000;

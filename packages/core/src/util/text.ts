@@ -1,5 +1,5 @@
 // Text that people and scripts read: what may be stored, and how what is shown, logged or sent is escaped.
-import { TillError } from './errors.js';
+import { TillError } from '../errors.js';
 
 /**
  * Characters that make text read as something it is not, or drive a terminal or a log: controls (C0,

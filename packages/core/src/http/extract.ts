@@ -1,5 +1,5 @@
 // Finding the key in request headers: Bearer and X-API-Key by default, a length cap before any work.
-import { TillError } from './errors.js';
+import { TillError } from '../errors.js';
 
 /** Where a key may be sent: a header, optionally with an auth scheme (`Authorization: Bearer <key>`). */
 export interface KeySource {

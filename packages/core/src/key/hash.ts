@@ -1,6 +1,6 @@
 // Hashing at rest: SHA-256 of the key, or HMAC-SHA-256 with a server-side pepper; constant-time compare.
 import { createHmac, hash as oneShotHash } from 'node:crypto';
-import { TillError } from './errors.js';
+import { TillError } from '../errors.js';
 import { hmacKey, hmacSha256Ascii, isAscii, sha256Ascii, type HmacKey } from './sha256.js';
 
 export type HashAlgorithm = 'sha256' | 'hmac-sha256';

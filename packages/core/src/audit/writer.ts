@@ -1,12 +1,12 @@
 // Security events into the audit trail, off the request path: gathered in memory, folded, written in batches.
-import type { AuditRecord, SecurityType } from './audit.js';
-import { auditText, userAgentText } from './audit.js';
-import type { Clock } from './clock.js';
-import type { Logger } from './logger.js';
-import type { OutcomeCode } from './outcome.js';
-import { PeriodicWriter } from './batching.js';
-import { TillError } from './errors.js';
-import type { KeyStore } from './store/types.js';
+import type { AuditRecord, SecurityType } from './trail.js';
+import { auditText, userAgentText } from './trail.js';
+import type { Clock } from '../util/clock.js';
+import type { Logger } from '../util/logger.js';
+import type { OutcomeCode } from '../verify/outcome.js';
+import { PeriodicWriter } from '../util/batching.js';
+import { TillError } from '../errors.js';
+import type { KeyStore } from '../store/types.js';
 
 export interface SecurityEvent {
   type: SecurityType;

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { BASE62, base62Digit, encodeBase62, randomBase62 } from './base62.js';
 import { crc32 } from './crc32.js';
-import { TillError } from './errors.js';
+import { TillError } from '../errors.js';
 
 /** Length of the public id, in base62 characters (about 95 bits: collisions are not a concern). */
 export const ID_LENGTH = 16;

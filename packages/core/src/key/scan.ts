@@ -1,5 +1,5 @@
 // Finding keys in text: the key shape, then the check, so that look-alikes are never reported.
-import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_PREFIX_LENGTH, parseKey } from './key-format.js';
+import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_PREFIX_LENGTH, parseKey } from './format.js';
 
 /** A key found in text: where, and its public parts. The secret is never part of a finding. */
 export interface FoundKey {

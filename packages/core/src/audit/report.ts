@@ -1,10 +1,10 @@
 // The audit report: keys that should not exist any more, or not like this, each with why and what to do.
-import { parseDuration } from './duration.js';
-import { TillError } from './errors.js';
-import type { KeyManager } from './manager.js';
-import type { OutcomeCode } from './outcome.js';
-import { keyStatus, type KeyInfo } from './record.js';
-import { isWildcard } from './scopes.js';
+import { parseDuration } from '../util/duration.js';
+import { TillError } from '../errors.js';
+import type { KeyManager } from '../manage/manager.js';
+import type { OutcomeCode } from '../verify/outcome.js';
+import { keyStatus, type KeyInfo } from '../store/record.js';
+import { isWildcard } from '../verify/scopes.js';
 
 export type FindingKind = 'never-used' | 'unused' | 'no-expiry' | 'rotation-due' | 'wildcard-scope' | 'failures';
 

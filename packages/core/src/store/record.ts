@@ -1,7 +1,7 @@
 // The stored shape of a key, and the public view of it that never holds the hash.
-import type { HashAlgorithm } from './hash.js';
-import { isValidLimitName, type Credits, type RateLimit } from './limits.js';
-import type { VerifiedKey } from './outcome.js';
+import type { HashAlgorithm } from '../key/hash.js';
+import { isValidLimitName, type Credits, type RateLimit } from '../limits/rules.js';
+import type { VerifiedKey } from '../verify/outcome.js';
 
 /** Everything stored about one key. Times are epoch milliseconds. The secret itself is never stored. */
 export interface KeyRecord {

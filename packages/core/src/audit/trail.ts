@@ -1,7 +1,7 @@
 // The audit trail: what changed, who did it and why, and what was tried and refused. Never a secret.
-import { TillError } from './errors.js';
-import type { OutcomeCode } from './outcome.js';
-import type { KeyInfo } from './record.js';
+import { TillError } from '../errors.js';
+import type { OutcomeCode } from '../verify/outcome.js';
+import type { KeyInfo } from '../store/record.js';
 
 /** Changes made by an administrator (through the key manager). */
 export const CHANGE_TYPES = ['key.created', 'key.updated', 'key.rotated', 'key.revoked', 'key.disabled', 'key.enabled', 'key.deleted'] as const;

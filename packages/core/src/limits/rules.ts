@@ -1,6 +1,6 @@
 // Rate limits (GCRA) and credits: the policies, their checks, and the one evaluation every store mirrors.
-import { parseDuration } from './duration.js';
-import { TillError } from './errors.js';
+import { parseDuration } from '../util/duration.js';
+import { TillError } from '../errors.js';
 
 /**
  * A rate limit: at most `limit` requests per `window` milliseconds, with bursts of up to `limit`

@@ -1,13 +1,13 @@
 // Alert rules over verification outcomes, deduplicated, delivered to sinks: the logger, a signed webhook, a function.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import { parseDuration } from './duration.js';
-import { TillError } from './errors.js';
+import { parseDuration } from '../util/duration.js';
+import { TillError } from '../errors.js';
 import type { VerificationEvent } from './events.js';
-import type { Logger } from './logger.js';
-import type { OutcomeCode } from './outcome.js';
-import type { Till } from './till.js';
-import { escapeText, safeJson } from './text.js';
+import type { Logger } from '../util/logger.js';
+import type { OutcomeCode } from '../verify/outcome.js';
+import type { Till } from '../till.js';
+import { escapeText, safeJson } from '../util/text.js';
 
 export type AlertRule =
   /** `threshold` failed verifications from one client IP within `window`. */
