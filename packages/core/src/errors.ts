@@ -37,8 +37,21 @@ export function isTillError(value: unknown, code?: TillErrorCode): value is Till
   return value instanceof TillError && (code === undefined || value.code === code);
 }
 
+/** How every Till message opens: `[till] [where] what happened`, so a log line says which part spoke. */
+export function tillMessage(where: string, message: string): string {
+  return `[till] [${where}] ${message}`;
+}
+
+/**
+ * The one way Till builds an error: a stable code (catalogued in docs/errors.md), the part that raised
+ * it (`keys`, `redis`, `express`, ...) and a message that says what to do. Never put a key in it.
+ */
+export function tillError(code: TillErrorCode, where: string, message: string, options?: { cause?: unknown }): TillError {
+  return new TillError(code, tillMessage(where, message), options);
+}
+
 /** The store could not be reached or did not answer in time. */
 export function storeUnavailable(part: string, cause?: unknown): TillError {
   const why = cause instanceof Error ? `: ${cause.message}` : '';
-  return new TillError('STORE_UNAVAILABLE', `[till] [${part}] store unavailable${why}`, { cause });
+  return tillError('STORE_UNAVAILABLE', part, `store unavailable${why}`, { cause });
 }

@@ -1,5 +1,5 @@
 // @till/core: key format, hashing, verification, stores and key management. No HTTP framework here.
-export { TillError, isTillError, type TillErrorCode } from './errors.js';
+export { TillError, isTillError, tillError, tillMessage, type TillErrorCode } from './errors.js';
 export { isSafeText, safeText, escapeText, safeJson } from './util/text.js';
 export {
   OUTCOME_CODES,

@@ -1,6 +1,6 @@
 // createTill(): one object holding the store, the verifier and the key manager, wired together.
 import { systemClock, type Clock } from './util/clock.js';
-import { TillError } from './errors.js';
+import { tillError } from './errors.js';
 import { installHint } from './util/install-hint.js';
 import type { AuditPage, AuditQuery, AuditRecord } from './audit/trail.js';
 import { UsageTracker, type KeyUsage, type UsageBatchItem, type UsageOptions } from './audit/usage.js';
@@ -79,7 +79,7 @@ export function isTill(value: unknown): value is Till {
 }
 
 export function createTill(options: TillOptions = {}): Till {
-  if (options === null || typeof options !== 'object') throw new TillError('INVALID_OPTIONS', '[till] createTill takes an options object');
+  if (options === null || typeof options !== 'object') throw tillError('INVALID_OPTIONS', 'createTill', 'createTill takes an options object');
   const store = options.store ?? new MemoryStore();
   const hasher = createHasher(options.pepper);
   const clock = options.clock ?? systemClock;
@@ -92,7 +92,7 @@ export function createTill(options: TillOptions = {}): Till {
   });
   let self: Till | undefined;
   if (options.usage !== undefined && options.usage !== false && (options.usage === null || typeof options.usage !== 'object')) {
-    throw new TillError('INVALID_OPTIONS', '[till] usage must be { interval } or false');
+    throw tillError('INVALID_OPTIONS', 'createTill', 'usage must be { interval } or false');
   }
   const usage = options.usage === false ? null : new UsageTracker(store, clock, logger, options.usage);
   // Said once per failure, and when it is over: a refused subscription costs a store read per request.
@@ -121,7 +121,7 @@ export function createTill(options: TillOptions = {}): Till {
     ...(options.cache !== undefined && { cache: options.cache }),
   });
   if (options.auditEvents !== undefined && options.auditEvents !== false && (options.auditEvents === null || typeof options.auditEvents !== 'object')) {
-    throw new TillError('INVALID_OPTIONS', '[till] auditEvents must be { interval, maxPending, perKey, perClient } or false');
+    throw tillError('INVALID_OPTIONS', 'createTill', 'auditEvents must be { interval, maxPending, perKey, perClient } or false');
   }
   const auditWriter = options.auditEvents === false ? null : new AuditWriter(store, clock, logger, options.auditEvents);
   const keys = new KeyManager({
@@ -133,7 +133,7 @@ export function createTill(options: TillOptions = {}): Till {
     onChange: (id) => verifier.invalidate(id),
     ...(options.prefix !== undefined && { prefix: options.prefix }),
   });
-  if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean') throw new TillError('INVALID_OPTIONS', '[till] closeStore must be true or false');
+  if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean') throw tillError('INVALID_OPTIONS', 'createTill', 'closeStore must be true or false');
   const ownsStore = options.store === undefined || options.closeStore === true;
   self = {
     [TILL]: true,
@@ -212,7 +212,7 @@ class LazyRedisStore implements KeyStore {
         const entry = '@till/core/redis';
         ({ RedisStore } = (await import(entry)) as typeof import('./redis/store.js'));
       } catch (cause) {
-        throw new TillError('MISSING_DEPENDENCY', `[till] [redis] REDIS_URL is set but ioredis could not be loaded: install it with \`${installHint('ioredis')}\``, { cause });
+        throw tillError('MISSING_DEPENDENCY', 'redis', `REDIS_URL is set but ioredis could not be loaded: install it with \`${installHint('ioredis')}\``, { cause });
       }
       const client = new Redis(url, { maxRetriesPerRequest: 1 });
       client.on('error', () => {

@@ -6,7 +6,7 @@ import {
   consoleLogger,
   contextOf,
   problemResponse,
-  TillError,
+  tillError,
   type Logger,
   type AuthOptions,
   type ProblemResponse,
@@ -89,7 +89,7 @@ function refuse(onFailure: FailureHandler | undefined, failure: VerifyFailure, r
 function checkOnFailure(options: unknown): FailureHandler | undefined {
   const onFailure = options !== null && typeof options === 'object' ? (options as { onFailure?: unknown }).onFailure : undefined;
   if (onFailure !== undefined && typeof onFailure !== 'function') {
-    throw new TillError('INVALID_OPTIONS', '[till] [express] onFailure must be a function');
+    throw tillError('INVALID_OPTIONS', 'express', 'onFailure must be a function');
   }
   return onFailure as FailureHandler | undefined;
 }

@@ -5,6 +5,7 @@ import {
   createScopeCheck,
   problemResponse,
   TillError,
+  tillError,
   type AuthOptions,
   type ProblemResponse,
   type RateLimitOptions,
@@ -96,9 +97,7 @@ function checkRouter(ctx: Context): void {
       const authenticates = Array.isArray(layer.stack) && layer.stack.some((fn) => typeof fn === 'function' && authMiddlewares.has(fn));
       // A use() layer whose path has letters and matches them only in one case, on a router whose routes match any case.
       if (isUse && authenticates && layer.regexp instanceof RegExp && !caseless(layer) && /[A-Za-z]/.test(String(layer.path)) && routes.some(caseless)) {
-        verdict = new TillError(
-          'INVALID_OPTIONS',
-          `[till] [koa] apiKeyAuth() is mounted with router.use() under a path (${String(layer.path).slice(0, 60)}) on an @koa/router Router whose routes match paths in any case while its use() middleware matches only the exact case: a request that changes the path's case would reach the routes without authentication. Create the router with { sensitive: true }, or mount apiKeyAuth() on the app or on each route`,
+        verdict = tillError('INVALID_OPTIONS', 'koa', `apiKeyAuth() is mounted with router.use() under a path (${String(layer.path).slice(0, 60)}) on an @koa/router Router whose routes match paths in any case while its use() middleware matches only the exact case: a request that changes the path's case would reach the routes without authentication. Create the router with { sensitive: true }, or mount apiKeyAuth() on the app or on each route`,
         );
         break;
       }
@@ -121,7 +120,7 @@ async function refuse(onFailure: FailureHandler | undefined, failure: VerifyFail
 function checkOnFailure(options: unknown): FailureHandler | undefined {
   const onFailure = options !== null && typeof options === 'object' ? (options as { onFailure?: unknown }).onFailure : undefined;
   if (onFailure !== undefined && typeof onFailure !== 'function') {
-    throw new TillError('INVALID_OPTIONS', '[till] [koa] onFailure must be a function');
+    throw tillError('INVALID_OPTIONS', 'koa', 'onFailure must be a function');
   }
   return onFailure as FailureHandler | undefined;
 }

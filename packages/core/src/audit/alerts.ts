@@ -2,7 +2,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { parseDuration } from '../util/duration.js';
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 import type { VerificationEvent } from './events.js';
 import type { Logger } from '../util/logger.js';
 import type { OutcomeCode } from '../verify/outcome.js';
@@ -88,7 +88,7 @@ const KEY_OWN_FAILURES: ReadonlySet<OutcomeCode> = new Set(['REVOKED', 'DISABLED
 const FAILURES: ReadonlySet<OutcomeCode> = new Set(['MALFORMED', 'NOT_FOUND', 'REVOKED', 'DISABLED', 'EXPIRED', 'NOT_YET_VALID', 'INSUFFICIENT_SCOPE', 'BLOCKED']);
 
 function invalid(message: string): never {
-  throw new TillError('INVALID_OPTIONS', `[till] [alerts] ${message}`);
+  throw tillError('INVALID_OPTIONS', 'alerts', `${message}`);
 }
 
 function checkRule(rule: AlertRule): AlertRule & { windowMs?: number } {
@@ -335,21 +335,21 @@ export function verifyWebhookSignature(secret: string, header: string | undefine
  * The returned sink resolves when the alert is delivered or given up on.
  */
 export function webhookSink(options: WebhookOptions): AlertSink {
-  if (options === null || typeof options !== 'object') throw new TillError('INVALID_OPTIONS', '[till] [alerts] webhookSink needs { url, secret }');
+  if (options === null || typeof options !== 'object') throw tillError('INVALID_OPTIONS', 'alerts', 'webhookSink needs { url, secret }');
   let url: URL;
   try {
     url = new URL(options.url);
   } catch {
-    throw new TillError('INVALID_OPTIONS', '[till] [alerts] webhook url must be an absolute http(s) URL');
+    throw tillError('INVALID_OPTIONS', 'alerts', 'webhook url must be an absolute http(s) URL');
   }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new TillError('INVALID_OPTIONS', '[till] [alerts] webhook url must be http or https');
-  if (typeof options.secret !== 'string' || options.secret.length < 16) throw new TillError('INVALID_OPTIONS', '[till] [alerts] webhook secret must be at least 16 characters');
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw tillError('INVALID_OPTIONS', 'alerts', 'webhook url must be http or https');
+  if (typeof options.secret !== 'string' || options.secret.length < 16) throw tillError('INVALID_OPTIONS', 'alerts', 'webhook secret must be at least 16 characters');
   const retries = options.retries ?? 5;
   const backoff = options.backoff ?? 1000;
   const timeout = options.timeout ?? 5000;
   const maxPending = options.maxPending ?? 1000;
   for (const [name, value] of [['retries', retries], ['backoff', backoff], ['timeout', timeout], ['maxPending', maxPending]] as const) {
-    if (!Number.isInteger(value) || value < 0) throw new TillError('INVALID_OPTIONS', `[till] [alerts] webhook ${name} must be a non-negative integer`);
+    if (!Number.isInteger(value) || value < 0) throw tillError('INVALID_OPTIONS', 'alerts', `webhook ${name} must be a non-negative integer`);
   }
   let inFlight = 0;
   let dropping = false;

@@ -1,6 +1,6 @@
 // The audit report: keys that should not exist any more, or not like this, each with why and what to do.
 import { parseDuration } from '../util/duration.js';
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 import type { KeyManager } from '../manage/manager.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 import { keyStatus, type KeyInfo } from '../store/record.js';
@@ -62,15 +62,15 @@ const days = (ms: number) => Math.floor(ms / DAY);
  * keys are skipped: they already cannot be used. An admin path, for schedulers and `till audit`.
  */
 export async function auditReport(keys: KeyManager, options: ReportOptions = {}): Promise<Report> {
-  if (options === null || typeof options !== 'object') throw new TillError('INVALID_ARGUMENT', '[till] [audit] report options must be an object');
+  if (options === null || typeof options !== 'object') throw tillError('INVALID_ARGUMENT', 'audit', 'report options must be an object');
   const now = options.now ?? Date.now();
   const unusedFor = parseDuration(options.unusedFor ?? '90d', 'unusedFor');
   const neverUsedAfter = parseDuration(options.neverUsedAfter ?? '7d', 'neverUsedAfter');
   const rotationAge = parseDuration(options.rotationAge ?? '90d', 'rotationAge');
   const failures = options.failures ?? 100;
   const failureDays = options.failureDays ?? 7;
-  if (!Number.isInteger(failures) || failures < 1) throw new TillError('INVALID_ARGUMENT', '[till] [audit] failures must be a positive integer');
-  if (!Number.isInteger(failureDays) || failureDays < 1 || failureDays > 100) throw new TillError('INVALID_ARGUMENT', '[till] [audit] failureDays must be an integer from 1 to 100');
+  if (!Number.isInteger(failures) || failures < 1) throw tillError('INVALID_ARGUMENT', 'audit', 'failures must be a positive integer');
+  if (!Number.isInteger(failureDays) || failureDays < 1 || failureDays > 100) throw tillError('INVALID_ARGUMENT', 'audit', 'failureDays must be an integer from 1 to 100');
 
   const findings: Finding[] = [];
   let checked = 0;

@@ -1,5 +1,5 @@
 // The audit trail: what changed, who did it and why, and what was tried and refused. Never a secret.
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 import type { KeyInfo } from '../store/record.js';
 
@@ -73,7 +73,7 @@ const UA_MAX = 200;
 /** Checks a query and normalizes its times. */
 export function normalizeQuery(query: AuditQuery = {}): Required<Pick<AuditQuery, 'limit'>> & { from: number; to: number; keyId?: string; ownerId?: string; types: ReadonlySet<AuditType> | null; cursor?: string } {
   const fail = (m: string): never => {
-    throw new TillError('INVALID_ARGUMENT', `[till] [audit] ${m}`);
+    throw tillError('INVALID_ARGUMENT', 'audit', `${m}`);
   };
   if (query === null || typeof query !== 'object') fail('a query must be an object');
   const time = (v: number | Date | undefined, name: string, fallback: number): number => {

@@ -5,7 +5,7 @@ import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import { OUTCOME_CODES, type OutcomeCode } from '../verify/outcome.js';
 import { PeriodicWriter } from '../util/batching.js';
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 import type { KeyStore } from '../store/types.js';
 
 /** One key's counts for one day (UTC, `YYYY-MM-DD`), by outcome. */
@@ -91,7 +91,7 @@ export class UsageTracker extends PeriodicWriter {
   ) {
     const { interval = 10_000, maxKeys = 10_000 } = options;
     for (const [name, value] of [['interval', interval], ['maxKeys', maxKeys]] as const) {
-      if (!Number.isInteger(value) || value < 1) throw new TillError('INVALID_OPTIONS', `[till] usage.${name} must be a positive integer`);
+      if (!Number.isInteger(value) || value < 1) throw tillError('INVALID_OPTIONS', 'createTill', `usage.${name} must be a positive integer`);
     }
     super(logger, interval);
     this.maxKeys = maxKeys;
@@ -196,7 +196,7 @@ export class UsageTracker extends PeriodicWriter {
 /** A usage batch id, `<writer>.<seq in base 36>`, as [writer, seq]; throws on anything else. */
 export function parseBatchId(id: string): [string, number] {
   const m = /^([A-Za-z0-9_-]{1,32})\.([0-9a-z]{1,10})$/.exec(id);
-  if (m === null) throw new TillError('INVALID_ARGUMENT', '[till] [usage] a batch id is <writer>.<seq in base 36>');
+  if (m === null) throw tillError('INVALID_ARGUMENT', 'usage', 'a batch id is <writer>.<seq in base 36>');
   return [m[1]!, parseInt(m[2]!, 36)];
 }
 

@@ -5,7 +5,7 @@ import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 import { PeriodicWriter } from '../util/batching.js';
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 import type { KeyStore } from '../store/types.js';
 
 export interface SecurityEvent {
@@ -65,7 +65,7 @@ export class AuditWriter extends PeriodicWriter {
     this.perKey = options.perKey ?? 10;
     this.perClient = options.perClient ?? 10;
     for (const [name, value] of [['interval', options.interval ?? 1000], ['maxPending', this.maxPending], ['perKey', this.perKey], ['perClient', this.perClient]] as const) {
-      if (!Number.isInteger(value) || value < 1) throw new TillError('INVALID_OPTIONS', `[till] auditEvents.${name} must be a positive integer`);
+      if (!Number.isInteger(value) || value < 1) throw tillError('INVALID_OPTIONS', 'createTill', `auditEvents.${name} must be a positive integer`);
     }
   }
 

@@ -1,5 +1,5 @@
 // Finding the key in request headers: Bearer and X-API-Key by default, a length cap before any work.
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 
 /** Where a key may be sent: a header, optionally with an auth scheme (`Authorization: Bearer <key>`). */
 export interface KeySource {
@@ -61,17 +61,17 @@ function startsWithLower(value: string, lower: string, n: number): boolean {
 /** Compiles header sources once (at middleware creation) into a function run per request. */
 export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES, maxHeaderLength = DEFAULT_MAX_HEADER_LENGTH): KeyExtractor {
   if (!Array.isArray(sources) || sources.length === 0) {
-    throw new TillError('INVALID_OPTIONS', '[till] [extract] sources must be a non-empty array of { header, scheme? }');
+    throw tillError('INVALID_OPTIONS', 'extract', 'sources must be a non-empty array of { header, scheme? }');
   }
   if (!Number.isInteger(maxHeaderLength) || maxHeaderLength < 16) {
-    throw new TillError('INVALID_OPTIONS', '[till] [extract] maxHeaderLength must be an integer of at least 16');
+    throw tillError('INVALID_OPTIONS', 'extract', 'maxHeaderLength must be an integer of at least 16');
   }
   const compiled: CompiledSource[] = sources.map((s, i) => {
     if (!s || typeof s.header !== 'string' || !HEADER_NAME.test(s.header)) {
-      throw new TillError('INVALID_OPTIONS', `[till] [extract] sources[${i}].header must be a header name`);
+      throw tillError('INVALID_OPTIONS', 'extract', `sources[${i}].header must be a header name`);
     }
     if (s.scheme !== undefined && (typeof s.scheme !== 'string' || !HEADER_NAME.test(s.scheme))) {
-      throw new TillError('INVALID_OPTIONS', `[till] [extract] sources[${i}].scheme must be a token like "Bearer"`);
+      throw tillError('INVALID_OPTIONS', 'extract', `sources[${i}].scheme must be a token like "Bearer"`);
     }
     return { header: s.header.toLowerCase(), scheme: s.scheme ? `${s.scheme.toLowerCase()} ` : null };
   });

@@ -1,5 +1,5 @@
 // What the framework adapters share: option checks, header-to-outcome, and scope checks on a verified key.
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 import { createExtractor, NO_KEY, type KeySource } from './extract.js';
 import { keyHeaderReader, type RequestHeaders } from './raw-headers.js';
 import { BruteForceGuard, type BruteForceOptions } from '../limits/brute-force.js';
@@ -73,9 +73,7 @@ function claim(till: Till, bucket: string, where: string, what: string): void {
   let names = claimed.get(till);
   if (names === undefined) claimed.set(till, (names = new Set()));
   if (names.has(bucket)) {
-    throw new TillError(
-      'INVALID_OPTIONS',
-      `[till] [${where}] ${what} is already used by another middleware on this Till: the two would count in one bucket. Give each a distinct name, or create the middleware once and mount it on several routes`,
+    throw tillError('INVALID_OPTIONS', where, `${what} is already used by another middleware on this Till: the two would count in one bucket. Give each a distinct name, or create the middleware once and mount it on several routes`,
     );
   }
   names.add(bucket);
@@ -84,7 +82,7 @@ function claim(till: Till, bucket: string, where: string, what: string): void {
 function checkHeaderStyle(style: unknown, where: string): RateLimitHeaderStyle {
   if (style === undefined) return 'draft-11';
   if (!RATE_LIMIT_HEADER_STYLES.includes(style as RateLimitHeaderStyle)) {
-    throw new TillError('INVALID_OPTIONS', `[till] [${where}] rateLimitHeaders must be "draft-11", "draft-6" or false`);
+    throw tillError('INVALID_OPTIONS', where, `rateLimitHeaders must be "draft-11", "draft-6" or false`);
   }
   return style as RateLimitHeaderStyle;
 }
@@ -94,11 +92,11 @@ function checkCost<Req>(cost: unknown, where: string): ((req: Req) => number) | 
   if (typeof cost === 'function') {
     return (req: Req) => {
       const n = (cost as (req: Req) => unknown)(req);
-      if (!isValidCost(n)) throw new TillError('INVALID_ARGUMENT', `[till] [${where}] the cost function returned ${String(n).slice(0, 20)}; it must return a non-negative integer`);
+      if (!isValidCost(n)) throw tillError('INVALID_ARGUMENT', where, `the cost function returned ${String(n).slice(0, 20)}; it must return a non-negative integer`);
       return n;
     };
   }
-  if (!isValidCost(cost)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] cost must be a non-negative integer or a function of the request`);
+  if (!isValidCost(cost)) throw tillError('INVALID_OPTIONS', where, `cost must be a non-negative integer or a function of the request`);
   return cost;
 }
 
@@ -172,11 +170,11 @@ function audit(till: Till, failure: VerifyFailure, key: string | null, address: 
 export function checkOptionNames(options: unknown, allowed: readonly string[], where: string): Record<string, unknown> {
   if (options === undefined) return {};
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new TillError('INVALID_OPTIONS', `[till] [${where}] options must be an object`);
+    throw tillError('INVALID_OPTIONS', where, `options must be an object`);
   }
   for (const name of Object.keys(options)) {
     if (!allowed.includes(name)) {
-      throw new TillError('INVALID_OPTIONS', `[till] [${where}] unknown option "${name}"; known options: ${allowed.join(', ')}`);
+      throw tillError('INVALID_OPTIONS', where, `unknown option "${name}"; known options: ${allowed.join(', ')}`);
     }
   }
   return options as Record<string, unknown>;
@@ -189,24 +187,24 @@ export function checkOptionNames(options: unknown, allowed: readonly string[], w
 export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, where: string, extraOptions: readonly string[] = []): Authenticator<Req> {
   const opts = checkOptionNames(options, [...AUTH_OPTION_NAMES, ...extraOptions], where) as AuthOptions<Req>;
   if (opts.till !== undefined && !isTill(opts.till)) {
-    throw new TillError('INVALID_OPTIONS', `[till] [${where}] till must be an instance from createTill()`);
+    throw tillError('INVALID_OPTIONS', where, `till must be an instance from createTill()`);
   }
   // The realm goes into a header value: printable ASCII only, or every 401 would become a 500.
   if (opts.realm !== undefined && (typeof opts.realm !== 'string' || !/^[\x20-\x7e]*$/.test(opts.realm))) {
-    throw new TillError('INVALID_OPTIONS', `[till] [${where}] realm must be a string of printable ASCII characters`);
+    throw tillError('INVALID_OPTIONS', where, `realm must be a string of printable ASCII characters`);
   }
   const scan = createExtractor(opts.sources, opts.maxHeaderLength).scan;
   const readHeaders = keyHeaderReader(opts.sources);
   let verifyOptions: VerifyOptions | undefined;
   if (opts.scopes !== undefined) {
-    if (!Array.isArray(opts.scopes)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] scopes must be an array of strings`);
+    if (!Array.isArray(opts.scopes)) throw tillError('INVALID_OPTIONS', where, `scopes must be an array of strings`);
     verifyOptions = { scopes: normalizeRequired(opts.scopes, where), scopeMode: 'all' };
   }
   const limits = opts.limits === undefined ? [] : normalizeRateLimits(opts.limits, where);
   const cost = checkCost<Req>(opts.cost, where);
   const style = checkHeaderStyle(opts.rateLimitHeaders, where);
   if (opts.bruteForce !== undefined && opts.bruteForce !== false && (opts.bruteForce === null || typeof opts.bruteForce !== 'object')) {
-    throw new TillError('INVALID_OPTIONS', `[till] [${where}] bruteForce must be an object of options or false`);
+    throw tillError('INVALID_OPTIONS', where, `bruteForce must be an object of options or false`);
   }
   const till = opts.till ?? defaultTill();
   const brute = opts.bruteForce === false ? null : new BruteForceGuard(opts.bruteForce, till.limiter, till.verifier.clock, till.events, where, till.store.kind !== 'memory');
@@ -232,7 +230,7 @@ export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, 
     return result;
   };
   if (opts.optional !== undefined && typeof opts.optional !== 'boolean') {
-    throw new TillError('INVALID_OPTIONS', `[till] [${where}] optional must be true or false`);
+    throw tillError('INVALID_OPTIONS', where, `optional must be true or false`);
   }
   const optional = opts.optional === true;
   /** A verified request: its key goes into the request's context (where guards read it), and so does its charge. */
@@ -332,28 +330,26 @@ function subjectOf(kind: string, value: string): string {
 
 /** Builds what `rateLimit()` runs per request, checking every option at creation. */
 export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where: string, extraOptions: readonly string[] = []): RateLimitGuard<Req> {
-  if (options === undefined) throw new TillError('INVALID_OPTIONS', `[till] [${where}] rateLimit needs { name, limit, window }`);
+  if (options === undefined) throw tillError('INVALID_OPTIONS', where, `rateLimit needs { name, limit, window }`);
   const opts = checkOptionNames(options, [...RATE_LIMIT_OPTION_NAMES, ...extraOptions], where) as unknown as RateLimitOptions<Req>;
   const policy = normalizeRateLimit({ name: opts.name, limit: opts.limit, window: opts.window }, where);
   const by = opts.by ?? 'key';
-  if (by !== 'key' && by !== 'ip' && typeof by !== 'function') throw new TillError('INVALID_OPTIONS', `[till] [${where}] by must be "key", "ip" or a function of the request`);
+  if (by !== 'key' && by !== 'ip' && typeof by !== 'function') throw tillError('INVALID_OPTIONS', where, `by must be "key", "ip" or a function of the request`);
   const cost = checkCost<Req>(opts.cost, where);
   if (typeof cost === 'number' && cost > policy.limit) {
-    throw new TillError('INVALID_OPTIONS', `[till] [${where}] cost ${cost} is above the limit ${policy.limit}: no request could ever pass`);
+    throw tillError('INVALID_OPTIONS', where, `cost ${cost} is above the limit ${policy.limit}: no request could ever pass`);
   }
   const style = checkHeaderStyle(opts.headers, where);
-  if (opts.till !== undefined && !isTill(opts.till)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] till must be an instance from createTill()`);
+  if (opts.till !== undefined && !isTill(opts.till)) throw tillError('INVALID_OPTIONS', where, `till must be an instance from createTill()`);
   const subnet = opts.ipv6Subnet ?? DEFAULT_IPV6_SUBNET;
-  if (!isValidSubnet(subnet)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] ipv6Subnet must be an integer from 1 to 128`);
+  if (!isValidSubnet(subnet)) throw tillError('INVALID_OPTIONS', where, `ipv6Subnet must be an integer from 1 to 128`);
   const bucket = `r.${policy.name}`;
   // The name is claimed on each Till the guard counts in: at creation when it is given one, else on first use.
   const claimedOn = new WeakSet<Till>();
   const tillFor = (state: RequestContext | undefined): Till => {
     const till = opts.till ?? state?.till;
     if (till === undefined) {
-      throw new TillError(
-        'INVALID_OPTIONS',
-        `[till] [${where}] rate limit "${policy.name}" has no Till to count in: no apiKeyAuth() saw this request. Mount it after apiKeyAuth(), or give it { till } (the one your apiKeyAuth() uses, or defaultTill())`,
+      throw tillError('INVALID_OPTIONS', where, `rate limit "${policy.name}" has no Till to count in: no apiKeyAuth() saw this request. Mount it after apiKeyAuth(), or give it { till } (the one your apiKeyAuth() uses, or defaultTill())`,
       );
     }
     if (!claimedOn.has(till)) {
@@ -400,7 +396,7 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
       } else {
         const value = by(context);
         if (value === undefined) return null;
-        if (typeof value !== 'string' || value.length === 0) throw new TillError('INVALID_ARGUMENT', `[till] [${where}] the by function of rate limit "${policy.name}" must return a non-empty string or undefined`);
+        if (typeof value !== 'string' || value.length === 0) throw tillError('INVALID_ARGUMENT', where, `the by function of rate limit "${policy.name}" must return a non-empty string or undefined`);
         subject = subjectOf('u', value);
       }
       const charge = typeof cost === 'number' ? fixed : { ...fixed, cost: cost(context) };

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { BASE62, base62Digit, encodeBase62, randomBase62 } from './base62.js';
 import { crc32 } from './crc32.js';
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 
 /** Length of the public id, in base62 characters (about 95 bits: collisions are not a concern). */
 export const ID_LENGTH = 16;
@@ -30,9 +30,7 @@ export function isValidPrefix(prefix: unknown): prefix is string {
 
 export function assertValidPrefix(prefix: unknown, where: string): asserts prefix is string {
   if (!isValidPrefix(prefix)) {
-    throw new TillError(
-      'INVALID_OPTIONS',
-      `[till] [${where}] prefix must be 1-${MAX_PREFIX_LENGTH} characters of a-z, 0-9 and single inner underscores, starting with a letter (like "sk_live")`,
+    throw tillError('INVALID_OPTIONS', where, `prefix must be 1-${MAX_PREFIX_LENGTH} characters of a-z, 0-9 and single inner underscores, starting with a letter (like "sk_live")`,
     );
   }
 }
@@ -80,7 +78,7 @@ function randomIdInSlot(slot: number): string {
       id += BASE62[b % 62];
       if (id.length < ID_LENGTH) continue;
       if (keySlot(id) === slot) return id;
-      if (++draws >= MAX_SLOT_DRAWS) throw new TillError('INVALID_ARGUMENT', `[till] [keys] no key id found in slot ${slot}`);
+      if (++draws >= MAX_SLOT_DRAWS) throw tillError('INVALID_ARGUMENT', 'keys', `no key id found in slot ${slot}`);
       id = '';
     }
   }

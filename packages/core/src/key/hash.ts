@@ -1,6 +1,6 @@
 // Hashing at rest: SHA-256 of the key, or HMAC-SHA-256 with a server-side pepper; constant-time compare.
 import { createHmac, hash as oneShotHash } from 'node:crypto';
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 import { hmacKey, hmacSha256Ascii, isAscii, sha256Ascii, type HmacKey } from './sha256.js';
 
 export type HashAlgorithm = 'sha256' | 'hmac-sha256';
@@ -27,13 +27,13 @@ export function createHasher(pepper?: string | Buffer): KeyHasher {
   if (pepper !== undefined) {
     const length = typeof pepper === 'string' ? Buffer.byteLength(pepper) : Buffer.isBuffer(pepper) ? pepper.length : -1;
     if (length < 16) {
-      throw new TillError('INVALID_OPTIONS', '[till] [hash] pepper must be a string or Buffer of at least 16 bytes');
+      throw tillError('INVALID_OPTIONS', 'hash', 'pepper must be a string or Buffer of at least 16 bytes');
     }
   }
   const algorithm: HashAlgorithm = pepper === undefined ? 'sha256' : 'hmac-sha256';
   const pads: HmacKey | null = pepper === undefined ? null : hmacKey(pepper);
   const noPepper = () =>
-    new TillError('INVALID_OPTIONS', '[till] [hash] a key was stored with HMAC-SHA-256 but no pepper is configured');
+    tillError('INVALID_OPTIONS', 'hash', 'a key was stored with HMAC-SHA-256 but no pepper is configured');
 
   const digest = (key: string, alg: HashAlgorithm = algorithm): string => {
     if (alg === 'sha256') return oneShotHash('sha256', key, 'base64url');

@@ -2,7 +2,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Clock } from '../util/clock.js';
 import { parseDuration } from '../util/duration.js';
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 import type { TillEvents } from '../audit/events.js';
 import { UNAVAILABLE, type Limiter } from './limiter.js';
 import { MAX_CAPACITY } from './rules.js';
@@ -64,7 +64,7 @@ export class BruteForceGuard {
   ) {
     const opts = { ...DEFAULTS, ...checkNames(options, where) } as { threshold: number; window: unknown; block: unknown; maxBlocked: number; maxTracked: number; ipv6Subnet: number };
     const fail = (m: string): never => {
-      throw new TillError('INVALID_OPTIONS', `[till] [${where}] bruteForce.${m}`);
+      throw tillError('INVALID_OPTIONS', where, `bruteForce.${m}`);
     };
     if (!Number.isSafeInteger(opts.threshold) || opts.threshold < 1) fail('threshold must be a positive integer');
     if (!Number.isSafeInteger(opts.maxBlocked) || opts.maxBlocked < 1) fail('maxBlocked must be a positive integer');
@@ -182,10 +182,10 @@ export class BruteForceGuard {
 function checkNames(options: unknown, where: string): Partial<Record<keyof typeof DEFAULTS, number | string>> {
   if (options === undefined) return {};
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new TillError('INVALID_OPTIONS', `[till] [${where}] bruteForce must be an object or false`);
+    throw tillError('INVALID_OPTIONS', where, `bruteForce must be an object or false`);
   }
   for (const name of Object.keys(options)) {
-    if (!OPTION_NAMES.includes(name)) throw new TillError('INVALID_OPTIONS', `[till] [${where}] unknown bruteForce option "${name}"; known: ${OPTION_NAMES.join(', ')}`);
+    if (!OPTION_NAMES.includes(name)) throw tillError('INVALID_OPTIONS', where, `unknown bruteForce option "${name}"; known: ${OPTION_NAMES.join(', ')}`);
   }
   return options as Partial<Record<keyof typeof DEFAULTS, number | string>>;
 }

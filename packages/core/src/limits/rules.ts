@@ -1,6 +1,6 @@
 // Rate limits (GCRA) and credits: the policies, their checks, and the one evaluation every store mirrors.
 import { parseDuration } from '../util/duration.js';
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 
 /**
  * A rate limit: at most `limit` requests per `window` milliseconds, with bursts of up to `limit`
@@ -98,7 +98,7 @@ const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 export const MAX_CREDITS = 1e15;
 
 function invalid(where: string, message: string): never {
-  throw new TillError(where === 'keys' ? 'INVALID_ARGUMENT' : 'INVALID_OPTIONS', `[till] [${where}] ${message}`);
+  throw tillError(where === 'keys' ? 'INVALID_ARGUMENT' : 'INVALID_OPTIONS', where, `${message}`);
 }
 
 export function isValidLimitName(name: unknown): name is string {

@@ -1,6 +1,6 @@
 // The key manager: creating and changing keys. Every change is a compare-and-set on the record's version.
 import { systemClock, type Clock } from '../util/clock.js';
-import { isTillError, TillError } from '../errors.js';
+import { isTillError, TillError, tillError } from '../errors.js';
 import { createHasher, type KeyHasher } from '../key/hash.js';
 import { assertValidPrefix, generateKey, isValidKeyId, keySlot, parseKey } from '../key/format.js';
 import { keyStatus, toKeyInfo, type KeyInfo, type KeyRecord, type KeyStatus } from '../store/record.js';
@@ -142,7 +142,7 @@ const MAX_CHAIN = 1000;
 const CHAIN_FIELDS = ['name', 'scopes', 'metadata', 'limits', 'credits', 'disabled'] as const;
 
 function fail(message: string): never {
-  throw new TillError('INVALID_ARGUMENT', `[till] [keys] ${message}`);
+  throw tillError('INVALID_ARGUMENT', 'keys', `${message}`);
 }
 
 function checkText(value: unknown, field: string): string {
@@ -172,7 +172,7 @@ function checkWindow(expiresAt: number | null, notBefore: number | null): void {
 }
 
 function assertNotRevoked(record: KeyRecord): void {
-  if (record.revokedAt !== null) throw new TillError('KEY_REVOKED', `[till] [keys] key ${record.id} is revoked; a revoked key cannot change`);
+  if (record.revokedAt !== null) throw tillError('KEY_REVOKED', 'keys', `key ${record.id} is revoked; a revoked key cannot change`);
 }
 
 /**
@@ -183,9 +183,7 @@ function assertNotRevoked(record: KeyRecord): void {
 function assertCurrent(record: KeyRecord): void {
   assertNotRevoked(record);
   if (record.rotatedTo !== null) {
-    throw new TillError(
-      'KEY_ROTATED',
-      `[till] [keys] key ${record.id} was rotated to ${record.rotatedTo}: change that key instead (a change of the newest key reaches the keys still in their grace period); to end this key's grace early, revoke it alone (revoke with { chain: false }, or till keys revoke --key-only)`,
+    throw tillError('KEY_ROTATED', 'keys', `key ${record.id} was rotated to ${record.rotatedTo}: change that key instead (a change of the newest key reaches the keys still in their grace period); to end this key's grace early, revoke it alone (revoke with { chain: false }, or till keys revoke --key-only)`,
     );
   }
 }
@@ -197,8 +195,8 @@ function chainDiffers(record: KeyRecord, head: KeyRecord): boolean {
 
 function assertRotatable(record: KeyRecord): void {
   assertNotRevoked(record);
-  if (record.rotatedTo !== null) throw new TillError('KEY_ROTATED', `[till] [keys] key ${record.id} was already rotated to ${record.rotatedTo}; rotate that key instead`);
-  if (record.disabled) throw new TillError('KEY_DISABLED', `[till] [keys] key ${record.id} is disabled; enable it before rotating`);
+  if (record.rotatedTo !== null) throw tillError('KEY_ROTATED', 'keys', `key ${record.id} was already rotated to ${record.rotatedTo}; rotate that key instead`);
+  if (record.disabled) throw tillError('KEY_DISABLED', 'keys', `key ${record.id} is disabled; enable it before rotating`);
 }
 
 /**
@@ -240,7 +238,7 @@ export class KeyManager {
   private readonly actor: string | null;
 
   constructor(options: KeyManagerOptions) {
-    if (!options || !options.store) throw new TillError('INVALID_OPTIONS', '[till] [keys] a store is required');
+    if (!options || !options.store) throw tillError('INVALID_OPTIONS', 'keys', 'a store is required');
     const prefix = options.prefix ?? 'till';
     assertValidPrefix(prefix, 'keys');
     this.store = options.store;
@@ -439,7 +437,7 @@ export class KeyManager {
       const after = await this.store.get(id);
       if (after === null || after.version === head.version) return;
     }
-    throw new TillError('CONFLICT', `[till] [keys] key ${id} kept changing while the keys it replaced were brought in step; try again`);
+    throw tillError('CONFLICT', 'keys', `key ${id} kept changing while the keys it replaced were brought in step; try again`);
   }
 
   /**
@@ -471,7 +469,7 @@ export class KeyManager {
     if (options === null || typeof options !== 'object') fail('rotate options must be an object like { grace: "24h" }');
     const grace = parseDuration(options.grace ?? DEFAULT_GRACE, 'grace');
     const old = await this.store.get(id);
-    if (old === null) throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
+    if (old === null) throw tillError('KEY_NOT_FOUND', 'keys', `no key ${id}`);
     assertRotatable(old);
     const now = this.clock();
     const lifetime = old.expiresAt === null ? null : old.expiresAt - old.createdAt;
@@ -495,7 +493,7 @@ export class KeyManager {
         // The new key copied the record as read above: if the key changed since (narrower scopes,
         // another owner), the copy is wrong, so the rotation is abandoned and the new key revoked.
         if (record.version !== old.version) {
-          throw new TillError('CONFLICT', `[till] [keys] key ${id} changed during the rotation; rotate it again`);
+          throw tillError('CONFLICT', 'keys', `key ${id} changed during the rotation; rotate it again`);
         }
         const graceEnd = t + grace;
         return { ...record, rotatedTo: created.record.id, expiresAt: record.expiresAt === null ? graceEnd : Math.min(record.expiresAt, graceEnd) };
@@ -523,9 +521,7 @@ export class KeyManager {
    */
   private async rotationNotReplicated(error: TillError, id: string, created: CreatedKey): Promise<TillError> {
     const previous = await this.get(id).catch(() => null);
-    const out = new TillError(
-      'NOT_REPLICATED',
-      `[till] [keys] key ${id} was rotated to ${created.record.id} on the primary, but not confirmed by replicas: a failover now could bring the old key back without its new expiry. The new key is in error.rotation; check with keys.get(${JSON.stringify(id)}) later (${error.message.replace(/^(?:\[[^\]]*\]\s*)+/, '')})`,
+    const out = tillError('NOT_REPLICATED', 'keys', `key ${id} was rotated to ${created.record.id} on the primary, but not confirmed by replicas: a failover now could bring the old key back without its new expiry. The new key is in error.rotation; check with keys.get(${JSON.stringify(id)}) later (${error.message.replace(/^(?:\[[^\]]*\]\s*)+/, '')})`,
       { cause: error },
     );
     Object.defineProperty(out, 'rotation', { value: { ...created, previous } satisfies UnconfirmedRotation, enumerable: false });
@@ -537,13 +533,13 @@ export class KeyManager {
     checkId(id);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const record = await this.store.get(id);
-      if (record === null) throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
+      if (record === null) throw tillError('KEY_NOT_FOUND', 'keys', `no key ${id}`);
       if (record.credits === null) return null;
       const live = await this.store.consume({ subject: id, keyVersion: record.version, credits: record.credits, limits: [], cost: 0, now: this.clock() });
-      if (live.outcome === 'NOT_FOUND') throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
+      if (live.outcome === 'NOT_FOUND') throw tillError('KEY_NOT_FOUND', 'keys', `no key ${id}`);
       if ('credits' in live) return live.credits;
     }
-    throw new TillError('CONFLICT', `[till] [keys] key ${id} kept changing; try again`);
+    throw tillError('CONFLICT', 'keys', `key ${id} kept changing; try again`);
   }
 
   /** The key's record without its hash, or null. */
@@ -625,7 +621,7 @@ export class KeyManager {
     };
     return this.confirmed((async () => {
       const named = await revokeOne(checkId(id));
-      if (named === null) throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
+      if (named === null) throw tillError('KEY_NOT_FOUND', 'keys', `no key ${id}`);
       const out = [named.info];
       if (chain) {
         const detail = `with its rotation chain (revoked: ${id})`;
@@ -666,7 +662,7 @@ export class KeyManager {
     checkId(id);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const current = await this.store.get(id);
-      if (current === null) throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
+      if (current === null) throw tillError('KEY_NOT_FOUND', 'keys', `no key ${id}`);
       const entry = this.entry('key.deleted', this.clock(), current, null, context);
       let removed: boolean;
       try {
@@ -677,7 +673,7 @@ export class KeyManager {
       }
       if (removed) return this.confirmed(Promise.resolve(toKeyInfo(current)));
     }
-    throw new TillError('CONFLICT', `[till] [keys] key ${id} kept changing under ${MAX_ATTEMPTS} attempts; try again`);
+    throw tillError('CONFLICT', 'keys', `key ${id} kept changing under ${MAX_ATTEMPTS} attempts; try again`);
   }
 
   /**
@@ -737,13 +733,13 @@ export class KeyManager {
     checkId(id);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const current = await this.store.get(id);
-      if (current === null) throw new TillError('KEY_NOT_FOUND', `[till] [keys] no key ${id}`);
+      if (current === null) throw tillError('KEY_NOT_FOUND', 'keys', `no key ${id}`);
       const now = this.clock();
       const edited = edit(current, now);
       if (edited === null) return toKeyInfo(current);
       const next: KeyRecord = { ...edited, id: current.id, updatedAt: now, version: current.version + 1 };
       if (await this.saved(id, this.store.replace(next, current.version, this.entry(type, now, current, next, context, detail)))) return toKeyInfo(next);
     }
-    throw new TillError('CONFLICT', `[till] [keys] key ${id} kept changing under ${MAX_ATTEMPTS} attempts; try again`);
+    throw tillError('CONFLICT', 'keys', `key ${id} kept changing under ${MAX_ATTEMPTS} attempts; try again`);
   }
 }

@@ -3,7 +3,7 @@
 import { createRequire } from 'node:module';
 import type { Registry } from 'prom-client';
 import type { Alerts } from '../audit/alerts.js';
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 import { installHint } from '../util/install-hint.js';
 import { OUTCOME_CODES } from '../verify/outcome.js';
 import type { KeyStore } from '../store/types.js';
@@ -36,11 +36,12 @@ function loadPromClient(): PromClient {
   } catch (cause) {
     const code = (cause as { code?: unknown } | null)?.code;
     const missing = (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') && String((cause as Error).message).includes("'prom-client'");
-    throw new TillError(
+    throw tillError(
       'MISSING_DEPENDENCY',
+      'metrics',
       missing
-        ? `[till] [metrics] prom-client is not installed: ${installHint('prom-client')}`
-        : `[till] [metrics] prom-client could not be loaded (${cause instanceof Error ? cause.message : String(cause)}): reinstall it with ${installHint('prom-client')}`,
+        ? `prom-client is not installed: ${installHint('prom-client')}`
+        : `prom-client could not be loaded (${cause instanceof Error ? cause.message : String(cause)}): reinstall it with ${installHint('prom-client')}`,
       { cause },
     );
   }
@@ -56,11 +57,11 @@ const TIMED: ReadonlyArray<keyof KeyStore> = ['get', 'consume', 'insert', 'repla
  * and rule names only: never a key, an id or a client (cardinality and secrecy alike).
  */
 export function createMetrics(till: Till, options: MetricsOptions = {}): TillMetrics {
-  if (options === null || typeof options !== 'object') throw new TillError('INVALID_OPTIONS', '[till] [metrics] options must be an object');
+  if (options === null || typeof options !== 'object') throw tillError('INVALID_OPTIONS', 'metrics', 'options must be an object');
   const { Counter, Histogram, Registry } = loadPromClient();
   const registry = options.registry ?? new Registry();
   const prefix = options.prefix ?? 'till_';
-  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw new TillError('INVALID_OPTIONS', '[till] [metrics] prefix must be a valid metric name prefix');
+  if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw tillError('INVALID_OPTIONS', 'metrics', 'prefix must be a valid metric name prefix');
 
   const verifications = new Counter({ name: `${prefix}verifications_total`, help: 'Verifications by outcome code.', labelNames: ['outcome'], registers: [registry] });
   for (const code of OUTCOME_CODES) verifications.inc({ outcome: code }, 0);

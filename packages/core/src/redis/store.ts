@@ -1,6 +1,6 @@
 // A KeyStore on Redis or Redis Cluster through ioredis, with command timeouts and fail-fast when down.
 import type { Cluster, Redis } from 'ioredis';
-import { TillError, storeUnavailable } from '../errors.js';
+import { TillError, storeUnavailable, tillError } from '../errors.js';
 import { consoleLogger, type Logger } from '../util/logger.js';
 import { compactInfo, decodeRecord, encodeRecord, expandInfo, type KeyInfo, type KeyRecord } from '../store/record.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
@@ -273,16 +273,16 @@ export class RedisStore implements KeyStore {
 
   constructor(options: RedisStoreOptions) {
     if (!options || typeof options !== 'object' || !options.client || typeof (options.client as Redis).get !== 'function') {
-      throw new TillError('INVALID_OPTIONS', '[till] [redis] RedisStore needs { client }: an ioredis Redis or Cluster instance');
+      throw tillError('INVALID_OPTIONS', 'redis', 'RedisStore needs { client }: an ioredis Redis or Cluster instance');
     }
     const { namespace = 'till:', commandTimeout = 1000, limitClock = 'redis' } = options;
     if (limitClock !== 'redis' && limitClock !== 'caller') {
-      throw new TillError('INVALID_OPTIONS', '[till] [redis] limitClock must be "redis" or "caller"');
+      throw tillError('INVALID_OPTIONS', 'redis', 'limitClock must be "redis" or "caller"');
     }
     this.callerClock = limitClock === 'caller';
     const { auditMaxLength = 100_000, auditPerKeyMaxLength = 1000 } = options;
     for (const [name, value] of [['auditMaxLength', auditMaxLength], ['auditPerKeyMaxLength', auditPerKeyMaxLength]] as const) {
-      if (!Number.isInteger(value) || value < 1) throw new TillError('INVALID_OPTIONS', `[till] [redis] ${name} must be a positive integer`);
+      if (!Number.isInteger(value) || value < 1) throw tillError('INVALID_OPTIONS', 'redis', `${name} must be a positive integer`);
     }
     this.logKey = `${namespace}audit`;
     this.securityLogKey = `${namespace}audit:security{${namespace}audit}`;
@@ -290,26 +290,26 @@ export class RedisStore implements KeyStore {
     this.logCap = auditMaxLength;
     this.trailCap = auditPerKeyMaxLength;
     const { replicas = 0, replicaTimeout = 500 } = options;
-    if (!Number.isInteger(replicas) || replicas < 0) throw new TillError('INVALID_OPTIONS', '[till] [redis] replicas must be a non-negative integer');
-    if (!Number.isInteger(replicaTimeout) || replicaTimeout < 1) throw new TillError('INVALID_OPTIONS', '[till] [redis] replicaTimeout must be a positive integer of milliseconds');
+    if (!Number.isInteger(replicas) || replicas < 0) throw tillError('INVALID_OPTIONS', 'redis', 'replicas must be a non-negative integer');
+    if (!Number.isInteger(replicaTimeout) || replicaTimeout < 1) throw tillError('INVALID_OPTIONS', 'redis', 'replicaTimeout must be a positive integer of milliseconds');
     this.replicas = replicas;
     this.replicaTimeout = replicaTimeout;
-    if (options.chargesWait !== undefined && typeof options.chargesWait !== 'boolean') throw new TillError('INVALID_OPTIONS', '[till] [redis] chargesWait must be true or false');
-    if (options.chargesWait === true && replicas === 0) throw new TillError('INVALID_OPTIONS', '[till] [redis] chargesWait needs replicas (1 or more): it waits for that many replicas');
+    if (options.chargesWait !== undefined && typeof options.chargesWait !== 'boolean') throw tillError('INVALID_OPTIONS', 'redis', 'chargesWait must be true or false');
+    if (options.chargesWait === true && replicas === 0) throw tillError('INVALID_OPTIONS', 'redis', 'chargesWait needs replicas (1 or more): it waits for that many replicas');
     this.chargesWait = options.chargesWait === true;
     const { eviction = 'warn', logger = consoleLogger } = options;
-    if (eviction !== 'warn' && eviction !== 'refuse') throw new TillError('INVALID_OPTIONS', '[till] [redis] eviction must be "warn" or "refuse"');
-    if (!logger || typeof logger.warn !== 'function') throw new TillError('INVALID_OPTIONS', '[till] [redis] logger must have warn() and error()');
+    if (eviction !== 'warn' && eviction !== 'refuse') throw tillError('INVALID_OPTIONS', 'redis', 'eviction must be "warn" or "refuse"');
+    if (!logger || typeof logger.warn !== 'function') throw tillError('INVALID_OPTIONS', 'redis', 'logger must have warn() and error()');
     this.eviction = eviction;
     this.logger = logger;
     if (typeof namespace !== 'string' || /[{}]/.test(namespace)) {
-      throw new TillError('INVALID_OPTIONS', '[till] [redis] namespace must be a string without braces (braces would change the hash slot)');
+      throw tillError('INVALID_OPTIONS', 'redis', 'namespace must be a string without braces (braces would change the hash slot)');
     }
     if (!Number.isFinite(commandTimeout) || commandTimeout <= 0) {
-      throw new TillError('INVALID_OPTIONS', '[till] [redis] commandTimeout must be a positive number of milliseconds');
+      throw tillError('INVALID_OPTIONS', 'redis', 'commandTimeout must be a positive number of milliseconds');
     }
     this.client = options.client as ScriptClient;
-    if (options.closeClient !== undefined && typeof options.closeClient !== 'boolean') throw new TillError('INVALID_OPTIONS', '[till] [redis] closeClient must be true or false');
+    if (options.closeClient !== undefined && typeof options.closeClient !== 'boolean') throw tillError('INVALID_OPTIONS', 'redis', 'closeClient must be true or false');
     this.closeClient = options.closeClient === true;
     this.ns = namespace;
     this.timeout = commandTimeout;
@@ -357,7 +357,7 @@ export class RedisStore implements KeyStore {
     try {
       return decodeRecord(json);
     } catch (cause) {
-      throw new TillError('STORE_ERROR', `[till] [redis] record of key ${id} is corrupt`, { cause });
+      throw tillError('STORE_ERROR', 'redis', `record of key ${id} is corrupt`, { cause });
     }
   }
 
@@ -369,7 +369,7 @@ export class RedisStore implements KeyStore {
     await this.run(() => this.client.zadd(this.indexKey(null), record.createdAt, record.id));
     if (record.ownerId !== null) await this.run(() => this.client.zadd(this.indexKey(record.ownerId!), record.createdAt, record.id));
     const [ok] = await this.run(() => this.client.tillInsert(this.recordKey(record.id), this.trailKey(record.id), json, trailEntry(audit), this.trailCap));
-    if (ok !== 1) throw new TillError('KEY_EXISTS', `[till] [redis] key ${record.id} exists`);
+    if (ok !== 1) throw tillError('KEY_EXISTS', 'redis', `key ${record.id} exists`);
     if (audit !== undefined) await this.copyToLog(audit);
   }
 
@@ -377,7 +377,7 @@ export class RedisStore implements KeyStore {
     const [result, , announced, why] = await this.run(() =>
       this.client.tillReplace(this.recordKey(record.id), this.trailKey(record.id), encodeRecord(record), expectedVersion, this.channel, record.id, trailEntry(audit), this.trailCap),
     );
-    if (result === -1) throw new TillError('KEY_NOT_FOUND', `[till] [redis] no key ${record.id}`);
+    if (result === -1) throw tillError('KEY_NOT_FOUND', 'redis', `no key ${record.id}`);
     if (result !== 1) return false;
     if (audit !== undefined) await this.copyToLog(audit);
     if (announced === 0) throw this.notAnnounced(record.id, why);
@@ -386,9 +386,7 @@ export class RedisStore implements KeyStore {
 
   /** A change that is saved but that the services were not told of: the caller must learn it. */
   private notAnnounced(id: string, why: string | undefined): TillError {
-    return new TillError(
-      'NOT_ANNOUNCED',
-      `[till] [redis] the change to key ${id} is saved, but it could not be announced to running services (PUBLISH refused: ${String(why ?? 'unknown error').slice(0, 200)}): they may keep serving the key as it was until their cache TTL (cache.ttl, 30 s by default) runs out. Give this Redis user the right to publish on ${this.channel} (ACL: +publish &${this.channel})`,
+    return tillError('NOT_ANNOUNCED', 'redis', `the change to key ${id} is saved, but it could not be announced to running services (PUBLISH refused: ${String(why ?? 'unknown error').slice(0, 200)}): they may keep serving the key as it was until their cache TTL (cache.ttl, 30 s by default) runs out. Give this Redis user the right to publish on ${this.channel} (ACL: +publish &${this.channel})`,
     );
   }
 
@@ -396,7 +394,7 @@ export class RedisStore implements KeyStore {
     const [result, , owner, announced, why] = await this.run(() =>
       this.client.tillRemove(this.recordKey(id), `${this.ns}{${id}}:cr`, this.trailKey(id), expectedVersion, this.channel, id, trailEntry(audit), this.trailCap),
     );
-    if (result === -1) throw new TillError('KEY_NOT_FOUND', `[till] [redis] no key ${id}`);
+    if (result === -1) throw tillError('KEY_NOT_FOUND', 'redis', `no key ${id}`);
     if (result !== 1) return false;
     // The indexes live in other slots: removed after the record, so a crash between leaves an index
     // entry that listing skips (it finds no record), never a record that listing cannot find.
@@ -445,7 +443,7 @@ export class RedisStore implements KeyStore {
    */
   async readAudit(query?: AuditQuery): Promise<AuditPage> {
     const q = normalizeQuery(query);
-    if (q.cursor !== undefined && !/^\d{1,16}-\d{1,16}$/.test(q.cursor)) throw new TillError('INVALID_ARGUMENT', '[till] [audit] invalid cursor');
+    if (q.cursor !== undefined && !/^\d{1,16}-\d{1,16}$/.test(q.cursor)) throw tillError('INVALID_ARGUMENT', 'audit', 'invalid cursor');
     if (q.keyId !== undefined) return this.readTrail(q.keyId, q);
     const start = q.cursor !== undefined ? `(${q.cursor}` : String(Math.max(0, Math.floor(q.from)));
     const end = q.to >= Number.MAX_SAFE_INTEGER ? '+' : String(Math.max(0, Math.ceil(q.to) - 1));
@@ -553,9 +551,7 @@ export class RedisStore implements KeyStore {
     if (this.replicas === 0) return;
     const fewest = await this.waitReplicas();
     if (fewest < this.replicas) {
-      throw new TillError(
-        'NOT_REPLICATED',
-        `[till] [redis] the change was made on the primary, but ${fewest} of ${this.replicas} replicas confirmed it within ${this.replicaTimeout} ms: a failover now could undo it`,
+      throw tillError('NOT_REPLICATED', 'redis', `the change was made on the primary, but ${fewest} of ${this.replicas} replicas confirmed it within ${this.replicaTimeout} ms: a failover now could undo it`,
       );
     }
   }
@@ -617,7 +613,7 @@ export class RedisStore implements KeyStore {
   consume(request: ConsumeRequest): Promise<ConsumeResult> {
     const subject = request.subject;
     if (typeof subject !== 'string' || subject.length === 0 || /[{}]/.test(subject)) {
-      return Promise.reject(new TillError('INVALID_ARGUMENT', '[till] [redis] a limit subject must be a non-empty string without braces'));
+      return Promise.reject(tillError('INVALID_ARGUMENT', 'redis', 'a limit subject must be a non-empty string without braces'));
     }
     const isKey = request.keyVersion !== undefined;
     const policy = isKey && request.credits ? creditPolicy(request.credits) : '';
@@ -695,7 +691,7 @@ export class RedisStore implements KeyStore {
           // a replica that lacks it lacks the refund too), and the request is refused as unavailable.
           // NOT_REPLICATED, not STORE_UNAVAILABLE: the limiter then refuses (503) rather than falling back to
           // per-process limits, which would admit the request after all.
-          const error = new TillError('NOT_REPLICATED', `[till] [redis] a charge was made on the primary, but ${acked} of ${this.replicas} replicas confirmed it within ${this.replicaTimeout} ms (chargesWait): refused and refunded`);
+          const error = tillError('NOT_REPLICATED', 'redis', `a charge was made on the primary, but ${acked} of ${this.replicas} replicas confirmed it within ${this.replicaTimeout} ms (chargesWait): refused and refunded`);
           items.forEach((item, j) => {
             if (!spent(item, j)) return item.resolve(results[j]!);
             this.refund(item.request).catch(() => {});
@@ -712,7 +708,7 @@ export class RedisStore implements KeyStore {
   async refund(request: ConsumeRequest): Promise<void> {
     const subject = request.subject;
     if (typeof subject !== 'string' || subject.length === 0 || /[{}]/.test(subject)) {
-      throw new TillError('INVALID_ARGUMENT', '[till] [redis] a limit subject must be a non-empty string without braces');
+      throw tillError('INVALID_ARGUMENT', 'redis', 'a limit subject must be a non-empty string without braces');
     }
     const tag = `${this.ns}{${subject}}:`;
     const policy = request.keyVersion !== undefined && request.credits ? creditPolicy(request.credits) : '';
@@ -901,7 +897,7 @@ export class RedisStore implements KeyStore {
     if (SAFE_POLICIES.test(policy)) return;
     const why = `maxmemory-policy is ${policy}${maxmemory === '0' ? ' (maxmemory 0: no limit yet)' : ''}: under memory pressure Redis evicts any key, Till's key records (valid keys are then refused as unknown) and credit counters (they start again full) included. Set maxmemory-policy to noeviction (or a volatile-* policy: only rate-limit state and usage counts carry a TTL)`;
     if (this.eviction === 'refuse') {
-      this.evictionRefusal = new TillError('STORE_ERROR', `[till] [redis] refusing to run (eviction: 'refuse'): ${why}`);
+      this.evictionRefusal = tillError('STORE_ERROR', 'redis', `refusing to run (eviction: 'refuse'): ${why}`);
       this.logger.error(this.evictionRefusal.message);
     } else {
       this.logger.warn(`[till] [redis] ${why}, or pass eviction: 'refuse' to RedisStore to refuse to run on it`);
@@ -955,7 +951,7 @@ export class RedisStore implements KeyStore {
           if (error instanceof TillError) reject(error);
           // A command that failed while the client was not connected failed for that reason.
           else if (this.client.status !== 'ready' || (error instanceof Error && CONNECTION_ERROR.test(`${error.name} ${error.message}`))) reject(storeUnavailable('redis', error));
-          else reject(new TillError('STORE_ERROR', `[till] [redis] command failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
+          else reject(tillError('STORE_ERROR', 'redis', `command failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
         },
       );
     });

@@ -1,6 +1,6 @@
 // A bounded, in-memory audit trail: the memory store's, with the same ids, order and filters as Redis's.
 import { CHANGE_TYPES, normalizeQuery, matches, type AuditEntry, type AuditPage, type AuditQuery, type AuditRecord } from '../audit/trail.js';
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 
 /** Entry ids are `<ms>-<seq>`, like Redis stream ids: increasing, unique within the log. */
 function parseId(id: string): [number, number] | null {
@@ -58,7 +58,7 @@ export class MemoryAuditLog {
   read(query?: AuditQuery): AuditPage {
     const q = normalizeQuery(query);
     const cursor = q.cursor === undefined ? null : parseId(q.cursor);
-    if (q.cursor !== undefined && cursor === null) throw new TillError('INVALID_ARGUMENT', '[till] [audit] invalid cursor');
+    if (q.cursor !== undefined && cursor === null) throw tillError('INVALID_ARGUMENT', 'audit', 'invalid cursor');
     const a = this.changes.entries;
     const b = this.events.entries;
     let i = this.changes.start;

@@ -1,5 +1,5 @@
 // Page cursors over creation order, shared by the stores: `<createdAt>.<id>`, base64url-wrapped.
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './types.js';
 
 export interface CursorPosition {
@@ -16,7 +16,7 @@ export function decodeCursor(cursor: string | undefined): CursorPosition | null 
   const text = typeof cursor === 'string' ? Buffer.from(cursor, 'base64url').toString() : '';
   const dot = text.indexOf('.');
   const createdAt = Number(text.slice(0, dot));
-  if (dot < 1 || !Number.isSafeInteger(createdAt)) throw new TillError('INVALID_ARGUMENT', '[till] [store] invalid cursor');
+  if (dot < 1 || !Number.isSafeInteger(createdAt)) throw tillError('INVALID_ARGUMENT', 'store', 'invalid cursor');
   return { createdAt, id: text.slice(dot + 1) };
 }
 
@@ -28,7 +28,7 @@ export function isAfter(createdAt: number, id: string, pos: CursorPosition | nul
 export function pageSize(limit: number | undefined): number {
   if (limit === undefined) return DEFAULT_PAGE_SIZE;
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) {
-    throw new TillError('INVALID_ARGUMENT', `[till] [store] limit must be an integer from 1 to ${MAX_PAGE_SIZE}`);
+    throw tillError('INVALID_ARGUMENT', 'store', `limit must be an integer from 1 to ${MAX_PAGE_SIZE}`);
   }
   return limit;
 }

@@ -1,5 +1,5 @@
 // The embedded default store: records in a Map, serialized so callers can never alias stored state.
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 import { decodeRecord, encodeRecord, type KeyRecord } from './record.js';
 import type { AuditPage, AuditQuery, AuditRecord } from '../audit/trail.js';
 import type { Credits } from '../limits/rules.js';
@@ -29,7 +29,7 @@ export class MemoryStore implements KeyStore {
 
   constructor(options: MemoryStoreOptions = {}) {
     const max = options.auditMaxLength ?? 10_000;
-    if (!Number.isInteger(max) || max < 1) throw new TillError('INVALID_OPTIONS', '[till] [memory] auditMaxLength must be a positive integer');
+    if (!Number.isInteger(max) || max < 1) throw tillError('INVALID_OPTIONS', 'memory', 'auditMaxLength must be a positive integer');
     this.audit = new MemoryAuditLog(max);
   }
 
@@ -47,7 +47,7 @@ export class MemoryStore implements KeyStore {
   }
 
   async insert(record: KeyRecord, audit?: AuditRecord): Promise<void> {
-    if (this.records.has(record.id)) throw new TillError('KEY_EXISTS', `[till] [memory] key ${record.id} exists`);
+    if (this.records.has(record.id)) throw tillError('KEY_EXISTS', 'memory', `key ${record.id} exists`);
     if (audit !== undefined) this.audit.append(audit);
     this.records.set(record.id, encodeRecord(record));
     this.versions.set(record.id, record.version);
@@ -59,7 +59,7 @@ export class MemoryStore implements KeyStore {
 
   async replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
     const current = this.records.get(record.id);
-    if (current === undefined) throw new TillError('KEY_NOT_FOUND', `[till] [memory] no key ${record.id}`);
+    if (current === undefined) throw tillError('KEY_NOT_FOUND', 'memory', `no key ${record.id}`);
     if (decodeRecord(current).version !== expectedVersion) return false;
     if (audit !== undefined) this.audit.append(audit);
     this.records.set(record.id, encodeRecord(record));
@@ -70,7 +70,7 @@ export class MemoryStore implements KeyStore {
 
   async remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
     const version = this.versions.get(id);
-    if (version === undefined) throw new TillError('KEY_NOT_FOUND', `[till] [memory] no key ${id}`);
+    if (version === undefined) throw tillError('KEY_NOT_FOUND', 'memory', `no key ${id}`);
     if (version !== expectedVersion) return false;
     if (audit !== undefined) this.audit.append(audit);
     const superseded = decodeRecord(this.records.get(id)!).rotatedTo !== null;

@@ -1,5 +1,5 @@
 // Durations like `30d`, `24h` or `1h30m`, for expiries and rotation grace periods.
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 const PART = /(\d+)(ms|s|m|h|d|w)/y;
@@ -31,12 +31,10 @@ export function parseDuration(value: string | number, what = 'duration'): number
       // Text like "5000" (a command-line option, an environment variable): seconds or milliseconds?
       const ms = Number(value);
       const seconds = ms % 1000 === 0 && ms > 0 ? ` or ${ms / 1000}s` : '';
-      throw new TillError('INVALID_ARGUMENT', `[till] [keys] ${what} "${value}": a bare number has no unit: write ${value}ms${seconds}`);
+      throw tillError('INVALID_ARGUMENT', 'keys', `${what} "${value}": a bare number has no unit: write ${value}ms${seconds}`);
     }
     const numeric = typeof value === 'number' ? ', or a whole number of milliseconds' : '';
-    throw new TillError(
-      'INVALID_ARGUMENT',
-      `[till] [keys] ${what} must be like 30d, 24h, 1h30m or 500ms (units ms s m h d w)${numeric}, up to 100 years; got ${JSON.stringify(String(value).slice(0, 40))}`,
+    throw tillError('INVALID_ARGUMENT', 'keys', `${what} must be like 30d, 24h, 1h30m or 500ms (units ms s m h d w)${numeric}, up to 100 years; got ${JSON.stringify(String(value).slice(0, 40))}`,
     );
   }
   return total;

@@ -1,5 +1,5 @@
 // Text that people and scripts read: what may be stored, and how what is shown, logged or sent is escaped.
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 
 /**
  * Characters that make text read as something it is not, or drive a terminal or a log: controls (C0,
@@ -23,7 +23,7 @@ export function isSafeText(text: string): boolean {
  */
 export function safeText(value: unknown, field: string, where = 'keys'): string {
   if (typeof value !== 'string' || !isSafeText(value)) {
-    throw new TillError('INVALID_ARGUMENT', `[till] [${where}] ${field} must be a string without control, format (bidi, zero-width) or line-separator characters`);
+    throw tillError('INVALID_ARGUMENT', where, `${field} must be a string without control, format (bidi, zero-width) or line-separator characters`);
   }
   return value;
 }

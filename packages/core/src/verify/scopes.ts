@@ -1,5 +1,5 @@
 // Scopes like `users:read`; a key may hold `users:*` or `*`. Routes require concrete scopes.
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 
 const SEGMENT = '[A-Za-z0-9_.-]+';
 const SCOPE_RE = new RegExp(`^${SEGMENT}(?::${SEGMENT})*$`);
@@ -23,11 +23,11 @@ export function isWildcard(grant: string): boolean {
 
 /** Checks a list of grants for a key and returns it sorted and without duplicates. */
 export function normalizeGrants(scopes: unknown, where: string): string[] {
-  if (!Array.isArray(scopes)) throw new TillError('INVALID_ARGUMENT', `[till] [${where}] scopes must be an array of strings`);
-  if (scopes.length > MAX_SCOPES) throw new TillError('INVALID_ARGUMENT', `[till] [${where}] at most ${MAX_SCOPES} scopes`);
+  if (!Array.isArray(scopes)) throw tillError('INVALID_ARGUMENT', where, `scopes must be an array of strings`);
+  if (scopes.length > MAX_SCOPES) throw tillError('INVALID_ARGUMENT', where, `at most ${MAX_SCOPES} scopes`);
   for (const s of scopes) {
     if (!isValidGrant(s)) {
-      throw new TillError('INVALID_ARGUMENT', `[till] [${where}] invalid scope ${JSON.stringify(String(s).slice(0, 64))}: use segments of A-Z a-z 0-9 _ . - joined by ":", optionally ending in ":*", or "*"`);
+      throw tillError('INVALID_ARGUMENT', where, `invalid scope ${JSON.stringify(String(s).slice(0, 64))}: use segments of A-Z a-z 0-9 _ . - joined by ":", optionally ending in ":*", or "*"`);
     }
   }
   return [...new Set(scopes as string[])].sort();
@@ -35,10 +35,10 @@ export function normalizeGrants(scopes: unknown, where: string): string[] {
 
 /** Checks scopes that a route requires (no wildcards there). */
 export function normalizeRequired(scopes: readonly unknown[], where: string): string[] {
-  if (scopes.length === 0) throw new TillError('INVALID_OPTIONS', `[till] [${where}] name at least one scope`);
+  if (scopes.length === 0) throw tillError('INVALID_OPTIONS', where, `name at least one scope`);
   for (const s of scopes) {
     if (!isValidScope(s)) {
-      throw new TillError('INVALID_OPTIONS', `[till] [${where}] invalid required scope ${JSON.stringify(String(s).slice(0, 64))}: routes require concrete scopes like "users:read" (wildcards belong to keys)`);
+      throw tillError('INVALID_OPTIONS', where, `invalid required scope ${JSON.stringify(String(s).slice(0, 64))}: routes require concrete scopes like "users:read" (wildcards belong to keys)`);
     }
   }
   return [...new Set(scopes as string[])];
@@ -106,7 +106,7 @@ export function scopeSetOf(grants: readonly string[]): ScopeSet {
 /** Whether grants satisfy the required scopes: all of them, or (mode 'any') at least one. */
 export function scopesSatisfy(grants: readonly string[], required: readonly string[], mode: 'all' | 'any' = 'all'): boolean {
   // A misspelt mode must not become "any": refused, never read as the weaker check.
-  if (mode !== 'all' && mode !== 'any') throw new TillError('INVALID_ARGUMENT', `[till] [scopes] mode must be "all" or "any"; got ${JSON.stringify(String(mode).slice(0, 20))}`);
+  if (mode !== 'all' && mode !== 'any') throw tillError('INVALID_ARGUMENT', 'scopes', `mode must be "all" or "any"; got ${JSON.stringify(String(mode).slice(0, 20))}`);
   const set = new ScopeSet(grants);
   return mode === 'all' ? set.hasAll(required) : set.hasAny(required);
 }

@@ -1,7 +1,7 @@
 // The verifier: parse and check, then an LRU cache with single-flight in front of the store.
 import { LRUCache } from 'lru-cache';
 import { systemClock, type Clock } from '../util/clock.js';
-import { TillError } from '../errors.js';
+import { tillError } from '../errors.js';
 import { createHasher, type KeyHasher } from '../key/hash.js';
 import { digestBytes } from '../key/sha256.js';
 import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_KEY_LENGTH, parseKey } from '../key/format.js';
@@ -104,7 +104,7 @@ const DEFAULT_CACHE = { max: 10_000, ttl: 30_000, negativeTtl: 5_000, negativeMa
 
 function checkMillis(value: unknown, name: string, min: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
-    throw new TillError('INVALID_OPTIONS', `[till] [verifier] ${name} must be a number >= ${min}`);
+    throw tillError('INVALID_OPTIONS', 'verifier', `${name} must be a number >= ${min}`);
   }
   return value;
 }
@@ -134,22 +134,22 @@ export class Verifier {
 
   constructor(options: VerifierOptions) {
     if (!options || typeof options !== 'object' || !options.store || typeof options.store.get !== 'function') {
-      throw new TillError('INVALID_OPTIONS', '[till] [verifier] a store is required');
+      throw tillError('INVALID_OPTIONS', 'verifier', 'a store is required');
     }
     const cache = { ...DEFAULT_CACHE, ...options.cache };
     const max = checkMillis(cache.max, 'cache.max', 1);
-    if (!Number.isInteger(max)) throw new TillError('INVALID_OPTIONS', '[till] [verifier] cache.max must be an integer');
+    if (!Number.isInteger(max)) throw tillError('INVALID_OPTIONS', 'verifier', 'cache.max must be an integer');
     this.ttl = checkMillis(cache.ttl, 'cache.ttl', 0);
     this.negativeTtl = checkMillis(cache.negativeTtl, 'cache.negativeTtl', 0);
     this.staleWindow = checkMillis(cache.staleWindow, 'cache.staleWindow', 0);
     if (options.prefixes !== undefined) {
       if (!Array.isArray(options.prefixes) || !options.prefixes.every(isValidPrefix)) {
-        throw new TillError('INVALID_OPTIONS', '[till] [verifier] prefixes must be an array of valid key prefixes');
+        throw tillError('INVALID_OPTIONS', 'verifier', 'prefixes must be an array of valid key prefixes');
       }
     }
     const retryAfter = checkMillis(options.unavailableRetryAfter ?? 2, 'unavailableRetryAfter', 1);
     if (options.clock !== undefined && typeof options.clock !== 'function') {
-      throw new TillError('INVALID_OPTIONS', '[till] [verifier] clock must be a function returning epoch milliseconds');
+      throw tillError('INVALID_OPTIONS', 'verifier', 'clock must be a function returning epoch milliseconds');
     }
     this.store = options.store;
     this.epoch = (options.clock ?? systemClock)();
@@ -157,7 +157,7 @@ export class Verifier {
     this.prefixes = options.prefixes ? new Set(options.prefixes) : null;
     this.cache = new LRUCache<string, Entry>({ max });
     const negativeMax = checkMillis(cache.negativeMax, 'cache.negativeMax', 1);
-    if (!Number.isInteger(negativeMax)) throw new TillError('INVALID_OPTIONS', '[till] [verifier] cache.negativeMax must be an integer');
+    if (!Number.isInteger(negativeMax)) throw tillError('INVALID_OPTIONS', 'verifier', 'cache.negativeMax must be an integer');
     this.unknown = new LRUCache<string, Entry>({ max: negativeMax });
     this.clock = options.clock ?? systemClock;
     this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents());
