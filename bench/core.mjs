@@ -1,20 +1,13 @@
-// Core microbenchmark: cached `verifier.verify(key)` calls per second on one core, beside the pieces it is
-// made of (parseKey, SHA-256, Map.get) and, as a second figure, with a pepper (HMAC-SHA-256).
-// Run alone with `node bench/core.mjs` (after `pnpm build`), or through `pnpm bench`.
+// `pnpm bench core`: cached `verifier.verify(key)` calls per second on one core, beside the pieces it is
+// made of (parseKey, SHA-256, Map.get), measured in the same run, and, as a second figure, with a pepper
+// beside HMAC-SHA-256 alone. Target: >= 500,000 cached verifications/s. Writes bench/results/core.json.
 import { createHmac, hash } from 'node:crypto';
-import { pathToFileURL } from 'node:url';
 import { createTill, parseKey, silentLogger } from '@till/core';
-import { envNumber, fixed, int, machineBusy, median, table } from './stats.mjs';
+import { fixed, header, int, loadNote, machine, machineBusy, save, settings, table } from './harness.mjs';
+import { median } from './stats.mjs';
 
 /** The target: cached verifications per second on one core. */
-export const CORE_TARGET = 500_000;
-
-export function coreConfigFromEnv() {
-  return {
-    calls: envNumber('BENCH_CORE_CALLS', 1_000_000, { integer: true }),
-    repetitions: envNumber('BENCH_CORE_REPS', 5, { integer: true }),
-  };
-}
+const TARGET = 500_000;
 
 /**
  * Each case is its own loop function (so V8 optimizes each on its own) that returns how many calls
@@ -131,10 +124,17 @@ function timeOnce(c, calls) {
   return ns;
 }
 
-export async function runCore(config = coreConfigFromEnv(), log = console.log) {
-  log(`Core: ${int(config.calls)} calls per repetition, ${config.repetitions} repetitions, one core (median reported)`);
+export async function main() {
+  const log = console.log;
+  const config = settings({
+    calls: { env: 'BENCH_CORE_CALLS', value: 1_000_000, quick: 200_000, integer: true },
+    repetitions: { env: 'BENCH_CORE_REPS', value: 5, integer: true },
+  });
+  const m = machine();
+  log(header('Till core benchmark', m));
+  log(`  ${int(config.calls)} calls per repetition, ${config.repetitions} repetitions, one core (median reported)`);
   const { cases, close } = await makeCases();
-  const results = {};
+  const r = {};
   try {
     for (const c of cases) {
       await c.refresh?.();
@@ -146,61 +146,40 @@ export async function runCore(config = coreConfigFromEnv(), log = console.log) {
         rates.push(config.calls / (timeOnce(c, config.calls) / 1e9));
       }
       const self = process.cpuUsage(before.self);
-      const machine = machineBusy();
+      const busy = machineBusy();
       // CPU that this process did not use: other programs, which make the figures noisy.
-      const otherCores = machine === null || before.machine === null ? null
-        : Math.max(0, (machine - before.machine - self.user - self.system) / (Number(process.hrtime.bigint() - before.at) / 1000));
+      const otherCores = busy === null || before.machine === null ? null
+        : Math.max(0, (busy - before.machine - self.user - self.system) / (Number(process.hrtime.bigint() - before.at) / 1000));
       const perSecond = median(rates);
-      results[c.id] = { label: c.label, perSecond, nsPerCall: 1e9 / perSecond, rates, otherCores };
-      log(`  ${c.label.padEnd(40)} ${int(perSecond).padStart(12)} calls/s` + (otherCores === null ? '' : `   other load ${fixed(otherCores, 2)} cores`));
+      r[c.id] = { label: c.label, perSecond, nsPerCall: 1e9 / perSecond, rates, otherCores };
     }
   } finally {
     await close();
   }
-  const verify = results.verify.perSecond;
-  return {
-    config,
-    results,
-    // How fast verify runs relative to each piece: verify calls/s divided by the piece's calls/s.
-    ratios: {
-      verifyToParseKey: verify / results.parseKey.perSecond,
-      verifyToSha256: verify / results.sha256.perSecond,
-      verifyToSha256Buffer: verify / results.sha256Buffer.perSecond,
-      verifyToMapGet: verify / results.mapGet.perSecond,
-      verifyPepperToVerify: results.verifyPepper.perSecond / verify,
-      verifyPepperToHmac: results.verifyPepper.perSecond / results.hmac.perSecond,
-      trackedToUntracked: verify / results.verifyUntracked.perSecond,
-    },
-    target: CORE_TARGET,
-    pass: verify >= CORE_TARGET,
-  };
-}
-
-export function printCore(result, log = console.log) {
-  const r = result.results;
   const verify = r.verify.perSecond;
-  const rel = (id, base) => fixed(r[id].perSecond / base, 3);
+  // How fast verify runs relative to each piece, measured in the same run: verify calls/s over the piece's.
+  const ratios = {
+    verifyToParseKey: verify / r.parseKey.perSecond,
+    verifyToSha256: verify / r.sha256.perSecond,
+    verifyToSha256Buffer: verify / r.sha256Buffer.perSecond,
+    verifyToMapGet: verify / r.mapGet.perSecond,
+    verifyPepperToVerify: r.verifyPepper.perSecond / verify,
+    verifyPepperToHmac: r.verifyPepper.perSecond / r.hmac.perSecond,
+    trackedToUntracked: verify / r.verifyUntracked.perSecond,
+  };
+  const pass = verify >= TARGET;
+
   log('');
-  log(`Core results (median of ${result.config.repetitions} repetitions of ${int(result.config.calls)} calls; ratio = this / verify)`);
-  log(table([
-    ['case', 'calls/s', 'ns/call', 'ratio'],
-    ...['verify', 'verifyUntracked', 'parseKey', 'sha256', 'sha256Buffer', 'mapGet'].map((id) => [r[id].label, int(r[id].perSecond), fixed(r[id].nsPerCall, 0), rel(id, verify)]),
-    ...['verifyPepper', 'hmac'].map((id) => [r[id].label, int(r[id].perSecond), fixed(r[id].nsPerCall, 0), rel(id, verify)]),
-  ]));
-  // A cached verification is one JavaScript SHA-256 of the key (no native call) plus the cache
-  // lookup and status checks; parseKey runs only for keys that are not cached.
+  log(`Results (median of ${config.repetitions} repetitions of ${int(config.calls)} calls; ratio = this / verify)`);
+  log(table([['case', 'calls/s', 'ns/call', 'ratio'], ...Object.keys(r).map((id) => [r[id].label, int(r[id].perSecond), fixed(r[id].nsPerCall, 0), fixed(r[id].perSecond / verify, 3)])]));
+  // A cached verification is one JavaScript SHA-256 of the key (no native call) plus the cache lookup and
+  // status checks; parseKey runs only for keys that are not cached.
   log(`  verify ${fixed(r.verify.nsPerCall, 0)} ns per cached key, against node:crypto's SHA-256 alone at ${fixed(r.sha256.nsPerCall, 0)} ns (hex) ` +
     `and ${fixed(r.sha256Buffer.nsPerCall, 0)} ns (Buffer) in this tight loop`);
-  log(`  with a pepper: ${int(r.verifyPepper.perSecond)}/s, ${fixed(result.ratios.verifyPepperToVerify, 3)} x the SHA-256 figure`);
-  log(`  usage tracking and audit events on (the default) against off: ${fixed(result.ratios.trackedToUntracked, 3)} x (target >= 0.95: ` +
-    `${result.ratios.trackedToUntracked >= 0.95 ? 'PASS' : 'FAIL'})`);
-  const busiest = Math.max(...Object.values(r).map((x) => x.otherCores ?? 0));
-  if (busiest > 0.15) log(`  note: other programs used up to ${fixed(busiest, 2)} cores meanwhile: the figures are noisy`);
-  log(`  target: >= ${int(result.target)} cached verifications/s: ${int(verify)} -> ${result.pass ? 'PASS' : 'FAIL'}`);
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const result = await runCore();
-  if (process.send) process.send(result);
-  else printCore(result);
+  log(`  with a pepper: ${int(r.verifyPepper.perSecond)}/s, ${fixed(ratios.verifyPepperToVerify, 3)} x the SHA-256 figure`);
+  log(`  usage tracking and audit events on (the default) against off: ${fixed(ratios.trackedToUntracked, 3)} x (target >= 0.95: ${ratios.trackedToUntracked >= 0.95 ? 'PASS' : 'FAIL'})`);
+  const note = loadNote(Object.values(r));
+  if (note) log(note);
+  log(`  target: >= ${int(TARGET)} cached verifications/s: ${int(verify)} -> ${pass ? 'PASS' : 'FAIL'}`);
+  log(`  saved to ${save('bench/results/core.json', { date: new Date().toISOString(), machine: m, config, results: r, ratios, target: TARGET, pass })}`);
 }

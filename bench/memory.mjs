@@ -1,43 +1,40 @@
-// `pnpm bench:memory`: memory at scale. Loads BENCH_KEYS keys (default 1,000,000) into a Redis of its own
+// `pnpm bench memory`: memory at scale. Loads BENCH_KEYS keys (default 1,000,000) into a Redis of its own
 // through Till's key manager (the real path: record, audit trail, audit log, indexes), then, in a fresh
 // process, verifies random ones with a 100,000-entry cache: uniformly (the worst case for a cache) and
 // skewed (Zipf, s = 1, as real traffic is). Prints the Redis memory per key, the verifying process's
 // memory against its own baseline (the same process before its first verification) and the hit rates.
 // Targets: Redis < 1 KB per key; process RSS < 200 MB with the cache full (settled: after the load, a few
 // GCs later; the figure right after the load is printed too). Exit code 0 either way.
-// Writes bench/results/memory.json. Quick run: BENCH_KEYS=50000 pnpm bench:memory
+// Writes bench/results/memory.json.
 //
 // The keys the verifier sends are read from a file of fixed-width lines (one pread per key), so the
 // benchmark holds no million keys in the process it measures. The file lives in the OS temp directory
 // and is deleted at the end. Redis: its own redis-server on a free loopback port (no persistence), so
 // nothing else shares what INFO memory reports; BENCH_REDIS_URL uses another (its memory is then shared
 // with whatever else it holds, and the figures say so).
-import { execFileSync, fork, spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { envNumber, fixed, int, sourceState, table } from './stats.mjs';
+import { deleteNamespace } from '../test/helpers/redis-tools.mjs';
+import { fixed, header, int, machine, runChild, save, settings, table } from './harness.mjs';
+import { ownRedis } from './redis.mjs';
 
 const MB = 1024 * 1024;
 const LINE = 96; // bytes per line in the key file: a key (well under 95 characters) and padding
 const REDIS_TARGET = 1024; // bytes per key
 const PROCESS_TARGET = 200 * MB;
 
-function configFromEnv() {
-  return {
-    keys: envNumber('BENCH_KEYS', 1_000_000, { integer: true }),
-    cache: envNumber('BENCH_CACHE', 100_000, { integer: true }),
-    uniform: envNumber('BENCH_UNIFORM', 300_000, { integer: true }),
-    zipf: envNumber('BENCH_ZIPF', 500_000, { integer: true }),
-    concurrency: envNumber('BENCH_CONCURRENCY', 64, { integer: true }),
-    owners: envNumber('BENCH_OWNERS', 10_000, { integer: true }),
-  };
-}
+const configFromEnv = () => settings({
+  keys: { env: 'BENCH_KEYS', value: 1_000_000, quick: 50_000, integer: true },
+  cache: { env: 'BENCH_CACHE', value: 100_000, quick: 10_000, integer: true },
+  uniform: { env: 'BENCH_UNIFORM', value: 300_000, quick: 50_000, integer: true },
+  zipf: { env: 'BENCH_ZIPF', value: 500_000, quick: 50_000, integer: true },
+  concurrency: { env: 'BENCH_CONCURRENCY', value: 64, integer: true },
+  owners: { env: 'BENCH_OWNERS', value: 10_000, integer: true },
+});
 
 const usedMemory = async (client) => Number(/used_memory:(\d+)/.exec(await client.info('memory'))[1]);
 const elapsed = (t0) => (performance.now() - t0) / 1000;
@@ -46,7 +43,7 @@ const elapsed = (t0) => (performance.now() - t0) / 1000;
 // Child processes: the loader and the verifier. Each gets its settings on the command line.
 
 /** Creates keys `from`..`to` through the manager and writes each full key to its line of the file. */
-async function load({ url, namespace, file, from, to, owners, concurrency }) {
+export async function load({ url, namespace, file, from, to, owners, concurrency }) {
   const client = new Redis(url, { enableAutoPipelining: true });
   const till = createTill({ store: new RedisStore({ client, namespace }), logger: silentLogger, usage: false, actor: 'bench:memory' });
   const fd = openSync(file, 'r+');
@@ -78,7 +75,7 @@ function zipfIndex(n) {
   return Number((BigInt(rank) * 2_654_435_761n + 12_345n) % BigInt(n));
 }
 
-async function verify({ url, namespace, file, keys, cache, uniform, zipf, concurrency }) {
+export async function verify({ url, namespace, file, keys, cache, uniform, zipf, concurrency }) {
   const gc = globalThis.gc;
   const memory = () => {
     gc();
@@ -140,61 +137,18 @@ async function verify({ url, namespace, file, keys, cache, uniform, zipf, concur
 // ---------------------------------------------------------------------------------------------------
 // The parent: Redis, the file, the children, the report.
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.once('error', reject);
-  });
-}
-
-async function startRedis() {
-  try {
-    execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
-  } catch {
-    throw new Error('[bench] redis-server not found: install Redis 7 (Debian: apt-get install redis-server) or set BENCH_REDIS_URL');
-  }
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const url = `redis://127.0.0.1:${port}`;
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  probe.on('error', () => {});
-  for (let i = 0; i < 100; i++) {
-    try {
-      await probe.connect();
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  probe.disconnect();
-  return { url, stop: () => child.kill('SIGTERM') };
-}
-
-function runChild(task, args, { execArgv = [] } = {}) {
-  const child = fork(fileURLToPath(import.meta.url), [task, JSON.stringify(args)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    let result;
-    child.once('message', (message) => (result = message));
-    child.once('exit', (code) => (code === 0 && result !== undefined ? resolve(result) : reject(new Error(`[bench] ${task} exited with code ${code}`))));
-  });
-}
-
-async function main() {
+export async function main() {
   const config = configFromEnv();
-  const machine = { node: process.version, cpu: cpus()[0]?.model ?? 'unknown', cores: availableParallelism() };
-  const source = sourceState();
-  const own = process.env.BENCH_REDIS_URL ? null : await startRedis();
+  const m = machine();
+  const own = process.env.BENCH_REDIS_URL ? null : await ownRedis();
   const url = process.env.BENCH_REDIS_URL ?? own.url;
   const namespace = `till-bench-memory:${process.pid}:`;
   const dir = mkdtempSync(join(tmpdir(), 'till-bench-memory-'));
   const file = join(dir, 'keys');
   const client = new Redis(url);
   try {
-    console.log(`Memory at scale: ${int(config.keys)} keys, cache of ${int(config.cache)}; Node ${machine.node}, ${machine.cores} x ${machine.cpu}` +
-      (source ? `; packages built from ${source.commit}${source.dirty ? ' with uncommitted changes' : ''}` : ''));
+    console.log(header('Till memory benchmark', m));
+    console.log(`  ${int(config.keys)} keys, cache of ${int(config.cache)}`);
     console.log(`  Redis: ${own ? 'a redis-server of its own' : 'BENCH_REDIS_URL (shared: its other contents count too)'}, ${(await client.info('server')).match(/redis_version:(\S+)/)[1]}`);
     const fd = openSync(file, 'w');
     writeSync(fd, Buffer.alloc(1), 0, 1, config.keys * LINE - 1);
@@ -205,8 +159,8 @@ async function main() {
     // Two loaders: key creation costs the client (hashing, JSON) about what it costs Redis.
     const half = Math.ceil(config.keys / 2);
     await Promise.all([
-      runChild('load', { url, namespace, file, from: 0, to: half, owners: config.owners, concurrency: config.concurrency }),
-      runChild('load', { url, namespace, file, from: half, to: config.keys, owners: config.owners, concurrency: config.concurrency }),
+      runChild('memory', 'load', { url, namespace, file, from: 0, to: half, owners: config.owners, concurrency: config.concurrency }),
+      runChild('memory', 'load', { url, namespace, file, from: half, to: config.keys, owners: config.owners, concurrency: config.concurrency }),
     ]);
     const loadSeconds = elapsed(t0);
     const loaded = await usedMemory(client);
@@ -230,7 +184,7 @@ async function main() {
     console.log(`  per key: ${int(perKey)} B = record ${int(parts.record)} + own audit trail ${int(parts.trail)} + share of the capped audit log ${int(parts.log)}` +
       ` + indexes and Redis's own per-key overhead ${int(parts.indexesAndOverhead)}`);
 
-    const verified = await runChild('verify', { url, namespace, file, keys: config.keys, cache: config.cache, uniform: config.uniform, zipf: config.zipf, concurrency: config.concurrency }, { execArgv: ['--expose-gc'] });
+    const verified = await runChild('memory', 'verify', { url, namespace, file, keys: config.keys, cache: config.cache, uniform: config.uniform, zipf: config.zipf, concurrency: config.concurrency }, { execArgv: ['--expose-gc'] });
     const after = await usedMemory(client);
     const rows = [['phase', 'verifications', 'verified/s', 'hit rate', 'RSS', 'heap used', 'heap + buffers over baseline']];
     rows.push(['baseline (no verification yet)', '', '', '', `${fixed(verified.baseline.rss / MB, 1)} MB`, `${fixed(verified.baseline.heapUsed / MB, 1)} MB`, '']);
@@ -254,10 +208,7 @@ async function main() {
       `target < 200 MB: ${settled.rss < PROCESS_TARGET && invalid === 0 ? 'PASS' : 'FAIL'}`);
     console.log(`    right after the load (its garbage not yet given back): RSS up to ${fixed(peakRss / MB, 1)} MB`);
     console.log(`  Hit rates: ${verified.phases.map((p) => `${p.name} ${fixed(p.hitRate * 100, 1)} %`).join(', ')}`);
-    const out = fileURLToPath(new URL('./results/', import.meta.url));
-    mkdirSync(out, { recursive: true });
-    writeFileSync(`${out}memory.json`, `${JSON.stringify({ date: new Date().toISOString(), machine, source, config, redis: { perKey, parts, afterVerifyPerKey: (after - before) / config.keys, loadSeconds }, process: verified }, null, 2)}\n`);
-    console.log('  saved to bench/results/memory.json');
+    console.log(`  saved to ${save('bench/results/memory.json', { date: new Date().toISOString(), machine: m, config, redis: { perKey, parts, afterVerifyPerKey: (after - before) / config.keys, loadSeconds }, process: verified })}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
     if (own) {
@@ -265,14 +216,9 @@ async function main() {
       own.stop();
     } else {
       // A shared Redis: the namespace goes, in batches.
-      const { deleteNamespace } = await import('../test/helpers/redis-tools.mjs');
       await deleteNamespace(client, namespace);
       client.disconnect();
     }
   }
 }
 
-const [task, args] = process.argv.slice(2);
-if (task === 'load') await load(JSON.parse(args)).then(() => process.send(true, () => process.exit(0)));
-else if (task === 'verify') await verify(JSON.parse(args)).then((r) => process.send(r, () => process.exit(0)));
-else await main();

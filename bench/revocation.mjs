@@ -1,119 +1,53 @@
-// `pnpm bench:revocation`: how long a revoked key keeps working in a deployment of several processes.
-// 4 verifying worker processes (test/helpers/revocation-worker.mjs, on the built packages) share one
-// Redis on 127.0.0.1 through RedisStore and cache every key for 60 s, so only the invalidation message
-// can evict it. This process revokes keys one at a time through its own Till and takes, for each worker,
-// the time from just before revoke() until the worker first refuses the key (REVOKED). Beside it, in the
-// same run and interleaved with it, a baseline: a plain Redis PUBLISH to the same 4 processes, timed
-// until each one's subscriber receives it, which is what pub/sub itself costs. Target: p99 < 100 ms.
-// Prints PASS or FAIL and exits 0 either way; writes bench/results/revocation.json.
-// Quick run: BENCH_REVOCATIONS=50 pnpm bench:revocation
-import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { spawn, spawnSync } from 'node:child_process';
-import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
-import { createTill, silentLogger } from '@till/core';
-import { RedisStore } from '@till/core/redis';
+// `pnpm bench revocation`: how long a revoked key keeps working in a deployment of several processes.
+// Worker processes (test/helpers/revocation-worker.mjs) share one Redis through RedisStore and cache every
+// key for 60 s, so only the invalidation message can evict it. This process revokes keys one at a time and
+// takes, for each worker, the time from just before revoke() until it first refuses the key. Baseline,
+// interleaved in the same run: a plain Redis PUBLISH to the same processes, timed until each receives it.
+// Target: p99 < 100 ms. Writes bench/results/revocation.json.
 import { now, startCluster, waitForSubscribers } from '../test/helpers/revocation-cluster.mjs';
-import { distribution, envNumber, fixed, machineInfo, runHeader, sourceState, table } from './stats.mjs';
-import { deleteNamespace, redisAnswers } from '../test/helpers/redis-tools.mjs';
+import { fixed, header, machine, save, settings, table } from './harness.mjs';
+import { benchRedis, boundedRun, tillOnRedis } from './redis.mjs';
+import { distribution } from './stats.mjs';
 
-/** The target: every process refuses a revoked key within this many milliseconds, at p99. */
-export const REVOCATION_TARGET_MS = 100;
-
-const config = {
-  revocations: envNumber('BENCH_REVOCATIONS', 200, { integer: true }),
-  warmup: envNumber('BENCH_REVOCATION_WARMUP', 10, { integer: true, min: -1 }),
-  workers: envNumber('BENCH_REVOCATION_WORKERS', 4, { integer: true }),
-  /** Seconds the whole benchmark may take before it gives up. */
-  timeout: envNumber('BENCH_REVOCATION_TIMEOUT', 120),
-  /** Milliseconds a worker may take to refuse one key before the sample counts as missing. */
-  perKeyTimeout: 2_000,
-  cacheTtl: 60_000,
-};
-
-const root = fileURLToPath(new URL('..', import.meta.url));
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** REDIS_URL (which must point at 127.0.0.1), else 127.0.0.1:6379, else a throwaway redis-server of our own. */
-async function findRedis() {
-  const url = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
-  const { hostname } = new URL(url);
-  if (hostname !== '127.0.0.1' && hostname !== 'localhost') {
-    throw new Error(`[bench] the revocation benchmark runs against a Redis on 127.0.0.1 only, not ${hostname}`);
-  }
-  if (await redisAnswers(url)) return { url, stop: async () => {} };
-  if (spawnSync('sh', ['-c', 'command -v redis-server']).status !== 0) {
-    throw new Error(`[bench] no Redis answers at ${url} and there is no redis-server to start: install Redis or set REDIS_URL`);
-  }
-  const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  const started = `redis://127.0.0.1:${port}`;
-  for (let i = 0; i < 200 && !(await redisAnswers(started)); i++) await sleep(25);
-  return { url: started, stop: async () => void child.kill('SIGKILL'), own: true };
-}
-
-
+const TARGET_MS = 100;
 const ms = (n) => fixed(n, 2);
 const row = (label, d) => [label, d.count, ms(d.p50), ms(d.p90), ms(d.p99), ms(d.max), ms(d.mean)];
 
-async function main() {
-  const machine = machineInfo();
-  const source = sourceState();
-  console.log(runHeader('Till revocation benchmark', machine, source));
-
-  const redis = await findRedis();
-  const namespace = `till-bench:${randomBytes(6).toString('hex')}:`;
+export async function main() {
+  const config = {
+    ...settings({
+      revocations: { env: 'BENCH_REVOCATIONS', value: 200, quick: 50, integer: true },
+      warmup: { env: 'BENCH_REVOCATION_WARMUP', value: 10, integer: true, min: -1 },
+      workers: { env: 'BENCH_REVOCATION_WORKERS', value: 4, integer: true },
+      timeout: { env: 'BENCH_REVOCATION_TIMEOUT', value: 120 },
+    }),
+    /** Milliseconds a worker may take to refuse one key before the sample counts as missing. */
+    perKeyTimeout: 2_000,
+    cacheTtl: 60_000,
+  };
+  const m = machine();
+  console.log(header('Till revocation benchmark', m));
+  const { redis, namespace, admin, version } = await benchRedis('revocation', { orOwn: true });
   const pingChannel = `${namespace}bench-ping`;
-  const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
-  admin.on('error', () => {});
-  const client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
-  client.on('error', () => {});
-  const store = new RedisStore({ client, namespace });
-  const till = createTill({ store, logger: silentLogger });
+  const closers = [];
+  const till = tillOnRedis(redis.url, namespace, closers);
   let cluster;
-
-  // Bounded: whatever happens, give up after config.timeout seconds, and leave no process behind.
-  const deadline = setTimeout(() => {
-    console.error(`[bench] the revocation benchmark did not finish within ${config.timeout} s: stopping`);
-    process.exitCode = 1;
-    cleanup().finally(() => process.exit(1));
-  }, config.timeout * 1000);
-  deadline.unref();
-  let cleaned;
-  const cleanup = () =>
-    (cleaned ??= (async () => {
+  const { cleanup, deadline } = boundedRun({
+    name: 'bench revocation', envName: 'BENCH_REVOCATION_TIMEOUT', seconds: config.timeout, redis, admin, namespace,
+    stop: async () => {
       await cluster?.stop().catch(() => {});
-      await till.close().catch(() => {});
-      await store.close().catch(() => {});
-      await deleteNamespace(admin, namespace).catch(() => {});
-      admin.disconnect();
-      client.disconnect();
-      await redis.stop();
-    })());
+      await Promise.allSettled(closers.map((close) => close()));
+    },
+  });
 
   try {
-    const version = String(await admin.info('server')).match(/redis_version:(\S+)/)?.[1] ?? '?';
     cluster = await startCluster({ redisUrl: redis.url, namespace, count: config.workers, cacheTtl: config.cacheTtl, pingChannel, label: 'bench' });
     await cluster.waitUntilSubscribed(admin); // every worker's invalidation subscription
     await waitForSubscribers(admin, pingChannel, config.workers);
     const offsets = await cluster.clockOffsets(20);
     const worstOffset = Math.max(...offsets.map((o) => Math.abs(o.offset)));
     const worstError = Math.max(...offsets.map((o) => o.error));
-    console.log(`  Redis ${version} at ${redis.url}${redis.own ? ' (started for this run)' : ''}, namespace ${namespace}, ` +
+    console.log(`  Redis ${version} at ${redis.host}${redis.own ? ' (started for this run)' : ''}, namespace ${namespace}, ` +
       `${config.workers} worker processes, cache TTL ${config.cacheTtl / 1000} s`);
     console.log(`  clock: CLOCK_MONOTONIC in every process; largest worker offset measured ${ms(worstOffset)} ms (± ${ms(worstError)} ms)`);
 
@@ -198,7 +132,7 @@ async function main() {
     };
     const addedP50 = results.till.p50 - results.baseline.p50;
     const addedP99 = results.till.p99 - results.baseline.p99;
-    const pass = missingRefusals === 0 && controlCached && lastRefused && results.till.p99 < REVOCATION_TARGET_MS;
+    const pass = missingRefusals === 0 && controlCached && lastRefused && results.till.p99 < TARGET_MS;
 
     console.log('');
     console.log(table([
@@ -209,24 +143,20 @@ async function main() {
     ]));
     console.log('');
     // A difference of medians is stable; one of tails is mostly scheduling noise (it can come out negative).
-    console.log(`  Till adds ${ms(addedP50)} ms at p50 to a plain PUBLISH -> SUBSCRIBE ` +
+    console.log(`  Till adds ${ms(addedP50)} ms at p50 to a plain PUBLISH -> SUBSCRIBE (${fixed(results.till.p50 / results.baseline.p50, 2)} x its p50) ` +
       `(p99 ${ms(results.till.p99)} vs ${ms(results.baseline.p99)} ms: on a shared machine the tails are mostly scheduling)`);
     console.log(`  first refusal seen by: onInvalidate listener ${via.listener}, polling loop ${via.poll}; ` +
       `missing refusals ${missingRefusals}, missing baseline messages ${missingPings}`);
     console.log(`  key never revoked still cached VALID in every process: ${controlCached ? 'yes' : 'NO'}`);
-    console.log(`  Target: every process refuses a revoked key within ${REVOCATION_TARGET_MS} ms at p99 ` +
+    console.log(`  Target: every process refuses a revoked key within ${TARGET_MS} ms at p99 ` +
       `(p99 ${ms(results.till.p99)} ms over ${results.till.count} samples): ${pass ? 'PASS' : 'FAIL'}`);
 
-    const dir = fileURLToPath(new URL('./results/', import.meta.url));
-    mkdirSync(dir, { recursive: true });
-    const file = `${dir}revocation.json`;
-    writeFileSync(file, `${JSON.stringify({
+    const saved = save('bench/results/revocation.json', {
       date: new Date().toISOString(),
-      machine,
-      source,
-      redis: { version, own: Boolean(redis.own) },
+      machine: m,
+      redis: { version, own: redis.own },
       config: { ...config, clock: 'CLOCK_MONOTONIC (process.hrtime)' },
-      target: { p99Ms: REVOCATION_TARGET_MS },
+      target: { p99Ms: TARGET_MS },
       pass,
       results,
       added: { p50: addedP50, p99: addedP99 },
@@ -235,15 +165,11 @@ async function main() {
       controlCached,
       clockOffsets: offsets,
       samples: { till: propagation, baseline, revokeCall },
-    }, null, 2)}\n`);
-    console.log(`  saved to ${file.slice(root.length)}`);
+    });
+    console.log(`  saved to ${saved}`);
   } finally {
     clearTimeout(deadline);
     await cleanup();
   }
 }
 
-main().catch((error) => {
-  console.error(error instanceof Error ? error.message : error);
-  process.exitCode = 1;
-});

@@ -1,53 +1,52 @@
-// `pnpm bench`: the HTTP benchmark, then the core microbenchmark in a fresh process; prints a summary
-// and saves it to bench/results/latest.json. Targets print PASS, FAIL or NOT DECIDED; the exit code is 0 either way.
-// Quick run: BENCH_DURATION=2 BENCH_ROUNDS=1 BENCH_CORE_CALLS=200000 pnpm bench
+// `pnpm bench [--quick] [name...]`: runs benchmarks, each in a fresh process (so one's heap and JIT state
+// cannot touch the next). Without a name, lists them and runs the default set. `--quick` gives each its
+// short settings, to check that it runs (its figures then decide nothing). Targets print PASS, FAIL or
+// NOT DECIDED; the exit code is 0 either way, 1 when a benchmark could not run.
 import { fork } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { coreConfigFromEnv, printCore } from './core.mjs';
-import { httpConfigFromEnv, OVERHEAD_TARGET, overheadOf, printHttp, runHttp } from './http.mjs';
-import { fixed, int, machineInfo, runHeader, sourceState, verdictText } from './stats.mjs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-/** The core benchmark runs in its own process, so the HTTP run's heap and JIT state cannot touch it. */
-function runCoreInChild() {
-  const child = fork(fileURLToPath(new URL('./core.mjs', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return new Promise((resolve, reject) => {
-    let result;
-    child.once('message', (message) => (result = message));
-    child.once('exit', (code) => (result ? resolve(result) : reject(new Error(`[bench] the core benchmark exited with code ${code}`))));
+/** Every benchmark: its module is bench/<name>.mjs, which exports main() (and serve() when it forks servers). */
+export const BENCHMARKS = {
+  http: { default: true, about: 'Express 5 bare, with apiKeyAuth() on a cached key, an empty middleware, a Map check, tracking off and on: requests/s x bare' },
+  core: { default: true, about: 'cached verify() calls/s on one core, beside parseKey, SHA-256, Map.get, HMAC' },
+  limits: { about: 'a per-key Redis rate limit: Till against rate-limiter-flexible, x bare Express, Redis round trips counted' },
+  peers: { about: 'the same route bare, with a Map check, passport, better-auth, a naive Redis GET and Till: x bare, Till over each' },
+  revocation: { about: 'how long a revoked key keeps working in 4 other processes, beside a plain Redis PUBLISH' },
+  memory: { about: '1,000,000 keys in a Redis of its own: bytes per key, a verifying process\'s memory, hit rates' },
+  clients: { about: 'heap growth of one process after 1,000,000 failing clients, against itself before', execArgv: ['--expose-gc'] },
+};
+
+function runOne(name, quick) {
+  const child = fork(fileURLToPath(new URL('./child.mjs', import.meta.url)), [name, 'main', '{}'], {
+    execArgv: BENCHMARKS[name].execArgv ?? [],
+    env: { ...process.env, ...(quick && { BENCH_QUICK: '1' }) },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
+  return new Promise((resolve) => child.once('exit', (code) => resolve(code ?? 1)));
 }
 
-const httpConfig = httpConfigFromEnv();
-coreConfigFromEnv(); // checked here too, so a bad setting fails before the long HTTP run
-const machine = machineInfo();
-const source = sourceState();
-console.log(runHeader('Till benchmarks', machine, source));
-console.log('');
-
-const http = await runHttp(httpConfig);
-printHttp(http);
-console.log('');
-const core = await runCoreInChild();
-printCore(core);
-
-const till = http.variants.find((v) => v.id === 'till');
-console.log('');
-console.log('Summary');
-if (till !== undefined) {
-  console.log(`  HTTP: express + apiKeyAuth() = ${fixed(till.ratio, 3)} x bare Express requests/s (${int(till.rps)} vs ${int(http.variants[0].rps)}); ` +
-    `CPU ratio ${fixed(till.cpuRatio, 3)}; target >= ${http.target}: ${verdictText(http.decision)}`);
+// Also imported by child.mjs for the list of names: it runs only as the entry.
+if (import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const args = process.argv.slice(2);
+  const quick = args.includes('--quick');
+  const names = args.filter((a) => a !== '--quick');
+  const unknown = names.filter((n) => !Object.hasOwn(BENCHMARKS, n));
+  if (unknown.length > 0 || args.includes('--help')) {
+    if (unknown.length > 0) console.error(`[bench] unknown benchmark ${unknown.join(', ')}`);
+    console.error(`usage: pnpm bench [--quick] [${Object.keys(BENCHMARKS).join('|')}]...`);
+    process.exit(2);
+  }
+  const chosen = names.length > 0 ? names : Object.keys(BENCHMARKS).filter((n) => BENCHMARKS[n].default);
+  if (names.length === 0) {
+    console.log('Benchmarks (pnpm bench <name>; * runs by default; see bench/README.md):');
+    for (const [name, b] of Object.entries(BENCHMARKS)) console.log(`  ${b.default ? '*' : ' '} ${name.padEnd(11)} ${b.about}`);
+    console.log('');
+  }
+  let failed = 0;
+  for (const name of chosen) {
+    if (chosen.length > 1) console.log(`=== ${name}`);
+    if ((await runOne(name, quick)) !== 0) failed++;
+    if (chosen.length > 1) console.log('');
+  }
+  process.exitCode = failed > 0 ? 1 : 0;
 }
-const overhead = overheadOf(http);
-if (overhead !== null) {
-  console.log(`  Overhead: usage tracking, audit events, alerts and metrics on = ${fixed(overhead.backToBack, 3)} x all off back to back` +
-    `${overhead.paired === null ? '' : ` (side by side ${fixed(overhead.paired, 3)})`}; target >= ${OVERHEAD_TARGET}: ${verdictText(overhead.decision)}`);
-}
-console.log(`  Core: ${int(core.results.verify.perSecond)} cached verifications/s (pepper: ${int(core.results.verifyPepper.perSecond)}/s); ` +
-  `target >= ${int(core.target)}: ${core.pass ? 'PASS' : 'FAIL'}`);
-
-const dir = fileURLToPath(new URL('./results/', import.meta.url));
-mkdirSync(dir, { recursive: true });
-const file = `${dir}latest.json`;
-writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), machine, source, http, core }, null, 2)}\n`);
-console.log(`  saved to ${file.slice(fileURLToPath(new URL('..', import.meta.url)).length)}`);

@@ -1,7 +1,8 @@
-// The benchmarks' decisions: a ratio target passes or fails only when the median's interval says so.
+// The benchmarks' statistics: ratios against a baseline of the same rounds, and decisions that pass or
+// fail a target only when the median's interval says so.
 import { describe, expect, it } from 'vitest';
 // @ts-expect-error: plain JavaScript without declarations, run by node in `pnpm bench`
-import { allOf, medianInterval, verdict } from '../bench/stats.mjs';
+import { allOf, compare, distribution, median, medianInterval, quartiles, roundRatios, verdict } from '../bench/stats.mjs';
 
 /** P(the k-th smallest <= median <= the k-th largest) for n values, by brute force over 2^n sign patterns. */
 function coverageByCounting(n: number, k: number): number {
@@ -61,5 +62,41 @@ describe('verdict', () => {
     expect(allOf([v('PASS'), v('FAIL'), v('NOT DECIDED')])).toBe('FAIL');
     expect(allOf([v('PASS'), v('NOT DECIDED')])).toBe('NOT DECIDED');
     expect(allOf([v('PASS'), v('PASS')])).toBe('PASS');
+  });
+});
+
+describe('ratios against a baseline of the same rounds', () => {
+  // Each round measures every variant twice (in a random order, then in reverse): both runs count.
+  const run = (round: number, rps: number) => ({ round, rps });
+
+  it('adds up the runs of a round before dividing, so a round compares the same stretch of time', () => {
+    const till = [run(0, 90), run(0, 110), run(1, 40), run(1, 50)];
+    const bare = [run(0, 100), run(0, 100), run(1, 60), run(1, 40)];
+    expect(roundRatios(till, bare)).toEqual([1, 0.9]);
+    // A drift of the machine between rounds moves both alike: the ratios stay, the medians of requests/s do not.
+    expect(roundRatios(till, bare, (r: { rps: number }) => r.rps * 1000)).toEqual([1, 0.9]);
+  });
+
+  it('compares a variant with its median ratio, middle half and verdict', () => {
+    const bare = Array.from({ length: 8 }, (_, round) => run(round, 1000 * (round + 1))); // the machine speeds up
+    const till = bare.map((r, i) => run(r.round, r.rps * [0.96, 0.97, 0.98, 0.99, 1, 1.01, 1.02, 1.5][i]));
+    const c = compare(till, bare, { atLeast: 0.95 });
+    expect(c.ratio).toBeCloseTo(0.995, 10);
+    expect(c.roundRatios).toHaveLength(8);
+    expect(c.quartiles[0]).toBeCloseTo(0.9775, 10);
+    expect(c.quartiles[1]).toBeCloseTo(1.0125, 10);
+    expect(c.decision.verdict).toBe('PASS');
+    expect(compare(till, bare).decision).toBeNull();
+  });
+
+  it('takes medians and quartiles of unsorted values', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(quartiles([5, 1, 4, 2, 3])).toEqual([2, 4]);
+  });
+
+  it('reports a latency distribution by nearest rank', () => {
+    const d = distribution(Array.from({ length: 100 }, (_, i) => 100 - i));
+    expect(d).toMatchObject({ count: 100, min: 1, p50: 50, p90: 90, p99: 99, max: 100, mean: 50.5 });
   });
 });
