@@ -1,5 +1,5 @@
 // `pnpm bench [--quick] [name...]`: runs benchmarks, each in a fresh process (so one's heap and JIT state
-// cannot touch the next). Without a name, lists them and runs the default set. `--quick` gives each its
+// cannot touch the next). Without a name, lists them and runs the default set; `pnpm bench list` only lists. `--quick` gives each its
 // short settings, to check that it runs (its figures then decide nothing). Targets print PASS, FAIL or
 // NOT DECIDED; the exit code is 0 either way, 1 when a benchmark could not run.
 import { fork } from 'node:child_process';
@@ -29,17 +29,19 @@ function runOne(name, quick) {
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
   const args = process.argv.slice(2);
   const quick = args.includes('--quick');
-  const names = args.filter((a) => a !== '--quick');
+  const listOnly = args.includes('list');
+  const names = args.filter((a) => a !== '--quick' && a !== 'list');
   const unknown = names.filter((n) => !Object.hasOwn(BENCHMARKS, n));
   if (unknown.length > 0 || args.includes('--help')) {
     if (unknown.length > 0) console.error(`[bench] unknown benchmark ${unknown.join(', ')}`);
-    console.error(`usage: pnpm bench [--quick] [${Object.keys(BENCHMARKS).join('|')}]...`);
+    console.error(`usage: pnpm bench [list] [--quick] [${Object.keys(BENCHMARKS).join('|')}]...`);
     process.exit(2);
   }
   const chosen = names.length > 0 ? names : Object.keys(BENCHMARKS).filter((n) => BENCHMARKS[n].default);
   if (names.length === 0) {
     console.log('Benchmarks (pnpm bench <name>; * runs by default; see bench/README.md):');
     for (const [name, b] of Object.entries(BENCHMARKS)) console.log(`  ${b.default ? '*' : ' '} ${name.padEnd(11)} ${b.about}`);
+    if (listOnly) process.exit(0);
     console.log('');
   }
   let failed = 0;
