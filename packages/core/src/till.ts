@@ -2,8 +2,7 @@
 import { systemClock, type Clock } from './util/clock.js';
 import { tillError } from './errors.js';
 import { installHint } from './util/install-hint.js';
-import type { AuditPage, AuditQuery, AuditRecord } from './audit/trail.js';
-import { UsageTracker, type KeyUsage, type UsageBatchItem, type UsageOptions } from './audit/usage.js';
+import { UsageTracker, type UsageOptions } from './audit/usage.js';
 import { AuditWriter, type AuditWriterOptions } from './audit/writer.js';
 import { TillEvents } from './audit/events.js';
 import { createHasher } from './key/hash.js';
@@ -11,9 +10,9 @@ import { Limiter } from './limits/limiter.js';
 import { consoleLogger, type Logger } from './util/logger.js';
 import { KeyManager } from './manage/manager.js';
 import type { MaybePromise, VerifyResult } from './verify/outcome.js';
-import type { KeyRecord } from './store/record.js';
 import { MemoryStore } from './store/memory.js';
-import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery, SubscriptionListener } from './store/types.js';
+import { lazyStore, type LoadedStore } from './store/lazy.js';
+import type { KeyStore } from './store/types.js';
 import { Verifier, type CacheOptions, type VerifyOptions } from './verify/verifier.js';
 
 export interface TillOptions {
@@ -150,7 +149,7 @@ export function createTill(options: TillOptions = {}): Till {
       verifier.close();
       await auditWriter?.close();
       await usage?.close();
-      if (ownsStore || store instanceof LazyRedisStore) await store.close();
+      if (ownsStore) await store.close();
     },
   } as Till;
   return self;
@@ -170,7 +169,8 @@ export function defaultTill(env: NodeJS.ProcessEnv = process.env, logger: Logger
   const url = env.REDIS_URL;
   let store: KeyStore;
   if (url) {
-    store = new LazyRedisStore(url, logger, env.TILL_NAMESPACE || undefined);
+    const namespace = env.TILL_NAMESPACE || undefined;
+    store = lazyStore('redis', () => loadRedisStore(url, namespace), (error) => logger.error(error instanceof Error ? error.message : String(error)));
   } else {
     store = new MemoryStore();
     if (!warnedMemory) {
@@ -180,6 +180,8 @@ export function defaultTill(env: NodeJS.ProcessEnv = process.env, logger: Logger
   }
   defaultInstance = createTill({
     store,
+    // Made here, so closed here.
+    ...(url ? { closeStore: true } : {}),
     logger,
     ...(env.TILL_PEPPER ? { pepper: env.TILL_PEPPER } : {}),
     ...(env.TILL_PREFIX ? { prefix: env.TILL_PREFIX } : {}),
@@ -194,91 +196,30 @@ export async function resetDefaultTill(): Promise<void> {
   await instance?.close();
 }
 
-/** A Redis store made from a URL on first use, so that the root entry never loads ioredis itself. */
-class LazyRedisStore implements KeyStore {
-  readonly kind = 'redis';
-  private readonly ready: Promise<KeyStore>;
-  /** The store once made. */
-  private store: KeyStore | undefined;
-  private quit: (() => void) | undefined;
-
-  constructor(url: string, logger: Logger, namespace?: string) {
-    this.ready = (async () => {
-      let Redis: typeof import('ioredis').Redis;
-      let RedisStore: typeof import('./redis/store.js').RedisStore;
-      try {
-        ({ Redis } = await import('ioredis'));
-        // Through the package's own entry (a variable keeps bundlers from inlining it).
-        const entry = '@till/core/redis';
-        ({ RedisStore } = (await import(entry)) as typeof import('./redis/store.js'));
-      } catch (cause) {
-        throw tillError('MISSING_DEPENDENCY', 'redis', `REDIS_URL is set but ioredis could not be loaded: install it with \`${installHint('ioredis')}\``, { cause });
-      }
-      const client = new Redis(url, { maxRetriesPerRequest: 1 });
-      client.on('error', () => {
-        // Reconnection is automatic; the store reports unavailability per command.
-      });
-      this.quit = () => client.disconnect();
-      this.store = new RedisStore({ client, ...(namespace !== undefined && { namespace }) });
-      return this.store;
-    })();
-    this.ready.catch((error: unknown) => logger.error(error instanceof Error ? error.message : String(error)));
+/**
+ * The Redis store at `url`, on a client of its own: the root entry loads ioredis and the Redis entry
+ * only here, when REDIS_URL is set.
+ */
+async function loadRedisStore(url: string, namespace: string | undefined): Promise<LoadedStore> {
+  let Redis: typeof import('ioredis').Redis;
+  let RedisStore: typeof import('./redis/store.js').RedisStore;
+  try {
+    ({ Redis } = await import('ioredis'));
+    // Through the package's own entry (a variable keeps bundlers from inlining it).
+    const entry = '@till/core/redis';
+    ({ RedisStore } = (await import(entry)) as typeof import('./redis/store.js'));
+  } catch (cause) {
+    throw tillError('MISSING_DEPENDENCY', 'redis', `REDIS_URL is set but ioredis could not be loaded: install it with \`${installHint('ioredis')}\``, { cause });
   }
-
-  get(id: string): Promise<KeyRecord | null> {
-    return this.ready.then((s) => s.get(id));
-  }
-  insert(record: KeyRecord, audit?: AuditRecord): Promise<void> {
-    return this.ready.then((s) => s.insert(record, audit));
-  }
-  replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
-    return this.ready.then((s) => s.replace(record, expectedVersion, audit));
-  }
-  list(query?: ListKeysQuery): Promise<KeyPage> {
-    return this.ready.then((s) => s.list(query));
-  }
-  consume(request: ConsumeRequest): Promise<ConsumeResult> {
-    return this.ready.then((s) => s.consume(request));
-  }
-  remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
-    return this.ready.then((s) => s.remove(id, expectedVersion, audit));
-  }
-  appendAudit(entries: readonly AuditRecord[]): Promise<void> {
-    return this.ready.then((s) => s.appendAudit(entries));
-  }
-  readAudit(query?: AuditQuery): Promise<AuditPage> {
-    return this.ready.then((s) => s.readAudit(query));
-  }
-  recordUsage(batch: readonly UsageBatchItem[]): Promise<void> {
-    return this.ready.then((s) => s.recordUsage(batch));
-  }
-  readUsage(id: string, days: number): Promise<KeyUsage> {
-    return this.ready.then((s) => s.readUsage(id, days));
-  }
-  refund(request: ConsumeRequest): Promise<void> {
-    return this.ready.then((s) => s.refund?.(request));
-  }
-  confirmChanges(): Promise<void> {
-    return this.ready.then((s) => s.confirmChanges?.());
-  }
-  /** True until the Redis store is made and its subscription confirmed: nothing is heard before. */
-  invalidationsLost(): boolean {
-    return this.store === undefined || this.store.invalidationsLost?.() === true;
-  }
-  onInvalidate(listener: InvalidationListener, onStatus?: SubscriptionListener): () => void {
-    let off: (() => void) | undefined;
-    let cancelled = false;
-    this.ready.then((s) => {
-      if (!cancelled && !off) off = s.onInvalidate(listener, onStatus);
-    }, () => {});
-    return () => {
-      cancelled = true;
-      off?.();
-    };
-  }
-  async close(): Promise<void> {
-    const store = await this.ready.catch(() => undefined);
-    await store?.close();
-    this.quit?.();
+  const client = new Redis(url, { maxRetriesPerRequest: 1 });
+  client.on('error', () => {
+    // Reconnection is automatic; the store reports unavailability per command.
+  });
+  const release = () => client.disconnect();
+  try {
+    return { store: new RedisStore({ client, ...(namespace !== undefined && { namespace }) }), release };
+  } catch (error) {
+    release();
+    throw error;
   }
 }

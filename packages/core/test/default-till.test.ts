@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultTill, resetDefaultTill } from '../src/till.js';
+import { TillError } from '../src/errors.js';
 import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '../../../test/helpers/redis.js';
 
 describe('defaultTill', () => {
@@ -36,5 +37,16 @@ describe('defaultTill', () => {
       await deleteNamespace(client, namespace);
       client.disconnect();
     }
+  });
+
+  it('reports a Redis store it cannot make from the environment, refuses calls with why, and closes what it opened', async () => {
+    const errors: string[] = [];
+    const till = defaultTill({ REDIS_URL: redisUrl(), TILL_NAMESPACE: 'bad{namespace}' }, { warn: () => {}, error: (m) => errors.push(m) });
+    expect(till.store.kind).toBe('redis');
+    const failure = await till.keys.create({ name: 'never', scopes: ['a'] }).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(TillError);
+    expect(failure).toMatchObject({ code: 'INVALID_OPTIONS', message: expect.stringMatching(/^\[till\] \[redis\] namespace must be/) });
+    expect(errors).toEqual([(failure as TillError).message]);
+    await resetDefaultTill();
   });
 });

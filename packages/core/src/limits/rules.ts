@@ -190,7 +190,7 @@ export function currentCredits(policy: Credits, state: CreditState | undefined, 
 /**
  * The one evaluation of a request against its limits and credits, all or nothing: when a limit or
  * the credits refuse, nothing is charged. The memory store runs this; the Redis script mirrors it
- * step for step (see redis/scripts.ts), and the conformance suite holds both to the same answers.
+ * step for step (see redis/charge-scripts.ts), and the conformance suite holds both to the same answers.
  */
 export function evaluate(
   now: number,

@@ -1,0 +1,77 @@
+// The Redis keys and the channel of one namespace: where each piece of the store's data lives.
+
+/**
+ * Layout, with `till:` as the namespace:
+ * - `till:{<id>}:audit`: the key's change trail, a list of `<id> <json>` entries, oldest first, capped,
+ *   written in the script that makes each change; `till:{<id>}:events`: the security events that named
+ *   the key, a list of its own (capped apart: a flood of refusals never pushes a change out).
+ * - `till:audit`: the log of every change, a stream; `till:audit:security{till:audit}`: the log of
+ *   security events, a stream in the same slot (its hash tag is the first one's whole name), so one
+ *   script gives both one id sequence.
+ * - `till:{<id>}:k`: the record as compact JSON, `version` first (all a rate-limit charge reads of it);
+ *   `till:{<id>}:cr` the live credit count (of the key, or of a rotation chain whose first key it is: every
+ *   key of a chain is drawn in that key's slot); `till:{<id>}:rl:<bucket>` the state of each rate limit (a
+ *   GCRA debt, expiring once drained); `till:{<id>}:u:<day>` the day's usage counts.
+ *   Everything about one key shares the `{<id>}` hash tag so one script can read and change it
+ *   atomically on a single Redis and on Cluster alike.
+ * - `till:usage:last`: every key's last use, a sorted set scored by time, read by audits.
+ * - `till:idx:all`, `till:idx:owner:<owner>`: sorted sets of ids scored by creation time, read by
+ *   admin paths only. They live in other slots, so they are written beside the record, not with it:
+ *   the index is written first, so a crash between the two leaves an entry that `list` skips,
+ *   never a key that `list` cannot find.
+ * - `till:invalidate`: the channel on which every change publishes the id.
+ */
+export class Layout {
+  /** The log of every change (a stream). */
+  readonly changeLog: string;
+  /** The log of security events: in the change log's slot (its hash tag is that key's whole name). */
+  readonly securityLog: string;
+  /** Every key's last use. */
+  readonly lastUsed: string;
+  /** Where every change publishes the id. */
+  readonly channel: string;
+
+  constructor(private readonly ns: string) {
+    this.changeLog = `${ns}audit`;
+    this.securityLog = `${ns}audit:security{${ns}audit}`;
+    this.lastUsed = `${ns}usage:last`;
+    this.channel = `${ns}invalidate`;
+  }
+
+  /** The prefix of every Redis key of a subject (a key id, or another subject of limits). */
+  tag(subject: string): string {
+    return `${this.ns}{${subject}}:`;
+  }
+
+  record(id: string): string {
+    return `${this.tag(id)}k`;
+  }
+
+  /** The live credit count of a key, or of a rotation chain whose first key is `account`. */
+  credits(account: string): string {
+    return `${this.tag(account)}cr`;
+  }
+
+  trail(id: string): string {
+    return `${this.tag(id)}audit`;
+  }
+
+  events(id: string): string {
+    return `${this.tag(id)}events`;
+  }
+
+  /** The state of one rate limit of a subject. */
+  limit(subject: string, bucket: string): string {
+    return `${this.tag(subject)}rl:${bucket}`;
+  }
+
+  /** A key's usage counts of one day (`YYYY-MM-DD`). */
+  usageDay(id: string, day: string): string {
+    return `${this.tag(id)}u:${day}`;
+  }
+
+  /** The index of every key, or of one owner's. */
+  index(ownerId: string | null): string {
+    return ownerId === null ? `${this.ns}idx:all` : `${this.ns}idx:owner:${ownerId}`;
+  }
+}
