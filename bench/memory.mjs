@@ -265,7 +265,7 @@ async function main() {
       own.stop();
     } else {
       // A shared Redis: the namespace goes, in batches.
-      const { deleteNamespace } = await import('../test/helpers/redis-tools.mjs');
+      const { deleteNamespace } = await import('@till/testkit/redis-tools');
       await deleteNamespace(client, namespace);
       client.disconnect();
     }

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { deleteNamespace, redisAnswers } from '../test/helpers/redis-tools.mjs';
+import { deleteNamespace, redisAnswers } from '@till/testkit/redis-tools';
 
 /** The Redis at REDIS_URL (default 127.0.0.1:6379), which must be on this machine and answer. */
 export async function redisUrlOrFail(bench) {

@@ -1,5 +1,5 @@
 // `pnpm bench:revocation`: how long a revoked key keeps working in a deployment of several processes.
-// 4 verifying worker processes (test/helpers/revocation-worker.mjs, on the built packages) share one
+// 4 verifying worker processes (the testkit's revocation-worker, on the built packages) share one
 // Redis on 127.0.0.1 through RedisStore and cache every key for 60 s, so only the invalidation message
 // can evict it. This process revokes keys one at a time through its own Till and takes, for each worker,
 // the time from just before revoke() until the worker first refuses the key (REVOKED). Beside it, in the
@@ -15,9 +15,9 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { now, startCluster, waitForSubscribers } from '../test/helpers/revocation-cluster.mjs';
+import { now, startCluster, waitForSubscribers } from '@till/testkit/revocation-cluster';
 import { distribution, envNumber, fixed, machineInfo, runHeader, sourceState, table } from './stats.mjs';
-import { deleteNamespace, redisAnswers } from '../test/helpers/redis-tools.mjs';
+import { deleteNamespace, redisAnswers } from '@till/testkit/redis-tools';
 
 /** The target: every process refuses a revoked key within this many milliseconds, at p99. */
 export const REVOCATION_TARGET_MS = 100;
