@@ -157,7 +157,7 @@ describe('Redis stopped under load, then restarted', () => {
     // A revocation after the recovery, of a key both apps hold: each hears it on the channel it had to
     // subscribe to again, and refuses the key. Each app's subscriber reconnects on its own schedule,
     // which can lag its command client by a retry delay; until it is subscribed again (the cache is
-    // then dropped: a flush) the app reads keys from Redis instead (test/invalidation-lost.test.ts).
+    // then dropped: a flush) the app reads keys from Redis instead (packages/core/test/invalidation-lost.test.ts).
     const resubscribed = await waitFor(async () => (await Promise.all(apps.map((a) => a.stats()))).every((s, i) => s.flushes > flushesBefore[i]!), 5000, 10);
     expect(resubscribed, 'both apps subscribed again (and dropped their caches) after the restart').toBe(true);
     for (const app of apps) expect((await get(agent, app.port, warm[0]!.key)).status).toBe(200);

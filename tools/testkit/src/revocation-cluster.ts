@@ -1,5 +1,5 @@
 // A deployment of N real verifying processes (processes/revocation-worker.ts) sharing one Redis, driven over
-// IPC. Used by test/revocation.test.ts and bench/revocation.mjs: no vitest here, so that the
+// IPC. Used by packages/core/test/revocation.test.ts and bench/revocation.mjs: no vitest here, so that the
 // benchmark (plain node) can load its build. One file: the messages of the IPC exchange and the cluster that
 // speaks it change together.
 import { fork, type ChildProcess } from 'node:child_process';

@@ -1,4 +1,4 @@
-// One verifying process of a deployment, for test/revocation.test.ts and bench/revocation.mjs (started by
+// One verifying process of a deployment, for packages/core/test/revocation.test.ts and bench/revocation.mjs (started by
 // revocation-cluster.ts with child_process.fork). It loads the BUILT packages (@till/core and
 // @till/core/redis from dist: vitest's aliases do not reach child processes), shares one Redis through a
 // RedisStore, and verifies keys when asked over IPC. Asked to watch a key, it reports the first moment it

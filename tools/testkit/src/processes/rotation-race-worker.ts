@@ -1,4 +1,4 @@
-// One admin process for test/rotation-race.test.ts (started with child_process.fork): a key manager on
+// One admin process for packages/core/test/rotation-race.test.ts (started with child_process.fork): a key manager on
 // the BUILT packages (vitest's aliases do not reach child processes) with a Redis client of its own,
 // that rotates, narrows or revokes a key when asked over IPC, each after the delay asked for (ms, may
 // be fractional) so that over the rounds the changes land before, inside and after each other's steps.

@@ -1,7 +1,7 @@
 // rotate() raced against narrowings and revocations of the same key by other PROCESSES (three admin
 // processes, each with its own Redis client, on the built packages), 300 rounds: afterwards no
 // acknowledged narrowing leaves a key of the chain with the old scopes, and no acknowledged revocation
-// a live key of the chain. packages/core/test/rotation.test.ts races managers within one process.
+// a live key of the chain. rotation.test.ts races managers within one process.
 import { fork, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type KeyInfo, type Till } from '@till/core';
