@@ -12,6 +12,8 @@ export default defineConfig({
       { find: /^@till\/core$/, replacement: src('./packages/core/src/index.ts') },
       { find: /^@till\/express$/, replacement: src('./packages/express/src/index.ts') },
       { find: /^@till\/koa$/, replacement: src('./packages/koa/src/index.ts') },
+      // The testkit too; only the processes the tests fork run its build (tools/testkit/dist).
+      { find: /^@till\/testkit\/(.+)$/, replacement: src('./tools/testkit/src/$1.ts') },
     ],
   },
   test: {
@@ -19,7 +21,7 @@ export default defineConfig({
     // Drills run alone, by `pnpm test:drills` (see test/drills).
     exclude: ['**/node_modules/**', 'test/drills/**'],
     globalSetup: ['./test/global-setup.ts'],
-    reporters: ['default', './test/helpers/summary-reporter.ts'],
+    reporters: ['default', './tools/testkit/src/summary-reporter.ts'],
     testTimeout: 20_000,
     hookTimeout: 30_000,
     pool: 'forks',

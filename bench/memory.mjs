@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { deleteNamespace } from '../test/helpers/redis-tools.mjs';
+import { deleteNamespace } from '@till/testkit/redis-tools';
 import { fixed, header, int, machine, runChild, save, settings, table } from './harness.mjs';
 import { ownRedis } from './redis.mjs';
 

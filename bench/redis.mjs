@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { deleteNamespace, redisAnswers } from '../test/helpers/redis-tools.mjs';
+import { deleteNamespace, redisAnswers } from '@till/testkit/redis-tools';
 
 /** The per-key limit of the benchmarks that charge one: never reached during a run. */
 export const NEVER_REACHED = 1_000_000_000;

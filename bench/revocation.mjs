@@ -1,10 +1,10 @@
 // `pnpm bench revocation`: how long a revoked key keeps working in a deployment of several processes.
-// Worker processes (test/helpers/revocation-worker.mjs) share one Redis through RedisStore and cache every
+// Worker processes (the testkit's revocation-worker, on the built packages) share one Redis through RedisStore and cache every
 // key for 60 s, so only the invalidation message can evict it. This process revokes keys one at a time and
 // takes, for each worker, the time from just before revoke() until it first refuses the key. Baseline,
 // interleaved in the same run: a plain Redis PUBLISH to the same processes, timed until each receives it.
 // Target: p99 < 100 ms. Writes bench/results/revocation.json.
-import { now, startCluster, waitForSubscribers } from '../test/helpers/revocation-cluster.mjs';
+import { now, startCluster, waitForSubscribers } from '@till/testkit/revocation-cluster';
 import { fixed, header, machine, save, settings, table } from './harness.mjs';
 import { benchRedis, boundedRun, tillOnRedis } from './redis.mjs';
 import { distribution } from './stats.mjs';

@@ -8,9 +8,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createAlerts, createTill, MemoryStore, SIGNATURE_HEADER, signWebhook, verifyWebhookSignature, webhookSink, type Alert, type KeyRecord, type Till } from '@till/core';
 import { apiKeyAuth } from '@till/express';
 import { RedisStore } from '@till/core/redis';
-import { withWrongSecret } from './helpers/adapter-support.js';
-import { deleteNamespace, newClient, uniqueNamespace } from './helpers/redis.js';
-import { middlewareCaller } from './helpers/call-middleware.js';
+import { withWrongSecret } from '@till/testkit/adapter-support';
+import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
+import { middlewareCaller } from '@till/testkit/call-middleware';
 
 /** apiKeyAuth() of `till` as a function: a request from `ip` with `key` (or none) resolves to its status. */
 function caller(till: Till) {

@@ -4,8 +4,8 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { CHANGE_TYPES, createTill, MemoryStore, silentLogger, toJsonLines, type AuditEntry } from '@till/core';
 import { apiKeyAuth, rateLimit, requireScopes } from '@till/express';
-import { withWrongSecret } from './helpers/adapter-support.js';
-import { middlewareCaller } from './helpers/call-middleware.js';
+import { withWrongSecret } from '@till/testkit/adapter-support';
+import { middlewareCaller } from '@till/testkit/call-middleware';
 
 async function trail(till: ReturnType<typeof createTill>): Promise<AuditEntry[]> {
   await till.auditWriter!.flush();

@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHANGE_TYPES, createTill, type AuditEntry, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth } from '@till/express';
-import { middlewareCaller } from './helpers/call-middleware.js';
-import { deleteNamespace, newClient, uniqueNamespace } from './helpers/redis.js';
+import { middlewareCaller } from '@till/testkit/call-middleware';
+import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
 
 const namespace = uniqueNamespace();
 let client: Redis;

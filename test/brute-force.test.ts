@@ -7,9 +7,9 @@ import { BruteForceGuard, createTill, generateKey, Limiter, MemoryStore, TillEve
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth, rateLimit } from '@till/express';
 import { clientKey } from '../packages/core/src/limits/client-ip.js';
-import { middlewareCaller } from './helpers/call-middleware.js';
-import { deleteNamespace, newClient, uniqueNamespace } from './helpers/redis.js';
-import { waitFor } from './helpers/wait.js';
+import { middlewareCaller } from '@till/testkit/call-middleware';
+import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
+import { waitFor } from '@till/testkit/wait';
 
 const quiet = { warn() {}, error() {} };
 

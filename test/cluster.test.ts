@@ -8,8 +8,8 @@ import { createTill, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth, rateLimit } from '@till/express';
 import { describeStoreConformance } from '../packages/core/test/store-conformance.js';
-import { startCluster, type RunningCluster } from './helpers/redis-cluster.js';
-import { uniqueNamespace } from './helpers/redis.js';
+import { startCluster, type RunningCluster } from '@till/testkit/redis-cluster';
+import { uniqueNamespace } from '@till/testkit/redis';
 
 let cluster: RunningCluster | undefined;
 let starting: Promise<RunningCluster> | undefined;

@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, generateKey } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth } from '@till/express';
-import { middlewareCaller } from './helpers/call-middleware.js';
-import { freePort, startRedisServer, type RunningRedis } from './helpers/redis-server.js';
+import { middlewareCaller } from '@till/testkit/call-middleware';
+import { freePort, startRedisServer, type RunningRedis } from '@till/testkit/redis-server';
 
 let server: RunningRedis;
 let admin: Redis;

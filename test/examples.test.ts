@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createTill, generateKey, type Till } from '@till/core';
 import { createApp as createExpressApp } from '../examples/express/app.mjs';
 import { createApp as createKoaApp } from '../examples/koa/app.mjs';
-import { freePort } from './helpers/redis-server.js';
+import { freePort } from '@till/testkit/redis-server';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const DAY = 24 * 60 * 60 * 1000;

@@ -1,7 +1,7 @@
 // Makes sure a real Redis answers for the suites: REDIS_URL if it answers, else 127.0.0.1:6379, else one we start.
 import type { ChildProcess } from 'node:child_process';
-import { redisAnswers } from './helpers/redis-tools.mjs';
-import { freePort, redisServerBinary, startRedisServer } from './helpers/redis-server.js';
+import { redisAnswers } from '@till/testkit/redis-tools';
+import { freePort, redisServerBinary, startRedisServer } from '@till/testkit/redis-server';
 
 let started: ChildProcess | undefined;
 
@@ -26,10 +26,4 @@ export async function setup({ provide }: { provide: (key: string, value: unknown
 
 export async function teardown(): Promise<void> {
   started?.kill('SIGTERM');
-}
-
-declare module 'vitest' {
-  export interface ProvidedContext {
-    redisUrl: string;
-  }
 }

@@ -8,10 +8,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, MemoryStore, silentLogger, type ConsumeRequest, type ConsumeResult, type KeyStore, type Till, type VerifiedKey } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import type { Redis } from 'ioredis';
-import type { AdapterDriver } from './helpers/adapter-suite.js';
+import type { AdapterDriver } from '@till/testkit/adapter-suite';
 import { expressDriver } from '../packages/express/test/driver.js';
 import { koaDriver } from '../packages/koa/test/driver.js';
-import { deleteNamespace, newClient, uniqueNamespace } from './helpers/redis.js';
+import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
 
 const answer = (key: VerifiedKey | undefined) => ({ id: key?.id ?? null });
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });

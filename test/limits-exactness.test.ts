@@ -1,19 +1,19 @@
-// Rate limits and credits are exact across processes: 4 real Express 5 workers (helpers/limits-worker.mjs,
+// Rate limits and credits are exact across processes: 4 real Express 5 workers (the testkit's limits-worker,
 // on the BUILT packages) share one Redis namespace, and this process drives 50 concurrent keep-alive
 // clients at each of them, far more requests than a key may make. Every charge is one Lua script, so
 // however the requests interleave, exactly the allowed number is admitted, each admission sees its own
 // count, and a refusal charges nothing anywhere. Key ids only in any output: never a full key.
 import { fork, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { withWrongSecret } from './helpers/adapter-support.js';
-import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from './helpers/redis.js';
+import { withWrongSecret } from '@till/testkit/adapter-support';
+import { processScript } from '@till/testkit/process-script';
+import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '@till/testkit/redis';
 
-const WORKER = fileURLToPath(new URL('./helpers/limits-worker.mjs', import.meta.url));
+const WORKER = processScript('limits-worker');
 const WORKERS = 4;
 /** Concurrent clients per worker, each on its own keep-alive connection. */
 const CLIENTS = 50;

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, generateKey, type Till, type TillEvent } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth } from '@till/express';
-import { freePort, startRedisServer, type RunningRedis } from './helpers/redis-server.js';
-import { waitFor } from './helpers/wait.js';
+import { freePort, startRedisServer, type RunningRedis } from '@till/testkit/redis-server';
+import { waitFor } from '@till/testkit/wait';
 
 describe('when Redis goes down and comes back', () => {
   let server: RunningRedis;

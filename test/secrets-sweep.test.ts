@@ -9,8 +9,8 @@ import { createAlerts, createTill, findKeys, loggerSink, toJsonLines, webhookSin
 import { createMetrics } from '@till/core/metrics';
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth, rateLimit, requireScopes } from '@till/express';
-import { withWrongSecret } from './helpers/adapter-support.js';
-import { deleteNamespace, newClient, uniqueNamespace } from './helpers/redis.js';
+import { withWrongSecret } from '@till/testkit/adapter-support';
+import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
 
 const namespace = uniqueNamespace();
 const client = newClient();

@@ -1,7 +1,7 @@
 // Drill: an app process restarted (a deploy) loses nothing. A real app process (Express + apiKeyAuth on a
 // RedisStore, the built packages) creates keys, changes some, serves requests (usage counted in memory,
 // security events gathered in memory), and is sent SIGTERM while requests are still in flight. Its graceful
-// shutdown (helpers/drill-app.mjs: stop accepting, answer what is in flight, then till.close(), then quit
+// shutdown (the testkit's drill-app: stop accepting, answer what is in flight, then till.close(), then quit
 // Redis) must write everything; a new process on the same Redis then sees the keys, the changes, the usage
 // counts, the credits left and the audit trail. The app writes usage and security events every 60 s here,
 // so nothing reaches Redis before the shutdown but by the shutdown itself (checked before the SIGTERM).
@@ -10,10 +10,10 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { freePort, type RunningRedis } from '../helpers/redis-server.js';
-import { uniqueNamespace } from '../helpers/redis.js';
-import { get, startApp, startOwnRedis, tally, waitFor, type Answer, type DrillApp, type DrillAppConfig } from '../helpers/drill-apps.js';
-import { idOf, madeUpKey, wrongSecretKey } from '../helpers/key-forgery.js';
+import { freePort, type RunningRedis } from '@till/testkit/redis-server';
+import { uniqueNamespace } from '@till/testkit/redis';
+import { get, startApp, startOwnRedis, tally, waitFor, type Answer, type DrillApp, type DrillAppConfig } from '@till/testkit/drill-apps';
+import { idOf, madeUpKey, wrongSecretKey } from '@till/testkit/key-forgery';
 
 /** Requests in flight (admitted, not yet answered) when the first process gets SIGTERM. */
 const SLOW = 10;

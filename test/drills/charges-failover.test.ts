@@ -7,8 +7,8 @@ import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { startReplicated } from '../helpers/redis-replication.js';
-import { uniqueNamespace } from '../helpers/redis.js';
+import { startReplicated } from '@till/testkit/redis-replication';
+import { uniqueNamespace } from '@till/testkit/redis';
 
 const CREDITS = 2000;
 const WORKERS = 32;

@@ -6,9 +6,9 @@ import { Cluster } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { startCluster } from '../helpers/redis-cluster.js';
-import { uniqueNamespace } from '../helpers/redis.js';
-import { waitFor } from '../helpers/wait.js';
+import { startCluster } from '@till/testkit/redis-cluster';
+import { uniqueNamespace } from '@till/testkit/redis';
+import { waitFor } from '@till/testkit/wait';
 
 describe('a primary killed under load', () => {
   it('keeps verifying once its replica takes over, and never accepts a revoked key', async () => {

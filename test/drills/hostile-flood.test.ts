@@ -1,6 +1,6 @@
-// Drill: 100,000 hostile requests against a real app process, over raw sockets (helpers/raw-http.ts), once
-// for Express and once for Koa (helpers/drill-app.mjs, the built packages, on a Redis of the drill's own).
-// The requests (helpers/hostile-requests.ts) are what no HTTP client would send: bytes that are not UTF-8,
+// Drill: 100,000 hostile requests against a real app process, over raw sockets (@till/testkit/raw-http), once
+// for Express and once for Koa (the testkit's drill-app, the built packages, on a Redis of the drill's own).
+// The requests (@till/testkit/hostile-requests) are what no HTTP client would send: bytes that are not UTF-8,
 // control characters, repeated and conflicting key headers, tokens of kilobytes, header sections up to
 // and beyond Node's 16 KB limit (Node answers 431 itself, or closes the socket), smuggling attempts,
 // pipelining, keys of the right shape with a wrong check, a wrong secret, or an id no one issued.
@@ -17,12 +17,12 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { freePort, type RunningRedis } from '../helpers/redis-server.js';
-import { uniqueNamespace } from '../helpers/redis.js';
-import { startApp, startOwnRedis, tally, waitFor, type DrillApp } from '../helpers/drill-apps.js';
-import { hostileKinds, labelOf, rawRequest, schedule, type HostileKeys, type HostileKind } from '../helpers/hostile-requests.js';
-import { runRaw, type RawRequest, type RawResponse } from '../helpers/raw-http.js';
-import { madeUpKey } from '../helpers/key-forgery.js';
+import { freePort, type RunningRedis } from '@till/testkit/redis-server';
+import { uniqueNamespace } from '@till/testkit/redis';
+import { startApp, startOwnRedis, tally, waitFor, type DrillApp } from '@till/testkit/drill-apps';
+import { hostileKinds, labelOf, rawRequest, schedule, type HostileKeys, type HostileKind } from '@till/testkit/hostile-requests';
+import { runRaw, type RawRequest, type RawResponse } from '@till/testkit/raw-http';
+import { madeUpKey } from '@till/testkit/key-forgery';
 
 const TOTAL = 100_000;
 /** Requests before the first memory sample: code compiled, pools and caches of a running app allocated. */

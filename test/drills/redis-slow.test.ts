@@ -20,9 +20,9 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createTill, generateKey, isTillError, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { freePort, type RunningRedis } from '../helpers/redis-server.js';
-import { uniqueNamespace } from '../helpers/redis.js';
-import { get, startApp, startOwnRedis, tally, waitFor, type Answer, type DrillApp } from '../helpers/drill-apps.js';
+import { freePort, type RunningRedis } from '@till/testkit/redis-server';
+import { uniqueNamespace } from '@till/testkit/redis';
+import { get, startApp, startOwnRedis, tally, waitFor, type Answer, type DrillApp } from '@till/testkit/drill-apps';
 
 const COMMAND_TIMEOUT = 300;
 /** Every answer during the stall must come within this: one command timeout, plus scheduling and HTTP on a busy 2-core machine. */

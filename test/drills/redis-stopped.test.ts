@@ -1,5 +1,5 @@
 // Drill: the Redis server of a deployment stopped under load, then restarted. Two real app processes
-// (helpers/drill-app.mjs: Express + apiKeyAuth on a RedisStore, the built packages) verify keys while this
+// (the testkit's drill-app: Express + apiKeyAuth on a RedisStore, the built packages) verify keys while this
 // test sends them a steady load; the test kills its own redis-server (SIGKILL: a crash, not a clean
 // shutdown) mid-load and later starts it again on the same port and data directory (append-only file,
 // fsync always, as a production Redis would keep its data). What must hold:
@@ -19,9 +19,9 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createTill, generateKey, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { freePort, type RunningRedis } from '../helpers/redis-server.js';
-import { uniqueNamespace } from '../helpers/redis.js';
-import { get, sleep, startApp, startPersistentRedis, tally, waitFor, type Answer, type DrillApp } from '../helpers/drill-apps.js';
+import { freePort, type RunningRedis } from '@till/testkit/redis-server';
+import { uniqueNamespace } from '@till/testkit/redis';
+import { get, sleep, startApp, startPersistentRedis, tally, waitFor, type Answer, type DrillApp } from '@till/testkit/drill-apps';
 
 /** The apps trust a cached key for TTL ms, then for STALE more ms while Redis is unreachable. */
 const TTL = 500;
@@ -157,7 +157,7 @@ describe('Redis stopped under load, then restarted', () => {
     // A revocation after the recovery, of a key both apps hold: each hears it on the channel it had to
     // subscribe to again, and refuses the key. Each app's subscriber reconnects on its own schedule,
     // which can lag its command client by a retry delay; until it is subscribed again (the cache is
-    // then dropped: a flush) the app reads keys from Redis instead (test/invalidation-lost.test.ts).
+    // then dropped: a flush) the app reads keys from Redis instead (packages/core/test/invalidation-lost.test.ts).
     const resubscribed = await waitFor(async () => (await Promise.all(apps.map((a) => a.stats()))).every((s, i) => s.flushes > flushesBefore[i]!), 5000, 10);
     expect(resubscribed, 'both apps subscribed again (and dropped their caches) after the restart').toBe(true);
     for (const app of apps) expect((await get(agent, app.port, warm[0]!.key)).status).toBe(200);

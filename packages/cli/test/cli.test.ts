@@ -3,10 +3,10 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type KeyInfo, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '../../../test/helpers/redis.js';
-import { freePort } from '../../../test/helpers/redis-server.js';
-import { withWrongSecret } from '../../../test/helpers/adapter-support.js';
-import { wrongSecretKey } from '../../../test/helpers/key-forgery.js';
+import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '@till/testkit/redis';
+import { freePort } from '@till/testkit/redis-server';
+import { withWrongSecret } from '@till/testkit/adapter-support';
+import { wrongSecretKey } from '@till/testkit/key-forgery';
 import { assertBuilt, hasGit, hasScript, keysIn, occurrences, runTill, runTillInTerminal, snapshot, startTill, type Run } from './harness.js';
 
 const PEPPER = 'cli-test-pepper-0123456789abcdef';

@@ -3,8 +3,8 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { startReplicated, type ReplicatedRedis } from '../../../test/helpers/redis-replication.js';
-import { uniqueNamespace } from '../../../test/helpers/redis.js';
+import { startReplicated, type ReplicatedRedis } from '@till/testkit/redis-replication';
+import { uniqueNamespace } from '@till/testkit/redis';
 import { assertBuilt, keysIn, runTill } from './harness.js';
 
 let pair: ReplicatedRedis | undefined;

@@ -8,7 +8,7 @@ import { RedisStore } from '../src/redis/index.js';
 import { MemoryStore } from '../src/store/memory.js';
 import type { KeyStore } from '../src/store/types.js';
 import { createTill, type Till } from '../src/till.js';
-import { deleteNamespace, newClient, uniqueNamespace } from '../../../test/helpers/redis.js';
+import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
 
 const clients: Redis[] = [];
 const namespaces: string[] = [];

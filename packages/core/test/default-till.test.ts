@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultTill, resetDefaultTill } from '../src/till.js';
 import { TillError } from '../src/errors.js';
-import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '../../../test/helpers/redis.js';
+import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '@till/testkit/redis';
 
 describe('defaultTill', () => {
   afterEach(async () => {

@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { createTill, isTillError, silentLogger, type KeyIdentity, type Till } from '../src/index.js';
 import { MemoryStore } from '../src/store/memory.js';
 import { RedisStore } from '../src/redis/index.js';
-import { deleteNamespace, newClient, uniqueNamespace } from '../../../test/helpers/redis.js';
-import { madeUpKey, wrongSecretKey } from '../../../test/helpers/key-forgery.js';
+import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
+import { madeUpKey, wrongSecretKey } from '@till/testkit/key-forgery';
 
 const PEPPER = 'identify-test-pepper-0123456789';
 const OTHER_PEPPER = 'another-pepper-of-some-service!!';

@@ -7,8 +7,8 @@ import { RedisStore } from '../src/redis/index.js';
 import { MemoryStore } from '../src/store/memory.js';
 import type { KeyStore } from '../src/store/types.js';
 import { createTill, type Till } from '../src/till.js';
-import { deleteNamespace, newClient, uniqueNamespace } from '../../../test/helpers/redis.js';
-import { freePort } from '../../../test/helpers/redis-server.js';
+import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
+import { freePort } from '@till/testkit/redis-server';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;

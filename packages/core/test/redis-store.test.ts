@@ -1,8 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { RedisStore } from '../src/redis/index.js';
 import { TillError } from '../src/errors.js';
-import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '../../../test/helpers/redis.js';
-import { waitFor } from '../../../test/helpers/wait.js';
+import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '@till/testkit/redis';
+import { waitFor } from '@till/testkit/wait';
 import { describeStoreConformance, sampleRecord } from './store-conformance.js';
 
 describeStoreConformance('redis', async () => {
@@ -161,7 +161,7 @@ describe('RedisStore specifics', () => {
 
 describe('RedisStore invalidation subscription', () => {
   it('tells listeners to drop everything once subscribed, and subscribes even if Redis came up only later', async () => {
-    const { freePort, startRedisServer } = await import('../../../test/helpers/redis-server.js');
+    const { freePort, startRedisServer } = await import('@till/testkit/redis-server');
     const { Redis } = await import('ioredis');
     const port = await freePort();
     // Redis is not there yet: the store's subscription must still come about when it is.

@@ -7,7 +7,7 @@ import { MemoryStore } from '../src/store/memory.js';
 import type { KeyStore } from '../src/store/types.js';
 import { createTill, type Till } from '../src/till.js';
 import type { KeyInfo } from '../src/store/record.js';
-import { deleteNamespace, newClient, uniqueNamespace } from '../../../test/helpers/redis.js';
+import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
 
 const quiet = { warn() {}, error() {} };
 

@@ -1,7 +1,7 @@
-// Express's side of the shared adapter suites (test/helpers/adapter-suite.ts, fuzz-suite.ts): how an app is built.
+// Express's side of the shared adapter suites (tools/testkit/src/adapter-suite.ts, fuzz-suite.ts): how an app is built.
 import type { Express, NextFunction, Request, RequestHandler, Response } from 'express';
 import { apiKeyAuth, rateLimit, requireAnyScope, requireScopes, sendProblem, type FailureHandler } from '@till/express';
-import type { AdapterDriver } from '../../../test/helpers/adapter-suite.js';
+import type { AdapterDriver } from '@till/testkit/adapter-suite';
 
 /** The driver for one Express version: `framework` is the `express` function of that version. */
 export function expressDriver(framework: () => Express): AdapterDriver<RequestHandler, FailureHandler> {

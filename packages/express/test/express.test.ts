@@ -1,12 +1,12 @@
 // apiKeyAuth(), requireScopes() and requireAnyScope() on real Express 5 and Express 4 apps: the shared
-// adapter suite (test/helpers/adapter-suite.ts), plus what only Express does.
+// adapter suite (tools/testkit/src/adapter-suite.ts), plus what only Express does.
 import express from 'express';
 import express4 from 'express4';
 import { expect, it } from 'vitest';
 import { sendProblem } from '@till/express';
-import { bearer, describeAdapter } from '../../../test/helpers/adapter-suite.js';
-import { describeLimits } from '../../../test/helpers/limits-suite.js';
-import { expectProblem } from '../../../test/helpers/adapter-support.js';
+import { bearer, describeAdapter } from '@till/testkit/adapter-suite';
+import { describeLimits } from '@till/testkit/limits-suite';
+import { expectProblem } from '@till/testkit/adapter-support';
 import { expressDriver } from './driver.js';
 
 for (const [name, framework] of [

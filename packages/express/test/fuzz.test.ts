@@ -1,8 +1,8 @@
 // Property tests: hostile key headers against apiKeyAuth() for Express, over HTTP (the shared
-// test/helpers/fuzz-suite.ts) and called directly on a fake request and response.
+// tools/testkit/src/fuzz-suite.ts) and called directly on a fake request and response.
 import express, { type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import express4 from 'express4';
-import { describeDirectFuzz, describeHttpFuzz, fuzzKeys, type DirectOutcome, type DirectRun } from '../../../test/helpers/fuzz-suite.js';
+import { describeDirectFuzz, describeHttpFuzz, fuzzKeys, type DirectOutcome, type DirectRun } from '@till/testkit/fuzz-suite';
 import { expressDriver } from './driver.js';
 
 const keys = fuzzKeys();

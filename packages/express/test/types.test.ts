@@ -1,10 +1,8 @@
-// The public types of both adapters: what handlers see, and misuse the compiler refuses. Checked by `pnpm typecheck`.
+// The Express adapter's public types: what handlers see, and misuse the compiler refuses. Checked by `pnpm typecheck`.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import type { Context, Middleware } from 'koa';
 import { describe, expectTypeOf, it } from 'vitest';
 import type { ProblemResponse, Till, VerifiedKey, VerifyFailure } from '@till/core';
 import * as tillExpress from '@till/express';
-import * as tillKoa from '@till/koa';
 
 // Declared, never called: the calls below only need to compile (or not).
 declare const till: Till;
@@ -50,39 +48,6 @@ describe('@till/express types', () => {
       void req.apiKey?.secret;
       // @ts-expect-error and it is read-only
       if (req.apiKey) req.apiKey.id = 'another';
-    };
-    expectTypeOf(misuse).toBeFunction();
-  });
-});
-
-describe('@till/koa types', () => {
-  it('ctx.state.apiKey is VerifiedKey | undefined in a middleware', () => {
-    const middleware: Middleware = (ctx) => {
-      expectTypeOf(ctx.state.apiKey).toEqualTypeOf<VerifiedKey | undefined>();
-    };
-    expectTypeOf(middleware).toBeFunction();
-  });
-
-  it('the middlewares are Koa middlewares and onFailure gets the failure and the default response', () => {
-    expectTypeOf(tillKoa.apiKeyAuth).returns.toEqualTypeOf<Middleware>();
-    expectTypeOf(tillKoa.requireScopes).returns.toEqualTypeOf<Middleware>();
-    expectTypeOf(tillKoa.requireAnyScope).returns.toEqualTypeOf<Middleware>();
-    expectTypeOf<Parameters<tillKoa.FailureHandler>>().toEqualTypeOf<[VerifyFailure, Context, ProblemResponse]>();
-    expectTypeOf(tillKoa.sendProblem).parameters.toEqualTypeOf<[Context, ProblemResponse]>();
-  });
-
-  it('refuses misuse at compile time', () => {
-    const misuse = (ctx: Context) => {
-      // @ts-expect-error scopes is a list, not a string
-      tillKoa.apiKeyAuth({ till, scopes: 'users:read' });
-      // @ts-expect-error an unknown option (a typo) does not compile
-      tillKoa.apiKeyAuth({ till, realms: 'api' });
-      // @ts-expect-error onFailure must be a function
-      tillKoa.apiKeyAuth({ till, onFailure: 418 });
-      // @ts-expect-error scopes are strings
-      tillKoa.requireAnyScope(['users:read']);
-      // @ts-expect-error a verified key never carries the hash
-      void ctx.state.apiKey?.hash;
     };
     expectTypeOf(misuse).toBeFunction();
   });

@@ -1,8 +1,8 @@
-// Koa's side of the shared adapter suites (test/helpers/adapter-suite.ts, fuzz-suite.ts): how an app is built.
+// Koa's side of the shared adapter suites (tools/testkit/src/adapter-suite.ts, fuzz-suite.ts): how an app is built.
 import type Koa from 'koa';
 import type { Middleware } from 'koa';
 import { apiKeyAuth, rateLimit, requireAnyScope, requireScopes, sendProblem, type FailureHandler } from '@till/koa';
-import type { AdapterDriver } from '../../../test/helpers/adapter-suite.js';
+import type { AdapterDriver } from '@till/testkit/adapter-suite';
 
 /** Runs `middlewares` in order, then `next` (a tiny koa-compose). */
 export function chain(middlewares: Middleware[]): Middleware {

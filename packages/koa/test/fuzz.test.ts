@@ -1,11 +1,11 @@
 // Property tests: hostile key headers against apiKeyAuth() for Koa, over HTTP (the shared
-// test/helpers/fuzz-suite.ts) and on a context made by the app.
+// tools/testkit/src/fuzz-suite.ts) and on a context made by the app.
 import { IncomingMessage, ServerResponse, type IncomingHttpHeaders } from 'node:http';
 import { Socket } from 'node:net';
 import Koa from 'koa';
 import koa2 from 'koa2';
 import { describe } from 'vitest';
-import { describeDirectFuzz, describeHttpFuzz, fuzzKeys, type FakeRequest } from '../../../test/helpers/fuzz-suite.js';
+import { describeDirectFuzz, describeHttpFuzz, fuzzKeys, type FakeRequest } from '@till/testkit/fuzz-suite';
 import { chain, koaDriver } from './driver.js';
 
 const keys = fuzzKeys();

@@ -1,12 +1,12 @@
 // apiKeyAuth(), requireScopes() and requireAnyScope() on real Koa 3 and Koa 2 apps: the shared adapter
-// suite (test/helpers/adapter-suite.ts), plus what only Koa does.
+// suite (tools/testkit/src/adapter-suite.ts), plus what only Koa does.
 import Koa from 'koa';
 import koa2 from 'koa2';
 import { expect, it } from 'vitest';
 import { sendProblem } from '@till/koa';
-import { bearer, describeAdapter } from '../../../test/helpers/adapter-suite.js';
-import { describeLimits } from '../../../test/helpers/limits-suite.js';
-import { expectProblem } from '../../../test/helpers/adapter-support.js';
+import { bearer, describeAdapter } from '@till/testkit/adapter-suite';
+import { describeLimits } from '@till/testkit/limits-suite';
+import { expectProblem } from '@till/testkit/adapter-support';
 import { koaDriver } from './driver.js';
 
 for (const [name, Framework] of [

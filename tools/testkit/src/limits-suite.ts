@@ -1,5 +1,6 @@
 // The rate-limit behaviour every adapter must show: key limits and credits in apiKeyAuth(), the
 // rateLimit() guard by key, IP and function, the headers, brute-force blocks, and a store that is down.
+// One file because it is one suite, which an adapter runs with one call (describeLimits).
 import type { RequestListener } from 'node:http';
 import request from 'supertest';
 import { beforeEach, describe, expect, it } from 'vitest';

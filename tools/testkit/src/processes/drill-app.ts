@@ -14,13 +14,16 @@
 // On SIGTERM (or a 'close' request) it shuts down gracefully, as a production app would: stop accepting
 // connections and finish the requests in flight, then till.close() (which writes the pending usage counts
 // and audit events), then quit the Redis connection; it reports { type: 'shutdown', ms } and exits 0.
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { NextFunction, Request, Response } from 'express';
 import { Redis } from 'ioredis';
-import { createTill, silentLogger } from '@till/core';
+import { createTill, silentLogger, type AuditQuery, type CreateKeyInput, type KeyInfo, type KeyPatch } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { answerRequests, send } from './worker-ipc.mjs';
+import type { DrillAppConfig } from '../drill-apps.js';
+import { answerRequests, send } from './worker-ipc.js';
 
-const config = JSON.parse(process.env.TILL_DRILL_CONFIG ?? 'null');
+const config = JSON.parse(process.env.TILL_DRILL_CONFIG ?? 'null') as DrillAppConfig | null;
 if (!config || typeof process.send !== 'function') {
   console.error('[drill-app] start me with fork() and TILL_DRILL_CONFIG set');
   process.exit(2);
@@ -43,11 +46,11 @@ const till = createTill({
 });
 
 /** What the parent cannot see in responses: errors thrown, invalidations heard, events. */
-const seen = { appErrors: 0, lastAppError: null, heard: [], flushes: 0, events: {}, inflight: 0, closing: false };
-let held = [];
+const seen = { appErrors: 0, lastAppError: null as string | null, heard: [] as string[], flushes: 0, events: {} as Record<string, number>, inflight: 0, closing: false };
+let held: Array<() => void> = [];
 const hold = async () => {
   seen.inflight++;
-  await new Promise((resolve) => {
+  await new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, 10_000);
     held.push(() => {
       clearTimeout(timer);
@@ -67,7 +70,7 @@ store.onInvalidate((id) => {
 });
 
 const mainAuth = { till, ...(config.bruteForce !== undefined && { bruteForce: config.bruteForce }) };
-let handler;
+let handler: (req: IncomingMessage, res: ServerResponse) => void;
 if (config.framework === 'koa') {
   const { default: Koa } = await import('koa');
   const { apiKeyAuth } = await import('@till/koa');
@@ -88,7 +91,7 @@ if (config.framework === 'koa') {
   app.use((ctx, next) => (ctx.path === '/strict' ? strict(ctx, next) : main(ctx, next)));
   app.use(async (ctx) => {
     if (ctx.path === '/slow') await hold();
-    ctx.body = { id: ctx.state.apiKey.id };
+    ctx.body = { id: ctx.state.apiKey!.id };
   });
   handler = app.callback();
 } else {
@@ -96,7 +99,7 @@ if (config.framework === 'koa') {
   const { apiKeyAuth } = await import('@till/express');
   const app = express();
   app.disable('x-powered-by');
-  const admitted = (req, res) => res.json({ id: req.apiKey.id });
+  const admitted = (req: Request, res: Response) => res.json({ id: req.apiKey!.id });
   const main = apiKeyAuth(mainAuth);
   app.get('/', main, admitted);
   app.get('/slow', main, async (req, res) => {
@@ -104,7 +107,7 @@ if (config.framework === 'koa') {
     admitted(req, res);
   });
   app.get('/strict', apiKeyAuth({ till }), admitted);
-  app.use((error, _req, res, _next) => {
+  app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
     seen.appErrors++;
     seen.lastAppError = error instanceof Error ? error.message.slice(0, 200) : String(error).slice(0, 200);
     res.status(500).json({ code: 'APP_ERROR' });
@@ -119,7 +122,7 @@ const server = createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
   handler(req, res);
 });
 
-let shuttingDown = null;
+let shuttingDown: Promise<void> | null = null;
 /** The graceful shutdown of a production app: connections, then Till (flushes usage and audit), then Redis. */
 function shutdown() {
   shuttingDown ??= (async () => {
@@ -131,7 +134,7 @@ function shutdown() {
     // responses now say `Connection: close`, and connections that fall idle are closed as they do. The
     // callback runs once the last request in flight has been answered: only then is Till closed, so
     // every admitted request is counted before the last write.
-    const closed = new Promise((resolve) => server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     const idle = setInterval(() => server.closeIdleConnections(), 10);
     await closed;
     clearInterval(idle);
@@ -145,7 +148,7 @@ function shutdown() {
 }
 process.on('SIGTERM', () => void shutdown());
 
-const short = (value) => ({ id: value.id, name: value.name, scopes: value.scopes, revokedAt: value.revokedAt, revokedReason: value.revokedReason, disabled: value.disabled, version: value.version });
+const short = (value: KeyInfo) => ({ id: value.id, name: value.name, scopes: value.scopes, revokedAt: value.revokedAt, revokedReason: value.revokedReason, disabled: value.disabled, version: value.version });
 
 const handlers = {
   /** Heap and RSS after a full collection (the process runs with --expose-gc). */
@@ -161,22 +164,22 @@ const handlers = {
   stats() {
     return { ...seen, verifier: { ...till.verifier.stats }, redis: client.status };
   },
-  async create({ input }) {
+  async create({ input }: { input: CreateKeyInput }) {
     const created = await till.keys.create(input);
     return { id: created.record.id, key: created.key };
   },
-  async revoke({ id, reason }) {
+  async revoke({ id, reason }: { id: string; reason?: string }) {
     return { record: short(await till.keys.revoke(id, reason === undefined ? {} : { reason })) };
   },
-  async update({ id, patch }) {
+  async update({ id, patch }: { id: string; patch: KeyPatch }) {
     return { record: short(await till.keys.update(id, patch)) };
   },
-  async disable({ id }) {
+  async disable({ id }: { id: string }) {
     return { record: short(await till.keys.disable(id)) };
   },
   async list() {
-    const keys = [];
-    let cursor;
+    const keys: Array<ReturnType<typeof short>> = [];
+    let cursor: string | undefined;
     do {
       const page = await till.keys.list({ limit: 100, ...(cursor !== undefined && { cursor }) });
       keys.push(...page.keys.map(short));
@@ -184,15 +187,15 @@ const handlers = {
     } while (cursor !== undefined);
     return { keys };
   },
-  async usage({ id }) {
+  async usage({ id }: { id: string }) {
     return { usage: await till.keys.usage(id, { days: 2 }) };
   },
-  async credits({ id }) {
+  async credits({ id }: { id: string }) {
     return { credits: await till.keys.credits(id) };
   },
-  async audit({ query }) {
-    const entries = [];
-    let cursor;
+  async audit({ query }: { query: AuditQuery }) {
+    const entries: unknown[] = [];
+    let cursor: string | undefined;
     do {
       const page = await till.keys.audit({ ...query, limit: 1000, ...(cursor !== undefined && { cursor }) });
       entries.push(...page.entries.map((e) => ({ type: e.type, keyId: e.keyId, code: e.code ?? null, count: e.count ?? 1, reason: e.reason, ip: e.ip ?? null })));
@@ -219,6 +222,6 @@ answerRequests(handlers);
 process.on('disconnect', () => process.exit(0));
 setTimeout(() => process.exit(3), config.maxLifetime ?? 180_000).unref();
 
-await new Promise((resolve) => (client.status === 'ready' ? resolve() : client.once('ready', resolve)));
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-send({ type: 'ready', port: server.address().port, pid: process.pid });
+await new Promise<void>((resolve) => (client.status === 'ready' ? resolve() : client.once('ready', () => resolve())));
+await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+send({ type: 'ready', port: (server.address() as AddressInfo).port, pid: process.pid });

@@ -4,8 +4,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from './helpers/redis.js';
-import { waitFor } from './helpers/wait.js';
+import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '@till/testkit/redis';
+import { waitFor } from '@till/testkit/wait';
 
 describe('when the invalidation subscription is lost', () => {
   const namespace = uniqueNamespace();

@@ -1,15 +1,15 @@
 // rotate() raced against narrowings and revocations of the same key by other PROCESSES (three admin
 // processes, each with its own Redis client, on the built packages), 300 rounds: afterwards no
 // acknowledged narrowing leaves a key of the chain with the old scopes, and no acknowledged revocation
-// a live key of the chain. packages/core/test/rotation.test.ts races managers within one process.
+// a live key of the chain. rotation.test.ts races managers within one process.
 import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type KeyInfo, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from './helpers/redis.js';
+import { processScript } from '@till/testkit/process-script';
+import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '@till/testkit/redis';
 
-const WORKER = fileURLToPath(new URL('./helpers/rotation-race-worker.mjs', import.meta.url));
+const WORKER = processScript('rotation-race-worker');
 const ROUNDS = 300;
 const BUDGET_MS = 90_000;
 

@@ -4,8 +4,8 @@ import type { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { createTill, isTillError, silentLogger, unconfirmedRotation, type Till } from '@till/core';
 import { RedisStore, type RedisStoreOptions } from '@till/core/redis';
-import { commandCalls, startReplicated, type ReplicatedRedis } from './helpers/redis-replication.js';
-import { uniqueNamespace } from './helpers/redis.js';
+import { commandCalls, startReplicated, type ReplicatedRedis } from '@till/testkit/redis-replication';
+import { uniqueNamespace } from '@till/testkit/redis';
 
 const tills: Till[] = [];
 const stores = new WeakMap<Till, RedisStore>();

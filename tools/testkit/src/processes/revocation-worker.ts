@@ -1,5 +1,5 @@
-// One verifying process of a deployment, for test/revocation.test.ts and bench/revocation.mjs (started by
-// revocation-cluster.mjs with child_process.fork). It loads the BUILT packages (@till/core and
+// One verifying process of a deployment, for packages/core/test/revocation.test.ts and bench/revocation.mjs (started by
+// revocation-cluster.ts with child_process.fork). It loads the BUILT packages (@till/core and
 // @till/core/redis from dist: vitest's aliases do not reach child processes), shares one Redis through a
 // RedisStore, and verifies keys when asked over IPC. Asked to watch a key, it reports the first moment it
 // refuses the key with the expected code, found by whichever comes first:
@@ -9,9 +9,9 @@
 // Times are CLOCK_MONOTONIC in ms (process.hrtime), one clock for every process of the machine.
 // Full keys arrive over IPC and are never printed: messages carry key ids only.
 import { Redis } from 'ioredis';
-import { createTill, silentLogger } from '@till/core';
+import { createTill, silentLogger, type VerifyOptions, type VerifyResult } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { answerRequests, send } from './worker-ipc.mjs';
+import { answerRequests, send } from './worker-ipc.js';
 
 const env = process.env;
 const name = env.TILL_WORKER_NAME ?? `till-worker-${process.pid}`;
@@ -36,16 +36,20 @@ client.on('error', () => {});
 const store = new RedisStore({ client, namespace });
 const till = createTill({ store, cache: { ttl: cacheTtl, negativeTtl: cacheTtl }, logger: silentLogger });
 
+/** A key whose refusal is awaited: the first answer with code `expect`, and whether a verification is in flight. */
+type Watch = { key: string; expect: string; options: VerifyOptions | undefined; pending: boolean };
+type Via = 'listener' | 'poll';
+
 /** id -> full key (never printed). */
-const keys = new Map();
+const keys = new Map<string, string>();
 /** id -> { key, expect, options, pending } for keys whose refusal is awaited. */
-const watches = new Map();
+const watches = new Map<string, Watch>();
 /** What the invalidation channel told this process: ids heard, and how many "drop everything" (null). */
-const heard = { ids: new Map(), flushes: 0, lastFlushAt: null };
+const heard = { ids: new Map<string, number>(), flushes: 0, lastFlushAt: null as number | null };
 
-const isPromise = (value) => typeof value?.then === 'function';
+const isPromise = <T>(value: T | Promise<T>): value is Promise<T> => typeof (value as { then?: unknown } | undefined)?.then === 'function';
 
-function settle(id, watch, result, via) {
+function settle(id: string, watch: Watch, result: VerifyResult, via: Via) {
   if (watches.get(id) !== watch || result.code !== watch.expect) return;
   const at = now();
   watches.delete(id);
@@ -53,7 +57,7 @@ function settle(id, watch, result, via) {
   send({ type: 'refused', id, code: result.code, at, via });
 }
 
-function check(id, via) {
+function check(id: string, via: Via) {
   const watch = watches.get(id);
   if (watch === undefined || watch.pending) return;
   const result = till.verify(watch.key, watch.options);
@@ -80,7 +84,7 @@ store.onInvalidate((id) => {
   }
 });
 
-let poller;
+let poller: NodeJS.Timeout | undefined;
 function startPolling() {
   poller ??= setInterval(() => {
     for (const id of watches.keys()) check(id, 'poll');
@@ -92,7 +96,7 @@ function stopPolling() {
 }
 
 // Baseline for the benchmark: a plain SUBSCRIBE on its own connection, answering each PUBLISH.
-let ping;
+let ping: Redis | undefined;
 if (env.TILL_PING_CHANNEL) {
   ping = client.duplicate({ connectionName: `${name}-ping` });
   ping.on('error', () => {});
@@ -112,27 +116,27 @@ async function close() {
 }
 
 const handlers = {
-  keys({ keys: list }) {
+  keys({ keys: list }: { keys: ReadonlyArray<{ id: string; key: string }> }) {
     for (const { id, key } of list) keys.set(id, key);
     return { count: keys.size };
   },
   /** Verifies each id once; `cached` tells whether the answer came from memory (synchronous). */
-  async verify({ ids, options }) {
-    const results = {};
+  async verify({ ids, options }: { ids: readonly string[]; options?: VerifyOptions }) {
+    const results: Record<string, { code: string; cached: boolean }> = {};
     for (const id of ids) {
-      const result = till.verify(keys.get(id), options);
+      const result = till.verify(keys.get(id)!, options);
       const cached = !isPromise(result);
       results[id] = { code: (cached ? result : await result).code, cached };
     }
     return { results };
   },
-  watch({ id, expect, options }) {
+  watch({ id, expect, options }: { id: string; expect: string; options?: VerifyOptions }) {
     if (!keys.has(id)) throw new Error(`unknown key id ${id}`);
-    watches.set(id, { key: keys.get(id), expect, options, pending: false });
+    watches.set(id, { key: keys.get(id)!, expect, options, pending: false });
     startPolling();
     return {};
   },
-  unwatch({ id }) {
+  unwatch({ id }: { id: string }) {
     watches.delete(id);
     if (watches.size === 0) stopPolling();
     return {};
@@ -159,5 +163,5 @@ answerRequests(handlers);
 process.on('disconnect', () => process.exit(0));
 setTimeout(() => process.exit(3), Number(env.TILL_WORKER_MAX_LIFETIME ?? 300_000)).unref();
 
-await new Promise((resolve) => (client.status === 'ready' ? resolve() : client.once('ready', resolve)));
+await new Promise<void>((resolve) => (client.status === 'ready' ? resolve() : client.once('ready', () => resolve())));
 send({ type: 'ready', name, pid: process.pid });

@@ -6,8 +6,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, defaultTill, isTillError, resetDefaultTill, type Till, type TillEvent } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from './helpers/redis.js';
-import { waitFor } from './helpers/wait.js';
+import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '@till/testkit/redis';
+import { waitFor } from '@till/testkit/wait';
 
 const namespace = uniqueNamespace();
 const suffix = randomBytes(4).toString('hex');

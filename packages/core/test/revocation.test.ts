@@ -1,5 +1,5 @@
 // A revoked key stops working in every process of a deployment at once (target: < 100 ms at p99).
-// Four real worker processes (helpers/revocation-worker.mjs, on the BUILT packages) share one Redis and
+// Four real worker processes (the testkit's revocation-worker, on the BUILT packages) share one Redis and
 // cache keys for 60 s, so only the invalidation message can evict a key; this process changes keys
 // through its own Till and measures, per worker, from just before the change until the worker first
 // refuses the key, on CLOCK_MONOTONIC (shared by all processes of the machine). Key ids only in any
@@ -8,9 +8,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { killSubscriber, now, startCluster, type Cluster, type Refusal } from './helpers/revocation-cluster.mjs';
-import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from './helpers/redis.js';
-import { waitFor } from './helpers/wait.js';
+import { killSubscriber, now, startCluster, type Cluster, type Refusal } from '@till/testkit/revocation-cluster';
+import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '@till/testkit/redis';
+import { waitFor } from '@till/testkit/wait';
 
 const WORKERS = 4;
 const REVOCATIONS = 50;

@@ -3,6 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { inject } from 'vitest';
 
+// The URL test/global-setup.ts provides: the Redis it found answering, or the one it started.
+declare module 'vitest' {
+  export interface ProvidedContext {
+    redisUrl: string;
+  }
+}
+
 export function redisUrl(): string {
   return inject('redisUrl');
 }
@@ -18,4 +25,4 @@ export function uniqueNamespace(): string {
   return `till-test:${randomBytes(6).toString('hex')}:`;
 }
 
-export { deleteNamespace } from './redis-tools.mjs';
+export { deleteNamespace } from './redis-tools.js';

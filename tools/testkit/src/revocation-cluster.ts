@@ -1,10 +1,87 @@
-// A deployment of N real verifying processes (revocation-worker.mjs) sharing one Redis, driven over IPC.
-// Used by test/revocation.test.ts and bench/revocation.mjs. Plain JavaScript so that both the vitest
-// suite and the benchmark (plain node) can load it; types in revocation-cluster.d.mts.
-import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+// A deployment of N real verifying processes (processes/revocation-worker.ts) sharing one Redis, driven over
+// IPC. Used by packages/core/test/revocation.test.ts and bench/revocation.mjs: no vitest here, so that the
+// benchmark (plain node) can load its build. One file: the messages of the IPC exchange and the cluster that
+// speaks it change together.
+import { fork, type ChildProcess } from 'node:child_process';
+import type { Redis } from 'ioredis';
+import { processScript } from './process-script.js';
 
-const WORKER = fileURLToPath(new URL('./revocation-worker.mjs', import.meta.url));
+export interface ClusterOptions {
+  redisUrl: string;
+  namespace: string;
+  count?: number;
+  cacheTtl?: number;
+  reconnectDelay?: number;
+  pingChannel?: string;
+  label?: string;
+  requestTimeout?: number;
+}
+
+export interface ClusterWorker {
+  readonly index: number;
+  readonly name: string;
+  readonly pid: number | undefined;
+  readonly child: ChildProcess;
+}
+
+export interface Refusal {
+  /** When the worker first gave the expected answer (`now()`, CLOCK_MONOTONIC ms). */
+  readonly at: number;
+  /** Which path saw it first: the onInvalidate listener or the polling loop. */
+  readonly via: 'listener' | 'poll';
+}
+
+export interface VerifyOptions {
+  scopes?: readonly string[];
+  scopeMode?: 'all' | 'any';
+}
+
+export interface VerifyReply {
+  results: Record<string, { code: string; cached: boolean }>;
+}
+
+export interface HeardReply {
+  ids: Record<string, number>;
+  flushes: number;
+  lastFlushAt: number | null;
+}
+
+/** What a worker sends: replies to requests, and what it reports on its own (ready, refused, ping). */
+type Report = { type?: string; req?: number; ok?: boolean; error?: string; id?: string; seq?: number; at?: number; via?: Refusal['via'] };
+type WorkerMessage = Report | null | undefined;
+
+/** What each worker request takes, and what it answers. */
+export interface Requests {
+  keys: { keys: ReadonlyArray<{ id: string; key: string }> };
+  verify: { ids: readonly string[]; options?: VerifyOptions | undefined };
+  watch: { id: string; expect: string; options?: VerifyOptions | undefined };
+  unwatch: { id: string };
+  heard: Record<string, never>;
+  stats: Record<string, never>;
+  time: Record<string, never>;
+}
+
+export interface Replies {
+  keys: { count: number };
+  verify: VerifyReply;
+  watch: object;
+  unwatch: object;
+  heard: HeardReply;
+  stats: { hits: number; misses: number; staleHits: number; storeErrors: number };
+  time: { at: number };
+}
+
+export interface Cluster {
+  readonly workers: readonly ClusterWorker[];
+  call<T extends keyof Requests>(index: number, type: T, payload?: Requests[T]): Promise<Replies[T]>;
+  callAll<T extends keyof Requests>(type: T, payload?: Requests[T]): Promise<Array<Replies[T]>>;
+  watch(id: string, expect: string, settings?: { options?: VerifyOptions; timeoutMs?: number }): Promise<{ refusals: Promise<Array<Refusal | null>> }>;
+  pings(seq: number, timeoutMs?: number): Promise<Array<number | null>>;
+  waitUntilSubscribed(admin: Redis, timeoutMs?: number): Promise<void>;
+  clockOffsets(rounds?: number): Promise<Array<{ offset: number; error: number }>>;
+  stop(): Promise<void>;
+}
+
 
 /**
  * Milliseconds on CLOCK_MONOTONIC (process.hrtime, uv_hrtime): one clock shared by every process of the
@@ -12,25 +89,25 @@ const WORKER = fileURLToPath(new URL('./revocation-worker.mjs', import.meta.url)
  * wall clock when each process starts, so a wall-clock correction between two starts shifts one
  * process against the other (one test run saw every latency shifted by about -7 ms).
  */
-export const now = () => Number(process.hrtime.bigint()) / 1e6;
+export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function withTimeout(promise, ms, what) {
-  let timer;
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     promise,
-    new Promise((_, reject) => {
+    new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`[revocation] ${what}: no answer within ${ms} ms`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
 }
 
 /** Waits until `channel` has at least `count` subscribers (SUBSCRIBE is asynchronous in every process). */
-export async function waitForSubscribers(admin, channel, count, timeoutMs = 10_000) {
+export async function waitForSubscribers(admin: Redis, channel: string, count: number, timeoutMs = 10_000): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const [, subscribers] = await admin.pubsub('NUMSUB', channel);
+    const [, subscribers] = (await admin.pubsub('NUMSUB', channel)) as [string, number];
     if (Number(subscribers) >= count) return Number(subscribers);
     if (Date.now() > deadline) throw new Error(`[revocation] ${channel} has ${subscribers} subscribers, expected ${count}`);
     await sleep(10);
@@ -38,7 +115,7 @@ export async function waitForSubscribers(admin, channel, count, timeoutMs = 10_0
 }
 
 /** The lines of CLIENT LIST as objects of their fields (id, name, sub, ...). */
-function pubsubClients(list) {
+function pubsubClients(list: unknown): Array<Record<string, string | undefined>> {
   return String(list)
     .split('\n')
     .filter((line) => line.trim() !== '')
@@ -49,10 +126,10 @@ function pubsubClients(list) {
  * Kills the pub/sub connection(s) named `name` (a worker's subscriber: the store duplicates the worker's
  * client, name included), and only those: other suites share this Redis. Returns how many were killed.
  */
-export async function killSubscriber(admin, name) {
-  const ids = pubsubClients(await admin.client('LIST', 'TYPE', 'pubsub'))
+export async function killSubscriber(admin: Redis, name: string): Promise<number> {
+  const ids = pubsubClients(await admin.client('LIST', 'TYPE', 'PUBSUB'))
     .filter((fields) => fields.name === name)
-    .map((fields) => fields.id);
+    .map((fields) => fields.id!);
   let killed = 0;
   for (const id of ids) killed += Number(await admin.client('KILL', 'ID', id));
   return killed;
@@ -63,24 +140,25 @@ export async function killSubscriber(admin, name) {
  * cacheTtl (ms), reconnectDelay (ms, the workers' ioredis retry delay), pingChannel (baseline
  * subscription), label (part of each worker's Redis connection name), requestTimeout (ms).
  */
-export async function startCluster(options) {
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const { redisUrl, namespace, count = 4, cacheTtl = 60_000, reconnectDelay = 50, pingChannel, label = 'rev', requestTimeout = 10_000 } = options;
-  const workers = [];
-  const pending = new Map();
-  const listeners = new Set();
+  const script = processScript('revocation-worker');
+  const workers: ClusterWorker[] = [];
+  const pending = new Map<number, { resolve: (reply: never) => void; reject: (error: Error) => void; index: number }>();
+  const listeners = new Set<(index: number, message: Report) => void>();
   let nextReq = 1;
 
-  const cluster = {
+  const cluster: Cluster = {
     workers,
     /** Asks worker `index` to run `type`; resolves with its reply. */
-    call(index, type, payload = {}) {
-      const worker = workers[index];
+    call<T extends keyof Requests>(index: number, type: T, payload: Requests[T] | Record<string, never> = {}): Promise<Replies[T]> {
+      const worker = workers[index]!;
       const req = nextReq++;
-      const reply = new Promise((resolve, reject) => pending.set(req, { resolve, reject, index }));
+      const reply = new Promise<Replies[T]>((resolve, reject) => pending.set(req, { resolve, reject, index }));
       worker.child.send({ type, req, ...payload });
       return withTimeout(reply, requestTimeout, `${worker.name} ${type}`).finally(() => pending.delete(req));
     },
-    callAll(type, payload = {}) {
+    callAll(type, payload) {
       return Promise.all(workers.map((_, i) => cluster.call(i, type, payload)));
     },
     /**
@@ -89,19 +167,19 @@ export async function startCluster(options) {
      * refuse within `timeoutMs`.
      */
     async watch(id, expect, { options, timeoutMs = 5_000 } = {}) {
-      const found = workers.map(() => null);
+      const found: Array<Refusal | null> = workers.map(() => null);
       let left = workers.length;
-      let done;
-      const all = new Promise((resolve) => (done = resolve));
-      const listener = (index, message) => {
+      let done: () => void = () => {};
+      const all = new Promise<void>((resolve) => (done = resolve));
+      const listener = (index: number, message: Report) => {
         if (message.type !== 'refused' || message.id !== id || found[index] !== null) return;
-        found[index] = { at: message.at, via: message.via };
+        found[index] = { at: message.at!, via: message.via! };
         if (--left === 0) done();
       };
       listeners.add(listener);
       await cluster.callAll('watch', { id, expect, options });
       const refusals = (async () => {
-        let timer;
+        let timer: NodeJS.Timeout | undefined;
         await Promise.race([all, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
         clearTimeout(timer);
         listeners.delete(listener);
@@ -112,7 +190,7 @@ export async function startCluster(options) {
     },
     /** Resolves with the time each worker received PUBLISH `seq` on the ping channel (null after `timeoutMs`). */
     pings(seq, timeoutMs = 5_000) {
-      const found = workers.map(() => null);
+      const found: Array<number | null> = workers.map(() => null);
       let left = workers.length;
       return new Promise((resolve) => {
         const finish = () => {
@@ -120,9 +198,9 @@ export async function startCluster(options) {
           listeners.delete(listener);
           resolve(found);
         };
-        const listener = (index, message) => {
+        const listener = (index: number, message: Report) => {
           if (message.type !== 'ping' || message.seq !== seq || found[index] !== null) return;
-          found[index] = message.at;
+          found[index] = message.at!;
           if (--left === 0) finish();
         };
         const timer = setTimeout(finish, timeoutMs);
@@ -134,16 +212,16 @@ export async function startCluster(options) {
      * with the smallest delay out of `rounds`; `error` bounds it (half that round trip).
      */
     async clockOffsets(rounds = 20) {
-      const offsets = [];
+      const offsets: Array<{ offset: number; error: number }> = [];
       for (let i = 0; i < workers.length; i++) {
-        let best;
+        let best: { rtt: number; offset: number } | undefined;
         for (let r = 0; r < rounds; r++) {
           const t1 = now();
           const { at } = await cluster.call(i, 'time');
           const t2 = now();
           if (best === undefined || t2 - t1 < best.rtt) best = { rtt: t2 - t1, offset: at - (t1 + t2) / 2 };
         }
-        offsets.push({ offset: best.offset, error: best.rtt / 2 });
+        offsets.push({ offset: best!.offset, error: best!.rtt / 2 });
       }
       return offsets;
     },
@@ -155,7 +233,7 @@ export async function startCluster(options) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const subscribed = new Set(
-          pubsubClients(await admin.client('LIST', 'TYPE', 'pubsub'))
+          pubsubClients(await admin.client('LIST', 'TYPE', 'PUBSUB'))
             .filter((fields) => Number(fields.sub) > 0)
             .map((fields) => fields.name),
         );
@@ -189,20 +267,19 @@ export async function startCluster(options) {
     TILL_RECONNECT_DELAY: String(reconnectDelay),
     ...(pingChannel ? { TILL_PING_CHANNEL: pingChannel } : {}),
   };
-  const started = [];
+  const started: Array<Promise<void>> = [];
   for (let index = 0; index < count; index++) {
     const name = `till-${label}-${process.pid}-${index}-${Math.random().toString(36).slice(2, 8)}`;
     // execArgv [] : the parent may run under vitest, whose flags must not reach plain node workers.
-    const child = fork(WORKER, [], { env: { ...env, TILL_WORKER_NAME: name }, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const worker = { index, name, child, pid: child.pid };
-    workers.push(worker);
-    child.on('message', (message) => {
+    const child = fork(script, [], { env: { ...env, TILL_WORKER_NAME: name }, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    workers.push({ index, name, child, pid: child.pid });
+    child.on('message', (message: WorkerMessage) => {
       if (message?.type === 'reply') {
-        const waiter = pending.get(message.req);
-        if (waiter) message.ok ? waiter.resolve(message) : waiter.reject(new Error(`[revocation] ${name}: ${message.error}`));
+        const waiter = pending.get(message.req!);
+        if (waiter) message.ok ? waiter.resolve(message as never) : waiter.reject(new Error(`[revocation] ${name}: ${message.error}`));
         return;
       }
-      for (const listener of [...listeners]) listener(index, message);
+      for (const listener of [...listeners]) listener(index, message!);
     });
     child.on('exit', (code, signal) => {
       for (const waiter of pending.values()) {
@@ -211,9 +288,9 @@ export async function startCluster(options) {
     });
     started.push(
       withTimeout(
-        new Promise((resolve, reject) => {
+        new Promise<void>((resolve, reject) => {
           child.once('exit', (code, signal) => reject(new Error(`[revocation] ${name} exited before it was ready (${signal ?? code})`)));
-          child.on('message', (message) => message?.type === 'ready' && resolve());
+          child.on('message', (message: WorkerMessage) => message?.type === 'ready' && resolve());
         }),
         15_000,
         `${name} start`,

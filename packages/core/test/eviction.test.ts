@@ -4,8 +4,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Logger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { freePort, startRedisServer, type RunningRedis } from './helpers/redis-server.js';
-import { uniqueNamespace } from './helpers/redis.js';
+import { freePort, startRedisServer, type RunningRedis } from '@till/testkit/redis-server';
+import { uniqueNamespace } from '@till/testkit/redis';
 
 const servers: RunningRedis[] = [];
 const clients: Redis[] = [];

@@ -11,7 +11,8 @@
 // to per-process counting (limits.fallback events) and store errors. Keys never pass through here
 // except in request headers, and are never printed.
 import { createServer } from 'node:http';
-import express from 'express';
+import type { AddressInfo } from 'node:net';
+import express, { type NextFunction, type Request, type Response } from 'express';
 import { Redis } from 'ioredis';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
@@ -38,28 +39,28 @@ till.events.on((event) => {
 
 const app = express();
 app.disable('x-powered-by');
-const admitted = (req, res) => res.json({ worker: index, credits: req.apiKeyUsage?.credits ?? null });
+const admitted = (req: Request, res: Response) => res.json({ worker: index, credits: req.apiKeyUsage?.credits ?? null });
 app.get('/own', apiKeyAuth({ till, bruteForce: false }), admitted);
 app.get('/tight', apiKeyAuth({ till, bruteForce: false, limits: [{ name: 'tight', limit: tight, window: '1h' }] }), admitted);
 // Anything thrown gets a 500 with a code the test cannot mistake for an admission or a refusal.
-app.use((error, _req, res, _next) => {
+app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
   res.status(500).json({ code: 'WORKER_ERROR', message: error instanceof Error ? error.message : String(error) });
 });
 
 const server = createServer({ keepAliveTimeout: 30_000 }, app);
-const send = (message) => {
-  if (process.connected) process.send(message);
+const send = (message: object) => {
+  if (process.connected) process.send?.(message);
 };
 
 async function close() {
   server.closeAllConnections?.();
-  await new Promise((resolve) => server.close(() => resolve()));
+  await new Promise<void>((resolve) => server.close(() => resolve()));
   await till.close();
   await store.close();
   client.disconnect();
 }
 
-process.on('message', async (message) => {
+process.on('message', async (message: { type?: string; req?: number } | null | undefined) => {
   if (message?.type === 'stats') send({ type: 'stats', req: message.req, events: { ...events }, verifier: { ...till.verifier.stats } });
   else if (message?.type === 'flush-usage') {
     // Usage counts are written in batches (every 10 s by default): the test asks for the batch now.
@@ -76,6 +77,6 @@ process.on('message', async (message) => {
 process.on('disconnect', () => process.exit(0));
 setTimeout(() => process.exit(3), Number(env.TILL_WORKER_MAX_LIFETIME ?? 120_000)).unref();
 
-await new Promise((resolve) => (client.status === 'ready' ? resolve() : client.once('ready', resolve)));
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-send({ type: 'ready', port: server.address().port, pid: process.pid });
+await new Promise<void>((resolve) => (client.status === 'ready' ? resolve() : client.once('ready', () => resolve())));
+await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+send({ type: 'ready', port: (server.address() as AddressInfo).port, pid: process.pid });

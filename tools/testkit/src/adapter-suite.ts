@@ -1,6 +1,8 @@
 // The behaviour suite every adapter must pass: each outcome code with its exact status, headers and
 // problem body, the options and their validation, and a leak check over every response. A framework
 // plugs in through an AdapterDriver; its test file adds only what is truly its own.
+// One file because it is one suite: its blocks share the driver, the Till under test and the leak check,
+// and an adapter runs all of it with one call (describeAdapter).
 import type { RequestListener } from 'node:http';
 import request from 'supertest';
 import { beforeEach, describe, expect, it } from 'vitest';

@@ -1,13 +1,11 @@
-// What the drills (test/drills) share: app processes (drill-app.mjs) driven over IPC, an HTTP client that
+// What the drills (test/drills) share: app processes (processes/drill-app.ts) driven over IPC, an HTTP client that
 // reports status and outcome code, a persistent redis-server, and a last-resort cleanup of every process a
 // drill started even when the drill fails or times out.
 import { fork, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
-import { fileURLToPath } from 'node:url';
+import { processScript } from './process-script.js';
 import { startRedisServer, type RunningRedis } from './redis-server.js';
 import { sleep } from './wait.js';
-
-const APP = fileURLToPath(new URL('./drill-app.mjs', import.meta.url));
 
 /** Every child a drill started; killed when this (test) process exits, whatever happened. */
 const children = new Set<ChildProcess>();
@@ -76,7 +74,7 @@ export interface DrillApp {
 
 /** Forks one app process and resolves once it listens. */
 export function startApp(config: DrillAppConfig): Promise<DrillApp> {
-  const child = fork(APP, [], {
+  const child = fork(processScript('drill-app'), [], {
     env: { ...process.env, TILL_DRILL_CONFIG: JSON.stringify(config) },
     // Not vitest's flags: a plain node with a collectable heap (memory samples after a full GC).
     execArgv: ['--expose-gc'],
