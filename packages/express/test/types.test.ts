@@ -1,7 +1,8 @@
 // The Express adapter's public types: what handlers see, and misuse the compiler refuses. Checked by `pnpm typecheck`.
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { describe, expectTypeOf, it } from 'vitest';
-import type { ProblemResponse, Till, VerifiedKey, VerifyFailure } from '@till/core';
+import type { Till, VerifiedKey, VerifyFailure } from '@till/core';
+import type { ProblemResponse } from '@till/core/http';
 import * as tillExpress from '@till/express';
 
 // Declared, never called: the calls below only need to compile (or not).

@@ -1,7 +1,8 @@
 // The Koa adapter's public types: what middlewares see, and misuse the compiler refuses. Checked by `pnpm typecheck`.
 import type { Context, Middleware } from 'koa';
 import { describe, expectTypeOf, it } from 'vitest';
-import type { ProblemResponse, Till, VerifiedKey, VerifyFailure } from '@till/core';
+import type { Till, VerifiedKey, VerifyFailure } from '@till/core';
+import type { ProblemResponse } from '@till/core/http';
 import * as tillKoa from '@till/koa';
 
 // Declared, never called: the calls below only need to compile (or not).
