@@ -12,6 +12,7 @@ export default defineConfig({
       { find: /^@till\/core$/, replacement: src('./packages/core/src/index.ts') },
       { find: /^@till\/express$/, replacement: src('./packages/express/src/index.ts') },
       { find: /^@till\/koa$/, replacement: src('./packages/koa/src/index.ts') },
+      { find: /^@till\/fastify$/, replacement: src('./packages/fastify/src/index.ts') },
     ],
   },
   test: {
