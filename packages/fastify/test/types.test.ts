@@ -27,17 +27,23 @@ describe('@till/fastify types', () => {
     expectTypeOf<tillFastify.TillHook>().toEqualTypeOf<(request: FastifyRequest, reply: FastifyReply) => Promise<void>>();
     expectTypeOf<tillFastify.TillHook>().toMatchTypeOf<onRequestAsyncHookHandler>();
     expectTypeOf<tillFastify.TillHook>().toMatchTypeOf<preHandlerAsyncHookHandler>();
-    const app = Fastify();
-    app.addHook('onRequest', tillFastify.apiKeyAuth({ till }));
-    app.addHook('preHandler', tillFastify.requireScopes('a:read'));
-    app.get('/', { onRequest: tillFastify.apiKeyAuth({ till }), preHandler: [tillFastify.requireAnyScope('a:read'), tillFastify.rateLimit({ name: 'n', limit: 1, window: '1s' })] }, async () => null);
+    const mount = () => {
+      const app = Fastify();
+      app.addHook('onRequest', tillFastify.apiKeyAuth({ till }));
+      app.addHook('preHandler', tillFastify.requireScopes('a:read'));
+      app.get('/', { onRequest: tillFastify.apiKeyAuth({ till }), preHandler: [tillFastify.requireAnyScope('a:read'), tillFastify.rateLimit({ name: 'n', limit: 1, window: '1s' })] }, async () => null);
+    };
+    expectTypeOf(mount).toBeFunction();
   });
 
   it('onFailure gets the failure, the request, the reply and the default response', () => {
     expectTypeOf<Parameters<tillFastify.FailureHandler>>().toEqualTypeOf<[VerifyFailure, FastifyRequest, FastifyReply, ProblemResponse]>();
     expectTypeOf(tillFastify.sendProblem).parameters.toEqualTypeOf<[FastifyReply, ProblemResponse]>();
-    tillFastify.apiKeyAuth({ till, onFailure: (_failure, _request, reply, response) => tillFastify.sendProblem(reply, response) });
-    tillFastify.apiKeyAuth({ till, onFailure: async (_failure, _request, reply) => reply.code(401).send({ no: true }) });
+    const handlers = () => {
+      tillFastify.apiKeyAuth({ till, onFailure: (_failure, _request, reply, response) => tillFastify.sendProblem(reply, response) });
+      tillFastify.apiKeyAuth({ till, onFailure: async (_failure, _request, reply) => reply.code(401).send({ no: true }) });
+    };
+    expectTypeOf(handlers).toBeFunction();
   });
 
   it('refuses misuse at compile time', () => {
