@@ -7,6 +7,7 @@ export default defineConfig({
   resolve: {
     // Tests run against the sources; test/dist-imports.test.ts checks the built packages.
     alias: [
+      { find: /^@till\/core\/http$/, replacement: src('./packages/core/src/http/index.ts') },
       { find: /^@till\/core\/redis$/, replacement: src('./packages/core/src/redis/index.ts') },
       { find: /^@till\/core\/metrics$/, replacement: src('./packages/core/src/metrics/index.ts') },
       { find: /^@till\/core$/, replacement: src('./packages/core/src/index.ts') },

@@ -3,7 +3,10 @@
 // with memory bounded however many addresses fail.
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BruteForceGuard, createTill, generateKey, Limiter, MemoryStore, TillEvents, type KeyRecord, type Till } from '@till/core';
+import { createTill, generateKey, MemoryStore, type KeyRecord, type Till } from '@till/core';
+import { TillEvents } from '../packages/core/src/audit/events.js';
+import { BruteForceGuard } from '../packages/core/src/limits/brute-force.js';
+import { Limiter } from '../packages/core/src/limits/limiter.js';
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth, rateLimit } from '@till/express';
 import { clientKey } from '../packages/core/src/limits/client-ip.js';

@@ -4,21 +4,9 @@
 import type { RequestListener } from 'node:http';
 import request from 'supertest';
 import { beforeEach, describe, expect, it } from 'vitest';
-import {
-  createTill,
-  failure,
-  generateKey,
-  MemoryStore,
-  problemResponse,
-  silentLogger,
-  type AuthOptions,
-  type CreateKeyInput,
-  type ProblemResponse,
-  type RateLimitOptions,
-  type Till,
-  type VerifiedKey,
-  type VerifyFailure,
-} from '@till/core';
+import { createTill, generateKey, MemoryStore, silentLogger, type CreateKeyInput, type Till, type VerifiedKey, type VerifyFailure } from '@till/core';
+import { problemResponse, type AuthOptions, type ProblemResponse, type RateLimitOptions } from '@till/core/http';
+import { failure } from '../../packages/core/src/verify/outcome.js';
 import {
   expectInvalidOptions,
   expectProblem,

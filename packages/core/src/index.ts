@@ -1,18 +1,21 @@
-// @till/core: key format, hashing, verification, stores and key management. No HTTP framework here.
-export { TillError, isTillError, tillError, tillMessage, type TillErrorCode } from './errors.js';
-export { isSafeText, safeText, escapeText, safeJson } from './util/text.js';
+// @till/core: what applications call: createTill(), the stores, key management, audit, alerts and their
+// types. No HTTP framework here: use an adapter (@till/express, @till/koa, @till/fastify); adapter
+// authors find their kit in @till/core/http, the Redis store is in @till/core/redis, metrics in @till/core/metrics.
+export { createTill, defaultTill, resetDefaultTill, isTill, type Till, type TillOptions } from './till.js';
+export { TillError, isTillError, type TillErrorCode } from './errors.js';
 export {
   OUTCOME_CODES,
-  failure,
   type OutcomeCode,
   type FailureCode,
   type VerifiedKey,
   type VerifyResult,
   type VerifySuccess,
-  type Usage,
   type VerifyFailure,
+  type Usage,
   type MaybePromise,
 } from './verify/outcome.js';
+export type { Verifier, VerifyOptions, CacheOptions, VerifierStats } from './verify/verifier.js';
+// The key format: apps and tools that handle keys and ids (validating a route's :id, the CLI's input).
 export {
   generateKey,
   parseKey,
@@ -20,26 +23,30 @@ export {
   isValidKeyId,
   KEY_PATTERN,
   ID_LENGTH,
-  SECRET_LENGTH,
-  CHECK_LENGTH,
-  MAX_KEY_LENGTH,
   type GeneratedKey,
   type ParsedKey,
   type ParseFailureReason,
 } from './key/format.js';
-export { crc32 } from './key/crc32.js';
-export { createHasher, type KeyHasher, type HashAlgorithm } from './key/hash.js';
-export { ScopeSet, scopesSatisfy, isValidScope, isValidGrant, isWildcard, normalizeRequired } from './verify/scopes.js';
-export { keyStatus, toKeyInfo, toVerifiedKey, type KeyRecord, type KeyInfo, type KeyStatus } from './store/record.js';
-export type { KeyStore, KeyPage, ListKeysQuery, InvalidationListener, ConsumeRequest, ConsumeResult } from './store/types.js';
+export { isValidGrant } from './verify/scopes.js';
 export {
-  evaluate,
-  normalizeRateLimit,
+  unconfirmedRotation,
+  type KeyManager,
+  type UnconfirmedRotation,
+  type CreateKeyInput,
+  type CreatedKey,
+  type KeyPatch,
+  type RotatedKey,
+  type KeyIdentity,
+} from './manage/manager.js';
+export { keyStatus, type KeyRecord, type KeyInfo, type KeyStatus } from './store/record.js';
+// The store contract, for custom stores.
+export { MemoryStore, type MemoryStoreOptions } from './store/memory.js';
+export type { KeyStore, KeyPage, ListKeysQuery, InvalidationListener, ConsumeRequest, ConsumeResult } from './store/types.js';
+export type { KeyUsage, UsageBatchItem, UsageOptions } from './audit/usage.js';
+// Limits and credits. The two checks are what key creation runs, for tools that check input before the store (the CLI).
+export {
   normalizeRateLimits,
   normalizeCredits,
-  isValidLimitName,
-  MAX_CAPACITY,
-  MAX_CREDITS,
   type RateLimit,
   type RateLimitInput,
   type LimitCharge,
@@ -48,53 +55,8 @@ export {
   type CreditsInput,
   type ChargeOutcome,
 } from './limits/rules.js';
-export { LocalBuckets } from './limits/buckets.js';
-export { Limiter } from './limits/limiter.js';
-export { TillEvents, type TillEvent, type TillEventType, type TillEventListener, type VerificationEvent, type VerificationListener } from './audit/events.js';
-export { MemoryStore, type MemoryStoreOptions } from './store/memory.js';
-export { Verifier, type VerifierOptions, type VerifyOptions, type CacheOptions, type VerifierStats } from './verify/verifier.js';
-export { KeyManager, unconfirmedRotation, type UnconfirmedRotation, type CreateKeyInput, type CreatedKey, type KeyManagerOptions, type KeyPatch, type RotatedKey, type KeyIdentity } from './manage/manager.js';
-export { parseDuration, MAX_DURATION } from './util/duration.js';
-export {
-  createExtractor,
-  NO_KEY,
-  BAD_KEY,
-  DEFAULT_SOURCES,
-  DEFAULT_MAX_HEADER_LENGTH,
-  type KeySource,
-  type KeyExtractor,
-  type Extraction,
-  type HeaderBag,
-} from './http/extract.js';
-export {
-  problemResponse,
-  challengeOf,
-  statusOf,
-  rateLimitHeaders,
-  PROBLEM_CONTENT_TYPE,
-  type Problem,
-  type ProblemResponse,
-  type ProblemOptions,
-  type RateLimitHeaderStyle,
-} from './http/problem.js';
-export { createTill, defaultTill, resetDefaultTill, isTill, type Till, type TillOptions } from './till.js';
-export { consoleLogger, silentLogger, type Logger } from './util/logger.js';
-export { systemClock, type Clock } from './util/clock.js';
-export {
-  createAuthenticator,
-  createScopeCheck,
-  createRateLimitGuard,
-  checkOptionNames,
-  type AuthOptions,
-  type Authenticator,
-  type RateLimitOptions,
-  type RateLimitGuard,
-  type RateLimitVerdict,
-  type GuardRefusal,
-} from './http/guard.js';
-export { BruteForceGuard, type BruteForceOptions } from './limits/brute-force.js';
-export { keyHeaderReader, type RequestHeaders } from './http/raw-headers.js';
-export { contextOf, type RequestContext } from './http/request-context.js';
+export { parseDuration } from './util/duration.js';
+export type { TillEvent, TillEventType, TillEventListener, VerificationEvent, VerificationListener } from './audit/events.js';
 export {
   AUDIT_TYPES,
   CHANGE_TYPES,
@@ -108,7 +70,6 @@ export {
   type ChangeType,
   type SecurityType,
 } from './audit/trail.js';
-export { UsageTracker, UsageCounter, dayOf, type KeyUsage, type UsageBatchItem, type UsageOptions } from './audit/usage.js';
 export { auditReport, type Report, type ReportOptions, type Finding, type FindingKind } from './audit/report.js';
 export { findKeys, type FoundKey } from './key/scan.js';
 export {
@@ -126,3 +87,7 @@ export {
   type AlertsOptions,
   type WebhookOptions,
 } from './audit/alerts.js';
+export { consoleLogger, silentLogger, type Logger } from './util/logger.js';
+export type { Clock } from './util/clock.js';
+// Printing text that clients control (key names, metadata) to a terminal or a log: the CLI and admin tools.
+export { escapeText, safeJson } from './util/text.js';

@@ -2,7 +2,8 @@
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { consoleLogger, createTill, escapeText, isSafeText, loggerSink, safeJson, safeText, webhookSink, type Alert } from '@till/core';
+import { consoleLogger, createTill, escapeText, loggerSink, safeJson, webhookSink, type Alert } from '@till/core';
+import { isSafeText, safeText } from '../src/util/text.js';
 
 /** Characters that make text read as other text or drive a terminal: bidi, zero-width, separators, C0, C1. */
 const HOSTILE = [

@@ -2,7 +2,8 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Context, Middleware } from 'koa';
 import { describe, expectTypeOf, it } from 'vitest';
-import type { ProblemResponse, Till, VerifiedKey, VerifyFailure } from '@till/core';
+import type { Till, VerifiedKey, VerifyFailure } from '@till/core';
+import type { ProblemResponse } from '@till/core/http';
 import * as tillExpress from '@till/express';
 import * as tillKoa from '@till/koa';
 

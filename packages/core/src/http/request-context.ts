@@ -1,7 +1,20 @@
-// What Till knows of one request between its middlewares: the Till that saw it, the key it verified,
-// the app's refusal responder, and the charges to undo when a later guard refuses the request.
-import type { VerifiedKey } from '../verify/outcome.js';
+// What Till's HTTP side knows between middlewares, in one place: per request, the Till that saw it, the
+// key it verified, how its refusals are answered and the charges to undo; per Till, the limit names in use.
+import { tillError } from '../errors.js';
 import type { Till } from '../till.js';
+import type { Logger } from '../util/logger.js';
+import type { VerifiedKey } from '../verify/outcome.js';
+import type { ProblemOptions } from './problem.js';
+
+/** How the refusals of a request are answered: as the `apiKeyAuth()` that saw it was told to. */
+export interface Answer {
+  /** That middleware's `onFailure` (its type is the adapter's); undefined for the default response. */
+  readonly onFailure: unknown;
+  /** Its realm and rate-limit header style. */
+  readonly problem: ProblemOptions;
+  /** Its Till's logger, where a handler's misuse is said. */
+  readonly logger: Logger;
+}
 
 export interface RequestContext {
   /** The Till of the `apiKeyAuth()` that saw the request: later guards count and record in it. */
@@ -11,28 +24,30 @@ export interface RequestContext {
    * which any code (a body merged into the request, say) could have set.
    */
   key: VerifiedKey | undefined;
-  /** The adapter's responder of that `apiKeyAuth()` (its onFailure and realm); null for the default. */
-  respond: unknown;
+  /** How refusals are answered; null when no `apiKeyAuth()` saw the request (the default response). */
+  readonly answer: Answer | null;
   /** Undo functions of the charges made for this request (limits, credits); null when none. */
   charges: Array<() => Promise<void>> | null;
 }
 
-/** Keyed by Node's request object (Express's `req`, Koa's `ctx.req`), which every framework shares. */
-const contexts = new WeakMap<object, RequestContext>();
+/**
+ * Keyed by Node's request object (Express's `req`, Koa's `ctx.req`), which every framework shares and
+ * which goes away with the request. Nothing is written on the request itself.
+ */
+const requests = new WeakMap<object, RequestContext>();
 
-/** The context of a request that an `apiKeyAuth()` has seen, if any. */
+/** The context of a request that an `apiKeyAuth()` (or a charging route guard) has seen, if any. */
 export function contextOf(req: object): RequestContext | undefined {
-  return contexts.get(req);
+  return requests.get(req);
 }
 
 /**
- * Opens the context of a request for an `apiKeyAuth()`. A request that passes two of them (mounted
- * on the app and on a router) keeps the first one's charges, so a refusal undoes them all.
+ * Opens the context of a request. A request that passes two `apiKeyAuth()` (mounted on the app and on
+ * a router) keeps the first one's charges, so a refusal undoes them all.
  */
-export function openContext(req: object, till: Till, respond: unknown): RequestContext {
-  const before = contexts.get(req);
-  const context: RequestContext = { till, key: undefined, respond, charges: before?.charges ?? null };
-  contexts.set(req, context);
+export function openContext(req: object, till: Till, answer: Answer | null): RequestContext {
+  const context: RequestContext = { till, key: undefined, answer, charges: requests.get(req)?.charges ?? null };
+  requests.set(req, context);
   return context;
 }
 
@@ -50,4 +65,17 @@ export function refundCharges(context: RequestContext | undefined): Promise<void
   if (!charges || charges.length === 0) return null;
   context!.charges = null;
   return Promise.all(charges.map((undo) => undo().catch(() => {}))).then(() => {});
+}
+
+/** Per Till: the limit buckets that middlewares count in (kept beside the Till, not on it: Till's type stays the app's). */
+const limitNames = new WeakMap<Till, Set<string>>();
+
+/** Takes a limit bucket on a Till: two guards with one name would share (and double-count) a bucket. */
+export function claimLimitName(till: Till, bucket: string, where: string, what: string): void {
+  let names = limitNames.get(till);
+  if (names === undefined) limitNames.set(till, (names = new Set()));
+  if (names.has(bucket)) {
+    throw tillError('INVALID_OPTIONS', where, `${what} is already used by another middleware on this Till: the two would count in one bucket. Give each a distinct name, or create the middleware once and mount it on several routes`);
+  }
+  names.add(bucket);
 }
