@@ -1,17 +1,6 @@
-// @till/fastify: API key hooks for Fastify 5. Thin: core verifies, this maps to HTTP.
-import {
-  createAuthenticator,
-  createRateLimitGuard,
-  createScopeCheck,
-  problemResponse,
-  tillError,
-  type AuthOptions,
-  type ProblemResponse,
-  type RateLimitOptions,
-  type Usage,
-  type VerifiedKey,
-  type VerifyFailure,
-} from '@till/core';
+// @till/fastify: API key hooks for Fastify 5, the mapping of @till/core/http to Fastify.
+import { createAdapter, type AuthOptions, type ProblemResponse, type RateLimitOptions, type Refusal, type Step } from '@till/core/http';
+import type { Usage, VerifiedKey, VerifyFailure } from '@till/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 
 declare module 'fastify' {
@@ -39,25 +28,25 @@ export interface ApiKeyAuthOptions extends AuthOptions<FastifyRequest> {
   onFailure?: FailureHandler;
 }
 
+const kit = createAdapter<FastifyRequest, FastifyReply, FailureHandler>({
+  name: 'fastify',
+  // The Node request, shared with Express and Koa middleware: one context per request whatever the framework.
+  node: (request) => request.raw,
+  // The client IP as Fastify sees it, by the app's `trustProxy` setting.
+  ip: (request) => request.ip,
+  getHeader: (reply, name) => reply.getHeader(name),
+  setHeader: (reply, name, value) => void reply.header(name, value),
+  attach(request, key, usage) {
+    request.apiKey = key;
+    if (usage !== undefined) request.apiKeyUsage = usage;
+  },
+});
+
 /** Sends a problem response (as bytes, so that Fastify adds no charset to its content type). */
 export function sendProblem(reply: FastifyReply, response: ProblemResponse): FastifyReply {
-  setHeaders(reply, response.headers);
+  kit.setHeaders(reply, response.headers);
   return reply.code(response.status).send(Buffer.from(JSON.stringify(response.body)));
 }
-
-/** Sets headers; the rate-limit lists join what an earlier Till hook set (one item per limit). */
-function setHeaders(reply: FastifyReply, headers: Readonly<Record<string, string>>): void {
-  for (const name in headers) {
-    const value = headers[name]!;
-    const before = (name === 'ratelimit' || name === 'ratelimit-policy') && reply.getHeader(name);
-    reply.header(name, typeof before === 'string' && before !== '' ? `${before}, ${value}` : value);
-  }
-}
-
-/** The client IP as Fastify sees it, by the app's `trustProxy` setting. */
-const ipOf = (request: FastifyRequest): string | undefined => request.ip;
-
-type Responder = (failure: VerifyFailure, request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
 /**
  * Holds the hook chain until a refusal is written. Fastify runs the next hook as soon as an async
@@ -71,18 +60,20 @@ async function halted(reply: FastifyReply): Promise<void> {
 }
 
 /** Answers a refusal with `onFailure` (or the default); a handler that sends nothing gets the default. */
-async function refuse(onFailure: FailureHandler | undefined, failure: VerifyFailure, response: ProblemResponse, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+async function refuse({ failure, response, onFailure }: Refusal<FailureHandler>, request: FastifyRequest, reply: FastifyReply): Promise<void> {
   if (onFailure !== undefined) await onFailure(failure, request, reply, response);
   if (!reply.sent && !reply.raw.headersSent) sendProblem(reply, response);
   return halted(reply);
 }
 
-function checkOnFailure(options: unknown): FailureHandler | undefined {
-  const onFailure = options !== null && typeof options === 'object' ? (options as { onFailure?: unknown }).onFailure : undefined;
-  if (onFailure !== undefined && typeof onFailure !== 'function') {
-    throw tillError('INVALID_OPTIONS', 'fastify', 'onFailure must be a function');
-  }
-  return onFailure as FailureHandler | undefined;
+/** A step of the kit as an async Fastify hook. */
+function hook(name: string, step: (request: FastifyRequest, reply: FastifyReply) => Step<FailureHandler>): TillHook {
+  const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    let refusal = step(request, reply);
+    if (refusal instanceof Promise) refusal = await refusal;
+    if (refusal !== null) return refuse(refusal, request, reply);
+  };
+  return Object.defineProperty(handler, 'name', { value: name });
 }
 
 /**
@@ -91,46 +82,17 @@ function checkOnFailure(options: unknown): FailureHandler | undefined {
  * the reply is 401, 403, 429 or 503 with a problem+json body, and the route handler never runs.
  */
 export function apiKeyAuth(options?: ApiKeyAuthOptions): TillHook {
-  // Checked first: a bad option must fail before any default Till is made.
-  const onFailure = checkOnFailure(options);
-  const auth = createAuthenticator(options, 'fastify', ['onFailure']);
-  const respond: Responder = (failure, request, reply) => refuse(onFailure, failure, auth.problem(failure), request, reply);
-  // Guards after this hook answer like it; with default options that is their own default.
-  const custom = onFailure !== undefined || options?.realm !== undefined ? respond : null;
-  return async function tillApiKeyAuth(request, reply) {
-    let result = auth.authenticate(request.raw, request, ipOf, custom);
-    if (result instanceof Promise) result = await result;
-    if (result === null) return;
-    if (!result.valid) return respond(result, request, reply);
-    request.apiKey = result.key;
-    if (result.usage !== undefined) {
-      request.apiKeyUsage = result.usage;
-      const headers = auth.headers(result);
-      if (headers !== null) setHeaders(reply, headers);
-    }
-  };
-}
-
-function scopeGuard(scopes: readonly unknown[], mode: 'all' | 'any'): TillHook {
-  const check = createScopeCheck(scopes, mode, 'fastify');
-  return async function tillRequireScopes(request, reply) {
-    const refusal = check(request.raw, () => request.ip);
-    if (refusal === null) return;
-    if (refusal.settled !== null) await refusal.settled;
-    const respond = refusal.respond as Responder | null;
-    // Without apiKeyAuth() before it there is no key (and no custom handler): refuse with the default.
-    return respond !== null ? respond(refusal.failure, request, reply) : refuse(undefined, refusal.failure, problemResponse(refusal.failure), request, reply);
-  };
+  return hook('tillApiKeyAuth', kit.apiKeyAuth(options));
 }
 
 /** Lets the request through only if its key holds every one of `scopes` (wildcards on the key count). */
 export function requireScopes(...scopes: string[]): TillHook {
-  return scopeGuard(scopes, 'all');
+  return hook('tillRequireScopes', kit.scopeGuard(scopes, 'all'));
 }
 
 /** Lets the request through if its key holds at least one of `scopes`. */
 export function requireAnyScope(...scopes: string[]): TillHook {
-  return scopeGuard(scopes, 'any');
+  return hook('tillRequireScopes', kit.scopeGuard(scopes, 'any'));
 }
 
 export interface RateLimitHookOptions extends RateLimitOptions<FastifyRequest> {
@@ -146,15 +108,8 @@ export interface RateLimitHookOptions extends RateLimitOptions<FastifyRequest> {
  * on its own (`by: 'ip'` or a function), give it `{ till }`.
  */
 export function rateLimit(options: RateLimitHookOptions): TillHook {
-  const onFailure = checkOnFailure(options);
-  const guard = createRateLimitGuard(options, 'fastify', ['onFailure']);
-  return async function tillRateLimit(request, reply) {
-    let verdict = guard.check(request.raw, request, ipOf);
-    if (verdict instanceof Promise) verdict = await verdict;
-    if (verdict === null) return;
-    if (verdict.ok) return setHeaders(reply, verdict.headers);
-    return refuse(onFailure, verdict.failure, verdict.response, request, reply);
-  };
+  return hook('tillRateLimit', kit.rateLimit(options));
 }
 
-export type { VerifiedKey, VerifyFailure, ProblemResponse, Usage, LimitState, RateLimitHeaderStyle } from '@till/core';
+export type { VerifiedKey, VerifyFailure, Usage, LimitState } from '@till/core';
+export type { ProblemResponse, RateLimitHeaderStyle } from '@till/core/http';

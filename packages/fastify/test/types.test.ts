@@ -1,7 +1,8 @@
 // The public types of @till/fastify: what handlers see, and misuse the compiler refuses. Checked by `pnpm typecheck`.
 import Fastify, { type FastifyReply, type FastifyRequest, type onRequestAsyncHookHandler, type preHandlerAsyncHookHandler } from 'fastify';
 import { describe, expectTypeOf, it } from 'vitest';
-import type { ProblemResponse, Till, Usage, VerifiedKey, VerifyFailure } from '@till/core';
+import type { Till, Usage, VerifiedKey, VerifyFailure } from '@till/core';
+import type { ProblemResponse } from '@till/fastify';
 import * as tillFastify from '@till/fastify';
 
 // Declared, never called: the calls below only need to compile (or not).
