@@ -9,7 +9,7 @@ const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: roo
 
 describe('built packages', () => {
   it('are built (pnpm test builds first)', () => {
-    for (const pkg of ['core', 'express', 'koa']) {
+    for (const pkg of ['core', 'express', 'koa', 'fastify']) {
       for (const file of ['index.js', 'index.cjs', 'index.d.ts', 'index.d.cts']) {
         expect(existsSync(`${root}packages/${pkg}/dist/${file}`), `${pkg}/dist/${file}`).toBe(true);
       }
@@ -24,14 +24,15 @@ describe('built packages', () => {
        const core = await import('@till/core');
        const ex = await import('@till/express');
        const koa = await import('@till/koa');
+       const fastify = await import('@till/fastify');
        const loaded = Object.keys(createRequire(import.meta.url).cache).some((p) => p.includes('/ioredis/') || p.includes('/prom-client/'));
        const till = core.createTill({ logger: core.silentLogger });
        const { key } = await till.keys.create({ name: 'esm', scopes: ['a'] });
        const r = await till.verify(key);
        const redis = await import('@till/core/redis');
-       console.log(JSON.stringify({ loaded, valid: r.valid, fns: [typeof ex.apiKeyAuth, typeof ex.requireScopes, typeof koa.apiKeyAuth, typeof redis.RedisStore] }));`,
+       console.log(JSON.stringify({ loaded, valid: r.valid, fns: [typeof ex.apiKeyAuth, typeof ex.requireScopes, typeof koa.apiKeyAuth, typeof redis.RedisStore, typeof fastify.apiKeyAuth] }));`,
     ]);
-    expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, fns: ['function', 'function', 'function', 'function'] });
+    expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, fns: ['function', 'function', 'function', 'function', 'function'] });
   });
 
   it('load as CommonJS, and the root entry of core loads neither ioredis nor prom-client', () => {
@@ -40,6 +41,7 @@ describe('built packages', () => {
       `const core = require('@till/core');
        const ex = require('@till/express');
        const koa = require('@till/koa');
+       const fastify = require('@till/fastify');
        const loaded = Object.keys(require.cache).some((p) => p.includes('/ioredis/') || p.includes('/prom-client/'));
        const { RedisStore } = require('@till/core/redis');
        const { createMetrics } = require('@till/core/metrics');
@@ -49,10 +51,10 @@ describe('built packages', () => {
          const { key } = await till.keys.create({ name: 'cjs', scopes: ['a'] });
          const r = await till.verify(key);
          console.log(JSON.stringify({ loaded, valid: r.valid, tillError: err instanceof core.TillError, code: err.code,
-           fns: [typeof ex.apiKeyAuth, typeof koa.requireScopes, typeof RedisStore, typeof createMetrics] }));
+           fns: [typeof ex.apiKeyAuth, typeof koa.requireScopes, typeof RedisStore, typeof createMetrics, typeof fastify.rateLimit] }));
        })();`,
     ]);
-    expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, tillError: true, code: 'INVALID_OPTIONS', fns: ['function', 'function', 'function', 'function'] });
+    expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, tillError: true, code: 'INVALID_OPTIONS', fns: ['function', 'function', 'function', 'function', 'function'] });
   });
 
   it('carry type declarations that resolve for ESM and CommonJS users', () => {
