@@ -16,10 +16,11 @@ declare module 'fastify' {
 export type TillHook = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
 /**
- * Replaces the default response for a failure. `response` is what Till would send; call
- * `sendProblem(reply, response)` to send it after all, or send your own (and return or await
- * `reply`, as Fastify asks of async hooks). A handler that sends nothing gets the default response:
- * a refusal never lets the request through.
+ * Replaces the default response for a failure. `response` is what Till would send; return
+ * `sendProblem(reply, response)` to send it after all, or `reply.code(...).send(...)` your own:
+ * return (or await) the reply, as Fastify asks of async hooks, since one still being sent (by an
+ * async onSend hook) when the handler returns looks unanswered. A handler that leaves the reply
+ * unanswered gets the default response: a refusal never lets the request through.
  */
 export type FailureHandler = (failure: VerifyFailure, request: FastifyRequest, reply: FastifyReply, response: ProblemResponse) => unknown;
 

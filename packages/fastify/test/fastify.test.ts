@@ -89,13 +89,14 @@ describe('Fastify: what only Fastify does', () => {
       });
       f.get('/auth-only', { onRequest: apiKeyAuth({ till }) }, handler);
       f.get('/scoped', { preHandler: [apiKeyAuth({ till, optional: true }), requireScopes('admin')] }, handler);
-      f.get('/custom', { onRequest: apiKeyAuth({ till, onFailure: (_f, _r, reply) => void reply.code(401).send({ no: true }) }) }, handler);
+      // Sending from an async hook, Fastify asks to return (or await) the reply.
+      f.get('/custom', { onRequest: apiKeyAuth({ till, onFailure: (_f, _r, reply) => reply.code(418).send({ no: true }) }) }, handler);
     });
     expectProblem(toSeen(await request(app).get('/auth-only')), 'MISSING');
     expectProblem(toSeen(await request(app).get('/scoped')), 'MISSING');
     expectProblem(toSeen(await request(app).get('/scoped').set(bearer(key))), 'INSUFFICIENT_SCOPE', { scopes: ['admin'] });
     const custom = await request(app).get('/custom');
-    expect([custom.status, custom.body]).toEqual([401, { no: true }]);
+    expect([custom.status, custom.body, custom.headers['www-authenticate']]).toEqual([418, { no: true }, undefined]);
     // A handler let through would have run before its response (held by onSend) was sent.
     expect(ran).toEqual([]);
     expect((await request(app).get('/auth-only').set(bearer(key))).status).toBe(200);
