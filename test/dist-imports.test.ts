@@ -6,14 +6,49 @@ import { describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8' }).trim();
+/** What applications call and what only adapters or core itself use: the first in the root entry, never the others. */
+const ROOT_NAMES = ['createTill', 'defaultTill', 'MemoryStore', 'TillError', 'isTillError', 'verifyWebhookSignature', 'createAlerts', 'generateKey', 'parseKey'];
+const NOT_ROOT_NAMES = ['createAuthenticator', 'createScopeCheck', 'createRateLimitGuard', 'checkOptionNames', 'createAdapter', 'problemResponse', 'contextOf', 'LocalBuckets', 'Limiter', 'crc32', 'evaluate', 'tillError', 'tillMessage'];
+const HTTP_NAMES = ['createAdapter', 'problemResponse', 'rateLimitHeaders', 'createExtractor', 'keyHeaderReader', 'contextOf', 'tillError'];
 
 describe('built packages', () => {
-  it('are built (pnpm test builds first)', () => {
-    for (const pkg of ['core', 'express', 'koa', 'fastify']) {
-      for (const file of ['index.js', 'index.cjs', 'index.d.ts', 'index.d.cts']) {
+  it('are built (pnpm test builds first), core with its http, redis and metrics entries', () => {
+    const entries: Array<[string, string]> = [['core', 'index'], ['core', 'http'], ['core', 'redis'], ['core', 'metrics'], ['express', 'index'], ['koa', 'index'], ['fastify', 'index']];
+    for (const [pkg, entry] of entries) {
+      for (const ext of ['js', 'cjs', 'd.ts', 'd.cts']) {
+        const file = `${entry}.${ext}`;
         expect(existsSync(`${root}packages/${pkg}/dist/${file}`), `${pkg}/dist/${file}`).toBe(true);
       }
     }
+  });
+
+  it('keep the root entry to what applications call; the adapter kit is in @till/core/http', () => {
+    const probe = `JSON.stringify({ root: Object.keys(core), http: Object.keys(http) })`;
+    const esm = node(['--input-type=module', '-e', `const core = await import('@till/core'); const http = await import('@till/core/http'); console.log(${probe});`]);
+    const cjs = node(['-e', `const core = require('@till/core'); const http = require('@till/core/http'); console.log(${probe});`]);
+    for (const out of [esm, cjs]) {
+      const { root: rootNames, http } = JSON.parse(out) as { root: string[]; http: string[] };
+      expect(rootNames).toEqual(expect.arrayContaining(ROOT_NAMES));
+      for (const name of NOT_ROOT_NAMES) expect(rootNames, name).not.toContain(name);
+      expect(http).toEqual(expect.arrayContaining(HTTP_NAMES));
+    }
+  });
+
+  it('share one defaultTill() between the root and the adapters in CommonJS (one module state, not a copy per entry)', () => {
+    const out = node([
+      '-e',
+      `const core = require('@till/core');
+       const ex = require('@till/express');
+       (async () => {
+         // Made here first (in memory, quietly); the middleware given no Till must find this one.
+         const { key } = await core.defaultTill({}, core.silentLogger).keys.create({ name: 'shared', scopes: ['a'] });
+         const auth = ex.apiKeyAuth();
+         const req = { headers: { authorization: 'Bearer ' + key }, rawHeaders: [], ip: '127.0.0.1' };
+         const res = { status() { return res; }, setHeader() {}, getHeader() {}, end(body) { console.log(JSON.stringify({ refused: JSON.parse(body).code })); } };
+         auth(req, res, (error) => console.log(JSON.stringify({ passed: error === undefined && req.apiKey !== undefined })));
+       })();`,
+    ]);
+    expect(JSON.parse(out)).toEqual({ passed: true });
   });
 
   it('load as ESM, and the root entry of core loads neither ioredis nor prom-client', () => {
@@ -30,9 +65,11 @@ describe('built packages', () => {
        const { key } = await till.keys.create({ name: 'esm', scopes: ['a'] });
        const r = await till.verify(key);
        const redis = await import('@till/core/redis');
-       console.log(JSON.stringify({ loaded, valid: r.valid, fns: [typeof ex.apiKeyAuth, typeof ex.requireScopes, typeof koa.apiKeyAuth, typeof redis.RedisStore, typeof fastify.apiKeyAuth] }));`,
+       const http = await import('@till/core/http');
+       const loadedByHttp = Object.keys(createRequire(import.meta.url).cache).some((p) => p.includes('/ioredis/') || p.includes('/prom-client/'));
+       console.log(JSON.stringify({ loaded, loadedByHttp, valid: r.valid, fns: [typeof ex.apiKeyAuth, typeof ex.requireScopes, typeof koa.apiKeyAuth, typeof redis.RedisStore, typeof http.createAdapter, typeof fastify.apiKeyAuth] }));`,
     ]);
-    expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, fns: ['function', 'function', 'function', 'function', 'function'] });
+    expect(JSON.parse(out)).toEqual({ loaded: false, loadedByHttp: false, valid: true, fns: ['function', 'function', 'function', 'function', 'function', 'function'] });
   });
 
   it('load as CommonJS, and the root entry of core loads neither ioredis nor prom-client', () => {
@@ -42,6 +79,7 @@ describe('built packages', () => {
        const ex = require('@till/express');
        const koa = require('@till/koa');
        const fastify = require('@till/fastify');
+       const http = require('@till/core/http');
        const loaded = Object.keys(require.cache).some((p) => p.includes('/ioredis/') || p.includes('/prom-client/'));
        const { RedisStore } = require('@till/core/redis');
        const { createMetrics } = require('@till/core/metrics');
@@ -51,10 +89,10 @@ describe('built packages', () => {
          const { key } = await till.keys.create({ name: 'cjs', scopes: ['a'] });
          const r = await till.verify(key);
          console.log(JSON.stringify({ loaded, valid: r.valid, tillError: err instanceof core.TillError, code: err.code,
-           fns: [typeof ex.apiKeyAuth, typeof koa.requireScopes, typeof RedisStore, typeof createMetrics, typeof fastify.rateLimit] }));
+           fns: [typeof ex.apiKeyAuth, typeof koa.requireScopes, typeof RedisStore, typeof createMetrics, typeof http.createAdapter, typeof fastify.rateLimit] }));
        })();`,
     ]);
-    expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, tillError: true, code: 'INVALID_OPTIONS', fns: ['function', 'function', 'function', 'function', 'function'] });
+    expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, tillError: true, code: 'INVALID_OPTIONS', fns: ['function', 'function', 'function', 'function', 'function', 'function'] });
   });
 
   it('carry type declarations that resolve for ESM and CommonJS users', () => {

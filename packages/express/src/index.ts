@@ -35,10 +35,7 @@ const kit = createAdapter<Request, Response, FailureHandler>({
   ip: (req) => req.ip,
   getHeader: (res, name) => res.getHeader(name),
   setHeader: (res, name, value) => void res.setHeader(name, value),
-  attach(req, key, usage) {
-    req.apiKey = key;
-    if (usage !== undefined) req.apiKeyUsage = usage;
-  },
+  holder: (req) => req,
 });
 
 /** Writes a problem response. */
@@ -65,15 +62,10 @@ function refuse({ failure, response, onFailure, logger }: Refusal<FailureHandler
 
 const settle = (refusal: Refusal<FailureHandler> | null, req: Request, res: Response, next: NextFunction): void => (refusal === null ? next() : refuse(refusal, req, res, next));
 
-/** A step of the kit as Express middleware: the cached path answers synchronously; errors go to Express. */
+/** A step of the kit as Express middleware: the cached path answers synchronously (a throw there reaches Express too). */
 function middleware(name: string, step: (req: Request, res: Response) => Step<FailureHandler>): RequestHandler {
   const handler = (req: Request, res: Response, next: NextFunction): void => {
-    let result;
-    try {
-      result = step(req, res);
-    } catch (error) {
-      return next(error);
-    }
+    const result = step(req, res);
     if (!(result instanceof Promise)) return settle(result, req, res, next);
     // An error thrown by onFailure goes to Express's error handling, not to an unhandled rejection.
     result.then((r) => settle(r, req, res, next)).catch(next);

@@ -37,10 +37,7 @@ const kit = createAdapter<FastifyRequest, FastifyReply, FailureHandler>({
   ip: (request) => request.ip,
   getHeader: (reply, name) => reply.getHeader(name),
   setHeader: (reply, name, value) => void reply.header(name, value),
-  attach(request, key, usage) {
-    request.apiKey = key;
-    if (usage !== undefined) request.apiKeyUsage = usage;
-  },
+  holder: (request) => request,
 });
 
 /** Sends a problem response (as bytes, so that Fastify adds no charset to its content type). */

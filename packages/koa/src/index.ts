@@ -31,10 +31,7 @@ const kit = createAdapter<Context, Context, FailureHandler>({
   ip: (ctx) => ctx.ip,
   getHeader: (ctx, name) => ctx.response.get(name),
   setHeader: (ctx, name, value) => ctx.set(name, value),
-  attach(ctx, key, usage) {
-    ctx.state.apiKey = key;
-    if (usage !== undefined) ctx.state.apiKeyUsage = usage;
-  },
+  holder: (ctx) => ctx.state,
 });
 
 /** Sets a problem response on the context. */

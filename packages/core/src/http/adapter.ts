@@ -22,8 +22,14 @@ export interface FrameworkBinding<Req, Res> {
   /** A response header set so far, if any. */
   getHeader(res: Res, name: string): unknown;
   setHeader(res: Res, name: string, value: string): void;
-  /** Puts the verified key (and its usage, when the request was charged) where the app reads it. */
-  attach(req: Req, key: VerifiedKey, usage: Usage | undefined): void;
+  /** Where the app reads the verified key and its usage (Express: `req`; Koa: `ctx.state`). */
+  holder(req: Req): KeyHolder;
+}
+
+/** What the app reads: the key that authenticated the request, and its limits and credits once it was charged. */
+export interface KeyHolder {
+  apiKey?: VerifiedKey;
+  apiKeyUsage?: Usage;
 }
 
 /** A request refused: the adapter sends `response`, or calls the app's `onFailure` with it. */
@@ -90,7 +96,9 @@ export function createAdapter<Req, Res, Handler>(binding: FrameworkBinding<Req, 
       const settle = (result: VerifyResult | null, req: Req, res: Res): Refusal<Handler> | null => {
         if (result === null) return null;
         if (!result.valid) return { failure: result, response: auth.problem(result), onFailure, logger };
-        binding.attach(req, result.key, result.usage);
+        const holder = binding.holder(req);
+        holder.apiKey = result.key;
+        if (result.usage !== undefined) holder.apiKeyUsage = result.usage;
         const headers = auth.headers(result);
         if (headers !== null) setHeaders(res, headers);
         return null;

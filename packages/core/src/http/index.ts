@@ -3,7 +3,7 @@
 //
 // An adapter is only the mapping to its framework. It gives `createAdapter()` a FrameworkBinding that
 // says how to read the Node request and the client IP, how to read and set a response header, and how to
-// attach the verified key (`req.apiKey`, `ctx.state.apiKey`, ...). Each of its middlewares then runs the
+// where the app reads the verified key (`req`, `ctx.state`, ...). Each of its middlewares then runs the
 // kit's step for the request (`apiKeyAuth`, `scopeGuard`, `rateLimit`), which is synchronous whenever it
 // can be, and either goes on (null) or answers the Refusal it gets: by sending its ProblemResponse
 // (status, headers with `setHeaders`, JSON body), or by calling the app's `onFailure` with it. Everything
@@ -14,6 +14,7 @@ export {
   warnOnce,
   type Adapter,
   type FrameworkBinding,
+  type KeyHolder,
   type Refusal,
   type Step,
   type WithFailureHandler,
