@@ -166,6 +166,19 @@ describe('Fastify: what only Fastify does', () => {
     expect(ran).toEqual(['HEAD /v1/me']);
   });
 
+  it('a URL Fastify cannot decode is refused, by Fastify (400) or by Till (401), never served', async () => {
+    const app = listenerOf((f) => {
+      f.addHook('onRequest', apiKeyAuth({ till }));
+      f.get('/v1/:name', handler);
+      f.get('/v1/me', handler);
+    });
+    for (const url of ['/v1/%', '/v1/me%', '/v1/%zz', '/v1/%E0%A4%A', '/v1/%C0%AE', '/v1/me%00', '/%2e%2e/v1/me', '/v1/me?%']) {
+      const res = await request(app).get(url);
+      expect([400, 401, 404], url).toContain(res.status);
+    }
+    expect(ran).toEqual([]);
+  });
+
   it('refuses before the body is parsed: a key-less request with a body Fastify cannot parse gets 401, not 400 or 415', async () => {
     const app = listenerOf((f) => {
       f.addHook('onRequest', apiKeyAuth({ till }));
