@@ -15,6 +15,7 @@ export default defineConfig({
       { find: /^@till\/koa$/, replacement: src('./packages/koa/src/index.ts') },
       // The testkit too; only the processes the tests fork run its build (tools/testkit/dist).
       { find: /^@till\/testkit\/(.+)$/, replacement: src('./tools/testkit/src/$1.ts') },
+      { find: /^@till\/fastify$/, replacement: src('./packages/fastify/src/index.ts') },
     ],
   },
   test: {

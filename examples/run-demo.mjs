@@ -1,11 +1,12 @@
-// What both demos do: two keys in an in-memory Till, an example app on PORT, and curl lines to try.
+// What every demo does: two keys in an in-memory Till, an example app on PORT, and curl lines to try.
 import { createTill, generateKey } from '@till/core';
 
 const DAY = 24 * 60 * 60 * 1000;
 
 /**
- * Runs a demo: `createApp({ till })` returns an app with `listen()` (Express or Koa);
- * `framework` and `command` only change what is printed.
+ * Runs a demo: `createApp({ till })` returns something whose `listen(port)` gives a Node server (an
+ * Express or Koa app; the Fastify demo wraps its app so). `framework` and `command` only change what
+ * is printed.
  */
 export async function runDemo({ framework, command, createApp }) {
   const port = Number(process.env.PORT || 3000);

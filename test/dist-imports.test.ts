@@ -13,7 +13,7 @@ const HTTP_NAMES = ['createAdapter', 'problemResponse', 'rateLimitHeaders', 'cre
 
 describe('built packages', () => {
   it('are built (pnpm test builds first), core with its http, redis and metrics entries', () => {
-    const entries: Array<[string, string]> = [['core', 'index'], ['core', 'http'], ['core', 'redis'], ['core', 'metrics'], ['express', 'index'], ['koa', 'index']];
+    const entries: Array<[string, string]> = [['core', 'index'], ['core', 'http'], ['core', 'redis'], ['core', 'metrics'], ['express', 'index'], ['koa', 'index'], ['fastify', 'index']];
     for (const [pkg, entry] of entries) {
       for (const ext of ['js', 'cjs', 'd.ts', 'd.cts']) {
         const file = `${entry}.${ext}`;
@@ -59,6 +59,7 @@ describe('built packages', () => {
        const core = await import('@till/core');
        const ex = await import('@till/express');
        const koa = await import('@till/koa');
+       const fastify = await import('@till/fastify');
        const loaded = Object.keys(createRequire(import.meta.url).cache).some((p) => p.includes('/ioredis/') || p.includes('/prom-client/'));
        const till = core.createTill({ logger: core.silentLogger });
        const { key } = await till.keys.create({ name: 'esm', scopes: ['a'] });
@@ -66,9 +67,9 @@ describe('built packages', () => {
        const redis = await import('@till/core/redis');
        const http = await import('@till/core/http');
        const loadedByHttp = Object.keys(createRequire(import.meta.url).cache).some((p) => p.includes('/ioredis/') || p.includes('/prom-client/'));
-       console.log(JSON.stringify({ loaded, loadedByHttp, valid: r.valid, fns: [typeof ex.apiKeyAuth, typeof ex.requireScopes, typeof koa.apiKeyAuth, typeof redis.RedisStore, typeof http.createAdapter] }));`,
+       console.log(JSON.stringify({ loaded, loadedByHttp, valid: r.valid, fns: [typeof ex.apiKeyAuth, typeof ex.requireScopes, typeof koa.apiKeyAuth, typeof redis.RedisStore, typeof http.createAdapter, typeof fastify.apiKeyAuth] }));`,
     ]);
-    expect(JSON.parse(out)).toEqual({ loaded: false, loadedByHttp: false, valid: true, fns: ['function', 'function', 'function', 'function', 'function'] });
+    expect(JSON.parse(out)).toEqual({ loaded: false, loadedByHttp: false, valid: true, fns: ['function', 'function', 'function', 'function', 'function', 'function'] });
   });
 
   it('load as CommonJS, and the root entry of core loads neither ioredis nor prom-client', () => {
@@ -77,6 +78,7 @@ describe('built packages', () => {
       `const core = require('@till/core');
        const ex = require('@till/express');
        const koa = require('@till/koa');
+       const fastify = require('@till/fastify');
        const http = require('@till/core/http');
        const loaded = Object.keys(require.cache).some((p) => p.includes('/ioredis/') || p.includes('/prom-client/'));
        const { RedisStore } = require('@till/core/redis');
@@ -87,10 +89,10 @@ describe('built packages', () => {
          const { key } = await till.keys.create({ name: 'cjs', scopes: ['a'] });
          const r = await till.verify(key);
          console.log(JSON.stringify({ loaded, valid: r.valid, tillError: err instanceof core.TillError, code: err.code,
-           fns: [typeof ex.apiKeyAuth, typeof koa.requireScopes, typeof RedisStore, typeof createMetrics, typeof http.createAdapter] }));
+           fns: [typeof ex.apiKeyAuth, typeof koa.requireScopes, typeof RedisStore, typeof createMetrics, typeof http.createAdapter, typeof fastify.rateLimit] }));
        })();`,
     ]);
-    expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, tillError: true, code: 'INVALID_OPTIONS', fns: ['function', 'function', 'function', 'function', 'function'] });
+    expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, tillError: true, code: 'INVALID_OPTIONS', fns: ['function', 'function', 'function', 'function', 'function', 'function'] });
   });
 
   it('carry type declarations that resolve for ESM and CommonJS users', () => {

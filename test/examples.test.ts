@@ -1,6 +1,7 @@
-// The examples, driven through the demo's flow: each app with supertest, then the Express demo as a real process.
+// The examples, driven through the demo's flow: each app with supertest, then the Express and Fastify demos as real processes.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import type { RequestListener } from 'node:http';
 import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import request from 'supertest';
@@ -8,15 +9,24 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createTill, generateKey, type Till } from '@till/core';
 import { createApp as createExpressApp } from '../examples/express/app.mjs';
 import { createApp as createKoaApp } from '../examples/koa/app.mjs';
+import { createApp as createFastifyApp } from '../examples/fastify/app.mjs';
 import { freePort } from '@till/testkit/redis-server';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const DAY = 24 * 60 * 60 * 1000;
 
+/** A Fastify app as a request listener: its own server's handler, `app.routing`, once the app is ready. */
+function fastifyListener(till: Till): RequestListener {
+  const app = createFastifyApp({ till });
+  const ready = app.ready();
+  return (req, res) => void ready.then(() => app.routing(req, res));
+}
+
 // What supertest drives: Express apps are request listeners; Koa gives one through callback().
 const frameworks = [
   { name: 'express', serve: (till: Till) => createExpressApp({ till }) },
   { name: 'koa', serve: (till: Till) => createKoaApp({ till }).callback() },
+  { name: 'fastify', serve: fastifyListener },
 ] as const;
 
 const bearer = (key: string) => ({ Authorization: `Bearer ${key}` });
@@ -121,105 +131,107 @@ for (const framework of frameworks) {
   });
 }
 
-describe('examples/express/demo.mjs as a process', () => {
-  let child: ChildProcess | undefined;
-  let blocker: Server | undefined;
+for (const demo of ['express', 'fastify'] as const) {
+  describe(`examples/${demo}/demo.mjs as a process`, () => {
+    let child: ChildProcess | undefined;
+    let blocker: Server | undefined;
 
-  beforeEach(() => {
-    if (!existsSync(`${root}packages/express/dist/index.js`)) {
-      throw new Error('the demo imports the built packages: run `pnpm build` first (`pnpm test` does)');
-    }
-  });
-
-  afterEach(async () => {
-    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    child = undefined;
-    await new Promise<void>((resolve) => (blocker ? blocker.close(() => resolve()) : resolve()));
-    blocker = undefined;
-  });
-
-  /** Starts the demo; its output is kept, never printed: it holds the keys. */
-  function startDemo(port: number) {
-    const proc = spawn(process.execPath, ['examples/express/demo.mjs'], {
-      cwd: root,
-      env: { ...process.env, PORT: String(port) },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    beforeEach(() => {
+      if (!existsSync(`${root}packages/${demo}/dist/index.js`)) {
+        throw new Error('the demo imports the built packages: run `pnpm build` first (`pnpm test` does)');
+      }
     });
-    child = proc;
-    const output = { stdout: '', stderr: '' };
-    proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output.stdout += chunk));
-    proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output.stderr += chunk));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      proc.once('exit', (code, signal) => resolve({ code, signal })),
-    );
-    return { proc, output, exited };
-  }
 
-  async function waitFor(test: () => boolean, exited: Promise<unknown>, what: string, stderr: () => string): Promise<void> {
-    let done = false;
-    void exited.then(() => (done = true));
-    const deadline = Date.now() + 10_000;
-    while (!test()) {
-      // Only stderr goes into the message: stdout carries the keys.
-      if (done) throw new Error(`the demo exited before ${what}; stderr: ${stderr()}`);
-      if (Date.now() > deadline) throw new Error(`the demo did not print ${what} within 10 s; stderr: ${stderr()}`);
-      await new Promise((resolve) => setTimeout(resolve, 25));
+    afterEach(async () => {
+      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      child = undefined;
+      await new Promise<void>((resolve) => (blocker ? blocker.close(() => resolve()) : resolve()));
+      blocker = undefined;
+    });
+
+    /** Starts the demo; its output is kept, never printed: it holds the keys. */
+    function startDemo(port: number) {
+      const proc = spawn(process.execPath, [`examples/${demo}/demo.mjs`], {
+        cwd: root,
+        env: { ...process.env, PORT: String(port) },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      child = proc;
+      const output = { stdout: '', stderr: '' };
+      proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output.stdout += chunk));
+      proc.stderr!.setEncoding('utf8').on('data', (chunk: string) => (output.stderr += chunk));
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+        proc.once('exit', (code, signal) => resolve({ code, signal })),
+      );
+      return { proc, output, exited };
     }
-  }
 
-  it('prints curl lines, the printed allowed request works, and it exits cleanly on SIGINT', async () => {
-    const port = await freePort();
-    const { proc, output, exited } = startDemo(port);
-    await waitFor(() => /^# after that/m.test(output.stdout) && /Ctrl\+C/.test(output.stdout), exited, 'its curl lines', () => output.stderr);
-
-    const lines = output.stdout.split('\n');
-    const allowed = lines[lines.findIndex((l) => l.startsWith('# allowed')) + 1] ?? '';
-    expect(allowed.startsWith('curl ')).toBe(true);
-    expect(lines.filter((l) => l.startsWith('curl ')).length).toBe(5);
-
-    // Run the printed request as curl would: its -H headers against its URL.
-    const headers = Object.fromEntries([...allowed.matchAll(/-H "([^":]+): ([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-    const url = /(http:\/\/\S+)\s*$/.exec(allowed)?.[1];
-    expect(url).toBe(`http://localhost:${port}/v1/reports`);
-    expect(Object.keys(headers)).toEqual(['Authorization']);
-    const firstSent = Date.now();
-    const res = await fetch(url!, { headers });
-    const firstAnswered = Date.now();
-    expect(res.status).toBe(200);
-    expect(((await res.json()) as { reports: unknown[] }).reports.length).toBeGreaterThan(0);
-    // The read key is limited as the printed burst line says: 5 a minute, then 429 with Retry-After.
-    expect(res.headers.get('ratelimit')).toBe('"per-minute";r=4;t=12');
-    expect(lines.some((l) => l.startsWith('for i in 1 2 3 4 5 6; do curl '))).toBe(true);
-    const burst = [];
-    let lastSent = 0;
-    for (let i = 0; i < 5; i++) {
-      lastSent = Date.now();
-      burst.push(await fetch(url!, { headers }));
+    async function waitFor(test: () => boolean, exited: Promise<unknown>, what: string, stderr: () => string): Promise<void> {
+      let done = false;
+      void exited.then(() => (done = true));
+      const deadline = Date.now() + 10_000;
+      while (!test()) {
+        // Only stderr goes into the message: stdout carries the keys.
+        if (done) throw new Error(`the demo exited before ${what}; stderr: ${stderr()}`);
+        if (Date.now() > deadline) throw new Error(`the demo did not print ${what} within 10 s; stderr: ${stderr()}`);
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
     }
-    const lastAnswered = Date.now();
-    expect(burst.map((r) => r.status)).toEqual([200, 200, 200, 200, 429]);
-    // 5 a minute is one every 12 s, with a burst of 5: the sixth request is admitted 12 s after the
-    // first, so Retry-After is 12 s less the time between them (rounded up, at least 1). That time is
-    // what this machine took; the range below is what the measured bounds on it allow.
-    const retryAfter = (between: number) => Math.max(1, Math.ceil((12_000 - between) / 1000));
-    const got = Number(burst[4]!.headers.get('retry-after'));
-    expect(got).toBeGreaterThanOrEqual(retryAfter(lastAnswered - firstSent));
-    expect(got).toBeLessThanOrEqual(retryAfter(lastSent - firstAnswered));
 
-    proc.kill('SIGINT');
-    expect(await exited).toEqual({ code: 0, signal: null });
-    expect(output.stderr).toBe('');
-  });
+    it('prints curl lines, the printed allowed request works, and it exits cleanly on SIGINT', async () => {
+      const port = await freePort();
+      const { proc, output, exited } = startDemo(port);
+      await waitFor(() => /^# after that/m.test(output.stdout) && /Ctrl\+C/.test(output.stdout), exited, 'its curl lines', () => output.stderr);
 
-  it('says clearly that the port is in use, without a stack trace, and exits 1', async () => {
-    const port = await freePort();
-    const taken = createServer();
-    blocker = taken;
-    await new Promise<void>((resolve) => taken.listen(port, resolve));
-    const { output, exited } = startDemo(port);
-    expect(await exited).toEqual({ code: 1, signal: null });
-    expect(output.stderr).toContain(`port ${port} is already in use`);
-    expect(output.stderr).not.toMatch(/\n\s+at /);
-    expect(output.stdout).not.toMatch(/till_[0-9A-Za-z]{44}/);
+      const lines = output.stdout.split('\n');
+      const allowed = lines[lines.findIndex((l) => l.startsWith('# allowed')) + 1] ?? '';
+      expect(allowed.startsWith('curl ')).toBe(true);
+      expect(lines.filter((l) => l.startsWith('curl ')).length).toBe(5);
+
+      // Run the printed request as curl would: its -H headers against its URL.
+      const headers = Object.fromEntries([...allowed.matchAll(/-H "([^":]+): ([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+      const url = /(http:\/\/\S+)\s*$/.exec(allowed)?.[1];
+      expect(url).toBe(`http://localhost:${port}/v1/reports`);
+      expect(Object.keys(headers)).toEqual(['Authorization']);
+      const firstSent = Date.now();
+      const res = await fetch(url!, { headers });
+      const firstAnswered = Date.now();
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { reports: unknown[] }).reports.length).toBeGreaterThan(0);
+      // The read key is limited as the printed burst line says: 5 a minute, then 429 with Retry-After.
+      expect(res.headers.get('ratelimit')).toBe('"per-minute";r=4;t=12');
+      expect(lines.some((l) => l.startsWith('for i in 1 2 3 4 5 6; do curl '))).toBe(true);
+      const burst = [];
+      let lastSent = 0;
+      for (let i = 0; i < 5; i++) {
+        lastSent = Date.now();
+        burst.push(await fetch(url!, { headers }));
+      }
+      const lastAnswered = Date.now();
+      expect(burst.map((r) => r.status)).toEqual([200, 200, 200, 200, 429]);
+      // 5 a minute is one every 12 s, with a burst of 5: the sixth request is admitted 12 s after the
+      // first, so Retry-After is 12 s less the time between them (rounded up, at least 1). That time is
+      // what this machine took; the range below is what the measured bounds on it allow.
+      const retryAfter = (between: number) => Math.max(1, Math.ceil((12_000 - between) / 1000));
+      const got = Number(burst[4]!.headers.get('retry-after'));
+      expect(got).toBeGreaterThanOrEqual(retryAfter(lastAnswered - firstSent));
+      expect(got).toBeLessThanOrEqual(retryAfter(lastSent - firstAnswered));
+
+      proc.kill('SIGINT');
+      expect(await exited).toEqual({ code: 0, signal: null });
+      expect(output.stderr).toBe('');
+    });
+
+    it('says clearly that the port is in use, without a stack trace, and exits 1', async () => {
+      const port = await freePort();
+      const taken = createServer();
+      blocker = taken;
+      await new Promise<void>((resolve) => taken.listen(port, resolve));
+      const { output, exited } = startDemo(port);
+      expect(await exited).toEqual({ code: 1, signal: null });
+      expect(output.stderr).toContain(`port ${port} is already in use`);
+      expect(output.stderr).not.toMatch(/\n\s+at /);
+      expect(output.stdout).not.toMatch(/till_[0-9A-Za-z]{44}/);
+    });
   });
-});
+}

@@ -1,5 +1,6 @@
-// A property over random chains of Till's middlewares on real Express 4 and 5 and Koa 2 and 3 apps: no
-// request without a valid key holding the scopes a guard requires ever reaches the route handler,
+// A property over random chains of Till's middlewares on real Express 4 and 5, Koa 2 and 3 and Fastify 5
+// apps (its hooks in onRequest, in preHandler, and split between them): no request without a valid key
+// holding the scopes a guard requires ever reaches the route handler,
 // whatever the order of the middlewares, optional authentication, custom failure handlers that try to
 // let a refusal through, or other code that puts a made-up key on the request.
 import type { RequestListener } from 'node:http';
@@ -13,6 +14,7 @@ import { expressDriver } from '../packages/express/test/driver.js';
 import { EXPRESS_VERSIONS } from '../packages/express/test/versions.js';
 import { koaDriver } from '../packages/koa/test/driver.js';
 import { KOA_VERSIONS } from '../packages/koa/test/versions.js';
+import { fastifyDriver, PLACEMENTS } from '../packages/fastify/test/driver.js';
 
 const POOL = ['a:read', 'a:write', 'b:read'] as const;
 type Scope = (typeof POOL)[number];
@@ -166,3 +168,4 @@ function describeChains<M, H>(name: string, driver: AdapterDriver<M, H>): void {
 
 for (const [name, framework] of EXPRESS_VERSIONS) describeChains(name, expressDriver(framework));
 for (const [name, Framework] of KOA_VERSIONS) describeChains(name, koaDriver(Framework));
+for (const placement of PLACEMENTS) describeChains(`Fastify 5, hooks in ${placement}`, fastifyDriver(placement));

@@ -1,5 +1,6 @@
 // Guarded paths written another way (case, `//`, `%2F`, `%61`, `;`) never reach a handler without a valid
-// key: on Express and Koa apps with routers as people write them, and on the example apps.
+// key: on Express, Koa and Fastify apps with routers as people write them, and on the example apps.
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import express from 'express';
 import Koa from 'koa';
@@ -11,6 +12,9 @@ import * as tillExpress from '@till/express';
 import * as tillKoa from '@till/koa';
 import { createApp as createExpressApp } from '../examples/express/app.mjs';
 import { createApp as createKoaApp } from '../examples/koa/app.mjs';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import * as tillFastify from '@till/fastify';
+import { createApp as createFastifyApp } from '../examples/fastify/app.mjs';
 
 // @koa/router is a dependency of the Koa example, not of the repository: load the example's copy.
 const requireFromKoaExample = createRequire(new URL('../examples/koa/package.json', import.meta.url));
@@ -217,6 +221,66 @@ describe('guarded paths written another way', () => {
         expect(errors[0]).toMatch(/router\.use\(\)/);
         expect(reachedWithoutKey).toEqual([]);
       });
+    });
+  });
+  describe('Fastify', () => {
+    const { apiKeyAuth, requireScopes } = tillFastify;
+    const handler = async (request: FastifyRequest) => {
+      if (request.apiKey === undefined) reachedWithoutKey.push(request.url);
+      return { invoices: [1] };
+    };
+    /** The app as a request listener: Fastify's own server handler, once the app is ready. */
+    const serve = (app: FastifyInstance) => {
+      const ready = app.ready();
+      return (req: IncomingMessage, res: ServerResponse) => void ready.then(() => app.routing(req, res));
+    };
+    // Routers that match more ways of writing a path: any case, a trailing slash, doubled slashes.
+    const lenient: FastifyServerOptions = { routerOptions: { caseSensitive: false, ignoreTrailingSlash: true, ignoreDuplicateSlashes: true } };
+
+    for (const [name, options] of [
+      ['the default router', {}],
+      ['a router that ignores case, trailing and doubled slashes', lenient],
+    ] as const) {
+      it(`an onRequest hook on the app, a scope on the route: ${name}`, async () => {
+        const app = Fastify(options);
+        app.addHook('onRequest', apiKeyAuth({ till }));
+        app.get('/api/invoices', { preHandler: requireScopes('billing:read') }, handler);
+        await probe(serve(app), '/api/invoices');
+        expect((await request(serve(app)).get('/api/invoices').set(bearer(key))).status).toBe(200);
+      });
+
+      it(`the hook in a plugin under a prefix: ${name}`, async () => {
+        const app = Fastify(options);
+        app.register(
+          async (api) => {
+            api.addHook('onRequest', apiKeyAuth({ till }));
+            api.addHook('preHandler', requireScopes('billing:read'));
+            api.get('/invoices', handler);
+          },
+          { prefix: '/api' },
+        );
+        const server = serve(app);
+        await probe(server, '/api/invoices');
+        expect((await request(server).get('/api/invoices').set(bearer(key))).status).toBe(200);
+      });
+
+      it(`the hooks on the route itself, with HEAD and DELETE: ${name}`, async () => {
+        const app = Fastify(options);
+        app.get('/api/invoices', { onRequest: apiKeyAuth({ till }), preHandler: requireScopes('billing:read') }, handler);
+        app.delete('/api/invoices/:id', { onRequest: [apiKeyAuth({ till }), requireScopes('keys:admin')] }, handler);
+        const server = serve(app);
+        await probe(server, '/api/invoices');
+        await probe(server, '/api/invoices/7', 'delete');
+        for (const variant of ['/api/invoices', ...variants('/api/invoices')]) {
+          expect((await request(server).head(variant)).status, `HEAD ${variant}`).toBeGreaterThanOrEqual(400);
+        }
+        expect(reachedWithoutKey).toEqual([]);
+        expect((await request(server).delete('/api/invoices/7').set(bearer(key))).status).toBe(200);
+      });
+    }
+
+    it('the example app', async () => {
+      await probeExample(serve(createFastifyApp({ till })));
     });
   });
 });

@@ -309,12 +309,14 @@ export function describeLimits<M, Handler>(name: string, driver: AdapterDriver<M
   });
 }
 
-/** The path of an Express request or a Koa context. */
+/** The path of an Express request, a Koa context or a Fastify request. */
 function pathOf(r: unknown): string {
-  return (r as { path: string }).path;
+  const { path, url } = r as { path?: string; url: string };
+  // A Fastify request has no `path`: its `url` holds the path and the query.
+  return path ?? url.split('?')[0]!;
 }
 
-/** A request header of an Express request or a Koa context. */
+/** A request header of an Express request, a Koa context or a Fastify request. */
 function headerOf(r: unknown, name: string): string | undefined {
   const value = (r as { headers: Record<string, string | undefined> }).headers[name];
   return value === undefined || value === '' ? undefined : value;
