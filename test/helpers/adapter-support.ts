@@ -1,8 +1,8 @@
 // Shared by the Express and Koa suites: a store that cannot answer, look-alike keys, the expected problems, a leak check.
 import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { expect } from 'vitest';
 import {
-  crc32,
   MemoryStore,
   TillError,
   type AuditPage,

@@ -1,6 +1,7 @@
 // Keys an attacker can make without knowing a secret: the right shape and a valid check, or a wrong check.
 import { randomBytes } from 'node:crypto';
-import { crc32, generateKey, CHECK_LENGTH, ID_LENGTH, SECRET_LENGTH } from '@till/core';
+import { crc32 } from 'node:zlib';
+import { generateKey, CHECK_LENGTH, ID_LENGTH, SECRET_LENGTH } from '@till/core';
 import { encodeBase62 } from '../../packages/core/src/key/base62.js';
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';

@@ -27,7 +27,6 @@ export {
   type ParsedKey,
   type ParseFailureReason,
 } from './key/format.js';
-export { crc32 } from './key/crc32.js';
 export { createHasher, type KeyHasher, type HashAlgorithm } from './key/hash.js';
 export { ScopeSet, scopesSatisfy, isValidScope, isValidGrant, isWildcard, normalizeRequired } from './verify/scopes.js';
 export { keyStatus, toKeyInfo, toVerifiedKey, type KeyRecord, type KeyInfo, type KeyStatus } from './store/record.js';
