@@ -9,10 +9,9 @@ import { isSafeText } from '../util/text.js';
 import { normalizeGrants } from '../verify/scopes.js';
 import { parseDuration } from '../util/duration.js';
 import { normalizeCredits, normalizeRateLimits, type Credits, type CreditsInput, type RateLimitInput } from '../limits/rules.js';
-import type { KeyUsage } from '../audit/usage.js';
 import { auditReport, type Report, type ReportOptions } from '../audit/report.js';
 import { auditText, type AuditPage, type AuditQuery, type AuditRecord, type ChangeType } from '../audit/trail.js';
-import type { KeyStore, ListKeysQuery } from '../store/types.js';
+import type { KeyStore, KeyUsage, ListKeysQuery } from '../store/types.js';
 
 export interface CreateKeyInput {
   /** A label for people: "billing service, production". */
