@@ -9,7 +9,7 @@ import { TillEvents } from '../audit/events.js';
 import { Limiter, UNAVAILABLE } from '../limits/limiter.js';
 import { countOutcome, OUTCOME_INDEX, type UsageTracker } from '../audit/usage.js';
 import type { LimitCharge } from '../limits/rules.js';
-import { failure, WRONG_SECRET, type FailureCode, type MaybePromise, type Usage, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
+import { failure, WRONG_SECRET, type MaybePromise, type Usage, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
 import { keyStatus, toVerifiedKey, withoutHash, type KeyRecord } from '../store/record.js';
 import { scopeSetOf, type ScopeSet } from './scopes.js';
 import type { ConsumeRequest, ConsumeResult, KeyStore, SubscriptionListener } from '../store/types.js';
@@ -163,7 +163,7 @@ export class Verifier {
     this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents());
     this.usage = options.usage;
     this.onSubscription = options.onSubscription;
-    this.unavailable = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: Math.ceil(retryAfter) });
+    this.unavailable = failure('STORE_UNAVAILABLE', { retryAfter: Math.ceil(retryAfter) });
   }
 
   /**
@@ -292,7 +292,7 @@ export class Verifier {
     const status = keyStatus(record, now);
     if (status !== 'active') {
       this.count(entry, STATUS_CODES[status], now);
-      return this.fail(STATUS_CODES[status], record.id);
+      return failure(STATUS_CODES[status], { keyId: record.id });
     }
     if (options?.scopes !== undefined && options.scopes.length > 0) {
       // Anything but 'any' means all: a misspelt mode must not weaken the check.
@@ -300,7 +300,7 @@ export class Verifier {
       const ok = Array.isArray(options.scopes) && (mode === 'all' ? entry.scopes!.hasAll(options.scopes) : entry.scopes!.hasAny(options.scopes));
       if (!ok) {
         this.count(entry, 'INSUFFICIENT_SCOPE', now);
-        return Object.freeze({ valid: false, code: 'INSUFFICIENT_SCOPE', keyId: record.id, requiredScopes: options.scopes, scopeMode: mode });
+        return failure('INSUFFICIENT_SCOPE', { keyId: record.id, requiredScopes: options.scopes, scopeMode: mode });
       }
     }
     if (entry.charged || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false);
@@ -350,13 +350,10 @@ export class Verifier {
         return success;
       }
       this.count(entry, result.outcome, at);
-      const refused: VerifyFailure = { valid: false, code: result.outcome, keyId: record.id, usage };
-      return result.retryAfter === null ? refused : { ...refused, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) };
+      return result.retryAfter === null
+        ? failure(result.outcome, { keyId: record.id, usage })
+        : failure(result.outcome, { keyId: record.id, usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) });
     });
-  }
-
-  private fail(code: FailureCode, keyId: string): VerifyFailure {
-    return Object.freeze({ valid: false, code, keyId });
   }
 
   private entryOf(record: KeyRecord | null): Entry {
