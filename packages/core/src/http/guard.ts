@@ -1,4 +1,5 @@
 // What the framework adapters share: option checks, header-to-outcome, and scope checks on a verified key.
+// One file because the authenticator, the rate-limit guard and the scope check share their option checks and refusal recording.
 import { tillError } from '../errors.js';
 import { createExtractor, NO_KEY, type KeySource } from './extract.js';
 import { keyHeaderReader, type RequestHeaders } from './raw-headers.js';

@@ -1,4 +1,5 @@
 // Lua scripts of the Redis store. Each touches only keys of one `{id}` hash tag, so it runs on Cluster too.
+// One file because the scripts share Lua fragments (the change trail, the record version, the clock) spliced into several of them.
 
 /**
  * Adds a change entry to a key's change trail: a list of `<id> <json>` entries, oldest first, trimmed to

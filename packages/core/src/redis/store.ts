@@ -1,4 +1,5 @@
 // A KeyStore on Redis or Redis Cluster through ioredis, with command timeouts and fail-fast when down.
+// One file because it is one class, the KeyStore on Redis, whose methods share its connection, command timeouts and error mapping.
 import type { Cluster, Redis } from 'ioredis';
 import { TillError, storeUnavailable, tillError } from '../errors.js';
 import { consoleLogger, type Logger } from '../util/logger.js';
