@@ -1,6 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { challengeOf, problemResponse } from '../src/http/problem.js';
-import { failure, OUTCOME_CODES, type FailureCode } from '../src/verify/outcome.js';
+import { failure, OUTCOME_CODES, type FailureCode, type VerifyFailure } from '../src/verify/outcome.js';
+
+/** A failure without the details its code carries, as plain JavaScript could pass: the mapping must not need them. */
+const bare = (code: FailureCode, details: object = {}) => ({ valid: false, code, ...details }) as VerifyFailure;
 
 describe('HTTP mapping', () => {
   const expected: Record<FailureCode, number> = {
@@ -11,7 +14,7 @@ describe('HTTP mapping', () => {
   it('maps every failure code to its status and a problem+json body with a stable code', () => {
     for (const code of OUTCOME_CODES) {
       if (code === 'VALID') continue;
-      const response = problemResponse(failure(code));
+      const response = problemResponse(bare(code));
       expect(response.status).toBe(expected[code]);
       expect(response.headers['content-type']).toBe('application/problem+json');
       expect(response.headers['cache-control']).toBe('no-store');
@@ -25,11 +28,11 @@ describe('HTTP mapping', () => {
     expect(challengeOf(failure('MISSING'))).toBe('Bearer');
     expect(challengeOf(failure('MISSING'), { realm: 'api' })).toBe('Bearer realm="api"');
     expect(challengeOf(failure('NOT_FOUND'))).toBe('Bearer error="invalid_token", error_description="Invalid API key"');
-    expect(challengeOf({ valid: false, code: 'INSUFFICIENT_SCOPE', requiredScopes: ['a:b', 'c'] }, { realm: 'x"y' })).toBe(
+    expect(challengeOf(bare('INSUFFICIENT_SCOPE', { requiredScopes: ['a:b', 'c'] }), { realm: 'x"y' })).toBe(
       'Bearer realm="x\\"y", error="insufficient_scope", scope="a:b c"',
     );
-    expect(challengeOf(failure('RATE_LIMITED'))).toBeUndefined();
-    expect(challengeOf(failure('STORE_UNAVAILABLE'))).toBeUndefined();
+    expect(challengeOf(bare('RATE_LIMITED'))).toBeUndefined();
+    expect(challengeOf(bare('STORE_UNAVAILABLE'))).toBeUndefined();
   });
 
   it('sets Retry-After on 429 and 503, and lists needed scopes on 403', () => {

@@ -445,7 +445,7 @@ export function describeAdapter<M, Handler>(name: string, driver: AdapterDriver<
       });
 
       it('sendProblem() writes any problem response', async () => {
-        const app = driver.app({ '/': [driver.problem(problemResponse(failure('REVOKED'), { realm: 'x' }))] }, answerKey);
+        const app = driver.app({ '/': [driver.problem(problemResponse(failure('REVOKED', { keyId: generateKey('till').id }), { realm: 'x' }))] }, answerKey);
         expectProblem(await get(app, '/'), 'REVOKED', { realm: 'x' });
       });
 

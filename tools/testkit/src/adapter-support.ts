@@ -1,5 +1,6 @@
 // Shared by the Express and Koa suites: a store that cannot answer, look-alike keys, the expected problems, a leak check.
 import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { expect } from 'vitest';
 import { crc32 } from '../../../packages/core/src/key/crc32.js';
 import {

@@ -1,7 +1,7 @@
 // Keys an attacker can make without knowing a secret: the right shape and a valid check, or a wrong check.
 import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { generateKey, ID_LENGTH } from '@till/core';
-import { crc32 } from '../../../packages/core/src/key/crc32.js';
 import { CHECK_LENGTH, SECRET_LENGTH } from '../../../packages/core/src/key/format.js';
 import { encodeBase62 } from '../../../packages/core/src/key/base62.js';
 

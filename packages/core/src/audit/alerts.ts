@@ -1,4 +1,5 @@
 // Alert rules over verification outcomes, deduplicated, delivered to sinks: the logger, a signed webhook, a function.
+// One file because the rules, their deduplication and the sinks share one alert shape and one check of their options.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { parseDuration } from '../util/duration.js';

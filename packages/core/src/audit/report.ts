@@ -1,7 +1,7 @@
 // The audit report: keys that should not exist any more, or not like this, each with why and what to do.
 import { parseDuration } from '../util/duration.js';
 import { tillError } from '../errors.js';
-import type { KeyManager } from '../manage/manager.js';
+import type { KeyUsage, ListKeysQuery } from '../store/types.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 import { keyStatus, type KeyInfo } from '../store/record.js';
 import { isWildcard } from '../verify/scopes.js';
@@ -39,6 +39,12 @@ export interface ReportOptions {
   now?: number;
 }
 
+/** What the report reads: the keys a page at a time and each key's usage. A KeyManager is one. */
+export interface ReportSource {
+  list(query: ListKeysQuery): Promise<{ keys: KeyInfo[]; cursor?: string }>;
+  usage(id: string, options: { days?: number }): Promise<KeyUsage>;
+}
+
 export interface Report {
   readonly generatedAt: number;
   readonly keysChecked: number;
@@ -61,7 +67,7 @@ const days = (ms: number) => Math.floor(ms / DAY);
  * Reads every key (a page at a time) and its usage, and lists the findings. Revoked and expired
  * keys are skipped: they already cannot be used. An admin path, for schedulers and `till audit`.
  */
-export async function auditReport(keys: KeyManager, options: ReportOptions = {}): Promise<Report> {
+export async function auditReport(keys: ReportSource, options: ReportOptions = {}): Promise<Report> {
   if (options === null || typeof options !== 'object') throw tillError('INVALID_ARGUMENT', 'audit', 'report options must be an object');
   const now = options.now ?? Date.now();
   const unusedFor = parseDuration(options.unusedFor ?? '90d', 'unusedFor');
@@ -93,7 +99,7 @@ export async function auditReport(keys: KeyManager, options: ReportOptions = {})
 
 function judge(
   key: KeyInfo,
-  usage: Awaited<ReturnType<KeyManager['usage']>>,
+  usage: KeyUsage,
   now: number,
   limits: { unusedFor: number; neverUsedAfter: number; rotationAge: number; failures: number; failureDays: number },
 ): Finding[] {

@@ -6,24 +6,10 @@ import type { Logger } from '../util/logger.js';
 import { OUTCOME_CODES, type OutcomeCode } from '../verify/outcome.js';
 import { PeriodicWriter } from '../util/batching.js';
 import { tillError } from '../errors.js';
-import type { KeyStore } from '../store/types.js';
+import type { KeyStore, KeyUsage, UsageBatchItem } from '../store/types.js';
 
-/** One key's counts for one day (UTC, `YYYY-MM-DD`), by outcome. */
-export interface UsageBatchItem {
-  readonly keyId: string;
-  readonly day: string;
-  readonly counts: Readonly<Partial<Record<OutcomeCode, number>>>;
-  /** When the key last verified (VALID) in this batch, epoch ms; null when it did not. */
-  readonly lastUsedAt: number | null;
-}
-
-/** What a store says of a key's use. */
-export interface KeyUsage {
-  /** When the key last verified, as far as the flushed batches tell; null: never (or not yet flushed). */
-  readonly lastUsedAt: number | null;
-  /** Requests by day (newest first) and outcome, for the days asked. */
-  readonly days: ReadonlyArray<{ readonly day: string; readonly counts: Readonly<Partial<Record<OutcomeCode, number>>>; readonly total: number }>;
-}
+// The shapes usage is stored in belong to the store contract; named here too for their readers.
+export type { KeyUsage, UsageBatchItem };
 
 export interface UsageOptions {
   /** Milliseconds between writes of gathered counts. Default 10,000. */

@@ -1,7 +1,7 @@
 // The key format `<prefix>_<id><secret><check>`: generation and a parser that never throws.
 import { randomBytes } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { BASE62, base62Digit, encodeBase62, randomBase62 } from './base62.js';
-import { crc32 } from './crc32.js';
 import { tillError } from '../errors.js';
 
 /** Length of the public id, in base62 characters (about 95 bits: collisions are not a concern). */
@@ -124,7 +124,8 @@ export function parseKey(input: unknown): ParsedKey {
     if (i >= input.length - CHECK_LENGTH) check = check * 62 + d;
   }
   if (!isPrefixAt(input, bodyStart - 1)) return BAD_FORMAT;
-  if (crc32(input, input.length - CHECK_LENGTH) !== check) return BAD_CHECKSUM;
+  // The check is CRC-32 (IEEE, the zlib one) of the ASCII text before it.
+  if (crc32(input.slice(0, input.length - CHECK_LENGTH)) !== check) return BAD_CHECKSUM;
   return { ok: true, prefix: input.slice(0, bodyStart - 1), id: input.slice(bodyStart, bodyStart + ID_LENGTH) };
 }
 

@@ -4,11 +4,11 @@ import { decodeRecord, encodeRecord, type KeyRecord } from './record.js';
 import type { AuditPage, AuditQuery, AuditRecord } from '../audit/trail.js';
 import type { Credits } from '../limits/rules.js';
 import { MemoryAuditLog } from './audit-log.js';
-import { dayOf, parseBatchId, type KeyUsage, type UsageBatchItem } from '../audit/usage.js';
+import { dayOf, parseBatchId } from '../audit/usage.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 import { LocalBuckets } from '../limits/buckets.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from './cursor.js';
-import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, ListKeysQuery } from './types.js';
+import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, KeyUsage, ListKeysQuery, UsageBatchItem } from './types.js';
 
 /**
  * Keeps keys in this process only: for demos, tests and single-process apps. Records are kept as

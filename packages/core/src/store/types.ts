@@ -2,7 +2,24 @@
 import type { ChargeOutcome, Credits, LimitCharge, LimitState } from '../limits/rules.js';
 import type { AuditPage, AuditQuery, AuditRecord } from '../audit/trail.js';
 import type { KeyRecord } from './record.js';
-import type { KeyUsage, UsageBatchItem } from '../audit/usage.js';
+import type { OutcomeCode } from '../verify/outcome.js';
+
+/** One key's counts for one day (UTC, `YYYY-MM-DD`), by outcome: what usage tracking writes to a store. */
+export interface UsageBatchItem {
+  readonly keyId: string;
+  readonly day: string;
+  readonly counts: Readonly<Partial<Record<OutcomeCode, number>>>;
+  /** When the key last verified (VALID) in this batch, epoch ms; null when it did not. */
+  readonly lastUsedAt: number | null;
+}
+
+/** What a store says of a key's use. */
+export interface KeyUsage {
+  /** When the key last verified, as far as the flushed batches tell; null: never (or not yet flushed). */
+  readonly lastUsedAt: number | null;
+  /** Requests by day (newest first) and outcome, for the days asked. */
+  readonly days: ReadonlyArray<{ readonly day: string; readonly counts: Readonly<Partial<Record<OutcomeCode, number>>>; readonly total: number }>;
+}
 
 export interface ListKeysQuery {
   /** Only keys of this owner. */

@@ -56,33 +56,103 @@ export interface VerifySuccess {
   readonly usage?: Usage;
 }
 
-export interface VerifyFailure {
+/**
+ * The fields a failure may carry, each one on the codes it belongs to; the other codes declare it
+ * absent (`?: undefined`), so that code reading it from any failure still compiles, and narrowing on
+ * `code` tells which are there.
+ */
+interface FailureFields {
   readonly valid: false;
-  readonly code: FailureCode;
   /** Public id of the presented key when it parsed; never set for NOT_FOUND so unknown and wrong secret look alike. */
-  readonly keyId?: string;
+  readonly keyId?: string | undefined;
   /** For INSUFFICIENT_SCOPE: the scopes the route asked for. */
-  readonly requiredScopes?: readonly string[];
+  readonly requiredScopes?: undefined;
   /** For INSUFFICIENT_SCOPE: whether one of them was enough. */
-  readonly scopeMode?: 'all' | 'any';
+  readonly scopeMode?: undefined;
   /** Seconds until retrying may succeed (429 and 503 outcomes). */
-  readonly retryAfter?: number;
+  readonly retryAfter?: undefined;
   /** For RATE_LIMITED and USAGE_EXCEEDED: the limits and credits as they stand. */
-  readonly usage?: Usage;
+  readonly usage?: undefined;
 }
+
+/** No key, no key of this shape, or no such key (an unknown id and a wrong secret alike): nothing to tell. */
+export interface KeylessFailure extends FailureFields {
+  readonly code: 'MISSING' | 'MALFORMED' | 'NOT_FOUND';
+  readonly keyId?: undefined;
+}
+
+/** The key is real but not usable now: its own state says why. */
+export interface KeyStateFailure extends FailureFields {
+  readonly code: 'REVOKED' | 'DISABLED' | 'EXPIRED' | 'NOT_YET_VALID';
+  readonly keyId: string;
+}
+
+/** The key lacks scopes the route asked for. */
+export interface ScopeFailure extends Omit<FailureFields, 'requiredScopes' | 'scopeMode'> {
+  readonly code: 'INSUFFICIENT_SCOPE';
+  /** The scopes the route asked for. */
+  readonly requiredScopes: readonly string[];
+  /** Whether one of them was enough. */
+  readonly scopeMode: 'all' | 'any';
+}
+
+/** A rate limit or the credits refused the request; nothing was charged. */
+export interface LimitFailure extends Omit<FailureFields, 'retryAfter' | 'usage'> {
+  readonly code: 'RATE_LIMITED' | 'USAGE_EXCEEDED';
+  /** The limits and credits as they stand. */
+  readonly usage: Usage;
+  /** Seconds until retrying may succeed; absent when waiting will not help (no refill, or a cost above the limit). */
+  readonly retryAfter?: number;
+}
+
+/** The client failed too often and is refused for a while, before any key lookup. */
+export interface BlockedFailure extends Omit<FailureFields, 'retryAfter'> {
+  readonly code: 'BLOCKED';
+  readonly keyId?: undefined;
+  /** Seconds until the block ends. */
+  readonly retryAfter: number;
+}
+
+/** The store could not answer and the key was not in the cache's stale window. */
+export interface UnavailableFailure extends Omit<FailureFields, 'retryAfter'> {
+  readonly code: 'STORE_UNAVAILABLE';
+  readonly keyId?: undefined;
+  /** Seconds a client is told to wait. */
+  readonly retryAfter: number;
+}
+
+/** A refused verification: one member per failure code, each with exactly the details that belong to it. */
+export type VerifyFailure = KeylessFailure | KeyStateFailure | ScopeFailure | LimitFailure | BlockedFailure | UnavailableFailure;
+
+/** The failure of one code (or of each code of a union of them). */
+export type FailureOf<C extends FailureCode> = VerifyFailure extends infer F
+  ? F extends { readonly code: infer K } ? ([Extract<C, K>] extends [never] ? never : F & { readonly code: Extract<C, K> }) : never
+  : never;
+
+/** What a failure of one code carries beside `valid` and `code`. */
+export type FailureDetails<C extends FailureCode> = Omit<FailureOf<C>, 'valid' | 'code'>;
 
 export type VerifyResult = VerifySuccess | VerifyFailure;
 
 /** A value, or a promise of it: the cached path of the verifier answers synchronously. */
 export type MaybePromise<T> = T | Promise<T>;
 
+/** The codes whose failures carry no details. */
+export type KeylessCode = KeylessFailure['code'];
+
 const failureCache = new Map<FailureCode, VerifyFailure>();
 
-/** A frozen failure with no details; shared instances keep the hot path allocation-free. */
-export function failure(code: FailureCode): VerifyFailure {
+/**
+ * A frozen failure. Without details (MISSING, MALFORMED, NOT_FOUND) an instance shared per code, which
+ * keeps the hot path allocation-free; the other codes must be given the details that belong to them.
+ */
+export function failure<C extends KeylessCode>(code: C): FailureOf<C>;
+export function failure<C extends FailureCode>(code: C, details: FailureDetails<C>): FailureOf<C>;
+export function failure(code: FailureCode, details?: object): VerifyFailure {
+  if (details !== undefined) return Object.freeze({ valid: false, code, ...details }) as VerifyFailure;
   let f = failureCache.get(code);
   if (!f) {
-    f = Object.freeze({ valid: false, code });
+    f = Object.freeze({ valid: false, code }) as VerifyFailure;
     failureCache.set(code, f);
   }
   return f;
@@ -94,7 +164,7 @@ export function failure(code: FailureCode): VerifyFailure {
  * Till itself can record it as probing of that id (never as a failure of the key: ids are public, and
  * anyone can send a made-up secret with one).
  */
-export const WRONG_SECRET: VerifyFailure = Object.freeze({ valid: false, code: 'NOT_FOUND' });
+export const WRONG_SECRET: KeylessFailure = Object.freeze({ valid: false, code: 'NOT_FOUND' });
 
 /** Whether a result is a wrong secret presented for a real key id (see WRONG_SECRET). */
 export function isWrongSecret(result: VerifyResult): boolean {

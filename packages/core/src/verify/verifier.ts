@@ -1,97 +1,20 @@
-// The verifier: parse and check, then an LRU cache with single-flight in front of the store.
+// The verifier: parse and check, then an LRU cache with single-flight in front of the store. The V8
+// and memory tuning of its cached path is in tuning.ts, its cache entry in entry.ts, its options in options.ts.
 import { LRUCache } from 'lru-cache';
 import { systemClock, type Clock } from '../util/clock.js';
-import { tillError } from '../errors.js';
 import { createHasher, type KeyHasher } from '../key/hash.js';
-import { digestBytes } from '../key/sha256.js';
-import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_KEY_LENGTH, parseKey } from '../key/format.js';
+import { parseKey } from '../key/format.js';
 import { TillEvents } from '../audit/events.js';
 import { Limiter, UNAVAILABLE } from '../limits/limiter.js';
-import { countOutcome, OUTCOME_INDEX, type UsageTracker } from '../audit/usage.js';
-import type { LimitCharge } from '../limits/rules.js';
-import { failure, WRONG_SECRET, type FailureCode, type MaybePromise, type Usage, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
-import { keyStatus, toVerifiedKey, withoutHash, type KeyRecord } from '../store/record.js';
-import { scopeSetOf, type ScopeSet } from './scopes.js';
+import { countOutcome, type UsageTracker } from '../audit/usage.js';
+import { failure, WRONG_SECRET, type MaybePromise, type OutcomeCode, type Usage, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
+import { keyStatus, type KeyRecord } from '../store/record.js';
 import type { ConsumeRequest, ConsumeResult, KeyStore, SubscriptionListener } from '../store/types.js';
+import { chargesOf, knownEntry, unknownEntry, type Entry, type KnownEntry } from './entry.js';
+import { verifierConfig, type VerifierOptions, type VerifyOptions } from './options.js';
+import { CacheClock, idBeforeParse, noteUse, ownCopy, prefixFits } from './tuning.js';
 
-export interface CacheOptions {
-  /** Most keys kept in the cache. Default 10,000. */
-  max?: number;
-  /** Milliseconds a cached key is trusted without asking the store. Default 30,000. */
-  ttl?: number;
-  /** Milliseconds an unknown id is remembered as unknown. Default 5,000. */
-  negativeTtl?: number;
-  /**
-   * Most unknown ids remembered. They have a cache of their own, so a flood of made-up keys can
-   * never push real keys out (and with them the stale window). Default 10,000.
-   */
-  negativeMax?: number;
-  /**
-   * Milliseconds past `ttl` during which a key that verified recently keeps working while the
-   * store is unreachable. Default 300,000 (5 minutes); 0 turns it off.
-   */
-  staleWindow?: number;
-}
-
-export interface VerifierOptions {
-  store: KeyStore;
-  /** Hasher for stored digests; made from `pepper` when absent. */
-  hasher?: KeyHasher;
-  /** Key prefixes this verifier accepts; any valid prefix when absent. */
-  prefixes?: readonly string[];
-  cache?: CacheOptions;
-  /** Seconds a client is told to wait when the store is unreachable. Default 2. */
-  unavailableRetryAfter?: number;
-  clock?: Clock;
-  /** Charges rate limits and credits; one of its own (events unheard) when absent. */
-  limiter?: Limiter;
-  /** Counts each key's outcomes for usage tracking; none when absent. */
-  usage?: UsageTracker;
-  /** Told whether the store's invalidation subscription could be made (see SubscriptionListener). */
-  onSubscription?: SubscriptionListener;
-}
-
-export interface VerifyOptions {
-  /** Scopes the key must hold. */
-  scopes?: readonly string[];
-  /** `all` (default) needs every scope; `any` needs one. */
-  scopeMode?: 'all' | 'any';
-  /**
-   * Rate limits charged per key beside the key's own, in the same atomic step (and the same round
-   * trip). `bucket` names the state: limits of the same bucket share it.
-   */
-  limits?: ReadonlyArray<LimitCharge & { readonly bucket: string }>;
-  /** Credits this request spends when the key has credits. Default 1. */
-  cost?: number;
-}
-
-/** What the cache holds about one id: the record and what is derived from it once, not per request. */
-interface Entry {
-  readonly record: KeyRecord | null;
-  /** The stored digest's bytes (latin1); null for an unknown id or a digest that is not 32 bytes. */
-  readonly digest: string | null;
-  readonly scopes: ScopeSet | null;
-  readonly fresh: VerifySuccess | null;
-  /** The key's own limits as charges; empty when it has none. */
-  readonly charges: ReadonlyArray<LimitCharge & { readonly bucket: string }>;
-  /** Whether a request with this key is charged even without middleware limits (own limits or credits). */
-  readonly charged: boolean;
-  /** The key's charges joined with a middleware's, for the last middleware limits seen (they rarely vary). */
-  joined?: { readonly extra: Charges; readonly all: Charges };
-  /**
-   * When it was read from the store, and when the cache last heard it was used (see RECENCY_STEP):
-   * milliseconds since the verifier's epoch, small integers that V8 keeps in the object (epoch
-   * milliseconds would be a 16-byte heap number each, 3 MB per 100,000 keys).
-   */
-  readonly fetched: number;
-  touched: number;
-}
-
-/**
- * The fast path reads the cache with `peek` and tells it of a use at most this often (ms):
- * eviction order is kept to a second, and most requests skip the LRU's bookkeeping.
- */
-const RECENCY_STEP = 1000;
+export type { CacheOptions, VerifierOptions, VerifyOptions } from './options.js';
 
 export interface VerifierStats {
   hits: number;
@@ -100,31 +23,22 @@ export interface VerifierStats {
   storeErrors: number;
 }
 
-const DEFAULT_CACHE = { max: 10_000, ttl: 30_000, negativeTtl: 5_000, negativeMax: 10_000, staleWindow: 300_000 };
-
-function checkMillis(value: unknown, name: string, min: number): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
-    throw tillError('INVALID_OPTIONS', 'verifier', `${name} must be a number >= ${min}`);
-  }
-  return value;
-}
-
 export class Verifier {
   readonly store: KeyStore;
   readonly stats: VerifierStats = { hits: 0, misses: 0, staleHits: 0, storeErrors: 0 };
+  readonly clock: Clock;
   private readonly hasher: KeyHasher;
   private readonly prefixes: ReadonlySet<string> | null;
-  private readonly cache: LRUCache<string, Entry>;
+  /** Known keys. */
+  private readonly cache: LRUCache<string, KnownEntry>;
   /** Unknown ids, apart from the keys: see CacheOptions.negativeMax. */
   private readonly unknown: LRUCache<string, Entry>;
   private readonly inflight = new Map<string, Promise<Entry>>();
+  private readonly times: CacheClock;
   private readonly ttl: number;
-  /** The clock reading cache times count from. */
-  private readonly epoch: number;
   private readonly negativeTtl: number;
   private readonly staleWindow: number;
   private readonly unavailable: VerifyFailure;
-  readonly clock: Clock;
   private readonly limiter: Limiter;
   private readonly usage: UsageTracker | undefined;
   private readonly onSubscription: SubscriptionListener | undefined;
@@ -133,37 +47,21 @@ export class Verifier {
   private readonly receipts = new WeakMap<VerifyResult, { request: Omit<ConsumeRequest, 'now'>; result: ConsumeResult }>();
 
   constructor(options: VerifierOptions) {
-    if (!options || typeof options !== 'object' || !options.store || typeof options.store.get !== 'function') {
-      throw tillError('INVALID_OPTIONS', 'verifier', 'a store is required');
-    }
-    const cache = { ...DEFAULT_CACHE, ...options.cache };
-    const max = checkMillis(cache.max, 'cache.max', 1);
-    if (!Number.isInteger(max)) throw tillError('INVALID_OPTIONS', 'verifier', 'cache.max must be an integer');
-    this.ttl = checkMillis(cache.ttl, 'cache.ttl', 0);
-    this.negativeTtl = checkMillis(cache.negativeTtl, 'cache.negativeTtl', 0);
-    this.staleWindow = checkMillis(cache.staleWindow, 'cache.staleWindow', 0);
-    if (options.prefixes !== undefined) {
-      if (!Array.isArray(options.prefixes) || !options.prefixes.every(isValidPrefix)) {
-        throw tillError('INVALID_OPTIONS', 'verifier', 'prefixes must be an array of valid key prefixes');
-      }
-    }
-    const retryAfter = checkMillis(options.unavailableRetryAfter ?? 2, 'unavailableRetryAfter', 1);
-    if (options.clock !== undefined && typeof options.clock !== 'function') {
-      throw tillError('INVALID_OPTIONS', 'verifier', 'clock must be a function returning epoch milliseconds');
-    }
+    const { cache, unavailableRetryAfter } = verifierConfig(options);
     this.store = options.store;
-    this.epoch = (options.clock ?? systemClock)();
+    this.clock = options.clock ?? systemClock;
+    this.times = new CacheClock(this.clock);
     this.hasher = options.hasher ?? createHasher();
     this.prefixes = options.prefixes ? new Set(options.prefixes) : null;
-    this.cache = new LRUCache<string, Entry>({ max });
-    const negativeMax = checkMillis(cache.negativeMax, 'cache.negativeMax', 1);
-    if (!Number.isInteger(negativeMax)) throw tillError('INVALID_OPTIONS', 'verifier', 'cache.negativeMax must be an integer');
-    this.unknown = new LRUCache<string, Entry>({ max: negativeMax });
-    this.clock = options.clock ?? systemClock;
+    this.cache = new LRUCache<string, KnownEntry>({ max: cache.max });
+    this.unknown = new LRUCache<string, Entry>({ max: cache.negativeMax });
+    this.ttl = cache.ttl;
+    this.negativeTtl = cache.negativeTtl;
+    this.staleWindow = cache.staleWindow;
     this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents());
     this.usage = options.usage;
     this.onSubscription = options.onSubscription;
-    this.unavailable = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: Math.ceil(retryAfter) });
+    this.unavailable = failure('STORE_UNAVAILABLE', { retryAfter: unavailableRetryAfter });
   }
 
   /**
@@ -180,21 +78,17 @@ export class Verifier {
    */
   verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
     if (this.unsubscribe === null) this.subscribe();
-    // Fast path, a fresh cached key: a key whose digest matches an issued key's is well-formed
-    // and carries the right check, so parsing can wait for the keys that are not. Only memory
-    // is read before the parse, never the store.
-    if (typeof key === 'string' && key.length <= MAX_KEY_LENGTH && key.length > BODY_LENGTH + 1) {
-      const start = key.length - BODY_LENGTH;
-      const id = key.slice(start, start + ID_LENGTH);
-      const entry = this.cache.peek(id);
-      if (entry !== undefined && entry.record !== null && entry.digest !== null && entry.record.prefix.length === start - 1 && !this.missingChanges()) {
+    // Fast path, a fresh cached key, matched before it is parsed (see idBeforeParse). Only memory is
+    // read before the parse, never the store.
+    const cachedId = idBeforeParse(key);
+    if (cachedId !== null) {
+      const entry = this.cache.peek(cachedId);
+      if (entry !== undefined && entry.digest !== null && prefixFits(entry.record.prefix, key as string) && !this.missingChanges()) {
         const now = this.clock();
-        if (now - this.epoch - entry.fetched < this.ttl && this.hasher.matches(key, entry.record.hashAlgorithm, entry.digest)) {
+        const at = this.times.at(now);
+        if (at - entry.fetched < this.ttl && this.hasher.matches(key as string, entry.record.hashAlgorithm, entry.digest)) {
           if (this.prefixes !== null && !this.prefixes.has(entry.record.prefix)) return failure('MALFORMED');
-          if (now - this.epoch - entry.touched >= RECENCY_STEP) {
-            entry.touched = now - this.epoch;
-            this.cache.get(id);
-          }
+          noteUse(this.cache, cachedId, entry, at);
           this.stats.hits++;
           return this.judge(entry, now, options, false);
         }
@@ -206,7 +100,7 @@ export class Verifier {
     const id = parsed.id;
     const now = this.clock();
     const entry = this.cache.get(id) ?? this.unknown.get(id);
-    if (entry !== undefined && now - this.epoch - entry.fetched < (entry.record ? this.ttl : this.negativeTtl) && !this.missingChanges()) {
+    if (entry !== undefined && this.times.at(now) - entry.fetched < (entry.record ? this.ttl : this.negativeTtl) && !this.missingChanges()) {
       this.stats.hits++;
       return this.decide(entry, key as string, now, options, false);
     }
@@ -218,10 +112,10 @@ export class Verifier {
         const t = this.clock();
         // Read the cache again: a change heard while the store read was under way removed the
         // entry, and a key this process knows has changed must not be served stale.
-        const entry = this.cache.peek(id);
-        if (entry?.record && this.staleWindow > 0 && t - this.epoch - entry.fetched < this.ttl + this.staleWindow) {
+        const known = this.cache.peek(id);
+        if (known !== undefined && this.staleWindow > 0 && this.times.at(t) - known.fetched < this.ttl + this.staleWindow) {
           this.stats.staleHits++;
-          return this.decide(entry, key as string, t, options, true);
+          return this.decide(known, key as string, t, options, true);
         }
         return this.unavailable;
       },
@@ -239,7 +133,7 @@ export class Verifier {
 
   /** The owner of a key this process has cached (null: none; undefined: not cached). Memory only. */
   ownerOf(id: string): string | null | undefined {
-    return this.cache.peek(id)?.record?.ownerId;
+    return this.cache.peek(id)?.record.ownerId;
   }
 
   /**
@@ -275,10 +169,9 @@ export class Verifier {
   }
 
   private decide(entry: Entry, key: string, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
-    const record = entry.record;
-    if (record === null) return failure('NOT_FOUND');
+    if (entry.record === null) return failure('NOT_FOUND');
     // The hash covers the prefix too, so a key with another prefix and the same id fails here.
-    if (entry.digest === null || !this.hasher.matches(key, record.hashAlgorithm, entry.digest)) {
+    if (entry.digest === null || !this.hasher.matches(key, entry.record.hashAlgorithm, entry.digest)) {
       // A wrong secret for a real id: probing of that id, not a use of the key (ids are public), so
       // it is not counted on the key; the authenticator records it as such.
       return WRONG_SECRET;
@@ -287,28 +180,28 @@ export class Verifier {
   }
 
   /** Status and scopes of a key whose digest matched. */
-  private judge(entry: Entry, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
-    const record = entry.record!;
+  private judge(entry: KnownEntry, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
+    const record = entry.record;
     const status = keyStatus(record, now);
     if (status !== 'active') {
       this.count(entry, STATUS_CODES[status], now);
-      return this.fail(STATUS_CODES[status], record.id);
+      return failure(STATUS_CODES[status], { keyId: record.id });
     }
     if (options?.scopes !== undefined && options.scopes.length > 0) {
       // Anything but 'any' means all: a misspelt mode must not weaken the check.
       const mode = options.scopeMode === 'any' ? 'any' : 'all';
-      const ok = Array.isArray(options.scopes) && (mode === 'all' ? entry.scopes!.hasAll(options.scopes) : entry.scopes!.hasAny(options.scopes));
+      const ok = Array.isArray(options.scopes) && (mode === 'all' ? entry.scopes.hasAll(options.scopes) : entry.scopes.hasAny(options.scopes));
       if (!ok) {
         this.count(entry, 'INSUFFICIENT_SCOPE', now);
-        return Object.freeze({ valid: false, code: 'INSUFFICIENT_SCOPE', keyId: record.id, requiredScopes: options.scopes, scopeMode: mode });
+        return failure('INSUFFICIENT_SCOPE', { keyId: record.id, requiredScopes: options.scopes, scopeMode: mode });
       }
     }
     if (entry.charged || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false);
     // Usage: an increment (the cached path's only bookkeeping). The counter is looked up, not held by
     // the cache entry: a cache of 100,000 keys would otherwise keep a counter for each.
     this.usage?.countValid(record.id, now);
-    if (!stale) return entry.fresh!;
-    return Object.freeze({ valid: true, code: 'VALID', key: entry.fresh!.key, stale: true });
+    if (!stale) return entry.fresh;
+    return Object.freeze({ valid: true, code: 'VALID', key: entry.fresh.key, stale: true });
   }
 
   /**
@@ -316,8 +209,8 @@ export class Verifier {
    * checks that the record is still the one verified: a key changed meanwhile (revoked, new
    * limits) is judged again on its new record, never charged on the old one.
    */
-  private charge(entry: Entry, options: VerifyOptions | undefined, stale: boolean, retried: boolean): Promise<VerifyResult> {
-    const record = entry.record!;
+  private charge(entry: KnownEntry, options: VerifyOptions | undefined, stale: boolean, retried: boolean): Promise<VerifyResult> {
+    const record = entry.record;
     const limits = chargesOf(entry, options?.limits);
     const cost = options?.cost ?? 1;
     const request = { subject: record.id, keyVersion: record.version, credits: record.credits, limits, cost };
@@ -328,16 +221,16 @@ export class Verifier {
         return failure('NOT_FOUND');
       }
       if (result.outcome === 'CHANGED') {
-        const next = this.entryOf(result.record);
+        const next = knownEntry(result.record, this.times.at(this.clock()));
         // An id's hash never changes; a record that says otherwise is not the key that was presented.
         // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
         // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
-        if (next.digest !== entry.digest || retried || result.record.version === record.version) {
+        if (next.digest !== entry.digest || retried || next.record.version === record.version) {
           this.invalidate(record.id);
           return next.digest !== entry.digest ? failure('NOT_FOUND') : this.unavailable;
         }
         const cached = this.cache.peek(record.id);
-        if (cached === undefined || cached.record === null || cached.record.version < next.record!.version) this.cache.set(record.id, next);
+        if (cached === undefined || cached.record.version < next.record.version) this.cache.set(record.id, next);
         const verdict = this.judge(next, this.clock(), options, stale);
         return verdict instanceof Promise || !verdict.valid || !next.charged ? verdict : this.charge(next, options, stale, true);
       }
@@ -345,27 +238,20 @@ export class Verifier {
       const at = this.clock();
       if (result.outcome === 'OK') {
         this.count(entry, 'VALID', at);
-        const success: VerifySuccess = { valid: true, code: 'VALID', key: entry.fresh!.key, stale, usage };
+        const success: VerifySuccess = { valid: true, code: 'VALID', key: entry.fresh.key, stale, usage };
         this.receipts.set(success, { request, result });
         return success;
       }
       this.count(entry, result.outcome, at);
-      const refused: VerifyFailure = { valid: false, code: result.outcome, keyId: record.id, usage };
-      return result.retryAfter === null ? refused : { ...refused, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) };
+      return result.retryAfter === null
+        ? failure(result.outcome, { keyId: record.id, usage })
+        : failure(result.outcome, { keyId: record.id, usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) });
     });
   }
 
-  private fail(code: FailureCode, keyId: string): VerifyFailure {
-    return Object.freeze({ valid: false, code, keyId });
-  }
-
-  private entryOf(record: KeyRecord | null): Entry {
-    return makeEntry(record, this.clock() - this.epoch);
-  }
-
   /** Counts an outcome of a known key for usage tracking. */
-  private count(entry: Entry, code: keyof typeof OUTCOME_INDEX, now: number): void {
-    if (this.usage === undefined || entry.record === null) return;
+  private count(entry: KnownEntry, code: OutcomeCode, now: number): void {
+    if (this.usage === undefined) return;
     if (code === 'VALID') this.usage.countValid(entry.record.id, now);
     else countOutcome(this.usage.counter(entry.record.id), code);
   }
@@ -374,9 +260,8 @@ export class Verifier {
   private load(id: string): Promise<Entry> {
     let pending = this.inflight.get(id);
     if (pending === undefined) {
-      // The id is a slice of the request's key: a copy of its own, so the cache and the maps below do
-      // not keep the whole key (secret included) alive with it.
-      id = copyOf(id);
+      // The id is a slice of the request's key (see ownCopy).
+      id = ownCopy(id);
       let read: Promise<KeyRecord | null>;
       try {
         read = this.store.get(id);
@@ -384,7 +269,8 @@ export class Verifier {
         read = Promise.reject(error);
       }
       pending = read.then((record) => {
-        const entry = this.entryOf(record);
+        const fetched = this.times.at(this.clock());
+        const entry = record === null ? unknownEntry(fetched) : knownEntry(record, fetched);
         // A change that arrived while this read was under way invalidated it: do not cache it.
         if (this.inflight.get(id) === pending) {
           this.inflight.delete(id);
@@ -409,41 +295,5 @@ export class Verifier {
   }
 }
 
-const STATUS_CODES = {
-  revoked: 'REVOKED',
-  disabled: 'DISABLED',
-  expired: 'EXPIRED',
-  not_yet_valid: 'NOT_YET_VALID',
-} as const;
-
-type Charges = ReadonlyArray<LimitCharge & { readonly bucket: string }>;
-const NO_CHARGES: Charges = Object.freeze([]);
-
-/** Every limit a request with this key is charged: the key's own, then the middleware's. */
-function chargesOf(entry: Entry, extra: Charges | undefined): Charges {
-  if (extra === undefined || extra.length === 0) return entry.charges;
-  if (entry.charges.length === 0) return extra;
-  if (entry.joined?.extra !== extra) entry.joined = { extra, all: entry.charges.concat(extra) };
-  return entry.joined.all;
-}
-
-/** A string with storage of its own (V8 makes a slice of 13 or more characters a view of its parent). */
-function copyOf(text: string): string {
-  return Buffer.from(text, 'latin1').toString('latin1');
-}
-
-function makeEntry(record: KeyRecord | null, fetched: number): Entry {
-  if (record === null) return { record: null, digest: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, fetched, touched: fetched };
-  const charges = record.limits.length === 0 ? NO_CHARGES : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` }));
-  return {
-    // The digest is kept as bytes (digest); the record's base64url copy of it would be a second.
-    record: withoutHash(record),
-    digest: digestBytes(record.hash),
-    scopes: scopeSetOf(record.scopes),
-    fresh: Object.freeze({ valid: true, code: 'VALID', key: toVerifiedKey(record), stale: false }),
-    charges,
-    charged: charges.length > 0 || record.credits !== null,
-    fetched,
-    touched: fetched,
-  };
-}
+/** The failure code of each status but active. */
+const STATUS_CODES = { revoked: 'REVOKED', disabled: 'DISABLED', expired: 'EXPIRED', not_yet_valid: 'NOT_YET_VALID' } as const;
