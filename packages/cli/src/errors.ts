@@ -1,7 +1,7 @@
 // Exit codes, the CLI's own error, and how any error becomes one line on stderr and a code.
 import { findKeys, isTillError } from '@till/core';
 
-/** What `till` exits with; documented in `till --help` and the README. */
+/** What `till` exits with; documented in `till --help` and docs/cli.md. */
 export const EXIT = {
   /** The command did what it was asked (or there was nothing to do). */
   OK: 0,

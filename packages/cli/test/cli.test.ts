@@ -1,4 +1,5 @@
 // The built `till` binary, run as a process against a real Redis: output, exit codes, and what it leaves in the store.
+import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type KeyInfo, type Till } from '@till/core';
@@ -30,6 +31,15 @@ function tillAt(offsetMs: number): Till {
 const env = () => ({ REDIS_URL: redisUrl(), TILL_PEPPER: PEPPER });
 const till$ = (...args: string[]) => runTill(['--namespace', namespace, ...args], env());
 const parse = <T = Record<string, unknown>>(run: Run): T => JSON.parse(run.stdout) as T;
+
+/** The key-handling guide every audit finding and scan result points to. */
+const GUIDE = 'https://github.com/till-keys/till/blob/main/docs/key-hygiene.md';
+const repoFile = (path: string) => readFileSync(new URL(`../../../${path}`, import.meta.url), 'utf8');
+
+/** The anchors of the guide's headings, as GitHub makes them (lower case, spaces to hyphens, no punctuation). */
+function guideAnchors(): string[] {
+  return [...repoFile('docs/key-hygiene.md').matchAll(/^#{2,4} (.+)$/gm)].map(([, heading]) => heading!.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-'));
+}
 
 /**
  * `run` on every item, at most `limit` processes at a time: dozens of Node processes started at once
@@ -298,6 +308,16 @@ describe('usage', () => {
   });
 });
 
+describe('the key-handling guide', () => {
+  it('has every section that audit findings and scan results name', () => {
+    const named = [repoFile('packages/core/src/audit/report.ts'), repoFile('packages/cli/src/commands/scan.ts')]
+      .flatMap((source) => [...source.matchAll(/(?:\$\{GUIDE\}#|guideSection\(')([a-z0-9-]+)/g)].map(([, anchor]) => anchor!));
+    expect(new Set(named).size).toBeGreaterThanOrEqual(8);
+    const anchors = guideAnchors();
+    for (const anchor of named) expect(anchors, anchor).toContain(anchor);
+  });
+});
+
 describe('till audit', () => {
   it('lists findings with why and what to do, as JSON for schedulers, and revokes what it lists', async () => {
     const wild = await apiKey('wild', { ownerId: 'team-report', scopes: ['admin:*'] });
@@ -306,9 +326,13 @@ describe('till audit', () => {
     expect(human.code, human.stderr).toBe(0);
     expect(human.stdout).toMatch(new RegExp(`^${wild.record.id} +wild +team-report +wildcard-scope +holds wildcard scopes: admin:\\* +narrow it`, 'm'));
     expect(human.stdout).toContain('Checked 2 keys');
+    expect(human.stdout).toMatch(/^FINDING +WHY IT MATTERS$/m);
+    expect(human.stdout).toMatch(new RegExp(`^no-expiry +${GUIDE}#give-every-key-an-expiry$`, 'm'));
+    expect(human.stdout).toMatch(new RegExp(`^wildcard-scope +${GUIDE}#least-privilege-scopes$`, 'm'));
     const report = parse<{ keysChecked: number; findings: Array<{ keyId: string; kind: string }>; revoked: string[] }>(await till$('audit', '--owner', 'team-report', '--json'));
     expect(report.keysChecked).toBe(2);
     expect(report.findings.map((f) => [f.keyId, f.kind])).toEqual([[wild.record.id, 'no-expiry'], [wild.record.id, 'wildcard-scope']]);
+    expect((report.findings as Array<{ docs?: string }>).map((f) => f.docs)).toEqual([`${GUIDE}#give-every-key-an-expiry`, `${GUIDE}#least-privilege-scopes`]);
     const refused = await till$('audit', '--owner', 'team-report', '--revoke');
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^till: refusing to revoke 1 keys without confirmation/);
@@ -669,6 +693,9 @@ describe('till scan', () => {
         ['src/nested/.env', 1, dead.record.id, 'revoked'],
         ['src/nested/notes.md', 1, stranger.slice(-44, -28), 'unknown'],
       ]);
+      const docs = (out.findings as Array<{ docs?: string }>).map((f) => f.docs);
+      expect(docs).toEqual([`${GUIDE}#the-first-hour-after-a-leak`, `${GUIDE}#where-keys-live`, `${GUIDE}#the-first-hour-after-a-leak`]);
+      for (const link of docs) expect(guideAnchors()).toContain(link!.split('#')[1]);
       expect(out.skipped.binary).toBe(1);
       const human = await till$('scan', root);
       expect(human.code).toBe(1);
@@ -687,7 +714,7 @@ describe('till scan', () => {
       expect(revoked.code, revoked.stderr).toBe(1);
       const afterRevoke = parse<{ revoked: string[]; findings: Array<{ keyId: string; status: string }> }>(revoked);
       expect(afterRevoke.revoked).toEqual([live.record.id]);
-      expect(afterRevoke.findings.find((f) => f.keyId === live.record.id)!.status).toBe('revoked');
+      expect(afterRevoke.findings.find((f) => f.keyId === live.record.id)).toMatchObject({ status: 'revoked', docs: `${GUIDE}#the-first-hour-after-a-leak` });
       expect(await till.keys.get(live.record.id)).toMatchObject({ revokedReason: 'leaked' });
     } finally {
       rmSync(root, { recursive: true, force: true });
@@ -705,12 +732,12 @@ describe('till scan', () => {
       writeFileSync(join(root, 'config.ts'), `const key = '${live.key}';\n`);
       const found = await till$('scan', root);
       expect(found.code, found.stderr).toBe(1);
-      expect(found.stderr).toMatch(/^Scanned 1 file: 1 key found\.\n1 live key found: revoke it \(--revoke\) and remove it from the files\.\n$/);
+      expect(found.stderr).toMatch(/^Scanned 1 file: 1 key found\.\n1 live key found: revoke it \(--revoke\) and remove it from the files\. why: https:\/\/github\.com\/till-keys\/till\/blob\/main\/docs\/key-hygiene\.md#the-first-hour-after-a-leak\n$/);
 
       const revoked = await till$('scan', root, '--revoke', '--yes');
       expect(revoked.code, revoked.stderr).toBe(0);
       expect(revoked.stdout).toMatch(new RegExp(`config\\.ts +1:14 +till_${live.record.id}… +revoked`));
-      expect(revoked.stderr).toMatch(/^Scanned 1 file: 1 key found\.\n1 live key revoked as leaked: remove it from the files too\.\n$/);
+      expect(revoked.stderr).toMatch(/^Scanned 1 file: 1 key found\.\n1 live key revoked as leaked: remove it from the files too\. why: \S+#the-first-hour-after-a-leak\n$/);
       expect(await outcome(live.key)).toBe('REVOKED');
       expect((await till$('scan', root)).code).toBe(0); // revoked before: nothing left to fear
 
@@ -720,6 +747,8 @@ describe('till scan', () => {
       expect(unknown.code, unknown.stderr).toBe(1);
       expect(unknown.stderr).toContain('Scanned 2 files: 3 keys found.');
       expect(unknown.stderr).toContain('2 keys unknown to this Redis: they may belong to another environment (scan with its --redis); remove them from the files.');
+      expect(unknown.stderr).toContain(`remove them from the files. why: ${GUIDE}#the-first-hour-after-a-leak\n`);
+      expect(unknown.stderr).toContain(`1 key found already revoked or expired: it no longer works; remove it from the files. why: ${GUIDE}#where-keys-live\n`);
       expect(unknown.stderr).not.toContain('--revoke');
       expect(parse<{ revoked: string[] }>(await till$('scan', root, '--json')).revoked).toEqual([]);
       const help = await runTill(['scan', '--help']);

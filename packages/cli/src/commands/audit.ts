@@ -5,6 +5,7 @@ import type { Context } from '../context.js';
 import { confirm } from '../confirm.js';
 import { failed } from '../errors.js';
 import * as input from '../input.js';
+import { GUIDE } from '../guide.js';
 import { clean, json, table, when } from '../output.js';
 
 interface AuditOptions {
@@ -24,7 +25,10 @@ Examples:
   $ till audit
   $ till audit --unused-for 30d --rotation-age 180d --owner team-7
   $ till audit --json > audit.json                      # for schedulers
-  $ till audit --revoke --yes --reason "quarterly audit"  # revokes every key listed`;
+  $ till audit --revoke --yes --reason "quarterly audit"  # revokes every key listed
+
+Each finding names the section of the key-handling guide that explains why it matters
+(${GUIDE}).`;
 
 export function registerAudit(program: Command, ctx: Context): void {
   program
@@ -38,7 +42,7 @@ export function registerAudit(program: Command, ctx: Context): void {
     .option('--revoke', 'revoke every key listed (asks first unless --yes)')
     .option('--reason <text>', 'with --revoke: the reason kept on each key (default: audit: <findings>)')
     .option('-y, --yes', 'do not ask for confirmation (needed when stdin is not a terminal)')
-    .option('--json', 'print { generatedAt, keysChecked, findings, revoked } as JSON')
+    .option('--json', 'print { generatedAt, keysChecked, findings, revoked } as JSON (each finding with the guide section in `docs`)')
     .addHelpText('after', EXAMPLES)
     .action(async (options: AuditOptions, command: Command) => {
       const report: ReportOptions = {
@@ -74,6 +78,9 @@ export function registerAudit(program: Command, ctx: Context): void {
         return;
       }
       ctx.print(table(['KEY', 'NAME', 'OWNER', 'FINDING', 'WHY', 'WHAT TO DO'], result.findings.map((f) => [f.keyId, clean(f.name), f.ownerId === null ? '-' : clean(f.ownerId), f.kind, f.why, f.action.replace('<id>', f.keyId)])));
+      // Each kind of finding once, with the section of the key-handling guide that says why it matters.
+      const sections = new Map(result.findings.map((f) => [f.kind, f.docs]));
+      ctx.print(`\n${table(['FINDING', 'WHY IT MATTERS'], [...sections])}`);
       ctx.print(`\nChecked ${result.keysChecked} keys at ${when(result.generatedAt)}: ${result.findings.length} findings on ${byKey.size} keys.` +
         (revoked.length > 0 ? ` Revoked ${revoked.length} keys.` : options.revoke ? '' : ' Add --revoke to revoke them.') + '\n');
     });

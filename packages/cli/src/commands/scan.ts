@@ -8,6 +8,7 @@ import type { Context } from '../context.js';
 import { confirm } from '../confirm.js';
 import { failed } from '../errors.js';
 import { isIgnored, parseIgnore, type IgnoreFile } from '../gitignore.js';
+import { guideSection } from '../guide.js';
 import { clean, json, table } from '../output.js';
 
 interface ScanOptions {
@@ -37,12 +38,27 @@ interface Finding {
   prefix: string;
   keyId: string;
   status: Status;
+  /** The section of the key-handling guide that says why this result matters and what to do. */
+  docs: string;
 }
 
 /** Confirmed keys that still work, or may (disabled, not yet valid): the ones --revoke revokes. */
 const LIVE: ReadonlySet<Status> = new Set(['active', 'disabled', 'not_yet_valid']);
 /** Found keys that are not known to be dead: the scan fails while any is left. */
 const MAY_BE_LIVE: ReadonlySet<Status> = new Set([...LIVE, 'unknown', 'mismatch', 'unconfirmable', 'not checked']);
+
+/** Why each status matters, in the key-handling guide. */
+const DOCS: Readonly<Record<Status, string>> = {
+  active: guideSection('the-first-hour-after-a-leak'),
+  disabled: guideSection('the-first-hour-after-a-leak'),
+  not_yet_valid: guideSection('the-first-hour-after-a-leak'),
+  unknown: guideSection('the-first-hour-after-a-leak'),
+  revoked: guideSection('where-keys-live'),
+  expired: guideSection('where-keys-live'),
+  mismatch: guideSection('what-a-scan-result-means'),
+  unconfirmable: guideSection('what-a-scan-result-means'),
+  'not checked': guideSection('scan-before-you-commit'),
+};
 
 const LABELS: Partial<Record<Status, string>> = {
   mismatch: 'secret does not match',
@@ -62,7 +78,8 @@ TILL_PEPPER to your services' pepper.
 Exit code 1 while something found may still be live: a live key not revoked by this run, a key this
 Redis does not know (it may be another environment's), a key whose secret does not match or cannot
 be checked without TILL_PEPPER, or with --offline any key. 0 when every key found is revoked or
-expired. So it works as a CI step and as a pre-commit hook (see the README).`;
+expired. So it works as a CI step and as a pre-commit hook: ${guideSection('scan-before-you-commit')}.
+Each result names the section of that guide that says why it matters.`;
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
@@ -209,7 +226,7 @@ export function registerScan(program: Command, ctx: Context): void {
           return;
         }
         for (const found of findKeys(text)) {
-          const finding: Finding = { file: shown(file), line: found.line, column: found.column, prefix: found.prefix, keyId: found.id, status: 'not checked' };
+          const finding: Finding = { file: shown(file), line: found.line, column: found.column, prefix: found.prefix, keyId: found.id, status: 'not checked', docs: DOCS['not checked'] };
           findings.push(finding);
           keyOf.set(finding, text.slice(found.index, found.index + found.prefix.length + 1 + 44));
         }
@@ -234,6 +251,8 @@ export function registerScan(program: Command, ctx: Context): void {
         }
       }
       keyOf.clear();
+      // A revocation by this run moves a key to the rest of the first hour (out of the files, the history).
+      for (const f of findings) f.docs = revoked.includes(f.keyId) ? DOCS.active : DOCS[f.status];
       const count = (status: Status) => new Set(findings.filter((f) => f.status === status).map((f) => `${f.prefix}_${f.keyId}`)).size;
       const liveLeft = new Set(findings.filter((f) => LIVE.has(f.status)).map((f) => f.keyId)).size;
       if (findings.some((f) => MAY_BE_LIVE.has(f.status))) ctx.exitCode = 1;
@@ -248,17 +267,20 @@ export function registerScan(program: Command, ctx: Context): void {
       }
       const skippedText = Object.entries(skipped).filter(([, n]) => n > 0).map(([why, n]) => `${n} ${why}`).join(', ');
       const notes: string[] = [];
-      if (options.offline && findings.length > 0) notes.push('with --offline every key found counts as live: remove them from the files.');
-      if (revoked.length > 0) notes.push(`${plural(revoked.length, 'live key')} revoked as leaked: remove ${revoked.length === 1 ? 'it' : 'them'} from the files too.`);
-      if (liveLeft > 0) notes.push(`${plural(liveLeft, 'live key')} found: revoke ${liveLeft === 1 ? 'it' : 'them'} (--revoke) and remove ${liveLeft === 1 ? 'it' : 'them'} from the files.`);
+      const why = (status: Status) => ` why: ${DOCS[status]}`;
+      if (options.offline && findings.length > 0) notes.push(`with --offline every key found counts as live: remove them from the files.${why('not checked')}`);
+      if (revoked.length > 0) notes.push(`${plural(revoked.length, 'live key')} revoked as leaked: remove ${revoked.length === 1 ? 'it' : 'them'} from the files too.${why('active')}`);
+      if (liveLeft > 0) notes.push(`${plural(liveLeft, 'live key')} found: revoke ${liveLeft === 1 ? 'it' : 'them'} (--revoke) and remove ${liveLeft === 1 ? 'it' : 'them'} from the files.${why('active')}`);
+      const dead = new Set(findings.filter((f) => (f.status === 'revoked' || f.status === 'expired') && !revoked.includes(f.keyId)).map((f) => `${f.prefix}_${f.keyId}`)).size;
+      if (dead > 0) notes.push(`${plural(dead, 'key')} found already revoked or expired: ${dead === 1 ? 'it no longer works' : 'they no longer work'}; remove ${dead === 1 ? 'it' : 'them'} from the files.${why('revoked')}`);
       const unknown = count('unknown');
-      if (unknown > 0) notes.push(`${plural(unknown, 'key')} unknown to this Redis: ${unknown === 1 ? 'it' : 'they'} may belong to another environment (scan with its --redis); remove ${unknown === 1 ? 'it' : 'them'} from the files.`);
+      if (unknown > 0) notes.push(`${plural(unknown, 'key')} unknown to this Redis: ${unknown === 1 ? 'it' : 'they'} may belong to another environment (scan with its --redis); remove ${unknown === 1 ? 'it' : 'them'} from the files.${why('unknown')}`);
       const mismatch = count('mismatch');
       if (mismatch > 0) {
-        notes.push(`${plural(mismatch, 'key')} with a real id whose secret does not match: made up, or TILL_PEPPER differs from your services' pepper (then real keys look like this); not called live, never revoked. Remove ${mismatch === 1 ? 'it' : 'them'} from the files.`);
+        notes.push(`${plural(mismatch, 'key')} with a real id whose secret does not match: made up, or TILL_PEPPER differs from your services' pepper (then real keys look like this); not called live, never revoked. Remove ${mismatch === 1 ? 'it' : 'them'} from the files.${why('mismatch')}`);
       }
       const unconfirmable = count('unconfirmable');
-      if (unconfirmable > 0) notes.push(`${plural(unconfirmable, 'key')} stored with a pepper cannot be confirmed without it: set TILL_PEPPER to your services' pepper and scan again; nothing was revoked for ${unconfirmable === 1 ? 'it' : 'them'}.`);
+      if (unconfirmable > 0) notes.push(`${plural(unconfirmable, 'key')} stored with a pepper cannot be confirmed without it: set TILL_PEPPER to your services' pepper and scan again; nothing was revoked for ${unconfirmable === 1 ? 'it' : 'them'}.${why('unconfirmable')}`);
       ctx.note(`Scanned ${plural(files.length, 'file')}${skippedText ? ` (skipped ${skippedText})` : ''}: ${plural(findings.length, 'key')} found.\n${notes.map((n) => `${n}\n`).join('')}`);
     });
 }

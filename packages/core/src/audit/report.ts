@@ -17,7 +17,22 @@ export interface Finding {
   readonly why: string;
   /** What to do about it. */
   readonly action: string;
+  /** The section of the key-handling guide that explains why this finding matters. */
+  readonly docs: string;
 }
+
+/** Where the key-handling guide lives; each finding links the section that explains it. */
+const GUIDE = 'https://github.com/till-keys/till/blob/main/docs/key-hygiene.md';
+
+/** The guide's section for each finding kind (anchors the guide keeps stable). */
+const DOCS: Readonly<Record<FindingKind, string>> = {
+  'never-used': `${GUIDE}#retire-keys-nobody-uses`,
+  unused: `${GUIDE}#retire-keys-nobody-uses`,
+  'no-expiry': `${GUIDE}#give-every-key-an-expiry`,
+  'rotation-due': `${GUIDE}#rotate-with-grace`,
+  'wildcard-scope': `${GUIDE}#least-privilege-scopes`,
+  failures: `${GUIDE}#watch-refusals`,
+};
 
 export interface ReportOptions {
   /** A key not used for this long is listed (`unused`). Default `90d`. */
@@ -104,7 +119,7 @@ function judge(
   limits: { unusedFor: number; neverUsedAfter: number; rotationAge: number; failures: number; failureDays: number },
 ): Finding[] {
   const out: Finding[] = [];
-  const add = (kind: FindingKind, why: string, action: string) => out.push({ keyId: key.id, name: key.name, ownerId: key.ownerId, kind, why, action });
+  const add = (kind: FindingKind, why: string, action: string) => out.push({ keyId: key.id, name: key.name, ownerId: key.ownerId, kind, why, action, docs: DOCS[kind] });
   const age = now - key.createdAt;
   if (usage.lastUsedAt === null) {
     if (age >= limits.neverUsedAfter) add('never-used', `never used in the ${days(age)} days since it was created`, 'revoke it if nobody needs it');
