@@ -2,7 +2,6 @@
 import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { expect } from 'vitest';
-import { crc32 } from '../../../packages/core/src/key/crc32.js';
 import {
   MemoryStore,
   TillError,
