@@ -51,6 +51,7 @@ export {
 export { LocalBuckets } from './limits/buckets.js';
 export { Limiter } from './limits/limiter.js';
 export { TillEvents, type TillEvent, type TillEventType, type TillEventListener, type VerificationEvent, type VerificationListener } from './audit/events.js';
+export { TILL_CHANNELS, type VerifyMessage, type RequestMessage, type EventMessage, type LimitMessage, type StoreCallContext, type StoreMethod } from './observe/channels.js';
 export { MemoryStore, type MemoryStoreOptions } from './store/memory.js';
 export { Verifier, type VerifierOptions, type VerifyOptions, type CacheOptions, type VerifierStats } from './verify/verifier.js';
 export { KeyManager, unconfirmedRotation, type UnconfirmedRotation, type CreateKeyInput, type CreatedKey, type KeyManagerOptions, type KeyPatch, type RotatedKey, type KeyIdentity } from './manage/manager.js';

@@ -5,7 +5,9 @@ import { tillError } from '../errors.js';
 import { createHasher, type KeyHasher } from '../key/hash.js';
 import { digestBytes } from '../key/sha256.js';
 import { BODY_LENGTH, ID_LENGTH, isValidPrefix, MAX_KEY_LENGTH, parseKey } from '../key/format.js';
-import { TillEvents } from '../audit/events.js';
+import { newTillName, TillEvents } from '../audit/events.js';
+import { verifyChannel } from '../observe/channels.js';
+import { publishVerification } from '../observe/publish.js';
 import { Limiter, UNAVAILABLE } from '../limits/limiter.js';
 import { countOutcome, OUTCOME_INDEX, type UsageTracker } from '../audit/usage.js';
 import type { LimitCharge } from '../limits/rules.js';
@@ -49,6 +51,8 @@ export interface VerifierOptions {
   usage?: UsageTracker;
   /** Told whether the store's invalidation subscription could be made (see SubscriptionListener). */
   onSubscription?: SubscriptionListener;
+  /** The name its messages on the `till:verify` channel carry (a Till's, in a Till). Default: a name of its own. */
+  till?: string;
 }
 
 export interface VerifyOptions {
@@ -125,6 +129,8 @@ export class Verifier {
   private readonly staleWindow: number;
   private readonly unavailable: VerifyFailure;
   readonly clock: Clock;
+  /** The name its diagnostics messages carry. */
+  readonly till: string;
   private readonly limiter: Limiter;
   private readonly usage: UsageTracker | undefined;
   private readonly onSubscription: SubscriptionListener | undefined;
@@ -160,7 +166,8 @@ export class Verifier {
     if (!Number.isInteger(negativeMax)) throw tillError('INVALID_OPTIONS', 'verifier', 'cache.negativeMax must be an integer');
     this.unknown = new LRUCache<string, Entry>({ max: negativeMax });
     this.clock = options.clock ?? systemClock;
-    this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents());
+    this.till = options.till ?? newTillName();
+    this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents(undefined, this.till));
     this.usage = options.usage;
     this.onSubscription = options.onSubscription;
     this.unavailable = Object.freeze({ valid: false, code: 'STORE_UNAVAILABLE', retryAfter: Math.ceil(retryAfter) });
@@ -179,6 +186,12 @@ export class Verifier {
    * with a promise otherwise. Never throws and never rejects for a bad key or a down store.
    */
   verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
+    // Published only while someone subscribes to `till:verify`: otherwise one boolean read.
+    if (!verifyChannel.hasSubscribers) return this.answer(key, options);
+    return publishVerification(this.till, this.stats, () => this.answer(key, options));
+  }
+
+  private answer(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
     if (this.unsubscribe === null) this.subscribe();
     // Fast path, a fresh cached key: a key whose digest matches an issued key's is well-formed
     // and carries the right check, so parsing can wait for the keys that are not. Only memory
