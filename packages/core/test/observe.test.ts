@@ -125,6 +125,22 @@ describe('diagnostics channels', () => {
     for (const secret of [key, gone.key, key.slice(-28), await storedHash(t, record.id)]) expect(all.text().includes(secret)).toBe(false);
   });
 
+  it('publish one message per verification when many run at once, each with its own answer', async () => {
+    const t = till({ name: 'many' });
+    const keys = await Promise.all([1, 2, 3].map((n) => t.keys.create({ name: `k${n}`, scopes: [] })));
+    const all = listenAll();
+    try {
+      const results = await Promise.all([...keys, ...keys].map(({ key }) => t.verify(key)));
+      expect(results.every((r) => r.valid)).toBe(true);
+    } finally {
+      all.off();
+    }
+    const ids = keys.map((k) => k.record.id);
+    expect(all.heard.verify.map((m) => m.keyId).sort()).toEqual([...ids, ...ids].sort());
+    // The three first reads share the store with the three second (single-flight): six answers, three reads.
+    expect(all.heard.store.filter((s) => s.event === 'asyncEnd' && s.context.method === 'get')).toHaveLength(3);
+  });
+
   it('publish requests, limit charges and store calls of an app, and never a key, a secret or a hash', async () => {
     const t = till({ name: 'web' });
     const good = await t.keys.create({ name: 'good', scopes: [], limits: [{ name: 'per-minute', limit: 1, window: '1m' }] });

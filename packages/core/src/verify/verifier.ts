@@ -135,6 +135,8 @@ export class Verifier {
   private readonly usage: UsageTracker | undefined;
   private readonly onSubscription: SubscriptionListener | undefined;
   private unsubscribe: (() => void) | null = null;
+  /** True while `verify` runs inside its own publishing (a verification never calls another). */
+  private publishing = false;
   /** How each charged success was charged, so that a guard that refuses the request later can undo it. */
   private readonly receipts = new WeakMap<VerifyResult, { request: Omit<ConsumeRequest, 'now'>; result: ConsumeResult }>();
 
@@ -187,11 +189,7 @@ export class Verifier {
    */
   verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
     // Published only while someone subscribes to `till:verify`: otherwise one boolean read.
-    if (!verifyChannel.hasSubscribers) return this.answer(key, options);
-    return publishVerification(this.till, this.stats, () => this.answer(key, options));
-  }
-
-  private answer(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
+    if (verifyChannel.hasSubscribers && !this.publishing) return this.published(key, options);
     if (this.unsubscribe === null) this.subscribe();
     // Fast path, a fresh cached key: a key whose digest matches an issued key's is well-formed
     // and carries the right check, so parsing can wait for the keys that are not. Only memory
@@ -239,6 +237,16 @@ export class Verifier {
         return this.unavailable;
       },
     );
+  }
+
+  /** Runs a verification (this very method, once more) and publishes its answer on `till:verify`. */
+  private published(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
+    this.publishing = true;
+    try {
+      return publishVerification(this.till, this.stats, () => this.verify(key, options));
+    } finally {
+      this.publishing = false;
+    }
   }
 
   /**
