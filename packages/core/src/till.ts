@@ -1,10 +1,12 @@
 // createTill(): one object holding the store, the verifier and the key manager, wired together.
 import { systemClock, type Clock } from './util/clock.js';
-import { tillError } from './errors.js';
+import { tillError, tillMessage } from './errors.js';
 import { installHint } from './util/install-hint.js';
 import { UsageTracker, type UsageOptions } from './audit/usage.js';
 import { AuditWriter, type AuditWriterOptions } from './audit/writer.js';
-import { TillEvents } from './audit/events.js';
+import { newTillName, TillEvents } from './audit/events.js';
+import { observedStore } from './observe/store.js';
+import { startTracing } from './observe/tracing.js';
 import { createHasher } from './key/hash.js';
 import { Limiter } from './limits/limiter.js';
 import { consoleLogger, type Logger } from './util/logger.js';
@@ -47,9 +49,23 @@ export interface TillOptions {
    * batches: `{ interval }` (default every 10 s), or `false` to turn it off.
    */
   usage?: UsageOptions | false;
+  /**
+   * Names this Till in every message it publishes on the diagnostics channels (`till:verify`, ...) and
+   * in its spans, so that subscribers tell two Tills of one process apart: give each its own. Default
+   * `till-1`, `till-2`, ... in order of creation.
+   */
+  name?: string;
+  /**
+   * OpenTelemetry spans for verifications and store calls, through the global tracer provider.
+   * Needs `@opentelemetry/api` installed (an optional peer dependency, loaded only then). Default false.
+   */
+  tracing?: boolean;
 }
 
 export interface Till {
+  /** The name its diagnostics messages and spans carry (see TillOptions.name). */
+  readonly name: string;
+  /** The application's store, as it was given. Till's own parts call it through a view that publishes each call on `till:store`. */
   readonly store: KeyStore;
   readonly verifier: Verifier;
   readonly keys: KeyManager;
@@ -80,20 +96,23 @@ export function isTill(value: unknown): value is Till {
 export function createTill(options: TillOptions = {}): Till {
   if (options === null || typeof options !== 'object') throw tillError('INVALID_OPTIONS', 'createTill', 'createTill takes an options object');
   const store = options.store ?? new MemoryStore();
+  if (options.name !== undefined && (typeof options.name !== 'string' || !/^[\x21-\x7e]{1,64}$/.test(options.name))) {
+    throw tillError('INVALID_OPTIONS', 'createTill', 'name must be 1 to 64 printable ASCII characters without spaces');
+  }
+  if (options.tracing !== undefined && typeof options.tracing !== 'boolean') throw tillError('INVALID_OPTIONS', 'createTill', 'tracing must be true or false');
+  const name = options.name ?? newTillName();
+  // What the parts below call: the store, each call published on `till:store` while someone subscribes.
+  const observed = observedStore(store, name);
   const hasher = createHasher(options.pepper);
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? consoleLogger;
-  const events = new TillEvents((error) => logger.error(`[till] an event listener threw: ${error instanceof Error ? error.message : String(error)}`));
-  const limiter = new Limiter(store, clock, events);
-  // Said once per outage: limits now count per process.
-  events.on((event) => {
-    if (event.type === 'limits.fallback') logger.warn(`[till] [limits] the ${event.store} store is unreachable: rate limits count in this process only until it returns; requests that spend credits get 503`);
-  });
+  const events = new TillEvents((error) => logger.error(tillMessage('events', `an event listener threw: ${error instanceof Error ? error.message : String(error)}`)), name);
+  const limiter = new Limiter(observed, clock, events, logger);
   let self: Till | undefined;
   if (options.usage !== undefined && options.usage !== false && (options.usage === null || typeof options.usage !== 'object')) {
     throw tillError('INVALID_OPTIONS', 'createTill', 'usage must be { interval } or false');
   }
-  const usage = options.usage === false ? null : new UsageTracker(store, clock, logger, options.usage);
+  const usage = options.usage === false ? null : new UsageTracker(observed, clock, logger, options.usage);
   // Said once per failure, and when it is over: a refused subscription costs a store read per request.
   let subscriptionFailing = false;
   const onSubscription = (error: Error | null): void => {
@@ -112,7 +131,8 @@ export function createTill(options: TillOptions = {}): Till {
   const verifier = new Verifier({
     onSubscription,
     ...(usage !== null && { usage }),
-    store,
+    store: observed,
+    till: name,
     hasher,
     clock,
     limiter,
@@ -122,9 +142,9 @@ export function createTill(options: TillOptions = {}): Till {
   if (options.auditEvents !== undefined && options.auditEvents !== false && (options.auditEvents === null || typeof options.auditEvents !== 'object')) {
     throw tillError('INVALID_OPTIONS', 'createTill', 'auditEvents must be { interval, maxPending, perKey, perClient } or false');
   }
-  const auditWriter = options.auditEvents === false ? null : new AuditWriter(store, clock, logger, options.auditEvents);
+  const auditWriter = options.auditEvents === false ? null : new AuditWriter(observed, clock, logger, options.auditEvents);
   const keys = new KeyManager({
-    store,
+    store: observed,
     hasher,
     clock,
     ...(options.actor !== undefined && { actor: options.actor }),
@@ -134,8 +154,11 @@ export function createTill(options: TillOptions = {}): Till {
   });
   if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean') throw tillError('INVALID_OPTIONS', 'createTill', 'closeStore must be true or false');
   const ownsStore = options.store === undefined || options.closeStore === true;
+  // Made last: a Till that fails its options leaves no subscriber behind.
+  const stopTracing = options.tracing === true ? startTracing(name, logger) : null;
   self = {
     [TILL]: true,
+    name,
     store,
     verifier,
     keys,
@@ -146,6 +169,7 @@ export function createTill(options: TillOptions = {}): Till {
     usage,
     verify: (key, verifyOptions) => verifier.verify(key, verifyOptions),
     async close() {
+      stopTracing?.();
       verifier.close();
       await auditWriter?.close();
       await usage?.close();

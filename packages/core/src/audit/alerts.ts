@@ -3,7 +3,7 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { parseDuration } from '../util/duration.js';
-import { tillError } from '../errors.js';
+import { tillError, tillMessage } from '../errors.js';
 import type { VerificationEvent } from './events.js';
 import type { Logger } from '../util/logger.js';
 import type { OutcomeCode } from '../verify/outcome.js';
@@ -152,7 +152,7 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
       stats.dropped++;
       if (!target.dropping) {
         target.dropping = true;
-        logger.error(`[till] [alerts] sink ${target.index + 1} has ${maxInFlight} deliveries unsettled (maxInFlight): alerts for it are dropped until it catches up; stats.dropped counts them`);
+        logger.error(tillMessage('alerts', `sink ${target.index + 1} has ${maxInFlight} deliveries unsettled (maxInFlight): alerts for it are dropped until it catches up; stats.dropped counts them`));
       }
       return;
     }
@@ -180,7 +180,7 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
   };
 
   const failed = (alert: Alert, error: unknown): void => {
-    logger.error(`[till] [alerts] a sink failed for alert ${alert.rule} on ${alert.subject}: ${error instanceof Error ? error.message : String(error)}`);
+    logger.error(tillMessage('alerts', `a sink failed for alert ${alert.rule} on ${alert.subject}: ${error instanceof Error ? error.message : String(error)}`));
   };
 
   const raise = (rule: AlertRuleType, subject: string, at: number, fields: Pick<Alert, 'count' | 'message'> & { keyId?: string; ip?: string }): void => {
@@ -278,6 +278,7 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
     }
   };
 
+  // Through the Till's events: the `till:request` channel, this Till's messages only.
   const off = till.events.onVerification(onEvent);
   return {
     stats,
@@ -291,7 +292,7 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
 
 /** Alerts as warnings through a logger (Till's, by default). */
 export function loggerSink(logger: Logger): AlertSink {
-  return (alert) => logger.warn(`[till] [alert] ${alert.rule}: ${escapeText(alert.message)}`);
+  return (alert) => logger.warn(tillMessage('alert', `${alert.rule}: ${escapeText(alert.message)}`));
 }
 
 export interface WebhookOptions {
@@ -359,7 +360,7 @@ export function webhookSink(options: WebhookOptions): AlertSink {
   return async (alert) => {
     if (inFlight >= maxPending) {
       // Once per burst, not once per alert: a hung receiver under a flood would otherwise flood the log.
-      if (!dropping) options.logger?.error(`[till] [alerts] webhook queue full (${maxPending} deliveries pending): alerts are dropped until it drains`);
+      if (!dropping) options.logger?.error(tillMessage('alerts', `webhook queue full (${maxPending} deliveries pending): alerts are dropped until it drains`));
       dropping = true;
       return;
     }

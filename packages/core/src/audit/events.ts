@@ -1,77 +1,82 @@
 // In-process events: what Till tells the application about itself while it runs.
-import type { OutcomeCode } from '../verify/outcome.js';
+import type { Channel } from 'node:diagnostics_channel';
+import { eventChannel, requestChannel, type EventMessage, type RequestMessage, type TillEvent, type TillEventListener, type VerificationEvent, type VerificationListener } from '../observe/channels.js';
 
-/** One verification's outcome, as the middleware saw it. Never the key: its public id at most. */
-export interface VerificationEvent {
-  readonly code: OutcomeCode;
-  /** The key's id when the key parsed (for NOT_FOUND too: an id is public). */
-  readonly keyId: string | null;
-  /**
-   * True for a NOT_FOUND whose id is a real key's with a wrong secret: probing of that id (the client
-   * got the very answer an unknown id gets).
-   */
-  readonly probe?: true;
-  readonly ip?: string;
-  readonly userAgent?: string;
-  /** Credits left after the request, when the key has credits. */
-  readonly credits?: number | null;
-  readonly at: number;
+export type { TillEvent, TillEventType, TillEventListener, VerificationEvent, VerificationListener } from '../observe/channels.js';
+
+/** Names made for Tills and emitters not given one: one count per process, whichever build (ESM, CommonJS) makes them. */
+const COUNT = Symbol.for('till.instances');
+
+/** A name no other Till of this process has by default: `till-1`, `till-2`, ... */
+export function newTillName(): string {
+  const global = globalThis as { [COUNT]?: number };
+  global[COUNT] = (global[COUNT] ?? 0) + 1;
+  return `till-${global[COUNT]}`;
 }
 
-export type VerificationListener = (event: VerificationEvent) => void;
-
-/** Every event Till emits. Ids are public key ids; no event ever holds a key, a secret or a hash. */
-export type TillEvent =
-  /** The store stopped answering rate-limit charges: limits now count in this process only. */
-  | { readonly type: 'limits.fallback'; readonly store: string; readonly reason: string }
-  /** The store answers charges again: limits are shared again. */
-  | { readonly type: 'limits.restored'; readonly store: string }
-  /** A client failed authentication too often and is refused until `until` (epoch ms). */
-  | { readonly type: 'client.blocked'; readonly ip: string; readonly until: number; readonly failures: number }
-  /** A rate-limit guard ran twice for one request; the second run was not charged. */
-  | { readonly type: 'guard.repeated'; readonly name: string }
-  /**
-   * The store could not subscribe to key changes (a Redis user without the channel, say): cached keys
-   * are not trusted, and every verification reads the store until it can.
-   */
-  | { readonly type: 'invalidations.failed'; readonly store: string; readonly reason: string }
-  /** The subscription to key changes is confirmed again after a failure. */
-  | { readonly type: 'invalidations.restored'; readonly store: string };
-
-export type TillEventType = TillEvent['type'];
-export type TillEventListener = (event: TillEvent) => void;
-
-/** A small synchronous emitter: a listener that throws is reported to `onError`, never to the request. */
+/**
+ * A Till's events, carried by the `till:event` and `till:request` diagnostics channels: `emit` publishes
+ * there, and `on` and `onVerification` subscribe there to the messages of this Till (`till`), so that
+ * metrics, alerts, tracing and an application's own subscribers all hear one stream. Delivery is
+ * synchronous; a listener that throws is reported to `onError`, never to the request.
+ */
 export class TillEvents {
+  /** The name the messages carry: the Till's name. */
+  readonly till: string;
   private readonly listeners = new Set<TillEventListener>();
   private readonly outcomes = new Set<VerificationListener>();
 
-  constructor(private readonly onError: (error: unknown) => void = () => {}) {}
+  constructor(
+    private readonly onError: (error: unknown) => void = () => {},
+    till: string = newTillName(),
+  ) {
+    this.till = till;
+  }
 
-  /** Whether anyone listens to verification outcomes: when not, the request path builds no event. */
+  /** Whether anyone listens to verification outcomes (of any Till): when not, the request path builds no event. */
   get observed(): boolean {
-    return this.outcomes.size > 0;
+    return requestChannel.hasSubscribers;
   }
 
   /** Listens to every event; returns the unsubscribe. */
   on(listener: TillEventListener): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listen(eventChannel, this.listeners, this.hearEvent, listener);
   }
 
   /** Listens to every verification outcome (every request through `apiKeyAuth()` and the guards). */
   onVerification(listener: VerificationListener): () => void {
-    this.outcomes.add(listener);
-    return () => this.outcomes.delete(listener);
+    return this.listen(requestChannel, this.outcomes, this.hearOutcome, listener);
   }
 
   emit(event: TillEvent): void {
-    this.deliver(this.listeners, event);
+    if (eventChannel.hasSubscribers) eventChannel.publish({ ...event, till: this.till });
   }
 
   emitVerification(event: VerificationEvent): void {
-    this.deliver(this.outcomes, event);
+    if (requestChannel.hasSubscribers) requestChannel.publish({ ...event, till: this.till });
   }
+
+  // One subscription per channel while this emitter has listeners on it, none otherwise: an emitter
+  // nobody listens to is not held by the channel.
+  private listen<L>(on: Channel, listeners: Set<L>, hear: (message: unknown) => void, listener: L): () => void {
+    if (listeners.size === 0) on.subscribe(hear);
+    listeners.add(listener);
+    return () => {
+      if (listeners.delete(listener) && listeners.size === 0) on.unsubscribe(hear);
+    };
+  }
+
+  private readonly hearEvent = (message: unknown): void => {
+    if ((message as EventMessage).till !== this.till) return;
+    const { till: _, ...event } = message as EventMessage;
+    this.deliver(this.listeners, event as TillEvent);
+  };
+
+  private readonly hearOutcome = (message: unknown): void => {
+    if ((message as RequestMessage).till !== this.till) return;
+    const { till: _, ...event } = message as RequestMessage;
+    this.deliver(this.outcomes, event);
+  };
 
   private deliver<E>(listeners: ReadonlySet<(event: E) => void>, event: E): void {
     for (const listener of listeners) {

@@ -1,12 +1,12 @@
 // Prometheus metrics for Till (entry `@till/core/metrics`): only this entry loads prom-client, and only
 // when createMetrics() is called, so that a missing prom-client is a clear error, not a bare import failure.
-import { createRequire } from 'node:module';
 import type { Registry } from 'prom-client';
 import type { Alerts } from '../audit/alerts.js';
 import { tillError } from '../errors.js';
-import { installHint } from '../util/install-hint.js';
+import { storeChannel, type StoreCallContext } from '../observe/channels.js';
+import { subscriberOf } from '../observe/subscribe.js';
+import { requireOptional } from '../util/optional.js';
 import { OUTCOME_CODES } from '../verify/outcome.js';
-import type { KeyStore } from '../store/types.js';
 import type { Till } from '../till.js';
 
 export interface MetricsOptions {
@@ -25,31 +25,6 @@ export interface TillMetrics {
 }
 
 type PromClient = typeof import('prom-client');
-let promClient: PromClient | undefined;
-
-/** prom-client, loaded on first use: it is an optional peer dependency. */
-function loadPromClient(): PromClient {
-  if (promClient !== undefined) return promClient;
-  let loaded: PromClient;
-  try {
-    loaded = createRequire(import.meta.url)('prom-client') as PromClient;
-  } catch (cause) {
-    const code = (cause as { code?: unknown } | null)?.code;
-    const missing = (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') && String((cause as Error).message).includes("'prom-client'");
-    throw tillError(
-      'MISSING_DEPENDENCY',
-      'metrics',
-      missing
-        ? `prom-client is not installed: ${installHint('prom-client')}`
-        : `prom-client could not be loaded (${cause instanceof Error ? cause.message : String(cause)}): reinstall it with ${installHint('prom-client')}`,
-      { cause },
-    );
-  }
-  promClient = loaded;
-  return loaded;
-}
-
-const TIMED: ReadonlyArray<keyof KeyStore> = ['get', 'consume', 'insert', 'replace', 'remove', 'list', 'appendAudit', 'recordUsage', 'readAudit', 'readUsage'];
 
 /**
  * Registers Till's metrics: verifications by outcome, cache hits and misses, store latency by
@@ -58,7 +33,8 @@ const TIMED: ReadonlyArray<keyof KeyStore> = ['get', 'consume', 'insert', 'repla
  */
 export function createMetrics(till: Till, options: MetricsOptions = {}): TillMetrics {
   if (options === null || typeof options !== 'object') throw tillError('INVALID_OPTIONS', 'metrics', 'options must be an object');
-  const { Counter, Histogram, Registry } = loadPromClient();
+  // prom-client first: without it, that is the error to see whatever else is wrong.
+  const { Counter, Histogram, Registry } = requireOptional<PromClient>('prom-client', 'metrics');
   const registry = options.registry ?? new Registry();
   const prefix = options.prefix ?? 'till_';
   if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw tillError('INVALID_OPTIONS', 'metrics', 'prefix must be a valid metric name prefix');
@@ -100,40 +76,17 @@ export function createMetrics(till: Till, options: MetricsOptions = {}): TillMet
     if (event.code === 'RATE_LIMITED' || event.code === 'USAGE_EXCEEDED') refusals.inc({ outcome: event.code });
   });
 
-  // Store latency: the store's own methods, timed in place (this Till's store only).
-  const store = till.store as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-  const originals = new Map<string, (...args: unknown[]) => Promise<unknown>>();
-  for (const name of TIMED) {
-    const original = store[name];
-    if (typeof original !== 'function') continue;
-    originals.set(name, original);
-    store[name] = function timed(this: unknown, ...args: unknown[]) {
-      const end = latency.startTimer({ operation: name });
-      let result: Promise<unknown>;
-      try {
-        result = original.apply(till.store, args);
-      } catch (error) {
-        end({ result: 'error' });
-        throw error;
-      }
-      return result.then(
-        (value) => {
-          end({ result: 'ok' });
-          return value;
-        },
-        (error: unknown) => {
-          end({ result: 'error' });
-          throw error;
-        },
-      );
-    };
-  }
+  // Store latency: from the `till:store` channel (this Till's calls only); the store itself is left alone.
+  const onStoreCall = subscriberOf<StoreCallContext>(till.name, till.logger, 'metrics', (call) => {
+    latency.observe({ operation: call.method, result: call.ok === true ? 'ok' : 'error' }, (call.duration ?? 0) / 1000);
+  });
+  storeChannel.asyncEnd.subscribe(onStoreCall);
 
   return {
     registry,
     stop() {
       off();
-      for (const [name, original] of originals) store[name] = original;
+      storeChannel.asyncEnd.unsubscribe(onStoreCall);
     },
   };
 }

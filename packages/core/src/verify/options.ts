@@ -43,6 +43,8 @@ export interface VerifierOptions {
   usage?: UsageTracker;
   /** Told whether the store's invalidation subscription could be made (see SubscriptionListener). */
   onSubscription?: SubscriptionListener;
+  /** The name its messages on the `till:verify` channel carry (a Till's, in a Till). Default: a name of its own. */
+  till?: string;
 }
 
 export interface VerifyOptions {

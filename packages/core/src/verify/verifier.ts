@@ -1,10 +1,14 @@
 // The verifier: parse and check, then an LRU cache with single-flight in front of the store. The V8
 // and memory tuning of its cached path is in tuning.ts, its cache entry in entry.ts, its options in options.ts.
+// One file because the cached path, the single-flight miss and the stale window read and write one cache
+// under one clock: split, each part would reach into the others' state.
 import { LRUCache } from 'lru-cache';
 import { systemClock, type Clock } from '../util/clock.js';
 import { createHasher, type KeyHasher } from '../key/hash.js';
 import { parseKey } from '../key/format.js';
-import { TillEvents } from '../audit/events.js';
+import { newTillName, TillEvents } from '../audit/events.js';
+import { verifyChannel } from '../observe/channels.js';
+import { publishVerification } from '../observe/publish.js';
 import { Limiter, UNAVAILABLE } from '../limits/limiter.js';
 import { countOutcome, type UsageTracker } from '../audit/usage.js';
 import { failure, WRONG_SECRET, type MaybePromise, type OutcomeCode, type Usage, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
@@ -27,6 +31,8 @@ export class Verifier {
   readonly store: KeyStore;
   readonly stats: VerifierStats = { hits: 0, misses: 0, staleHits: 0, storeErrors: 0 };
   readonly clock: Clock;
+  /** The name its diagnostics messages carry. */
+  readonly till: string;
   private readonly hasher: KeyHasher;
   private readonly prefixes: ReadonlySet<string> | null;
   /** Known keys. */
@@ -44,6 +50,8 @@ export class Verifier {
   private readonly onSubscription: SubscriptionListener | undefined;
   private unsubscribe: (() => void) | null = null;
   /** How each charged success was charged, so that a guard that refuses the request later can undo it. */
+  /** True while `verify` runs inside its own publishing (a verification never calls another). */
+  private publishing = false;
   private readonly receipts = new WeakMap<VerifyResult, { request: Omit<ConsumeRequest, 'now'>; result: ConsumeResult }>();
 
   constructor(options: VerifierOptions) {
@@ -58,7 +66,8 @@ export class Verifier {
     this.ttl = cache.ttl;
     this.negativeTtl = cache.negativeTtl;
     this.staleWindow = cache.staleWindow;
-    this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents());
+    this.till = options.till ?? newTillName();
+    this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents(undefined, this.till));
     this.usage = options.usage;
     this.onSubscription = options.onSubscription;
     this.unavailable = failure('STORE_UNAVAILABLE', { retryAfter: unavailableRetryAfter });
@@ -77,6 +86,8 @@ export class Verifier {
    * with a promise otherwise. Never throws and never rejects for a bad key or a down store.
    */
   verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
+    // Published only while someone subscribes to `till:verify`: otherwise one boolean read.
+    if (verifyChannel.hasSubscribers && !this.publishing) return this.published(key, options);
     if (this.unsubscribe === null) this.subscribe();
     // Fast path, a fresh cached key, matched before it is parsed (see idBeforeParse). Only memory is
     // read before the parse, never the store.
@@ -120,6 +131,16 @@ export class Verifier {
         return this.unavailable;
       },
     );
+  }
+
+  /** Runs a verification (this very method, once more) and publishes its answer on `till:verify`. */
+  private published(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
+    this.publishing = true;
+    try {
+      return publishVerification(this.till, this.stats, () => this.verify(key, options));
+    } finally {
+      this.publishing = false;
+    }
   }
 
   /**
