@@ -21,7 +21,7 @@ export default defineConfig({
   test: {
     include: ['packages/*/test/**/*.test.ts', 'test/**/*.test.ts'],
     // Drills run alone, by `pnpm test:drills` (see test/drills).
-    exclude: ['**/node_modules/**', 'test/drills/**'],
+    exclude: ['**/node_modules/**', 'test/drills/**', 'test/packed/**'],
     globalSetup: ['./test/global-setup.ts'],
     reporters: ['default', './tools/testkit/src/summary-reporter.ts'],
     testTimeout: 20_000,
