@@ -356,7 +356,7 @@ export async function runPaired(servers, variants, config, log, refresh = null) 
     const before = await Promise.all(variants.map((v) => ask(servers[v.id].child, 'sample')));
     const results = await Promise.all(variants.map((v) => load(servers[v.id], config.duration, config)));
     const after = await Promise.all(variants.map((v) => ask(servers[v.id].child, 'sample')));
-    variants.forEach((v, i) => rps[v.id].push(results[i].requests.average));
+    for (const [i, v] of variants.entries()) rps[v.id].push(results[i].requests.average);
     // Beside each: the server's CPU per request and its share of one CPU over the seconds measured.
     log(`  round ${round + 1}/${config.pairedRounds}  ` + variants.map((v, i) => {
       const cpu = after[i].cpu - before[i].cpu;

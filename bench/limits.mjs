@@ -111,7 +111,11 @@ function delta(after, before, pick = (x) => x) {
   return out;
 }
 const sum = (t) => Object.values(t).reduce((s, n) => s + n, 0);
-const add = (tables) => tables.reduce((total, t) => (Object.entries(t).forEach(([k, n]) => (total[k] = (total[k] ?? 0) + n)), total), {});
+const add = (tables) => {
+  const total = {};
+  for (const t of tables) for (const [k, n] of Object.entries(t)) total[k] = (total[k] ?? 0) + n;
+  return total;
+};
 const scriptsIn = (t) => SCRIPT_COMMANDS.reduce((s, name) => s + (t[name] ?? 0), 0);
 const round3 = (n) => fixed(n, 3);
 

@@ -190,7 +190,12 @@ describe('alerts', () => {
     const seen: string[] = [];
     const alerts = createAlerts(till, {
       rules: [{ type: 'revoked-key-used' }],
-      sinks: [(a) => (seen.push(a.subject), a.subject.startsWith('hung') ? new Promise<void>(() => {}) : gate)],
+      sinks: [
+        (a) => {
+          seen.push(a.subject);
+          return a.subject.startsWith('hung') ? new Promise<void>(() => {}) : gate;
+        },
+      ],
       maxInFlight: 5,
     });
     for (let i = 0; i < 20; i++) revokedTry(till, `gated${i}`);

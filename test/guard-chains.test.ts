@@ -114,6 +114,8 @@ function describeChains<M, H>(name: string, driver: AdapterDriver<M, H>): void {
           }
           case 'forge':
             return driver.setKey(forged);
+          default:
+            throw new Error(`unknown step ${JSON.stringify(s satisfies never)}`);
         }
       });
       return driver.app({ '/': middlewares }, () => {

@@ -27,7 +27,7 @@ const Router = requireFromKoaExample('@koa/router').Router as new (options?: Rec
 };
 
 /** Ways to write `path` that a router might still match: case, doubled slashes, escapes, `;` parameters. */
-export function variants(path: string): string[] {
+function variants(path: string): string[] {
   const segments = path.split('/').slice(1);
   const out = new Set<string>([
     path.toUpperCase(),

@@ -164,7 +164,11 @@ describe.each(['express', 'koa'] as const)('100,000 hostile requests against %s'
     const sendOne = async (bytes: Buffer, localAddress?: string): Promise<string> => {
       let label = 'not sent';
       let sent = false;
-      const next = () => (sent ? null : ((sent = true), { kind: 'one', bytes }));
+      const next = () => {
+        if (sent) return null;
+        sent = true;
+        return { kind: 'one', bytes };
+      };
       await runRaw({ port: app!.port, concurrency: 1, ...(localAddress !== undefined && { localAddress }) }, next, (_request, [response]) => {
         label = labelOf(response!);
       });

@@ -52,7 +52,7 @@ function freePort(): Promise<number> {
 function start(file: string, port: number): Promise<{ key: string; url: string; child: ChildProcess }> {
   return new Promise((resolve, reject) => {
     // No REDIS_URL: the quick start runs on the embedded memory store, as on a newcomer's machine.
-    const env = { ...process.env, PORT: String(port) };
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port) };
     delete env.REDIS_URL;
     const child = spawn(process.execPath, [file], { cwd: project, env, stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);

@@ -108,7 +108,6 @@ export function createTill(options: TillOptions = {}): Till {
   const logger = options.logger ?? consoleLogger;
   const events = new TillEvents((error) => logger.error(tillMessage('events', `an event listener threw: ${error instanceof Error ? error.message : String(error)}`)), name);
   const limiter = new Limiter(observed, clock, events, logger);
-  let self: Till | undefined;
   if (options.usage !== undefined && options.usage !== false && (options.usage === null || typeof options.usage !== 'object')) {
     throw tillError('INVALID_OPTIONS', 'createTill', 'usage must be { interval } or false');
   }
@@ -156,7 +155,7 @@ export function createTill(options: TillOptions = {}): Till {
   const ownsStore = options.store === undefined || options.closeStore === true;
   // Made last: a Till that fails its options leaves no subscriber behind.
   const stopTracing = options.tracing === true ? startTracing(name, logger) : null;
-  self = {
+  const self: Till = {
     [TILL]: true,
     name,
     store,

@@ -119,7 +119,7 @@ describe('GCRA evaluation', () => {
     let checked = 0;
     fc.assert(
       fc.property(policy, steps, fc.integer({ min: 1, max: 8 }), ({ limit, window }, seq, over) => {
-        let { state, now } = replay(seq, limit, window);
+        const { state, now } = replay(seq, limit, window);
         const refused = evaluate(now, [{ name: 'l', limit, window, cost: limit + over }], [state], null);
         expect(refused).toMatchObject({ outcome: 'RATE_LIMITED', retryAfter: null });
         checked++;

@@ -4,7 +4,7 @@
 // through its own Till and measures, per worker, from just before the change until the worker first
 // refuses the key, on CLOCK_MONOTONIC (shared by all processes of the machine). Key ids only in any
 // output: never a full key.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
@@ -105,7 +105,10 @@ describe('revocation across 4 processes sharing one Redis', () => {
       await till.keys.revoke(id, { reason: 'revocation test' });
       const found: Array<Refusal | null> = await refusals;
       found.forEach((refusal, worker) => {
-        if (refusal === null) return missing.push(`${id}@worker${worker}`);
+        if (refusal === null) {
+          missing.push(`${id}@worker${worker}`);
+          return;
+        }
         latencies.push(refusal.at - start);
         via[refusal.via]++;
       });

@@ -1,6 +1,6 @@
 // Rotation chains: credits shared by the chain, changes that reach the whole chain, revocation of the
 // chain, and rotate() raced against changes by independent managers. Memory store and real Redis.
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RedisStore } from '../src/redis/index.js';
 import { MemoryStore } from '../src/store/memory.js';

@@ -71,7 +71,10 @@ function middleware(name: string, step: (ctx: Context, res: Context) => Step<Fai
  */
 export function apiKeyAuth(options?: ApiKeyAuthOptions): Middleware {
   const step = kit.apiKeyAuth(options);
-  const auth = middleware('tillApiKeyAuth', (ctx) => (checkRouter(ctx), step(ctx, ctx)));
+  const auth = middleware('tillApiKeyAuth', (ctx) => {
+    checkRouter(ctx);
+    return step(ctx, ctx);
+  });
   authMiddlewares.add(auth);
   return auth;
 }

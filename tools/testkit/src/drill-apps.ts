@@ -2,7 +2,7 @@
 // reports status and outcome code, a persistent redis-server, and a last-resort cleanup of every process a
 // drill started even when the drill fails or times out.
 import { fork, type ChildProcess } from 'node:child_process';
-import { Agent, request } from 'node:http';
+import { type Agent, request } from 'node:http';
 import { processScript } from './process-script.js';
 import { startRedisServer, type RunningRedis } from './redis-server.js';
 import { sleep } from './wait.js';

@@ -1,6 +1,6 @@
 // `till scan`: keys left in files (by format and check), reported by id and status, never the secret.
 import { spawnSync } from 'node:child_process';
-import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, type Dirent, type Stats, fstatSync, lstatSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join, relative, resolve, sep } from 'node:path';
 import type { Command } from 'commander';
 import { findKeys, safeJson, type KeyManager } from '@till/core';
@@ -87,7 +87,7 @@ const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 function filesOf(paths: readonly string[]): string[] {
   const out = new Set<string>();
   for (const path of paths) {
-    let stat;
+    let stat: Stats;
     try {
       stat = statSync(path);
     } catch {
@@ -144,7 +144,7 @@ function* walkDirectory(root: string, rel: string, inherited: readonly IgnoreFil
   } catch {
     // No .gitignore here.
   }
-  let entries;
+  let entries: Dirent[];
   try {
     entries = readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1));
   } catch {

@@ -129,7 +129,7 @@ export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, 
     till,
     authenticate(req, context, ipOf) {
       const state = openContext(req, till, answer);
-      if (brute !== null && brute.active) {
+      if (brute?.active) {
         const address = ipOf(context);
         const wait = address === undefined ? 0 : brute.blockedFor(address);
         // A blocked client is refused whatever it sends; with optional authentication, a request

@@ -149,7 +149,7 @@ export async function revokeKeys(writer: KeyWriter, id: string, options: ChangeC
           failure ??= error;
           return null;
         });
-        if (done !== null && done.made) out.push(done.info);
+        if (done?.made) out.push(done.info);
       }
       if (failure !== undefined) throw failure;
     }

@@ -25,7 +25,7 @@ export class KeyManager {
   private readonly prefix: string;
 
   constructor(options: KeyManagerOptions) {
-    if (!options || !options.store) throw tillError('INVALID_OPTIONS', 'keys', 'a store is required');
+    if (!options?.store) throw tillError('INVALID_OPTIONS', 'keys', 'a store is required');
     const prefix = options.prefix ?? 'till';
     assertValidPrefix(prefix, 'keys');
     this.store = options.store;

@@ -138,7 +138,7 @@ export class Charges {
         // Admitted charges that spent something wait for replicas (chargesWait): refused ones spent nothing.
         const replicas = this.chargesWait;
         if (replicas === null || !items.some((item, j) => spent(item.request, results[j]!))) {
-          items.forEach((item, j) => item.resolve(results[j]!));
+          for (const [j, item] of items.entries()) item.resolve(results[j]!);
           return;
         }
         replicas.confirmCharges().then((error) => {
@@ -147,7 +147,10 @@ export class Charges {
           // NOT_REPLICATED, not STORE_UNAVAILABLE: the limiter then refuses (503) rather than falling back to
           // per-process limits, which would admit the request after all.
           items.forEach((item, j) => {
-            if (error === null || !spent(item.request, results[j]!)) return item.resolve(results[j]!);
+            if (error === null || !spent(item.request, results[j]!)) {
+              item.resolve(results[j]!);
+              return;
+            }
             this.store.refund(item.request).catch(() => {});
             item.reject(error);
           });
