@@ -27,14 +27,19 @@ export async function main() {
   const till = createTill({ logger: silentLogger });
   const auth = apiKeyAuth({ till, ...(window !== undefined && { bruteForce: { window, block: window } }) });
   const res = { status: () => res, setHeader() {}, getHeader() {}, end() {} };
-  const call = (ip) => new Promise((resolve) => {
-    res.end = resolve;
-    auth({ headers: { authorization: 'Bearer till_not-a-key' }, rawHeaders: ['authorization', 'Bearer till_not-a-key'], ip }, res, resolve);
-  });
+  const call = (ip) =>
+    new Promise((resolve) => {
+      res.end = resolve;
+      auth({ headers: { authorization: 'Bearer till_not-a-key' }, rawHeaders: ['authorization', 'Bearer till_not-a-key'], ip }, res, resolve);
+    });
 
   const before = await heap();
   for (let i = 0; i < clients; i++) {
-    await call(i % 2 === 0 ? `10.${(i >> 17) & 255}.${(i >> 9) & 255}.${(i >> 1) & 255}` : `2001:db8:${((i >> 9) & 0xffff).toString(16)}:${((i & 0x1ff) << 7).toString(16)}::1`);
+    await call(
+      i % 2 === 0
+        ? `10.${(i >> 17) & 255}.${(i >> 9) & 255}.${(i >> 1) & 255}`
+        : `2001:db8:${((i >> 9) & 0xffff).toString(16)}:${((i & 0x1ff) << 7).toString(16)}::1`,
+    );
     if (i % 10_000 === 0) await till.auditWriter.flush();
   }
   await till.auditWriter.flush();
@@ -47,7 +52,7 @@ export async function main() {
     await new Promise((r) => setTimeout(r, 2 * ms + 1000));
     await call('192.0.2.1');
     await till.auditWriter.flush();
-    console.log(`  heap growth once the window passed: ${fixed((await heap() - before) / MB, 1)} MB`);
+    console.log(`  heap growth once the window passed: ${fixed(((await heap()) - before) / MB, 1)} MB`);
   }
   await till.close();
 }

@@ -148,8 +148,10 @@ export async function main() {
       const self = process.cpuUsage(before.self);
       const busy = machineBusy();
       // CPU that this process did not use: other programs, which make the figures noisy.
-      const otherCores = busy === null || before.machine === null ? null
-        : Math.max(0, (busy - before.machine - self.user - self.system) / (Number(process.hrtime.bigint() - before.at) / 1000));
+      const otherCores =
+        busy === null || before.machine === null
+          ? null
+          : Math.max(0, (busy - before.machine - self.user - self.system) / (Number(process.hrtime.bigint() - before.at) / 1000));
       const perSecond = median(rates);
       r[c.id] = { label: c.label, perSecond, nsPerCall: 1e9 / perSecond, rates, otherCores };
     }
@@ -171,13 +173,22 @@ export async function main() {
 
   log('');
   log(`Results (median of ${config.repetitions} repetitions of ${int(config.calls)} calls; ratio = this / verify)`);
-  log(table([['case', 'calls/s', 'ns/call', 'ratio'], ...Object.keys(r).map((id) => [r[id].label, int(r[id].perSecond), fixed(r[id].nsPerCall, 0), fixed(r[id].perSecond / verify, 3)])]));
+  log(
+    table([
+      ['case', 'calls/s', 'ns/call', 'ratio'],
+      ...Object.keys(r).map((id) => [r[id].label, int(r[id].perSecond), fixed(r[id].nsPerCall, 0), fixed(r[id].perSecond / verify, 3)]),
+    ]),
+  );
   // A cached verification is one JavaScript SHA-256 of the key (no native call) plus the cache lookup and
   // status checks; parseKey runs only for keys that are not cached.
-  log(`  verify ${fixed(r.verify.nsPerCall, 0)} ns per cached key, against node:crypto's SHA-256 alone at ${fixed(r.sha256.nsPerCall, 0)} ns (hex) ` +
-    `and ${fixed(r.sha256Buffer.nsPerCall, 0)} ns (Buffer) in this tight loop`);
+  log(
+    `  verify ${fixed(r.verify.nsPerCall, 0)} ns per cached key, against node:crypto's SHA-256 alone at ${fixed(r.sha256.nsPerCall, 0)} ns (hex) ` +
+      `and ${fixed(r.sha256Buffer.nsPerCall, 0)} ns (Buffer) in this tight loop`,
+  );
   log(`  with a pepper: ${int(r.verifyPepper.perSecond)}/s, ${fixed(ratios.verifyPepperToVerify, 3)} x the SHA-256 figure`);
-  log(`  usage tracking and audit events on (the default) against off: ${fixed(ratios.trackedToUntracked, 3)} x (target >= 0.95: ${ratios.trackedToUntracked >= 0.95 ? 'PASS' : 'FAIL'})`);
+  log(
+    `  usage tracking and audit events on (the default) against off: ${fixed(ratios.trackedToUntracked, 3)} x (target >= 0.95: ${ratios.trackedToUntracked >= 0.95 ? 'PASS' : 'FAIL'})`,
+  );
   const note = loadNote(Object.values(r));
   if (note) log(note);
   log(`  target: >= ${int(TARGET)} cached verifications/s: ${int(verify)} -> ${pass ? 'PASS' : 'FAIL'}`);

@@ -84,8 +84,10 @@ export function machine() {
 
 /** A benchmark's first line: what runs, on which machine, built from which commit. */
 export function header(title, m) {
-  return `${title}: Node ${m.node}, ${m.platform}, ${m.cores} x ${m.cpu}` +
-    (m.source ? `; packages built from ${m.source.commit}${m.source.dirty ? ' with uncommitted changes' : ''}` : '');
+  return (
+    `${title}: Node ${m.node}, ${m.platform}, ${m.cores} x ${m.cpu}` +
+    (m.source ? `; packages built from ${m.source.commit}${m.source.dirty ? ' with uncommitted changes' : ''}` : '')
+  );
 }
 
 /** Writes `text` (or a record as JSON) under the repository (bench/results/ is git-ignored); returns its relative path. */
@@ -151,7 +153,9 @@ function ask(child, message) {
  * `config.pin`; resolves once it listens. Its keys go into request headers only, never printed.
  */
 export function startServer(bench, variant, config, args = {}) {
-  const execArgv = config.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${config.profileDir}`, `--cpu-prof-name=${bench}-${variant.id}-${Date.now()}.cpuprofile`] : [];
+  const execArgv = config.profileDir
+    ? ['--cpu-prof', `--cpu-prof-dir=${config.profileDir}`, `--cpu-prof-name=${bench}-${variant.id}-${Date.now()}.cpuprofile`]
+    : [];
   const child = fork(CHILD, [bench, 'serve', JSON.stringify({ ...args, variant: variant.id })], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`[bench] the ${variant.id} server did not listen within 15 s`)), 15_000);
@@ -246,11 +250,11 @@ export async function startServers(bench, variants, config, args = {}) {
   await start();
   const refresh = config.fresh
     ? async () => {
-      await stop();
-      await start();
-      for (const v of variants) await load(servers[v.id], 1, config);
-      return servers;
-    }
+        await stop();
+        await start();
+        for (const v of variants) await load(servers[v.id], 1, config);
+        return servers;
+      }
     : null;
   return { servers, refresh, stop };
 }
@@ -270,7 +274,13 @@ export async function runRounds(servers, variants, config, log, { refresh = null
     for (const v of [...order, ...[...order].reverse()]) {
       const server = servers[v.id];
       await load(server, config.warmup, config);
-      const before = { served: await ask(server.child, 'sample'), extra: await extra(), self: process.cpuUsage(), machine: machineBusy(), at: process.hrtime.bigint() };
+      const before = {
+        served: await ask(server.child, 'sample'),
+        extra: await extra(),
+        self: process.cpuUsage(),
+        machine: machineBusy(),
+        at: process.hrtime.bigint(),
+      };
       const r = await load(server, config.duration, config);
       const served = await ask(server.child, 'sample');
       const after = { served, extra: await extra() };
@@ -296,8 +306,11 @@ export async function runRounds(servers, variants, config, log, { refresh = null
         samples: { before: { served: before.served, extra: before.extra }, after },
       };
       runs[v.id].push(run);
-      log(`  round ${round + 1}/${config.rounds}  ${v.label.padEnd(width)} ${int(run.rps).padStart(7)} req/s   p50 ${run.p50} ms   p99 ${run.p99} ms` +
-        `   server ${fixed(run.serverCpuPerRequestUs, 1)} us CPU/req` + (run.otherCores === null ? '' : `   other load ${fixed(run.otherCores, 2)} cores`));
+      log(
+        `  round ${round + 1}/${config.rounds}  ${v.label.padEnd(width)} ${int(run.rps).padStart(7)} req/s   p50 ${run.p50} ms   p99 ${run.p99} ms` +
+          `   server ${fixed(run.serverCpuPerRequestUs, 1)} us CPU/req` +
+          (run.otherCores === null ? '' : `   other load ${fixed(run.otherCores, 2)} cores`),
+      );
     }
   }
   return runs;
@@ -358,11 +371,18 @@ export async function runPaired(servers, variants, config, log, refresh = null) 
     const after = await Promise.all(variants.map((v) => ask(servers[v.id].child, 'sample')));
     for (const [i, v] of variants.entries()) rps[v.id].push(results[i].requests.average);
     // Beside each: the server's CPU per request and its share of one CPU over the seconds measured.
-    log(`  round ${round + 1}/${config.pairedRounds}  ` + variants.map((v, i) => {
-      const cpu = after[i].cpu - before[i].cpu;
-      return `${v.id} ${int(results[i].requests.average)} (${fixed(results[i].requests.average / results[0].requests.average, 3)}; ` +
-        `${fixed(cpu / (after[i].requests - before[i].requests), 0)} us/req, ${fixed(cpu / (config.duration * 1e6), 2)} CPU)`;
-    }).join('   '));
+    log(
+      `  round ${round + 1}/${config.pairedRounds}  ` +
+        variants
+          .map((v, i) => {
+            const cpu = after[i].cpu - before[i].cpu;
+            return (
+              `${v.id} ${int(results[i].requests.average)} (${fixed(results[i].requests.average / results[0].requests.average, 3)}; ` +
+              `${fixed(cpu / (after[i].requests - before[i].requests), 0)} us/req, ${fixed(cpu / (config.duration * 1e6), 2)} CPU)`
+            );
+          })
+          .join('   '),
+    );
   }
   return Object.fromEntries(variants.map((v) => [v.id, { roundRps: rps[v.id], ratio: pairedRatio(rps, v.id, variants[0].id) }]));
 }

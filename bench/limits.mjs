@@ -8,7 +8,23 @@ import { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { createTill, silentLogger } from '@till/core';
 import { apiKeyAuth } from '@till/express';
-import { fixed, header, httpSettings, int, loadNote, machine, pairedRatio, runPaired, runRounds, save, serve as listen, settings, startServers, summarizeRounds, table } from './harness.mjs';
+import {
+  fixed,
+  header,
+  httpSettings,
+  int,
+  loadNote,
+  machine,
+  pairedRatio,
+  runPaired,
+  runRounds,
+  save,
+  serve as listen,
+  settings,
+  startServers,
+  summarizeRounds,
+  table,
+} from './harness.mjs';
 import { benchRedis, boundedRun, NEVER_REACHED, tillOnRedis } from './redis.mjs';
 import { median, roundRatios } from './stats.mjs';
 
@@ -69,7 +85,8 @@ export async function serve({ variant, redisUrl, namespace, keys: keyCount }) {
     const limiter = new RateLimiterRedis({ storeClient: client, keyPrefix: `${namespace}rlflx`, points: NEVER_REACHED, duration: 3600 });
     // With the headers Till sends, in its form, so both variants put the same bytes on the wire.
     app.use((req, res, next) => {
-      limiter.consume(req.apiKey.id)
+      limiter
+        .consume(req.apiKey.id)
         .then((r) => {
           res.setHeader('ratelimit-policy', `"api";q=${NEVER_REACHED};w=3600`);
           res.setHeader('ratelimit', `"api";r=${r.remainingPoints};t=${Math.ceil(r.msBeforeNext / 1000)}`);
@@ -183,41 +200,82 @@ function targetsOf(till, rlf, paired) {
 }
 
 function breakdown(perRequest) {
-  const entries = Object.entries(perRequest).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+  const entries = Object.entries(perRequest)
+    .filter(([, n]) => n > 0)
+    .sort((a, b) => b[1] - a[1]);
   return entries.length === 0 ? 'none' : entries.map(([name, n]) => `${name} ${n < 0.001 ? n.toExponential(1) : round3(n)}`).join(', ');
 }
 
 function print({ scenario, variants, paired, targets }, config, log) {
   log('');
   log(`Results, ${scenario} (median of ${config.rounds} rounds; ratio = median over rounds of requests/s over bare Express's in the same round)`);
-  log(table([
-    ['variant', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'server CPU us/req', 'Redis CPU us/req', 'round trips/req', 'Redis cmds/req'],
-    ...variants.map((v) => [v.label, int(v.rps), v.p50, v.p99, round3(v.ratio), fixed(v.serverCpuPerRequestUs, 1), fixed(v.redisCpuPerRequestUs, 1), round3(v.roundTripsPerRequest), fixed(v.commandsExecutedPerRequest, 2)]),
-  ]));
-  log('  ratio by round: ' + variants.slice(1).map((v) => `${v.id} ${v.roundRatios.map(round3).join(' ')}`).join('; '));
-  if (paired) log('  side by side (median of rounds, x bare): ' + variants.slice(1).map((v) => `${v.label} ${round3(paired[v.id].ratio)}`).join(', '));
+  log(
+    table([
+      ['variant', 'req/s', 'p50 ms', 'p99 ms', 'ratio', 'server CPU us/req', 'Redis CPU us/req', 'round trips/req', 'Redis cmds/req'],
+      ...variants.map((v) => [
+        v.label,
+        int(v.rps),
+        v.p50,
+        v.p99,
+        round3(v.ratio),
+        fixed(v.serverCpuPerRequestUs, 1),
+        fixed(v.redisCpuPerRequestUs, 1),
+        round3(v.roundTripsPerRequest),
+        fixed(v.commandsExecutedPerRequest, 2),
+      ]),
+    ]),
+  );
+  log(
+    '  ratio by round: ' +
+      variants
+        .slice(1)
+        .map((v) => `${v.id} ${v.roundRatios.map(round3).join(' ')}`)
+        .join('; '),
+  );
+  if (paired)
+    log(
+      '  side by side (median of rounds, x bare): ' +
+        variants
+          .slice(1)
+          .map((v) => `${v.label} ${round3(paired[v.id].ratio)}`)
+          .join(', '),
+    );
   const note = loadNote(variants);
   if (note) log(note);
   log('');
   log('Redis traffic per request, every measured run summed');
-  log('  sent, counted in each server\'s ioredis clients (a command alone = 1 round trip; a pipeline or MULTI/EXEC = 1):');
-  for (const v of variants) log(`    ${v.label.padEnd(40)} ${round3(v.roundTripsPerRequest)} round trips (${int(v.roundTrips)} for ${int(v.requests)} requests): ${breakdown(v.sentPerRequest)}`);
+  log("  sent, counted in each server's ioredis clients (a command alone = 1 round trip; a pipeline or MULTI/EXEC = 1):");
+  for (const v of variants)
+    log(
+      `    ${v.label.padEnd(40)} ${round3(v.roundTripsPerRequest)} round trips (${int(v.roundTrips)} for ${int(v.requests)} requests): ${breakdown(v.sentPerRequest)}`,
+    );
   log('  executed, from Redis INFO commandstats deltas around each run, median over runs (commands a Lua script runs count too):');
   for (const v of variants) {
-    log(`    ${v.label.padEnd(40)} ${fixed(v.commandsExecutedPerRequest, 3)} commands: ${breakdown(v.executedPerRequest)}` + (v.scriptsExecuted > 0 ? `; ${fixed(v.scriptUsPerRequest, 1)} us of script time` : ''));
+    log(
+      `    ${v.label.padEnd(40)} ${fixed(v.commandsExecutedPerRequest, 3)} commands: ${breakdown(v.executedPerRequest)}` +
+        (v.scriptsExecuted > 0 ? `; ${fixed(v.scriptUsPerRequest, 1)} us of script time` : ''),
+    );
   }
-  log('  cross-check, script calls sent vs run by Redis, all runs: ' + variants.map((v) => `${v.id} ${int(v.scriptsSent)} vs ${int(v.scriptsExecuted)} (equal in ${v.cleanRuns} of ${v.runs.length} runs)`).join(', '));
+  log(
+    '  cross-check, script calls sent vs run by Redis, all runs: ' +
+      variants.map((v) => `${v.id} ${int(v.scriptsSent)} vs ${int(v.scriptsExecuted)} (equal in ${v.cleanRuns} of ${v.runs.length} runs)`).join(', '),
+  );
   if (variants.some((v) => v.cleanRuns < v.runs.length)) log('    where they differ, another client used this Redis during the run (INFO counts every client)');
   const [, till, rlf] = variants;
   const t = targets.throughput;
   log('');
   log('Targets');
-  log('  Till limits requests/s >= rate-limiter-flexible\'s: ' + (t.paired === null ? '' : `side by side ${round3(t.paired)} x; `) +
-    `back to back ${round3(t.ratio)} x (median over rounds of Till/RLF; ${int(t.till)} vs ${int(t.rlf)} req/s; ` +
-    `server CPU ${fixed(till.serverCpuPerRequestUs, 1)} vs ${fixed(rlf.serverCpuPerRequestUs, 1)} us/req) -> ${t.pass ? 'PASS' : 'FAIL'}`);
+  log(
+    "  Till limits requests/s >= rate-limiter-flexible's: " +
+      (t.paired === null ? '' : `side by side ${round3(t.paired)} x; `) +
+      `back to back ${round3(t.ratio)} x (median over rounds of Till/RLF; ${int(t.till)} vs ${int(t.rlf)} req/s; ` +
+      `server CPU ${fixed(till.serverCpuPerRequestUs, 1)} vs ${fixed(rlf.serverCpuPerRequestUs, 1)} us/req) -> ${t.pass ? 'PASS' : 'FAIL'}`,
+  );
   const rt = targets.roundTrips;
-  log(`  Till charge round trips per request <= 1: ${round3(rt.scripts)} script calls per request, plus ${fixed(rt.refreshes, 4)} background commands ` +
-    `(cache refreshes every 30 s, usage batches every 10 s, per key); ${round3(rt.perRequest)} round trips per request in all -> ${rt.pass ? 'PASS' : 'FAIL'}`);
+  log(
+    `  Till charge round trips per request <= 1: ${round3(rt.scripts)} script calls per request, plus ${fixed(rt.refreshes, 4)} background commands ` +
+      `(cache refreshes every 30 s, usage batches every 10 s, per key); ${round3(rt.perRequest)} round trips per request in all -> ${rt.pass ? 'PASS' : 'FAIL'}`,
+  );
 }
 
 export async function main() {
@@ -230,11 +288,22 @@ export async function main() {
   const { redis, namespace, admin, version } = await benchRedis('limits');
   log(header('Till limits benchmark', m));
   log(`  Redis ${version} at ${redis.host}, key namespace ${namespace} (deleted afterwards); limit ${int(NEVER_REACHED)} requests per hour per key`);
-  log(`  GET / on 127.0.0.1, ${config.connections} connections, ${SCENARIOS.length} scenarios x ${config.rounds} rounds x ${VARIANTS.length} variants x 2 (in a random order, then in reverse) x ` +
-    `(${config.warmup} s warm-up + ${config.duration} s)` + (config.pairedRounds > 0 ? `, then ${config.pairedRounds} side-by-side rounds` : '') +
-    (config.pin ? '; load on CPU 0, servers on CPU 1, Redis where the scheduler puts it' : ''));
+  log(
+    `  GET / on 127.0.0.1, ${config.connections} connections, ${SCENARIOS.length} scenarios x ${config.rounds} rounds x ${VARIANTS.length} variants x 2 (in a random order, then in reverse) x ` +
+      `(${config.warmup} s warm-up + ${config.duration} s)` +
+      (config.pairedRounds > 0 ? `, then ${config.pairedRounds} side-by-side rounds` : '') +
+      (config.pin ? '; load on CPU 0, servers on CPU 1, Redis where the scheduler puts it' : ''),
+  );
   let stop = async () => {};
-  const { cleanup, deadline } = boundedRun({ name: 'bench limits', envName: 'BENCH_LIMITS_TIMEOUT', seconds: config.timeout, redis, admin, namespace, stop: () => stop() });
+  const { cleanup, deadline } = boundedRun({
+    name: 'bench limits',
+    envName: 'BENCH_LIMITS_TIMEOUT',
+    seconds: config.timeout,
+    redis,
+    admin,
+    namespace,
+    stop: () => stop(),
+  });
   try {
     const scenarios = [];
     for (const scenario of SCENARIOS) {
@@ -256,7 +325,9 @@ export async function main() {
     log('');
     log(`Redis: ${found ?? '?'} keys under ${namespace} deleted, ${left ?? '?'} left`);
     const { profileDir, ...shown } = config;
-    log(`saved to ${save('bench/results/limits.json', { date: new Date().toISOString(), machine: m, redis: { version, host: redis.host, namespace }, config: shown, scenarios })}`);
+    log(
+      `saved to ${save('bench/results/limits.json', { date: new Date().toISOString(), machine: m, redis: { version, host: redis.host, namespace }, config: shown, scenarios })}`,
+    );
   } finally {
     clearTimeout(deadline);
     await cleanup();

@@ -27,14 +27,15 @@ const LINE = 96; // bytes per line in the key file: a key (well under 95 charact
 const REDIS_TARGET = 1024; // bytes per key
 const PROCESS_TARGET = 200 * MB;
 
-const configFromEnv = () => settings({
-  keys: { env: 'BENCH_KEYS', value: 1_000_000, quick: 50_000, integer: true },
-  cache: { env: 'BENCH_CACHE', value: 100_000, quick: 10_000, integer: true },
-  uniform: { env: 'BENCH_UNIFORM', value: 300_000, quick: 50_000, integer: true },
-  zipf: { env: 'BENCH_ZIPF', value: 500_000, quick: 50_000, integer: true },
-  concurrency: { env: 'BENCH_CONCURRENCY', value: 64, integer: true },
-  owners: { env: 'BENCH_OWNERS', value: 10_000, integer: true },
-});
+const configFromEnv = () =>
+  settings({
+    keys: { env: 'BENCH_KEYS', value: 1_000_000, quick: 50_000, integer: true },
+    cache: { env: 'BENCH_CACHE', value: 100_000, quick: 10_000, integer: true },
+    uniform: { env: 'BENCH_UNIFORM', value: 300_000, quick: 50_000, integer: true },
+    zipf: { env: 'BENCH_ZIPF', value: 500_000, quick: 50_000, integer: true },
+    concurrency: { env: 'BENCH_CONCURRENCY', value: 64, integer: true },
+    owners: { env: 'BENCH_OWNERS', value: 10_000, integer: true },
+  });
 
 const usedMemory = async (client) => Number(/used_memory:(\d+)/.exec(await client.info('memory'))[1]);
 const elapsed = (t0) => (performance.now() - t0) / 1000;
@@ -149,7 +150,9 @@ export async function main() {
   try {
     console.log(header('Till memory benchmark', m));
     console.log(`  ${int(config.keys)} keys, cache of ${int(config.cache)}`);
-    console.log(`  Redis: ${own ? 'a redis-server of its own' : 'BENCH_REDIS_URL (shared: its other contents count too)'}, ${(await client.info('server')).match(/redis_version:(\S+)/)[1]}`);
+    console.log(
+      `  Redis: ${own ? 'a redis-server of its own' : 'BENCH_REDIS_URL (shared: its other contents count too)'}, ${(await client.info('server')).match(/redis_version:(\S+)/)[1]}`,
+    );
     const fd = openSync(file, 'w');
     writeSync(fd, Buffer.alloc(1), 0, 1, config.keys * LINE - 1);
     closeSync(fd);
@@ -167,7 +170,7 @@ export async function main() {
     const perKey = (loaded - before) / config.keys;
     // Where it goes: the global audit log is capped (100,000 entries), so its share falls as keys grow.
     const log = Number(await client.memory('USAGE', `${namespace}audit`)) || 0;
-    const sample = (await client.zrange(`${namespace}idx:all`, 0, 99));
+    const sample = await client.zrange(`${namespace}idx:all`, 0, 99);
     let record = 0;
     let trail = 0;
     for (const id of sample) {
@@ -180,20 +183,53 @@ export async function main() {
       log: log / config.keys,
       indexesAndOverhead: perKey - record / sample.length - trail / sample.length - log / config.keys,
     };
-    console.log(`  loaded in ${fixed(loadSeconds, 1)} s (${int(config.keys / loadSeconds)} keys/s): Redis used_memory ${fixed((loaded - before) / MB, 1)} MB more`);
-    console.log(`  per key: ${int(perKey)} B = record ${int(parts.record)} + own audit trail ${int(parts.trail)} + share of the capped audit log ${int(parts.log)}` +
-      ` + indexes and Redis's own per-key overhead ${int(parts.indexesAndOverhead)}`);
+    console.log(
+      `  loaded in ${fixed(loadSeconds, 1)} s (${int(config.keys / loadSeconds)} keys/s): Redis used_memory ${fixed((loaded - before) / MB, 1)} MB more`,
+    );
+    console.log(
+      `  per key: ${int(perKey)} B = record ${int(parts.record)} + own audit trail ${int(parts.trail)} + share of the capped audit log ${int(parts.log)}` +
+        ` + indexes and Redis's own per-key overhead ${int(parts.indexesAndOverhead)}`,
+    );
 
-    const verified = await runChild('memory', 'verify', { url, namespace, file, keys: config.keys, cache: config.cache, uniform: config.uniform, zipf: config.zipf, concurrency: config.concurrency }, { execArgv: ['--expose-gc'] });
+    const verified = await runChild(
+      'memory',
+      'verify',
+      { url, namespace, file, keys: config.keys, cache: config.cache, uniform: config.uniform, zipf: config.zipf, concurrency: config.concurrency },
+      { execArgv: ['--expose-gc'] },
+    );
     const after = await usedMemory(client);
     const rows = [['phase', 'verifications', 'verified/s', 'hit rate', 'RSS', 'heap used', 'heap + buffers over baseline']];
-    rows.push(['baseline (no verification yet)', '', '', '', `${fixed(verified.baseline.rss / MB, 1)} MB`, `${fixed(verified.baseline.heapUsed / MB, 1)} MB`, '']);
+    rows.push([
+      'baseline (no verification yet)',
+      '',
+      '',
+      '',
+      `${fixed(verified.baseline.rss / MB, 1)} MB`,
+      `${fixed(verified.baseline.heapUsed / MB, 1)} MB`,
+      '',
+    ]);
     for (const p of verified.phases) {
       const grown = p.memory.heapUsed + p.memory.external - verified.baseline.heapUsed - verified.baseline.external;
-      rows.push([p.name, int(p.verifications), int(p.perSecond), `${fixed(p.hitRate * 100, 1)} %`, `${fixed(p.memory.rss / MB, 1)} MB`, `${fixed(p.memory.heapUsed / MB, 1)} MB`, `${fixed(grown / MB, 1)} MB`]);
+      rows.push([
+        p.name,
+        int(p.verifications),
+        int(p.perSecond),
+        `${fixed(p.hitRate * 100, 1)} %`,
+        `${fixed(p.memory.rss / MB, 1)} MB`,
+        `${fixed(p.memory.heapUsed / MB, 1)} MB`,
+        `${fixed(grown / MB, 1)} MB`,
+      ]);
     }
     const s = verified.settled;
-    rows.push(['settled (cache full, load over)', '', '', '', `${fixed(s.rss / MB, 1)} MB`, `${fixed(s.heapUsed / MB, 1)} MB`, `${fixed((s.heapUsed + s.external - verified.baseline.heapUsed - verified.baseline.external) / MB, 1)} MB`]);
+    rows.push([
+      'settled (cache full, load over)',
+      '',
+      '',
+      '',
+      `${fixed(s.rss / MB, 1)} MB`,
+      `${fixed(s.heapUsed / MB, 1)} MB`,
+      `${fixed((s.heapUsed + s.external - verified.baseline.heapUsed - verified.baseline.external) / MB, 1)} MB`,
+    ]);
     console.log('');
     console.log(table(rows));
     const invalid = verified.phases.reduce((n, p) => n + p.invalid, 0);
@@ -204,11 +240,15 @@ export async function main() {
     console.log('');
     console.log('Summary');
     console.log(`  Redis: ${int(perKey)} B per key; target < ${REDIS_TARGET}: ${perKey < REDIS_TARGET ? 'PASS' : 'FAIL'}`);
-    console.log(`  Process with the cache full, settled: RSS ${fixed(settled.rss / MB, 1)} MB, heap used ${fixed(settled.heapUsed / MB, 1)} MB (baseline RSS ${fixed(verified.baseline.rss / MB, 1)} MB in the same process); ` +
-      `target < 200 MB: ${settled.rss < PROCESS_TARGET && invalid === 0 ? 'PASS' : 'FAIL'}`);
+    console.log(
+      `  Process with the cache full, settled: RSS ${fixed(settled.rss / MB, 1)} MB, heap used ${fixed(settled.heapUsed / MB, 1)} MB (baseline RSS ${fixed(verified.baseline.rss / MB, 1)} MB in the same process); ` +
+        `target < 200 MB: ${settled.rss < PROCESS_TARGET && invalid === 0 ? 'PASS' : 'FAIL'}`,
+    );
     console.log(`    right after the load (its garbage not yet given back): RSS up to ${fixed(peakRss / MB, 1)} MB`);
     console.log(`  Hit rates: ${verified.phases.map((p) => `${p.name} ${fixed(p.hitRate * 100, 1)} %`).join(', ')}`);
-    console.log(`  saved to ${save('bench/results/memory.json', { date: new Date().toISOString(), machine: m, config, redis: { perKey, parts, afterVerifyPerKey: (after - before) / config.keys, loadSeconds }, process: verified })}`);
+    console.log(
+      `  saved to ${save('bench/results/memory.json', { date: new Date().toISOString(), machine: m, config, redis: { perKey, parts, afterVerifyPerKey: (after - before) / config.keys, loadSeconds }, process: verified })}`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
     if (own) {
@@ -221,4 +261,3 @@ export async function main() {
     }
   }
 }
-

@@ -7,7 +7,26 @@ import { createHash, randomBytes } from 'node:crypto';
 import express from 'express';
 import { Redis } from 'ioredis';
 import { apiKeyAuth } from '@till/express';
-import { fixed, header, httpSettings, quick, int, loadNote, machine, mapCheck, pairedRatio, ratioCells, runPaired, runRounds, save, serve as listen, settings, startServers, summarizeRounds, table } from './harness.mjs';
+import {
+  fixed,
+  header,
+  httpSettings,
+  quick,
+  int,
+  loadNote,
+  machine,
+  mapCheck,
+  pairedRatio,
+  ratioCells,
+  runPaired,
+  runRounds,
+  save,
+  serve as listen,
+  settings,
+  startServers,
+  summarizeRounds,
+  table,
+} from './harness.mjs';
 import { benchRedis, boundedRun, NEVER_REACHED, tillOnRedis } from './redis.mjs';
 import { allOf, median, roundRatios, verdict, verdictText } from './stats.mjs';
 
@@ -75,10 +94,12 @@ const CONTESTANTS = {
     });
     const { user } = await auth.api.signUpEmail({ body: { email: 'bench@example.com', password: randomBytes(16).toString('hex'), name: 'bench' } });
     const { key } = await auth.api.createApiKey({ body: { userId: user.id, name: 'bench' } });
-    app.use(checkedBy(async (presented) => {
-      const result = await auth.api.verifyApiKey({ body: { key: presented } });
-      return result.valid ? result.key : null;
-    }));
+    app.use(
+      checkedBy(async (presented) => {
+        const result = await auth.api.verifyApiKey({ body: { key: presented } });
+        return result.valid ? result.key : null;
+      }),
+    );
     return key;
   },
   // The naive way: sha256(key) -> JSON record in Redis, one GET per request.
@@ -88,10 +109,12 @@ const CONTESTANTS = {
     const sha256 = (value) => createHash('sha256').update(value).digest('hex');
     const key = randomKey('rd');
     await client.set(`${namespace}naive:${sha256(key)}`, JSON.stringify({ id: 'key_1', name: 'bench', scopes: ['bench:read'] }));
-    app.use(checkedBy(async (presented) => {
-      const value = await client.get(`${namespace}naive:${sha256(presented)}`);
-      return value === null ? null : JSON.parse(value);
-    }));
+    app.use(
+      checkedBy(async (presented) => {
+        const value = await client.get(`${namespace}naive:${sha256(presented)}`);
+        return value === null ? null : JSON.parse(value);
+      }),
+    );
     return key;
   },
   // apiKeyAuth() with its defaults on a RedisStore; till-limits adds a per-key limit that never refuses.
@@ -124,7 +147,11 @@ async function check(variant, server) {
   const problems = valid.status === 200 && valid.body === BODY ? [] : [`answered ${valid.status} with its valid key, expected 200 and ${BODY}`];
   if (variant.authenticates) {
     const wrong = key.slice(0, -1) + (key.at(-1) === 'A' ? 'B' : 'A');
-    for (const [name, k] of [['missing', undefined], ['wrong', wrong], ['junk', 'not-a-key']]) {
+    for (const [name, k] of [
+      ['missing', undefined],
+      ['wrong', wrong],
+      ['junk', 'not-a-key'],
+    ]) {
       seen[name] = (await get(k)).status;
       if (seen[name] !== 401) problems.push(`answered ${seen[name]} to a request with ${name === 'missing' ? 'no' : `a ${name}`} key, expected 401`);
     }
@@ -149,21 +176,44 @@ function targetsOf(rows, paired) {
 
 function print(rows, paired, targets, config, log) {
   log('');
-  log(`Results (median of ${config.rounds} back-to-back rounds; x bare = median over rounds of requests/s over bare Express's in the same round, middle half = its 25th to 75th percentile` +
-    (paired ? `; side by side = the same over ${config.pairedRounds} rounds with all variants loaded at once` : '') + ')');
-  log(table([
-    ['variant', 'req/s', 'p50 ms', 'p99 ms', 'x bare', 'middle half', ...(paired ? ['side by side x bare'] : []), 'server CPU us/req'],
-    ...rows.map((v) => [v.label, int(v.rps), v.p50, v.p99, ...ratioCells(v), ...(paired ? [fixed(paired[v.id].ratio, 3)] : []), fixed(v.serverCpuPerRequestUs, 1)]),
-  ]));
-  log(`  bare Express in this run: ${int(rows[0].rps)} req/s; server CPU us/req leaves out Redis's own CPU (naive Redis GET and Till with a limit use it per request)`);
+  log(
+    `Results (median of ${config.rounds} back-to-back rounds; x bare = median over rounds of requests/s over bare Express's in the same round, middle half = its 25th to 75th percentile` +
+      (paired ? `; side by side = the same over ${config.pairedRounds} rounds with all variants loaded at once` : '') +
+      ')',
+  );
+  log(
+    table([
+      ['variant', 'req/s', 'p50 ms', 'p99 ms', 'x bare', 'middle half', ...(paired ? ['side by side x bare'] : []), 'server CPU us/req'],
+      ...rows.map((v) => [
+        v.label,
+        int(v.rps),
+        v.p50,
+        v.p99,
+        ...ratioCells(v),
+        ...(paired ? [fixed(paired[v.id].ratio, 3)] : []),
+        fixed(v.serverCpuPerRequestUs, 1),
+      ]),
+    ]),
+  );
+  log(
+    `  bare Express in this run: ${int(rows[0].rps)} req/s; server CPU us/req leaves out Redis's own CPU (naive Redis GET and Till with a limit use it per request)`,
+  );
   const note = loadNote(rows);
   if (note) log(note);
   log('');
   log(`Targets (decided back to back${paired ? '; side by side beside it' : ''})`);
   const b = targets.bare;
-  log(`  Till cached >= ${b.target} x bare Express: ` + (b.paired === null ? '' : `side by side ${fixed(b.paired, 3)}, `) + `back to back median ${fixed(b.backToBack, 3)}, ${verdictText(b.decision)}`);
-  const parts = Object.entries(targets.ahead.over).map(([id, r]) => `${rows.find((v) => v.id === id).label} ` +
-    (r.paired === null ? '' : `${fixed(r.paired, 3)} side by side, `) + `${fixed(r.backToBack, 3)} back to back (${verdictText(r.decision)})`);
+  log(
+    `  Till cached >= ${b.target} x bare Express: ` +
+      (b.paired === null ? '' : `side by side ${fixed(b.paired, 3)}, `) +
+      `back to back median ${fixed(b.backToBack, 3)}, ${verdictText(b.decision)}`,
+  );
+  const parts = Object.entries(targets.ahead.over).map(
+    ([id, r]) =>
+      `${rows.find((v) => v.id === id).label} ` +
+      (r.paired === null ? '' : `${fixed(r.paired, 3)} side by side, `) +
+      `${fixed(r.backToBack, 3)} back to back (${verdictText(r.decision)})`,
+  );
   log(`  Till cached ahead of every other authenticating contestant (Till's req/s over theirs): ${parts.join('; ')} -> ${targets.ahead.verdict}`);
 }
 
@@ -193,7 +243,7 @@ function chart({ rows, paired, machine: m, config, date }) {
     `  <text x="16" y="44" font-size="12" fill="#57606a">${escapeXml(sub)}</text>`,
     ...bars,
     `  <text x="16" y="${height - 30}" font-size="11" fill="#57606a">${escapeXml('pnpm bench peers. Bars: median requests/s of the back-to-back rounds (one server loaded at a time).')}</text>`,
-    `  <text x="16" y="${height - 14}" font-size="11" fill="#57606a">${escapeXml('Ratios: median of each round\'s ratio to bare Express in the same run; side by side: all seven servers loaded at once on one CPU.')}</text>`,
+    `  <text x="16" y="${height - 14}" font-size="11" fill="#57606a">${escapeXml("Ratios: median of each round's ratio to bare Express in the same run; side by side: all seven servers loaded at once on one CPU.")}</text>`,
     '</svg>',
     '',
   ].join('\n');
@@ -210,11 +260,22 @@ export async function main() {
   const { redis, namespace, admin, version } = await benchRedis('peers');
   log(header('Till against peers', m));
   log(`  Redis ${version} at ${redis.host}, key prefix ${namespace} (deleted afterwards)`);
-  log(`  GET / on 127.0.0.1, ${config.connections} connections, ${config.rounds} rounds x ${VARIANTS.length} variants x 2 (in a random order, then in reverse) x ` +
-    `(${config.warmup} s warm-up + ${config.duration} s)` + (config.pairedRounds > 0 ? `, then ${config.pairedRounds} side-by-side rounds` : '') +
-    (config.pin ? '; load on CPU 0, servers on CPU 1, Redis where the scheduler puts it' : ''));
+  log(
+    `  GET / on 127.0.0.1, ${config.connections} connections, ${config.rounds} rounds x ${VARIANTS.length} variants x 2 (in a random order, then in reverse) x ` +
+      `(${config.warmup} s warm-up + ${config.duration} s)` +
+      (config.pairedRounds > 0 ? `, then ${config.pairedRounds} side-by-side rounds` : '') +
+      (config.pin ? '; load on CPU 0, servers on CPU 1, Redis where the scheduler puts it' : ''),
+  );
   let stop = async () => {};
-  const { cleanup, deadline } = boundedRun({ name: 'bench peers', envName: 'BENCH_PEERS_TIMEOUT', seconds: config.timeout, redis, admin, namespace, stop: () => stop() });
+  const { cleanup, deadline } = boundedRun({
+    name: 'bench peers',
+    envName: 'BENCH_PEERS_TIMEOUT',
+    seconds: config.timeout,
+    redis,
+    admin,
+    namespace,
+    stop: () => stop(),
+  });
   try {
     const started = await startServers('peers', VARIANTS, config, { redisUrl: redis.url, namespace });
     stop = started.stop;
@@ -234,7 +295,16 @@ export async function main() {
     print(rows, paired, targets, config, log);
     const { found, left } = await cleanup();
     const { profileDir, ...shown } = config;
-    const result = { date: new Date().toISOString(), machine: m, redis: { version, host: redis.host, namespace }, config: shown, checks, rows, paired, targets };
+    const result = {
+      date: new Date().toISOString(),
+      machine: m,
+      redis: { version, host: redis.host, namespace },
+      config: shown,
+      checks,
+      rows,
+      paired,
+      targets,
+    };
     log('');
     log(`Redis: ${found ?? '?'} keys under ${namespace} deleted, ${left ?? '?'} left`);
     // A quick run decides nothing: it leaves the repository's chart alone.

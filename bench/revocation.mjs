@@ -33,7 +33,12 @@ export async function main() {
   const till = tillOnRedis(redis.url, namespace, closers);
   let cluster;
   const { cleanup, deadline } = boundedRun({
-    name: 'bench revocation', envName: 'BENCH_REVOCATION_TIMEOUT', seconds: config.timeout, redis, admin, namespace,
+    name: 'bench revocation',
+    envName: 'BENCH_REVOCATION_TIMEOUT',
+    seconds: config.timeout,
+    redis,
+    admin,
+    namespace,
     stop: async () => {
       await cluster?.stop().catch(() => {});
       await Promise.allSettled(closers.map((close) => close()));
@@ -47,8 +52,10 @@ export async function main() {
     const offsets = await cluster.clockOffsets(20);
     const worstOffset = Math.max(...offsets.map((o) => Math.abs(o.offset)));
     const worstError = Math.max(...offsets.map((o) => o.error));
-    console.log(`  Redis ${version} at ${redis.host}${redis.own ? ' (started for this run)' : ''}, namespace ${namespace}, ` +
-      `${config.workers} worker processes, cache TTL ${config.cacheTtl / 1000} s`);
+    console.log(
+      `  Redis ${version} at ${redis.host}${redis.own ? ' (started for this run)' : ''}, namespace ${namespace}, ` +
+        `${config.workers} worker processes, cache TTL ${config.cacheTtl / 1000} s`,
+    );
     console.log(`  clock: CLOCK_MONOTONIC in every process; largest worker offset measured ${ms(worstOffset)} ms (± ${ms(worstError)} ms)`);
 
     // The keys: ids only are ever printed. Every worker caches every key (a second verify must be a cache hit).
@@ -71,8 +78,10 @@ export async function main() {
     const uncached = warm.reduce((n, r) => n + Object.values(r.results).filter((x) => x.code !== 'VALID' || !x.cached).length, 0);
     if (uncached > 0) throw new Error(`[bench] ${uncached} key verifications were not cached VALID answers before the run`);
 
-    console.log(`  ${config.revocations} revocations one at a time (after ${config.warmup} warm-up), each seen by ${config.workers} processes; ` +
-      `interleaved with as many plain PUBLISHes`);
+    console.log(
+      `  ${config.revocations} revocations one at a time (after ${config.warmup} warm-up), each seen by ${config.workers} processes; ` +
+        `interleaved with as many plain PUBLISHes`,
+    );
     const propagation = [];
     const baseline = [];
     const revokeCall = [];
@@ -135,21 +144,29 @@ export async function main() {
     const pass = missingRefusals === 0 && controlCached && lastRefused && results.till.p99 < TARGET_MS;
 
     console.log('');
-    console.log(table([
-      ['latency in ms', 'samples', 'p50', 'p90', 'p99', 'max', 'mean'],
-      row('Till: revoke() -> worker refuses the key', results.till),
-      row('baseline: PUBLISH -> worker receives it', results.baseline),
-      row('revoke() call, in the revoking process', results.revokeCall),
-    ]));
+    console.log(
+      table([
+        ['latency in ms', 'samples', 'p50', 'p90', 'p99', 'max', 'mean'],
+        row('Till: revoke() -> worker refuses the key', results.till),
+        row('baseline: PUBLISH -> worker receives it', results.baseline),
+        row('revoke() call, in the revoking process', results.revokeCall),
+      ]),
+    );
     console.log('');
     // A difference of medians is stable; one of tails is mostly scheduling noise (it can come out negative).
-    console.log(`  Till adds ${ms(addedP50)} ms at p50 to a plain PUBLISH -> SUBSCRIBE (${fixed(results.till.p50 / results.baseline.p50, 2)} x its p50) ` +
-      `(p99 ${ms(results.till.p99)} vs ${ms(results.baseline.p99)} ms: on a shared machine the tails are mostly scheduling)`);
-    console.log(`  first refusal seen by: onInvalidate listener ${via.listener}, polling loop ${via.poll}; ` +
-      `missing refusals ${missingRefusals}, missing baseline messages ${missingPings}`);
+    console.log(
+      `  Till adds ${ms(addedP50)} ms at p50 to a plain PUBLISH -> SUBSCRIBE (${fixed(results.till.p50 / results.baseline.p50, 2)} x its p50) ` +
+        `(p99 ${ms(results.till.p99)} vs ${ms(results.baseline.p99)} ms: on a shared machine the tails are mostly scheduling)`,
+    );
+    console.log(
+      `  first refusal seen by: onInvalidate listener ${via.listener}, polling loop ${via.poll}; ` +
+        `missing refusals ${missingRefusals}, missing baseline messages ${missingPings}`,
+    );
     console.log(`  key never revoked still cached VALID in every process: ${controlCached ? 'yes' : 'NO'}`);
-    console.log(`  Target: every process refuses a revoked key within ${TARGET_MS} ms at p99 ` +
-      `(p99 ${ms(results.till.p99)} ms over ${results.till.count} samples): ${pass ? 'PASS' : 'FAIL'}`);
+    console.log(
+      `  Target: every process refuses a revoked key within ${TARGET_MS} ms at p99 ` +
+        `(p99 ${ms(results.till.p99)} ms over ${results.till.count} samples): ${pass ? 'PASS' : 'FAIL'}`,
+    );
 
     const saved = save('bench/results/revocation.json', {
       date: new Date().toISOString(),
@@ -172,4 +189,3 @@ export async function main() {
     await cleanup();
   }
 }
-

@@ -78,14 +78,16 @@ export function medianInterval(values, confidence = 0.9) {
  */
 export function verdict(values, { atLeast, above }, confidence = 0.9) {
   const interval = medianInterval(values, confidence);
-  if (interval === null) return { verdict: 'NOT DECIDED', interval: null, why: `${values.length} rounds are too few for a ${Math.round(confidence * 100)}% interval` };
+  if (interval === null)
+    return { verdict: 'NOT DECIDED', interval: null, why: `${values.length} rounds are too few for a ${Math.round(confidence * 100)}% interval` };
   const meets = (x) => (atLeast !== undefined ? x >= atLeast : x > above);
   return { verdict: meets(interval.low) ? 'PASS' : meets(interval.high) ? 'NOT DECIDED' : 'FAIL', interval };
 }
 
 /** A verdict with its interval, for one line of output: `93% interval of the median 0.912-0.951 -> FAIL`. */
 export function verdictText(v) {
-  const range = v.interval === null ? v.why : `${Math.round(v.interval.coverage * 100)}% interval of the median ${v.interval.low.toFixed(3)}-${v.interval.high.toFixed(3)}`;
+  const range =
+    v.interval === null ? v.why : `${Math.round(v.interval.coverage * 100)}% interval of the median ${v.interval.low.toFixed(3)}-${v.interval.high.toFixed(3)}`;
   return `${range} -> ${v.verdict}`;
 }
 

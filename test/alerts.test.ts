@@ -5,7 +5,18 @@ import type { AddressInfo } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createAlerts, createTill, MemoryStore, SIGNATURE_HEADER, signWebhook, verifyWebhookSignature, webhookSink, type Alert, type KeyRecord, type Till } from '@till/core';
+import {
+  createAlerts,
+  createTill,
+  MemoryStore,
+  SIGNATURE_HEADER,
+  signWebhook,
+  verifyWebhookSignature,
+  webhookSink,
+  type Alert,
+  type KeyRecord,
+  type Till,
+} from '@till/core';
 import { apiKeyAuth } from '@till/express';
 import { RedisStore } from '@till/core/redis';
 import { withWrongSecret } from '@till/testkit/adapter-support';
@@ -57,7 +68,15 @@ function heapAfterGc(): number {
 const revokedTry = (till: Till, keyId: string, ip = '192.0.2.44') => till.events.emitVerification({ code: 'REVOKED', keyId, ip, at: Date.now() });
 
 const quiet = { warn() {}, error() {} };
-const alertOf = (subject: string): Alert => ({ id: '0123456789abcdef', rule: 'revoked-key-used', at: Date.now(), subject, keyId: subject, count: 1, message: `revoked key ${subject} was tried` });
+const alertOf = (subject: string): Alert => ({
+  id: '0123456789abcdef',
+  rule: 'revoked-key-used',
+  at: Date.now(),
+  subject,
+  keyId: subject,
+  count: 1,
+  message: `revoked key ${subject} was tried`,
+});
 
 describe('alerts', () => {
   it('fire once under a flood of 10,000 wrong secrets over 100 s, for the client and as probing of the id, never as the key failing', async () => {
@@ -66,7 +85,11 @@ describe('alerts', () => {
     const { key } = await till.keys.create({ name: 'target', scopes: [] });
     const got: Alert[] = [];
     const alerts = createAlerts(till, {
-      rules: [{ type: 'ip-failures', threshold: 20, window: '1m' }, { type: 'key-failures', threshold: 50, window: '5m' }, { type: 'key-probing', threshold: 50, window: '5m' }],
+      rules: [
+        { type: 'ip-failures', threshold: 20, window: '1m' },
+        { type: 'key-failures', threshold: 50, window: '5m' },
+        { type: 'key-probing', threshold: 50, window: '5m' },
+      ],
       sinks: [(a) => void got.push(a)],
     });
     const call = caller(till);
@@ -106,16 +129,20 @@ describe('alerts', () => {
       expect(await call('198.51.100.9', leaked.key)).toBe(401);
       expect(await call('198.51.100.9', retired.key)).toBe(401);
     }
-    expect([await call('198.51.100.10', paying.key), await call('198.51.100.10', paying.key), await call('198.51.100.10', paying.key)]).toEqual([200, 200, 200]);
+    expect([await call('198.51.100.10', paying.key), await call('198.51.100.10', paying.key), await call('198.51.100.10', paying.key)]).toEqual([
+      200, 200, 200,
+    ]);
     expect(await call('198.51.100.10', paying.key)).toBe(429);
     await alerts.idle();
     const seen = got.map((a) => [a.rule, a.keyId]).sort();
-    expect(seen).toEqual([
-      ['leaked-key-used', leaked.record.id],
-      ['quota-low', paying.record.id],
-      ['revoked-key-used', leaked.record.id],
-      ['revoked-key-used', retired.record.id],
-    ].sort());
+    expect(seen).toEqual(
+      [
+        ['leaked-key-used', leaked.record.id],
+        ['quota-low', paying.record.id],
+        ['revoked-key-used', leaked.record.id],
+        ['revoked-key-used', retired.record.id],
+      ].sort(),
+    );
     expect(got.find((a) => a.rule === 'quota-low')!.message).toBe(`key ${paying.record.id} has 1 credits left`);
     alerts.stop();
     await till.close();
@@ -260,7 +287,10 @@ describe('alerts', () => {
     });
     const errors: string[] = [];
     const sink = webhookSink({ url: `${first.url}/hooks/till`, secret, backoff: 1 });
-    const failure = await Promise.resolve(sink(alertOf('redirected'))).then(() => null, (error: Error) => error);
+    const failure = await Promise.resolve(sink(alertOf('redirected'))).then(
+      () => null,
+      (error: Error) => error,
+    );
     expect(failure?.message).toMatch(/HTTP 307/);
     expect(asked).toBe(1);
     expect(other).toEqual([]);

@@ -102,7 +102,10 @@ describe('security events in the audit trail', () => {
       res.send('ok');
     });
     await request(app).get('/').set('authorization', `Bearer ${gone.key}`).expect(401);
-    await request(app).get('/').set('authorization', `Bearer ${withWrongSecret(reader.key)}`).expect(401);
+    await request(app)
+      .get('/')
+      .set('authorization', `Bearer ${withWrongSecret(reader.key)}`)
+      .expect(401);
     await request(app).get('/').set('authorization', `Bearer ${reader.key}`).expect(403);
     await till.auditWriter!.flush();
     const mine = (await till.keys.audit({ ownerId: 'team-x', types: ['key.misused', 'key.probed', 'auth.failed'] })).entries;

@@ -54,7 +54,7 @@ describe('a flood of refusals of a revoked key', () => {
       if (i % 100 === 50) {
         // A valid key this process has never seen: a store read while the flood's writes go on.
         const started = performance.now();
-        const ok = await call('203.0.113.9', { authorization: `Bearer ${fresh[i / 100 | 0]!.key}` });
+        const ok = await call('203.0.113.9', { authorization: `Bearer ${fresh[(i / 100) | 0]!.key}` });
         latencies.push(performance.now() - started);
         expect(ok).toBe(200);
       }

@@ -47,7 +47,17 @@ describe('brute-force blocking', () => {
       }
     }
     const till = createTill({ store: new CountingStore(), logger: quiet, auditEvents: false, usage: false });
-    const call = middlewareCaller(apiKeyAuth({ till, bruteForce: { threshold: options.threshold ?? 5, window: '1m', block: '10m', ...(options.ipv6Subnet !== undefined && { ipv6Subnet: options.ipv6Subnet }) } }));
+    const call = middlewareCaller(
+      apiKeyAuth({
+        till,
+        bruteForce: {
+          threshold: options.threshold ?? 5,
+          window: '1m',
+          block: '10m',
+          ...(options.ipv6Subnet !== undefined && { ipv6Subnet: options.ipv6Subnet }),
+        },
+      }),
+    );
     const madeUp = () => ({ authorization: `Bearer ${generateKey('till').key}` });
     return { till, call, madeUp, gets: () => gets };
   }
@@ -84,7 +94,7 @@ describe('brute-force blocking', () => {
   });
 });
 
-describe('rateLimit({ by: \'ip\' })', () => {
+describe("rateLimit({ by: 'ip' })", () => {
   it('counts an IPv6 client by its /56 (ipv6Subnet to change it), and an odd address by its hash', async () => {
     const till = createTill({ logger: quiet, auditEvents: false, usage: false });
     const call = middlewareCaller(rateLimit({ till, name: 'per-client', by: 'ip', limit: 2, window: '1h' }));
@@ -114,7 +124,13 @@ describe('brute-force blocking across processes, on real Redis', () => {
 
   it('a client spreading its failures over two processes is blocked by both once their shared count is full', async () => {
     const calls = [0, 1].map(() => {
-      const till = createTill({ store: new RedisStore({ client: newClient(), namespace, closeClient: true }), closeStore: true, logger: quiet, auditEvents: false, usage: false });
+      const till = createTill({
+        store: new RedisStore({ client: newClient(), namespace, closeClient: true }),
+        closeStore: true,
+        logger: quiet,
+        auditEvents: false,
+        usage: false,
+      });
       tills.push(till);
       return middlewareCaller(apiKeyAuth({ till, bruteForce: { threshold: 10, window: '1m', block: '10m' } }));
     });
@@ -123,13 +139,15 @@ describe('brute-force blocking across processes, on real Redis', () => {
     for (let i = 0; i < 4; i++) for (const call of calls) expect(await call('198.51.100.77', madeUp())).toBe(401);
     // Shared in batches: wait until the store holds the count of both.
     const bucket = `${namespace}{ip:198.51.100.77}:rl:auth-failures`;
-    expect(await waitFor(async () => {
-      const state = await client.get(bucket);
-      if (state === null) return false;
-      // GCRA debt, in 1/limit ms: 8 failures of a 10-per-minute limit owe at least 7 windows' worth.
-      const [, debt] = state.split(':').map(Number);
-      return debt! >= 7 * 60_000;
-    }, 5000)).toBe(true);
+    expect(
+      await waitFor(async () => {
+        const state = await client.get(bucket);
+        if (state === null) return false;
+        // GCRA debt, in 1/limit ms: 8 failures of a 10-per-minute limit owe at least 7 windows' worth.
+        const [, debt] = state.split(':').map(Number);
+        return debt! >= 7 * 60_000;
+      }, 5000),
+    ).toBe(true);
     // Three more in the first process: its own count (7) is still below 10, but the shared one is full.
     for (let i = 0; i < 3; i++) await calls[0]!('198.51.100.77', madeUp());
     expect(await waitFor(async () => (await calls[0]!('198.51.100.77', madeUp())) === 429, 5000, 50)).toBe(true);

@@ -54,7 +54,12 @@ describe('an Express app on Redis Cluster', () => {
     const { nodes } = await theCluster();
     const namespace = uniqueNamespace();
     admin = createTill({ store: new RedisStore({ client: clusterClient(nodes), namespace }), logger: silentLogger });
-    served = createTill({ store: new RedisStore({ client: clusterClient(nodes), namespace }), logger: silentLogger, auditEvents: { interval: 60_000 }, usage: { interval: 60_000 } });
+    served = createTill({
+      store: new RedisStore({ client: clusterClient(nodes), namespace }),
+      logger: silentLogger,
+      auditEvents: { interval: 60_000 },
+      usage: { interval: 60_000 },
+    });
   }, 60_000);
   afterAll(async () => {
     await admin?.close();
@@ -62,12 +67,23 @@ describe('an Express app on Redis Cluster', () => {
   });
 
   it('verifies, limits, hears revocations, and keeps the audit trail and usage', async () => {
-    const { key, record } = await admin.keys.create({ name: 'on cluster', scopes: [], ownerId: 'team-c', limits: [{ name: 'per-minute', limit: 3, window: '1m' }], credits: { remaining: 10 } });
+    const { key, record } = await admin.keys.create({
+      name: 'on cluster',
+      scopes: [],
+      ownerId: 'team-c',
+      limits: [{ name: 'per-minute', limit: 3, window: '1m' }],
+      credits: { remaining: 10 },
+    });
     const app = express();
     app.set('trust proxy', true);
-    app.get('/', apiKeyAuth({ till: served, bruteForce: { threshold: 3, window: '1m', block: '1m' } }), rateLimit({ till: served, name: 'route', limit: 100, window: '1m' }), (_req, res) => {
-      res.send('ok');
-    });
+    app.get(
+      '/',
+      apiKeyAuth({ till: served, bruteForce: { threshold: 3, window: '1m', block: '1m' } }),
+      rateLimit({ till: served, name: 'route', limit: 100, window: '1m' }),
+      (_req, res) => {
+        res.send('ok');
+      },
+    );
     const get = () => request(app).get('/').set('authorization', `Bearer ${key}`).set('x-forwarded-for', '198.51.100.50');
     expect((await get()).status).toBe(200);
     expect((await get()).status).toBe(200);
@@ -94,8 +110,13 @@ describe('an Express app on Redis Cluster', () => {
     expect(await admin.keys.get(record.id)).toBeNull();
   }, 30_000);
 
-  it('charges a rotation chain\'s one balance from every key of the chain, each in one script', async () => {
-    const first = await admin.keys.create({ name: 'chain on cluster', scopes: [], limits: [{ name: 'per-minute', limit: 100, window: '1m' }], credits: { remaining: 12 } });
+  it("charges a rotation chain's one balance from every key of the chain, each in one script", async () => {
+    const first = await admin.keys.create({
+      name: 'chain on cluster',
+      scopes: [],
+      limits: [{ name: 'per-minute', limit: 100, window: '1m' }],
+      credits: { remaining: 12 },
+    });
     const keys = [first.key];
     let id = first.record.id;
     for (let i = 0; i < 3; i++) {

@@ -58,7 +58,9 @@ describe('a scan of made-up keys from many addresses', () => {
       usec += s.usec;
     }
     const perKey = calls / N;
-    console.log(`[cost] ${N} made-up keys: ${calls} Redis commands (${perKey.toFixed(3)} per key), ${(usec / N).toFixed(2)} µs of Redis CPU per key; by command: ${[...stats].map(([n, s]) => `${n} ${s.calls}`).join(', ')}`);
+    console.log(
+      `[cost] ${N} made-up keys: ${calls} Redis commands (${perKey.toFixed(3)} per key), ${(usec / N).toFixed(2)} µs of Redis CPU per key; by command: ${[...stats].map(([n, s]) => `${n} ${s.calls}`).join(', ')}`,
+    );
     // One GET per made-up key, and nothing else per key: the rest (the security log's folded entries,
     // written once per interval) grows with the run's seconds, not with the keys sent.
     const seconds = (Date.now() - started) / 1000;

@@ -7,13 +7,45 @@ import { describe, expect, it } from 'vitest';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8' }).trim();
 /** What applications call and what only adapters or core itself use: the first in the root entry, never the others. */
-const ROOT_NAMES = ['createTill', 'defaultTill', 'MemoryStore', 'TillError', 'isTillError', 'verifyWebhookSignature', 'createAlerts', 'generateKey', 'parseKey'];
-const NOT_ROOT_NAMES = ['createAuthenticator', 'createScopeCheck', 'createRateLimitGuard', 'checkOptionNames', 'createAdapter', 'problemResponse', 'contextOf', 'LocalBuckets', 'Limiter', 'crc32', 'evaluate', 'tillError', 'tillMessage'];
+const ROOT_NAMES = [
+  'createTill',
+  'defaultTill',
+  'MemoryStore',
+  'TillError',
+  'isTillError',
+  'verifyWebhookSignature',
+  'createAlerts',
+  'generateKey',
+  'parseKey',
+];
+const NOT_ROOT_NAMES = [
+  'createAuthenticator',
+  'createScopeCheck',
+  'createRateLimitGuard',
+  'checkOptionNames',
+  'createAdapter',
+  'problemResponse',
+  'contextOf',
+  'LocalBuckets',
+  'Limiter',
+  'crc32',
+  'evaluate',
+  'tillError',
+  'tillMessage',
+];
 const HTTP_NAMES = ['createAdapter', 'problemResponse', 'rateLimitHeaders', 'createExtractor', 'keyHeaderReader', 'contextOf', 'tillError'];
 
 describe('built packages', () => {
   it('are built (pnpm test builds first), core with its http, redis and metrics entries', () => {
-    const entries: Array<[string, string]> = [['core', 'index'], ['core', 'http'], ['core', 'redis'], ['core', 'metrics'], ['express', 'index'], ['koa', 'index'], ['fastify', 'index']];
+    const entries: Array<[string, string]> = [
+      ['core', 'index'],
+      ['core', 'http'],
+      ['core', 'redis'],
+      ['core', 'metrics'],
+      ['express', 'index'],
+      ['koa', 'index'],
+      ['fastify', 'index'],
+    ];
     for (const [pkg, entry] of entries) {
       for (const ext of ['js', 'cjs', 'd.ts', 'd.cts']) {
         const file = `${entry}.${ext}`;
@@ -24,7 +56,11 @@ describe('built packages', () => {
 
   it('keep the root entry to what applications call; the adapter kit is in @till/core/http', () => {
     const probe = `JSON.stringify({ root: Object.keys(core), http: Object.keys(http) })`;
-    const esm = node(['--input-type=module', '-e', `const core = await import('@till/core'); const http = await import('@till/core/http'); console.log(${probe});`]);
+    const esm = node([
+      '--input-type=module',
+      '-e',
+      `const core = await import('@till/core'); const http = await import('@till/core/http'); console.log(${probe});`,
+    ]);
     const cjs = node(['-e', `const core = require('@till/core'); const http = require('@till/core/http'); console.log(${probe});`]);
     for (const out of [esm, cjs]) {
       const { root: rootNames, http } = JSON.parse(out) as { root: string[]; http: string[] };
@@ -69,7 +105,12 @@ describe('built packages', () => {
        const loadedByHttp = Object.keys(createRequire(import.meta.url).cache).some((p) => p.includes('/ioredis/') || p.includes('/prom-client/'));
        console.log(JSON.stringify({ loaded, loadedByHttp, valid: r.valid, fns: [typeof ex.apiKeyAuth, typeof ex.requireScopes, typeof koa.apiKeyAuth, typeof redis.RedisStore, typeof http.createAdapter, typeof fastify.apiKeyAuth] }));`,
     ]);
-    expect(JSON.parse(out)).toEqual({ loaded: false, loadedByHttp: false, valid: true, fns: ['function', 'function', 'function', 'function', 'function', 'function'] });
+    expect(JSON.parse(out)).toEqual({
+      loaded: false,
+      loadedByHttp: false,
+      valid: true,
+      fns: ['function', 'function', 'function', 'function', 'function', 'function'],
+    });
   });
 
   it('load as CommonJS, and the root entry of core loads neither ioredis nor prom-client', () => {
@@ -92,7 +133,13 @@ describe('built packages', () => {
            fns: [typeof ex.apiKeyAuth, typeof koa.requireScopes, typeof RedisStore, typeof createMetrics, typeof http.createAdapter, typeof fastify.rateLimit] }));
        })();`,
     ]);
-    expect(JSON.parse(out)).toEqual({ loaded: false, valid: true, tillError: true, code: 'INVALID_OPTIONS', fns: ['function', 'function', 'function', 'function', 'function', 'function'] });
+    expect(JSON.parse(out)).toEqual({
+      loaded: false,
+      valid: true,
+      tillError: true,
+      code: 'INVALID_OPTIONS',
+      fns: ['function', 'function', 'function', 'function', 'function', 'function'],
+    });
   });
 
   it('carry type declarations that resolve for ESM and CommonJS users', () => {

@@ -85,13 +85,17 @@ for (const framework of frameworks) {
     });
 
     it('bad key: a key never issued, a typo and no key at all get 401', async () => {
-      const unknown = await request(server).get('/v1/reports').set(bearer(generateKey('till').key));
+      const unknown = await request(server)
+        .get('/v1/reports')
+        .set(bearer(generateKey('till').key));
       expect(unknown.status).toBe(401);
       expect(unknown.headers['www-authenticate']).toContain('error="invalid_token"');
       expect(JSON.parse(unknown.text).code).toBe('NOT_FOUND');
 
       const last = read.key.at(-1) === 'a' ? 'b' : 'a';
-      const typo = await request(server).get('/v1/reports').set(bearer(read.key.slice(0, -1) + last));
+      const typo = await request(server)
+        .get('/v1/reports')
+        .set(bearer(read.key.slice(0, -1) + last));
       expect(typo.status).toBe(401);
       expect(JSON.parse(typo.text).code).toBe('MALFORMED');
 
@@ -181,7 +185,12 @@ for (const demo of ['express', 'fastify'] as const) {
     it('prints curl lines, the printed allowed request works, and it exits cleanly on SIGINT', async () => {
       const port = await freePort();
       const { proc, output, exited } = startDemo(port);
-      await waitFor(() => /^# after that/m.test(output.stdout) && /Ctrl\+C/.test(output.stdout), exited, 'its curl lines', () => output.stderr);
+      await waitFor(
+        () => /^# after that/m.test(output.stdout) && /Ctrl\+C/.test(output.stdout),
+        exited,
+        'its curl lines',
+        () => output.stderr,
+      );
 
       const lines = output.stdout.split('\n');
       const allowed = lines[lines.findIndex((l) => l.startsWith('# allowed')) + 1] ?? '';

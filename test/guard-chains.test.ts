@@ -110,7 +110,14 @@ function describeChains<M, H>(name: string, driver: AdapterDriver<M, H>): void {
             return driver.requireAnyScope(...s.scopes);
           case 'limit': {
             const onFailure = failureHandler(s.onFailure);
-            return driver.rateLimit({ name: `chain-${names++}`, by: s.by, limit: 1000, window: '1h', ...(s.withTill && { till }), ...(onFailure !== undefined && { onFailure }) });
+            return driver.rateLimit({
+              name: `chain-${names++}`,
+              by: s.by,
+              limit: 1000,
+              window: '1h',
+              ...(s.withTill && { till }),
+              ...(onFailure !== undefined && { onFailure }),
+            });
           }
           case 'forge':
             return driver.setKey(forged);

@@ -54,7 +54,12 @@ function describeCharges<M, H>(framework: string, driver: AdapterDriver<M, H>): 
       afterAll(() => till.close());
 
       it('a requireScopes() refusal after apiKeyAuth() gives back the credit and the limit units it was charged', async () => {
-        const { key, record } = await till.keys.create({ name: 'two credits', scopes: ['reports:read'], credits: { remaining: 2 }, limits: [{ name: 'per-hour', limit: 3, window: '1h' }] });
+        const { key, record } = await till.keys.create({
+          name: 'two credits',
+          scopes: ['reports:read'],
+          credits: { remaining: 2 },
+          limits: [{ name: 'per-hour', limit: 3, window: '1h' }],
+        });
         const auth = driver.apiKeyAuth({ till, limits: [{ name: `mw-${framework}-${storeName}`.replace(/\s/g, ''), limit: 3, window: '1h' }] });
         const app = driver.app({ '/admin': [auth, driver.requireScopes('admin')], '/reports': [auth, driver.requireScopes('reports:read')] }, answer);
         for (let i = 0; i < 5; i++) expect(await get(app, '/admin', bearer(key))).toBe(403);
@@ -100,7 +105,10 @@ function describeCharges<M, H>(framework: string, driver: AdapterDriver<M, H>): 
       const till = createTill({ store, logger: silentLogger });
       const { key, record } = await till.keys.create({ name: 'k', scopes: [] });
       const auth = driver.apiKeyAuth({ till, bruteForce: false });
-      const app = driver.app({ '/': [auth, driver.rateLimit({ name: 'by-key', limit: 1, window: '1h' }), driver.rateLimit({ name: 'by-ip', by: 'ip', limit: 5, window: '1h' })] }, answer);
+      const app = driver.app(
+        { '/': [auth, driver.rateLimit({ name: 'by-key', limit: 1, window: '1h' }), driver.rateLimit({ name: 'by-ip', by: 'ip', limit: 5, window: '1h' })] },
+        answer,
+      );
       expect(await get(app, '/', bearer(key))).toBe(200);
       expect(await get(app, '/', bearer(key))).toBe(429);
       expect(store.subjects.filter((s) => s === record.id)).toHaveLength(2);

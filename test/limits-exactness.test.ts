@@ -195,7 +195,9 @@ describe(`rate limits and credits are exact across ${WORKERS} processes x ${CLIE
     );
     const replies = perWorker.flat(2);
     const admittedBy = workers.map((w) => replies.filter((r) => r.worker === w.index && r.status === 200).length);
-    console.log(`[limits] ${label}: ${replies.length} requests in ${(performance.now() - start).toFixed(0)} ms; admitted per worker ${admittedBy.join('/')}; ${JSON.stringify(tally(replies))}`);
+    console.log(
+      `[limits] ${label}: ${replies.length} requests in ${(performance.now() - start).toFixed(0)} ms; admitted per worker ${admittedBy.join('/')}; ${JSON.stringify(tally(replies))}`,
+    );
     return replies;
   };
 
@@ -267,7 +269,13 @@ describe(`rate limits and credits are exact across ${WORKERS} processes x ${CLIE
     }
 
     // The bucket holds exactly N: a charge of cost 0 finds nothing left.
-    const check = await till.store.consume({ subject: record.id, keyVersion: record.version, limits: [{ name: 'per-hour', bucket: 'k.per-hour', limit: N, window: HOUR, cost: 0 }], cost: 0, now: Date.now() });
+    const check = await till.store.consume({
+      subject: record.id,
+      keyVersion: record.version,
+      limits: [{ name: 'per-hour', bucket: 'k.per-hour', limit: N, window: HOUR, cost: 0 }],
+      cost: 0,
+      now: Date.now(),
+    });
     expect(check.outcome).toBe('OK');
     expect('limits' in check && check.limits[0]!.remaining).toBe(0);
     await expectHealthyWorkers();
@@ -334,10 +342,20 @@ describe(`rate limits and credits are exact across ${WORKERS} processes x ${CLIE
     expect([...ownOnRefusal], 'per-hour counts reported by the refusals').toEqual([A - B]);
 
     // What the store holds afterwards, read with charges of cost 0: the refused requests charged nothing.
-    const ownCheck = await till.store.consume({ subject: record.id, keyVersion: record.version, limits: [{ name: 'per-hour', bucket: 'k.per-hour', limit: A, window: HOUR, cost: 0 }], cost: 0, now: Date.now() });
+    const ownCheck = await till.store.consume({
+      subject: record.id,
+      keyVersion: record.version,
+      limits: [{ name: 'per-hour', bucket: 'k.per-hour', limit: A, window: HOUR, cost: 0 }],
+      cost: 0,
+      now: Date.now(),
+    });
     expect(ownCheck.outcome).toBe('OK');
     expect('limits' in ownCheck && ownCheck.limits[0]!.remaining).toBe(A - B);
-    const tightCheck = await till.store.consume({ subject: record.id, limits: [{ name: 'tight', bucket: 'a.tight', limit: B, window: HOUR, cost: 0 }], now: Date.now() });
+    const tightCheck = await till.store.consume({
+      subject: record.id,
+      limits: [{ name: 'tight', bucket: 'a.tight', limit: B, window: HOUR, cost: 0 }],
+      now: Date.now(),
+    });
     expect('limits' in tightCheck && tightCheck.limits[0]!.remaining).toBe(0);
     expect(await till.keys.credits(record.id)).toBe(K - B);
 

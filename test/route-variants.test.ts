@@ -18,7 +18,9 @@ import { createApp as createFastifyApp } from '../examples/fastify/app.mjs';
 
 // @koa/router is a dependency of the Koa example, not of the repository: load the example's copy.
 const requireFromKoaExample = createRequire(new URL('../examples/koa/package.json', import.meta.url));
-const Router = requireFromKoaExample('@koa/router').Router as new (options?: Record<string, unknown>) => {
+const Router = requireFromKoaExample('@koa/router').Router as new (
+  options?: Record<string, unknown>,
+) => {
   use(...middleware: unknown[]): unknown;
   get(path: string, ...middleware: Middleware[]): unknown;
   delete(path: string, ...middleware: Middleware[]): unknown;

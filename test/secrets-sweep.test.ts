@@ -40,13 +40,29 @@ describe('secrets in what Till produces', () => {
     till.events.on((e) => void produced.push(JSON.stringify(e)));
     till.events.onVerification((e) => void produced.push(JSON.stringify(e)));
     const alerts = createAlerts(till, {
-      rules: [{ type: 'ip-failures', threshold: 3, window: '1m' }, { type: 'key-failures', threshold: 3, window: '1m' }, { type: 'revoked-key-used' }, { type: 'leaked-key-used' }, { type: 'quota-low', below: 1 }],
-      sinks: [loggerSink(logger), webhookSink({ url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/`, secret: 'sweep-webhook-secret-0123', backoff: 10 }), (a) => void produced.push(JSON.stringify(a))],
+      rules: [
+        { type: 'ip-failures', threshold: 3, window: '1m' },
+        { type: 'key-failures', threshold: 3, window: '1m' },
+        { type: 'revoked-key-used' },
+        { type: 'leaked-key-used' },
+        { type: 'quota-low', below: 1 },
+      ],
+      sinks: [
+        loggerSink(logger),
+        webhookSink({ url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/`, secret: 'sweep-webhook-secret-0123', backoff: 10 }),
+        (a) => void produced.push(JSON.stringify(a)),
+      ],
     });
     const metrics = createMetrics(till, { alerts });
 
     const made = [
-      await till.keys.create({ name: 'reader', scopes: ['reports:read'], ownerId: 'team-s', limits: [{ name: 'per-minute', limit: 3, window: '1m' }], credits: { remaining: 2 } }),
+      await till.keys.create({
+        name: 'reader',
+        scopes: ['reports:read'],
+        ownerId: 'team-s',
+        limits: [{ name: 'per-minute', limit: 3, window: '1m' }],
+        credits: { remaining: 2 },
+      }),
       await till.keys.create({ name: 'leaky', scopes: ['*'], ownerId: 'team-s' }),
       await till.keys.create({ name: 'doomed', scopes: ['a:read'] }),
     ];

@@ -7,7 +7,10 @@ const PROBLEM = 'application/problem+json';
 
 /** Answers with an RFC 9457 problem, shaped like Till's own (a stable `code` beside the status). */
 function problem(res, status, code, title, detail) {
-  res.status(status).type(PROBLEM).send(JSON.stringify({ type: 'about:blank', title, status, detail, code }));
+  res
+    .status(status)
+    .type(PROBLEM)
+    .send(JSON.stringify({ type: 'about:blank', title, status, detail, code }));
 }
 
 /**
@@ -60,7 +63,8 @@ export function createApp({ till }) {
       await till.keys.revoke(id, { reason, actor: `key:${req.apiKey.id}` });
     } catch (error) {
       if (isTillError(error, 'KEY_NOT_FOUND')) return problem(res, 404, 'KEY_NOT_FOUND', 'Key not found', 'No API key has this id.');
-      if (isTillError(error, 'INVALID_ARGUMENT')) return problem(res, 400, 'INVALID_ARGUMENT', 'Bad request', 'reason must be at most 200 characters without control characters.');
+      if (isTillError(error, 'INVALID_ARGUMENT'))
+        return problem(res, 400, 'INVALID_ARGUMENT', 'Bad request', 'reason must be at most 200 characters without control characters.');
       throw error;
     }
     res.status(204).end();
@@ -76,7 +80,13 @@ export function createApp({ till }) {
   app.use((error, _req, res, _next) => {
     const status = Number.isInteger(error?.status) && error.status >= 400 && error.status < 500 ? error.status : 500;
     if (status === 500) console.error('[example] unexpected error:', error instanceof Error ? error.message : error);
-    problem(res, status, status === 500 ? 'INTERNAL' : 'BAD_REQUEST', status === 500 ? 'Internal error' : 'Bad request', status === 500 ? 'Something went wrong.' : 'The request could not be read.');
+    problem(
+      res,
+      status,
+      status === 500 ? 'INTERNAL' : 'BAD_REQUEST',
+      status === 500 ? 'Internal error' : 'Bad request',
+      status === 500 ? 'Something went wrong.' : 'The request could not be read.',
+    );
   });
 
   return app;

@@ -7,7 +7,10 @@ const PROBLEM = 'application/problem+json';
 
 /** Answers with an RFC 9457 problem, shaped like Till's own (a stable `code` beside the status). */
 function problem(reply, status, code, title, detail) {
-  return reply.code(status).type(PROBLEM).send(JSON.stringify({ type: 'about:blank', title, status, detail, code }));
+  return reply
+    .code(status)
+    .type(PROBLEM)
+    .send(JSON.stringify({ type: 'about:blank', title, status, detail, code }));
 }
 
 /**
@@ -59,7 +62,8 @@ export function createApp({ till }) {
           await till.keys.revoke(id, { reason, actor: `key:${request.apiKey.id}` });
         } catch (error) {
           if (isTillError(error, 'KEY_NOT_FOUND')) return problem(reply, 404, 'KEY_NOT_FOUND', 'Key not found', 'No API key has this id.');
-          if (isTillError(error, 'INVALID_ARGUMENT')) return problem(reply, 400, 'INVALID_ARGUMENT', 'Bad request', 'reason must be at most 200 characters without control characters.');
+          if (isTillError(error, 'INVALID_ARGUMENT'))
+            return problem(reply, 400, 'INVALID_ARGUMENT', 'Bad request', 'reason must be at most 200 characters without control characters.');
           throw error;
         }
         return reply.code(204).send();
@@ -77,7 +81,13 @@ export function createApp({ till }) {
   app.setErrorHandler((error, _request, reply) => {
     const status = Number.isInteger(error?.statusCode) && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) console.error('[example] unexpected error:', error instanceof Error ? error.message : error);
-    return problem(reply, status, status === 500 ? 'INTERNAL' : 'BAD_REQUEST', status === 500 ? 'Internal error' : 'Bad request', status === 500 ? 'Something went wrong.' : 'The request could not be read.');
+    return problem(
+      reply,
+      status,
+      status === 500 ? 'INTERNAL' : 'BAD_REQUEST',
+      status === 500 ? 'Internal error' : 'Bad request',
+      status === 500 ? 'Something went wrong.' : 'The request could not be read.',
+    );
   });
 
   return app;

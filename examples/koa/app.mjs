@@ -29,7 +29,13 @@ export function createApp({ till }) {
     } catch (error) {
       const status = Number.isInteger(error?.status) && error.status >= 400 && error.status < 500 ? error.status : 500;
       if (status === 500) console.error('[example] unexpected error:', error instanceof Error ? error.message : error);
-      problem(ctx, status, status === 500 ? 'INTERNAL' : 'BAD_REQUEST', status === 500 ? 'Internal error' : 'Bad request', status === 500 ? 'Something went wrong.' : 'The request could not be read.');
+      problem(
+        ctx,
+        status,
+        status === 500 ? 'INTERNAL' : 'BAD_REQUEST',
+        status === 500 ? 'Internal error' : 'Bad request',
+        status === 500 ? 'Something went wrong.' : 'The request could not be read.',
+      );
     }
   });
   // Koa answers 404 with a plain-text body; make it a problem like every other error here.
@@ -86,7 +92,8 @@ export function createApp({ till }) {
       await till.keys.revoke(id, { reason, actor: `key:${ctx.state.apiKey.id}` });
     } catch (error) {
       if (isTillError(error, 'KEY_NOT_FOUND')) return problem(ctx, 404, 'KEY_NOT_FOUND', 'Key not found', 'No API key has this id.');
-      if (isTillError(error, 'INVALID_ARGUMENT')) return problem(ctx, 400, 'INVALID_ARGUMENT', 'Bad request', 'reason must be at most 200 characters without control characters.');
+      if (isTillError(error, 'INVALID_ARGUMENT'))
+        return problem(ctx, 400, 'INVALID_ARGUMENT', 'Bad request', 'reason must be at most 200 characters without control characters.');
       throw error;
     }
     ctx.status = 204;

@@ -62,7 +62,8 @@ describe('an app process restarted', () => {
     apps.push(first);
 
     // Keys made and changed by the first process.
-    const create = async (name: string, extra: Record<string, unknown> = {}) => first.call<{ id: string; key: string }>('create', { input: { name, scopes: ['a'], ...extra } });
+    const create = async (name: string, extra: Record<string, unknown> = {}) =>
+      first.call<{ id: string; key: string }>('create', { input: { name, scopes: ['a'], ...extra } });
     const active = await create('active');
     const updated = await create('updated');
     const revoked = await create('revoked');
@@ -118,7 +119,10 @@ describe('an app process restarted', () => {
     agent.destroy();
     expect(exit, 'the first process exited by itself after SIGTERM').toEqual({ code: 0, signal: null });
     expect(first.shutdowns).toHaveLength(1);
-    expect(inFlight.map((a) => a.status), 'requests in flight at SIGTERM were answered').toEqual(Array(SLOW).fill(200));
+    expect(
+      inFlight.map((a) => a.status),
+      'requests in flight at SIGTERM were answered',
+    ).toEqual(Array(SLOW).fill(200));
 
     // What the client was told: the expected counts are the client's 200s (and 401s), whatever the burst got.
     const count = (key: string, status: number) => answers.filter((a) => a.key === key && a.status === status).length;
@@ -152,8 +156,12 @@ describe('an app process restarted', () => {
     const fmtTrail = (entries: Entry[]) => entries.map((e) => (e.code ? `${e.type}/${e.code}x${e.count}` : e.type)).join(',');
     console.log(
       `[drill app-restart] first process: ${answers.length} requests, ${SLOW} in flight at SIGTERM and 10 sent after it: ${burstStatuses}; graceful exit ${exit?.code} in ${shutdownMs} ms; ` +
-        `second process sees ${keys.length} keys, usage ${Object.entries(usage).map(([k, u]) => `${k} ${tally(Object.entries(u.counts).flatMap(([c, n]) => Array(n).fill(c)))}`).join('; ')}; ` +
-        `credits left ${credits}; trails: ${Object.entries(trails).map(([k, t]) => `${k} [${fmtTrail(t)}]`).join(' ')}; ` +
+        `second process sees ${keys.length} keys, usage ${Object.entries(usage)
+          .map(([k, u]) => `${k} ${tally(Object.entries(u.counts).flatMap(([c, n]) => Array(n).fill(c)))}`)
+          .join('; ')}; ` +
+        `credits left ${credits}; trails: ${Object.entries(trails)
+          .map(([k, t]) => `${k} [${fmtTrail(t)}]`)
+          .join(' ')}; ` +
         `auth.failed entries ${failures.length} (keys ${failures.map((f) => f.keyId).join(', ')})`,
     );
 
@@ -163,7 +171,12 @@ describe('an app process restarted', () => {
     expect(byId.get(revoked.id)).toMatchObject({ revokedReason: 'drill: leaked' });
     expect(byId.get(revoked.id)!.revokedAt).not.toBeNull();
     expect(byId.get(disabled.id)).toMatchObject({ disabled: true });
-    expect([now.active.status, now.updated.status, [now.revoked.status, now.revoked.code], [now.disabled.status, now.disabled.code]]).toEqual([200, 200, [401, 'REVOKED'], [401, 'DISABLED']]);
+    expect([now.active.status, now.updated.status, [now.revoked.status, now.revoked.code], [now.disabled.status, now.disabled.code]]).toEqual([
+      200,
+      200,
+      [401, 'REVOKED'],
+      [401, 'DISABLED'],
+    ]);
 
     // Usage: every answer the client had is counted, burst included.
     // The two wrong secrets are probing of the id, not uses of the key: not in its counts.

@@ -19,7 +19,13 @@ function tillOn(client: Redis, namespace: string, chargesWait: boolean): Till {
 }
 
 /** Spends with WORKERS concurrent loops until `until()` or a refusal other than 503; admitted count. */
-async function spend(till: Till, key: string, until: () => boolean, deadline: number, progress = { valid: 0 }): Promise<{ valid: number; codes: Record<string, number> }> {
+async function spend(
+  till: Till,
+  key: string,
+  until: () => boolean,
+  deadline: number,
+  progress = { valid: 0 },
+): Promise<{ valid: number; codes: Record<string, number> }> {
   const codes: Record<string, number> = {};
   let exhausted = false;
   await Promise.all(
@@ -35,7 +41,6 @@ async function spend(till: Till, key: string, until: () => boolean, deadline: nu
   );
   return { valid: progress.valid, codes };
 }
-
 
 /** `count` verifications of `key`, `parallel` at a time (one batch of charges each round), by outcome. */
 async function spendCount(till: Till, key: string, count: number, parallel: number): Promise<Record<string, number>> {
@@ -96,7 +101,12 @@ describe('a primary killed while credits are spent', () => {
       const figures: string[] = [];
       // Each twice, alternating, so neither gets the warm-up alone; both runs are logged.
       for (const chargesWait of [false, true, false, true]) {
-        const till = createTill({ store: new RedisStore({ client: primary, namespace, logger: silentLogger, ...(chargesWait && { replicas: 1, replicaTimeout: 1000, chargesWait }) }), logger: silentLogger, auditEvents: false, usage: false });
+        const till = createTill({
+          store: new RedisStore({ client: primary, namespace, logger: silentLogger, ...(chargesWait && { replicas: 1, replicaTimeout: 1000, chargesWait }) }),
+          logger: silentLogger,
+          auditEvents: false,
+          usage: false,
+        });
         tills.push(till);
         const { key } = await till.keys.create({ name: `bench ${chargesWait}`, scopes: [], credits: { remaining: 1_000_000 } });
         await spendCount(till, key, 200, 20); // warm-up

@@ -19,7 +19,13 @@ describe('a primary killed under load', () => {
     const client = new Cluster([...own.nodes], { redisOptions: { maxRetriesPerRequest: 1 }, clusterRetryStrategy: () => 100, slotsRefreshInterval: 1000 });
     client.on('error', () => {});
     const namespace = uniqueNamespace();
-    const till = createTill({ store: new RedisStore({ client, namespace, commandTimeout: 500 }), logger: silentLogger, cache: { ttl: 100, negativeTtl: 100, staleWindow: 0 }, auditEvents: false, usage: false });
+    const till = createTill({
+      store: new RedisStore({ client, namespace, commandTimeout: 500 }),
+      logger: silentLogger,
+      cache: { ttl: 100, negativeTtl: 100, staleWindow: 0 },
+      auditEvents: false,
+      usage: false,
+    });
     try {
       const live = await Promise.all(Array.from({ length: 8 }, (_, i) => till.keys.create({ name: `live ${i}`, scopes: [] })));
       const dead = await Promise.all(Array.from({ length: 8 }, (_, i) => till.keys.create({ name: `dead ${i}`, scopes: [] })));
@@ -69,7 +75,12 @@ describe('a primary killed under load', () => {
       }
       expect(onVictim.length).toBe(3);
       await Promise.all(client.nodes('master').map((n) => n.wait(1, 5000))); // the creations too
-      const durable = createTill({ store: new RedisStore({ client, namespace, commandTimeout: 2000, replicas: 1, replicaTimeout: 2000 }), logger: silentLogger, auditEvents: false, usage: false });
+      const durable = createTill({
+        store: new RedisStore({ client, namespace, commandTimeout: 2000, replicas: 1, replicaTimeout: 2000 }),
+        logger: silentLogger,
+        auditEvents: false,
+        usage: false,
+      });
       for (const k of onVictim) await durable.keys.revoke(k.record.id, { reason: 'revoked just before the failover' });
       await victim.stop();
       // The replica is promoted after the node timeout (2 s); verification must come back by itself.
@@ -84,10 +95,15 @@ describe('a primary killed under load', () => {
         const other = own.servers.find((x) => x.port !== owner)!;
         const probe = new Cluster([{ host: '127.0.0.1', port: other.port }]);
         probe.on('error', () => {});
-        const nodes = await probe.nodes('all')[0]?.cluster('NODES').catch((e: Error) => e.message);
+        const nodes = await probe
+          .nodes('all')[0]
+          ?.cluster('NODES')
+          .catch((e: Error) => e.message);
         probe.disconnect();
         const last = await till.verify(live[0]!.key);
-        console.error(`[drill] killed ${owner}; last outcome ${last.valid ? 'VALID' : last.code}; client masters ${JSON.stringify(client.nodes('master').map((n) => n.options.port))}\n${String(nodes)}`);
+        console.error(
+          `[drill] killed ${owner}; last outcome ${last.valid ? 'VALID' : last.code}; client masters ${JSON.stringify(client.nodes('master').map((n) => n.options.port))}\n${String(nodes)}`,
+        );
       }
       const afterFailover = seen.ok;
       // Keep the load on for a few more full passes (every dead key tried again on the new topology).
@@ -104,7 +120,9 @@ describe('a primary killed under load', () => {
       // The revocations confirmed by a replica survived: the promoted replica has them.
       for (const k of onVictim) expect((await durable.keys.get(k.record.id))?.revokedAt, `revocation of ${k.record.id}`).not.toBeNull();
       await durable.close();
-      console.log(`[drill cluster-failover] killed the primary on port ${owner}; ${onVictim.length} revocations made through replicas: 1 just before, all kept`);
+      console.log(
+        `[drill cluster-failover] killed the primary on port ${owner}; ${onVictim.length} revocations made through replicas: 1 just before, all kept`,
+      );
       // A change after the failover lands on the promoted replica and is heard.
       await till.keys.revoke(live[0]!.record.id);
       expect((await till.verify(live[0]!.key)).code).toBe('REVOKED');

@@ -84,7 +84,10 @@ class Tally {
       const status = label.split('/')[0]!;
       byStatus.set(status, (byStatus.get(status) ?? 0) + n);
     }
-    return [...byStatus].sort(([a], [b]) => a.localeCompare(b)).map(([k, n]) => `${k}=${n}`).join(' ');
+    return [...byStatus]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, n]) => `${k}=${n}`)
+      .join(' ');
   }
 }
 

@@ -69,7 +69,12 @@ describe('Redis hangs (SIGSTOP) under a live app', () => {
     redis = await startOwnRedis(port);
     client = new Redis(redis.url, { maxRetriesPerRequest: 1, retryStrategy: () => 100 });
     client.on('error', () => {});
-    till = createTill({ store: new RedisStore({ client, namespace, commandTimeout: COMMAND_TIMEOUT }), logger: silentLogger, usage: false, auditEvents: false });
+    till = createTill({
+      store: new RedisStore({ client, namespace, commandTimeout: COMMAND_TIMEOUT }),
+      logger: silentLogger,
+      usage: false,
+      auditEvents: false,
+    });
     const create = async (name: string) => {
       const { key, record } = await till!.keys.create({ name, scopes: ['a'] });
       return { id: record.id, key };
@@ -82,7 +87,14 @@ describe('Redis hangs (SIGSTOP) under a live app', () => {
     await till.keys.revoke(revoked.id);
     const keysBefore = (await till.keys.list({ limit: 100 })).keys.length;
 
-    app = await startApp({ redisUrl: redis.url, namespace, name: 'drill-slow', commandTimeout: COMMAND_TIMEOUT, cache: { ttl: TTL, staleWindow: STALE }, usage: { interval: 200 } });
+    app = await startApp({
+      redisUrl: redis.url,
+      namespace,
+      name: 'drill-slow',
+      commandTimeout: COMMAND_TIMEOUT,
+      cache: { ttl: TTL, staleWindow: STALE },
+      usage: { interval: 200 },
+    });
     // Every answer of the app, for the usage check at the end.
     const answers: Answer[] = [];
     const ask = async (key: string) => {
@@ -111,10 +123,7 @@ describe('Redis hangs (SIGSTOP) under a live app', () => {
       during.stale = await ask(stale.key);
       during.revoked = await ask(revoked.key);
       // Many at once: 24 requests for 8 uncached keys (single-flight per id) and 8 made-up ones.
-      burst = await Promise.all([
-        ...cold.flatMap((k) => [0, 1, 2].map(() => ask(k.key))),
-        ...Array.from({ length: 8 }, () => ask(generateKey('till').key)),
-      ]);
+      burst = await Promise.all([...cold.flatMap((k) => [0, 1, 2].map(() => ask(k.key))), ...Array.from({ length: 8 }, () => ask(generateKey('till').key))]);
       writes.create = await timed(() => till!.keys.create({ name: 'created during the stall', scopes: ['a'] }));
       writes.revoke = await timed(() => till!.keys.revoke(victim.id, { reason: 'during the stall' }));
     } finally {
@@ -138,19 +147,29 @@ describe('Redis hangs (SIGSTOP) under a live app', () => {
     const counted = new Map<string, number>();
     for (const id of admitted.keys()) {
       const usage = await till.keys.usage(id, { days: 2 });
-      counted.set(id, usage.days.reduce((n, d) => n + (d.counts.VALID ?? 0), 0));
+      counted.set(
+        id,
+        usage.days.reduce((n, d) => n + (d.counts.VALID ?? 0), 0),
+      );
     }
     const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
 
     const fmt = (a: Answer) => `${a.status}${a.code ? `/${a.code}` : ''} in ${Math.round(a.ms)} ms`;
     const errorCode = (e: unknown) => (isTillError(e) ? e.code : e === undefined ? 'resolved' : String(e));
     console.log(
-      `[drill redis-slow] SIGSTOP with commandTimeout ${COMMAND_TIMEOUT} ms: ${Object.entries(during).map(([k, a]) => `${k} ${fmt(a)}`).join(', ')}; ` +
+      `[drill redis-slow] SIGSTOP with commandTimeout ${COMMAND_TIMEOUT} ms: ${Object.entries(during)
+        .map(([k, a]) => `${k} ${fmt(a)}`)
+        .join(', ')}; ` +
         `burst of ${burst.length}: ${tally(burst.map((a) => a.status))}, slowest ${Math.round(Math.max(...burst.map((a) => a.ms)))} ms; ` +
         `create ${errorCode(writes.create!.error)} in ${Math.round(writes.create!.ms)} ms, revoke ${errorCode(writes.revoke!.error)} in ${Math.round(writes.revoke!.ms)} ms; ` +
         `after SIGCONT: 200 again in ${backMs} ms, cold ${tally(afterCold.map((a) => a.status))}, create ${errorCode(afterCreate.error)}; ` +
         `timed-out writes applied later: create ${keysAfter - keysBefore - 1 > 0 ? 'yes' : 'no'}, revoke ${victimAfter?.revokedAt ? 'yes' : 'no'} (key ${victim.id}); ` +
-        `usage: ${sum(admitted)} requests admitted, ${sum(counted)} counted (over-counted: ${[...admitted].filter(([id, n]) => counted.get(id) !== n).map(([id, n]) => `${id} ${n}->${counted.get(id)}`).join(', ') || 'none'}); app errors ${stats.appErrors}`,
+        `usage: ${sum(admitted)} requests admitted, ${sum(counted)} counted (over-counted: ${
+          [...admitted]
+            .filter(([id, n]) => counted.get(id) !== n)
+            .map(([id, n]) => `${id} ${n}->${counted.get(id)}`)
+            .join(', ') || 'none'
+        }); app errors ${stats.appErrors}`,
     );
 
     // Cached keys, from memory: fresh at once, past the TTL after the read times out.

@@ -137,10 +137,14 @@ describe('Redis stopped under load, then restarted', () => {
     const flushesBefore = (await Promise.all(apps.map((a) => a.stats()))).map((s) => s.flushes);
     const restartAt = Date.now();
     redis = await startPersistentRedis(port, dir);
-    const recovered = await waitFor(async () => {
-      const answers = await Promise.all(apps.map((a) => get(agent, a.port, cold[0]!.key)));
-      return answers.every((a) => a.status === 200);
-    }, 10_000, 50);
+    const recovered = await waitFor(
+      async () => {
+        const answers = await Promise.all(apps.map((a) => get(agent, a.port, cold[0]!.key)));
+        return answers.every((a) => a.status === 200);
+      },
+      10_000,
+      50,
+    );
     const recoveredMs = Date.now() - restartAt;
     expect(recovered, 'verification recovered in both apps without restarting them').toBe(true);
 
@@ -193,9 +197,13 @@ describe('Redis stopped under load, then restarted', () => {
     expect(before.length).toBeGreaterThan(50);
     expect(before.filter((s) => s.kind === 'warm').every((s) => s.status === 200)).toBe(true);
     // Revoked keys: never admitted, in any phase.
-    const revokedAnswers = [...samples, ...after.map((a) => ({ ...a.answer, kind: a.kind }))].filter((s) => s.kind === 'revokedSeen' || s.kind === 'revokedUnseen');
+    const revokedAnswers = [...samples, ...after.map((a) => ({ ...a.answer, kind: a.kind }))].filter(
+      (s) => s.kind === 'revokedSeen' || s.kind === 'revokedUnseen',
+    );
     expect(revokedAnswers.filter((s) => s.status === 200)).toEqual([]);
-    expect(of(outage, 'revokedSeen').every((s) => (s.status === 401 && s.code === 'REVOKED') || (s.status === 503 && s.code === 'STORE_UNAVAILABLE'))).toBe(true);
+    expect(of(outage, 'revokedSeen').every((s) => (s.status === 401 && s.code === 'REVOKED') || (s.status === 503 && s.code === 'STORE_UNAVAILABLE'))).toBe(
+      true,
+    );
     expect(of(outage, 'revokedUnseen').every((s) => s.status === 503)).toBe(true);
 
     // Warm keys: 200 well inside the stale window (counted from the last read, at most one TTL and a
@@ -218,8 +226,18 @@ describe('Redis stopped under load, then restarted', () => {
     }
 
     // After the restart: the data survived (the revocations too), each kind answers as before the crash.
-    const expected: Record<Kind, [number, string | null]> = { warm: [200, null], cold: [200, null], revokedSeen: [401, 'REVOKED'], revokedUnseen: [401, 'REVOKED'], unknown: [401, 'NOT_FOUND'] };
-    expect(after.filter((a) => a.answer.status !== expected[a.kind][0] || a.answer.code !== expected[a.kind][1]).map((a) => `app ${a.app} ${a.kind}: ${a.answer.status} ${a.answer.code}`)).toEqual([]);
+    const expected: Record<Kind, [number, string | null]> = {
+      warm: [200, null],
+      cold: [200, null],
+      revokedSeen: [401, 'REVOKED'],
+      revokedUnseen: [401, 'REVOKED'],
+      unknown: [401, 'NOT_FOUND'],
+    };
+    expect(
+      after
+        .filter((a) => a.answer.status !== expected[a.kind][0] || a.answer.code !== expected[a.kind][1])
+        .map((a) => `app ${a.app} ${a.kind}: ${a.answer.status} ${a.answer.code}`),
+    ).toEqual([]);
     expect(heard, 'both apps heard the revocation made after the recovery').toBe(true);
     expect(refusedAfter.map((a) => [a.status, a.code])).toEqual([
       [401, 'REVOKED'],

@@ -108,8 +108,14 @@ describe('the packed packages', () => {
       expect(files, name).toContain('package/README.md');
       expect(files, name).toContain('package/LICENSE');
       expect(files, name).toContain('package/CHANGELOG.md');
-      expect(files.filter((f) => f.startsWith('package/src/')), name).toEqual([]);
-      expect(files.some((f) => f.startsWith('package/dist/')), name).toBe(true);
+      expect(
+        files.filter((f) => f.startsWith('package/src/')),
+        name,
+      ).toEqual([]);
+      expect(
+        files.some((f) => f.startsWith('package/dist/')),
+        name,
+      ).toBe(true);
       const manifest = JSON.parse(await readFile(join(project, 'node_modules', name, 'package.json'), 'utf8')) as Record<string, unknown>;
       expect(JSON.stringify(manifest), name).not.toContain('workspace:');
       for (const field of ['repository', 'homepage', 'keywords', 'license']) expect(manifest[field], `${name} ${field}`).toBeTruthy();

@@ -11,7 +11,9 @@ export async function run(argv: readonly string[], env: NodeJS.ProcessEnv = proc
   try {
     const id = keyInArguments(argv.slice(2));
     if (id !== null) {
-      throw failed(`an argument holds a whole API key (id ${id}): commands take key ids, and a key on a command line ends up in shell history and process lists; rotate or revoke it if it was exposed`);
+      throw failed(
+        `an argument holds a whole API key (id ${id}): commands take key ids, and a key on a command line ends up in shell history and process lists; rotate or revoke it if it was exposed`,
+      );
     }
     await program.parseAsync(argv);
     return ctx.exitCode ?? EXIT.OK;

@@ -33,7 +33,8 @@ const DEFAULT_REPLICA_TIMEOUT_MS = 2000;
 export function replicationOf(options: ConnectionOptions, env: NodeJS.ProcessEnv): { replicas: number; replicaTimeout: number } {
   const given = options.replicas ?? (env.TILL_REPLICAS || undefined);
   const source = options.replicas !== undefined ? '--replicas' : 'TILL_REPLICAS';
-  if (given !== undefined && !/^\d{1,2}$/.test(given.trim())) throw usage(`${source} must be a whole number of replicas, like 1 (got ${JSON.stringify(given.slice(0, 20))})`);
+  if (given !== undefined && !/^\d{1,2}$/.test(given.trim()))
+    throw usage(`${source} must be a whole number of replicas, like 1 (got ${JSON.stringify(given.slice(0, 20))})`);
   const replicas = given === undefined ? 0 : Number(given.trim());
   const timeoutText = options.replicaTimeout ?? (env.TILL_REPLICA_TIMEOUT || undefined);
   let replicaTimeout = DEFAULT_REPLICA_TIMEOUT_MS;

@@ -40,7 +40,10 @@ export function plainMessage(message: string): string {
  */
 export function notReplicated(what: string, error: unknown): CliError {
   const why = isTillError(error) ? plainMessage(error.message).replace(/^the change was made on the primary, but /, '') : String(error);
-  return new CliError(`NOT_REPLICATED: ${what} was made on the primary but is not yet safe: ${why}. It is not undone; check it with \`till keys show\` once the replicas are back, and repeat it if a failover lost it`, EXIT.FAILED);
+  return new CliError(
+    `NOT_REPLICATED: ${what} was made on the primary but is not yet safe: ${why}. It is not undone; check it with \`till keys show\` once the replicas are back, and repeat it if a failover lost it`,
+    EXIT.FAILED,
+  );
 }
 
 /** The line to print and the code to exit with, for anything a command threw. */

@@ -1,6 +1,19 @@
 // Turning command-line text into what the key manager takes: ids, scopes, metadata, times, durations.
 // Everything here is checked before Redis is contacted, so bad input never reaches the store.
-import { AUDIT_TYPES, ID_LENGTH, isTillError, isValidGrant, isValidKeyId, normalizeCredits, normalizeRateLimits, parseDuration, parseKey, type AuditType, type CreditsInput, type RateLimitInput } from '@till/core';
+import {
+  AUDIT_TYPES,
+  ID_LENGTH,
+  isTillError,
+  isValidGrant,
+  isValidKeyId,
+  normalizeCredits,
+  normalizeRateLimits,
+  parseDuration,
+  parseKey,
+  type AuditType,
+  type CreditsInput,
+  type RateLimitInput,
+} from '@till/core';
 import { failed, plainMessage } from './errors.js';
 
 /** Commander's collector for repeatable options. */
@@ -112,7 +125,8 @@ export function expiry(text: string, now: number, allowNever = false): { expires
 /** `--limit`: a page size of 1-1000. */
 export function limit(text: string): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isInteger(n) || n < 1 || n > 1000) throw failed(`invalid --limit ${JSON.stringify(text.slice(0, 20))}: give a whole number from 1 to 1000`);
+  if (!/^\d+$/.test(text) || !Number.isInteger(n) || n < 1 || n > 1000)
+    throw failed(`invalid --limit ${JSON.stringify(text.slice(0, 20))}: give a whole number from 1 to 1000`);
   return n;
 }
 
@@ -183,7 +197,10 @@ export function count(text: string, option: string): number {
 }
 
 /** `--rate`, `--credits` and `--refill` as the key manager takes them (create and update alike). */
-export function limitsAndCredits(options: { rate?: string[]; credits?: string; refill?: string }): { limits?: RateLimitInput[]; credits?: CreditsInput | null } {
+export function limitsAndCredits(options: { rate?: string[]; credits?: string; refill?: string }): {
+  limits?: RateLimitInput[];
+  credits?: CreditsInput | null;
+} {
   if (options.refill !== undefined && options.credits === undefined) throw failed('--refill needs --credits');
   return {
     ...(options.rate !== undefined && { limits: rateLimits(options.rate) }),

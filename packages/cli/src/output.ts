@@ -10,8 +10,45 @@ export function statusOf(info: KeyInfo, now: number): KeyStatus {
 
 export function toJson(info: KeyInfo, now: number): KeyJson {
   // Fields in a reading order (stored records come back in another), every field kept.
-  const { id, prefix, name, ownerId, scopes, metadata, createdAt, updatedAt, notBefore, expiresAt, revokedAt, revokedReason, disabled, rotatedFrom, rotatedTo, version, ...rest } = info;
-  return { id, prefix, name, ownerId, scopes, metadata, status: statusOf(info, now), createdAt, updatedAt, notBefore, expiresAt, revokedAt, revokedReason, disabled, rotatedFrom, rotatedTo, version, ...rest };
+  const {
+    id,
+    prefix,
+    name,
+    ownerId,
+    scopes,
+    metadata,
+    createdAt,
+    updatedAt,
+    notBefore,
+    expiresAt,
+    revokedAt,
+    revokedReason,
+    disabled,
+    rotatedFrom,
+    rotatedTo,
+    version,
+    ...rest
+  } = info;
+  return {
+    id,
+    prefix,
+    name,
+    ownerId,
+    scopes,
+    metadata,
+    status: statusOf(info, now),
+    createdAt,
+    updatedAt,
+    notBefore,
+    expiresAt,
+    revokedAt,
+    revokedReason,
+    disabled,
+    rotatedFrom,
+    rotatedTo,
+    version,
+    ...rest,
+  };
 }
 
 /** One JSON document; controls, C1, bidi and zero-width characters in it are written as \\u escapes. */
@@ -39,7 +76,11 @@ export function statusLabel(status: KeyStatus): string {
 /** Columns padded to their widest cell, two spaces apart, no trailing blanks. */
 export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
 }
 
@@ -63,7 +104,9 @@ export function usageRows(usage: KeyUsage): [string, string][] {
   const totals: Record<string, number> = {};
   for (const day of usage.days) for (const [code, n] of Object.entries(day.counts)) totals[code] = (totals[code] ?? 0) + n;
   const all = Object.values(totals).reduce((a, b) => a + b, 0);
-  const parts = Object.entries(totals).sort((a, b) => b[1] - a[1]).map(([code, n]) => `${n} ${code}`);
+  const parts = Object.entries(totals)
+    .sort((a, b) => b[1] - a[1])
+    .map(([code, n]) => `${n} ${code}`);
   return [
     ['last used', when(usage.lastUsedAt, 'never')],
     [`requests (${usage.days.length}d)`, all === 0 ? '0' : `${all}: ${parts.join(', ')}`],
@@ -113,7 +156,13 @@ export function secretBlock(key: string): string {
 
 /** Milliseconds as the largest unit that divides them: 86400000 -> 1d, 90000 -> 90s. */
 export function span(ms: number): string {
-  for (const [unit, size] of [['w', 604_800_000], ['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+  for (const [unit, size] of [
+    ['w', 604_800_000],
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const) {
     if (ms % size === 0) return `${ms / size}${unit}`;
   }
   return `${ms}ms`;

@@ -38,7 +38,13 @@ const repoFile = (path: string) => readFileSync(new URL(`../../../${path}`, impo
 
 /** The anchors of the guide's headings, as GitHub makes them (lower case, spaces to hyphens, no punctuation). */
 function guideAnchors(): string[] {
-  return [...repoFile('docs/key-hygiene.md').matchAll(/^#{2,4} (.+)$/gm)].map(([, heading]) => heading!.trim().toLowerCase().replace(/[^\w\- ]/g, '').replace(/ /g, '-'));
+  return [...repoFile('docs/key-hygiene.md').matchAll(/^#{2,4} (.+)$/gm)].map(([, heading]) =>
+    heading!
+      .trim()
+      .toLowerCase()
+      .replace(/[^\w\- ]/g, '')
+      .replace(/ /g, '-'),
+  );
 }
 
 /**
@@ -99,7 +105,11 @@ afterAll(async () => {
 
 describe('till --help', () => {
   it('works on the program, the group and every command, with the exit codes', async () => {
-    const runs = await eachLimited([['--help'], ['keys', '--help'], ...COMMANDS.map((c) => ['keys', c, '--help']), ['keys', 'help', 'rotate'], ['--version']], 4, (args) => runTill(args));
+    const runs = await eachLimited(
+      [['--help'], ['keys', '--help'], ...COMMANDS.map((c) => ['keys', c, '--help']), ['keys', 'help', 'rotate'], ['--version']],
+      4,
+      (args) => runTill(args),
+    );
     const [root, group, ...rest] = runs;
     const version = rest.pop()!;
     for (const run of runs) expect(run.code, run.stderr).toBe(0);
@@ -119,7 +129,24 @@ describe('till --help', () => {
 describe('till keys create', () => {
   it('prints the key once with the warning and the record; only a hash is stored', async () => {
     const before = Date.now();
-    const run = await till$('keys', 'create', '--name', 'billing service', '--scope', 'invoices:read', '--scope', 'invoices:write,reports:*', '--owner', 'team-7', '--expires', '30d', '--meta', 'env=prod', '--meta', 'tier=2');
+    const run = await till$(
+      'keys',
+      'create',
+      '--name',
+      'billing service',
+      '--scope',
+      'invoices:read',
+      '--scope',
+      'invoices:write,reports:*',
+      '--owner',
+      'team-7',
+      '--expires',
+      '30d',
+      '--meta',
+      'env=prod',
+      '--meta',
+      'tier=2',
+    );
     expect(run.code, run.stderr).toBe(0);
     const [key, ...others] = keysIn(run.stdout + run.stderr);
     expect(others).toHaveLength(0);
@@ -139,7 +166,12 @@ describe('till keys create', () => {
     expect(run.stdout).toMatch(/^expires +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/m);
 
     const record = (await till.keys.get(id))!;
-    expect(record).toMatchObject({ name: 'billing service', ownerId: 'team-7', scopes: ['invoices:read', 'invoices:write', 'reports:*'], metadata: { env: 'prod', tier: '2' } });
+    expect(record).toMatchObject({
+      name: 'billing service',
+      ownerId: 'team-7',
+      scopes: ['invoices:read', 'invoices:write', 'reports:*'],
+      metadata: { env: 'prod', tier: '2' },
+    });
     expectOffsetFrom(record.expiresAt!, 30 * DAY, before);
     expect(await outcome(key!)).toBe('VALID');
     expect((await till.verify(key!, { scopes: ['invoices:write'] })).code).toBe('VALID');
@@ -223,7 +255,11 @@ describe('till keys list and show', () => {
     const everything = parse<{ keys: (KeyInfo & { status: string })[]; cursor: string | null }>(all);
     expect(everything.cursor).toBeNull();
     expect(everything.keys.map((k) => [k.id, k.status])).toEqual([
-      [ids.expired, 'expired'], [ids.active, 'active'], [ids.revoked, 'revoked'], [ids.disabled, 'disabled'], [ids.later, 'not_yet_valid'],
+      [ids.expired, 'expired'],
+      [ids.active, 'active'],
+      [ids.revoked, 'revoked'],
+      [ids.disabled, 'disabled'],
+      [ids.later, 'not_yet_valid'],
     ]);
     expect(all.stdout).not.toContain('"hash');
   });
@@ -232,7 +268,26 @@ describe('till keys list and show', () => {
     const [human, asJson] = await Promise.all([till$('keys', 'show', ids.revoked!), till$('keys', 'show', ids.revoked!, '--json')]);
     expect(human.code, human.stderr).toBe(0);
     expect(asJson.code, asJson.stderr).toBe(0);
-    for (const field of ['id', 'name', 'status', 'prefix', 'owner', 'scopes', 'metadata', 'created', 'updated', 'not before', 'expires', 'rate limits', 'credits', 'revoked', 'disabled', 'rotated from', 'rotated to', 'version']) {
+    for (const field of [
+      'id',
+      'name',
+      'status',
+      'prefix',
+      'owner',
+      'scopes',
+      'metadata',
+      'created',
+      'updated',
+      'not before',
+      'expires',
+      'rate limits',
+      'credits',
+      'revoked',
+      'disabled',
+      'rotated from',
+      'rotated to',
+      'version',
+    ]) {
       expect(human.stdout).toMatch(new RegExp(`^${field} `, 'm'));
     }
     expect(human.stdout).toMatch(/^revoked +\S+ \(test\)$/m);
@@ -248,7 +303,22 @@ describe('till keys list and show', () => {
 describe('till keys update', () => {
   it('changes name, scopes (replacing them), metadata (merging) and expiry', async () => {
     const { record } = await apiKey('to update', { metadata: { env: 'dev', trial: 'yes' }, expiresIn: '1d' });
-    const run = await till$('keys', 'update', record.id, '--name', 'updated', '--scope', 'a:read,b:write', '--meta', 'env=prod', '--unset-meta', 'trial', '--expires', '2099-01-01T00:00:00Z', '--json');
+    const run = await till$(
+      'keys',
+      'update',
+      record.id,
+      '--name',
+      'updated',
+      '--scope',
+      'a:read,b:write',
+      '--meta',
+      'env=prod',
+      '--unset-meta',
+      'trial',
+      '--expires',
+      '2099-01-01T00:00:00Z',
+      '--json',
+    );
     expect(run.code, run.stderr).toBe(0);
     const expected = { name: 'updated', scopes: ['a:read', 'b:write'], metadata: { env: 'prod' }, expiresAt: Date.parse('2099-01-01T00:00:00Z'), version: 2 };
     expect(parse<{ record: KeyInfo }>(run).record).toMatchObject(expected);
@@ -268,10 +338,29 @@ describe('till keys update', () => {
 
 describe('rate limits and credits', () => {
   it('create, show (with the live credits) and update them; the verifier enforces what was set', async () => {
-    const run = await till$('keys', 'create', '--name', 'partner', '--scope', 'search:read', '--rate', 'per-second=2/1s', '--rate', 'per-day=10000/1d', '--credits', '3', '--refill', '1000/30d', '--json');
+    const run = await till$(
+      'keys',
+      'create',
+      '--name',
+      'partner',
+      '--scope',
+      'search:read',
+      '--rate',
+      'per-second=2/1s',
+      '--rate',
+      'per-day=10000/1d',
+      '--credits',
+      '3',
+      '--refill',
+      '1000/30d',
+      '--json',
+    );
     expect(run.code, run.stderr).toBe(0);
     const { key, record } = parse<{ key: string; record: KeyInfo }>(run);
-    expect(record.limits).toEqual([{ name: 'per-second', limit: 2, window: 1000 }, { name: 'per-day', limit: 10_000, window: DAY }]);
+    expect(record.limits).toEqual([
+      { name: 'per-second', limit: 2, window: 1000 },
+      { name: 'per-day', limit: 10_000, window: DAY },
+    ]);
     expect(record.credits).toMatchObject({ remaining: 3, refill: { amount: 1000, interval: 30 * DAY } });
     expect((await till.verify(key)).valid).toBe(true);
     const shown = await till$('keys', 'show', record.id);
@@ -310,8 +399,9 @@ describe('usage', () => {
 
 describe('the key-handling guide', () => {
   it('has every section that audit findings and scan results name', () => {
-    const named = [repoFile('packages/core/src/audit/report.ts'), repoFile('packages/cli/src/commands/scan.ts')]
-      .flatMap((source) => [...source.matchAll(/(?:\$\{GUIDE\}#|guideSection\(')([a-z0-9-]+)/g)].map(([, anchor]) => anchor!));
+    const named = [repoFile('packages/core/src/audit/report.ts'), repoFile('packages/cli/src/commands/scan.ts')].flatMap((source) =>
+      [...source.matchAll(/(?:\$\{GUIDE\}#|guideSection\(')([a-z0-9-]+)/g)].map(([, anchor]) => anchor!),
+    );
     expect(new Set(named).size).toBeGreaterThanOrEqual(8);
     const anchors = guideAnchors();
     for (const anchor of named) expect(anchors, anchor).toContain(anchor);
@@ -329,9 +419,14 @@ describe('till audit', () => {
     expect(human.stdout).toMatch(/^FINDING +WHY IT MATTERS$/m);
     expect(human.stdout).toMatch(new RegExp(`^no-expiry +${GUIDE}#give-every-key-an-expiry$`, 'm'));
     expect(human.stdout).toMatch(new RegExp(`^wildcard-scope +${GUIDE}#least-privilege-scopes$`, 'm'));
-    const report = parse<{ keysChecked: number; findings: Array<{ keyId: string; kind: string }>; revoked: string[] }>(await till$('audit', '--owner', 'team-report', '--json'));
+    const report = parse<{ keysChecked: number; findings: Array<{ keyId: string; kind: string }>; revoked: string[] }>(
+      await till$('audit', '--owner', 'team-report', '--json'),
+    );
     expect(report.keysChecked).toBe(2);
-    expect(report.findings.map((f) => [f.keyId, f.kind])).toEqual([[wild.record.id, 'no-expiry'], [wild.record.id, 'wildcard-scope']]);
+    expect(report.findings.map((f) => [f.keyId, f.kind])).toEqual([
+      [wild.record.id, 'no-expiry'],
+      [wild.record.id, 'wildcard-scope'],
+    ]);
     expect((report.findings as Array<{ docs?: string }>).map((f) => f.docs)).toEqual([`${GUIDE}#give-every-key-an-expiry`, `${GUIDE}#least-privilege-scopes`]);
     const refused = await till$('audit', '--owner', 'team-report', '--revoke');
     expect(refused.code).toBe(1);
@@ -360,7 +455,10 @@ describe('the audit trail', () => {
 
     const lines = await till$('events', 'list', '--key', record.id, '--jsonl');
     expect(lines.code, lines.stderr).toBe(0);
-    const entries = lines.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; actor: string; reason: string | null });
+    const entries = lines.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; actor: string; reason: string | null });
     expect(entries.map((e) => [e.type, e.actor, e.reason])).toEqual([
       ['key.created', 'ops-bot', null],
       ['key.revoked', 'ops-bot', 'no longer needed'],
@@ -386,9 +484,15 @@ describe('till events tail', () => {
     tail.child.kill('SIGINT');
     const run = await tail.done;
     expect(run.code, run.stderr).toBe(0);
-    const entries = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; actor: string });
+    const entries = run.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; actor: string });
     // Only what came after it started: not the creation.
-    expect(entries.map((e) => [e.type, e.actor])).toEqual([['key.updated', 'tail-test'], ['key.revoked', 'tail-test']]);
+    expect(entries.map((e) => [e.type, e.actor])).toEqual([
+      ['key.updated', 'tail-test'],
+      ['key.revoked', 'tail-test'],
+    ]);
   });
 
   it('stops by itself after --for', async () => {
@@ -453,7 +557,13 @@ describe('destructive commands', () => {
     expect(Object.keys(rotated).sort()).toEqual(['key', 'previous', 'record']);
     expect(occurrences(run.stdout, rotated.key)).toBe(1);
     expect(occurrences(run.stdout, old.key)).toBe(0);
-    expect(rotated.record).toMatchObject({ name: 'to rotate', scopes: ['reports:read'], ownerId: 'team-api', metadata: { env: 'prod' }, rotatedFrom: old.record.id });
+    expect(rotated.record).toMatchObject({
+      name: 'to rotate',
+      scopes: ['reports:read'],
+      ownerId: 'team-api',
+      metadata: { env: 'prod' },
+      rotatedFrom: old.record.id,
+    });
     expect(rotated.previous).toMatchObject({ id: old.record.id, rotatedTo: rotated.record.id });
     expectOffsetFrom(rotated.previous.expiresAt!, HOUR, before);
 
@@ -484,7 +594,7 @@ describe('destructive commands', () => {
     expect((await till.keys.get(newId))!.rotatedFrom).toBe(old.record.id);
   });
 
-  it('revoke reaches the rotation chain; --key-only ends an old key\'s grace alone; a rotated key is changed through its successor', async () => {
+  it("revoke reaches the rotation chain; --key-only ends an old key's grace alone; a rotated key is changed through its successor", async () => {
     const old = await apiKey('chain, leaked');
     const next = await till.keys.rotate(old.record.id, { grace: '1h' });
     const refused = await till$('keys', 'update', old.record.id, '--expires', 'never');
@@ -551,17 +661,47 @@ describe('bad input changes nothing and says why', () => {
       ['malformed id (revoke)', ['keys', 'revoke', 'abc', '--yes'], 1, /^till: invalid key id/],
       ['a whole key as id', ['keys', 'revoke', target.key, '--yes'], 1, new RegExp(`^till: an argument holds a whole API key \\(id ${id}\\)`)],
       ['a whole key as a scope', ['keys', 'update', id, '--scope', target.key], 1, new RegExp(`^till: an argument holds a whole API key \\(id ${id}\\)`)],
-      ['a whole key in a reason', ['keys', 'revoke', id, '--reason', `leaked:${target.key}`, '--yes'], 1, new RegExp(`^till: an argument holds a whole API key \\(id ${id}\\)`)],
+      [
+        'a whole key in a reason',
+        ['keys', 'revoke', id, '--reason', `leaked:${target.key}`, '--yes'],
+        1,
+        new RegExp(`^till: an argument holds a whole API key \\(id ${id}\\)`),
+      ],
       ['a cut key in a bad value', ['keys', 'update', id, '--expires', target.key.slice(0, 40)], 1, /^till: invalid --expires "till_[0-9A-Za-z]{16}…": give/],
       ['bad duration (--grace)', ['keys', 'rotate', id, '--grace', '3 days', '--yes'], 1, /^till: --grace must be like 30d/],
-      ['bad duration (--expires)', ['keys', 'create', '--name', 'x', '--scope', 'a', '--expires', '10x'], 1, /^till: invalid --expires "10x": give an ISO 8601 date/],
+      [
+        'bad duration (--expires)',
+        ['keys', 'create', '--name', 'x', '--scope', 'a', '--expires', '10x'],
+        1,
+        /^till: invalid --expires "10x": give an ISO 8601 date/,
+      ],
       ['bad duration unit', ['keys', 'update', id, '--expires', '30dd'], 1, /^till: --expires must be like 30d/],
-      ['bare number (--expires)', ['keys', 'create', '--name', 'x', '--scope', 'a', '--expires', '5000'], 1, /^till: --expires "5000": a bare number has no unit: write 5000ms or 5s\n$/],
-      ['bare number (--grace)', ['keys', 'rotate', id, '--grace', '5000', '--yes'], 1, /^till: --grace "5000": a bare number has no unit: write 5000ms or 5s\n$/],
+      [
+        'bare number (--expires)',
+        ['keys', 'create', '--name', 'x', '--scope', 'a', '--expires', '5000'],
+        1,
+        /^till: --expires "5000": a bare number has no unit: write 5000ms or 5s\n$/,
+      ],
+      [
+        'bare number (--grace)',
+        ['keys', 'rotate', id, '--grace', '5000', '--yes'],
+        1,
+        /^till: --grace "5000": a bare number has no unit: write 5000ms or 5s\n$/,
+      ],
       ['bare number (--since)', ['events', 'list', '--since', '90'], 1, /^till: --since "90": a bare number has no unit: write 90ms\n$/],
-      ['a key glued in an option', ['keys', 'update', id, `--name=prod_${target.key}`], 1, new RegExp(`^till: an argument holds a whole API key \\(id ${id}\\)`)],
+      [
+        'a key glued in an option',
+        ['keys', 'update', id, `--name=prod_${target.key}`],
+        1,
+        new RegExp(`^till: an argument holds a whole API key \\(id ${id}\\)`),
+      ],
       ['impossible date', ['keys', 'create', '--name', 'x', '--scope', 'a', '--expires', '2031-02-30'], 1, /^till: invalid --expires "2031-02-30"/],
-      ['date in the past', ['keys', 'create', '--name', 'x', '--scope', 'a', '--expires', '2020-01-01'], 1, /^till: --expires "2020-01-01" is not in the future/],
+      [
+        'date in the past',
+        ['keys', 'create', '--name', 'x', '--scope', 'a', '--expires', '2020-01-01'],
+        1,
+        /^till: --expires "2020-01-01" is not in the future/,
+      ],
       ['bad scope string', ['keys', 'create', '--name', 'x', '--scope', 'users read'], 1, /^till: invalid scope "users read": use segments/],
       ['empty scope', ['keys', 'create', '--name', 'x', '--scope', 'a,,b'], 1, /^till: empty scope in --scope/],
       ['bad scope (update)', ['keys', 'update', id, '--scope', 'a:*:b'], 1, /^till: invalid scope "a:\*:b"/],
@@ -597,10 +737,23 @@ describe('bad input changes nothing and says why', () => {
       ['short pepper', ['keys', 'list'], 1, /^till: .*pepper/i, { ...env(), TILL_PEPPER: 'short' }],
       ['no Redis URL', ['keys', 'list'], 2, /^till: no Redis to talk to: pass --redis <url> or set REDIS_URL/, { REDIS_URL: undefined }],
       ['not a Redis URL', ['keys', 'list', '--redis', 'http://127.0.0.1:6379'], 2, /^till: the Redis URL must start with redis:\/\//],
-      ['Redis unreachable', ['keys', 'create', '--name', 'x', '--scope', 'a', '--redis', `redis://127.0.0.1:${closedPort}`], 3, new RegExp(`^till: cannot reach Redis at redis://127.0.0.1:${closedPort}: connect ECONNREFUSED`)],
-      ['Redis unreachable (rotate)', ['keys', 'rotate', id, '--yes'], 3, /^till: cannot reach Redis/, { ...env(), REDIS_URL: `redis://127.0.0.1:${closedPort}` }],
+      [
+        'Redis unreachable',
+        ['keys', 'create', '--name', 'x', '--scope', 'a', '--redis', `redis://127.0.0.1:${closedPort}`],
+        3,
+        new RegExp(`^till: cannot reach Redis at redis://127.0.0.1:${closedPort}: connect ECONNREFUSED`),
+      ],
+      [
+        'Redis unreachable (rotate)',
+        ['keys', 'rotate', id, '--yes'],
+        3,
+        /^till: cannot reach Redis/,
+        { ...env(), REDIS_URL: `redis://127.0.0.1:${closedPort}` },
+      ],
     ];
-    const runs = await eachLimited(cases, 4, ([, args, , , caseEnv]) => (caseEnv ? runTill(args[0] === '--namespace' ? args : ['--namespace', namespace, ...args], caseEnv) : till$(...args)));
+    const runs = await eachLimited(cases, 4, ([, args, , , caseEnv]) =>
+      caseEnv ? runTill(args[0] === '--namespace' ? args : ['--namespace', namespace, ...args], caseEnv) : till$(...args),
+    );
     cases.forEach(([name, , code, message], i) => {
       const run = runs[i]!;
       expect(run.code, `${name}: exit code (stderr: ${run.stderr.trim()})`).toBe(code);
@@ -648,7 +801,10 @@ describe('Redis unreachable', () => {
     });
     hook.enable();
     try {
-      const error = await openSession({ redis: `redis://127.0.0.1:${closedPort}`, namespace: uniqueNamespace() }, {}).then(() => null, (e: unknown) => e);
+      const error = await openSession({ redis: `redis://127.0.0.1:${closedPort}`, namespace: uniqueNamespace() }, {}).then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(error).toMatchObject({ exitCode: 3, message: expect.stringMatching(/^cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+: connect ECONNREFUSED/) });
       await new Promise((r) => setImmediate(r)); // destroy hooks of what closed in this turn
       // ioredis's disconnect timer (2 s, on the dead socket) used to hold the exit back after the message.
@@ -676,7 +832,10 @@ describe('till scan', () => {
       mkdirSync(join(root, 'build'));
       writeFileSync(join(root, '.gitignore'), 'build/\n*.log\n');
       writeFileSync(join(root, 'src', 'config.ts'), `export const config = {\n  apiKey: '${live.key}',\n};\n`);
-      writeFileSync(join(root, 'src', 'nested', '.env'), `OLD_KEY=${dead.key}\nTYPO=${badCheck}\nOTHER=sk_live_${'x'.repeat(44)}\nUPPER=TILL_${live.key.slice(5)}\n`);
+      writeFileSync(
+        join(root, 'src', 'nested', '.env'),
+        `OLD_KEY=${dead.key}\nTYPO=${badCheck}\nOTHER=sk_live_${'x'.repeat(44)}\nUPPER=TILL_${live.key.slice(5)}\n`,
+      );
       writeFileSync(join(root, 'src', 'nested', 'notes.md'), `shared by mistake: ${stranger}\n`);
       writeFileSync(join(root, 'src', 'nested', '.gitignore'), 'secret.txt\n');
       writeFileSync(join(root, 'src', 'nested', 'secret.txt'), live.key);
@@ -732,12 +891,16 @@ describe('till scan', () => {
       writeFileSync(join(root, 'config.ts'), `const key = '${live.key}';\n`);
       const found = await till$('scan', root);
       expect(found.code, found.stderr).toBe(1);
-      expect(found.stderr).toMatch(/^Scanned 1 file: 1 key found\.\n1 live key found: revoke it \(--revoke\) and remove it from the files\. why: https:\/\/github\.com\/till-keys\/till\/blob\/main\/docs\/key-hygiene\.md#the-first-hour-after-a-leak\n$/);
+      expect(found.stderr).toMatch(
+        /^Scanned 1 file: 1 key found\.\n1 live key found: revoke it \(--revoke\) and remove it from the files\. why: https:\/\/github\.com\/till-keys\/till\/blob\/main\/docs\/key-hygiene\.md#the-first-hour-after-a-leak\n$/,
+      );
 
       const revoked = await till$('scan', root, '--revoke', '--yes');
       expect(revoked.code, revoked.stderr).toBe(0);
       expect(revoked.stdout).toMatch(new RegExp(`config\\.ts +1:14 +till_${live.record.id}… +revoked`));
-      expect(revoked.stderr).toMatch(/^Scanned 1 file: 1 key found\.\n1 live key revoked as leaked: remove it from the files too\. why: \S+#the-first-hour-after-a-leak\n$/);
+      expect(revoked.stderr).toMatch(
+        /^Scanned 1 file: 1 key found\.\n1 live key revoked as leaked: remove it from the files too\. why: \S+#the-first-hour-after-a-leak\n$/,
+      );
       expect(await outcome(live.key)).toBe('REVOKED');
       expect((await till$('scan', root)).code).toBe(0); // revoked before: nothing left to fear
 
@@ -746,13 +909,17 @@ describe('till scan', () => {
       const unknown = await till$('scan', root, '--revoke', '--yes');
       expect(unknown.code, unknown.stderr).toBe(1);
       expect(unknown.stderr).toContain('Scanned 2 files: 3 keys found.');
-      expect(unknown.stderr).toContain('2 keys unknown to this Redis: they may belong to another environment (scan with its --redis); remove them from the files.');
+      expect(unknown.stderr).toContain(
+        '2 keys unknown to this Redis: they may belong to another environment (scan with its --redis); remove them from the files.',
+      );
       expect(unknown.stderr).toContain(`remove them from the files. why: ${GUIDE}#the-first-hour-after-a-leak\n`);
       expect(unknown.stderr).toContain(`1 key found already revoked or expired: it no longer works; remove it from the files. why: ${GUIDE}#where-keys-live\n`);
       expect(unknown.stderr).not.toContain('--revoke');
       expect(parse<{ revoked: string[] }>(await till$('scan', root, '--json')).revoked).toEqual([]);
       const help = await runTill(['scan', '--help']);
-      expect(help.stdout.replace(/\s+/g, ' ')).toContain('Exit code 1 while something found may still be live: a live key not revoked by this run, a key this Redis does not know');
+      expect(help.stdout.replace(/\s+/g, ' ')).toContain(
+        'Exit code 1 while something found may still be live: a live key not revoked by this run, a key this Redis does not know',
+      );
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
@@ -773,7 +940,9 @@ describe('till scan', () => {
         till$('scan', root, '--revoke', '--yes', '--json'),
       ]);
       for (const run of [asJson, human, revoke]) expect(run.code, run.stderr).toBe(1);
-      expect(parse<{ findings: Array<{ keyId: string; status: string }> }>(asJson).findings.map((f) => [f.keyId, f.status])).toEqual([[real.record.id, 'mismatch']]);
+      expect(parse<{ findings: Array<{ keyId: string; status: string }> }>(asJson).findings.map((f) => [f.keyId, f.status])).toEqual([
+        [real.record.id, 'mismatch'],
+      ]);
       expect(parse<{ revoked: string[] }>(revoke).revoked).toEqual([]);
       expect(human.stdout).toMatch(new RegExp(`bait\\.env +1:9 +till_${real.record.id}… +secret does not match`));
       expect(human.stderr).toMatch(/1 key with a real id whose secret does not match: made up, or TILL_PEPPER differs from your services' pepper/);
@@ -828,10 +997,12 @@ describe('till scan', () => {
       const run = await till$('scan', root, '--json');
       expect(run.code, run.stderr).toBe(1);
       const out = parse<{ scanned: number; findings: Array<{ file: string; keyId: string; status: string }> }>(run);
-      expect(out.findings.map((f) => [f.file.split('/').pop(), f.keyId, f.status]).sort()).toEqual([
-        ['new.ts', untracked.record.id, 'active'],
-        ['prod.env', tracked.record.id, 'active'],
-      ].sort());
+      expect(out.findings.map((f) => [f.file.split('/').pop(), f.keyId, f.status]).sort()).toEqual(
+        [
+          ['new.ts', untracked.record.id, 'active'],
+          ['prod.env', tracked.record.id, 'active'],
+        ].sort(),
+      );
       expect(out.scanned).toBe(3); // .gitignore, prod.env, src/new.ts: not the FIFO, not the link
       if (hasFifo) {
         // Named explicitly, a link to a FIFO is refused at once rather than read (which would block).

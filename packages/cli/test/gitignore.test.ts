@@ -3,7 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { isIgnored, parseIgnore } from '../src/gitignore.js';
 
 describe('.gitignore rules', () => {
-  const root = parseIgnore(['# comment', '', '*.log', '!keep.log', '/dist', 'build/', 'docs/**/*.tmp', 'a?c', '\\#hash', 'cache/*.bin', 'trailing   '].join('\n'), '');
+  const root = parseIgnore(
+    ['# comment', '', '*.log', '!keep.log', '/dist', 'build/', 'docs/**/*.tmp', 'a?c', '\\#hash', 'cache/*.bin', 'trailing   '].join('\n'),
+    '',
+  );
   const nested = parseIgnore('secret.txt\n!important.log\n', 'src/deep');
   const files = [root, nested];
   const cases: Array<[string, boolean, boolean]> = [

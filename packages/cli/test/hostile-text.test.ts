@@ -11,13 +11,36 @@ const RAW = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u
 
 const info = (fields: Partial<KeyInfo>): KeyInfo =>
   ({
-    id: generateKey('till').id, prefix: 'till', name: 'admin', ownerId: null, scopes: [], metadata: {}, createdAt: 0, updatedAt: 0, notBefore: null,
-    expiresAt: null, revokedAt: null, revokedReason: null, disabled: false, rotatedFrom: null, rotatedTo: null, version: 1, limits: [], credits: null, ...fields,
+    id: generateKey('till').id,
+    prefix: 'till',
+    name: 'admin',
+    ownerId: null,
+    scopes: [],
+    metadata: {},
+    createdAt: 0,
+    updatedAt: 0,
+    notBefore: null,
+    expiresAt: null,
+    revokedAt: null,
+    revokedReason: null,
+    disabled: false,
+    rotatedFrom: null,
+    rotatedTo: null,
+    version: 1,
+    limits: [],
+    credits: null,
+    ...fields,
   }) as KeyInfo;
 
 describe('till output of hostile text', () => {
   it('a name that shows as "admin" but is not prints with its hidden characters escaped', () => {
-    const spoof = info({ name: 'ad\u202e\u2066nimda\u2069\u200e', ownerId: 'team\u0085\u061c', metadata: { 'k\u200b': 'v\u2028', n: 1 }, revokedAt: 1, revokedReason: 'x\u009b2J' });
+    const spoof = info({
+      name: 'ad\u202e\u2066nimda\u2069\u200e',
+      ownerId: 'team\u0085\u061c',
+      metadata: { 'k\u200b': 'v\u2028', n: 1 },
+      revokedAt: 1,
+      revokedReason: 'x\u009b2J',
+    });
     const rows = keyRows([spoof], 0);
     expect(rows[0]![1]).toBe('ad\\u202e\\u2066nimda\\u2069\\u200e');
     expect(rows[0]![2]).toBe('team\\u0085\\u061c');

@@ -11,7 +11,13 @@ let pair: ReplicatedRedis | undefined;
 const tills: Till[] = [];
 
 function tillOn(url: 'primary' | 'replica', namespace: string): Till {
-  const till = createTill({ store: new RedisStore({ client: pair!.client(pair![url]), namespace }), logger: silentLogger, cache: { ttl: 0, negativeTtl: 0 }, auditEvents: false, usage: false });
+  const till = createTill({
+    store: new RedisStore({ client: pair!.client(pair![url]), namespace }),
+    logger: silentLogger,
+    cache: { ttl: 0, negativeTtl: 0 },
+    auditEvents: false,
+    usage: false,
+  });
   tills.push(till);
   return till;
 }
@@ -44,7 +50,10 @@ describe('till --replicas', () => {
     const till = tillOn('primary', namespace);
     const { key, record } = await till.keys.create({ name: 'leaked', scopes: ['a:read'] });
     await pair.replica.stop();
-    const run = await runTill(['--namespace', namespace, 'keys', 'revoke', record.id, '--yes', '--replica-timeout', '200ms'], { REDIS_URL: pair.primary.url, TILL_REPLICAS: '1' });
+    const run = await runTill(['--namespace', namespace, 'keys', 'revoke', record.id, '--yes', '--replica-timeout', '200ms'], {
+      REDIS_URL: pair.primary.url,
+      TILL_REPLICAS: '1',
+    });
     expect(run.code).toBe(1);
     expect(run.stdout).toBe('');
     expect(run.stderr).toMatch(/^till: NOT_REPLICATED: the change was made on the primary but is not yet safe: 0 of 1 replicas confirmed it within 200 ms/);
@@ -59,7 +68,9 @@ describe('till --replicas', () => {
     await pair.replica.stop();
     const created = await runTill(['--namespace', namespace, 'keys', 'create', '--name', 'new', '--scope', 'a:read', '--json'], env);
     expect(created.code).toBe(1);
-    expect(created.stderr).toMatch(/^till: NOT_REPLICATED: the creation of key [0-9A-Za-z]{16} \(the key is printed above\) was made on the primary but is not yet safe/);
+    expect(created.stderr).toMatch(
+      /^till: NOT_REPLICATED: the creation of key [0-9A-Za-z]{16} \(the key is printed above\) was made on the primary but is not yet safe/,
+    );
     const made = JSON.parse(created.stdout) as { key: string; record: { id: string } };
     expect((await till.verify(made.key)).code).toBe('VALID');
 
@@ -79,7 +90,11 @@ describe('till --replicas', () => {
   }, 30_000);
 
   it('refuses a bad --replicas or --replica-timeout before connecting (exit 2)', async () => {
-    for (const args of [['--replicas', 'one'], ['--replicas', '-1'], ['--replica-timeout', '500']]) {
+    for (const args of [
+      ['--replicas', 'one'],
+      ['--replicas', '-1'],
+      ['--replica-timeout', '500'],
+    ]) {
       const run = await runTill([...args, 'keys', 'revoke', 'aaaaaaaaaaaaaaaa', '--yes'], { REDIS_URL: 'redis://127.0.0.1:1' });
       expect(run.code, args.join(' ')).toBe(2);
     }

@@ -63,7 +63,8 @@ if (heard.length !== 1) throw new Error('[bench] the subscriber heard nothing');
 
 const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1];
 console.log(`node ${process.version}, ${CALLS.toLocaleString('en')} cached verifications per round, ${ROUNDS} rounds, median CPU ns per call`);
-for (const [name, values] of Object.entries(results)) console.log(`${name.padEnd(40)} ${median(values).toFixed(1).padStart(7)} ns  (min ${Math.min(...values).toFixed(1)})`);
+for (const [name, values] of Object.entries(results))
+  console.log(`${name.padEnd(40)} ${median(values).toFixed(1).padStart(7)} ns  (min ${Math.min(...values).toFixed(1)})`);
 const base = results['verify() of BENCH_BASELINE'];
 if (base !== undefined) {
   const [now, then] = [median(results['verify(), no subscriber']), median(base)];

@@ -57,7 +57,15 @@ export {
 } from './limits/rules.js';
 export { parseDuration } from './util/duration.js';
 export type { TillEvent, TillEventType, TillEventListener, VerificationEvent, VerificationListener } from './audit/events.js';
-export { TILL_CHANNELS, type VerifyMessage, type RequestMessage, type EventMessage, type LimitMessage, type StoreCallContext, type StoreMethod } from './observe/channels.js';
+export {
+  TILL_CHANNELS,
+  type VerifyMessage,
+  type RequestMessage,
+  type EventMessage,
+  type LimitMessage,
+  type StoreCallContext,
+  type StoreMethod,
+} from './observe/channels.js';
 export {
   AUDIT_TYPES,
   CHANGE_TYPES,

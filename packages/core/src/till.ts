@@ -106,7 +106,10 @@ export function createTill(options: TillOptions = {}): Till {
   const hasher = createHasher(options.pepper);
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? consoleLogger;
-  const events = new TillEvents((error) => logger.error(tillMessage('events', `an event listener threw: ${error instanceof Error ? error.message : String(error)}`)), name);
+  const events = new TillEvents(
+    (error) => logger.error(tillMessage('events', `an event listener threw: ${error instanceof Error ? error.message : String(error)}`)),
+    name,
+  );
   const limiter = new Limiter(observed, clock, events, logger);
   if (options.usage !== undefined && options.usage !== false && (options.usage === null || typeof options.usage !== 'object')) {
     throw tillError('INVALID_OPTIONS', 'createTill', 'usage must be { interval } or false');
@@ -124,7 +127,9 @@ export function createTill(options: TillOptions = {}): Till {
     if (subscriptionFailing) return;
     subscriptionFailing = true;
     const reason = error.message.slice(0, 200);
-    logger.warn(`[till] [${store.kind}] cannot subscribe to key changes (${reason}): cached keys are not trusted, so every verification reads the store until the subscription is made`);
+    logger.warn(
+      `[till] [${store.kind}] cannot subscribe to key changes (${reason}): cached keys are not trusted, so every verification reads the store until the subscription is made`,
+    );
     events.emit({ type: 'invalidations.failed', store: store.kind, reason });
   };
   const verifier = new Verifier({
@@ -151,7 +156,8 @@ export function createTill(options: TillOptions = {}): Till {
     onChange: (id) => verifier.invalidate(id),
     ...(options.prefix !== undefined && { prefix: options.prefix }),
   });
-  if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean') throw tillError('INVALID_OPTIONS', 'createTill', 'closeStore must be true or false');
+  if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean')
+    throw tillError('INVALID_OPTIONS', 'createTill', 'closeStore must be true or false');
   const ownsStore = options.store === undefined || options.closeStore === true;
   // Made last: a Till that fails its options leaves no subscriber behind.
   const stopTracing = options.tracing === true ? startTracing(name, logger) : null;
@@ -193,12 +199,18 @@ export function defaultTill(env: NodeJS.ProcessEnv = process.env, logger: Logger
   let store: KeyStore;
   if (url) {
     const namespace = env.TILL_NAMESPACE || undefined;
-    store = lazyStore('redis', () => loadRedisStore(url, namespace), (error) => logger.error(error instanceof Error ? error.message : String(error)));
+    store = lazyStore(
+      'redis',
+      () => loadRedisStore(url, namespace),
+      (error) => logger.error(error instanceof Error ? error.message : String(error)),
+    );
   } else {
     store = new MemoryStore();
     if (!warnedMemory) {
       warnedMemory = true;
-      logger.warn('[till] no REDIS_URL set: keys live in this process\'s memory only and vanish on restart. Set REDIS_URL or pass { till: createTill({ store }) } in production.');
+      logger.warn(
+        "[till] no REDIS_URL set: keys live in this process's memory only and vanish on restart. Set REDIS_URL or pass { till: createTill({ store }) } in production.",
+      );
     }
   }
   defaultInstance = createTill({
@@ -232,7 +244,9 @@ async function loadRedisStore(url: string, namespace: string | undefined): Promi
     const entry = '@till/core/redis';
     ({ RedisStore } = (await import(entry)) as typeof import('./redis/store.js'));
   } catch (cause) {
-    throw tillError('MISSING_DEPENDENCY', 'redis', `REDIS_URL is set but ioredis could not be loaded: install it with \`${installHint('ioredis')}\``, { cause });
+    throw tillError('MISSING_DEPENDENCY', 'redis', `REDIS_URL is set but ioredis could not be loaded: install it with \`${installHint('ioredis')}\``, {
+      cause,
+    });
   }
   const client = new Redis(url, { maxRetriesPerRequest: 1 });
   client.on('error', () => {

@@ -118,8 +118,15 @@ describe('an admin whose Redis user may not publish', () => {
     expect((await service.verify(key)).valid).toBe(true);
 
     const other = await manager.keys.create({ name: 'other', scopes: ['a'] });
-    for (const change of [() => manager.keys.update(other.record.id, { name: 'renamed' }), () => manager.keys.disable(other.record.id), () => manager.keys.delete(other.record.id)]) {
-      const error = await change().then(() => null, (e: unknown) => e);
+    for (const change of [
+      () => manager.keys.update(other.record.id, { name: 'renamed' }),
+      () => manager.keys.disable(other.record.id),
+      () => manager.keys.delete(other.record.id),
+    ]) {
+      const error = await change().then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(isTillError(error, 'NOT_ANNOUNCED')).toBe(true);
     }
     expect(await manager.keys.get(other.record.id)).toBeNull();
@@ -146,7 +153,9 @@ describe('the zero-config path (apiKeyAuth() with REDIS_URL)', () => {
 
       // Redis drops only this test's subscriber connection (flag P: pub/sub).
       const list = String(await admin.client('LIST'));
-      const ids = [...list.matchAll(/(?:^|\n)id=(\d+) [^\n]*name=(\S+) [^\n]*flags=(\S+)/g)].filter((m) => m[2] === name && m[3]!.includes('P')).map((m) => m[1]!);
+      const ids = [...list.matchAll(/(?:^|\n)id=(\d+) [^\n]*name=(\S+) [^\n]*flags=(\S+)/g)]
+        .filter((m) => m[2] === name && m[3]!.includes('P'))
+        .map((m) => m[1]!);
       expect(ids).toHaveLength(1);
       await admin.client('KILL', 'ID', ids[0]!);
       expect(await waitFor(() => zero.store.invalidationsLost?.() === true, 2000, 5)).toBe(true);

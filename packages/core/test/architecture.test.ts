@@ -132,7 +132,9 @@ describe('architecture', () => {
       if (lines.length <= MAX_LINES) continue;
       const head = lines.slice(0, HEAD_LINES).filter((l) => /^\s*(?:\/\/|\/\*|\*)/.test(l));
       if (!head.some((l) => ONE_FILE.test(l))) {
-        problems.push(`${rel(file)}: ${lines.length} lines, and no comment in its first ${HEAD_LINES} lines saying why it is one file ("One file because ...")`);
+        problems.push(
+          `${rel(file)}: ${lines.length} lines, and no comment in its first ${HEAD_LINES} lines saying why it is one file ("One file because ...")`,
+        );
       }
     }
     expect(problems, `split these files by concern, or say at their top why they are one file:\n${problems.join('\n')}`).toEqual([]);
@@ -153,7 +155,8 @@ describe('architecture', () => {
         for (const specifier of specifiers(file)) {
           if (specifier.startsWith('.')) {
             const target = resolve(dirname(file), specifier);
-            if (relative(src, target).startsWith('..')) problems.push(`${rel(file)} imports '${specifier}', outside its package: import '@till/core' or '@till/core/http' instead`);
+            if (relative(src, target).startsWith('..'))
+              problems.push(`${rel(file)} imports '${specifier}', outside its package: import '@till/core' or '@till/core/http' instead`);
           } else if (!allowed.has(specifier) && !specifier.startsWith('node:')) {
             problems.push(`${rel(file)} imports '${specifier}': an adapter imports only ${[...allowed].map((a) => `'${a}'`).join(', ')} and node: built-ins`);
           }

@@ -64,11 +64,25 @@ for (const backend of backends) {
 
       const entries = await all(till);
       // Revoking the old key as leaked revokes its successor too, filed under the successor with why.
-      expect(entries.map((e) => e.type)).toEqual(['key.created', 'key.updated', 'key.disabled', 'key.enabled', 'key.created', 'key.rotated', 'key.revoked', 'key.revoked']);
+      expect(entries.map((e) => e.type)).toEqual([
+        'key.created',
+        'key.updated',
+        'key.disabled',
+        'key.enabled',
+        'key.created',
+        'key.rotated',
+        'key.revoked',
+        'key.revoked',
+      ]);
       expect(entries.map((e) => e.actor)).toEqual(['alice', 'bob', 'bob', 'bob', 'carol', 'carol', 'carol', 'carol']);
       expect(entries.map((e) => e.reason)).toEqual(['new service', null, 'investigating', null, 'yearly rotation', 'yearly rotation', 'leaked', 'leaked']);
       expect(entries[7]).toMatchObject({ keyId: rotated.record.id, detail: `with its rotation chain (revoked: ${a.record.id})` });
-      expect(entries[0]).toMatchObject({ keyId: a.record.id, ownerId: 'team-a', before: null, after: { id: a.record.id, scopes: ['invoices:read'], version: 1 } });
+      expect(entries[0]).toMatchObject({
+        keyId: a.record.id,
+        ownerId: 'team-a',
+        before: null,
+        after: { id: a.record.id, scopes: ['invoices:read'], version: 1 },
+      });
       expect(entries[1]!.before!.scopes).toEqual(['invoices:read']);
       expect(entries[1]!.after!.scopes).toEqual(['invoices:read', 'invoices:write']);
       expect(entries[4]).toMatchObject({ keyId: rotated.record.id, detail: `rotated from ${a.record.id}` });
@@ -95,7 +109,19 @@ for (const backend of backends) {
       now += 1000;
       await till.keys.revoke(a.record.id);
       await till.keys.update(b.record.id, { name: 'b2' });
-      await store.appendAudit([{ type: 'auth.failed', at: now, keyId: b.record.id, ownerId: null, actor: null, reason: null, code: 'INSUFFICIENT_SCOPE', ip: '203.0.113.5', userAgent: 'curl/8' }]);
+      await store.appendAudit([
+        {
+          type: 'auth.failed',
+          at: now,
+          keyId: b.record.id,
+          ownerId: null,
+          actor: null,
+          reason: null,
+          code: 'INSUFFICIENT_SCOPE',
+          ip: '203.0.113.5',
+          userAgent: 'curl/8',
+        },
+      ]);
 
       expect((await all(till, { keyId: a.record.id })).map((e) => e.type)).toEqual(['key.created', 'key.revoked']);
       expect((await all(till, { keyId: b.record.id })).map((e) => e.type)).toEqual(['key.created', 'key.updated', 'auth.failed']);

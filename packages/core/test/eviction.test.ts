@@ -46,7 +46,9 @@ describe('the eviction policy check', () => {
     await till.keys.get(record.id);
     expect((await till.verify(key)).code).toBe('VALID');
     expect(logger.warnings).toHaveLength(1);
-    expect(logger.warnings[0]).toMatch(/^\[till\] \[redis\] maxmemory-policy is allkeys-lru: under memory pressure Redis evicts any key, Till's key records .* and credit counters .* Set maxmemory-policy to noeviction/);
+    expect(logger.warnings[0]).toMatch(
+      /^\[till\] \[redis\] maxmemory-policy is allkeys-lru: under memory pressure Redis evicts any key, Till's key records .* and credit counters .* Set maxmemory-policy to noeviction/,
+    );
     expect(logger.errors).toEqual([]);
     await till.close();
   });
@@ -57,11 +59,19 @@ describe('the eviction policy check', () => {
     const namespace = uniqueNamespace();
     const store = new RedisStore({ client, namespace, logger, eviction: 'refuse' });
     const till = createTill({ store, logger: silentLogger, auditEvents: false, usage: false });
-    await expect(till.keys.create({ name: 'k', scopes: [] })).rejects.toMatchObject({ code: 'STORE_ERROR', message: expect.stringMatching(/refusing to run \(eviction: 'refuse'\): maxmemory-policy is allkeys-lru/) });
+    await expect(till.keys.create({ name: 'k', scopes: [] })).rejects.toMatchObject({
+      code: 'STORE_ERROR',
+      message: expect.stringMatching(/refusing to run \(eviction: 'refuse'\): maxmemory-policy is allkeys-lru/),
+    });
     await expect(store.get('aaaaaaaaaaaaaaaa')).rejects.toMatchObject({ code: 'STORE_ERROR' });
     expect(await client.keys(`${namespace}*`)).toEqual([]); // nothing written
     // A key made elsewhere is not served from a Redis that may lose it.
-    const other = createTill({ store: new RedisStore({ client: clientOf(lru), namespace, logger: silentLogger }), logger: silentLogger, auditEvents: false, usage: false });
+    const other = createTill({
+      store: new RedisStore({ client: clientOf(lru), namespace, logger: silentLogger }),
+      logger: silentLogger,
+      auditEvents: false,
+      usage: false,
+    });
     const { key } = await other.keys.create({ name: 'k', scopes: [] });
     expect((await till.verify(key)).code).toBe('STORE_UNAVAILABLE');
     expect(logger.errors).toHaveLength(1);

@@ -73,20 +73,25 @@ describe('failover: credits spent before it stay spent (chargesWait)', () => {
       for (const [code, n] of Object.entries(await spend(promoted, key, 10))) after[code] = (after[code] ?? 0) + n;
       if (after.STORE_UNAVAILABLE !== undefined) await new Promise((r) => setTimeout(r, 50));
     }
-    if (Object.keys(after).some((code) => code !== 'VALID' && code !== 'USAGE_EXCEEDED')) console.log(`[failover] after the failover: ${JSON.stringify(after)}`);
+    if (Object.keys(after).some((code) => code !== 'VALID' && code !== 'USAGE_EXCEEDED'))
+      console.log(`[failover] after the failover: ${JSON.stringify(after)}`);
     return { before: before.VALID ?? 0, cut, after: after.VALID ?? 0, waits };
   }
 
   it('without chargesWait, charges the primary acknowledged are lost: 160 admitted on 100 credits (the window the README states)', async () => {
     const run = await failoverMidSpending(false);
-    console.log(`[failover] without chargesWait: ${run.before} + ${run.cut.VALID ?? 0} admitted before the failover, ${run.after} after: ${run.before + (run.cut.VALID ?? 0) + run.after} on 100 credits`);
+    console.log(
+      `[failover] without chargesWait: ${run.before} + ${run.cut.VALID ?? 0} admitted before the failover, ${run.after} after: ${run.before + (run.cut.VALID ?? 0) + run.after} on 100 credits`,
+    );
     expect(run.before + (run.cut.VALID ?? 0) + run.after).toBe(160);
   }, 30_000);
 
   it('with chargesWait, never more than 100 admitted on 100 credits; unconfirmed charges are refused with 503, not admitted; one WAIT per batch', async () => {
     const run = await failoverMidSpending(true);
     const admitted = run.before + (run.cut.VALID ?? 0) + run.after;
-    console.log(`[failover] with chargesWait: ${run.before} + ${run.cut.VALID ?? 0} admitted before the failover (${run.cut.STORE_UNAVAILABLE ?? 0} refused unconfirmed), ${run.after} after: ${admitted} on 100 credits; ${run.waits} WAITs for 30 charges in rounds of 10`);
+    console.log(
+      `[failover] with chargesWait: ${run.before} + ${run.cut.VALID ?? 0} admitted before the failover (${run.cut.STORE_UNAVAILABLE ?? 0} refused unconfirmed), ${run.after} after: ${admitted} on 100 credits; ${run.waits} WAITs for 30 charges in rounds of 10`,
+    );
     expect(run.before).toBe(30);
     expect(run.cut).toEqual({ STORE_UNAVAILABLE: 60 });
     expect(admitted).toBeLessThanOrEqual(100);
@@ -100,14 +105,21 @@ describe('failover: credits spent before it stay spent (chargesWait)', () => {
     const namespace = uniqueNamespace();
     const primary = pair.client(pair.primary);
     const warnings: string[] = [];
-    const till = tillOn(primary, namespace, { replicas: 1, replicaTimeout: 100, chargesWait: true, logger: { warn: (m) => void warnings.push(m), error: () => {} } });
+    const till = tillOn(primary, namespace, {
+      replicas: 1,
+      replicaTimeout: 100,
+      chargesWait: true,
+      logger: { warn: (m) => void warnings.push(m), error: () => {} },
+    });
     const { key, record } = await till.keys.create({ name: 'metered', scopes: [], credits: { remaining: 10 } });
     expect(await spend(till, key, 3, 3)).toEqual({ VALID: 3 });
     await pair.cut();
     expect(await spend(till, key, 5, 5)).toEqual({ STORE_UNAVAILABLE: 5 });
     expect(await till.keys.credits(record.id)).toBe(7);
     // Said once for the stretch, not once per request.
-    expect(warnings).toEqual([expect.stringMatching(/charges are not confirmed by 1 replica\(s\) within 100 ms \(0 did\): requests that spend credits or limits are refused with 503/)]);
+    expect(warnings).toEqual([
+      expect.stringMatching(/charges are not confirmed by 1 replica\(s\) within 100 ms \(0 did\): requests that spend credits or limits are refused with 503/),
+    ]);
     // Replication restored: the replica catches up and confirms again.
     await pair.client(pair.replica).replicaof('127.0.0.1', String(pair.primary.port));
     await primary.wait(1, 5000);
@@ -151,7 +163,7 @@ describe('failover: a rotation is confirmed by replicas like a revocation', () =
     expect((await till.keys.get(record.id))!.rotatedTo).toBe(rotation.record.id);
   }, 30_000);
 
-  it('rotate() resolves only once the replica has the old key\'s new expiry, which a failover right after keeps', async () => {
+  it("rotate() resolves only once the replica has the old key's new expiry, which a failover right after keeps", async () => {
     pair = await startReplicated();
     const namespace = uniqueNamespace();
     const till = tillOn(pair.client(pair.primary), namespace, { replicas: 1, replicaTimeout: 5000 });

@@ -7,8 +7,18 @@ const bare = (code: FailureCode, details: object = {}) => ({ valid: false, code,
 
 describe('HTTP mapping', () => {
   const expected: Record<FailureCode, number> = {
-    MISSING: 401, MALFORMED: 401, NOT_FOUND: 401, REVOKED: 401, DISABLED: 401, EXPIRED: 401, NOT_YET_VALID: 401,
-    INSUFFICIENT_SCOPE: 403, RATE_LIMITED: 429, USAGE_EXCEEDED: 429, BLOCKED: 429, STORE_UNAVAILABLE: 503,
+    MISSING: 401,
+    MALFORMED: 401,
+    NOT_FOUND: 401,
+    REVOKED: 401,
+    DISABLED: 401,
+    EXPIRED: 401,
+    NOT_YET_VALID: 401,
+    INSUFFICIENT_SCOPE: 403,
+    RATE_LIMITED: 429,
+    USAGE_EXCEEDED: 429,
+    BLOCKED: 429,
+    STORE_UNAVAILABLE: 503,
   };
 
   it('maps every failure code to its status and a problem+json body with a stable code', () => {

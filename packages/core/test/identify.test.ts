@@ -36,7 +36,11 @@ describe('KeyManager.identify', () => {
 
       await till.keys.revoke(real.record.id);
       expect(await till.keys.identify(real.key)).toMatchObject({ match: 'confirmed', status: 'revoked' });
-      for (const [key, result] of [[real.key, confirmed], [forged, mismatch]] as const) await expectNoSecrets(till, key, result);
+      for (const [key, result] of [
+        [real.key, confirmed],
+        [forged, mismatch],
+      ] as const)
+        await expectNoSecrets(till, key, result);
     } finally {
       await till.close();
     }
@@ -45,7 +49,12 @@ describe('KeyManager.identify', () => {
   it('charges nothing, records no usage and emits no event', async () => {
     const till = createTill({ store: new MemoryStore(), logger: silentLogger });
     try {
-      const real = await till.keys.create({ name: 'one use', scopes: ['a'], credits: { remaining: 1 }, limits: [{ name: 'per-minute', limit: 1, window: '1m' }] });
+      const real = await till.keys.create({
+        name: 'one use',
+        scopes: ['a'],
+        credits: { remaining: 1 },
+        limits: [{ name: 'per-minute', limit: 1, window: '1m' }],
+      });
       const events: unknown[] = [];
       till.events.on((event) => events.push(event));
       for (let i = 0; i < 5; i++) {
@@ -88,7 +97,10 @@ describe('KeyManager.identify', () => {
       const real = await till.keys.create({ name: 'x', scopes: ['a'] });
       const badCheck = real.key.slice(0, -1) + (real.key.endsWith('0') ? '1' : '0');
       for (const bad of ['', 'nope', real.key.slice(0, 40), badCheck, 42 as unknown as string]) {
-        const error = await till.keys.identify(bad).then(() => null, (e: unknown) => e);
+        const error = await till.keys.identify(bad).then(
+          () => null,
+          (e: unknown) => e,
+        );
         expect(isTillError(error) && error.code === 'INVALID_ARGUMENT', String(error)).toBe(true);
         if (typeof bad === 'string' && bad.length > 8) expect((error as Error).message.includes(bad.slice(5, 30))).toBe(false);
       }

@@ -86,7 +86,10 @@ describe('parseKey', () => {
     // Whatever parses is a whole match of the published pattern.
     const whole = new RegExp(`^(?:${KEY_PATTERN.source})$`);
     const keyish = fc.oneof(fc.string({ maxLength: 90 }), fc.constant(generateKey('a').key), fc.constant(generateKey('sk_live').key));
-    fc.assert(fc.property(keyish, (s) => !parseKey(s).ok || whole.test(s)), { numRuns: 2000 });
+    fc.assert(
+      fc.property(keyish, (s) => !parseKey(s).ok || whole.test(s)),
+      { numRuns: 2000 },
+    );
   });
 
   it('names why a string is not a key', () => {

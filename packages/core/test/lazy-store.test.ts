@@ -60,7 +60,11 @@ describe('lazyStore', () => {
   it('when the loader fails: says so once, rejects every call with its error, and still closes', async () => {
     const failure = tillError('MISSING_DEPENDENCY', 'redis', 'REDIS_URL is set but ioredis could not be loaded');
     const errors: unknown[] = [];
-    const lazy = lazyStore('redis', () => Promise.reject(failure), (error) => errors.push(error));
+    const lazy = lazyStore(
+      'redis',
+      () => Promise.reject(failure),
+      (error) => errors.push(error),
+    );
     await expect(lazy.get('x')).rejects.toBe(failure);
     await expect(lazy.consume({ subject: 'x', limits: [], now: 0 })).rejects.toBe(failure);
     await expect(lazy.refund!({ subject: 'x', limits: [], now: 0 })).rejects.toBe(failure);

@@ -92,7 +92,18 @@ describe.each([
   it('refuses bad updates and changes nothing', async () => {
     const { till } = setup();
     const { record } = await make(till);
-    const bad: unknown[] = [{}, { hash: 'x' }, { name: '' }, { scopes: ['no spaces'] }, { expiresAt: T0 - 1 }, { expiresIn: 'soon' }, { expiresAt: T0 + DAY, expiresIn: '1d' }, { disabled: 'yes' }, { notBefore: T0 + 40 * DAY }, null];
+    const bad: unknown[] = [
+      {},
+      { hash: 'x' },
+      { name: '' },
+      { scopes: ['no spaces'] },
+      { expiresAt: T0 - 1 },
+      { expiresIn: 'soon' },
+      { expiresAt: T0 + DAY, expiresIn: '1d' },
+      { disabled: 'yes' },
+      { notBefore: T0 + 40 * DAY },
+      null,
+    ];
     for (const patch of bad) {
       await expect(till.keys.update(record.id, patch as never), JSON.stringify(patch)).rejects.toBeInstanceOf(TillError);
     }
@@ -151,7 +162,14 @@ describe.each([
     advance(DAY);
     const rotated = await till.keys.rotate(old.record.id, { grace: '1h' });
     expect(rotated.key).not.toBe(old.key);
-    expect(rotated.record).toMatchObject({ name: 'svc', scopes: ['a:read'], ownerId: 'team-1', metadata: { env: 'prod' }, rotatedFrom: old.record.id, expiresAt: T0 + DAY + 10 * DAY });
+    expect(rotated.record).toMatchObject({
+      name: 'svc',
+      scopes: ['a:read'],
+      ownerId: 'team-1',
+      metadata: { env: 'prod' },
+      rotatedFrom: old.record.id,
+      expiresAt: T0 + DAY + 10 * DAY,
+    });
     expect(rotated.previous).toMatchObject({ id: old.record.id, rotatedTo: rotated.record.id, expiresAt: T0 + DAY + HOUR });
     expect(await till.verify(old.key)).toMatchObject({ code: 'VALID' });
     expect(await till.verify(rotated.key)).toMatchObject({ code: 'VALID' });
@@ -206,7 +224,7 @@ describe.each([
     expect((await till.keys.get(old.record.id))!).toMatchObject({ rotatedTo: null, scopes: ['users:read'] });
   });
 
-  it('lets exactly one of two concurrent rotations of one key win, and revokes the loser\'s new key', async () => {
+  it("lets exactly one of two concurrent rotations of one key win, and revokes the loser's new key", async () => {
     const { till, store } = setup();
     const other = createTill({ store, clock: () => T0 });
     const old = await make(till);

@@ -12,7 +12,10 @@ import { LocalBuckets } from '../src/limits/buckets.js';
  */
 class ModelGcra {
   private tat = 0n;
-  constructor(private readonly limit: number, private readonly window: number) {}
+  constructor(
+    private readonly limit: number,
+    private readonly window: number,
+  ) {}
   admit(now: number, cost: number): { ok: boolean; retry: number } {
     const t = BigInt(now) * BigInt(this.limit);
     const next = (this.tat > t ? this.tat : t) + BigInt(cost) * BigInt(this.window);
@@ -30,7 +33,6 @@ class ModelGcra {
 
 const policy = fc.record({ limit: fc.integer({ min: 1, max: 50 }), window: fc.integer({ min: 1, max: 5000 }) });
 const steps = fc.array(fc.record({ dt: fc.nat({ max: 400 }), cost: fc.integer({ min: 0, max: 8 }) }), { minLength: 1, maxLength: 120 });
-
 
 /** A bucket's state after a sequence of charges (the refused ones change nothing), and the time after them. */
 function replay(seq: ReadonlyArray<{ dt: number; cost: number }>, limit: number, window: number): { state: BucketState | undefined; now: number } {
@@ -91,7 +93,9 @@ describe('GCRA evaluation', () => {
   it('gives a retry time that is right to the millisecond: refused just before, admitted at it', () => {
     // Only cases that reach the check: a cost the limit can admit, charged after the random steps until
     // refused (at most `limit` more charges at one instant). Costs above the limit: the next test.
-    const withCost = policy.chain(({ limit, window }) => fc.record({ limit: fc.constant(limit), window: fc.constant(window), cost: fc.integer({ min: 1, max: Math.min(limit, 8) }) }));
+    const withCost = policy.chain(({ limit, window }) =>
+      fc.record({ limit: fc.constant(limit), window: fc.constant(window), cost: fc.integer({ min: 1, max: Math.min(limit, 8) }) }),
+    );
     let checked = 0;
     fc.assert(
       fc.property(withCost, steps, ({ limit, window, cost }, seq) => {
@@ -160,7 +164,18 @@ describe('all or nothing', () => {
           now += step.dt;
           const r = both.consume('k', [a, b], null, now);
           // A refusal reports every limit as it stands, the admitting ones uncharged too.
-          if (r.outcome !== 'OK') expect(r.limits).toEqual(both.consume('k', [{ ...a, cost: 0 }, { ...b, cost: 0 }], null, now).limits);
+          if (r.outcome !== 'OK')
+            expect(r.limits).toEqual(
+              both.consume(
+                'k',
+                [
+                  { ...a, cost: 0 },
+                  { ...b, cost: 0 },
+                ],
+                null,
+                now,
+              ).limits,
+            );
           // A model of limit a that is charged only when both admitted.
           if (r.outcome === 'OK') aOnly.consume('k', [a], null, now);
           const probe = both.consume('k', [{ ...a, cost: 0 }], null, now);
@@ -193,14 +208,29 @@ describe('policies', () => {
   it('reads windows as durations and refuses what cannot work', () => {
     expect(normalizeRateLimit({ name: 'per-day', limit: 10_000, window: '1d' }, 'test')).toEqual({ name: 'per-day', limit: 10_000, window: 86_400_000 });
     const bad: unknown[] = [
-      null, [], { name: 'a b', limit: 1, window: 1 }, { name: '', limit: 1, window: 1 }, { name: 'x', limit: 0, window: '1s' },
-      { name: 'x', limit: 1.5, window: '1s' }, { name: 'x', limit: 1, window: '0s' }, { name: 'x', limit: 1, window: 'soon' },
-      { name: 'x', limit: 1e9, window: '100d' }, { name: 'x', limit: '5', window: '1s' },
+      null,
+      [],
+      { name: 'a b', limit: 1, window: 1 },
+      { name: '', limit: 1, window: 1 },
+      { name: 'x', limit: 0, window: '1s' },
+      { name: 'x', limit: 1.5, window: '1s' },
+      { name: 'x', limit: 1, window: '0s' },
+      { name: 'x', limit: 1, window: 'soon' },
+      { name: 'x', limit: 1e9, window: '100d' },
+      { name: 'x', limit: '5', window: '1s' },
     ];
     for (const input of bad) {
       expect(() => normalizeRateLimit(input, 'test'), JSON.stringify(input)).toThrow(TillError);
     }
-    expect(() => normalizeRateLimits([{ name: 'a', limit: 1, window: 1 }, { name: 'a', limit: 2, window: 1 }], 'test')).toThrow(/two rate limits/);
+    expect(() =>
+      normalizeRateLimits(
+        [
+          { name: 'a', limit: 1, window: 1 },
+          { name: 'a', limit: 2, window: 1 },
+        ],
+        'test',
+      ),
+    ).toThrow(/two rate limits/);
     expect(() => normalizeCredits({ remaining: -1 }, 'test', 0, 1)).toThrow(TillError);
     expect(() => normalizeCredits({ remaining: 5, refill: { amount: 0, interval: '1d' } }, 'test', 0, 1)).toThrow(TillError);
     expect(() => normalizeCredits({ remaining: 5, refill: { amount: 5, interval: '10ms' } }, 'test', 0, 1)).toThrow(TillError);

@@ -10,9 +10,23 @@ describe('KeyManager (minimal lifecycle)', () => {
 
   it('creates a key shown once, storing only its hash', async () => {
     const till = make();
-    const created = await till.keys.create({ name: 'billing', scopes: ['b', 'a', 'a'], ownerId: 'team-1', metadata: { tier: 2 }, expiresAt: new Date(now + 86_400_000) });
+    const created = await till.keys.create({
+      name: 'billing',
+      scopes: ['b', 'a', 'a'],
+      ownerId: 'team-1',
+      metadata: { tier: 2 },
+      expiresAt: new Date(now + 86_400_000),
+    });
     expect(created.key).toMatch(/^sk_test_[0-9A-Za-z]{44}$/);
-    expect(created.record).toMatchObject({ name: 'billing', scopes: ['a', 'b'], ownerId: 'team-1', metadata: { tier: 2 }, expiresAt: now + 86_400_000, version: 1, createdAt: now });
+    expect(created.record).toMatchObject({
+      name: 'billing',
+      scopes: ['a', 'b'],
+      ownerId: 'team-1',
+      metadata: { tier: 2 },
+      expiresAt: now + 86_400_000,
+      version: 1,
+      createdAt: now,
+    });
     expect(created.record).not.toHaveProperty('hash');
     const stored = (await till.store.get(created.record.id))!;
     expect(JSON.stringify(stored)).not.toContain(created.key);

@@ -102,7 +102,10 @@ describe('metrics', () => {
     }
     const text = await metrics.registry.metrics();
     for (const ip of clients) expect(text.includes(ip.trim()), ip).toBe(false);
-    const outcomes = json.find((m) => m.name === 'till_verifications_total')!.values.filter((v) => v.value > 0).map((v) => v.labels.outcome);
+    const outcomes = json
+      .find((m) => m.name === 'till_verifications_total')!
+      .values.filter((v) => v.value > 0)
+      .map((v) => v.labels.outcome);
     expect(outcomes).toEqual(expect.arrayContaining(['VALID', 'RATE_LIMITED', 'REVOKED', 'MALFORMED', 'MISSING', 'NOT_FOUND', 'BLOCKED']));
     metrics.stop();
     alerts.stop();
@@ -134,12 +137,25 @@ describe('metrics', () => {
       cpSync(join(core, 'dist'), join(pkg, 'dist'), { recursive: true });
       const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '' };
       const run = (args: string[], agent?: string) =>
-        JSON.parse(execFileSync(process.execPath, args, { cwd: dir, encoding: 'utf8', env: agent === undefined ? env : { ...env, npm_config_user_agent: agent } }).trim()) as unknown;
+        JSON.parse(
+          execFileSync(process.execPath, args, {
+            cwd: dir,
+            encoding: 'utf8',
+            env: agent === undefined ? env : { ...env, npm_config_user_agent: agent },
+          }).trim(),
+        ) as unknown;
       const probe = `let resolvable = true; try { req.resolve('prom-client'); } catch { resolvable = false; }
         let error = null; try { m.createMetrics({}); } catch (e) { error = { name: e.name, code: e.code, message: e.message }; }
         console.log(JSON.stringify({ resolvable, loaded: typeof m.createMetrics, error }));`;
-      const esm = ['--input-type=module', '-e', `import { createRequire } from 'node:module'; const req = createRequire(process.cwd() + '/node_modules/@till/core/dist/'); const m = await import('@till/core/metrics'); ${probe}`];
-      const cjs = ['-e', `const req = require('node:module').createRequire(process.cwd() + '/node_modules/@till/core/dist/'); const m = require('@till/core/metrics'); ${probe}`];
+      const esm = [
+        '--input-type=module',
+        '-e',
+        `import { createRequire } from 'node:module'; const req = createRequire(process.cwd() + '/node_modules/@till/core/dist/'); const m = await import('@till/core/metrics'); ${probe}`,
+      ];
+      const cjs = [
+        '-e',
+        `const req = require('node:module').createRequire(process.cwd() + '/node_modules/@till/core/dist/'); const m = require('@till/core/metrics'); ${probe}`,
+      ];
       const expected = (hint: string) => ({
         resolvable: false,
         loaded: 'function',
@@ -159,8 +175,19 @@ describe('metrics', () => {
       const own = registry instanceof prom.Registry; registry.metrics().then((text) => console.log(JSON.stringify({ own, type: registry.contentType.split(';')[0], has: text.includes('till_verifications_total') })));`;
     const out = (args: string[]) => JSON.parse(execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8' }).trim()) as unknown;
     const expected = { own: true, type: 'text/plain', has: true };
-    expect(out(['--input-type=module', '-e', `import { createRequire } from 'node:module'; const prom = createRequire(process.cwd() + '/packages/core/package.json')('prom-client'); const core = await import('@till/core'); const m = await import('@till/core/metrics'); ${probe}`])).toEqual(expected);
-    expect(out(['-e', `const prom = require('node:module').createRequire(process.cwd() + '/packages/core/package.json')('prom-client'); const core = require('@till/core'); const m = require('@till/core/metrics'); ${probe}`])).toEqual(expected);
+    expect(
+      out([
+        '--input-type=module',
+        '-e',
+        `import { createRequire } from 'node:module'; const prom = createRequire(process.cwd() + '/packages/core/package.json')('prom-client'); const core = await import('@till/core'); const m = await import('@till/core/metrics'); ${probe}`,
+      ]),
+    ).toEqual(expected);
+    expect(
+      out([
+        '-e',
+        `const prom = require('node:module').createRequire(process.cwd() + '/packages/core/package.json')('prom-client'); const core = require('@till/core'); const m = require('@till/core/metrics'); ${probe}`,
+      ]),
+    ).toEqual(expected);
   });
 
   it('checks its options', () => {

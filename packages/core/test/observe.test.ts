@@ -7,7 +7,14 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { storeUnavailable, TillError } from '../src/errors.js';
 import { createAlerts } from '../src/audit/alerts.js';
 import { createMetrics } from '../src/metrics/index.js';
-import { TILL_CHANNELS, type EventMessage, type LimitMessage, type RequestMessage, type StoreCallContext, type VerifyMessage } from '../src/observe/channels.js';
+import {
+  TILL_CHANNELS,
+  type EventMessage,
+  type LimitMessage,
+  type RequestMessage,
+  type StoreCallContext,
+  type VerifyMessage,
+} from '../src/observe/channels.js';
 import type { KeyRecord } from '../src/store/record.js';
 import { MemoryStore } from '../src/store/memory.js';
 import type { ConsumeRequest, ConsumeResult } from '../src/store/types.js';
@@ -45,7 +52,12 @@ function listenAll() {
     event: [] as EventMessage[],
     store: [] as { event: (typeof STORE_EVENTS)[number]; context: StoreCallContext }[],
   };
-  const plain = { verify: channel(TILL_CHANNELS.verify), request: channel(TILL_CHANNELS.request), limit: channel(TILL_CHANNELS.limit), event: channel(TILL_CHANNELS.event) };
+  const plain = {
+    verify: channel(TILL_CHANNELS.verify),
+    request: channel(TILL_CHANNELS.request),
+    limit: channel(TILL_CHANNELS.limit),
+    event: channel(TILL_CHANNELS.event),
+  };
   const hear = {
     verify: (m: unknown) => heard.verify.push(m as VerifyMessage),
     request: (m: unknown) => heard.request.push(m as RequestMessage),
@@ -54,12 +66,15 @@ function listenAll() {
   };
   for (const name of ['verify', 'request', 'limit', 'event'] as const) plain[name].subscribe(hear[name]);
   const store = tracingChannel<unknown, StoreCallContext>(TILL_CHANNELS.store);
-  const handlers = Object.fromEntries(STORE_EVENTS.map((event) => [event, (context: StoreCallContext) => heard.store.push({ event, context: { ...context } })])) as unknown as Parameters<typeof store.subscribe>[0];
+  const handlers = Object.fromEntries(
+    STORE_EVENTS.map((event) => [event, (context: StoreCallContext) => heard.store.push({ event, context: { ...context } })]),
+  ) as unknown as Parameters<typeof store.subscribe>[0];
   store.subscribe(handlers);
   return {
     heard,
     /** Every message heard, as one text (for searching it for secrets). */
-    text: () => JSON.stringify(heard, (_key, value: unknown) => (value instanceof Error ? { message: value.message, stack: value.stack, cause: value.cause } : value)),
+    text: () =>
+      JSON.stringify(heard, (_key, value: unknown) => (value instanceof Error ? { message: value.message, stack: value.stack, cause: value.cause } : value)),
     off() {
       for (const name of ['verify', 'request', 'limit', 'event'] as const) plain[name].unsubscribe(hear[name]);
       store.unsubscribe(handlers);
@@ -70,7 +85,10 @@ function listenAll() {
 /** Whether any channel of Till has a subscriber left. */
 function anySubscriber(): boolean {
   const store = tracingChannel(TILL_CHANNELS.store);
-  return [TILL_CHANNELS.verify, TILL_CHANNELS.request, TILL_CHANNELS.limit, TILL_CHANNELS.event].some((name) => channel(name).hasSubscribers) || STORE_EVENTS.some((e) => store[e].hasSubscribers);
+  return (
+    [TILL_CHANNELS.verify, TILL_CHANNELS.request, TILL_CHANNELS.limit, TILL_CHANNELS.event].some((name) => channel(name).hasSubscribers) ||
+    STORE_EVENTS.some((e) => store[e].hasSubscribers)
+  );
 }
 
 const tills: Till[] = [];
@@ -162,11 +180,15 @@ describe('diagnostics channels', () => {
       { till: 'web', code: 'RATE_LIMITED', keyId: good.record.id },
       { till: 'web', code: 'MALFORMED', keyId: null },
     ]);
-    expect(limit.map(({ till, subject, limits, cost, outcome, admitted, fallback }) => ({ till, subject, limits, cost, outcome, admitted, fallback }))).toEqual([
-      { till: 'web', subject: good.record.id, limits: ['per-minute'], cost: 1, outcome: 'OK', admitted: true, fallback: false },
-      { till: 'web', subject: good.record.id, limits: ['per-minute'], cost: 1, outcome: 'RATE_LIMITED', admitted: false, fallback: false },
-    ]);
-    expect(store.filter((s) => s.event === 'asyncEnd').map((s) => `${s.context.method}:${s.context.ok}`)).toEqual(expect.arrayContaining(['get:true', 'consume:true']));
+    expect(limit.map(({ till, subject, limits, cost, outcome, admitted, fallback }) => ({ till, subject, limits, cost, outcome, admitted, fallback }))).toEqual(
+      [
+        { till: 'web', subject: good.record.id, limits: ['per-minute'], cost: 1, outcome: 'OK', admitted: true, fallback: false },
+        { till: 'web', subject: good.record.id, limits: ['per-minute'], cost: 1, outcome: 'RATE_LIMITED', admitted: false, fallback: false },
+      ],
+    );
+    expect(store.filter((s) => s.event === 'asyncEnd').map((s) => `${s.context.method}:${s.context.ok}`)).toEqual(
+      expect.arrayContaining(['get:true', 'consume:true']),
+    );
     const text = all.text();
     for (const secret of [good.key, good.key.slice(-28), await storedHash(t, good.record.id)]) expect(text.includes(secret)).toBe(false);
   });
@@ -290,8 +312,12 @@ describe('diagnostics channels', () => {
 
   it('check the name and tracing options', () => {
     for (const name of ['', 'has space', 'x'.repeat(65), 7, 'caf\u00e9']) {
-      expect(() => createTill({ name: name as string })).toThrow(expect.objectContaining({ code: 'INVALID_OPTIONS', message: expect.stringContaining('name must be') }));
+      expect(() => createTill({ name: name as string })).toThrow(
+        expect.objectContaining({ code: 'INVALID_OPTIONS', message: expect.stringContaining('name must be') }),
+      );
     }
-    expect(() => createTill({ tracing: 'yes' as unknown as boolean })).toThrow(expect.objectContaining({ code: 'INVALID_OPTIONS', message: '[till] [createTill] tracing must be true or false' }));
+    expect(() => createTill({ tracing: 'yes' as unknown as boolean })).toThrow(
+      expect.objectContaining({ code: 'INVALID_OPTIONS', message: '[till] [createTill] tracing must be true or false' }),
+    );
   });
 });

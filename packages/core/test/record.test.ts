@@ -46,7 +46,12 @@ describe('record encoding', () => {
   });
 
   it('still rejects what is not a record', () => {
-    for (const bad of [{ ...plain, updatedAt: 'x' }, { ...plain, disabled: 'no' }, { ...plain, hashAlgorithm: 'md5' }, { ...plain, version: undefined }]) {
+    for (const bad of [
+      { ...plain, updatedAt: 'x' },
+      { ...plain, disabled: 'no' },
+      { ...plain, hashAlgorithm: 'md5' },
+      { ...plain, version: undefined },
+    ]) {
       expect(() => decodeRecord(JSON.stringify(bad))).toThrow();
     }
   });

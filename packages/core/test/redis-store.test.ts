@@ -70,16 +70,22 @@ describe('RedisStore specifics', () => {
     expect(await store.get(record.id)).toEqual({ ...record, name: 'v2', version: 2, updatedAt: record.createdAt + 5 });
     const limits = [{ name: 'l', limit: 5, window: 1000, cost: 1 }];
     expect(await store.consume({ subject: record.id, keyVersion: 2, credits: null, limits, now: 0 })).toMatchObject({ outcome: 'OK' });
-    expect(await store.consume({ subject: record.id, keyVersion: 1, credits: null, limits, now: 0 })).toMatchObject({ outcome: 'CHANGED', record: { name: 'v2' } });
+    expect(await store.consume({ subject: record.id, keyVersion: 1, credits: null, limits, now: 0 })).toMatchObject({
+      outcome: 'CHANGED',
+      record: { name: 'v2' },
+    });
     // A record written some other way (version last, every field present) is decoded instead.
     await client.set(`${namespace}{${record.id}}:k`, JSON.stringify({ ...record, name: 'v3', version: 3 }));
     expect(await store.consume({ subject: record.id, keyVersion: 3, credits: null, limits, now: 0 })).toMatchObject({ outcome: 'OK' });
-    expect(await store.consume({ subject: record.id, keyVersion: 2, credits: null, limits, now: 0 })).toMatchObject({ outcome: 'CHANGED', record: { name: 'v3' } });
+    expect(await store.consume({ subject: record.id, keyVersion: 2, credits: null, limits, now: 0 })).toMatchObject({
+      outcome: 'CHANGED',
+      record: { name: 'v3' },
+    });
     await client.del(`${namespace}{${record.id}}:k`);
     expect(await store.consume({ subject: record.id, keyVersion: 3, credits: null, limits, now: 0 })).toEqual({ outcome: 'NOT_FOUND' });
   });
 
-  it('gives a security event a place in a key\'s trail only for a key that exists or existed', async () => {
+  it("gives a security event a place in a key's trail only for a key that exists or existed", async () => {
     const store = new RedisStore({ client, namespace });
     const live = sampleRecord();
     const gone = sampleRecord();
@@ -88,7 +94,16 @@ describe('RedisStore specifics', () => {
     await store.remove(gone.id, 1, { type: 'key.deleted', at: 0, keyId: gone.id, ownerId: null, actor: null, reason: null, before: null, after: null });
     const madeUp = 'ZZZZZZZZZZZZZZZZ';
     // Wrong secrets sent with these ids: probing, which a key's own trail records.
-    const event = (keyId: string) => ({ type: 'key.probed' as const, at: 0, keyId, ownerId: null, actor: null, reason: null, code: 'NOT_FOUND' as const, ip: '203.0.113.9' });
+    const event = (keyId: string) => ({
+      type: 'key.probed' as const,
+      at: 0,
+      keyId,
+      ownerId: null,
+      actor: null,
+      reason: null,
+      code: 'NOT_FOUND' as const,
+      ip: '203.0.113.9',
+    });
     await store.appendAudit([event(live.id), event(gone.id), event(madeUp)]);
     // A made-up id leaves no Redis key behind (an attacker could make any number of them) ...
     expect(await client.exists(`${namespace}{${madeUp}}:audit`, `${namespace}{${madeUp}}:events`)).toBe(0);
@@ -106,7 +121,10 @@ describe('RedisStore specifics', () => {
     const till = createTill({ store, logger: { warn() {}, error() {} }, usage: false, auditEvents: false });
     const { key, record } = await till.keys.create({ name: 'unreplicated', scopes: [] }); // creations do not wait
     const started = Date.now();
-    await expect(till.keys.revoke(record.id)).rejects.toMatchObject({ code: 'NOT_REPLICATED', message: expect.stringMatching(/0 of 1 replicas confirmed it within 50 ms/) });
+    await expect(till.keys.revoke(record.id)).rejects.toMatchObject({
+      code: 'NOT_REPLICATED',
+      message: expect.stringMatching(/0 of 1 replicas confirmed it within 50 ms/),
+    });
     expect(Date.now() - started).toBeLessThan(1000);
     expect((await till.verify(key)).code).toBe('REVOKED');
     await expect(till.keys.delete(record.id)).rejects.toMatchObject({ code: 'NOT_REPLICATED' });

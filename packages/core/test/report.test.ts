@@ -23,7 +23,8 @@ describe('audit report', () => {
     const old = await till.keys.create({ name: 'old', scopes: ['a:read'], expiresIn: '365d' });
     now += 100 * DAY;
     // Usage as the verifying processes would have written it.
-    const used = (id: string, at: number, counts: Record<string, number> = { VALID: 1 }) => store.recordUsage([{ keyId: id, day: dayOf(at), counts, lastUsedAt: counts.VALID ? at : null }]);
+    const used = (id: string, at: number, counts: Record<string, number> = { VALID: 1 }) =>
+      store.recordUsage([{ keyId: id, day: dayOf(at), counts, lastUsedAt: counts.VALID ? at : null }]);
     await used(healthy.record.id, now - DAY);
     await used(stale.record.id, now - 100 * DAY);
     await used(forever.record.id, now - DAY);
@@ -34,7 +35,11 @@ describe('audit report', () => {
 
     // Failure counts are read by UTC day as the store sees today: written for today.
     const report = await till.keys.report({ unusedFor: '90d', rotationAge: '90d', failures: 100 });
-    const kinds = (id: string) => report.findings.filter((f) => f.keyId === id).map((f) => f.kind).sort();
+    const kinds = (id: string) =>
+      report.findings
+        .filter((f) => f.keyId === id)
+        .map((f) => f.kind)
+        .sort();
     expect(report.keysChecked).toBe(7);
     expect(kinds(neverUsed.record.id)).toEqual(['never-used', 'rotation-due']);
     expect(kinds(stale.record.id)).toEqual(['rotation-due', 'unused']);
@@ -58,7 +63,7 @@ describe('audit report', () => {
     await expect(till.keys.report({ unusedFor: 'soon' })).rejects.toThrow(/unusedFor/);
   });
 
-  it('never lists a key for wrong secrets: NOT_FOUND sent with its public id is anyone\'s to send', async () => {
+  it("never lists a key for wrong secrets: NOT_FOUND sent with its public id is anyone's to send", async () => {
     const now = Date.UTC(2030, 0, 1);
     const store = new MemoryStore();
     const till = createTill({ store, clock: () => now, logger: { warn() {}, error() {} }, usage: false });
@@ -68,6 +73,8 @@ describe('audit report', () => {
     await store.recordUsage([{ keyId: scoped.record.id, day: dayOf(Date.now()), counts: { VALID: 1, NOT_FOUND: 99, INSUFFICIENT_SCOPE: 1 }, lastUsedAt: now }]);
     const report = await till.keys.report({ failures: 100 });
     expect(report.findings.filter((f) => f.kind === 'failures')).toEqual([]);
-    expect((await till.keys.report({ failures: 1 })).findings.filter((f) => f.kind === 'failures').map((f) => [f.keyId, f.why])).toEqual([[scoped.record.id, '1 failed request in the last 7 days']]);
+    expect((await till.keys.report({ failures: 1 })).findings.filter((f) => f.kind === 'failures').map((f) => [f.keyId, f.why])).toEqual([
+      [scoped.record.id, '1 failed request in the last 7 days'],
+    ]);
   });
 });

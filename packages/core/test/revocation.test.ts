@@ -157,7 +157,10 @@ describe('revocation across 4 processes sharing one Redis', () => {
     let start = now();
     expect(await store.replace({ ...before, disabled: true, updatedAt: Date.now(), version: before.version + 1 }, before.version)).toBe(true);
     const disabled = await disabling.refusals;
-    expect(disabled.every((r) => r !== null), 'every worker refused the disabled key').toBe(true);
+    expect(
+      disabled.every((r) => r !== null),
+      'every worker refused the disabled key',
+    ).toBe(true);
     const disableMs = disabled.map((r) => r!.at - start);
 
     // Update: the scope "b" is taken away; a request that needs it must be refused.
@@ -169,11 +172,19 @@ describe('revocation across 4 processes sharing one Redis', () => {
     start = now();
     expect(await store.replace({ ...current, scopes: ['a'], updatedAt: Date.now(), version: current.version + 1 }, current.version)).toBe(true);
     const narrowed = await narrowing.refusals;
-    expect(narrowed.every((r) => r !== null), 'every worker refused the narrowed key').toBe(true);
+    expect(
+      narrowed.every((r) => r !== null),
+      'every worker refused the narrowed key',
+    ).toBe(true);
     const updateMs = narrowed.map((r) => r!.at - start);
     console.log(`[revocation] disable seen in ${disableMs.map(fmt).join(', ')} ms; scope removal seen in ${updateMs.map(fmt).join(', ')} ms`);
     // 8 samples: their p99 is their max.
-    expect(percentile([...disableMs, ...updateMs].sort((a, b) => a - b), 99)).toBeLessThan(BOUND_P99_MS);
+    expect(
+      percentile(
+        [...disableMs, ...updateMs].sort((a, b) => a - b),
+        99,
+      ),
+    ).toBeLessThan(BOUND_P99_MS);
 
     // A replace against a stale version writes nothing, so it must not publish an eviction either.
     expect(await store.replace({ ...current, name: 'stale write', version: current.version + 1 }, current.version)).toBe(false);
@@ -196,7 +207,10 @@ describe('revocation across 4 processes sharing one Redis', () => {
     const start = now();
     await till.keys.revoke(ids.killed, { reason: 'revoked while a subscription was down' });
     const found = await refusals;
-    expect(found.every((r) => r !== null), 'every worker refused the key').toBe(true);
+    expect(
+      found.every((r) => r !== null),
+      'every worker refused the key',
+    ).toBe(true);
     const refusedAfterRevoke = found[0]!.at - start;
 
     // The victim never heard the id (it was published while its subscription was down). Knowing its
@@ -210,10 +224,18 @@ describe('revocation across 4 processes sharing one Redis', () => {
     console.log(
       `[revocation] subscription killed: the victim refused ${fmt(refusedAfterRevoke)} ms after the revoke, ` +
         `${fmt(heard.lastFlushAt! - found[0]!.at)} ms before its reconnect (reconnect delay ${RECONNECT_DELAY} ms); ` +
-        `others in ${found.slice(1).map((r) => fmt(r!.at - start)).join(', ')} ms`,
+        `others in ${found
+          .slice(1)
+          .map((r) => fmt(r!.at - start))
+          .join(', ')} ms`,
     );
     // 4 samples (the victim's and the others'): their p99 is their max.
-    expect(percentile(found.map((r) => r!.at - start).sort((a, b) => a - b), 99)).toBeLessThan(BOUND_P99_MS);
+    expect(
+      percentile(
+        found.map((r) => r!.at - start).sort((a, b) => a - b),
+        99,
+      ),
+    ).toBeLessThan(BOUND_P99_MS);
     // Refused by reading through, not by the flush on the reconnect.
     expect(found[0]!.at).toBeLessThan(heard.lastFlushAt!);
 

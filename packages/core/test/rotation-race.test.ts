@@ -29,7 +29,11 @@ beforeAll(async () => {
   admin = createTill({ store: new RedisStore({ client, namespace }), logger: silentLogger });
   for (let i = 0; i < 3; i++) {
     // execArgv []: vitest's flags must not reach a plain node worker.
-    const child = fork(WORKER, [], { env: { ...process.env, REDIS_URL: redisUrl(), TILL_NAMESPACE: namespace }, execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(WORKER, [], {
+      env: { ...process.env, REDIS_URL: redisUrl(), TILL_NAMESPACE: namespace },
+      execArgv: [],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     const pending = new Map<number, (reply: Reply) => void>();
     let seq = 0;
     const ready = new Promise<void>((resolve, reject) => {
@@ -61,49 +65,53 @@ afterAll(async () => {
 });
 
 describe('rotate() raced by other processes on one Redis', () => {
-  it(`leaves no key of the chain behind an acknowledged narrowing or revocation (${ROUNDS} rounds)`, async () => {
-    const problems: string[] = [];
-    const counts = { narrowed: 0, revoked: 0, refused: 0, aborted: 0 };
-    const started = Date.now();
-    let rounds = 0;
-    for (; rounds < ROUNDS && Date.now() - started < BUDGET_MS; rounds++) {
-      const created = await admin.keys.create({ name: `race-${rounds}`, scopes: ['admin', 'read'], ownerId: 'race' });
-      const id = created.record.id;
-      const revoking = rounds % 2 === 1;
-      const rotator = workers[rounds % 3]!;
-      const changer = workers[(rounds + 1) % 3]!;
-      // The change starts up to ~4 ms after the rotation: a rotation takes a few round trips.
-      const [rotation, change] = await Promise.all([
-        rotator.ask({ type: 'rotate', id, delay: 0 }),
-        changer.ask({ type: revoking ? 'revoke' : 'narrow', id, delay: Math.random() * 4 }),
-      ]);
-      if (!rotation.ok) {
-        expect(['KEY_REVOKED', 'CONFLICT', 'KEY_ROTATED'], rotation.error).toContain(rotation.code);
-        counts.aborted++;
+  it(
+    `leaves no key of the chain behind an acknowledged narrowing or revocation (${ROUNDS} rounds)`,
+    async () => {
+      const problems: string[] = [];
+      const counts = { narrowed: 0, revoked: 0, refused: 0, aborted: 0 };
+      const started = Date.now();
+      let rounds = 0;
+      for (; rounds < ROUNDS && Date.now() - started < BUDGET_MS; rounds++) {
+        const created = await admin.keys.create({ name: `race-${rounds}`, scopes: ['admin', 'read'], ownerId: 'race' });
+        const id = created.record.id;
+        const revoking = rounds % 2 === 1;
+        const rotator = workers[rounds % 3]!;
+        const changer = workers[(rounds + 1) % 3]!;
+        // The change starts up to ~4 ms after the rotation: a rotation takes a few round trips.
+        const [rotation, change] = await Promise.all([
+          rotator.ask({ type: 'rotate', id, delay: 0 }),
+          changer.ask({ type: revoking ? 'revoke' : 'narrow', id, delay: Math.random() * 4 }),
+        ]);
+        if (!rotation.ok) {
+          expect(['KEY_REVOKED', 'CONFLICT', 'KEY_ROTATED'], rotation.error).toContain(rotation.code);
+          counts.aborted++;
+        }
+        if (!change.ok) {
+          expect(change.code, change.error).toBe('KEY_ROTATED');
+          counts.refused++;
+          continue;
+        }
+        counts[revoking ? 'revoked' : 'narrowed']++;
+        // Every key made from this one: the linked successor and any rotation that was abandoned.
+        const chain: KeyInfo[] = [(await admin.keys.get(id))!];
+        for (let next = chain[0]!.rotatedTo; next !== null; next = chain[chain.length - 1]!.rotatedTo) chain.push((await admin.keys.get(next))!);
+        const made = (await admin.keys.list({ ownerId: 'race', limit: 1000 })).keys.filter((k) => k.rotatedFrom === id);
+        for (const k of new Map([...chain, ...made].map((k) => [k.id, k])).values()) {
+          if (k.revokedAt !== null) continue;
+          const which = k.id === id ? 'old' : 'new';
+          if (revoking) problems.push(`round ${rounds}: revocation acknowledged, ${which} key ${k.id} still live`);
+          else if (k.scopes.includes('admin')) problems.push(`round ${rounds}: narrowing acknowledged, ${which} key ${k.id} still has admin`);
+        }
+        for (const k of made) await admin.keys.delete(k.id).catch(() => {});
+        await admin.keys.delete(id).catch(() => {});
       }
-      if (!change.ok) {
-        expect(change.code, change.error).toBe('KEY_ROTATED');
-        counts.refused++;
-        continue;
-      }
-      counts[revoking ? 'revoked' : 'narrowed']++;
-      // Every key made from this one: the linked successor and any rotation that was abandoned.
-      const chain: KeyInfo[] = [(await admin.keys.get(id))!];
-      for (let next = chain[0]!.rotatedTo; next !== null; next = chain[chain.length - 1]!.rotatedTo) chain.push((await admin.keys.get(next))!);
-      const made = (await admin.keys.list({ ownerId: 'race', limit: 1000 })).keys.filter((k) => k.rotatedFrom === id);
-      for (const k of new Map([...chain, ...made].map((k) => [k.id, k])).values()) {
-        if (k.revokedAt !== null) continue;
-        const which = k.id === id ? 'old' : 'new';
-        if (revoking) problems.push(`round ${rounds}: revocation acknowledged, ${which} key ${k.id} still live`);
-        else if (k.scopes.includes('admin')) problems.push(`round ${rounds}: narrowing acknowledged, ${which} key ${k.id} still has admin`);
-      }
-      for (const k of made) await admin.keys.delete(k.id).catch(() => {});
-      await admin.keys.delete(id).catch(() => {});
-    }
-    expect(problems).toEqual([]);
-    expect(rounds).toBeGreaterThanOrEqual(100);
-    // Both kinds of change were acknowledged often enough for the rounds to mean something.
-    expect(counts.narrowed).toBeGreaterThan(10);
-    expect(counts.revoked).toBeGreaterThan(10);
-  }, BUDGET_MS + 30_000);
+      expect(problems).toEqual([]);
+      expect(rounds).toBeGreaterThanOrEqual(100);
+      // Both kinds of change were acknowledged often enough for the rounds to mean something.
+      expect(counts.narrowed).toBeGreaterThan(10);
+      expect(counts.revoked).toBeGreaterThan(10);
+    },
+    BUDGET_MS + 30_000,
+  );
 });

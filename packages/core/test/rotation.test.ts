@@ -76,7 +76,7 @@ describe.each(['memory', 'redis'] as const)('rotation chains on the %s store', (
     expect(await till.keys.credits(id)).toBe(0);
   });
 
-  it('draws every key of a chain in its first key\'s Cluster slot, so one script charges the shared balance', async () => {
+  it("draws every key of a chain in its first key's Cluster slot, so one script charges the shared balance", async () => {
     const { till } = setup();
     const first = await till.keys.create({ name: 'slot', scopes: ['a'], credits: { remaining: 5 } });
     let id = first.record.id;
@@ -157,11 +157,12 @@ describe.each(['memory', 'redis'] as const)('rotation chains on the %s store', (
     const admin = actors[0]!.keys;
     // A start a few event-loop turns or milliseconds late: over the rounds, the change lands before,
     // inside and after each step of the rotation (a rotation takes a few round trips on Redis).
-    const jitter = () => new Promise<void>((resolve) => {
-      if (Math.random() < 0.5) return void setTimeout(resolve, Math.random() * (kind === 'redis' ? 5 : 1));
-      const step = (n: number): void => (n === 0 ? resolve() : void setImmediate(() => step(n - 1)));
-      step(Math.floor(Math.random() * 8));
-    });
+    const jitter = () =>
+      new Promise<void>((resolve) => {
+        if (Math.random() < 0.5) return void setTimeout(resolve, Math.random() * (kind === 'redis' ? 5 : 1));
+        const step = (n: number): void => (n === 0 ? resolve() : void setImmediate(() => step(n - 1)));
+        step(Math.floor(Math.random() * 8));
+      });
     const started = Date.now();
     const problems: string[] = [];
     const acknowledged = { narrowed: 0, revoked: 0 };
@@ -171,9 +172,14 @@ describe.each(['memory', 'redis'] as const)('rotation chains on the %s store', (
       const revoking = round % 2 === 1;
       const [rotation, change] = await Promise.allSettled([
         jitter().then(() => actors[1 + (round % 3)]!.keys.rotate(id, { grace: '1h' })),
-        jitter().then(() => (revoking ? actors[1 + ((round + 1) % 3)]!.keys.revoke(id, { reason: 'leaked' }) : actors[1 + ((round + 1) % 3)]!.keys.update(id, { scopes: ['read'] }))),
+        jitter().then(() =>
+          revoking
+            ? actors[1 + ((round + 1) % 3)]!.keys.revoke(id, { reason: 'leaked' })
+            : actors[1 + ((round + 1) % 3)]!.keys.update(id, { scopes: ['read'] }),
+        ),
       ]);
-      if (rotation.status === 'rejected' && !['KEY_REVOKED', 'CONFLICT', 'KEY_ROTATED'].includes((rotation.reason as { code?: string }).code ?? '')) throw rotation.reason;
+      if (rotation.status === 'rejected' && !['KEY_REVOKED', 'CONFLICT', 'KEY_ROTATED'].includes((rotation.reason as { code?: string }).code ?? ''))
+        throw rotation.reason;
       if (change.status === 'rejected' && (change.reason as { code?: string }).code !== 'KEY_ROTATED') throw change.reason;
       if (change.status !== 'fulfilled') continue;
       // Every key made from this one: the linked successor and any rotation that was abandoned.
@@ -183,7 +189,8 @@ describe.each(['memory', 'redis'] as const)('rotation chains on the %s store', (
       for (const k of new Map([...chain, ...made].map((k) => [k.id, k])).values()) {
         if (k.revokedAt !== null) continue;
         if (revoking) problems.push(`round ${round}: revocation acknowledged, key ${k.id} (${k.rotatedFrom === null ? 'old' : 'new'}) still live`);
-        else if (k.scopes.includes('admin')) problems.push(`round ${round}: narrowing acknowledged, key ${k.id} (${k.rotatedFrom === null ? 'old' : 'new'}) still has admin`);
+        else if (k.scopes.includes('admin'))
+          problems.push(`round ${round}: narrowing acknowledged, key ${k.id} (${k.rotatedFrom === null ? 'old' : 'new'}) still has admin`);
       }
       if (revoking) acknowledged.revoked++;
       else acknowledged.narrowed++;

@@ -34,7 +34,10 @@ describe('SHA-256 in JavaScript', () => {
 
   it('computes HMAC-SHA-256 like node:crypto, for short and long keys (property)', () => {
     const out = new Int32Array(8);
-    const keys = fc.oneof(fc.string({ minLength: 1, maxLength: 150 }), fc.uint8Array({ minLength: 1, maxLength: 150 }).map((a) => Buffer.from(a)));
+    const keys = fc.oneof(
+      fc.string({ minLength: 1, maxLength: 150 }),
+      fc.uint8Array({ minLength: 1, maxLength: 150 }).map((a) => Buffer.from(a)),
+    );
     fc.assert(
       fc.property(keys, ascii, (key, text) => {
         hmacSha256Ascii(hmacKey(key), text, out);

@@ -148,9 +148,7 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
     it('lets exactly one of many concurrent replaces of one version win', async () => {
       const record = sampleRecord();
       await store.insert(record);
-      const results = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => (i % 2 ? store : other).replace({ ...record, name: `w${i}`, version: 2 }, 1)),
-      );
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? store : other).replace({ ...record, name: `w${i}`, version: 2 }, 1)));
       expect(results.filter(Boolean)).toHaveLength(1);
       const winner = results.indexOf(true);
       expect((await store.get(record.id))?.name).toBe(`w${winner}`);
@@ -242,12 +240,17 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         const record = sampleRecord();
         await store.insert(record);
         expect(await store.consume({ subject: generateKey('till_test').id, keyVersion: 1, limits: [perSecond], now: T })).toEqual({ outcome: 'NOT_FOUND' });
-        expect(await other.consume({ subject: record.id, keyVersion: 1, credits: record.credits, limits: [perSecond], now: T })).toMatchObject({ outcome: 'OK', credits: null });
+        expect(await other.consume({ subject: record.id, keyVersion: 1, credits: record.credits, limits: [perSecond], now: T })).toMatchObject({
+          outcome: 'OK',
+          credits: null,
+        });
         await store.replace({ ...record, name: 'renamed', version: 2 }, 1);
         const changed = await other.consume({ subject: record.id, keyVersion: 1, credits: record.credits, limits: [perSecond], now: T });
         expect(changed).toEqual({ outcome: 'CHANGED', record: { ...record, name: 'renamed', version: 2 } });
         // The refused charge was not made: 4 left of 5 after the one admitted above.
-        expect(await store.consume({ subject: record.id, keyVersion: 2, credits: record.credits, limits: [{ ...perSecond, cost: 0 }], now: T })).toMatchObject({ limits: [{ remaining: 4 }] });
+        expect(await store.consume({ subject: record.id, keyVersion: 2, credits: record.credits, limits: [{ ...perSecond, cost: 0 }], now: T })).toMatchObject({
+          limits: [{ remaining: 4 }],
+        });
       });
 
       it('spends credits from every process, never below zero', async () => {
@@ -255,31 +258,42 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         const record = sampleRecord({ credits });
         await store.insert(record);
         const results = await Promise.all(
-          Array.from({ length: 60 }, (_, i) => (i % 2 ? store : other).consume({ subject: record.id, keyVersion: 1, credits: record.credits, limits: [], cost: 1, now: T })),
+          Array.from({ length: 60 }, (_, i) =>
+            (i % 2 ? store : other).consume({ subject: record.id, keyVersion: 1, credits: record.credits, limits: [], cost: 1, now: T }),
+          ),
         );
         expect(results.filter((r) => r.outcome === 'OK')).toHaveLength(25);
         expect(results.filter((r) => r.outcome === 'USAGE_EXCEEDED')).toHaveLength(35);
         for (const r of results) expect('credits' in r && r.credits! >= 0).toBe(true);
-        expect(await store.consume({ subject: record.id, keyVersion: 1, credits: record.credits, limits: [], cost: 0, now: T })).toMatchObject({ outcome: 'OK', credits: 0 });
+        expect(await store.consume({ subject: record.id, keyVersion: 1, credits: record.credits, limits: [], cost: 0, now: T })).toMatchObject({
+          outcome: 'OK',
+          credits: 0,
+        });
       });
 
       it('refills credits each interval, restarts them when set anew, and charges no limit when they refuse', async () => {
         const credits = normalizeCredits({ remaining: 2, refill: { amount: 3, interval: '1h' } }, 'test', T, 1);
         const record = sampleRecord({ credits });
         await store.insert(record);
-        const spend = (now: number, cost = 1, version = 1) => store.consume({ subject: record.id, keyVersion: version, credits: record.credits, limits: [perMinute], cost, now });
+        const spend = (now: number, cost = 1, version = 1) =>
+          store.consume({ subject: record.id, keyVersion: version, credits: record.credits, limits: [perMinute], cost, now });
         expect(await spend(T, 2)).toMatchObject({ outcome: 'OK', credits: 0 });
         expect(await spend(T + 1000)).toMatchObject({ outcome: 'USAGE_EXCEEDED', credits: 0, retryAfter: 3_600_000 - 1000 });
         // The refused request took nothing from the minute limit: 7 left, as after the first alone.
-        expect(await store.consume({ subject: record.id, keyVersion: 1, credits: record.credits, limits: [{ ...perMinute, cost: 0 }], now: T + 1000 })).toMatchObject({ limits: [{ remaining: 7 }] });
+        expect(
+          await store.consume({ subject: record.id, keyVersion: 1, credits: record.credits, limits: [{ ...perMinute, cost: 0 }], now: T + 1000 }),
+        ).toMatchObject({ limits: [{ remaining: 7 }] });
         expect(await spend(T + 3_600_000)).toMatchObject({ outcome: 'OK', credits: 2 });
         expect(await spend(T + 3 * 3_600_000 + 5, 3)).toMatchObject({ outcome: 'OK', credits: 0 });
         const reset = normalizeCredits({ remaining: 10 }, 'test', T + 4 * 3_600_000, 2);
         await store.replace({ ...record, credits: reset, version: 2 }, 1);
-        expect(await other.consume({ subject: record.id, keyVersion: 2, credits: reset, limits: [], cost: 4, now: T + 4 * 3_600_000 })).toMatchObject({ outcome: 'OK', credits: 6 });
+        expect(await other.consume({ subject: record.id, keyVersion: 2, credits: reset, limits: [], cost: 4, now: T + 4 * 3_600_000 })).toMatchObject({
+          outcome: 'OK',
+          credits: 6,
+        });
       });
 
-      it('charges a rotation chain\'s one count from each of its keys, refuses an older policy, and keeps the count when the first key goes', async () => {
+      it("charges a rotation chain's one count from each of its keys, refuses an older policy, and keeps the count when the first key goes", async () => {
         // Keys of one chain, drawn in the first one's slot as the key manager draws them (Cluster).
         const first = sampleRecord();
         const { id: secondId } = generateKey('till_test', keySlot(first.id));
@@ -287,7 +301,8 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         await store.insert({ ...first, credits, rotatedTo: secondId, version: 2 });
         const second = sampleRecord({ id: secondId, credits, rotatedFrom: first.id });
         await store.insert(second);
-        const spend = (s: KeyStore, id: string, version: number, policy = credits) => s.consume({ subject: id, keyVersion: version, credits: policy, limits: [perSecond], cost: 1, now: T });
+        const spend = (s: KeyStore, id: string, version: number, policy = credits) =>
+          s.consume({ subject: id, keyVersion: version, credits: policy, limits: [perSecond], cost: 1, now: T });
         const answers = [];
         for (let i = 0; i < 4; i++) answers.push(await spend(store, first.id, 2), await spend(other, second.id, 1));
         expect(answers.map((a) => (a as { credits: number }).credits)).toEqual([4, 3, 2, 1, 0, 0, 0, 0]);
@@ -315,7 +330,9 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
                 { name: 'a', limit: 5, window: 700, cost: c.a },
                 { name: 'b', limit: 4, window: 2000, cost: c.b },
               ]);
-              const got = await Promise.all(charges.map((limits, i) => store.consume({ subject: record.id, keyVersion: 1, credits, limits, cost: burst[i]!.credits, now: T })));
+              const got = await Promise.all(
+                charges.map((limits, i) => store.consume({ subject: record.id, keyVersion: 1, credits, limits, cost: burst[i]!.credits, now: T })),
+              );
               expect(got).toEqual(charges.map((limits, i) => model.consume(record.id, limits, { policy: credits, cost: burst[i]!.credits }, T)));
             },
           ),
@@ -326,7 +343,10 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       it('answers every sequence of charges and clock steps as the reference evaluation does', async () => {
         await fc.assert(
           fc.asyncProperty(
-            fc.array(fc.record({ dt: fc.nat({ max: 300 }), a: fc.nat({ max: 3 }), b: fc.nat({ max: 2 }), credits: fc.nat({ max: 2 }) }), { minLength: 1, maxLength: 40 }),
+            fc.array(fc.record({ dt: fc.nat({ max: 300 }), a: fc.nat({ max: 3 }), b: fc.nat({ max: 2 }), credits: fc.nat({ max: 2 }) }), {
+              minLength: 1,
+              maxLength: 40,
+            }),
             async (seq) => {
               const credits = normalizeCredits({ remaining: 6, refill: { amount: 4, interval: '1s' } }, 'test', T, 1);
               const record = sampleRecord({ credits });
@@ -339,7 +359,14 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
                   { name: 'a', limit: 4, window: 700, cost: step.a },
                   { name: 'b', limit: 3, window: 2000, cost: step.b },
                 ];
-                const got = await (step.dt % 2 ? store : other).consume({ subject: record.id, keyVersion: 1, credits: record.credits, limits, cost: step.credits, now });
+                const got = await (step.dt % 2 ? store : other).consume({
+                  subject: record.id,
+                  keyVersion: 1,
+                  credits: record.credits,
+                  limits,
+                  cost: step.credits,
+                  now,
+                });
                 expect(got).toEqual(model.consume(record.id, limits, { policy: credits, cost: step.credits }, now));
               }
             },

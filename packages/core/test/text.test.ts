@@ -7,10 +7,33 @@ import { isSafeText, safeText } from '../src/util/text.js';
 
 /** Characters that make text read as other text or drive a terminal: bidi, zero-width, separators, C0, C1. */
 const HOSTILE = [
-  '\u202e', '\u202a', '\u202b', '\u202c', '\u202d', '\u2066', '\u2067', '\u2068', '\u2069', '\u200e', '\u200f', '\u061c',
-  '\u200b', '\u200c', '\u200d', '\ufeff', '\u00ad', '\u2028', '\u2029', '\u001b', '\n', '\r', '\u0000', '\u007f',
+  '\u202e',
+  '\u202a',
+  '\u202b',
+  '\u202c',
+  '\u202d',
+  '\u2066',
+  '\u2067',
+  '\u2068',
+  '\u2069',
+  '\u200e',
+  '\u200f',
+  '\u061c',
+  '\u200b',
+  '\u200c',
+  '\u200d',
+  '\ufeff',
+  '\u00ad',
+  '\u2028',
+  '\u2029',
+  '\u001b',
+  '\n',
+  '\r',
+  '\u0000',
+  '\u007f',
   ...Array.from({ length: 32 }, (_, i) => String.fromCharCode(0x80 + i)),
-  '\ud800', '\udfff',
+  '\ud800',
+  '\udfff',
 ];
 /** Characters RAW in a document: nothing above may be. */
 const RAW = /[\u0000-\u001f\u007f-\u009f\u00ad\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]/;

@@ -33,7 +33,17 @@ class SwitchedStore extends MemoryStore {
   }
 }
 
-const spans = () => exporter.getFinishedSpans().map((s) => ({ name: s.name, kind: s.kind, attributes: s.attributes, status: s.status, events: s.events, scope: s.instrumentationScope.name, start: s.startTime, end: s.endTime }));
+const spans = () =>
+  exporter.getFinishedSpans().map((s) => ({
+    name: s.name,
+    kind: s.kind,
+    attributes: s.attributes,
+    status: s.status,
+    events: s.events,
+    scope: s.instrumentationScope.name,
+    start: s.startTime,
+    end: s.endTime,
+  }));
 
 describe('tracing', () => {
   it('makes a span for each verification and store call, with the key id, outcome and cache hit, never the key', async () => {
@@ -50,7 +60,11 @@ describe('tracing', () => {
     const made = spans();
     expect(made.map((s) => s.name)).toEqual(['till store get', 'till verify', 'till verify', 'till verify']);
     for (const s of made) expect(s.scope).toBe(TRACER_NAME);
-    expect(made[0]).toMatchObject({ kind: SpanKind.CLIENT, attributes: { 'till.instance': 'traced', 'till.store.kind': 'memory', 'till.store.method': 'get' }, status: { code: SpanStatusCode.UNSET } });
+    expect(made[0]).toMatchObject({
+      kind: SpanKind.CLIENT,
+      attributes: { 'till.instance': 'traced', 'till.store.kind': 'memory', 'till.store.method': 'get' },
+      status: { code: SpanStatusCode.UNSET },
+    });
     expect(made.slice(1).map((s) => s.attributes)).toEqual([
       { 'till.instance': 'traced', 'till.outcome': 'VALID', 'till.key.id': record.id, 'till.cache.hit': false, 'till.cache.stale': false },
       { 'till.instance': 'traced', 'till.outcome': 'VALID', 'till.key.id': record.id, 'till.cache.hit': true, 'till.cache.stale': false },
@@ -75,7 +89,11 @@ describe('tracing', () => {
     const [get, verify] = spans();
     expect(get).toMatchObject({ name: 'till store get', status: { code: SpanStatusCode.ERROR, message: '[till] [test] store unavailable' } });
     expect(get!.events.map((e) => [e.name, e.attributes?.['exception.message']])).toEqual([['exception', '[till] [test] store unavailable']]);
-    expect(verify).toMatchObject({ name: 'till verify', attributes: { 'till.outcome': 'STORE_UNAVAILABLE', 'till.cache.hit': false }, status: { code: SpanStatusCode.ERROR } });
+    expect(verify).toMatchObject({
+      name: 'till verify',
+      attributes: { 'till.outcome': 'STORE_UNAVAILABLE', 'till.cache.hit': false },
+      status: { code: SpanStatusCode.ERROR },
+    });
     // No key id for an answer that names none.
     expect(verify!.attributes['till.key.id']).toBeUndefined();
     store.down = false;
@@ -104,12 +122,23 @@ describe('tracing', () => {
         const plain = m.createTill({ logger: m.silentLogger }); const name = typeof plain.name;
         let error = null; try { m.createTill({ logger: m.silentLogger, tracing: true }); } catch (e) { error = { name: e.name, code: e.code, message: e.message }; }
         plain.close().then(() => console.log(JSON.stringify({ resolvable, name, error })));`;
-      const esm = ['--input-type=module', '-e', `import { createRequire } from 'node:module'; const req = createRequire(process.cwd() + '/node_modules/@till/core/dist/'); const m = await import('@till/core'); ${probe}`];
-      const cjs = ['-e', `const req = require('node:module').createRequire(process.cwd() + '/node_modules/@till/core/dist/'); const m = require('@till/core'); ${probe}`];
+      const esm = [
+        '--input-type=module',
+        '-e',
+        `import { createRequire } from 'node:module'; const req = createRequire(process.cwd() + '/node_modules/@till/core/dist/'); const m = await import('@till/core'); ${probe}`,
+      ];
+      const cjs = [
+        '-e',
+        `const req = require('node:module').createRequire(process.cwd() + '/node_modules/@till/core/dist/'); const m = require('@till/core'); ${probe}`,
+      ];
       const expected = {
         resolvable: false,
         name: 'string',
-        error: { name: 'TillError', code: 'MISSING_DEPENDENCY', message: '[till] [tracing] @opentelemetry/api is not installed: npm install @opentelemetry/api' },
+        error: {
+          name: 'TillError',
+          code: 'MISSING_DEPENDENCY',
+          message: '[till] [tracing] @opentelemetry/api is not installed: npm install @opentelemetry/api',
+        },
       };
       expect(run(esm)).toEqual(expected);
       expect(run(cjs)).toEqual(expected);

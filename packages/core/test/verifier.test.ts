@@ -38,7 +38,12 @@ describe('Verifier', () => {
     const { till, store } = setup();
     const { key, record } = await till.keys.create({ name: 'svc', scopes: ['users:read'], metadata: { team: 'a' } });
     const first = await till.verify(key);
-    expect(first).toMatchObject({ valid: true, code: 'VALID', stale: false, key: { id: record.id, name: 'svc', scopes: ['users:read'], metadata: { team: 'a' } } });
+    expect(first).toMatchObject({
+      valid: true,
+      code: 'VALID',
+      stale: false,
+      key: { id: record.id, name: 'svc', scopes: ['users:read'], metadata: { team: 'a' } },
+    });
     expect(JSON.stringify(first)).not.toContain(key.slice(-20));
     expect(Object.keys((first as { key: object }).key)).not.toContain('hash');
     const second = sync(till.verify(key));
@@ -157,7 +162,10 @@ describe('Verifier', () => {
     await till.verify(key);
     // A change this process did not hear of: written straight to the store, no invalidation reaches it.
     const raw = (await MemoryStore.prototype.get.call(store, record.id))!;
-    (store as unknown as { records: Map<string, string> }).records.set(record.id, JSON.stringify({ ...raw, revokedAt: raw.createdAt, version: raw.version + 1 }));
+    (store as unknown as { records: Map<string, string> }).records.set(
+      record.id,
+      JSON.stringify({ ...raw, revokedAt: raw.createdAt, version: raw.version + 1 }),
+    );
     expect(sync(till.verify(key)).code).toBe('VALID');
     advance(1000);
     expect(await till.verify(key)).toMatchObject({ code: 'REVOKED' });

@@ -54,13 +54,18 @@ function refuse({ failure, response, onFailure, logger }: Refusal<FailureHandler
   if (onFailure === undefined) return sendProblem(res, response);
   const refusalNext: NextFunction = (error?: unknown) => {
     if (error !== undefined && error !== null && error !== 'route' && error !== 'router') return next(error);
-    warnOnce(logger, 'express', 'an onFailure handler called next() to let a refused request through; a refusal cannot be turned into a pass, so the default response was sent. Use apiKeyAuth({ optional: true }) for routes open to requests without a key');
+    warnOnce(
+      logger,
+      'express',
+      'an onFailure handler called next() to let a refused request through; a refusal cannot be turned into a pass, so the default response was sent. Use apiKeyAuth({ optional: true }) for routes open to requests without a key',
+    );
     if (!res.headersSent) sendProblem(res, response);
   };
   onFailure(failure, req, res, refusalNext, response);
 }
 
-const settle = (refusal: Refusal<FailureHandler> | null, req: Request, res: Response, next: NextFunction): void => (refusal === null ? next() : refuse(refusal, req, res, next));
+const settle = (refusal: Refusal<FailureHandler> | null, req: Request, res: Response, next: NextFunction): void =>
+  refusal === null ? next() : refuse(refusal, req, res, next);
 
 /** A step of the kit as Express middleware: the cached path answers synchronously (a throw there reaches Express too). */
 function middleware(name: string, step: (req: Request, res: Response) => Step<FailureHandler>): RequestHandler {

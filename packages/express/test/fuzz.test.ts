@@ -43,11 +43,15 @@ function callDirectly(middlewares: RequestHandler[], fakeReq: object): Promise<D
     const res = fakeResponse(() => settle({ passed: false, answer: { status: res.statusCode, body: res.body, headers: res.headers } }));
     const step = (i: number): void => {
       if (i === middlewares.length) return settle({ passed: true, apiKey: req.apiKey });
-      middlewares[i]!(req, res as unknown as Response, ((error?: unknown) => {
-        if (error === undefined) return step(i + 1);
-        clearTimeout(timer);
-        reject(error instanceof Error ? error : new Error(String(error)));
-      }) as NextFunction);
+      middlewares[i]!(
+        req,
+        res as unknown as Response,
+        ((error?: unknown) => {
+          if (error === undefined) return step(i + 1);
+          clearTimeout(timer);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        }) as NextFunction,
+      );
     };
     try {
       step(0);

@@ -32,7 +32,14 @@ describe('@till/fastify types', () => {
       const app = Fastify();
       app.addHook('onRequest', tillFastify.apiKeyAuth({ till }));
       app.addHook('preHandler', tillFastify.requireScopes('a:read'));
-      app.get('/', { onRequest: tillFastify.apiKeyAuth({ till }), preHandler: [tillFastify.requireAnyScope('a:read'), tillFastify.rateLimit({ name: 'n', limit: 1, window: '1s' })] }, async () => null);
+      app.get(
+        '/',
+        {
+          onRequest: tillFastify.apiKeyAuth({ till }),
+          preHandler: [tillFastify.requireAnyScope('a:read'), tillFastify.rateLimit({ name: 'n', limit: 1, window: '1s' })],
+        },
+        async () => null,
+      );
     };
     expectTypeOf(mount).toBeFunction();
   });

@@ -53,7 +53,11 @@ async function refuse({ failure, response, onFailure }: Refusal<FailureHandler>,
 }
 
 /** A step of the kit as Koa middleware; `before` sees the refusal first (the router check). */
-function middleware(name: string, step: (ctx: Context, res: Context) => Step<FailureHandler>, before?: (refusal: Refusal<FailureHandler>, ctx: Context) => void): Middleware {
+function middleware(
+  name: string,
+  step: (ctx: Context, res: Context) => Step<FailureHandler>,
+  before?: (refusal: Refusal<FailureHandler>, ctx: Context) => void,
+): Middleware {
   const handler = async (ctx: Context, next: Next): Promise<void> => {
     let refusal = step(ctx, ctx);
     // Awaited only when it is a promise: the cached path takes no extra tick.

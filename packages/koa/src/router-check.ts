@@ -43,7 +43,11 @@ export function checkRouter(ctx: Context): void {
       const authenticates = Array.isArray(layer.stack) && layer.stack.some((fn) => typeof fn === 'function' && authMiddlewares.has(fn));
       // A use() layer whose path has letters and matches them only in one case, on a router whose routes match any case.
       if (isUse && authenticates && layer.regexp instanceof RegExp && !caseless(layer) && /[A-Za-z]/.test(String(layer.path)) && routes.some(caseless)) {
-        verdict = tillError('INVALID_OPTIONS', 'koa', `apiKeyAuth() is mounted with router.use() under a path (${String(layer.path).slice(0, 60)}) on an @koa/router Router whose routes match paths in any case while its use() middleware matches only the exact case: a request that changes the path's case would reach the routes without authentication. Create the router with { sensitive: true }, or mount apiKeyAuth() on the app or on each route`);
+        verdict = tillError(
+          'INVALID_OPTIONS',
+          'koa',
+          `apiKeyAuth() is mounted with router.use() under a path (${String(layer.path).slice(0, 60)}) on an @koa/router Router whose routes match paths in any case while its use() middleware matches only the exact case: a request that changes the path's case would reach the routes without authentication. Create the router with { sensitive: true }, or mount apiKeyAuth() on the app or on each route`,
+        );
         break;
       }
     }

@@ -9,16 +9,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { createTill, generateKey, MemoryStore, silentLogger, type CreateKeyInput, type Till, type VerifiedKey, type VerifyFailure } from '@till/core';
 import { problemResponse, type AuthOptions, type ProblemResponse, type RateLimitOptions } from '@till/core/http';
 import { failure } from '../../../packages/core/src/verify/outcome.js';
-import {
-  expectInvalidOptions,
-  expectProblem,
-  LeakCheck,
-  T0,
-  UnreachableStore,
-  withBadCheck,
-  withWrongSecret,
-  type SeenResponse,
-} from './adapter-support.js';
+import { expectInvalidOptions, expectProblem, LeakCheck, T0, UnreachableStore, withBadCheck, withWrongSecret, type SeenResponse } from './adapter-support.js';
 
 /** Request headers to send; a list sends the header once per value. */
 export type Headers = Record<string, string | string[] | undefined>;
@@ -344,7 +335,7 @@ export function describeAdapter<M, Handler>(name: string, driver: AdapterDriver<
 
       it('guards trust only the key Till verified, never a key other code put on the request', async () => {
         const { key } = await newKey({ scopes: ['users:read'] });
-        const forged = { ...(await till.verify(key) as { key: VerifiedKey }).key, scopes: ['*'] };
+        const forged = { ...((await till.verify(key)) as { key: VerifiedKey }).key, scopes: ['*'] };
         const app = driver.app(
           {
             '/forged': [driver.setKey(forged), driver.requireScopes('admin')],
@@ -409,7 +400,7 @@ export function describeAdapter<M, Handler>(name: string, driver: AdapterDriver<
           expectInvalidOptions(() => driver.apiKeyAuth({ till, realm }));
         }
         // Every printable ASCII character but the double quote and the backslash (a quoted-string's own).
-        const printable = ' !#$%&\'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~';
+        const printable = " !#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~";
         expectProblem(await get(appWith({ realm: printable }), '/'), 'MISSING', { realm: printable });
       });
 
@@ -426,7 +417,10 @@ export function describeAdapter<M, Handler>(name: string, driver: AdapterDriver<
         expect(missing.headers['www-authenticate']).toBeUndefined();
         const scoped = await get(app, '/all', bearer(key));
         expect([scoped.status, JSON.parse(scoped.text)]).toEqual([418, { mine: 'INSUFFICIENT_SCOPE' }]);
-        expect(seen).toEqual([{ code: 'MISSING', status: 401 }, { code: 'INSUFFICIENT_SCOPE', status: 403 }]);
+        expect(seen).toEqual([
+          { code: 'MISSING', status: 401 },
+          { code: 'INSUFFICIENT_SCOPE', status: 403 },
+        ]);
       });
 
       own.options?.(suite);
@@ -562,9 +556,18 @@ export function describeAdapter<M, Handler>(name: string, driver: AdapterDriver<
       it('the responses checked cover every outcome the adapter can produce', async () => {
         const check = new LeakCheck();
         await everyOutcome(check);
-        expect([...check.codes].sort()).toEqual(
-          ['DISABLED', 'EXPIRED', 'INSUFFICIENT_SCOPE', 'MALFORMED', 'MISSING', 'NOT_FOUND', 'NOT_YET_VALID', 'REVOKED', 'STORE_UNAVAILABLE', 'VALID'],
-        );
+        expect([...check.codes].sort()).toEqual([
+          'DISABLED',
+          'EXPIRED',
+          'INSUFFICIENT_SCOPE',
+          'MALFORMED',
+          'MISSING',
+          'NOT_FOUND',
+          'NOT_YET_VALID',
+          'REVOKED',
+          'STORE_UNAVAILABLE',
+          'VALID',
+        ]);
       });
     });
   });

@@ -138,7 +138,10 @@ export function expectedChallenge(code: FailureCode, realm?: string, scopes?: re
 }
 
 /** The exact problem body of `code`. */
-export function expectedBody(code: FailureCode, extra: { scopes?: readonly string[]; mode?: 'all' | 'any'; retryAfter?: number } = {}): Record<string, unknown> {
+export function expectedBody(
+  code: FailureCode,
+  extra: { scopes?: readonly string[]; mode?: 'all' | 'any'; retryAfter?: number } = {},
+): Record<string, unknown> {
   const { status, title, detail } = TEXT[code];
   const body: Record<string, unknown> = {
     type: `urn:till:problem:${code.toLowerCase().replace(/_/g, '-')}`,

@@ -81,7 +81,9 @@ export function startApp(config: DrillAppConfig): Promise<DrillApp> {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   children.add(child);
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   const pending = new Map<number, { resolve: (v: Record<string, unknown>) => void; reject: (e: Error) => void }>();
   const shutdowns: Array<{ ms: number }> = [];
   let next = 1;
@@ -170,25 +172,34 @@ export interface Answer {
 export function get(agent: Agent, port: number, key: string | null, options: { path?: string; timeoutMs?: number } = {}): Promise<Answer> {
   const started = performance.now();
   return new Promise((resolve) => {
-    const req = request({ agent, host: '127.0.0.1', port, path: options.path ?? '/', method: 'GET', headers: key === null ? {} : { authorization: `Bearer ${key}` } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        clearTimeout(timer);
-        let body: { code?: string; id?: string } | null = null;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { code?: string; id?: string };
-        } catch {
-          body = null;
-        }
-        const retry = res.headers['retry-after'];
-        resolve({ status: res.statusCode ?? 0, code: body?.code ?? null, id: body?.id ?? null, retryAfter: typeof retry === 'string' ? retry : null, ms: performance.now() - started });
-      });
-      res.on('error', (e) => {
-        clearTimeout(timer);
-        resolve({ status: 0, code: null, id: null, retryAfter: null, ms: performance.now() - started, error: e.message });
-      });
-    });
+    const req = request(
+      { agent, host: '127.0.0.1', port, path: options.path ?? '/', method: 'GET', headers: key === null ? {} : { authorization: `Bearer ${key}` } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          clearTimeout(timer);
+          let body: { code?: string; id?: string } | null = null;
+          try {
+            body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { code?: string; id?: string };
+          } catch {
+            body = null;
+          }
+          const retry = res.headers['retry-after'];
+          resolve({
+            status: res.statusCode ?? 0,
+            code: body?.code ?? null,
+            id: body?.id ?? null,
+            retryAfter: typeof retry === 'string' ? retry : null,
+            ms: performance.now() - started,
+          });
+        });
+        res.on('error', (e) => {
+          clearTimeout(timer);
+          resolve({ status: 0, code: null, id: null, retryAfter: null, ms: performance.now() - started, error: e.message });
+        });
+      },
+    );
     const timer = setTimeout(() => req.destroy(new Error(`no answer within ${options.timeoutMs ?? 10_000} ms`)), options.timeoutMs ?? 10_000);
     req.on('error', (e) => {
       clearTimeout(timer);
@@ -218,5 +229,10 @@ export function startOwnRedis(port: number): Promise<RunningRedis> {
 export function tally(values: Iterable<string | number>): string {
   const counts = new Map<string, number>();
   for (const v of values) counts.set(String(v), (counts.get(String(v)) ?? 0) + 1);
-  return [...counts].sort(([a], [b]) => a.localeCompare(b)).map(([k, n]) => `${k}=${n}`).join(' ') || 'none';
+  return (
+    [...counts]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, n]) => `${k}=${n}`)
+      .join(' ') || 'none'
+  );
 }

@@ -71,7 +71,12 @@ export function describeHttpFuzz<M>(title: string, keys: FuzzKeys, driver: Adapt
           for (const [name, value] of headers) req = req.set(name, value as string);
           const res = await req;
           const answer = { status: res.status, body: res.text, headers: res.headers as Record<string, unknown> };
-          const code = checkAnswer(answer, headers.flatMap(([, v]) => v), good, REQUIRED[path]);
+          const code = checkAnswer(
+            answer,
+            headers.flatMap(([, v]) => v),
+            good,
+            REQUIRED[path],
+          );
           expectOutcome(code, expectedOutcome(headers, good.key), path === '/admin');
         }),
         quietly({ good: good.key, revoked }, { numRuns: RUNS }),

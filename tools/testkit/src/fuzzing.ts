@@ -14,9 +14,11 @@ const headerChar = fc
 const sendable = (maxLength: number, minLength = 0) => fc.string({ unit: headerChar, minLength, maxLength });
 
 /** Any Unicode text, as the UTF-8 bytes a client would put on the wire (one Latin-1 char per byte). */
-const unicodeOnTheWire = fc
-  .string({ unit: 'grapheme', maxLength: 24 })
-  .map((s) => Buffer.from(s, 'utf8').toString('latin1').replace(/[^\t\x20-\x7e\x80-\xff]/g, '?'));
+const unicodeOnTheWire = fc.string({ unit: 'grapheme', maxLength: 24 }).map((s) =>
+  Buffer.from(s, 'utf8')
+    .toString('latin1')
+    .replace(/[^\t\x20-\x7e\x80-\xff]/g, '?'),
+);
 
 /** 10,000 to 12,000 characters: past the length cap, still under Node's 16 KiB header limit. */
 const longSendable = fc
@@ -53,10 +55,12 @@ export function sendableValue(realKeys: readonly string[]): fc.Arbitrary<string>
   const scheme = fc.constantFrom('Bearer', 'bearer', 'BEARER', 'bEaReR', 'Basic', 'Token', 'Bearer:', 'Bearerx', '');
   const space = fc.string({ unit: fc.constantFrom(' ', '\t'), maxLength: 3 });
   // The first real key, presented properly, in either header shape: so that some runs must pass.
-  const proper = fc
-    .tuple(space, fc.constantFrom('Bearer ', 'bearer  ', ''), fc.constant(realKeys[0]!), space)
-    .map((parts) => parts.join(''));
-  return fc.oneof(token, fc.tuple(space, scheme, space, token, space).map((parts) => parts.join('')), proper);
+  const proper = fc.tuple(space, fc.constantFrom('Bearer ', 'bearer  ', ''), fc.constant(realKeys[0]!), space).map((parts) => parts.join(''));
+  return fc.oneof(
+    token,
+    fc.tuple(space, scheme, space, token, space).map((parts) => parts.join('')),
+    proper,
+  );
 }
 
 /**
@@ -94,7 +98,11 @@ export function anyHeaderValue(realKeys: readonly string[]): fc.Arbitrary<unknow
 export function anyRequestHeaders(realKeys: readonly string[]): fc.Arbitrary<{ headers: Record<string, unknown>; rawHeaders?: unknown[] }> {
   const name = fc.oneof(fc.constantFrom('authorization', 'x-api-key', 'x-other'), fc.string({ maxLength: 12 }));
   return fc
-    .tuple(fc.dictionary(name, anyHeaderValue(realKeys), { maxKeys: 4 }), fc.constantFrom('absent', 'consistent', 'junk'), fc.array(fc.anything(), { maxLength: 6 }))
+    .tuple(
+      fc.dictionary(name, anyHeaderValue(realKeys), { maxKeys: 4 }),
+      fc.constantFrom('absent', 'consistent', 'junk'),
+      fc.array(fc.anything(), { maxLength: 6 }),
+    )
     .map(([headers, raw, junk]) => {
       if (raw === 'absent') return { headers };
       if (raw === 'junk') return { headers, rawHeaders: junk };
@@ -179,7 +187,12 @@ export interface Answer {
  * other answer the fixed problem of its code (401, or 403 with the route's scopes), and no
  * presented value of key length anywhere in it.
  */
-export function checkAnswer(answer: Answer, presented: readonly string[], good: { key: string; id: string }, requiredScopes: readonly string[] | undefined): string {
+export function checkAnswer(
+  answer: Answer,
+  presented: readonly string[],
+  good: { key: string; id: string },
+  requiredScopes: readonly string[] | undefined,
+): string {
   expect([200, 401, 403]).toContain(answer.status);
   let code = 'VALID';
   if (answer.status === 200) {

@@ -94,15 +94,33 @@ export function hostileKinds(keys: HostileKeys): HostileKind[] {
     { kind: 'valid x-api-key, tabs around it', ...one([`X-API-Key:\t${valid}\t`], ['200']) },
     { kind: 'valid, scheme in odd case and spaces', ...one([`authorization: bEaReR    ${valid}   `], ['200']) },
     { kind: 'valid, every header twice', ...one([bearer(valid), bearer(valid), `X-API-Key: ${valid}`, `x-api-key: ${valid}`], ['200']) },
-    { kind: 'valid, 150 identical Authorization headers', ...one(Array.from({ length: 150 }, () => bearer(valid)), ['200']) },
-    { kind: 'valid, odd query string', build: fixed((path) => rawRequest(`${path}?a=%ZZ&b=%00&c=%ff%fe&__proto__[x]=1&constructor[prototype][y]=2&${'q=1&'.repeat(200)}`, [bearer(valid)])), expect: ['200'] },
+    {
+      kind: 'valid, 150 identical Authorization headers',
+      ...one(
+        Array.from({ length: 150 }, () => bearer(valid)),
+        ['200'],
+      ),
+    },
+    {
+      kind: 'valid, odd query string',
+      build: fixed((path) => rawRequest(`${path}?a=%ZZ&b=%00&c=%ff%fe&__proto__[x]=1&constructor[prototype][y]=2&${'q=1&'.repeat(200)}`, [bearer(valid)])),
+      expect: ['200'],
+    },
     { kind: 'valid, absolute-form target', build: fixed((path) => rawRequest(`http://evil.example${path}`, [bearer(valid)])), expect: ['200'] },
-    { kind: 'valid, GET with a body', build: fixed((path) => rawRequest(path, [bearer(valid), 'Content-Length: 11'], { body: 'hello world' })), expect: ['200'] },
+    {
+      kind: 'valid, GET with a body',
+      build: fixed((path) => rawRequest(path, [bearer(valid), 'Content-Length: 11'], { body: 'hello world' })),
+      expect: ['200'],
+    },
     { kind: 'valid, HTTP/1.0', build: fixed((path) => rawRequest(path, [bearer(valid)], { version: '1.0' })), expect: ['200'] },
     // Two keys in one request.
     { kind: 'two different Authorization headers', ...one([bearer(valid), bearer(other)], ['401/MALFORMED']) },
     { kind: 'Authorization and X-API-Key differ', ...one([bearer(valid), `X-API-Key: ${madeUpKey()}`], ['401/MALFORMED']) },
-    { kind: '200 X-API-Key headers, one differs', build: aroundMadeUpKey((path, key) => rawRequest(path, [...Array.from({ length: 199 }, () => `X-API-Key: ${valid}`), `X-API-Key: ${key}`])), expect: ['401/MALFORMED'] },
+    {
+      kind: '200 X-API-Key headers, one differs',
+      build: aroundMadeUpKey((path, key) => rawRequest(path, [...Array.from({ length: 199 }, () => `X-API-Key: ${valid}`), `X-API-Key: ${key}`])),
+      expect: ['401/MALFORMED'],
+    },
     { kind: 'two keys in one X-API-Key value', ...one([`X-API-Key: ${valid}, ${other}`], ['401/MALFORMED']) },
     // Keys of the right shape that are not valid.
     { kind: 'made-up key (valid check)', weight: 4, build: (path) => ({ bytes: rawRequest(path, [bearer(madeUpKey())]) }), expect: ['401/NOT_FOUND'] },
@@ -111,7 +129,11 @@ export function hostileKinds(keys: HostileKeys): HostileKind[] {
     { kind: 'wrong check', build: (path) => ({ bytes: rawRequest(path, [bearer(badCheckKey(madeUpKey()))]) }), expect: ['401/MALFORMED'] },
     { kind: 'revoked key', ...one([bearer(revoked)], ['401/REVOKED']) },
     { kind: 'uppercase prefix', ...one([bearer(`TILL${valid.slice(4)}`)], ['401/MALFORMED']) },
-    { kind: 'prefix of 33 characters', build: (path) => ({ bytes: rawRequest(path, [bearer(`${'a'.repeat(33)}${madeUpKey().slice(4)}`)]) }), expect: ['401/MALFORMED'] },
+    {
+      kind: 'prefix of 33 characters',
+      build: (path) => ({ bytes: rawRequest(path, [bearer(`${'a'.repeat(33)}${madeUpKey().slice(4)}`)]) }),
+      expect: ['401/MALFORMED'],
+    },
     { kind: 'key and one more character', ...one([bearer(`${valid}x`)], ['401/MALFORMED']) },
     { kind: 'percent-encoded key', ...one([bearer(valid.replace('_', '%5F'))], ['401/MALFORMED']) },
     { kind: 'JSON as a key', ...one(['X-API-Key: {"$ne":null}'], ['401/MALFORMED']) },
@@ -122,11 +144,33 @@ export function hostileKinds(keys: HostileKeys): HostileKind[] {
     { kind: 'Bearer without a token', ...one(['Authorization: Bearer'], ['401/MALFORMED']) },
     { kind: 'Basic credentials', ...one(['Authorization: Basic dXNlcjpwYXNzd29yZA=='], ['401/MISSING']) },
     // Bytes that are not text.
-    { kind: 'invalid UTF-8 in the key', build: (path) => ({ bytes: rawRequest(path, [Buffer.concat([Buffer.from('Authorization: Bearer till_'), highBytes(4), Buffer.from(valid.slice(9))])]) }), expect: ['401/MALFORMED'] },
-    { kind: 'invalid UTF-8 as X-API-Key', build: (path) => ({ bytes: rawRequest(path, [Buffer.concat([Buffer.from('X-API-Key: '), highBytes(49)])]) }), expect: ['401/MALFORMED'] },
-    { kind: 'UTF-8 look-alike prefix', ...one([Buffer.concat([Buffer.from('Authorization: Bearer '), Buffer.from(`ţill${valid.slice(4)}`, 'utf8')])], ['401/MALFORMED']) },
-    { kind: 'invalid UTF-8 in a header name', parser: true, build: (path) => ({ bytes: rawRequest(path, [Buffer.concat([Buffer.from('X-'), highBytes(3), Buffer.from(`: ${valid}`)]), bearer(valid)]) }), expect: NODE_REFUSES },
-    { kind: 'huge user agent, invalid UTF-8 and tabs', build: aroundMadeUpKey((path, key) => rawRequest(path, [bearer(key), Buffer.concat([Buffer.from('User-Agent: x\t'), highBytes(64), Buffer.from(`\t${'u'.repeat(12_000)}`)])])), expect: ['401/NOT_FOUND'] },
+    {
+      kind: 'invalid UTF-8 in the key',
+      build: (path) => ({ bytes: rawRequest(path, [Buffer.concat([Buffer.from('Authorization: Bearer till_'), highBytes(4), Buffer.from(valid.slice(9))])]) }),
+      expect: ['401/MALFORMED'],
+    },
+    {
+      kind: 'invalid UTF-8 as X-API-Key',
+      build: (path) => ({ bytes: rawRequest(path, [Buffer.concat([Buffer.from('X-API-Key: '), highBytes(49)])]) }),
+      expect: ['401/MALFORMED'],
+    },
+    {
+      kind: 'UTF-8 look-alike prefix',
+      ...one([Buffer.concat([Buffer.from('Authorization: Bearer '), Buffer.from(`ţill${valid.slice(4)}`, 'utf8')])], ['401/MALFORMED']),
+    },
+    {
+      kind: 'invalid UTF-8 in a header name',
+      parser: true,
+      build: (path) => ({ bytes: rawRequest(path, [Buffer.concat([Buffer.from('X-'), highBytes(3), Buffer.from(`: ${valid}`)]), bearer(valid)]) }),
+      expect: NODE_REFUSES,
+    },
+    {
+      kind: 'huge user agent, invalid UTF-8 and tabs',
+      build: aroundMadeUpKey((path, key) =>
+        rawRequest(path, [bearer(key), Buffer.concat([Buffer.from('User-Agent: x\t'), highBytes(64), Buffer.from(`\t${'u'.repeat(12_000)}`)])]),
+      ),
+      expect: ['401/NOT_FOUND'],
+    },
     // Control characters: Node's parser refuses them in a header value (HTAB aside).
     { kind: 'SOH after the key', parser: true, ...one([`Authorization: Bearer ${valid}\x01`], NODE_REFUSES) },
     { kind: 'NUL in the key', parser: true, ...one([`X-API-Key: ${valid.slice(0, 10)}\x00${valid.slice(10)}`], NODE_REFUSES) },
@@ -134,22 +178,48 @@ export function hostileKinds(keys: HostileKeys): HostileKind[] {
     { kind: 'bare CR to inject a header', parser: true, ...one([`X-API-Key: ${madeUpKey()}\rAuthorization: Bearer ${valid}`], NODE_REFUSES) },
     { kind: 'folded header (obs-fold)', parser: true, ...one(['Authorization: Bearer', ` ${valid}`], NODE_REFUSES) },
     { kind: 'space before the colon', parser: true, ...one([`X-API-Key : ${valid}`], NODE_REFUSES) },
-    { kind: 'control character in the method', parser: true, build: fixed((path) => rawRequest(path, [bearer(valid)], { method: 'G\x01T' })), expect: NODE_REFUSES },
+    {
+      kind: 'control character in the method',
+      parser: true,
+      build: fixed((path) => rawRequest(path, [bearer(valid)], { method: 'G\x01T' })),
+      expect: NODE_REFUSES,
+    },
     { kind: 'no Host header', parser: true, build: fixed((path) => rawRequest(path, [bearer(valid)], { host: false })), expect: NODE_REFUSES },
-    { kind: 'Content-Length with Transfer-Encoding', parser: true, build: fixed((path) => rawRequest(path, [bearer(valid), 'Content-Length: 5', 'Transfer-Encoding: chunked'], { body: '0\r\n\r\n' })), expect: NODE_REFUSES },
+    {
+      kind: 'Content-Length with Transfer-Encoding',
+      parser: true,
+      build: fixed((path) => rawRequest(path, [bearer(valid), 'Content-Length: 5', 'Transfer-Encoding: chunked'], { body: '0\r\n\r\n' })),
+      expect: NODE_REFUSES,
+    },
     // Size: long values the extractor refuses unread, header sections close to and over Node's limit.
     { kind: 'bearer token of 8 KB', ...one([`Authorization: Bearer ${'A'.repeat(8192)}`], ['401/MALFORMED']) },
     { kind: 'X-API-Key of 15 KB', build: fixed((path) => rawRequest(path, [`X-API-Key: ${'k'.repeat(MAX_HEADER_SIZE - 1024)}`])), expect: ['401/MALFORMED'] },
     { kind: 'valid key, headers 256 bytes under the limit', build: fixed((path) => padTo(path, [bearer(valid)], MAX_HEADER_SIZE - 256)), expect: ['200'] },
-    { kind: 'made-up key, headers 256 bytes under the limit', build: aroundMadeUpKey((path, key) => padTo(path, [bearer(key)], MAX_HEADER_SIZE - 256)), expect: ['401/NOT_FOUND'] },
+    {
+      kind: 'made-up key, headers 256 bytes under the limit',
+      build: aroundMadeUpKey((path, key) => padTo(path, [bearer(key)], MAX_HEADER_SIZE - 256)),
+      expect: ['401/NOT_FOUND'],
+    },
     // Node keeps the first 2,000 headers (http.maxHeadersCount): the key after them is never seen.
-    { kind: '2,100 tiny headers, then the key', build: fixed((path) => rawRequest(path, [...Array.from({ length: 2100 }, () => 'a:1'), bearer(valid)])), expect: ['401/MISSING'] },
+    {
+      kind: '2,100 tiny headers, then the key',
+      build: fixed((path) => rawRequest(path, [...Array.from({ length: 2100 }, () => 'a:1'), bearer(valid)])),
+      expect: ['401/MISSING'],
+    },
     { kind: 'headers over the limit (20 KB)', parser: true, build: fixed((path) => padTo(path, [bearer(valid)], 20_000)), expect: ['431', 'reset', 'closed'] },
-    { kind: 'request target over the limit', parser: true, build: fixed((path) => rawRequest(`${path}?${'q'.repeat(20_000)}`, [bearer(valid)])), expect: ['431', 'reset', 'closed'] },
+    {
+      kind: 'request target over the limit',
+      parser: true,
+      build: fixed((path) => rawRequest(`${path}?${'q'.repeat(20_000)}`, [bearer(valid)])),
+      expect: ['431', 'reset', 'closed'],
+    },
     // Three requests in one write.
     {
       kind: 'pipelined: valid, made-up, revoked',
-      build: (path) => ({ bytes: Buffer.concat([rawRequest(path, [bearer(valid)]), rawRequest(path, [bearer(madeUpKey())]), rawRequest(path, [bearer(revoked)])]), responses: 3 }),
+      build: (path) => ({
+        bytes: Buffer.concat([rawRequest(path, [bearer(valid)]), rawRequest(path, [bearer(madeUpKey())]), rawRequest(path, [bearer(revoked)])]),
+        responses: 3,
+      }),
       expect: ['200', '401/NOT_FOUND', '401/REVOKED'],
     },
   ];

@@ -88,7 +88,12 @@ export function describeLimits<M, Handler>(name: string, driver: AdapterDriver<M
 
     describe('a key with limits of its own', () => {
       it('admits a burst of the limit with draft-11 headers, then 429 with Retry-After, then one more per interval', async () => {
-        const { key } = await newKey({ limits: [{ name: 'per-second', limit: 3, window: '1s' }, { name: 'per-day', limit: 1000, window: '1d' }] });
+        const { key } = await newKey({
+          limits: [
+            { name: 'per-second', limit: 3, window: '1s' },
+            { name: 'per-day', limit: 1000, window: '1d' },
+          ],
+        });
         const target = app([auth()]);
         const seen: SeenResponse[] = [];
         for (let i = 0; i < 4; i++) seen.push(await get(target, bearer(key)));
@@ -128,7 +133,10 @@ export function describeLimits<M, Handler>(name: string, driver: AdapterDriver<M
       it('spends credits by the route cost and refuses with USAGE_EXCEEDED, never below zero', async () => {
         const { key, record } = await newKey({ credits: { remaining: 5, refill: { amount: 5, interval: '1h' } } });
         const target = driver.app(
-          { '/cheap': [auth({ cost: (r: unknown) => (pathOf(r) === '/costly' ? 3 : 1) })], '/costly': [auth({ cost: (r: unknown) => (pathOf(r) === '/costly' ? 3 : 1) })] },
+          {
+            '/cheap': [auth({ cost: (r: unknown) => (pathOf(r) === '/costly' ? 3 : 1) })],
+            '/costly': [auth({ cost: (r: unknown) => (pathOf(r) === '/costly' ? 3 : 1) })],
+          },
           answer,
         );
         expect((await get(target, bearer(key), '/costly')).status).toBe(200);
@@ -154,7 +162,12 @@ export function describeLimits<M, Handler>(name: string, driver: AdapterDriver<M
       });
 
       it('sends the older RateLimit-* set, or no rate-limit headers, when asked', async () => {
-        const { key } = await newKey({ limits: [{ name: 'per-second', limit: 10, window: '1s' }, { name: 'per-hour', limit: 3, window: '1h' }] });
+        const { key } = await newKey({
+          limits: [
+            { name: 'per-second', limit: 10, window: '1s' },
+            { name: 'per-hour', limit: 3, window: '1h' },
+          ],
+        });
         const old = await get(app([auth({ rateLimitHeaders: 'draft-6' })]), bearer(key));
         expect([old.headers['ratelimit-limit'], old.headers['ratelimit-remaining'], old.headers['ratelimit-reset']]).toEqual(['3', '2', '1200']);
         expect(old.headers['ratelimit-policy']).toBe('10;w=1, 3;w=3600');
@@ -242,7 +255,14 @@ export function describeLimits<M, Handler>(name: string, driver: AdapterDriver<M
         for (const options of bad) {
           expect(() => driver.rateLimit(options as never), JSON.stringify(options)).toThrow(TillError);
         }
-        for (const options of [{ cost: 'one' }, { bruteForce: { threshold: 0 } }, { bruteForce: { block: '10ms' } }, { bruteForce: true }, { rateLimitHeaders: 'draft-7' }, { limits: [{ name: 'x', limit: 1 }] }]) {
+        for (const options of [
+          { cost: 'one' },
+          { bruteForce: { threshold: 0 } },
+          { bruteForce: { block: '10ms' } },
+          { bruteForce: true },
+          { rateLimitHeaders: 'draft-7' },
+          { limits: [{ name: 'x', limit: 1 }] },
+        ]) {
           expect(() => driver.apiKeyAuth({ till, ...(options as object) }), JSON.stringify(options)).toThrow(TillError);
         }
       });

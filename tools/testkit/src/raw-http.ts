@@ -47,7 +47,10 @@ function parseResponse(buffer: Buffer, ended: boolean): Parsed | null {
   for (const line of head.split('\r\n').slice(1)) {
     const colon = line.indexOf(':');
     const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim().toLowerCase();
+    const value = line
+      .slice(colon + 1)
+      .trim()
+      .toLowerCase();
     if (name === 'content-length') contentLength = Number(value);
     else if (name === 'transfer-encoding') chunked = value.includes('chunked');
     else if (name === 'connection') close = value.includes('close') ? true : value.includes('keep-alive') ? false : close;
@@ -177,7 +180,11 @@ export interface RawRunOptions {
  * Sends every request `next()` hands out until it returns null, over at most `concurrency` connections,
  * and calls `record` with each request and its responses. A connection the server closes is replaced.
  */
-export async function runRaw(options: RawRunOptions, next: () => RawRequest | null, record: (request: RawRequest, responses: RawResponse[]) => void): Promise<void> {
+export async function runRaw(
+  options: RawRunOptions,
+  next: () => RawRequest | null,
+  record: (request: RawRequest, responses: RawResponse[]) => void,
+): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const lane = async () => {
     let conn: Connection | null = null;

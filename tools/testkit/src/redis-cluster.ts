@@ -35,7 +35,18 @@ export async function startCluster(primaries = 3, replicas = 1): Promise<Running
       const port = await freePort();
       servers.push(
         // No delay before a replica's first sync: a replica that never synced cannot be promoted.
-        await startRedisServer(port, ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000', '--repl-diskless-sync-delay', '0', '--dir', dir]),
+        await startRedisServer(port, [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          join(dir, `nodes-${port}.conf`),
+          '--cluster-node-timeout',
+          '2000',
+          '--repl-diskless-sync-delay',
+          '0',
+          '--dir',
+          dir,
+        ]),
       );
     }
     const created = spawnSync(

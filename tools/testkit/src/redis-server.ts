@@ -50,12 +50,13 @@ export interface RunningRedis {
 /** Starts a throwaway redis-server (no persistence) on `port` and waits until it accepts connections. */
 export async function startRedisServer(port: number, extraArgs: string[] = []): Promise<RunningRedis> {
   // Tests that start servers of their own run or fail, never skip: say what is missing.
-  if (redisServerBinary() === null) throw new Error('this test starts redis-server processes of its own and none is installed: install Redis 7 (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)');
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...extraArgs],
-    { stdio: 'ignore' },
-  );
+  if (redisServerBinary() === null)
+    throw new Error(
+      'this test starts redis-server processes of its own and none is installed: install Redis 7 (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)',
+    );
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...extraArgs], {
+    stdio: 'ignore',
+  });
   await waitForPort(port, 5000);
   return {
     port,

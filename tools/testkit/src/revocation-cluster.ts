@@ -82,7 +82,6 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-
 /**
  * Milliseconds on CLOCK_MONOTONIC (process.hrtime, uv_hrtime): one clock shared by every process of the
  * machine and never stepped. Not performance.timeOrigin + performance.now(): timeOrigin is read from the
@@ -119,7 +118,14 @@ function pubsubClients(list: unknown): Array<Record<string, string | undefined>>
   return String(list)
     .split('\n')
     .filter((line) => line.trim() !== '')
-    .map((line) => Object.fromEntries(line.trim().split(' ').map((field) => field.split('=', 2))));
+    .map((line) =>
+      Object.fromEntries(
+        line
+          .trim()
+          .split(' ')
+          .map((field) => field.split('=', 2)),
+      ),
+    );
 }
 
 /**

@@ -62,7 +62,10 @@ export function registerAudit(program: Command, ctx: Context): void {
       for (const f of result.findings) byKey.set(f.keyId, [...(byKey.get(f.keyId) ?? []), f]);
       const revoked: string[] = [];
       if (options.revoke && byKey.size > 0) {
-        await confirm(`Revoke the ${byKey.size} key${byKey.size === 1 ? '' : 's'} listed? They stop working at once and cannot be restored.`, { yes: !!options.yes, action: `revoke ${byKey.size} keys` });
+        await confirm(`Revoke the ${byKey.size} key${byKey.size === 1 ? '' : 's'} listed? They stop working at once and cannot be restored.`, {
+          yes: !!options.yes,
+          action: `revoke ${byKey.size} keys`,
+        });
         for (const [id, findings] of byKey) {
           const reason = options.reason ?? `audit: ${findings.map((f) => f.kind).join(', ')}`;
           await keyManager.revoke(id, { reason });
@@ -77,11 +80,19 @@ export function registerAudit(program: Command, ctx: Context): void {
         ctx.print(`Checked ${result.keysChecked} keys at ${when(result.generatedAt)}: nothing to report.\n`);
         return;
       }
-      ctx.print(table(['KEY', 'NAME', 'OWNER', 'FINDING', 'WHY', 'WHAT TO DO'], result.findings.map((f) => [f.keyId, clean(f.name), f.ownerId === null ? '-' : clean(f.ownerId), f.kind, f.why, f.action.replace('<id>', f.keyId)])));
+      ctx.print(
+        table(
+          ['KEY', 'NAME', 'OWNER', 'FINDING', 'WHY', 'WHAT TO DO'],
+          result.findings.map((f) => [f.keyId, clean(f.name), f.ownerId === null ? '-' : clean(f.ownerId), f.kind, f.why, f.action.replace('<id>', f.keyId)]),
+        ),
+      );
       // Each kind of finding once, with the section of the key-handling guide that says why it matters.
       const sections = new Map(result.findings.map((f) => [f.kind, f.docs]));
       ctx.print(`\n${table(['FINDING', 'WHY IT MATTERS'], [...sections])}`);
-      ctx.print(`\nChecked ${result.keysChecked} keys at ${when(result.generatedAt)}: ${result.findings.length} findings on ${byKey.size} keys.` +
-        (revoked.length > 0 ? ` Revoked ${revoked.length} keys.` : options.revoke ? '' : ' Add --revoke to revoke them.') + '\n');
+      ctx.print(
+        `\nChecked ${result.keysChecked} keys at ${when(result.generatedAt)}: ${result.findings.length} findings on ${byKey.size} keys.` +
+          (revoked.length > 0 ? ` Revoked ${revoked.length} keys.` : options.revoke ? '' : ' Add --revoke to revoke them.') +
+          '\n',
+      );
     });
 }

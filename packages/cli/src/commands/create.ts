@@ -38,7 +38,7 @@ export function registerCreate(keys: Command, ctx: Context): void {
     .option('--meta <key=value>', 'metadata returned with the verified key; repeatable', input.collect)
     .option('--prefix <prefix>', 'prefix of the key, like sk_live (default: $TILL_PREFIX, else till)')
     .option('--rate <name=count/window>', 'a rate limit of the key, like per-second=10/1s; repeatable', input.collect)
-    .option('--credits <count>', 'uses the key has (each request spends its route\'s cost); default unlimited')
+    .option('--credits <count>', "uses the key has (each request spends its route's cost); default unlimited")
     .option('--refill <amount/interval>', 'with --credits: top the credits up to amount every interval, like 1000/30d')
     .option('--json', 'print { key, record } as JSON')
     .addHelpText('after', EXAMPLES)
@@ -56,7 +56,9 @@ export function registerCreate(keys: Command, ctx: Context): void {
       const prefix = options.prefix ?? (ctx.env.TILL_PREFIX || undefined);
       if (prefix !== undefined) {
         if (!isValidPrefix(prefix as unknown)) {
-          throw failed(`invalid ${options.prefix === undefined ? 'TILL_PREFIX' : '--prefix'} ${JSON.stringify(prefix.slice(0, 40))}: 1-32 characters of a-z, 0-9 and single inner underscores, starting with a letter (like sk_live)`);
+          throw failed(
+            `invalid ${options.prefix === undefined ? 'TILL_PREFIX' : '--prefix'} ${JSON.stringify(prefix.slice(0, 40))}: 1-32 characters of a-z, 0-9 and single inner underscores, starting with a letter (like sk_live)`,
+          );
         }
         request.prefix = prefix;
       }
@@ -73,4 +75,3 @@ export function registerCreate(keys: Command, ctx: Context): void {
       await ctx.confirmChanges(`the creation of key ${record.id} (the key is printed above)`);
     });
 }
-

@@ -26,7 +26,10 @@ export function registerDelete(keys: Command, ctx: Context): void {
       if (options.reason !== undefined) input.text(options.reason, '--reason');
       const keyManager = await ctx.keys(command);
       const current = await existingKey(keyManager, id);
-      await confirm(`Delete ${describeKey(current)}? It stops working at once; only its audit trail remains.`, { yes: !!options.yes, action: `delete key ${id}` });
+      await confirm(`Delete ${describeKey(current)}? It stops working at once; only its audit trail remains.`, {
+        yes: !!options.yes,
+        action: `delete key ${id}`,
+      });
       const record = await keyManager.delete(id, options.reason === undefined ? {} : { reason: options.reason });
       const now = ctx.now();
       ctx.print(options.json ? json({ record: toJson(record, now) }) : `Deleted key ${id}. Its audit trail stays: till events list --key ${id}\n`);

@@ -34,7 +34,12 @@ function who(e: AuditEntry): string {
 
 /** What happened beyond the type: the reason, the outcome, the detail, how often. */
 function what(e: AuditEntry): string {
-  const parts = [e.code, e.reason === null ? undefined : clean(e.reason), e.detail === undefined ? undefined : clean(e.detail), e.count && e.count > 1 ? `x${e.count}` : undefined];
+  const parts = [
+    e.code,
+    e.reason === null ? undefined : clean(e.reason),
+    e.detail === undefined ? undefined : clean(e.detail),
+    e.count && e.count > 1 ? `x${e.count}` : undefined,
+  ];
   return parts.filter((p) => p !== undefined && p !== '').join('; ') || '-';
 }
 
@@ -74,7 +79,14 @@ export function registerEvents(program: Command, ctx: Context): void {
       } while (options.all && cursor !== undefined);
       if (options.jsonl) return ctx.print(toJsonLines(found));
       if (options.json) return ctx.print(json({ entries: found, cursor: cursor ?? null }));
-      ctx.print(found.length === 0 ? 'No entries.\n' : table(['time', 'type', 'key', 'who', 'what'], found.map((e) => [when(e.at), e.type, e.keyId ?? '-', who(e), what(e)])));
+      ctx.print(
+        found.length === 0
+          ? 'No entries.\n'
+          : table(
+              ['time', 'type', 'key', 'who', 'what'],
+              found.map((e) => [when(e.at), e.type, e.keyId ?? '-', who(e), what(e)]),
+            ),
+      );
       if (cursor !== undefined) ctx.print(`\nMore entries: add --cursor ${cursor} (or --all)\n`);
     });
 }

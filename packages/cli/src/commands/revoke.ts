@@ -31,7 +31,7 @@ export function registerRevoke(keys: Command, ctx: Context): void {
     .description('revoke a key and the other keys of its rotation chain: they stop working at once, for good (asks first unless --yes)')
     .argument('<id>', 'the key id')
     .option('--reason <text>', 'why, kept on the record (default: revoked)')
-    .option('--key-only', 'revoke this key alone, not the keys of its rotation chain (ends an old key\'s grace early)')
+    .option('--key-only', "revoke this key alone, not the keys of its rotation chain (ends an old key's grace early)")
     .option('-y, --yes', 'do not ask for confirmation (needed when stdin is not a terminal)')
     .option('--json', 'print { record, chain } as JSON: the key, and the other keys of its chain this revoked')
     .addHelpText('after', EXAMPLES)
@@ -46,7 +46,9 @@ export function registerRevoke(keys: Command, ctx: Context): void {
       if (current.revokedAt !== null && !inChain) {
         ctx.note(`key ${id} was already revoked at ${when(current.revokedAt)}; nothing changed\n`);
       } else {
-        const what = inChain ? `${describeKey(current)} and every other key of its rotation chain that still works? They stop` : `${describeKey(current)}? It stops`;
+        const what = inChain
+          ? `${describeKey(current)} and every other key of its rotation chain that still works? They stop`
+          : `${describeKey(current)}? It stops`;
         await confirm(`Revoke ${what} working at once and cannot be restored.`, { yes: !!options.yes, action: `revoke key ${id}` });
         const context = options.reason === undefined ? {} : { reason: options.reason };
         if (options.keyOnly) {

@@ -62,7 +62,8 @@ export function registerRotate(keys: Command, ctx: Context): void {
       });
       const now = ctx.now();
       const done = () => {
-        if (unconfirmed !== undefined) throw notReplicated(`the rotation of key ${id} to ${record.id} (the new key is printed above)`, (unconfirmed as Error).cause ?? unconfirmed);
+        if (unconfirmed !== undefined)
+          throw notReplicated(`the rotation of key ${id} to ${record.id} (the new key is printed above)`, (unconfirmed as Error).cause ?? unconfirmed);
       };
       if (options.json) {
         ctx.print(json({ key, record: toJson(record, now), previous: toJson(previous, now) }));

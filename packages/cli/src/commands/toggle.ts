@@ -22,7 +22,9 @@ export function assertChangeable(info: KeyInfo): void {
 export function assertCurrent(info: KeyInfo): void {
   assertChangeable(info);
   if (info.rotatedTo !== null) {
-    throw failed(`key ${info.id} was rotated to ${info.rotatedTo}: change that key instead (its changes reach this one during its grace period); to end this key's grace early: till keys revoke ${info.id} --key-only`);
+    throw failed(
+      `key ${info.id} was rotated to ${info.rotatedTo}: change that key instead (its changes reach this one during its grace period); to end this key's grace early: till keys revoke ${info.id} --key-only`,
+    );
   }
 }
 

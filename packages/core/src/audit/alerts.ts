@@ -86,7 +86,16 @@ export interface Alerts {
 /** Refusals of a key for its own state or scopes: its secret matched (a wrong one is probing, not this). */
 const KEY_OWN_FAILURES: ReadonlySet<OutcomeCode> = new Set(['REVOKED', 'DISABLED', 'EXPIRED', 'NOT_YET_VALID', 'INSUFFICIENT_SCOPE']);
 
-const FAILURES: ReadonlySet<OutcomeCode> = new Set(['MALFORMED', 'NOT_FOUND', 'REVOKED', 'DISABLED', 'EXPIRED', 'NOT_YET_VALID', 'INSUFFICIENT_SCOPE', 'BLOCKED']);
+const FAILURES: ReadonlySet<OutcomeCode> = new Set([
+  'MALFORMED',
+  'NOT_FOUND',
+  'REVOKED',
+  'DISABLED',
+  'EXPIRED',
+  'NOT_YET_VALID',
+  'INSUFFICIENT_SCOPE',
+  'BLOCKED',
+]);
 
 function invalid(message: string): never {
   throw tillError('INVALID_OPTIONS', 'alerts', `${message}`);
@@ -115,7 +124,9 @@ function checkRule(rule: AlertRule): AlertRule & { windowMs?: number } {
     case 'leaked-key-used':
       return rule;
     default:
-      return invalid(`unknown rule type ${JSON.stringify((rule as { type: unknown }).type)}; types: ip-failures, key-failures, key-probing, revoked-key-used, leaked-key-used, quota-low`);
+      return invalid(
+        `unknown rule type ${JSON.stringify((rule as { type: unknown }).type)}; types: ip-failures, key-failures, key-probing, revoked-key-used, leaked-key-used, quota-low`,
+      );
   }
 }
 
@@ -127,7 +138,8 @@ function checkRule(rule: AlertRule): AlertRule & { windowMs?: number } {
 export function createAlerts(till: Till, options: AlertsOptions): Alerts {
   if (options === null || typeof options !== 'object') invalid('options must be { rules, sinks }');
   if (!Array.isArray(options.rules) || options.rules.length === 0) invalid('rules must be a non-empty array');
-  if (!Array.isArray(options.sinks) || options.sinks.length === 0 || !options.sinks.every((s) => typeof s === 'function')) invalid('sinks must be a non-empty array of functions');
+  if (!Array.isArray(options.sinks) || options.sinks.length === 0 || !options.sinks.every((s) => typeof s === 'function'))
+    invalid('sinks must be a non-empty array of functions');
   const rules = options.rules.map(checkRule);
   const dedup = parseDuration(options.dedupWindow ?? '10m', 'dedupWindow');
   const maxSubjects = options.maxSubjects ?? 10_000;
@@ -152,7 +164,12 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
       stats.dropped++;
       if (!target.dropping) {
         target.dropping = true;
-        logger.error(tillMessage('alerts', `sink ${target.index + 1} has ${maxInFlight} deliveries unsettled (maxInFlight): alerts for it are dropped until it catches up; stats.dropped counts them`));
+        logger.error(
+          tillMessage(
+            'alerts',
+            `sink ${target.index + 1} has ${maxInFlight} deliveries unsettled (maxInFlight): alerts for it are dropped until it catches up; stats.dropped counts them`,
+          ),
+        );
       }
       return;
     }
@@ -166,16 +183,18 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
     if (result === null || typeof result !== 'object' || typeof (result as Promise<void>).then !== 'function') return;
     target.inFlight++;
     stats.inFlight++;
-    const delivery: Promise<void> = Promise.resolve(result).then(
-      () => {},
-      (error: unknown) => failed(alert, error),
-    ).finally(() => {
-      deliveries.delete(delivery);
-      target.inFlight--;
-      stats.inFlight--;
-      // The burst is over once the sink is down to half its allowance: the next burst logs again.
-      if (target.dropping && target.inFlight <= maxInFlight >> 1) target.dropping = false;
-    });
+    const delivery: Promise<void> = Promise.resolve(result)
+      .then(
+        () => {},
+        (error: unknown) => failed(alert, error),
+      )
+      .finally(() => {
+        deliveries.delete(delivery);
+        target.inFlight--;
+        stats.inFlight--;
+        // The burst is over once the sink is down to half its allowance: the next burst logs again.
+        if (target.dropping && target.inFlight <= maxInFlight >> 1) target.dropping = false;
+      });
     deliveries.add(delivery);
   };
 
@@ -204,15 +223,18 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
     if (known !== undefined) return known;
     let read = reading.get(keyId);
     if (read === undefined) {
-      read = till.keys.get(keyId).then(
-        (info) => {
-          if (info === null || info.revokedAt === null) return undefined;
-          // Only a revoked record is remembered: its reason can no longer change.
-          reasons.set(keyId, { reason: info.revokedReason });
-          return info.revokedReason;
-        },
-        () => undefined,
-      ).finally(() => reading.delete(keyId));
+      read = till.keys
+        .get(keyId)
+        .then(
+          (info) => {
+            if (info === null || info.revokedAt === null) return undefined;
+            // Only a revoked record is remembered: its reason can no longer change.
+            reasons.set(keyId, { reason: info.revokedReason });
+            return info.revokedReason;
+          },
+          () => undefined,
+        )
+        .finally(() => reading.delete(keyId));
       reading.set(keyId, read);
     }
     return read;
@@ -232,22 +254,39 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
       switch (rule.type) {
         case 'ip-failures':
           if (failure && event.ip !== undefined && counted(rule, event.ip, event.at, rule.threshold)) {
-            raise('ip-failures', event.ip, event.at, { ip: event.ip, count: rule.threshold, message: `${rule.threshold} failed verifications from ${event.ip} within ${rule.window}` });
+            raise('ip-failures', event.ip, event.at, {
+              ip: event.ip,
+              count: rule.threshold,
+              message: `${rule.threshold} failed verifications from ${event.ip} within ${rule.window}`,
+            });
           }
           break;
         case 'key-failures':
           if (KEY_OWN_FAILURES.has(event.code) && event.keyId !== null && counted(rule, event.keyId, event.at, rule.threshold)) {
-            raise('key-failures', event.keyId, event.at, { keyId: event.keyId, count: rule.threshold, message: `${rule.threshold} refusals of key ${event.keyId} for its own state or scopes within ${rule.window}` });
+            raise('key-failures', event.keyId, event.at, {
+              keyId: event.keyId,
+              count: rule.threshold,
+              message: `${rule.threshold} refusals of key ${event.keyId} for its own state or scopes within ${rule.window}`,
+            });
           }
           break;
         case 'key-probing':
           if (event.probe === true && event.keyId !== null && counted(rule, event.keyId, event.at, rule.threshold)) {
-            raise('key-probing', event.keyId, event.at, { keyId: event.keyId, count: rule.threshold, message: `${rule.threshold} wrong secrets sent with the id of key ${event.keyId} within ${rule.window}: its id is known to someone without its secret` });
+            raise('key-probing', event.keyId, event.at, {
+              keyId: event.keyId,
+              count: rule.threshold,
+              message: `${rule.threshold} wrong secrets sent with the id of key ${event.keyId} within ${rule.window}: its id is known to someone without its secret`,
+            });
           }
           break;
         case 'revoked-key-used':
           if (event.code === 'REVOKED' && event.keyId !== null) {
-            raise('revoked-key-used', event.keyId, event.at, { keyId: event.keyId, ...(event.ip !== undefined && { ip: event.ip }), count: 1, message: `revoked key ${event.keyId} was tried${event.ip ? ` from ${event.ip}` : ''}` });
+            raise('revoked-key-used', event.keyId, event.at, {
+              keyId: event.keyId,
+              ...(event.ip !== undefined && { ip: event.ip }),
+              count: 1,
+              message: `revoked key ${event.keyId} was tried${event.ip ? ` from ${event.ip}` : ''}`,
+            });
           }
           break;
         case 'leaked-key-used':
@@ -256,7 +295,13 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
             const at = event.at;
             const ip = event.ip;
             const leaked = (reason: string | null | undefined) => {
-              if (reason === 'leaked') raise('leaked-key-used', keyId, at, { keyId, ...(ip !== undefined && { ip }), count: 1, message: `key ${keyId}, revoked as leaked, was tried${ip ? ` from ${ip}` : ''}` });
+              if (reason === 'leaked')
+                raise('leaked-key-used', keyId, at, {
+                  keyId,
+                  ...(ip !== undefined && { ip }),
+                  count: 1,
+                  message: `key ${keyId}, revoked as leaked, was tried${ip ? ` from ${ip}` : ''}`,
+                });
             };
             const reason = revocationReason(keyId);
             if (!(reason instanceof Promise)) {
@@ -345,12 +390,18 @@ export function webhookSink(options: WebhookOptions): AlertSink {
     throw tillError('INVALID_OPTIONS', 'alerts', 'webhook url must be an absolute http(s) URL');
   }
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw tillError('INVALID_OPTIONS', 'alerts', 'webhook url must be http or https');
-  if (typeof options.secret !== 'string' || options.secret.length < 16) throw tillError('INVALID_OPTIONS', 'alerts', 'webhook secret must be at least 16 characters');
+  if (typeof options.secret !== 'string' || options.secret.length < 16)
+    throw tillError('INVALID_OPTIONS', 'alerts', 'webhook secret must be at least 16 characters');
   const retries = options.retries ?? 5;
   const backoff = options.backoff ?? 1000;
   const timeout = options.timeout ?? 5000;
   const maxPending = options.maxPending ?? 1000;
-  for (const [name, value] of [['retries', retries], ['backoff', backoff], ['timeout', timeout], ['maxPending', maxPending]] as const) {
+  for (const [name, value] of [
+    ['retries', retries],
+    ['backoff', backoff],
+    ['timeout', timeout],
+    ['maxPending', maxPending],
+  ] as const) {
     if (!Number.isInteger(value) || value < 0) throw tillError('INVALID_OPTIONS', 'alerts', `webhook ${name} must be a non-negative integer`);
   }
   let inFlight = 0;

@@ -1,6 +1,15 @@
 // In-process events: what Till tells the application about itself while it runs.
 import type { Channel } from 'node:diagnostics_channel';
-import { eventChannel, requestChannel, type EventMessage, type RequestMessage, type TillEvent, type TillEventListener, type VerificationEvent, type VerificationListener } from '../observe/channels.js';
+import {
+  eventChannel,
+  requestChannel,
+  type EventMessage,
+  type RequestMessage,
+  type TillEvent,
+  type TillEventListener,
+  type VerificationEvent,
+  type VerificationListener,
+} from '../observe/channels.js';
 
 export type { TillEvent, TillEventType, TillEventListener, VerificationEvent, VerificationListener } from '../observe/channels.js';
 

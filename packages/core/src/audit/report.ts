@@ -91,7 +91,8 @@ export async function auditReport(keys: ReportSource, options: ReportOptions = {
   const failures = options.failures ?? 100;
   const failureDays = options.failureDays ?? 7;
   if (!Number.isInteger(failures) || failures < 1) throw tillError('INVALID_ARGUMENT', 'audit', 'failures must be a positive integer');
-  if (!Number.isInteger(failureDays) || failureDays < 1 || failureDays > 100) throw tillError('INVALID_ARGUMENT', 'audit', 'failureDays must be an integer from 1 to 100');
+  if (!Number.isInteger(failureDays) || failureDays < 1 || failureDays > 100)
+    throw tillError('INVALID_ARGUMENT', 'audit', 'failureDays must be an integer from 1 to 100');
 
   const findings: Finding[] = [];
   let checked = 0;
@@ -119,7 +120,8 @@ function judge(
   limits: { unusedFor: number; neverUsedAfter: number; rotationAge: number; failures: number; failureDays: number },
 ): Finding[] {
   const out: Finding[] = [];
-  const add = (kind: FindingKind, why: string, action: string) => out.push({ keyId: key.id, name: key.name, ownerId: key.ownerId, kind, why, action, docs: DOCS[kind] });
+  const add = (kind: FindingKind, why: string, action: string) =>
+    out.push({ keyId: key.id, name: key.name, ownerId: key.ownerId, kind, why, action, docs: DOCS[kind] });
   const age = now - key.createdAt;
   if (usage.lastUsedAt === null) {
     if (age >= limits.neverUsedAfter) add('never-used', `never used in the ${days(age)} days since it was created`, 'revoke it if nobody needs it');
@@ -127,11 +129,18 @@ function judge(
     add('unused', `last used ${days(now - usage.lastUsedAt)} days ago`, 'revoke it if its client is gone');
   }
   if (key.expiresAt === null) add('no-expiry', 'never expires', 'give it an expiry (till keys update <id> --expires 90d), or rotate it to one that does');
-  if (key.rotatedTo === null && age >= limits.rotationAge) add('rotation-due', `created ${days(age)} days ago, never rotated`, 'rotate it (till keys rotate <id> --grace 7d)');
+  if (key.rotatedTo === null && age >= limits.rotationAge)
+    add('rotation-due', `created ${days(age)} days ago, never rotated`, 'rotate it (till keys rotate <id> --grace 7d)');
   const wild = key.scopes.filter(isWildcard);
-  if (wild.length > 0) add('wildcard-scope', `holds wildcard scopes: ${wild.join(', ')}`, 'narrow it to the scopes it needs (till keys update <id> --scope ...)');
+  if (wild.length > 0)
+    add('wildcard-scope', `holds wildcard scopes: ${wild.join(', ')}`, 'narrow it to the scopes it needs (till keys update <id> --scope ...)');
   let failed = 0;
   for (const day of usage.days) for (const code of FAILURES) failed += day.counts[code] ?? 0;
-  if (failed >= limits.failures) add('failures', `${failed} failed request${failed === 1 ? '' : 's'} in the last ${limits.failureDays} days`, 'find who sends them (till events list --key <id>); revoke it if it leaked');
+  if (failed >= limits.failures)
+    add(
+      'failures',
+      `${failed} failed request${failed === 1 ? '' : 's'} in the last ${limits.failureDays} days`,
+      'find who sends them (till events list --key <id>); revoke it if it leaked',
+    );
   return out;
 }

@@ -71,7 +71,9 @@ const MAX_TEXT = 200;
 const UA_MAX = 200;
 
 /** Checks a query and normalizes its times. */
-export function normalizeQuery(query: AuditQuery = {}): Required<Pick<AuditQuery, 'limit'>> & { from: number; to: number; keyId?: string; ownerId?: string; types: ReadonlySet<AuditType> | null; cursor?: string } {
+export function normalizeQuery(
+  query: AuditQuery = {},
+): Required<Pick<AuditQuery, 'limit'>> & { from: number; to: number; keyId?: string; ownerId?: string; types: ReadonlySet<AuditType> | null; cursor?: string } {
   const fail = (m: string): never => {
     throw tillError('INVALID_ARGUMENT', 'audit', `${m}`);
   };

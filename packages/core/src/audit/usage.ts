@@ -27,7 +27,9 @@ const VALID_INDEX = OUTCOME_CODES.indexOf('VALID');
 /** Most keys in one write to the store. */
 export const USAGE_CHUNK = 500;
 
-export const OUTCOME_INDEX: Readonly<Record<OutcomeCode, number>> = Object.freeze(Object.fromEntries(OUTCOME_CODES.map((c, i) => [c, i])) as Record<OutcomeCode, number>);
+export const OUTCOME_INDEX: Readonly<Record<OutcomeCode, number>> = Object.freeze(
+  Object.fromEntries(OUTCOME_CODES.map((c, i) => [c, i])) as Record<OutcomeCode, number>,
+);
 
 /** Counts an outcome on a counter. */
 export function countOutcome(counter: UsageCounter, code: OutcomeCode): void {
@@ -76,7 +78,10 @@ export class UsageTracker extends PeriodicWriter {
     options: UsageOptions = {},
   ) {
     const { interval = 10_000, maxKeys = 10_000 } = options;
-    for (const [name, value] of [['interval', interval], ['maxKeys', maxKeys]] as const) {
+    for (const [name, value] of [
+      ['interval', interval],
+      ['maxKeys', maxKeys],
+    ] as const) {
       if (!Number.isInteger(value) || value < 1) throw tillError('INVALID_OPTIONS', 'createTill', `usage.${name} must be a positive integer`);
     }
     super(logger, interval);
@@ -135,7 +140,11 @@ export class UsageTracker extends PeriodicWriter {
     }
     this.pause(); // until the next count
     if (batch.length === 0 && this.unsettled.length === 0) return this.pending;
-    return this.enqueue(() => this.write(batch), () => {}, '[till] [usage] usage counts could not be written; retrying with the next batch');
+    return this.enqueue(
+      () => this.write(batch),
+      () => {},
+      '[till] [usage] usage counts could not be written; retrying with the next batch',
+    );
   }
 
   /**

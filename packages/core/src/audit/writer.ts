@@ -64,13 +64,18 @@ export class AuditWriter extends PeriodicWriter {
     this.maxPending = options.maxPending ?? 1000;
     this.perKey = options.perKey ?? 10;
     this.perClient = options.perClient ?? 10;
-    for (const [name, value] of [['interval', options.interval ?? 1000], ['maxPending', this.maxPending], ['perKey', this.perKey], ['perClient', this.perClient]] as const) {
+    for (const [name, value] of [
+      ['interval', options.interval ?? 1000],
+      ['maxPending', this.maxPending],
+      ['perKey', this.perKey],
+      ['perClient', this.perClient],
+    ] as const) {
       if (!Number.isInteger(value) || value < 1) throw tillError('INVALID_OPTIONS', 'createTill', `auditEvents.${name} must be a positive integer`);
     }
   }
 
   record(event: SecurityEvent): void {
-    const ip = event.ip === undefined ? undefined : auditText(event.ip, 64) ?? undefined;
+    const ip = event.ip === undefined ? undefined : (auditText(event.ip, 64) ?? undefined);
     const keyId = event.keyId ?? null;
     const detail = event.detail ?? '';
     const signature = `${event.type}|${event.code}|${keyId ?? ''}|${ip ?? ''}|${detail}`;
@@ -85,10 +90,20 @@ export class AuditWriter extends PeriodicWriter {
     // type and outcome, as if of one key: a scan from many addresses is one of them.
     const bound = keyId === null || isUnknownId(event) ? `*${event.type}|${event.code}` : keyId;
     if (ip !== undefined && !this.admit(this.perKeySeen, bound, this.perKey)) {
-      return this.gather(`${event.type}|${event.code}|${bound}|*|${detail}`, { ...event, ip: undefined, ...(bound !== keyId && { keyId: null, ownerId: null }), detail: joinDetail(event.detail, `from more than ${this.perKey} clients in one interval`) });
+      return this.gather(`${event.type}|${event.code}|${bound}|*|${detail}`, {
+        ...event,
+        ip: undefined,
+        ...(bound !== keyId && { keyId: null, ownerId: null }),
+        detail: joinDetail(event.detail, `from more than ${this.perKey} clients in one interval`),
+      });
     }
     if (ip !== undefined && keyId !== null && !this.admit(this.perClientSeen, ip, this.perClient)) {
-      return this.gather(`${event.type}|${event.code}|*|${ip}|${detail}`, { ...event, keyId: null, ownerId: null, detail: joinDetail(event.detail, `naming more than ${this.perClient} keys in one interval`) });
+      return this.gather(`${event.type}|${event.code}|*|${ip}|${detail}`, {
+        ...event,
+        keyId: null,
+        ownerId: null,
+        detail: joinDetail(event.detail, `naming more than ${this.perClient} keys in one interval`),
+      });
     }
     this.gather(signature, event);
   }
@@ -111,7 +126,7 @@ export class AuditWriter extends PeriodicWriter {
       this.dropped++;
       return;
     }
-    const ip = event.ip === undefined ? undefined : auditText(event.ip, 64) ?? undefined;
+    const ip = event.ip === undefined ? undefined : (auditText(event.ip, 64) ?? undefined);
     const userAgent = userAgentText(event.userAgent);
     this.gathered.set(signature, {
       count: 1,
@@ -138,14 +153,27 @@ export class AuditWriter extends PeriodicWriter {
     this.perKeySeen = new Map();
     this.perClientSeen = new Map();
     if (this.dropped > 0) {
-      batch.push({ type: 'auth.failed', at: this.clock(), keyId: null, ownerId: null, actor: null, reason: null, detail: `${this.dropped} more events dropped: too many distinct events in one interval`, count: this.dropped });
+      batch.push({
+        type: 'auth.failed',
+        at: this.clock(),
+        keyId: null,
+        ownerId: null,
+        actor: null,
+        reason: null,
+        detail: `${this.dropped} more events dropped: too many distinct events in one interval`,
+        count: this.dropped,
+      });
       this.dropped = 0;
     }
     if (batch.length === 0) {
       this.pause();
       return this.pending;
     }
-    return this.enqueue(() => this.store.appendAudit(batch), () => {}, '[till] [audit] security events could not be written and were dropped');
+    return this.enqueue(
+      () => this.store.appendAudit(batch),
+      () => {},
+      '[till] [audit] security events could not be written and were dropped',
+    );
   }
 }
 

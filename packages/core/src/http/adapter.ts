@@ -112,9 +112,10 @@ export function createAdapter<Req, Res, Handler>(binding: FrameworkBinding<Req, 
         if (refusal === null) return null;
         const { failure, answer } = refusal;
         // Answered like the apiKeyAuth() before it; without one, with the default response.
-        const out: Refusal<Handler> = answer === null
-          ? { failure, response: problemResponse(failure), onFailure: undefined, logger: consoleLogger }
-          : { failure, response: problemResponse(failure, answer.problem), onFailure: answer.onFailure as Handler | undefined, logger: answer.logger };
+        const out: Refusal<Handler> =
+          answer === null
+            ? { failure, response: problemResponse(failure), onFailure: undefined, logger: consoleLogger }
+            : { failure, response: problemResponse(failure, answer.problem), onFailure: answer.onFailure as Handler | undefined, logger: answer.logger };
         return refusal.settled === null ? out : refusal.settled.then(() => out);
       };
     },

@@ -70,7 +70,12 @@ const MALFORMED = failure('MALFORMED');
  * `extraOptions` names the adapter's own options (like `onFailure`, checked by the adapter), and
  * `onFailure` is the handler that this middleware and the route guards after it answer refusals with.
  */
-export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, where: string, extraOptions: readonly string[] = [], onFailure?: unknown): Authenticator<Req> {
+export function createAuthenticator<Req>(
+  options: AuthOptions<Req> | undefined,
+  where: string,
+  extraOptions: readonly string[] = [],
+  onFailure?: unknown,
+): Authenticator<Req> {
   const opts = checkOptionNames(options, [...AUTH_OPTION_NAMES, ...extraOptions], where) as AuthOptions<Req>;
   checkTill(opts.till, where);
   // The realm goes into a header value: printable ASCII only, or every 401 would become a 500.
@@ -95,7 +100,10 @@ export function createAuthenticator<Req>(options: AuthOptions<Req> | undefined, 
   }
   const optional = opts.optional === true;
   const till = opts.till ?? defaultTill();
-  const brute = opts.bruteForce === false ? null : new BruteForceGuard(opts.bruteForce, till.limiter, till.verifier.clock, till.events, where, till.store.kind !== 'memory');
+  const brute =
+    opts.bruteForce === false
+      ? null
+      : new BruteForceGuard(opts.bruteForce, till.limiter, till.verifier.clock, till.events, where, till.store.kind !== 'memory');
   if (limits.length > 0) {
     const charges = limits.map((l) => Object.freeze({ ...l, cost: 1, bucket: `a.${l.name}` }));
     for (const c of charges) claimLimitName(till, c.bucket, where, `the rate limit name "${c.name}"`);

@@ -20,9 +20,7 @@ export const DEFAULT_MAX_HEADER_LENGTH = 512;
 /** Node's header bag: lowercase names, a string (or, for a few, an array). */
 export type HeaderBag = Readonly<Record<string, string | readonly string[] | undefined>>;
 
-export type Extraction =
-  | { readonly found: true; readonly key: string }
-  | { readonly found: false; readonly code: 'MISSING' | 'MALFORMED' };
+export type Extraction = { readonly found: true; readonly key: string } | { readonly found: false; readonly code: 'MISSING' | 'MALFORMED' };
 
 const MISSING: Extraction = Object.freeze({ found: false, code: 'MISSING' });
 const MALFORMED: Extraction = Object.freeze({ found: false, code: 'MALFORMED' });

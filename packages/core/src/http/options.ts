@@ -44,7 +44,8 @@ export function checkCost<Req>(cost: unknown, where: string): ((req: Req) => num
   if (typeof cost === 'function') {
     return (req: Req) => {
       const n = (cost as (req: Req) => unknown)(req);
-      if (!isValidCost(n)) throw tillError('INVALID_ARGUMENT', where, `the cost function returned ${String(n).slice(0, 20)}; it must return a non-negative integer`);
+      if (!isValidCost(n))
+        throw tillError('INVALID_ARGUMENT', where, `the cost function returned ${String(n).slice(0, 20)}; it must return a non-negative integer`);
       return n;
     };
   }

@@ -89,7 +89,11 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
   const tillFor = (state: RequestContext | undefined): Till => {
     const till = opts.till ?? state?.till;
     if (till === undefined) {
-      throw tillError('INVALID_OPTIONS', where, `rate limit "${policy.name}" has no Till to count in: no apiKeyAuth() saw this request. Mount it after apiKeyAuth(), or give it { till } (the one your apiKeyAuth() uses, or defaultTill())`);
+      throw tillError(
+        'INVALID_OPTIONS',
+        where,
+        `rate limit "${policy.name}" has no Till to count in: no apiKeyAuth() saw this request. Mount it after apiKeyAuth(), or give it { till } (the one your apiKeyAuth() uses, or defaultTill())`,
+      );
     }
     if (!claimedOn.has(till)) {
       claimLimitName(till, bucket, where, `the rate limit name "${policy.name}"`);
@@ -117,7 +121,9 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
         if (!warned) {
           warned = true;
           till.events.emit({ type: 'guard.repeated', name: policy.name });
-          till.logger.warn(tillMessage(where, `rate limit "${policy.name}" ran twice for one request (mounted twice on one path?); it counts each request once`));
+          till.logger.warn(
+            tillMessage(where, `rate limit "${policy.name}" ran twice for one request (mounted twice on one path?); it counts each request once`),
+          );
         }
         return null;
       }
@@ -129,7 +135,8 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
       } else if (typeof by === 'function') {
         const value = by(context);
         if (value === undefined) return null;
-        if (typeof value !== 'string' || value.length === 0) throw tillError('INVALID_ARGUMENT', where, `the by function of rate limit "${policy.name}" must return a non-empty string or undefined`);
+        if (typeof value !== 'string' || value.length === 0)
+          throw tillError('INVALID_ARGUMENT', where, `the by function of rate limit "${policy.name}" must return a non-empty string or undefined`);
         subject = subjectOf('u', value);
       } else {
         // By key: a request without one was refused above.
@@ -147,9 +154,16 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
           addCharge(state, () => till.limiter.refund(request, result));
           return { ok: true, headers: rateLimitHeaders(result.limits, style) };
         }
-        const refused: VerifyFailure = result.retryAfter === null
-          ? { valid: false, code: 'RATE_LIMITED', usage, ...(key !== undefined && { keyId: key.id }) }
-          : { valid: false, code: 'RATE_LIMITED', usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)), ...(key !== undefined && { keyId: key.id }) };
+        const refused: VerifyFailure =
+          result.retryAfter === null
+            ? { valid: false, code: 'RATE_LIMITED', usage, ...(key !== undefined && { keyId: key.id }) }
+            : {
+                valid: false,
+                code: 'RATE_LIMITED',
+                usage,
+                retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)),
+                ...(key !== undefined && { keyId: key.id }),
+              };
         recordRefusal(till, refused, () => ipOf(context), node.headers['user-agent'], key === undefined ? null : key.ownerId, `rate limit ${policy.name}`);
         return refuse(state, { ok: false, failure: refused, response: problemResponse(refused, problemOptions) });
       });

@@ -63,7 +63,15 @@ export function observeOutcome(till: Till, result: VerifyResult, key: string | n
  * Records a refusal in the audit trail (in batches, off the request path), under the key's owner when
  * the key is known: `till events list --owner` then finds what was tried with an owner's keys.
  */
-export function auditRefusal(till: Till, failure: VerifyFailure, key: string | null, address: string | undefined, userAgent: unknown, detail?: string, ownerId?: string | null): void {
+export function auditRefusal(
+  till: Till,
+  failure: VerifyFailure,
+  key: string | null,
+  address: string | undefined,
+  userAgent: unknown,
+  detail?: string,
+  ownerId?: string | null,
+): void {
   const type = isWrongSecret(failure) ? 'key.probed' : AUDITED[failure.code];
   if (type === undefined || till.auditWriter === null) return;
   const ip = textOfAddress(address);
@@ -76,7 +84,14 @@ export function auditRefusal(till: Till, failure: VerifyFailure, key: string | n
  * A route guard's refusal of a request whose key is known (or absent): into the trail under the key's
  * owner, and to listeners. The client's address is read only when one of them wants it.
  */
-export function recordRefusal(till: Till, failure: VerifyFailure, ip: () => string | undefined, userAgent: unknown, ownerId: string | null, detail?: string): void {
+export function recordRefusal(
+  till: Till,
+  failure: VerifyFailure,
+  ip: () => string | undefined,
+  userAgent: unknown,
+  ownerId: string | null,
+  detail?: string,
+): void {
   if (till.auditWriter !== null) auditRefusal(till, failure, null, ip(), userAgent, detail, ownerId);
   if (till.events.observed) observeOutcome(till, failure, null, ip(), userAgent);
 }

@@ -75,7 +75,11 @@ export function claimLimitName(till: Till, bucket: string, where: string, what: 
   let names = limitNames.get(till);
   if (names === undefined) limitNames.set(till, (names = new Set()));
   if (names.has(bucket)) {
-    throw tillError('INVALID_OPTIONS', where, `${what} is already used by another middleware on this Till: the two would count in one bucket. Give each a distinct name, or create the middleware once and mount it on several routes`);
+    throw tillError(
+      'INVALID_OPTIONS',
+      where,
+      `${what} is already used by another middleware on this Till: the two would count in one bucket. Give each a distinct name, or create the middleware once and mount it on several routes`,
+    );
   }
   names.add(bucket);
 }

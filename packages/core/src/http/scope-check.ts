@@ -20,7 +20,11 @@ export interface GuardRefusal {
  * Till that verified the key, and gives back what the request was charged: a request refused for
  * scope spends no credit and no limit unit.
  */
-export function createScopeCheck(scopes: readonly unknown[], mode: 'all' | 'any', where: string): (node: RequestHeaders, ip: () => string | undefined) => GuardRefusal | null {
+export function createScopeCheck(
+  scopes: readonly unknown[],
+  mode: 'all' | 'any',
+  where: string,
+): (node: RequestHeaders, ip: () => string | undefined) => GuardRefusal | null {
   const required = Object.freeze(normalizeRequired(scopes, where));
   const missing = failure('MISSING');
   const insufficient: VerifyFailure = Object.freeze({ valid: false, code: 'INSUFFICIENT_SCOPE', requiredScopes: required, scopeMode: mode });

@@ -30,7 +30,10 @@ export function isValidPrefix(prefix: unknown): prefix is string {
 
 export function assertValidPrefix(prefix: unknown, where: string): asserts prefix is string {
   if (!isValidPrefix(prefix)) {
-    throw tillError('INVALID_OPTIONS', where, `prefix must be 1-${MAX_PREFIX_LENGTH} characters of a-z, 0-9 and single inner underscores, starting with a letter (like "sk_live")`,
+    throw tillError(
+      'INVALID_OPTIONS',
+      where,
+      `prefix must be 1-${MAX_PREFIX_LENGTH} characters of a-z, 0-9 and single inner underscores, starting with a letter (like "sk_live")`,
     );
   }
 }
@@ -98,9 +101,7 @@ export function generateKey(prefix: string, slot?: number): GeneratedKey {
 
 export type ParseFailureReason = 'EMPTY' | 'TOO_LONG' | 'BAD_FORMAT' | 'BAD_CHECKSUM';
 
-export type ParsedKey =
-  | { readonly ok: true; readonly prefix: string; readonly id: string }
-  | { readonly ok: false; readonly reason: ParseFailureReason };
+export type ParsedKey = { readonly ok: true; readonly prefix: string; readonly id: string } | { readonly ok: false; readonly reason: ParseFailureReason };
 
 const EMPTY: ParsedKey = Object.freeze({ ok: false, reason: 'EMPTY' });
 const TOO_LONG: ParsedKey = Object.freeze({ ok: false, reason: 'TOO_LONG' });

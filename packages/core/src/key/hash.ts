@@ -32,8 +32,7 @@ export function createHasher(pepper?: string | Buffer): KeyHasher {
   }
   const algorithm: HashAlgorithm = pepper === undefined ? 'sha256' : 'hmac-sha256';
   const pads: HmacKey | null = pepper === undefined ? null : hmacKey(pepper);
-  const noPepper = () =>
-    tillError('INVALID_OPTIONS', 'hash', 'a key was stored with HMAC-SHA-256 but no pepper is configured');
+  const noPepper = () => tillError('INVALID_OPTIONS', 'hash', 'a key was stored with HMAC-SHA-256 but no pepper is configured');
 
   const digest = (key: string, alg: HashAlgorithm = algorithm): string => {
     if (alg === 'sha256') return oneShotHash('sha256', key, 'base64url');
@@ -56,7 +55,8 @@ export function createHasher(pepper?: string | Buffer): KeyHasher {
       // Every byte is compared, whatever differs first.
       let diff = 0;
       for (let i = 0, j = 0; i < 8; i++, j += 4) {
-        diff |= ACTUAL[i]! ^ ((expected.charCodeAt(j) << 24) | (expected.charCodeAt(j + 1) << 16) | (expected.charCodeAt(j + 2) << 8) | expected.charCodeAt(j + 3));
+        diff |=
+          ACTUAL[i]! ^ ((expected.charCodeAt(j) << 24) | (expected.charCodeAt(j + 1) << 16) | (expected.charCodeAt(j + 2) << 8) | expected.charCodeAt(j + 3));
       }
       return diff === 0;
     },

@@ -62,7 +62,14 @@ export class BruteForceGuard {
     /** Whether counts go to the store to be shared with other processes (not for a store in this process). */
     private readonly share: boolean = true,
   ) {
-    const opts = { ...DEFAULTS, ...checkNames(options, where) } as { threshold: number; window: unknown; block: unknown; maxBlocked: number; maxTracked: number; ipv6Subnet: number };
+    const opts = { ...DEFAULTS, ...checkNames(options, where) } as {
+      threshold: number;
+      window: unknown;
+      block: unknown;
+      maxBlocked: number;
+      maxTracked: number;
+      ipv6Subnet: number;
+    };
     const fail = (m: string): never => {
       throw tillError('INVALID_OPTIONS', where, `bruteForce.${m}`);
     };

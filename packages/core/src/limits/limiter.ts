@@ -56,7 +56,12 @@ export class Limiter {
         if (!(error instanceof TillError && error.code === 'STORE_UNAVAILABLE')) return UNAVAILABLE;
         if (!this.degraded) {
           this.degraded = true;
-          this.logger?.warn(tillMessage('limits', `the ${this.store.kind} store is unreachable: rate limits count in this process only until it returns; requests that spend credits get 503`));
+          this.logger?.warn(
+            tillMessage(
+              'limits',
+              `the ${this.store.kind} store is unreachable: rate limits count in this process only until it returns; requests that spend credits get 503`,
+            ),
+          );
           this.events.emit({ type: 'limits.fallback', store: this.store.kind, reason: error.message });
         }
         // Without the store, a charge that spends credits cannot be made; one that needs no local stand-in (it has one of its own) is not.

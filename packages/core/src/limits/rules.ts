@@ -107,9 +107,11 @@ export function isValidLimitName(name: unknown): name is string {
 
 /** Checks and normalizes a rate limit: a positive integer limit and a window in whole milliseconds. */
 export function normalizeRateLimit(input: unknown, where: string): RateLimit {
-  if (input === null || typeof input !== 'object' || Array.isArray(input)) invalid(where, 'a rate limit must be an object like { name: "api", limit: 100, window: "1m" }');
+  if (input === null || typeof input !== 'object' || Array.isArray(input))
+    invalid(where, 'a rate limit must be an object like { name: "api", limit: 100, window: "1m" }');
   const { name, limit, window } = input as Record<string, unknown>;
-  if (!isValidLimitName(name)) invalid(where, `rate limit name must be 1-64 letters, digits, "_", "." or "-"; got ${JSON.stringify(String(name).slice(0, 70))}`);
+  if (!isValidLimitName(name))
+    invalid(where, `rate limit name must be 1-64 letters, digits, "_", "." or "-"; got ${JSON.stringify(String(name).slice(0, 70))}`);
   if (typeof limit !== 'number' || !Number.isSafeInteger(limit) || limit < 1) invalid(where, `rate limit "${name}": limit must be a positive integer`);
   let ms: number;
   try {
@@ -141,7 +143,8 @@ export function isValidCost(cost: unknown): cost is number {
 
 /** Checks credits as given by users; `setAt` and `generation` are filled in by the key manager. */
 export function normalizeCredits(input: unknown, where: string, setAt: number, generation: number): Credits {
-  if (input === null || typeof input !== 'object' || Array.isArray(input)) invalid(where, 'credits must be an object like { remaining: 1000, refill: { amount: 1000, interval: "30d" } }');
+  if (input === null || typeof input !== 'object' || Array.isArray(input))
+    invalid(where, 'credits must be an object like { remaining: 1000, refill: { amount: 1000, interval: "30d" } }');
   const { remaining, refill } = input as Record<string, unknown>;
   if (!isValidCost(remaining)) invalid(where, `credits.remaining must be an integer from 0 to ${MAX_CREDITS}`);
   let normalized: Credits['refill'] = null;

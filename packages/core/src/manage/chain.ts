@@ -57,7 +57,13 @@ export async function livePredecessors(writer: KeyWriter, record: KeyRecord): Pr
  * grace period): a narrowing, a disabling or new credits reach every key the holder may present.
  * A change saved but not announced (NOT_ANNOUNCED) still reaches them, and is reported after.
  */
-export async function withChain(writer: KeyWriter, change: Promise<KeyInfo>, id: string, type: ChangeType, context: ChangeContext | undefined): Promise<KeyInfo> {
+export async function withChain(
+  writer: KeyWriter,
+  change: Promise<KeyInfo>,
+  id: string,
+  type: ChangeType,
+  context: ChangeContext | undefined,
+): Promise<KeyInfo> {
   let unannounced: unknown;
   const note = (error: unknown) => {
     if (!isTillError(error, 'NOT_ANNOUNCED')) throw error;
@@ -77,17 +83,31 @@ export async function withChain(writer: KeyWriter, change: Promise<KeyInfo>, id:
  * changed meanwhile, once more. Whichever change is the last to write a predecessor, its writer then
  * sees the newest key unchanged since it read it, so the predecessors end as the newest key is.
  */
-async function syncPredecessors(writer: KeyWriter, id: string, type: ChangeType, context: ChangeContext | undefined, note: (error: unknown) => void): Promise<void> {
+async function syncPredecessors(
+  writer: KeyWriter,
+  id: string,
+  type: ChangeType,
+  context: ChangeContext | undefined,
+  note: (error: unknown) => void,
+): Promise<void> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const head = await writer.store.get(id);
     if (head === null || head.rotatedFrom === null) return;
     for (const predecessor of await livePredecessors(writer, head)) {
-      await writer.change(predecessor.id, (record) => {
-        if (record.revokedAt !== null || !chainDiffers(record, head)) return null;
-        const next: { -readonly [K in keyof KeyRecord]: KeyRecord[K] } = { ...record };
-        for (const f of CHAIN_FIELDS) (next as Record<string, unknown>)[f] = head[f];
-        return next;
-      }, type, context, `follows ${head.id}, which replaced it`).catch(note);
+      await writer
+        .change(
+          predecessor.id,
+          (record) => {
+            if (record.revokedAt !== null || !chainDiffers(record, head)) return null;
+            const next: { -readonly [K in keyof KeyRecord]: KeyRecord[K] } = { ...record };
+            for (const f of CHAIN_FIELDS) (next as Record<string, unknown>)[f] = head[f];
+            return next;
+          },
+          type,
+          context,
+          `follows ${head.id}, which replaced it`,
+        )
+        .catch(note);
     }
     const after = await writer.store.get(id);
     if (after === null || after.version === head.version) return;
@@ -111,10 +131,16 @@ export async function revokeKeys(writer: KeyWriter, id: string, options: ChangeC
   const revokeOne = async (keyId: string, detail?: string): Promise<{ info: KeyInfo; made: boolean } | null> => {
     let made = false;
     try {
-      const info = await writer.change(keyId, (record, now) => {
-        made = record.revokedAt === null;
-        return made ? { ...record, revokedAt: now, revokedReason: reason } : null;
-      }, 'key.revoked', context, detail);
+      const info = await writer.change(
+        keyId,
+        (record, now) => {
+          made = record.revokedAt === null;
+          return made ? { ...record, revokedAt: now, revokedReason: reason } : null;
+        },
+        'key.revoked',
+        context,
+        detail,
+      );
       return { info, made };
     } catch (error) {
       if (!isTillError(error, 'NOT_ANNOUNCED')) throw error;
@@ -123,37 +149,39 @@ export async function revokeKeys(writer: KeyWriter, id: string, options: ChangeC
       return info === null ? null : { info, made: true };
     }
   };
-  return writer.confirmed((async () => {
-    const named = await revokeOne(checkId(id));
-    if (named === null) throw tillError('KEY_NOT_FOUND', 'keys', `no key ${id}`);
-    const out = [named.info];
-    if (chain) {
-      const detail = `with its rotation chain (revoked: ${id})`;
-      let failure: unknown;
-      // Keys that replaced it: once a key is revoked it can no longer be rotated, so its rotatedTo is
-      // final and the walk misses no rotation that lands meanwhile.
-      let next = named.info.rotatedTo;
-      for (let n = 0; next !== null && n < MAX_CHAIN; n++) {
-        const done = await revokeOne(next, detail).catch((error: unknown) => {
-          failure ??= error;
-          return null;
-        });
-        if (done === null) break;
-        if (done.made) out.push(done.info);
-        next = done.info.rotatedTo;
+  return writer.confirmed(
+    (async () => {
+      const named = await revokeOne(checkId(id));
+      if (named === null) throw tillError('KEY_NOT_FOUND', 'keys', `no key ${id}`);
+      const out = [named.info];
+      if (chain) {
+        const detail = `with its rotation chain (revoked: ${id})`;
+        let failure: unknown;
+        // Keys that replaced it: once a key is revoked it can no longer be rotated, so its rotatedTo is
+        // final and the walk misses no rotation that lands meanwhile.
+        let next = named.info.rotatedTo;
+        for (let n = 0; next !== null && n < MAX_CHAIN; n++) {
+          const done = await revokeOne(next, detail).catch((error: unknown) => {
+            failure ??= error;
+            return null;
+          });
+          if (done === null) break;
+          if (done.made) out.push(done.info);
+          next = done.info.rotatedTo;
+        }
+        // Keys it replaced that still work (a leak of the new key reaches the old one in its grace).
+        const record = await writer.store.get(id);
+        for (const previous of record === null ? [] : await livePredecessors(writer, record)) {
+          const done = await revokeOne(previous.id, detail).catch((error: unknown) => {
+            failure ??= error;
+            return null;
+          });
+          if (done?.made) out.push(done.info);
+        }
+        if (failure !== undefined) throw failure;
       }
-      // Keys it replaced that still work (a leak of the new key reaches the old one in its grace).
-      const record = await writer.store.get(id);
-      for (const previous of record === null ? [] : await livePredecessors(writer, record)) {
-        const done = await revokeOne(previous.id, detail).catch((error: unknown) => {
-          failure ??= error;
-          return null;
-        });
-        if (done?.made) out.push(done.info);
-      }
-      if (failure !== undefined) throw failure;
-    }
-    if (unannounced !== undefined) throw unannounced;
-    return out;
-  })());
+      if (unannounced !== undefined) throw unannounced;
+      return out;
+    })(),
+  );
 }

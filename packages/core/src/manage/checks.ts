@@ -62,7 +62,11 @@ export function checkId(id: unknown): string {
 }
 
 /** The settings of a new key from `create()`'s input, checked; `prefix` is the manager's default. */
-export function checkCreate(input: CreateKeyInput, now: number, prefix: string): Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'expiresAt' | 'notBefore' | 'limits' | 'credits'> {
+export function checkCreate(
+  input: CreateKeyInput,
+  now: number,
+  prefix: string,
+): Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'expiresAt' | 'notBefore' | 'limits' | 'credits'> {
   if (!input || typeof input !== 'object') fail('create needs { name, scopes }');
   const name = checkText(input.name, 'name');
   const scopes = normalizeGrants(input.scopes, 'keys');
@@ -126,7 +130,10 @@ export function assertNotRevoked(record: KeyRecord): void {
 export function assertCurrent(record: KeyRecord): void {
   assertNotRevoked(record);
   if (record.rotatedTo !== null) {
-    throw tillError('KEY_ROTATED', 'keys', `key ${record.id} was rotated to ${record.rotatedTo}: change that key instead (a change of the newest key reaches the keys still in their grace period); to end this key's grace early, revoke it alone (revoke with { chain: false }, or till keys revoke --key-only)`,
+    throw tillError(
+      'KEY_ROTATED',
+      'keys',
+      `key ${record.id} was rotated to ${record.rotatedTo}: change that key instead (a change of the newest key reaches the keys still in their grace period); to end this key's grace early, revoke it alone (revoke with { chain: false }, or till keys revoke --key-only)`,
     );
   }
 }

@@ -48,34 +48,71 @@ export class KeyManager {
   async update(id: string, patch: KeyPatch, context?: ChangeContext): Promise<KeyInfo> {
     checkId(id);
     const { changes, merging, set, unset } = checkPatch(patch, this.writer.clock());
-    return this.writer.confirmed(withChain(this.writer, this.writer.change(id, (record, t) => {
-      assertCurrent(record);
-      const next = { ...record, ...changes };
-      if (patch.credits !== undefined) next.credits = patch.credits === null ? null : creditsAnew(record, normalizeCredits(patch.credits, 'keys', t, 0));
-      if (merging) {
-        // Merged inside the compare-and-set, so a concurrent metadata change is never lost.
-        const metadata: Record<string, unknown> = { ...record.metadata, ...set };
-        for (const name of unset) delete metadata[name];
-        next.metadata = checkMetadata(metadata);
-      }
-      checkWindow(next.expiresAt, next.notBefore);
-      return next;
-    }, 'key.updated', context), id, 'key.updated', context));
+    return this.writer.confirmed(
+      withChain(
+        this.writer,
+        this.writer.change(
+          id,
+          (record, t) => {
+            assertCurrent(record);
+            const next = { ...record, ...changes };
+            if (patch.credits !== undefined) next.credits = patch.credits === null ? null : creditsAnew(record, normalizeCredits(patch.credits, 'keys', t, 0));
+            if (merging) {
+              // Merged inside the compare-and-set, so a concurrent metadata change is never lost.
+              const metadata: Record<string, unknown> = { ...record.metadata, ...set };
+              for (const name of unset) delete metadata[name];
+              next.metadata = checkMetadata(metadata);
+            }
+            checkWindow(next.expiresAt, next.notBefore);
+            return next;
+          },
+          'key.updated',
+          context,
+        ),
+        id,
+        'key.updated',
+        context,
+      ),
+    );
   }
 
   /** Stops a key (and the keys it replaced, in their grace period) from working until `enable`; unlike revoking, this can be undone. */
   async disable(id: string, context?: ChangeContext): Promise<KeyInfo> {
-    return this.writer.confirmed(withChain(this.writer, this.writer.change(id, (record) => {
-      assertCurrent(record);
-      return record.disabled ? null : { ...record, disabled: true };
-    }, 'key.disabled', context), id, 'key.disabled', context));
+    return this.writer.confirmed(
+      withChain(
+        this.writer,
+        this.writer.change(
+          id,
+          (record) => {
+            assertCurrent(record);
+            return record.disabled ? null : { ...record, disabled: true };
+          },
+          'key.disabled',
+          context,
+        ),
+        id,
+        'key.disabled',
+        context,
+      ),
+    );
   }
 
   async enable(id: string, context?: ChangeContext): Promise<KeyInfo> {
-    return withChain(this.writer, this.writer.change(id, (record) => {
-      assertCurrent(record);
-      return record.disabled ? { ...record, disabled: false } : null;
-    }, 'key.enabled', context), id, 'key.enabled', context);
+    return withChain(
+      this.writer,
+      this.writer.change(
+        id,
+        (record) => {
+          assertCurrent(record);
+          return record.disabled ? { ...record, disabled: false } : null;
+        },
+        'key.enabled',
+        context,
+      ),
+      id,
+      'key.enabled',
+      context,
+    );
   }
 
   /**
@@ -95,7 +132,14 @@ export class KeyManager {
       const record = await this.store.get(id);
       if (record === null) throw tillError('KEY_NOT_FOUND', 'keys', `no key ${id}`);
       if (record.credits === null) return null;
-      const live = await this.store.consume({ subject: id, keyVersion: record.version, credits: record.credits, limits: [], cost: 0, now: this.writer.clock() });
+      const live = await this.store.consume({
+        subject: id,
+        keyVersion: record.version,
+        credits: record.credits,
+        limits: [],
+        cost: 0,
+        now: this.writer.clock(),
+      });
       if (live.outcome === 'NOT_FOUND') throw tillError('KEY_NOT_FOUND', 'keys', `no key ${id}`);
       if ('credits' in live) return live.credits;
     }
@@ -116,7 +160,10 @@ export class KeyManager {
   async identify(key: string): Promise<KeyIdentity> {
     const parsed = parseKey(key);
     // The message never repeats the input: it may be most of a key.
-    if (!parsed.ok) fail(`identify needs a whole key (prefix_ and 44 characters with a valid check); got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`);
+    if (!parsed.ok)
+      fail(
+        `identify needs a whole key (prefix_ and 44 characters with a valid check); got ${typeof key === 'string' ? `${key.length} characters` : typeof key}`,
+      );
     const { id, prefix } = parsed;
     const record = await this.store.get(id);
     if (record === null) return { id, prefix, match: 'unknown' };

@@ -21,31 +21,42 @@ export async function rotateKey(writer: KeyWriter, id: string, options: { grace?
   assertRotatable(old);
   const now = writer.clock();
   const lifetime = old.expiresAt === null ? null : old.expiresAt - old.createdAt;
-  const created = await writer.insertNew({
-    prefix: old.prefix,
-    name: old.name,
-    ownerId: old.ownerId,
-    scopes: old.scopes,
-    metadata: old.metadata,
-    createdAt: now,
-    expiresAt: lifetime === null ? null : now + lifetime,
-    notBefore: null,
-    rotatedFrom: old.id,
-    limits: old.limits,
-    // The chain shares one balance, the first key's count: rotating never copies it (see decisions).
-    credits: old.credits === null ? null : { ...old.credits, account: old.credits.account ?? old.id },
-  }, options);
+  const created = await writer.insertNew(
+    {
+      prefix: old.prefix,
+      name: old.name,
+      ownerId: old.ownerId,
+      scopes: old.scopes,
+      metadata: old.metadata,
+      createdAt: now,
+      expiresAt: lifetime === null ? null : now + lifetime,
+      notBefore: null,
+      rotatedFrom: old.id,
+      limits: old.limits,
+      // The chain shares one balance, the first key's count: rotating never copies it (see decisions).
+      credits: old.credits === null ? null : { ...old.credits, account: old.credits.account ?? old.id },
+    },
+    options,
+  );
   try {
-    const previous = await writer.confirmed(writer.change(id, (record, t) => {
-      assertRotatable(record);
-      // The new key copied the record as read above: if the key changed since (narrower scopes,
-      // another owner), the copy is wrong, so the rotation is abandoned and the new key revoked.
-      if (record.version !== old.version) {
-        throw tillError('CONFLICT', 'keys', `key ${id} changed during the rotation; rotate it again`);
-      }
-      const graceEnd = t + grace;
-      return { ...record, rotatedTo: created.record.id, expiresAt: record.expiresAt === null ? graceEnd : Math.min(record.expiresAt, graceEnd) };
-    }, 'key.rotated', options, `rotated to ${created.record.id}`));
+    const previous = await writer.confirmed(
+      writer.change(
+        id,
+        (record, t) => {
+          assertRotatable(record);
+          // The new key copied the record as read above: if the key changed since (narrower scopes,
+          // another owner), the copy is wrong, so the rotation is abandoned and the new key revoked.
+          if (record.version !== old.version) {
+            throw tillError('CONFLICT', 'keys', `key ${id} changed during the rotation; rotate it again`);
+          }
+          const graceEnd = t + grace;
+          return { ...record, rotatedTo: created.record.id, expiresAt: record.expiresAt === null ? graceEnd : Math.min(record.expiresAt, graceEnd) };
+        },
+        'key.rotated',
+        options,
+        `rotated to ${created.record.id}`,
+      ),
+    );
     return { ...created, previous, announced: true };
   } catch (error) {
     if (isTillError(error, 'NOT_ANNOUNCED')) {
@@ -56,7 +67,12 @@ export async function rotateKey(writer: KeyWriter, id: string, options: { grace?
     }
     if (isTillError(error, 'NOT_REPLICATED')) throw await rotationNotReplicated(writer, error, id, created);
     // The old key changed under us (revoked, rotated elsewhere): the new key must not outlive that.
-    await writer.change(created.record.id, (record, t) => ({ ...record, revokedAt: t, revokedReason: 'rotation aborted' }), 'key.revoked', { ...(options.actor !== undefined && { actor: options.actor }), reason: 'rotation aborted' }).catch(() => {});
+    await writer
+      .change(created.record.id, (record, t) => ({ ...record, revokedAt: t, revokedReason: 'rotation aborted' }), 'key.revoked', {
+        ...(options.actor !== undefined && { actor: options.actor }),
+        reason: 'rotation aborted',
+      })
+      .catch(() => {});
     throw error;
   }
 }
@@ -69,7 +85,10 @@ export async function rotateKey(writer: KeyWriter, id: string, options: { grace?
  */
 async function rotationNotReplicated(writer: KeyWriter, error: TillError, id: string, created: CreatedKey): Promise<TillError> {
   const previous = await writer.info(id).catch(() => null);
-  const out = tillError('NOT_REPLICATED', 'keys', `key ${id} was rotated to ${created.record.id} on the primary, but not confirmed by replicas: a failover now could bring the old key back without its new expiry. The new key is in error.rotation; check with keys.get(${JSON.stringify(id)}) later (${error.message.replace(/^(?:\[[^\]]*\]\s*)+/, '')})`,
+  const out = tillError(
+    'NOT_REPLICATED',
+    'keys',
+    `key ${id} was rotated to ${created.record.id} on the primary, but not confirmed by replicas: a failover now could bring the old key back without its new expiry. The new key is in error.rotation; check with keys.get(${JSON.stringify(id)}) later (${error.message.replace(/^(?:\[[^\]]*\]\s*)+/, '')})`,
     { cause: error },
   );
   Object.defineProperty(out, 'rotation', { value: { ...created, previous } satisfies UnconfirmedRotation, enumerable: false });

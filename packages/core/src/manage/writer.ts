@@ -14,7 +14,10 @@ import type { ChangeContext, CreatedKey } from './types.js';
 export const MAX_ATTEMPTS = 16;
 
 /** The settings a new key is inserted with (the rest is drawn or starts fresh). */
-export type NewKeySettings = Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'createdAt' | 'expiresAt' | 'notBefore' | 'rotatedFrom' | 'limits' | 'credits'>;
+export type NewKeySettings = Pick<
+  KeyRecord,
+  'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'createdAt' | 'expiresAt' | 'notBefore' | 'rotatedFrom' | 'limits' | 'credits'
+>;
 
 export class KeyWriter {
   constructor(
@@ -59,7 +62,15 @@ export class KeyWriter {
   }
 
   /** The audit entry of a change: who, why, and the key before and after (never its hash). */
-  entry(type: ChangeType, at: number, key: KeyRecord, before: KeyRecord | null, after: KeyRecord | null, context: ChangeContext | undefined, detail?: string): AuditRecord {
+  entry(
+    type: ChangeType,
+    at: number,
+    key: KeyRecord,
+    before: KeyRecord | null,
+    after: KeyRecord | null,
+    context: ChangeContext | undefined,
+    detail?: string,
+  ): AuditRecord {
     const actor = context?.actor === undefined ? this.actor : checkText(context.actor, 'actor');
     return {
       type,

@@ -39,9 +39,19 @@ export function createMetrics(till: Till, options: MetricsOptions = {}): TillMet
   const prefix = options.prefix ?? 'till_';
   if (!/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(prefix)) throw tillError('INVALID_OPTIONS', 'metrics', 'prefix must be a valid metric name prefix');
 
-  const verifications = new Counter({ name: `${prefix}verifications_total`, help: 'Verifications by outcome code.', labelNames: ['outcome'], registers: [registry] });
+  const verifications = new Counter({
+    name: `${prefix}verifications_total`,
+    help: 'Verifications by outcome code.',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
   for (const code of OUTCOME_CODES) verifications.inc({ outcome: code }, 0);
-  const refusals = new Counter({ name: `${prefix}limit_refusals_total`, help: 'Requests refused by a rate limit or for lack of credits.', labelNames: ['outcome'], registers: [registry] });
+  const refusals = new Counter({
+    name: `${prefix}limit_refusals_total`,
+    help: 'Requests refused by a rate limit or for lack of credits.',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
   const stats = till.verifier.stats;
   /** A counter whose value is a running count Till keeps elsewhere, read at each scrape. */
   const runningCount = (name: string, help: string, read: () => number) =>

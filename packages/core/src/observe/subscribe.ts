@@ -3,7 +3,12 @@
 import { tillMessage } from '../errors.js';
 import type { Logger } from '../util/logger.js';
 
-export function subscriberOf<M extends { readonly till: string }>(till: string, logger: Pick<Logger, 'error'>, where: string, hear: (message: M) => void): (message: unknown) => void {
+export function subscriberOf<M extends { readonly till: string }>(
+  till: string,
+  logger: Pick<Logger, 'error'>,
+  where: string,
+  hear: (message: M) => void,
+): (message: unknown) => void {
   return (message) => {
     if ((message as M).till !== till) return;
     try {

@@ -128,38 +128,40 @@ export class Charges {
       args.push(item.request.cost ?? 0);
       for (const charge of item.request.limits) args.push(charge.cost);
     }
-    this.commands.run(() => this.commands.client.tillConsume(keys.length, ...keys, ...args)).then(
-      (reply) => {
-        if (reply[0] === 'CHANGED') {
-          for (const item of items) this.changed(item.request).then(item.resolve, item.reject);
-          return;
-        }
-        const results = items.map((item, j) => resultOf(reply, j * (3 + 2 * n), item.request));
-        // Admitted charges that spent something wait for replicas (chargesWait): refused ones spent nothing.
-        const replicas = this.chargesWait;
-        if (replicas === null || !items.some((item, j) => spent(item.request, results[j]!))) {
-          for (const [j, item] of items.entries()) item.resolve(results[j]!);
-          return;
-        }
-        replicas.confirmCharges().then((error) => {
-          // Not confirmed: never admitted. Its charge is given back on the primary (where it was made;
-          // a replica that lacks it lacks the refund too), and the request is refused as unavailable.
-          // NOT_REPLICATED, not STORE_UNAVAILABLE: the limiter then refuses (503) rather than falling back to
-          // per-process limits, which would admit the request after all.
-          items.forEach((item, j) => {
-            if (error === null || !spent(item.request, results[j]!)) {
-              item.resolve(results[j]!);
-              return;
-            }
-            this.store.refund(item.request).catch(() => {});
-            item.reject(error);
+    this.commands
+      .run(() => this.commands.client.tillConsume(keys.length, ...keys, ...args))
+      .then(
+        (reply) => {
+          if (reply[0] === 'CHANGED') {
+            for (const item of items) this.changed(item.request).then(item.resolve, item.reject);
+            return;
+          }
+          const results = items.map((item, j) => resultOf(reply, j * (3 + 2 * n), item.request));
+          // Admitted charges that spent something wait for replicas (chargesWait): refused ones spent nothing.
+          const replicas = this.chargesWait;
+          if (replicas === null || !items.some((item, j) => spent(item.request, results[j]!))) {
+            for (const [j, item] of items.entries()) item.resolve(results[j]!);
+            return;
+          }
+          replicas.confirmCharges().then((error) => {
+            // Not confirmed: never admitted. Its charge is given back on the primary (where it was made;
+            // a replica that lacks it lacks the refund too), and the request is refused as unavailable.
+            // NOT_REPLICATED, not STORE_UNAVAILABLE: the limiter then refuses (503) rather than falling back to
+            // per-process limits, which would admit the request after all.
+            items.forEach((item, j) => {
+              if (error === null || !spent(item.request, results[j]!)) {
+                item.resolve(results[j]!);
+                return;
+              }
+              this.store.refund(item.request).catch(() => {});
+              item.reject(error);
+            });
           });
-        });
-      },
-      (error: unknown) => {
-        for (const item of items) item.reject(error);
-      },
-    );
+        },
+        (error: unknown) => {
+          for (const item of items) item.reject(error);
+        },
+      );
   }
 
   /** A charge found the key's record missing or of another version: the record says which. */
@@ -174,7 +176,13 @@ function resultOf(reply: ReadonlyArray<string | number>, at: number, request: Co
   const limits: LimitState[] = [];
   for (let i = 0; i < request.limits.length; i++) {
     const charge = request.limits[i]!;
-    limits.push({ name: charge.name, limit: charge.limit, window: charge.window, remaining: Number(reply[at + 3 + 2 * i]), reset: Number(reply[at + 4 + 2 * i]) });
+    limits.push({
+      name: charge.name,
+      limit: charge.limit,
+      window: charge.window,
+      remaining: Number(reply[at + 3 + 2 * i]),
+      reset: Number(reply[at + 4 + 2 * i]),
+    });
   }
   const credits = Number(reply[at + 1]);
   const retry = Number(reply[at + 2]);

@@ -8,9 +8,27 @@ import { EVENTS_SCRIPT, INSERT_SCRIPT, LOG_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT
 
 /** The client with the store's scripts defined on it as commands. */
 export type ScriptClient = RedisClient & {
-  tillReplace(record: string, trail: string, json: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, number?, string?]>;
+  tillReplace(
+    record: string,
+    trail: string,
+    json: string,
+    version: number,
+    channel: string,
+    id: string,
+    entry: string,
+    cap: number,
+  ): Promise<[number, string?, number?, string?]>;
   tillInsert(record: string, trail: string, json: string, entry: string, cap: number): Promise<[number, string?]>;
-  tillRemove(record: string, credits: string, trail: string, version: number, channel: string, id: string, entry: string, cap: number): Promise<[number, string?, string?, number?, string?]>;
+  tillRemove(
+    record: string,
+    credits: string,
+    trail: string,
+    version: number,
+    channel: string,
+    id: string,
+    entry: string,
+    cap: number,
+  ): Promise<[number, string?, string?, number?, string?]>;
   tillEvents(events: string, record: string, trail: string, cap: number, ...entries: string[]): Promise<number>;
   tillLog(changes: string, security: string, which: 1 | 2, cap: number, ...entries: string[]): Promise<string[]>;
   tillUsage(...args: Array<string | number>): Promise<number>;
@@ -41,7 +59,8 @@ function defineScripts(client: RedisClient): ScriptClient {
 
 // Statuses in which ioredis would only queue a command: answering "unavailable" at once beats a hang.
 const DOWN = new Set(['reconnecting', 'close', 'end']);
-const CONNECTION_ERROR = /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries|MaxRetriesPerRequest|ClusterAllFailed|Failed to refresh slots|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN/i;
+const CONNECTION_ERROR =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries|MaxRetriesPerRequest|ClusterAllFailed|Failed to refresh slots|CLUSTERDOWN|TRYAGAIN|LOADING|MASTERDOWN/i;
 
 /** Closes a client gracefully (its pending replies first), or at once when it is not connected. */
 export function quit(client: RedisClient): Promise<void> {
@@ -90,7 +109,10 @@ export class Commands {
     if (DOWN.has(this.client.status)) return Promise.reject(storeUnavailable('redis', new Error(`client is ${this.client.status}`)));
     return new Promise<T>((resolve, reject) => {
       // A command sent is not taken back: if it was a change, it may still be made.
-      const timer = setTimeout(() => reject(storeUnavailable('redis', new Error(`no answer within ${this.timeout} ms (a change sent may still be made)`))), this.timeout);
+      const timer = setTimeout(
+        () => reject(storeUnavailable('redis', new Error(`no answer within ${this.timeout} ms (a change sent may still be made)`))),
+        this.timeout,
+      );
       timer.unref?.();
       command().then(
         (value) => {
@@ -101,7 +123,8 @@ export class Commands {
           clearTimeout(timer);
           if (error instanceof TillError) reject(error);
           // A command that failed while the client was not connected failed for that reason.
-          else if (this.client.status !== 'ready' || (error instanceof Error && CONNECTION_ERROR.test(`${error.name} ${error.message}`))) reject(storeUnavailable('redis', error));
+          else if (this.client.status !== 'ready' || (error instanceof Error && CONNECTION_ERROR.test(`${error.name} ${error.message}`)))
+            reject(storeUnavailable('redis', error));
           else reject(tillError('STORE_ERROR', 'redis', `command failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error }));
         },
       );

@@ -72,7 +72,12 @@ export class EvictionCheck {
       }
     }
     if (policy === undefined) {
-      this.logger.warn(tillMessage('redis', 'could not read maxmemory-policy (neither INFO memory nor CONFIG GET answered it): make sure it is noeviction or volatile-*, or Redis may evict key records and credit counters'));
+      this.logger.warn(
+        tillMessage(
+          'redis',
+          'could not read maxmemory-policy (neither INFO memory nor CONFIG GET answered it): make sure it is noeviction or volatile-*, or Redis may evict key records and credit counters',
+        ),
+      );
       return;
     }
     if (SAFE_POLICIES.test(policy)) return;

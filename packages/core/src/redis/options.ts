@@ -98,7 +98,10 @@ export function parseOptions(options: RedisStoreOptions): RedisConfig {
   const { namespace = 'till:', commandTimeout = 1000, limitClock = 'redis' } = options;
   if (limitClock !== 'redis' && limitClock !== 'caller') throw invalid('limitClock must be "redis" or "caller"');
   const { auditMaxLength = 100_000, auditPerKeyMaxLength = 1000 } = options;
-  for (const [name, value] of [['auditMaxLength', auditMaxLength], ['auditPerKeyMaxLength', auditPerKeyMaxLength]] as const) {
+  for (const [name, value] of [
+    ['auditMaxLength', auditMaxLength],
+    ['auditPerKeyMaxLength', auditPerKeyMaxLength],
+  ] as const) {
     if (!Number.isInteger(value) || value < 1) throw invalid(`${name} must be a positive integer`);
   }
   const { replicas = 0, replicaTimeout = 500 } = options;

@@ -27,7 +27,11 @@ export class Replicas {
     if (this.count === 0) return;
     const fewest = await this.wait();
     if (fewest < this.count) {
-      throw tillError('NOT_REPLICATED', 'redis', `the change was made on the primary, but ${fewest} of ${this.count} replicas confirmed it within ${this.timeout} ms: a failover now could undo it`);
+      throw tillError(
+        'NOT_REPLICATED',
+        'redis',
+        `the change was made on the primary, but ${fewest} of ${this.count} replicas confirmed it within ${this.timeout} ms: a failover now could undo it`,
+      );
     }
   }
 
@@ -46,9 +50,18 @@ export class Replicas {
       }
       if (!this.chargesUnconfirmed) {
         this.chargesUnconfirmed = true;
-        this.logger.warn(tillMessage('redis', `charges are not confirmed by ${this.count} replica(s) within ${this.timeout} ms (${acked} did): requests that spend credits or limits are refused with 503 until they are (chargesWait)`));
+        this.logger.warn(
+          tillMessage(
+            'redis',
+            `charges are not confirmed by ${this.count} replica(s) within ${this.timeout} ms (${acked} did): requests that spend credits or limits are refused with 503 until they are (chargesWait)`,
+          ),
+        );
       }
-      return tillError('NOT_REPLICATED', 'redis', `a charge was made on the primary, but ${acked} of ${this.count} replicas confirmed it within ${this.timeout} ms (chargesWait): refused and refunded`);
+      return tillError(
+        'NOT_REPLICATED',
+        'redis',
+        `a charge was made on the primary, but ${acked} of ${this.count} replicas confirmed it within ${this.timeout} ms (chargesWait): refused and refunded`,
+      );
     });
   }
 

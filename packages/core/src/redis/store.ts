@@ -74,7 +74,9 @@ export class RedisStore implements KeyStore {
     // that timed out: what was sent may still be done).
     await this.commands.run(() => this.client.zadd(layout.index(null), record.createdAt, record.id));
     if (record.ownerId !== null) await this.commands.run(() => this.client.zadd(layout.index(record.ownerId!), record.createdAt, record.id));
-    const [ok] = await this.commands.run(() => this.client.tillInsert(layout.record(record.id), layout.trail(record.id), json, trailEntry(audit), this.trailCap));
+    const [ok] = await this.commands.run(() =>
+      this.client.tillInsert(layout.record(record.id), layout.trail(record.id), json, trailEntry(audit), this.trailCap),
+    );
     if (ok !== 1) throw tillError('KEY_EXISTS', 'redis', `key ${record.id} exists`);
     if (audit !== undefined) await this.audit.copyToLog(audit);
   }
@@ -82,7 +84,16 @@ export class RedisStore implements KeyStore {
   async replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
     const { layout } = this;
     const [result, , announced, why] = await this.commands.run(() =>
-      this.client.tillReplace(layout.record(record.id), layout.trail(record.id), encodeRecord(record), expectedVersion, layout.channel, record.id, trailEntry(audit), this.trailCap),
+      this.client.tillReplace(
+        layout.record(record.id),
+        layout.trail(record.id),
+        encodeRecord(record),
+        expectedVersion,
+        layout.channel,
+        record.id,
+        trailEntry(audit),
+        this.trailCap,
+      ),
     );
     if (result === -1) throw tillError('KEY_NOT_FOUND', 'redis', `no key ${record.id}`);
     if (result !== 1) return false;
@@ -111,7 +122,11 @@ export class RedisStore implements KeyStore {
   /** A change that is saved but that the services were not told of: the caller must learn it. */
   private notAnnounced(id: string, why: string | undefined): TillError {
     const channel = this.layout.channel;
-    return tillError('NOT_ANNOUNCED', 'redis', `the change to key ${id} is saved, but it could not be announced to running services (PUBLISH refused: ${String(why ?? 'unknown error').slice(0, 200)}): they may keep serving the key as it was until their cache TTL (cache.ttl, 30 s by default) runs out. Give this Redis user the right to publish on ${channel} (ACL: +publish &${channel})`);
+    return tillError(
+      'NOT_ANNOUNCED',
+      'redis',
+      `the change to key ${id} is saved, but it could not be announced to running services (PUBLISH refused: ${String(why ?? 'unknown error').slice(0, 200)}): they may keep serving the key as it was until their cache TTL (cache.ttl, 30 s by default) runs out. Give this Redis user the right to publish on ${channel} (ACL: +publish &${channel})`,
+    );
   }
 
   async list(query: ListKeysQuery = {}): Promise<KeyPage> {

@@ -57,7 +57,11 @@ export class RedisUsage {
       days: wanted.map((day, i) => {
         const raw = (counts[i] ?? {}) as Record<string, string>;
         // Outcome counts only (the hash also says which batches it has, as `w:<writer>`).
-        const parsed = Object.fromEntries(Object.entries(raw).filter(([code]) => OUTCOMES.has(code)).map(([code, n]) => [code, Number(n)])) as Partial<Record<OutcomeCode, number>>;
+        const parsed = Object.fromEntries(
+          Object.entries(raw)
+            .filter(([code]) => OUTCOMES.has(code))
+            .map(([code, n]) => [code, Number(n)]),
+        ) as Partial<Record<OutcomeCode, number>>;
         return { day, counts: parsed, total: Object.values(parsed).reduce((a, b) => a + b, 0) };
       }),
     };

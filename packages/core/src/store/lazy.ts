@@ -8,7 +8,20 @@ export interface LoadedStore {
 }
 
 /** The methods that answer with a promise: each waits for the store, then calls it. */
-const DEFERRED = ['get', 'insert', 'replace', 'remove', 'list', 'consume', 'refund', 'confirmChanges', 'appendAudit', 'readAudit', 'recordUsage', 'readUsage'] as const satisfies ReadonlyArray<keyof KeyStore>;
+const DEFERRED = [
+  'get',
+  'insert',
+  'replace',
+  'remove',
+  'list',
+  'consume',
+  'refund',
+  'confirmChanges',
+  'appendAudit',
+  'readAudit',
+  'recordUsage',
+  'readUsage',
+] as const satisfies ReadonlyArray<keyof KeyStore>;
 
 type Deferred = (typeof DEFERRED)[number];
 type Method = (...args: unknown[]) => unknown;

@@ -144,7 +144,8 @@ export class MemoryStore implements KeyStore {
       if (version !== request.keyVersion) return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
       // As on Redis: the caller's copy of the record of this version says what the credits are.
       if (request.credits) {
-        if (this.buckets.creditsOutdated(request.subject, request.credits)) return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
+        if (this.buckets.creditsOutdated(request.subject, request.credits))
+          return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
         credits = { policy: request.credits, cost: request.cost ?? 0 };
       }
     }

@@ -70,8 +70,18 @@ export function keyStatus(record: Pick<KeyRecord, 'revokedAt' | 'disabled' | 'ex
 
 /** What a stored record or snapshot leaves out when a field holds its default (read back as it). */
 const DEFAULTS: Readonly<Record<string, unknown>> = {
-  hashAlgorithm: 'sha256', ownerId: null, metadata: {}, expiresAt: null, notBefore: null, revokedAt: null,
-  revokedReason: null, disabled: false, rotatedFrom: null, rotatedTo: null, limits: [], credits: null,
+  hashAlgorithm: 'sha256',
+  ownerId: null,
+  metadata: {},
+  expiresAt: null,
+  notBefore: null,
+  revokedAt: null,
+  revokedReason: null,
+  disabled: false,
+  rotatedFrom: null,
+  rotatedTo: null,
+  limits: [],
+  credits: null,
 };
 
 function isDefault(field: string, value: unknown): boolean {
@@ -112,7 +122,12 @@ export function encodeRecord(record: KeyRecord): string {
 }
 
 const FIELDS: ReadonlyArray<[keyof KeyRecord, string]> = [
-  ['id', 'string'], ['prefix', 'string'], ['hash', 'string'], ['name', 'string'], ['createdAt', 'number'], ['version', 'number'],
+  ['id', 'string'],
+  ['prefix', 'string'],
+  ['hash', 'string'],
+  ['name', 'string'],
+  ['createdAt', 'number'],
+  ['version', 'number'],
 ];
 
 /** Parses a stored record, rejecting anything that is not one (a store must not hand the verifier junk). */
@@ -124,15 +139,18 @@ export function decodeRecord(json: string): KeyRecord {
   if (value.updatedAt !== undefined && typeof value.updatedAt !== 'number') throw new Error('stored key record has no valid "updatedAt"');
   if (value.disabled !== undefined && typeof value.disabled !== 'boolean') throw new Error('stored key record has no valid "disabled"');
   if (!Array.isArray(value.scopes) || !value.scopes.every((s) => typeof s === 'string')) throw new Error('stored key record has no valid "scopes"');
-  if (value.hashAlgorithm !== undefined && value.hashAlgorithm !== 'sha256' && value.hashAlgorithm !== 'hmac-sha256') throw new Error('stored key record has an unknown "hashAlgorithm"');
+  if (value.hashAlgorithm !== undefined && value.hashAlgorithm !== 'sha256' && value.hashAlgorithm !== 'hmac-sha256')
+    throw new Error('stored key record has an unknown "hashAlgorithm"');
   // A time of the wrong type would make a status check pass: refuse the record instead.
   for (const field of ['expiresAt', 'notBefore', 'revokedAt'] as const) {
     const t = value[field];
     if (t !== undefined && t !== null && !Number.isSafeInteger(t)) throw new Error(`stored key record has no valid "${field}"`);
   }
-  if (value.limits !== undefined && !(Array.isArray(value.limits) && value.limits.every(isStoredLimit))) throw new Error('stored key record has no valid "limits"');
+  if (value.limits !== undefined && !(Array.isArray(value.limits) && value.limits.every(isStoredLimit)))
+    throw new Error('stored key record has no valid "limits"');
   if (value.credits !== undefined && value.credits !== null && !isStoredCredits(value.credits)) throw new Error('stored key record has no valid "credits"');
-  if (value.metadata !== undefined && (typeof value.metadata !== 'object' || value.metadata === null || Array.isArray(value.metadata))) throw new Error('stored key record has no valid "metadata"');
+  if (value.metadata !== undefined && (typeof value.metadata !== 'object' || value.metadata === null || Array.isArray(value.metadata)))
+    throw new Error('stored key record has no valid "metadata"');
   return recordOf(value as unknown as KeyRecord, value.hash as string);
 }
 
@@ -158,7 +176,8 @@ function recordOf(v: KeyRecord, hash: string): KeyRecord {
     name: v.name,
     ownerId: v.ownerId ?? null,
     scopes: sharedScopes(v.scopes),
-    metadata: v.metadata === undefined || Object.keys(v.metadata).length === 0 ? NO_METADATA : Object.isFrozen(v.metadata) ? v.metadata : Object.freeze(v.metadata),
+    metadata:
+      v.metadata === undefined || Object.keys(v.metadata).length === 0 ? NO_METADATA : Object.isFrozen(v.metadata) ? v.metadata : Object.freeze(v.metadata),
     createdAt: v.createdAt,
     updatedAt: v.updatedAt ?? v.createdAt,
     expiresAt: v.expiresAt ?? null,

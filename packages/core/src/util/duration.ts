@@ -34,7 +34,10 @@ export function parseDuration(value: string | number, what = 'duration'): number
       throw tillError('INVALID_ARGUMENT', 'keys', `${what} "${value}": a bare number has no unit: write ${value}ms${seconds}`);
     }
     const numeric = typeof value === 'number' ? ', or a whole number of milliseconds' : '';
-    throw tillError('INVALID_ARGUMENT', 'keys', `${what} must be like 30d, 24h, 1h30m or 500ms (units ms s m h d w)${numeric}, up to 100 years; got ${JSON.stringify(String(value).slice(0, 40))}`,
+    throw tillError(
+      'INVALID_ARGUMENT',
+      'keys',
+      `${what} must be like 30d, 24h, 1h30m or 500ms (units ms s m h d w)${numeric}, up to 100 years; got ${JSON.stringify(String(value).slice(0, 40))}`,
     );
   }
   return total;

@@ -17,7 +17,9 @@ export function requireOptional<T>(pkg: string, where: string): T {
   } catch (cause) {
     const code = (cause as { code?: unknown } | null)?.code;
     const missing = (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') && String((cause as Error).message).includes(`'${pkg}'`);
-    const why = missing ? `${pkg} is not installed: ${installHint(pkg)}` : `${pkg} could not be loaded (${cause instanceof Error ? cause.message : String(cause)}): reinstall it with ${installHint(pkg)}`;
+    const why = missing
+      ? `${pkg} is not installed: ${installHint(pkg)}`
+      : `${pkg} could not be loaded (${cause instanceof Error ? cause.message : String(cause)}): reinstall it with ${installHint(pkg)}`;
     throw tillError('MISSING_DEPENDENCY', where, why, { cause });
   }
   loaded.set(pkg, module);

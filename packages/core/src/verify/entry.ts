@@ -54,7 +54,10 @@ export function unknownEntry(fetched: number): UnknownEntry {
 }
 
 export function knownEntry(record: KeyRecord, fetched: number): KnownEntry {
-  const charges = record.limits.length === 0 ? NO_CHARGES : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` }));
+  const charges =
+    record.limits.length === 0
+      ? NO_CHARGES
+      : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` }));
   return {
     // The digest is kept as bytes (digest); the record's base64url copy of it would be a second.
     record: withoutHash(record),

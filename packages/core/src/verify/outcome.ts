@@ -126,7 +126,11 @@ export type VerifyFailure = KeylessFailure | KeyStateFailure | ScopeFailure | Li
 
 /** The failure of one code (or of each code of a union of them). */
 export type FailureOf<C extends FailureCode> = VerifyFailure extends infer F
-  ? F extends { readonly code: infer K } ? ([Extract<C, K>] extends [never] ? never : F & { readonly code: Extract<C, K> }) : never
+  ? F extends { readonly code: infer K }
+    ? [Extract<C, K>] extends [never]
+      ? never
+      : F & { readonly code: Extract<C, K> }
+    : never
   : never;
 
 /** What a failure of one code carries beside `valid` and `code`. */

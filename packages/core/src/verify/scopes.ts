@@ -27,7 +27,11 @@ export function normalizeGrants(scopes: unknown, where: string): string[] {
   if (scopes.length > MAX_SCOPES) throw tillError('INVALID_ARGUMENT', where, `at most ${MAX_SCOPES} scopes`);
   for (const s of scopes) {
     if (!isValidGrant(s)) {
-      throw tillError('INVALID_ARGUMENT', where, `invalid scope ${JSON.stringify(String(s).slice(0, 64))}: use segments of A-Z a-z 0-9 _ . - joined by ":", optionally ending in ":*", or "*"`);
+      throw tillError(
+        'INVALID_ARGUMENT',
+        where,
+        `invalid scope ${JSON.stringify(String(s).slice(0, 64))}: use segments of A-Z a-z 0-9 _ . - joined by ":", optionally ending in ":*", or "*"`,
+      );
     }
   }
   return [...new Set(scopes as string[])].sort();
@@ -38,7 +42,11 @@ export function normalizeRequired(scopes: readonly unknown[], where: string): st
   if (scopes.length === 0) throw tillError('INVALID_OPTIONS', where, `name at least one scope`);
   for (const s of scopes) {
     if (!isValidScope(s)) {
-      throw tillError('INVALID_OPTIONS', where, `invalid required scope ${JSON.stringify(String(s).slice(0, 64))}: routes require concrete scopes like "users:read" (wildcards belong to keys)`);
+      throw tillError(
+        'INVALID_OPTIONS',
+        where,
+        `invalid required scope ${JSON.stringify(String(s).slice(0, 64))}: routes require concrete scopes like "users:read" (wildcards belong to keys)`,
+      );
     }
   }
   return [...new Set(scopes as string[])];
@@ -106,7 +114,8 @@ export function scopeSetOf(grants: readonly string[]): ScopeSet {
 /** Whether grants satisfy the required scopes: all of them, or (mode 'any') at least one. */
 export function scopesSatisfy(grants: readonly string[], required: readonly string[], mode: 'all' | 'any' = 'all'): boolean {
   // A misspelt mode must not become "any": refused, never read as the weaker check.
-  if (mode !== 'all' && mode !== 'any') throw tillError('INVALID_ARGUMENT', 'scopes', `mode must be "all" or "any"; got ${JSON.stringify(String(mode).slice(0, 20))}`);
+  if (mode !== 'all' && mode !== 'any')
+    throw tillError('INVALID_ARGUMENT', 'scopes', `mode must be "all" or "any"; got ${JSON.stringify(String(mode).slice(0, 20))}`);
   const set = new ScopeSet(grants);
   return mode === 'all' ? set.hasAll(required) : set.hasAny(required);
 }

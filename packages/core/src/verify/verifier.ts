@@ -11,7 +11,16 @@ import { verifyChannel } from '../observe/channels.js';
 import { publishVerification } from '../observe/publish.js';
 import { Limiter, UNAVAILABLE } from '../limits/limiter.js';
 import { countOutcome, type UsageTracker } from '../audit/usage.js';
-import { failure, WRONG_SECRET, type MaybePromise, type OutcomeCode, type Usage, type VerifyFailure, type VerifyResult, type VerifySuccess } from './outcome.js';
+import {
+  failure,
+  WRONG_SECRET,
+  type MaybePromise,
+  type OutcomeCode,
+  type Usage,
+  type VerifyFailure,
+  type VerifyResult,
+  type VerifySuccess,
+} from './outcome.js';
 import { keyStatus, type KeyRecord } from '../store/record.js';
 import type { ConsumeRequest, ConsumeResult, KeyStore, SubscriptionListener } from '../store/types.js';
 import { chargesOf, knownEntry, unknownEntry, type Entry, type KnownEntry } from './entry.js';

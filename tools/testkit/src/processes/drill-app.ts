@@ -46,7 +46,15 @@ const till = createTill({
 });
 
 /** What the parent cannot see in responses: errors thrown, invalidations heard, events. */
-const seen = { appErrors: 0, lastAppError: null as string | null, heard: [] as string[], flushes: 0, events: {} as Record<string, number>, inflight: 0, closing: false };
+const seen = {
+  appErrors: 0,
+  lastAppError: null as string | null,
+  heard: [] as string[],
+  flushes: 0,
+  events: {} as Record<string, number>,
+  inflight: 0,
+  closing: false,
+};
 let held: Array<() => void> = [];
 const hold = async () => {
   seen.inflight++;
@@ -148,7 +156,15 @@ function shutdown() {
 }
 process.on('SIGTERM', () => void shutdown());
 
-const short = (value: KeyInfo) => ({ id: value.id, name: value.name, scopes: value.scopes, revokedAt: value.revokedAt, revokedReason: value.revokedReason, disabled: value.disabled, version: value.version });
+const short = (value: KeyInfo) => ({
+  id: value.id,
+  name: value.name,
+  scopes: value.scopes,
+  revokedAt: value.revokedAt,
+  revokedReason: value.revokedReason,
+  disabled: value.disabled,
+  version: value.version,
+});
 
 const handlers = {
   /** Heap and RSS after a full collection (the process runs with --expose-gc). */
@@ -198,7 +214,9 @@ const handlers = {
     let cursor: string | undefined;
     do {
       const page = await till.keys.audit({ ...query, limit: 1000, ...(cursor !== undefined && { cursor }) });
-      entries.push(...page.entries.map((e) => ({ type: e.type, keyId: e.keyId, code: e.code ?? null, count: e.count ?? 1, reason: e.reason, ip: e.ip ?? null })));
+      entries.push(
+        ...page.entries.map((e) => ({ type: e.type, keyId: e.keyId, code: e.code ?? null, count: e.count ?? 1, reason: e.reason, ip: e.ip ?? null })),
+      );
       cursor = page.cursor;
     } while (cursor !== undefined);
     return { entries };

@@ -66,8 +66,7 @@ process.on('message', async (message: { type?: string; req?: number } | null | u
     // Usage counts are written in batches (every 10 s by default): the test asks for the batch now.
     await till.usage?.flush();
     send({ type: 'flushed', req: message.req });
-  }
-  else if (message?.type === 'close') {
+  } else if (message?.type === 'close') {
     await close().catch(() => {});
     process.exit(0);
   }

@@ -21,7 +21,13 @@ export function answerRequests(handlers: Record<string, Handler>): void {
       if (!handler) throw new Error(`unknown message type ${message?.type}`);
       send({ type: 'reply', req: message?.req, ok: true, ...(await handler(message as never)) });
     } catch (error) {
-      send({ type: 'reply', req: message?.req, ok: false, error: error instanceof Error ? error.message : String(error), code: isTillError(error) ? error.code : null });
+      send({
+        type: 'reply',
+        req: message?.req,
+        ok: false,
+        error: error instanceof Error ? error.message : String(error),
+        code: isTillError(error) ? error.code : null,
+      });
     }
   });
 }
