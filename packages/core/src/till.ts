@@ -128,7 +128,10 @@ export function createTill(options: TillOptions = {}): Till {
     subscriptionFailing = true;
     const reason = error.message.slice(0, 200);
     logger.warn(
-      `[till] [${store.kind}] cannot subscribe to key changes (${reason}): cached keys are not trusted, so every verification reads the store until the subscription is made`,
+      tillMessage(
+        store.kind,
+        `cannot subscribe to key changes (${reason}): cached keys are not trusted, so every verification reads the store until the subscription is made`,
+      ),
     );
     events.emit({ type: 'invalidations.failed', store: store.kind, reason });
   };
@@ -209,7 +212,10 @@ export function defaultTill(env: NodeJS.ProcessEnv = process.env, logger: Logger
     if (!warnedMemory) {
       warnedMemory = true;
       logger.warn(
-        "[till] no REDIS_URL set: keys live in this process's memory only and vanish on restart. Set REDIS_URL or pass { till: createTill({ store }) } in production.",
+        tillMessage(
+          'defaultTill',
+          "no REDIS_URL set: keys live in this process's memory only and vanish on restart. Set REDIS_URL or pass { till: createTill({ store }) } in production.",
+        ),
       );
     }
   }

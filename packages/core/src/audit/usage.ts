@@ -5,7 +5,7 @@ import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import { OUTCOME_CODES, type OutcomeCode } from '../verify/outcome.js';
 import { PeriodicWriter } from '../util/batching.js';
-import { tillError } from '../errors.js';
+import { tillError, tillMessage } from '../errors.js';
 import type { KeyStore, KeyUsage, UsageBatchItem } from '../store/types.js';
 
 // The shapes usage is stored in belong to the store contract; named here too for their readers.
@@ -143,7 +143,7 @@ export class UsageTracker extends PeriodicWriter {
     return this.enqueue(
       () => this.write(batch),
       () => {},
-      '[till] [usage] usage counts could not be written; retrying with the next batch',
+      tillMessage('usage', 'usage counts could not be written; retrying with the next batch'),
     );
   }
 

@@ -5,7 +5,7 @@ import type { Clock } from '../util/clock.js';
 import type { Logger } from '../util/logger.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 import { PeriodicWriter } from '../util/batching.js';
-import { tillError } from '../errors.js';
+import { tillError, tillMessage } from '../errors.js';
 import type { KeyStore } from '../store/types.js';
 
 export interface SecurityEvent {
@@ -172,7 +172,7 @@ export class AuditWriter extends PeriodicWriter {
     return this.enqueue(
       () => this.store.appendAudit(batch),
       () => {},
-      '[till] [audit] security events could not be written and were dropped',
+      tillMessage('audit', 'security events could not be written and were dropped'),
     );
   }
 }
