@@ -17,7 +17,7 @@ describe('defaultTill', () => {
     await resetDefaultTill();
     defaultTill({}, logger);
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/^\[till\] no REDIS_URL/);
+    expect(warnings[0]).toMatch(/^\[till\] \[defaultTill\] no REDIS_URL/);
   });
 
   it('uses Redis at REDIS_URL, loading ioredis only then, under TILL_NAMESPACE', async () => {
