@@ -42,7 +42,7 @@ end
  */
 const CHARGE_FUNCTION = `local match = string.match
 local written, lim, win, debt, after, out = {}, {}, {}, {}, {}, {}
-local o = 0
+local o, stamped, stamp = 0, nil, nil
 local function charge(k, a, record, values, at)
   local now, n = timeOf(ARGV[a + 1]), tonumber(ARGV[a + 3])
   local first = 0
@@ -50,7 +50,9 @@ local function charge(k, a, record, values, at)
   if ARGV[a + 2] ~= '' then
     first = 1
     -- A missing record is a change too: the caller reads it and sorts it out.
-    if not record or version(record) ~= tonumber(ARGV[a + 2]) then
+    local v = ARGV[a + 2]
+    -- As written by this store (version first, as the caller sends it), compared without a number; anything else by version().
+    if not record or (match(record, '^{"version":(%d+)[,}]') ~= v and version(record) ~= tonumber(v)) then
       o = o + 1
       out[o] = 'CHANGED'
       return
@@ -133,7 +135,13 @@ local function charge(k, a, record, values, at)
       local d = debt[i]
       -- Integers below 1e14 print exactly as they are; larger ones need the slower exact format.
       local state
-      if d < 1e14 then state = now .. ':' .. d else state = string.format('%.0f:%.0f', now, d) end
+      if d < 1e14 then
+        -- The time's text is the same for every group of the call on the server's clock: made once.
+        if stamped ~= now then stamped, stamp = now, now .. ':' end
+        state = stamp .. d
+      else
+        state = string.format('%.0f:%.0f', now, d)
+      end
       local ttl = ceil(d / lim[i])
       if ttl < 1 then ttl = 1 end
       local key = KEYS[k + first + i]
