@@ -22,12 +22,11 @@ end
  * one after the other in the order given: each all or nothing (when one of its limits or the credits
  * refuse, nothing of it is charged), exactly as `evaluate()` in limits.ts would answer them one by one
  * (the conformance suite holds the two to the same answers).
- * `charge(k, a, record, values, at)`: the group's keys follow KEYS[k], its arguments ARGV[a]; `record`
- * is its key record as read (false: missing; nil: not a key), values[at + i] the stored state of its
- * limit i as read before any group was charged (`written` holds what an earlier group of the same
- * call wrote since: groups of one subject with other limits may share a bucket).
- * A group's KEYS: with a key version, [record, credits (only with a credit policy), bucket...];
- * without, [bucket...].
+ * `charge(a, at, n, record, values, creditsKey)`: the group's arguments follow ARGV[a], the keys of
+ * its n limits are KEYS[at + i], and values[at + i] their state as read before any group was charged
+ * (`written` holds what an earlier group of the same call wrote since: groups of one subject with
+ * other limits may share a bucket); `record` is its key record as read (false: missing; nil: not a
+ * key), `creditsKey` the key of its credit count (with a credit policy).
  * A group's arguments: now in ms ('' = the server's clock), key version ('' = not a key), number of
  * limits n, the key's credit policy as the caller's copy of the record of that version holds it
  * ('remaining:setAt:generation[:amount:interval]', '' for none), then limit and window (ms) of each
@@ -43,12 +42,10 @@ end
 const CHARGE_FUNCTION = `local match = string.match
 local written, lim, win, debt, after, out = {}, {}, {}, {}, {}, {}
 local o, stamped, stamp = 0, nil, nil
-local function charge(k, a, record, values, at)
-  local now, n = timeOf(ARGV[a + 1]), tonumber(ARGV[a + 3])
-  local first = 0
+local function charge(a, at, n, record, values, creditsKey)
+  local now = timeOf(ARGV[a + 1])
   local credits, left, refilled, gen, amount, interval = false, -1, 0, 0, nil, nil
   if ARGV[a + 2] ~= '' then
-    first = 1
     -- A missing record is a change too: the caller reads it and sorts it out.
     local v = ARGV[a + 2]
     -- As written by this store (version first, as the caller sends it), compared without a number; anything else by version().
@@ -58,12 +55,12 @@ local function charge(k, a, record, values, at)
       return
     end
     if ARGV[a + 4] ~= '' then
-      first, credits = 2, true
+      credits = true
       local r, t, g, every, period = match(ARGV[a + 4], '^(%d+):(%d+):(%d+):?(%d*):?(%d*)$')
       left, refilled, gen = tonumber(r), tonumber(t), tonumber(g)
       if every ~= '' then amount, interval = tonumber(every), tonumber(period) end
       -- The live credits, refilled.
-      local st = redis.call('HMGET', KEYS[k + 2], 'r', 't', 'g')
+      local st = redis.call('HMGET', creditsKey, 'r', 't', 'g')
       -- Set by a newer policy (a rotation chain's newest key): this copy of the record is behind, never charged.
       if st[3] and tonumber(st[3]) > gen then
         o = o + 1
@@ -82,7 +79,7 @@ local function charge(k, a, record, values, at)
   for i = 1, n do
     local limit, window = tonumber(ARGV[a + 3 + i * 2]), tonumber(ARGV[a + 4 + i * 2])
     local d = 0
-    local stored = written[KEYS[k + first + i]]
+    local stored = written[KEYS[at + i]]
     if stored == nil then stored = values[at + i] end
     if stored then
       local when, owed = match(stored, '^(%d+):(%d+)$')
@@ -144,55 +141,48 @@ local function charge(k, a, record, values, at)
       end
       local ttl = ceil(d / lim[i])
       if ttl < 1 then ttl = 1 end
-      local key = KEYS[k + first + i]
+      local key = KEYS[at + i]
       redis.call('SET', key, state, 'PX', ttl)
       written[key] = state
     end
   end
   if credited then
     -- Numbers given to redis.call are written exactly (17 digits).
-    redis.call('HSET', KEYS[k + 2], 'r', left, 't', refilled, 'g', gen)
+    redis.call('HSET', creditsKey, 'r', left, 't', refilled, 'g', gen)
   end
 end
 `;
 
 /**
- * The charges of one or more subjects (groups, see CHARGE_FUNCTION), laid out one after the other in
- * KEYS and ARGV: charges that arrive together (within one turn of the event loop) share one call, and
- * so one round trip and one script run, whether they are of one busy key or of many keys. Every
- * record and limit state is read by one MGET before any group is charged; each group is then charged
- * on its own (one group's CHANGED leaves the others charged).
- * ARGV[1] the number of groups G, then each group's arguments.
+ * The charges of one or more subjects (groups, see CHARGE_FUNCTION), laid out one after the other:
+ * charges that arrive together (within one turn of the event loop) share one call, and so one round
+ * trip and one script run, whether they are of one busy key or of many keys. Every record and limit
+ * state is read by one MGET before any group is charged; each group is then charged on its own (one
+ * group's CHANGED leaves the others charged).
+ * KEYS: first what is read, group after group (with a key version its record, then each limit's
+ * bucket), then the credit count of each group with a credit policy, in the same order.
+ * ARGV[1] the number of groups G, ARGV[2] the number of keys read R, then each group's arguments.
  * Returns the groups' replies one after the other, in one flat array: each {'CHANGED'} or the answers
  * to its requests (which never begin with 'CHANGED').
  */
-export const CONSUME_SCRIPT = `${VERSION_FUNCTION}${CLOCK}${CHARGE_FUNCTION}local reads, gk, ga = {}, {}, {}
-local k, a = 0, 1
-local groups = tonumber(ARGV[1])
-for g = 1, groups do
-  local n = tonumber(ARGV[a + 3])
-  gk[g], ga[g] = k, a
-  if ARGV[a + 2] ~= '' then
-    reads[#reads + 1] = KEYS[k + 1]
-    k = k + 1
-    if ARGV[a + 4] ~= '' then k = k + 1 end
-  end
-  for i = 1, n do reads[#reads + 1] = KEYS[k + i] end
-  k = k + n
-  a = a + 5 + n * 2 + tonumber(ARGV[a + 5 + n * 2]) * (1 + n)
-end
+export const CONSUME_SCRIPT = `${VERSION_FUNCTION}${CLOCK}${CHARGE_FUNCTION}local reads = tonumber(ARGV[2])
 local values = {}
-if #reads > 0 then values = redis.call('MGET', unpack(reads)) end
-local at = 0
-for g = 1, groups do
-  a = ga[g]
-  local record = nil
+if reads > 0 then values = redis.call('MGET', unpack(KEYS, 1, reads)) end
+local a, at, credit = 2, 0, reads
+for g = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[a + 3])
+  local record, creditsKey = nil, nil
   if ARGV[a + 2] ~= '' then
     at = at + 1
     record = values[at]
+    if ARGV[a + 4] ~= '' then
+      credit = credit + 1
+      creditsKey = KEYS[credit]
+    end
   end
-  charge(gk[g], a, record, values, at)
-  at = at + tonumber(ARGV[a + 3])
+  charge(a, at, n, record, values, creditsKey)
+  at = at + n
+  a = a + 5 + n * 2 + tonumber(ARGV[a + 5 + n * 2]) * (1 + n)
 end
 return out
 `;

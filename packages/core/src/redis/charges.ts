@@ -141,15 +141,16 @@ export class Charges {
 
   /** One consume call for these batches, each a group of CONSUME_SCRIPT; each batch settled from its group's reply. */
   private send(call: Batch[]): void {
-    const keys: string[] = [];
-    const args: Array<string | number> = [call.length];
+    const reads: string[] = [];
+    const credits: string[] = [];
+    const args: Array<string | number> = [call.length, 0];
     for (const { request, policy, items } of call) {
       const isKey = request.keyVersion !== undefined;
-      if (isKey) keys.push(this.layout.record(request.subject));
-      if (policy !== '') keys.push(this.creditsKey(request));
+      if (isKey) reads.push(this.layout.record(request.subject));
+      if (policy !== '') credits.push(this.creditsKey(request));
       args.push(this.callerClock ? request.now : '', isKey ? request.keyVersion! : '', request.limits.length, policy);
       for (const charge of request.limits) {
-        keys.push(this.layout.limit(request.subject, charge.bucket ?? charge.name));
+        reads.push(this.layout.limit(request.subject, charge.bucket ?? charge.name));
         args.push(charge.limit, charge.window);
       }
       args.push(items.length);
@@ -158,6 +159,8 @@ export class Charges {
         for (const charge of item.request.limits) args.push(charge.cost);
       }
     }
+    args[1] = reads.length;
+    const keys = credits.length === 0 ? reads : reads.concat(credits);
     this.commands
       .run(() => this.commands.client.tillConsume(keys.length, ...keys, ...args))
       .then(
