@@ -66,6 +66,18 @@ describe('RedisStore charges of one turn', () => {
     expect(counted.calls).toBe(2);
   });
 
+  it('splits a turn of many subjects into calls that read at most 512 records and limit states each', async () => {
+    const store = new RedisStore({ client, namespace, limitClock: 'caller' });
+    const counted = countConsumeCalls();
+    const limits = [{ name: 'burst', limit: 1, window: 60_000, cost: 1 }];
+    const subjects = Array.from({ length: 600 }, (_, i) => `ip:split-${i}`);
+    // Each subject twice: its second charge, in the same batch, is refused.
+    const results = await Promise.all(subjects.flatMap((subject) => [0, 1].map(() => store.consume({ subject, limits, now: 1_000 }))));
+    expect(counted.calls).toBe(2);
+    expect(results.filter((r) => r.outcome === 'OK')).toHaveLength(600);
+    expect(results.filter((_, i) => i % 2 === 1).every((r) => r.outcome === 'RATE_LIMITED')).toBe(true);
+  });
+
   it('keeps counting on limit state stored before (`<ms>:<debt>`, expiring once drained)', async () => {
     const store = new RedisStore({ client, namespace, limitClock: 'caller' });
     const record = sampleRecord();
