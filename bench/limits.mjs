@@ -2,7 +2,10 @@
 // answers `ok`), Till's against rate-limiter-flexible's, beside bare Express in the same rounds, in two
 // scenarios (one busy key; a key per connection). Each server counts what its ioredis clients send, and
 // Redis's INFO commandstats, read around each run, says what it executed. Targets: Till's requests/s >=
-// rate-limiter-flexible's; at most one round trip per request for the charge. Writes bench/results/limits.json.
+// rate-limiter-flexible's; at most one round trip per request for the charge; with a key per connection, Till's
+// Redis CPU per request (the usec commandstats counts for its script calls) at most half of rate-limiter-flexible's.
+// Writes bench/results/limits.json. One file because its servers, its Redis accounting and its report read one
+// set of figures.
 import express from 'express';
 import { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
@@ -26,7 +29,7 @@ import {
   table,
 } from './harness.mjs';
 import { benchRedis, boundedRun, NEVER_REACHED, tillOnRedis } from './redis.mjs';
-import { median, roundRatios } from './stats.mjs';
+import { median, medianInterval, roundRatios, verdictText } from './stats.mjs';
 
 const VARIANTS = [
   { id: 'bare', label: 'express (bare)' },
@@ -42,8 +45,10 @@ const SCENARIOS = [
 ];
 /** Commands sent off the request path: cache refreshes (get) and usage batches (a MULTI/EXEC of hincrby, expire, zadd and a script). */
 const BACKGROUND_COMMANDS = ['get', 'hincrby', 'expire', 'zadd', 'multi', 'exec'];
-/** Lua script calls as Redis's commandstats name them. */
-const SCRIPT_COMMANDS = ['eval', 'evalsha'];
+/** Lua script and function calls as Redis's commandstats name them: each limiter's whole charge is one of them. */
+const SCRIPT_COMMANDS = ['eval', 'evalsha', 'fcall'];
+/** Till's Redis CPU per request at most this times rate-limiter-flexible's, with a key per connection. */
+const REDIS_CPU_TARGET = 0.5;
 
 /**
  * Counts what this process's ioredis clients send, by wrapping Redis.prototype.sendCommand (every command
@@ -147,6 +152,7 @@ function withRedis(run) {
     roundTrips: after.served.redis.roundTrips - before.served.redis.roundTrips,
     sent: delta(after.served.redis.byName, before.served.redis.byName),
     executed,
+    executedUsec: delta(after.extra.commands, before.extra.commands, (c) => c.usec),
     scriptUsec: scriptsIn(delta(after.extra.commands, before.extra.commands, (c) => c.usec)),
     // Neither the server, Redis nor the load generator: other programs on this machine.
     otherCores: run.busyUs === null ? null : Math.max(0, (run.busyUs - run.serverUs - redisUs - run.loadUs) / run.elapsedUs),
@@ -172,6 +178,7 @@ function redisSummary(v) {
     sentPerRequest: Object.fromEntries(Object.entries(sent).map(([name, n]) => [name, n / requests])),
     scriptsSent: scriptsIn(sent),
     executedPerRequest: Object.fromEntries(Object.keys(executed).map((name) => [name, median(runs.map((r) => (r.executed[name] ?? 0) / r.requests))])),
+    usecPerRequest: Object.fromEntries(Object.keys(executed).map((name) => [name, median(runs.map((r) => (r.executedUsec[name] ?? 0) / r.requests))])),
     commandsExecutedPerRequest: median(runs.map((r) => sum(r.executed) / r.requests)),
     scriptUsPerRequest: median(runs.map((r) => r.scriptUsec / r.requests)),
     scriptsExecuted: scriptsIn(executed),
@@ -180,8 +187,37 @@ function redisSummary(v) {
   };
 }
 
-function targetsOf(till, rlf, paired) {
+/**
+ * Round by round, a's figure per request over b's: the sum of `value` over the round's runs of each, per
+ * request served in them.
+ */
+function perRequestRatios(a, b, value) {
+  const perRequest = (runs) => {
+    const totals = [];
+    for (const r of runs) {
+      const t = (totals[r.round] ??= { value: 0, requests: 0 });
+      t.value += value(r);
+      t.requests += r.requests;
+    }
+    return totals.map((t) => t.value / t.requests);
+  };
+  const y = perRequest(b);
+  return perRequest(a).map((x, i) => x / y[i]);
+}
+
+/** Whether round ratios stay at most `target`, judged on the 90% interval of their median as verdict() in stats.mjs judges "at least". */
+function atMost(values, target) {
+  const interval = medianInterval(values);
+  if (interval === null) return { verdict: 'NOT DECIDED', interval, why: `${values.length} rounds are too few for a 90% interval` };
+  return { verdict: interval.high <= target ? 'PASS' : interval.low > target ? 'FAIL' : 'NOT DECIDED', interval };
+}
+
+function targetsOf(till, rlf, paired, decideRedisCpu) {
   const backToBack = median(roundRatios(till.runs, rlf.runs));
+  // Redis CPU: what INFO commandstats counts for the script calls (the whole charge of each limiter); and, beside
+  // it, the Redis process's CPU (INFO cpu), which adds reading requests and writing replies for every client.
+  const scriptRatios = perRequestRatios(till.runs, rlf.runs, (r) => r.scriptUsec);
+  const processRatios = perRequestRatios(till.runs, rlf.runs, (r) => r.redisCpuPerRequestUs * r.requests);
   const side = paired ? pairedRatio(paired, 'till', 'rlf') : null;
   // A charge is one script call at most; anything else must be background work, off every request: the
   // cache reading a key's record again (GET, every 30 s per key) and usage batches (every 10 s per key).
@@ -190,6 +226,12 @@ function targetsOf(till, rlf, paired) {
   return {
     // Side by side is the steadier figure where there is one (back-to-back rounds drift by 10-30% here).
     throughput: { ratio: backToBack, paired: side, till: till.rps, rlf: rlf.rps, pass: (side ?? backToBack) >= 1 },
+    redisCpu: {
+      decided: decideRedisCpu,
+      scripts: { till: till.scriptUsPerRequest, rlf: rlf.scriptUsPerRequest, ratio: median(scriptRatios), roundRatios: scriptRatios },
+      process: { till: till.redisCpuPerRequestUs, rlf: rlf.redisCpuPerRequestUs, ratio: median(processRatios), roundRatios: processRatios },
+      decision: atMost(scriptRatios, REDIS_CPU_TARGET),
+    },
     roundTrips: {
       perRequest: till.roundTripsPerRequest,
       scripts,
@@ -256,6 +298,8 @@ function print({ scenario, variants, paired, targets }, config, log) {
         (v.scriptsExecuted > 0 ? `; ${fixed(v.scriptUsPerRequest, 1)} us of script time` : ''),
     );
   }
+  log("  Redis CPU, usec INFO commandstats counts per request, median over runs (a script's time includes the commands it runs, also listed):");
+  for (const v of variants) log(`    ${v.label.padEnd(40)} ${breakdown(v.usecPerRequest)}`);
   log(
     '  cross-check, script calls sent vs run by Redis, all runs: ' +
       variants.map((v) => `${v.id} ${int(v.scriptsSent)} vs ${int(v.scriptsExecuted)} (equal in ${v.cleanRuns} of ${v.runs.length} runs)`).join(', '),
@@ -271,6 +315,17 @@ function print({ scenario, variants, paired, targets }, config, log) {
       `back to back ${round3(t.ratio)} x (median over rounds of Till/RLF; ${int(t.till)} vs ${int(t.rlf)} req/s; ` +
       `server CPU ${fixed(till.serverCpuPerRequestUs, 1)} vs ${fixed(rlf.serverCpuPerRequestUs, 1)} us/req) -> ${t.pass ? 'PASS' : 'FAIL'}`,
   );
+  const cpu = targets.redisCpu;
+  const byRound = (ratios) => ratios.map(round3).join(' ');
+  log(
+    `  Till Redis CPU per request <= ${REDIS_CPU_TARGET} x rate-limiter-flexible's (commandstats usec of the script calls): ` +
+      `${fixed(cpu.scripts.till, 2)} vs ${fixed(cpu.scripts.rlf, 2)} us, median over rounds of Till/RLF ${round3(cpu.scripts.ratio)} (by round ${byRound(cpu.scripts.roundRatios)}), ` +
+      (cpu.decided ? verdictText(cpu.decision) : 'decided with a key per connection'),
+  );
+  log(
+    `    beside it, the Redis process's CPU (INFO cpu: also reading requests and writing replies, every client's): ${fixed(cpu.process.till, 1)} vs ${fixed(cpu.process.rlf, 1)} us, ` +
+      `median over rounds of Till/RLF ${round3(cpu.process.ratio)} (by round ${byRound(cpu.process.roundRatios)})`,
+  );
   const rt = targets.roundTrips;
   log(
     `  Till charge round trips per request <= 1: ${round3(rt.scripts)} script calls per request, plus ${fixed(rt.refreshes, 4)} background commands ` +
@@ -281,7 +336,8 @@ function print({ scenario, variants, paired, targets }, config, log) {
 export async function main() {
   const log = console.log;
   const config = {
-    ...httpSettings({ rounds: { value: 4 }, pairedRounds: { value: 4 } }),
+    // 6 rounds: the fewest that give the Redis CPU target a 90% interval (5) and an even number.
+    ...httpSettings({ rounds: { value: 6 }, pairedRounds: { value: 4 } }),
     ...settings({ timeout: { env: 'BENCH_LIMITS_TIMEOUT', value: 600 } }),
   };
   const m = machine();
@@ -317,7 +373,7 @@ export async function main() {
       const variants = summarizeRounds(VARIANTS, runs).map(redisSummary);
       const paired = await runPaired(started.servers, VARIANTS, config, log, started.refresh);
       await started.stop();
-      const result = { scenario: scenario.label, keys, variants, paired, targets: targetsOf(variants[1], variants[2], paired) };
+      const result = { scenario: scenario.label, keys, variants, paired, targets: targetsOf(variants[1], variants[2], paired, keys > 1) };
       print(result, config, log);
       scenarios.push(result);
     }

@@ -135,6 +135,18 @@ describe('an Express app on Redis Cluster', () => {
     expect(admitted).toBe(12);
     expect(await admin.keys.credits(id)).toBe(0);
   }, 30_000);
+
+  it('charges keys of many slots that arrive in one turn, each in a call of its own slot', async () => {
+    const created = await Promise.all(
+      [0, 1, 2, 3, 4].map((i) => admin.keys.create({ name: `slot ${i}`, scopes: [], limits: [{ name: 'per-minute', limit: 2, window: '1m' }] })),
+    );
+    const results = await Promise.all(created.flatMap(({ key }) => [key, key, key].map((k) => served.verify(k))));
+    for (let i = 0; i < created.length; i++) {
+      const mine = results.slice(i * 3, i * 3 + 3);
+      expect(mine.filter((r) => r.valid)).toHaveLength(2);
+      expect(mine.filter((r) => !r.valid).map((r) => (r.valid ? null : r.code))).toEqual(['RATE_LIMITED']);
+    }
+  }, 30_000);
 });
 
 describe('changes confirmed by replicas on Redis Cluster', () => {

@@ -1,138 +1,188 @@
 // Lua scripts of the rate-limit and credit charges. Each touches only keys of one `{subject}` hash tag, so it runs on Cluster too.
 import { VERSION_FUNCTION } from './scripts.js';
 
-/** The time of a charge in ms: ARGV[1], or the server's clock when it is ''. */
-const NOW = `local floor, ceil, tonumber = math.floor, math.ceil, tonumber
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[1])
+/**
+ * `timeOf(arg)`: the time of a charge in ms, `arg`, or the server's clock when it is '' (read once per
+ * call: every charge of one call is made at the same instant).
+ */
+const CLOCK = `local floor, ceil, tonumber = math.floor, math.ceil, tonumber
+local clock
+local function timeOf(arg)
+  if arg ~= '' then return tonumber(arg) end
+  if not clock then
+    local t = redis.call('TIME')
+    clock = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
+  end
+  return clock
 end
 `;
 
 /**
- * The charges of one or more requests of one subject, made at the same instant, one after the other
- * in the order given: each all or nothing (when one of its limits or the credits refuse, nothing of it
- * is charged), exactly as `evaluate()` in limits.ts would answer them one by one (the conformance
- * suite holds the two to the same answers). Requests that arrive together for one key (a busy key
- * under many connections) so share one call: one round trip for all of them, and the state is read
- * and written once.
- * KEYS: with a key version, [record, credits (only with a credit policy), bucket...]; without,
- * [bucket...].
- * ARGV[1] now in ms ('' = the server's clock), ARGV[2] key version ('' = not a key), ARGV[3] number
- * of limits n, ARGV[4] the key's credit policy as the caller's copy of the record of that version
- * holds it ('remaining:setAt:generation[:amount:interval]', '' for none), then limit and window (ms)
- * of each limit, then the number of requests m, then for each request its credit cost and the cost
- * of each limit. Only the version is read of the record (`version()`), never the rest of its JSON
- * (decoding it would cost more than all the rest).
- * The credits' KEYS[2] is the count of the key or of its rotation chain (the policy's `account`); one
- * set by a newer generation than the policy's answers {'CHANGED'} as well.
- * Returns {'CHANGED'} (the version differs or is missing, or the credits are of a newer generation) or, for each request in turn, outcome,
- * credits left (-1 none), retry ms (-1 never; 0 admitted), then remaining and reset (ms) of each limit.
+ * The charges of one subject in one call (a group): one or more requests, made at the same instant,
+ * one after the other in the order given: each all or nothing (when one of its limits or the credits
+ * refuse, nothing of it is charged), exactly as `evaluate()` in limits.ts would answer them one by one
+ * (the conformance suite holds the two to the same answers).
+ * `charge(a, at, n, record, values, creditsKey)`: the group's arguments follow ARGV[a], the keys of
+ * its n limits are KEYS[at + i], and values[at + i] their state as read before any group was charged
+ * (`written` holds what an earlier group of the same call wrote since: groups of one subject with
+ * other limits may share a bucket); `record` is its key record as read (false: missing; nil: not a
+ * key), `creditsKey` the key of its credit count (with a credit policy).
+ * A group's arguments: now in ms ('' = the server's clock), key version ('' = not a key), number of
+ * limits n, the key's credit policy as the caller's copy of the record of that version holds it
+ * ('remaining:setAt:generation[:amount:interval]', '' for none), then limit and window (ms) of each
+ * limit, then the number of requests m, then for each request its credit cost and the cost of each
+ * limit. Only the version is read of the record (`version()`), never the rest of its JSON (decoding it
+ * would cost more than all the rest).
+ * The credits' key is the count of the key or of its rotation chain (the policy's `account`); one set
+ * by a newer generation than the policy's answers {'CHANGED'} as well.
+ * Appends to `out` 'CHANGED' (the version differs or the record is missing, or the credits are of a
+ * newer generation) or, for each request in turn, outcome, credits left (-1 none), retry ms (-1 never;
+ * 0 admitted), then remaining and reset (ms) of each limit.
  */
-export const CONSUME_SCRIPT = `${VERSION_FUNCTION}${NOW}local n = tonumber(ARGV[3])
-local first = 0
-local policy = nil
-if ARGV[2] ~= '' then
-  first = 1
-  -- A missing record is a change too: the caller reads it and sorts it out.
-  local record = redis.call('GET', KEYS[1])
-  if not record or version(record) ~= tonumber(ARGV[2]) then return {'CHANGED'} end
-  if ARGV[4] ~= '' then
-    first = 2
-    local r, t, g, amount, interval = string.match(ARGV[4], '^(%d+):(%d+):(%d+):?(%d*):?(%d*)$')
-    policy = {remaining = tonumber(r), setAt = tonumber(t), generation = tonumber(g)}
-    if amount ~= '' then policy.amount, policy.interval = tonumber(amount), tonumber(interval) end
-  end
-end
--- Each limit's debt now (in 1/limit ms), decayed since it was stored.
-local lim, win, debt = {}, {}, {}
-for i = 1, n do
-  local limit, window = tonumber(ARGV[3 + i * 2]), tonumber(ARGV[4 + i * 2])
-  local d = 0
-  local stored = redis.call('GET', KEYS[first + i])
-  if stored then
-    local at, owed = string.match(stored, '^(%d+):(%d+)$')
-    local elapsed = now - tonumber(at)
-    owed = tonumber(owed)
-    if elapsed <= 0 then d = owed elseif elapsed < window then d = owed - elapsed * limit if d < 0 then d = 0 end end
-  end
-  lim[i], win[i], debt[i] = limit, window, d
-end
--- The live credits, refilled.
-local left, refilled, gen = -1, 0, 0
-if policy then
-  gen = policy.generation
-  left, refilled = policy.remaining, policy.setAt
-  local st = redis.call('HMGET', KEYS[2], 'r', 't', 'g')
-  -- Set by a newer policy (a rotation chain's newest key): this copy of the record is behind, never charged.
-  if st[3] and tonumber(st[3]) > gen then return {'CHANGED'} end
-  if st[3] and tonumber(st[3]) == gen then left, refilled = tonumber(st[1]), tonumber(st[2]) end
-  if policy.interval and now - refilled >= policy.interval then
-    local periods = floor((now - refilled) / policy.interval)
-    if left < policy.amount then left = policy.amount end
-    refilled = refilled + periods * policy.interval
-  end
-end
-local out = {}
-local at = 5 + n * 2
-local m = tonumber(ARGV[at])
-local charged = false
-local credited = false
-for j = 1, m do
-  local spend = tonumber(ARGV[at + 1])
-  local outcome, retry = 'OK', 0
-  local impossible = false
-  local after = {}
-  for i = 1, n do
-    local cost = tonumber(ARGV[at + 1 + i])
-    local capacity = win[i] * lim[i]
-    local total = debt[i] + cost * win[i]
-    after[i] = total
-    if cost > lim[i] then
-      outcome, impossible = 'RATE_LIMITED', true
-    elseif total > capacity then
-      outcome = 'RATE_LIMITED'
-      local r = ceil((total - capacity) / lim[i])
-      if r > retry then retry = r end
+const CHARGE_FUNCTION = `local match = string.match
+local written, lim, win, debt, after, out = {}, {}, {}, {}, {}, {}
+local o, stamped, stamp = 0, nil, nil
+local function charge(a, at, n, record, values, creditsKey)
+  local now = timeOf(ARGV[a + 1])
+  local credits, left, refilled, gen, amount, interval = false, -1, 0, 0, nil, nil
+  if ARGV[a + 2] ~= '' then
+    -- A missing record is a change too: the caller reads it and sorts it out.
+    local v = ARGV[a + 2]
+    -- As written by this store (version first, as the caller sends it), compared without a number; anything else by version().
+    if not record or (match(record, '^{"version":(%d+)[,}]') ~= v and version(record) ~= tonumber(v)) then
+      o = o + 1
+      out[o] = 'CHANGED'
+      return
+    end
+    if ARGV[a + 4] ~= '' then
+      credits = true
+      local r, t, g, every, period = match(ARGV[a + 4], '^(%d+):(%d+):(%d+):?(%d*):?(%d*)$')
+      left, refilled, gen = tonumber(r), tonumber(t), tonumber(g)
+      if every ~= '' then amount, interval = tonumber(every), tonumber(period) end
+      -- The live credits, refilled.
+      local st = redis.call('HMGET', creditsKey, 'r', 't', 'g')
+      -- Set by a newer policy (a rotation chain's newest key): this copy of the record is behind, never charged.
+      if st[3] and tonumber(st[3]) > gen then
+        o = o + 1
+        out[o] = 'CHANGED'
+        return
+      end
+      if st[3] and tonumber(st[3]) == gen then left, refilled = tonumber(st[1]), tonumber(st[2]) end
+      if interval and now - refilled >= interval then
+        local periods = floor((now - refilled) / interval)
+        if left < amount then left = amount end
+        refilled = refilled + periods * interval
+      end
     end
   end
-  if impossible then retry = -1 end
-  -- Credits refuse first: waiting out a rate limit does not bring them back.
-  if policy and spend > 0 and left < spend then
-    outcome, retry = 'USAGE_EXCEEDED', -1
-    if policy.interval then retry = refilled + policy.interval - now end
-  end
-  if outcome == 'OK' then
-    for i = 1, n do debt[i] = after[i] end
-    if policy then left = left - spend credited = true end
-    charged = true
-  end
-  out[#out + 1] = outcome
-  out[#out + 1] = left
-  out[#out + 1] = retry
+  -- Each limit's debt now (in 1/limit ms), decayed since it was stored.
   for i = 1, n do
-    out[#out + 1] = floor((win[i] * lim[i] - debt[i]) / win[i])
-    out[#out + 1] = ceil(debt[i] / lim[i])
+    local limit, window = tonumber(ARGV[a + 3 + i * 2]), tonumber(ARGV[a + 4 + i * 2])
+    local d = 0
+    local stored = written[KEYS[at + i]]
+    if stored == nil then stored = values[at + i] end
+    if stored then
+      local when, owed = match(stored, '^(%d+):(%d+)$')
+      local elapsed = now - tonumber(when)
+      owed = tonumber(owed)
+      if elapsed <= 0 then d = owed elseif elapsed < window then d = owed - elapsed * limit if d < 0 then d = 0 end end
+    end
+    lim[i], win[i], debt[i] = limit, window, d
   end
-  at = at + 1 + n
-end
-if charged then
-  for i = 1, n do
-    local d = debt[i]
-    -- Integers below 1e14 print exactly as they are; larger ones need the slower exact format.
-    local state
-    if d < 1e14 then state = now .. ':' .. d else state = string.format('%.0f:%.0f', now, d) end
-    local ttl = ceil(d / lim[i])
-    if ttl < 1 then ttl = 1 end
-    redis.call('SET', KEYS[first + i], state, 'PX', ttl)
+  local c = a + 5 + n * 2
+  local charged, credited = false, false
+  for j = 1, tonumber(ARGV[c]) do
+    local spend = tonumber(ARGV[c + 1])
+    local outcome, retry = 'OK', 0
+    local impossible = false
+    for i = 1, n do
+      local cost = tonumber(ARGV[c + 1 + i])
+      local capacity = win[i] * lim[i]
+      local total = debt[i] + cost * win[i]
+      after[i] = total
+      if cost > lim[i] then
+        outcome, impossible = 'RATE_LIMITED', true
+      elseif total > capacity then
+        outcome = 'RATE_LIMITED'
+        local r = ceil((total - capacity) / lim[i])
+        if r > retry then retry = r end
+      end
+    end
+    if impossible then retry = -1 end
+    -- Credits refuse first: waiting out a rate limit does not bring them back.
+    if credits and spend > 0 and left < spend then
+      outcome, retry = 'USAGE_EXCEEDED', -1
+      if interval then retry = refilled + interval - now end
+    end
+    if outcome == 'OK' then
+      for i = 1, n do debt[i] = after[i] end
+      if credits then left, credited = left - spend, true end
+      charged = true
+    end
+    out[o + 1], out[o + 2], out[o + 3] = outcome, left, retry
+    o = o + 3
+    for i = 1, n do
+      out[o + 1], out[o + 2] = floor((win[i] * lim[i] - debt[i]) / win[i]), ceil(debt[i] / lim[i])
+      o = o + 2
+    end
+    c = c + 1 + n
+  end
+  if charged then
+    for i = 1, n do
+      local d = debt[i]
+      -- Integers below 1e14 print exactly as they are; larger ones need the slower exact format.
+      local state
+      if d < 1e14 then
+        -- The time's text is the same for every group of the call on the server's clock: made once.
+        if stamped ~= now then stamped, stamp = now, now .. ':' end
+        state = stamp .. d
+      else
+        state = string.format('%.0f:%.0f', now, d)
+      end
+      local ttl = ceil(d / lim[i])
+      if ttl < 1 then ttl = 1 end
+      local key = KEYS[at + i]
+      redis.call('SET', key, state, 'PX', ttl)
+      written[key] = state
+    end
+  end
+  if credited then
+    -- Numbers given to redis.call are written exactly (17 digits).
+    redis.call('HSET', creditsKey, 'r', left, 't', refilled, 'g', gen)
   end
 end
-if credited then
-  -- Numbers given to redis.call are written exactly (17 digits).
-  redis.call('HSET', KEYS[2], 'r', left, 't', refilled, 'g', gen)
+`;
+
+/**
+ * The charges of one or more subjects (groups, see CHARGE_FUNCTION), laid out one after the other:
+ * charges that arrive together (within one turn of the event loop) share one call, and so one round
+ * trip and one script run, whether they are of one busy key or of many keys. Every record and limit
+ * state is read by one MGET before any group is charged; each group is then charged on its own (one
+ * group's CHANGED leaves the others charged).
+ * KEYS: first what is read, group after group (with a key version its record, then each limit's
+ * bucket), then the credit count of each group with a credit policy, in the same order.
+ * ARGV[1] the number of groups G, ARGV[2] the number of keys read R, then each group's arguments.
+ * Returns the groups' replies one after the other, in one flat array: each {'CHANGED'} or the answers
+ * to its requests (which never begin with 'CHANGED').
+ */
+export const CONSUME_SCRIPT = `${VERSION_FUNCTION}${CLOCK}${CHARGE_FUNCTION}local reads = tonumber(ARGV[2])
+local values = {}
+if reads > 0 then values = redis.call('MGET', unpack(KEYS, 1, reads)) end
+local a, at, credit = 2, 0, reads
+for g = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[a + 3])
+  local record, creditsKey = nil, nil
+  if ARGV[a + 2] ~= '' then
+    at = at + 1
+    record = values[at]
+    if ARGV[a + 4] ~= '' then
+      credit = credit + 1
+      creditsKey = KEYS[credit]
+    end
+  end
+  charge(a, at, n, record, values, creditsKey)
+  at = at + n
+  a = a + 5 + n * 2 + tonumber(ARGV[a + 5 + n * 2]) * (1 + n)
 end
 return out
 `;
@@ -145,7 +195,7 @@ return out
  * clock), ARGV[2] number of limits n, ARGV[3] the credit policy as for CONSUME_SCRIPT ('' for none),
  * then limit and window of each limit, then the credit cost, then the cost of each limit.
  */
-export const REFUND_SCRIPT = `${NOW}local n = tonumber(ARGV[2])
+export const REFUND_SCRIPT = `${CLOCK}local now, n = timeOf(ARGV[1]), tonumber(ARGV[2])
 local first = 0
 if ARGV[3] ~= '' then first = 1 end
 for i = 1, n do

@@ -48,8 +48,13 @@ export interface ChargeStore {
   refund(request: ConsumeRequest): Promise<void>;
 }
 
+/** Most reads (key records and limit states) of one consume call: bounds its run time and its MGET. */
+const MAX_READS = 512;
+
 export class Charges {
   private readonly batches = new Map<string, Batch>();
+  /** The batches of this turn, in arrival order: sent at the next `setImmediate`. */
+  private pending: Batch[] = [];
 
   /** `chargesWait`: the replicas that must confirm each admitted charge; null: none waited for. */
   constructor(
@@ -62,9 +67,11 @@ export class Charges {
 
   /**
    * Charges of one subject that arrive together (within one turn of the event loop: a busy key under
-   * many connections) go to Redis in one script call, made at the next `setImmediate`; the script
-   * answers each as if made one after the other, in arrival order. Each request still costs at most
-   * one round trip, and a busy key costs Redis one call per turn instead of one per request.
+   * many connections) form one batch, which the script answers as if its charges were made one after
+   * the other, in arrival order. The batches of a turn, of any number of subjects, go to Redis in one
+   * script call made at the next `setImmediate` (on a Cluster, one call for each run of batches of
+   * one subject: a call's keys must share a slot). Each request still costs at most one round trip,
+   * and Redis runs one script per turn instead of one per request.
    */
   consume(request: ConsumeRequest): Promise<ConsumeResult> {
     const subject = request.subject;
@@ -78,10 +85,8 @@ export class Charges {
       const created: Batch = { request, policy, items: [] };
       batch = created;
       this.batches.set(id, created);
-      setImmediate(() => {
-        this.batches.delete(id);
-        this.flush(created);
-      });
+      if (this.pending.length === 0) setImmediate(() => this.flush());
+      this.pending.push(created);
     }
     const items = batch.items;
     return new Promise((resolve, reject) => {
@@ -113,55 +118,96 @@ export class Charges {
     return this.layout.credits(request.credits?.account ?? request.subject);
   }
 
-  private flush(batch: Batch): void {
-    const { request, policy, items } = batch;
-    const isKey = request.keyVersion !== undefined;
-    const keys = isKey ? (policy === '' ? [this.layout.record(request.subject)] : [this.layout.record(request.subject), this.creditsKey(request)]) : [];
-    const n = request.limits.length;
-    const args: Array<string | number> = [this.callerClock ? request.now : '', isKey ? request.keyVersion! : '', n, policy];
-    for (const charge of request.limits) {
-      keys.push(this.layout.limit(request.subject, charge.bucket ?? charge.name));
-      args.push(charge.limit, charge.window);
+  /** Sends this turn's batches: as few calls as a call's bounds (MAX_READS, a Cluster's slots) allow. */
+  private flush(): void {
+    const batches = this.pending;
+    this.pending = [];
+    this.batches.clear();
+    const cluster = this.commands.client.isCluster;
+    let call: Batch[] = [];
+    let reads = 0;
+    for (const batch of batches) {
+      const size = (batch.request.keyVersion === undefined ? 0 : 1) + batch.request.limits.length;
+      if (call.length > 0 && (cluster ? call[0]!.request.subject !== batch.request.subject : reads + size > MAX_READS)) {
+        this.send(call);
+        call = [];
+        reads = 0;
+      }
+      call.push(batch);
+      reads += size;
     }
-    args.push(items.length);
-    for (const item of items) {
-      args.push(item.request.cost ?? 0);
-      for (const charge of item.request.limits) args.push(charge.cost);
+    if (call.length > 0) this.send(call);
+  }
+
+  /** One consume call for these batches, each a group of CONSUME_SCRIPT; each batch settled from its group's reply. */
+  private send(call: Batch[]): void {
+    const reads: string[] = [];
+    const credits: string[] = [];
+    const args: Array<string | number> = [call.length, 0];
+    for (const { request, policy, items } of call) {
+      const isKey = request.keyVersion !== undefined;
+      if (isKey) reads.push(this.layout.record(request.subject));
+      if (policy !== '') credits.push(this.creditsKey(request));
+      args.push(this.callerClock ? request.now : '', isKey ? request.keyVersion! : '', request.limits.length, policy);
+      for (const charge of request.limits) {
+        reads.push(this.layout.limit(request.subject, charge.bucket ?? charge.name));
+        args.push(charge.limit, charge.window);
+      }
+      args.push(items.length);
+      for (const item of items) {
+        args.push(item.request.cost ?? 0);
+        for (const charge of item.request.limits) args.push(charge.cost);
+      }
     }
+    args[1] = reads.length;
+    const keys = credits.length === 0 ? reads : reads.concat(credits);
     this.commands
       .run(() => this.commands.client.tillConsume(keys.length, ...keys, ...args))
       .then(
         (reply) => {
-          if (reply[0] === 'CHANGED') {
-            for (const item of items) this.changed(item.request).then(item.resolve, item.reject);
-            return;
-          }
-          const results = items.map((item, j) => resultOf(reply, j * (3 + 2 * n), item.request));
-          // Admitted charges that spent something wait for replicas (chargesWait): refused ones spent nothing.
-          const replicas = this.chargesWait;
-          if (replicas === null || !items.some((item, j) => spent(item.request, results[j]!))) {
-            for (const [j, item] of items.entries()) item.resolve(results[j]!);
-            return;
-          }
-          replicas.confirmCharges().then((error) => {
-            // Not confirmed: never admitted. Its charge is given back on the primary (where it was made;
-            // a replica that lacks it lacks the refund too), and the request is refused as unavailable.
-            // NOT_REPLICATED, not STORE_UNAVAILABLE: the limiter then refuses (503) rather than falling back to
-            // per-process limits, which would admit the request after all.
-            items.forEach((item, j) => {
-              if (error === null || !spent(item.request, results[j]!)) {
-                item.resolve(results[j]!);
-                return;
-              }
-              this.store.refund(item.request).catch(() => {});
-              item.reject(error);
-            });
-          });
+          let at = 0;
+          for (const batch of call) at = this.settle(batch, reply, at);
         },
         (error: unknown) => {
-          for (const item of items) item.reject(error);
+          for (const batch of call) for (const item of batch.items) item.reject(error);
         },
       );
+  }
+
+  /** Answers a batch's charges from its group's reply, read from `at` in the call's (see CHARGE_FUNCTION); returns where the next group's begins. */
+  private settle({ request, items }: Batch, reply: ReadonlyArray<string | number>, at: number): number {
+    if (reply[at] === 'CHANGED') {
+      for (const item of items) this.changed(item.request).then(item.resolve, item.reject);
+      return at + 1;
+    }
+    const size = 3 + 2 * request.limits.length;
+    const results = items.map((item, j) => resultOf(reply, at + j * size, item.request));
+    this.admit(items, results);
+    return at + items.length * size;
+  }
+
+  /** Resolves a batch's charges with their results, once replicas confirm those that spent something (chargesWait). */
+  private admit(items: Batch['items'], results: ConsumeResult[]): void {
+    // Admitted charges that spent something wait for replicas (chargesWait): refused ones spent nothing.
+    const replicas = this.chargesWait;
+    if (replicas === null || !items.some((item, j) => spent(item.request, results[j]!))) {
+      for (const [j, item] of items.entries()) item.resolve(results[j]!);
+      return;
+    }
+    replicas.confirmCharges().then((error) => {
+      // Not confirmed: never admitted. Its charge is given back on the primary (where it was made;
+      // a replica that lacks it lacks the refund too), and the request is refused as unavailable.
+      // NOT_REPLICATED, not STORE_UNAVAILABLE: the limiter then refuses (503) rather than falling back to
+      // per-process limits, which would admit the request after all.
+      items.forEach((item, j) => {
+        if (error === null || !spent(item.request, results[j]!)) {
+          item.resolve(results[j]!);
+          return;
+        }
+        this.store.refund(item.request).catch(() => {});
+        item.reject(error);
+      });
+    });
   }
 
   /** A charge found the key's record missing or of another version: the record says which. */
@@ -171,7 +217,7 @@ export class Charges {
   }
 }
 
-/** One request's answer in the consume script's reply, read from `at` (see CONSUME_SCRIPT). */
+/** One request's answer in its group's reply, read from `at` (see CHARGE_FUNCTION). */
 function resultOf(reply: ReadonlyArray<string | number>, at: number, request: ConsumeRequest): ConsumeResult {
   const limits: LimitState[] = [];
   for (let i = 0; i < request.limits.length; i++) {
