@@ -1,6 +1,6 @@
 // The verifier's cache entry: a known key, with what is derived from its record once rather than per
 // request, or an id the store does not know.
-import { digestBytes } from '../key/sha256.js';
+import { digestBytes } from '../key/hash.js';
 import type { LimitCharge } from '../limits/rules.js';
 import { toVerifiedKey, withoutHash, type KeyRecord } from '../store/record.js';
 import type { VerifySuccess } from './outcome.js';
@@ -14,8 +14,17 @@ const NO_CHARGES: Charges = Object.freeze([]);
 export interface KnownEntry {
   /** The record, without its hash (the digest below is the one copy kept). */
   readonly record: KeyRecord;
-  /** The stored digest's bytes (latin1); null for a digest that is not 32 bytes, which nothing matches. */
-  readonly digest: string | null;
+  /**
+   * The stored digest's bytes (latin1) until a presentation of the key matches it; null after that
+   * (the confirmed key below stands in for it), and for a digest that is not 32 bytes, which nothing matches.
+   */
+  digest: string | null;
+  /**
+   * The key itself once a presentation matched the digest: later presentations are confirmed by a
+   * constant-time comparison with it (sameKey), not by a hash. Null until then, and always with
+   * `cache.hashEveryRequest`. Dropped with the entry on any change to the key.
+   */
+  confirmed: string | null;
   readonly scopes: ScopeSet;
   /** The success a request without charges gets: one frozen value for every request with this key. */
   readonly fresh: VerifySuccess;
@@ -38,6 +47,7 @@ export interface KnownEntry {
 export interface UnknownEntry {
   readonly record: null;
   readonly digest: null;
+  readonly confirmed: null;
   readonly scopes: null;
   readonly fresh: null;
   readonly charges: Charges;
@@ -50,7 +60,7 @@ export interface UnknownEntry {
 export type Entry = KnownEntry | UnknownEntry;
 
 export function unknownEntry(fetched: number): UnknownEntry {
-  return { record: null, digest: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, joined: null, fetched, touched: fetched };
+  return { record: null, digest: null, confirmed: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, joined: null, fetched, touched: fetched };
 }
 
 export function knownEntry(record: KeyRecord, fetched: number): KnownEntry {
@@ -62,6 +72,7 @@ export function knownEntry(record: KeyRecord, fetched: number): KnownEntry {
     // The digest is kept as bytes (digest); the record's base64url copy of it would be a second.
     record: withoutHash(record),
     digest: digestBytes(record.hash),
+    confirmed: null,
     scopes: scopeSetOf(record.scopes),
     fresh: Object.freeze({ valid: true, code: 'VALID', key: toVerifiedKey(record), stale: false }),
     charges,

@@ -1,6 +1,7 @@
 // The verifier's tuning for V8 and for memory, apart from the algorithm in verifier.ts. Each trick
-// says what it buys; `node bench/core.mjs` measures the cached path they serve. Two more live where
-// the cache entry is made (entry.ts): every entry has the same fields, and the digest is kept as bytes.
+// says what it buys; `pnpm bench core` measures the cached path they serve. Two more live where
+// the cache entry is made (entry.ts): every entry has the same fields, and the digest is kept as bytes
+// until the key it stands for is confirmed.
 import type { Clock } from '../util/clock.js';
 import { BODY_LENGTH, ID_LENGTH, MAX_KEY_LENGTH } from '../key/format.js';
 
@@ -49,9 +50,18 @@ export function idBeforeParse(key: unknown): string | null {
   return key.slice(start, start + ID_LENGTH);
 }
 
-/** Whether a key read by idBeforeParse has a prefix as long as `prefix` (the digest covers the rest). */
-export function prefixFits(prefix: string, key: string): boolean {
-  return prefix.length === key.length - BODY_LENGTH - 1;
+/**
+ * Whether a presented key is the one a cache entry confirmed, in constant time: every character of
+ * the confirmed key is compared, whatever differs first, with no early exit on content. A presented
+ * key of another length is refused after the same work, done against a dummy of the confirmed key's
+ * length (the confirmed key itself), so its length tells nothing either.
+ */
+export function sameKey(confirmed: string, presented: string): boolean {
+  const n = confirmed.length;
+  const other = presented.length === n ? presented : confirmed;
+  let diff = presented.length ^ n;
+  for (let i = 0; i < n; i++) diff |= confirmed.charCodeAt(i) ^ other.charCodeAt(i);
+  return diff === 0;
 }
 
 /**

@@ -25,7 +25,7 @@ import { keyStatus, type KeyRecord } from '../store/record.js';
 import type { ConsumeRequest, ConsumeResult, KeyStore, SubscriptionListener } from '../store/types.js';
 import { chargesOf, knownEntry, unknownEntry, type Entry, type KnownEntry } from './entry.js';
 import { verifierConfig, type VerifierOptions, type VerifyOptions } from './options.js';
-import { CacheClock, idBeforeParse, noteUse, ownCopy, prefixFits } from './tuning.js';
+import { CacheClock, idBeforeParse, noteUse, ownCopy, sameKey } from './tuning.js';
 
 export type { CacheOptions, VerifierOptions, VerifyOptions } from './options.js';
 
@@ -53,6 +53,8 @@ export class Verifier {
   private readonly ttl: number;
   private readonly negativeTtl: number;
   private readonly staleWindow: number;
+  /** Whether a confirmed key is kept to confirm its later presentations (see CacheOptions.hashEveryRequest). */
+  private readonly keepsKeys: boolean;
   private readonly unavailable: VerifyFailure;
   private readonly limiter: Limiter;
   private readonly usage: UsageTracker | undefined;
@@ -75,6 +77,7 @@ export class Verifier {
     this.ttl = cache.ttl;
     this.negativeTtl = cache.negativeTtl;
     this.staleWindow = cache.staleWindow;
+    this.keepsKeys = !cache.hashEveryRequest;
     this.till = options.till ?? newTillName();
     this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents(undefined, this.till));
     this.usage = options.usage;
@@ -98,15 +101,16 @@ export class Verifier {
     // Published only while someone subscribes to `till:verify`: otherwise one boolean read.
     if (verifyChannel.hasSubscribers && !this.publishing) return this.published(key, options);
     if (this.unsubscribe === null) this.subscribe();
-    // Fast path, a fresh cached key, matched before it is parsed (see idBeforeParse). Only memory is
-    // read before the parse, never the store.
+    // Fast path, a fresh cached key, matched before it is parsed (see idBeforeParse) by a comparison with
+    // the key the entry confirmed (a hash only on its first presentation). Only memory is read before the
+    // parse, never the store. A key that does not match goes the slow way, which says why it failed.
     const cachedId = idBeforeParse(key);
     if (cachedId !== null) {
       const entry = this.cache.peek(cachedId);
-      if (entry !== undefined && entry.digest !== null && prefixFits(entry.record.prefix, key as string) && !this.missingChanges()) {
+      if (entry !== undefined && !this.missingChanges()) {
         const now = this.clock();
         const at = this.times.at(now);
-        if (at - entry.fetched < this.ttl && this.hasher.matches(key as string, entry.record.hashAlgorithm, entry.digest)) {
+        if (at - entry.fetched < this.ttl && this.confirms(entry, key as string)) {
           if (this.prefixes !== null && !this.prefixes.has(entry.record.prefix)) return failure('MALFORMED');
           noteUse(this.cache, cachedId, entry, at);
           this.stats.hits++;
@@ -200,13 +204,29 @@ export class Verifier {
 
   private decide(entry: Entry, key: string, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
     if (entry.record === null) return failure('NOT_FOUND');
-    // The hash covers the prefix too, so a key with another prefix and the same id fails here.
-    if (entry.digest === null || !this.hasher.matches(key, entry.record.hashAlgorithm, entry.digest)) {
+    // The hash (and the confirmed key) cover the prefix too, so a key with another prefix and the same id fails here.
+    if (!this.confirms(entry, key)) {
       // A wrong secret for a real id: probing of that id, not a use of the key (ids are public), so
       // it is not counted on the key; the authenticator records it as such.
       return WRONG_SECRET;
     }
     return this.judge(entry, now, options, stale);
+  }
+
+  /**
+   * Whether `key` is the key of a cached entry: compared in constant time with the key a presentation
+   * confirmed before, or, until one did, hashed and compared with the stored digest. A key that matches
+   * the digest is kept (unless every request is to be hashed) and the digest dropped.
+   */
+  private confirms(entry: KnownEntry, key: string): boolean {
+    if (entry.confirmed !== null) return sameKey(entry.confirmed, key);
+    if (entry.digest === null || !this.hasher.matches(key, entry.record.hashAlgorithm, entry.digest)) return false;
+    if (this.keepsKeys) {
+      // A copy of its own: a key sliced from a header would keep the whole header alive.
+      entry.confirmed = ownCopy(key);
+      entry.digest = null;
+    }
+    return true;
   }
 
   /** Status and scopes of a key whose digest matched. */
@@ -255,9 +275,10 @@ export class Verifier {
         // An id's hash never changes; a record that says otherwise is not the key that was presented.
         // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
         // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
-        if (next.digest !== entry.digest || retried || next.record.version === record.version) {
+        const sameHash = entry.confirmed === null ? next.digest === entry.digest : this.confirms(next, entry.confirmed);
+        if (!sameHash || retried || next.record.version === record.version) {
           this.invalidate(record.id);
-          return next.digest !== entry.digest ? failure('NOT_FOUND') : this.unavailable;
+          return sameHash ? this.unavailable : failure('NOT_FOUND');
         }
         const cached = this.cache.peek(record.id);
         if (cached === undefined || cached.record.version < next.record.version) this.cache.set(record.id, next);
