@@ -21,9 +21,9 @@ import {
   type VerifyResult,
   type VerifySuccess,
 } from './outcome.js';
-import { keyStatus, type KeyRecord } from '../store/record.js';
+import type { KeyRecord } from '../store/record.js';
 import type { ConsumeRequest, ConsumeResult, KeyStore, SubscriptionListener } from '../store/types.js';
-import { chargesOf, knownEntry, unknownEntry, type Entry, type KnownEntry } from './entry.js';
+import { chargedAlways, chargesOf, knownEntry, refusalAt, unknownEntry, type Entry, type KnownEntry } from './entry.js';
 import { verifierConfig, type VerifierOptions, type VerifyOptions } from './options.js';
 import { CacheClock, idBeforeParse, noteUse, ownCopy, sameKey } from './tuning.js';
 
@@ -111,7 +111,7 @@ export class Verifier {
         const now = this.clock();
         const at = this.times.at(now);
         if (at - entry.fetched < this.ttl && this.confirms(entry, key as string)) {
-          if (this.prefixes !== null && !this.prefixes.has(entry.record.prefix)) return failure('MALFORMED');
+          if (this.prefixes !== null && !this.prefixes.has(entry.fresh.key.prefix)) return failure('MALFORMED');
           noteUse(this.cache, cachedId, entry, at);
           this.stats.hits++;
           return this.judge(entry, now, options, false);
@@ -124,7 +124,7 @@ export class Verifier {
     const id = parsed.id;
     const now = this.clock();
     const entry = this.cache.get(id) ?? this.unknown.get(id);
-    if (entry !== undefined && this.times.at(now) - entry.fetched < (entry.record ? this.ttl : this.negativeTtl) && !this.missingChanges()) {
+    if (entry !== undefined && this.times.at(now) - entry.fetched < (entry.fresh !== null ? this.ttl : this.negativeTtl) && !this.missingChanges()) {
       this.stats.hits++;
       return this.decide(entry, key as string, now, options, false);
     }
@@ -167,7 +167,7 @@ export class Verifier {
 
   /** The owner of a key this process has cached (null: none; undefined: not cached). Memory only. */
   ownerOf(id: string): string | null | undefined {
-    return this.cache.peek(id)?.record.ownerId;
+    return this.cache.peek(id)?.fresh.key.ownerId;
   }
 
   /**
@@ -203,7 +203,7 @@ export class Verifier {
   }
 
   private decide(entry: Entry, key: string, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
-    if (entry.record === null) return failure('NOT_FOUND');
+    if (entry.fresh === null) return failure('NOT_FOUND');
     // The hash (and the confirmed key) cover the prefix too, so a key with another prefix and the same id fails here.
     if (!this.confirms(entry, key)) {
       // A wrong secret for a real id: probing of that id, not a use of the key (ids are public), so
@@ -220,7 +220,7 @@ export class Verifier {
    */
   private confirms(entry: KnownEntry, key: string): boolean {
     if (entry.confirmed !== null) return sameKey(entry.confirmed, key);
-    if (entry.digest === null || !this.hasher.matches(key, entry.record.hashAlgorithm, entry.digest)) return false;
+    if (entry.digest === null || !this.hasher.matches(key, entry.hashAlgorithm, entry.digest)) return false;
     if (this.keepsKeys) {
       // A copy of its own: a key sliced from a header would keep the whole header alive.
       entry.confirmed = ownCopy(key);
@@ -231,11 +231,11 @@ export class Verifier {
 
   /** Status and scopes of a key whose digest matched. */
   private judge(entry: KnownEntry, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
-    const record = entry.record;
-    const status = keyStatus(record, now);
-    if (status !== 'active') {
-      this.count(entry, STATUS_CODES[status], now);
-      return failure(STATUS_CODES[status], { keyId: record.id });
+    const id = entry.fresh.key.id;
+    const refusal = refusalAt(entry, now);
+    if (refusal !== null) {
+      this.count(entry, refusal, now);
+      return failure(refusal, { keyId: id });
     }
     if (options?.scopes !== undefined && options.scopes.length > 0) {
       // Anything but 'any' means all: a misspelt mode must not weaken the check.
@@ -243,13 +243,13 @@ export class Verifier {
       const ok = Array.isArray(options.scopes) && (mode === 'all' ? entry.scopes.hasAll(options.scopes) : entry.scopes.hasAny(options.scopes));
       if (!ok) {
         this.count(entry, 'INSUFFICIENT_SCOPE', now);
-        return failure('INSUFFICIENT_SCOPE', { keyId: record.id, requiredScopes: options.scopes, scopeMode: mode });
+        return failure('INSUFFICIENT_SCOPE', { keyId: id, requiredScopes: options.scopes, scopeMode: mode });
       }
     }
-    if (entry.charged || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false);
+    if (chargedAlways(entry) || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false);
     // Usage: an increment (the cached path's only bookkeeping). The counter is looked up, not held by
     // the cache entry: a cache of 100,000 keys would otherwise keep a counter for each.
-    this.usage?.countValid(record.id, now);
+    this.usage?.countValid(id, now);
     if (!stale) return entry.fresh;
     return Object.freeze({ valid: true, code: 'VALID', key: entry.fresh.key, stale: true });
   }
@@ -260,14 +260,14 @@ export class Verifier {
    * limits) is judged again on its new record, never charged on the old one.
    */
   private charge(entry: KnownEntry, options: VerifyOptions | undefined, stale: boolean, retried: boolean): Promise<VerifyResult> {
-    const record = entry.record;
+    const id = entry.fresh.key.id;
     const limits = chargesOf(entry, options?.limits);
     const cost = options?.cost ?? 1;
-    const request = { subject: record.id, keyVersion: record.version, credits: record.credits, limits, cost };
-    return this.limiter.consume(request, record.credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
+    const request = { subject: id, keyVersion: entry.version, credits: entry.credits, limits, cost };
+    return this.limiter.consume(request, entry.credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
       if (result === UNAVAILABLE) return this.unavailable;
       if (result.outcome === 'NOT_FOUND') {
-        this.invalidate(record.id);
+        this.invalidate(id);
         return failure('NOT_FOUND');
       }
       if (result.outcome === 'CHANGED') {
@@ -276,14 +276,14 @@ export class Verifier {
         // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
         // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
         const sameHash = entry.confirmed === null ? next.digest === entry.digest : this.confirms(next, entry.confirmed);
-        if (!sameHash || retried || next.record.version === record.version) {
-          this.invalidate(record.id);
+        if (!sameHash || retried || next.version === entry.version) {
+          this.invalidate(id);
           return sameHash ? this.unavailable : failure('NOT_FOUND');
         }
-        const cached = this.cache.peek(record.id);
-        if (cached === undefined || cached.record.version < next.record.version) this.cache.set(record.id, next);
+        const cached = this.cache.peek(id);
+        if (cached === undefined || cached.version < next.version) this.cache.set(id, next);
         const verdict = this.judge(next, this.clock(), options, stale);
-        return verdict instanceof Promise || !verdict.valid || !next.charged ? verdict : this.charge(next, options, stale, true);
+        return verdict instanceof Promise || !verdict.valid || !chargedAlways(next) ? verdict : this.charge(next, options, stale, true);
       }
       const usage: Usage = { limits: result.limits, credits: result.credits };
       const at = this.clock();
@@ -295,16 +295,16 @@ export class Verifier {
       }
       this.count(entry, result.outcome, at);
       return result.retryAfter === null
-        ? failure(result.outcome, { keyId: record.id, usage })
-        : failure(result.outcome, { keyId: record.id, usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) });
+        ? failure(result.outcome, { keyId: id, usage })
+        : failure(result.outcome, { keyId: id, usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) });
     });
   }
 
   /** Counts an outcome of a known key for usage tracking. */
   private count(entry: KnownEntry, code: OutcomeCode, now: number): void {
     if (this.usage === undefined) return;
-    if (code === 'VALID') this.usage.countValid(entry.record.id, now);
-    else countOutcome(this.usage.counter(entry.record.id), code);
+    if (code === 'VALID') this.usage.countValid(entry.fresh.key.id, now);
+    else countOutcome(this.usage.counter(entry.fresh.key.id), code);
   }
 
   /** One store read per id however many requests miss at once (single-flight). */
@@ -325,9 +325,9 @@ export class Verifier {
         // A change that arrived while this read was under way invalidated it: do not cache it.
         if (this.inflight.get(id) === pending) {
           this.inflight.delete(id);
-          if (entry.record !== null) {
-            // Keyed by the record's own id string: one string per entry, not two.
-            this.cache.set(entry.record.id === id ? entry.record.id : id, entry);
+          if (entry.fresh !== null) {
+            // Keyed by the key view's own id string: one string per entry, not two.
+            this.cache.set(entry.fresh.key.id === id ? entry.fresh.key.id : id, entry);
             this.unknown.delete(id);
           } else {
             this.unknown.set(id, entry);
@@ -345,6 +345,3 @@ export class Verifier {
     return pending;
   }
 }
-
-/** The failure code of each status but active. */
-const STATUS_CODES = { revoked: 'REVOKED', disabled: 'DISABLED', expired: 'EXPIRED', not_yet_valid: 'NOT_YET_VALID' } as const;
