@@ -160,7 +160,9 @@ export async function main() {
     ratioOf('till').map((r) => 1 / r),
     { atLeast: 1 / TARGET },
   );
-  const shown = decision.interval ? { ...decision, interval: { ...decision.interval, low: 1 / decision.interval.high, high: 1 / decision.interval.low } } : decision;
+  const shown = decision.interval
+    ? { ...decision, interval: { ...decision.interval, low: 1 / decision.interval.high, high: 1 / decision.interval.low } }
+    : decision;
   log(`  target: apiKeyAuth() (usage tracking on) <= ${TARGET} x the Map check: median ${fixed(results.till.ratioToMap, 3)}, ${verdictText(shown)}`);
   log(
     `  saved to ${save('bench/results/percall.json', { date: new Date().toISOString(), machine: m, config, results, target: TARGET, verdict: decision.verdict })}`,
