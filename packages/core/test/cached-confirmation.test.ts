@@ -10,7 +10,7 @@ import { RedisStore } from '../src/redis/store.js';
 import { MemoryStore } from '../src/store/memory.js';
 import { createTill } from '../src/till.js';
 import { isWrongSecret, type VerifyResult } from '../src/verify/outcome.js';
-import { sameKey } from '../src/verify/tuning.js';
+import { sameKey, tailOf } from '../src/verify/tuning.js';
 import { Verifier } from '../src/verify/verifier.js';
 
 const START = 1_700_000_000_000;
@@ -62,8 +62,10 @@ describe('a cached key confirmed without a hash', () => {
     await till.close();
   });
 
-  it('compares every character, wherever the first difference is, and a key of another length after the same work', () => {
+  it('compares every character but the id (the lookup matched it), wherever the first difference is, and a key of another length after the same work', () => {
     const confirmed = withCheck(`till_${'a'.repeat(16)}${'b'.repeat(22)}`);
+    const tail = tailOf(confirmed);
+    expect(tail).toBe(confirmed.slice(-28));
     /** `text` as sameKey sees a string, counting the reads of each position. */
     const counting = (text: string) => {
       const reads = new Array<number>(text.length).fill(0);
@@ -77,17 +79,18 @@ describe('a cached key confirmed without a hash', () => {
       return { value: value as unknown as string, reads };
     };
     const match = counting(confirmed);
-    expect(sameKey(confirmed, match.value)).toBe(true);
-    expect(match.reads.every((n) => n === 1)).toBe(true);
-    for (const at of [0, 20, confirmed.length - 1]) {
+    expect(sameKey('till', tail, match.value)).toBe(true);
+    // Prefix, underscore and tail read once each; the id (positions 5 to 20) not at all.
+    expect(match.reads.map((n, i) => (i >= 5 && i < 21 ? n === 0 : n === 1)).every(Boolean)).toBe(true);
+    for (const at of [0, 4, 21, 35, confirmed.length - 1]) {
       const other = counting(confirmed.slice(0, at) + (confirmed[at] === 'c' ? 'd' : 'c') + confirmed.slice(at + 1));
-      expect(sameKey(confirmed, other.value), `difference at ${at}`).toBe(false);
+      expect(sameKey('till', tail, other.value), `difference at ${at}`).toBe(false);
       expect(other.reads).toEqual(match.reads);
     }
-    // Another length: refused, its own characters never read, the confirmed key's all read once more.
-    for (const presented of [confirmed.slice(0, -1), `${confirmed}x`, '']) {
+    // Another length: refused, its characters never read (a filler of the right length is).
+    for (const presented of [confirmed.slice(0, -1), `${confirmed}x`, `x${confirmed}`, '']) {
       const other = counting(presented);
-      expect(sameKey(confirmed, other.value)).toBe(false);
+      expect(sameKey('till', tail, other.value)).toBe(false);
       expect(other.reads.every((n) => n === 0)).toBe(true);
     }
   });

@@ -24,9 +24,9 @@ export interface KnownEntry {
    */
   digest: string | null;
   /**
-   * The key itself once a presentation matched the digest: later presentations are confirmed by a
-   * constant-time comparison with it (sameKey), not by a hash. Null until then, and always with
-   * `cache.hashEveryRequest`. Dropped with the entry on any change to the key.
+   * The key's secret and check (tailOf) once a presentation matched the digest: later presentations
+   * are confirmed by a constant-time comparison with them and the prefix (sameKey), not by a hash.
+   * Null until then, and always with `cache.hashEveryRequest`. Dropped with the entry on any change to the key.
    */
   confirmed: string | null;
   readonly scopes: ScopeSet;

@@ -1,8 +1,7 @@
-// The verifier: parse and check, then an LRU cache with single-flight in front of the store. The V8
+// The verifier: parse and check, then an LRU cache (key-cache.ts) with single-flight in front of the store. The V8
 // and memory tuning of its cached path is in tuning.ts, its cache entry in entry.ts, its options in options.ts.
 // One file because the cached path, the single-flight miss and the stale window read and write one cache
 // under one clock: split, each part would reach into the others' state.
-import { LRUCache } from 'lru-cache';
 import { systemClock, type Clock } from '../util/clock.js';
 import { createHasher, type KeyHasher } from '../key/hash.js';
 import { parseKey } from '../key/format.js';
@@ -25,7 +24,8 @@ import type { KeyRecord } from '../store/record.js';
 import type { ConsumeRequest, ConsumeResult, KeyStore, SubscriptionListener } from '../store/types.js';
 import { chargedAlways, chargesOf, knownEntry, refusalAt, unknownEntry, type Entry, type KnownEntry } from './entry.js';
 import { verifierConfig, type VerifierOptions, type VerifyOptions } from './options.js';
-import { CacheClock, idBeforeParse, noteUse, ownCopy, sameKey } from './tuning.js';
+import { KeyCache } from './key-cache.js';
+import { CacheClock, idBeforeParse, keyOf, noteUse, ownCopy, sameKey, tailOf } from './tuning.js';
 
 export type { CacheOptions, VerifierOptions, VerifyOptions } from './options.js';
 
@@ -45,9 +45,9 @@ export class Verifier {
   private readonly hasher: KeyHasher;
   private readonly prefixes: ReadonlySet<string> | null;
   /** Known keys. */
-  private readonly cache: LRUCache<string, KnownEntry>;
+  private readonly cache: KeyCache<KnownEntry>;
   /** Unknown ids, apart from the keys: see CacheOptions.negativeMax. */
-  private readonly unknown: LRUCache<string, Entry>;
+  private readonly unknown: KeyCache<Entry>;
   private readonly inflight = new Map<string, Promise<Entry>>();
   private readonly times: CacheClock;
   private readonly ttl: number;
@@ -72,8 +72,8 @@ export class Verifier {
     this.times = new CacheClock(this.clock);
     this.hasher = options.hasher ?? createHasher();
     this.prefixes = options.prefixes ? new Set(options.prefixes) : null;
-    this.cache = new LRUCache<string, KnownEntry>({ max: cache.max });
-    this.unknown = new LRUCache<string, Entry>({ max: cache.negativeMax });
+    this.cache = new KeyCache<KnownEntry>(cache.max);
+    this.unknown = new KeyCache<Entry>(cache.negativeMax);
     this.ttl = cache.ttl;
     this.negativeTtl = cache.negativeTtl;
     this.staleWindow = cache.staleWindow;
@@ -219,11 +219,11 @@ export class Verifier {
    * the digest is kept (unless every request is to be hashed) and the digest dropped.
    */
   private confirms(entry: KnownEntry, key: string): boolean {
-    if (entry.confirmed !== null) return sameKey(entry.confirmed, key);
+    if (entry.confirmed !== null) return sameKey(entry.fresh.key.prefix, entry.confirmed, key);
     if (entry.digest === null || !this.hasher.matches(key, entry.hashAlgorithm, entry.digest)) return false;
     if (this.keepsKeys) {
-      // A copy of its own: a key sliced from a header would keep the whole header alive.
-      entry.confirmed = ownCopy(key);
+      // A copy of its own (tailOf): a slice of a header would keep the whole header alive.
+      entry.confirmed = tailOf(key);
       entry.digest = null;
     }
     return true;
@@ -275,7 +275,7 @@ export class Verifier {
         // An id's hash never changes; a record that says otherwise is not the key that was presented.
         // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
         // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
-        const sameHash = entry.confirmed === null ? next.digest === entry.digest : this.confirms(next, entry.confirmed);
+        const sameHash = entry.confirmed === null ? next.digest === entry.digest : this.confirms(next, keyOf(entry.fresh.key.prefix, id, entry.confirmed));
         if (!sameHash || retried || next.version === entry.version) {
           this.invalidate(id);
           return sameHash ? this.unavailable : failure('NOT_FOUND');
