@@ -1,11 +1,13 @@
 // The verifier's cache entry: a known key, with what is derived from its record once rather than per
 // request, or an id the store does not know. Kept small (a cache holds 100,000 of them): no copy of the
 // record, only the public view a success hands out and the few fields the verifier judges by.
-import { digestBytes, type HashAlgorithm } from '../key/hash.js';
+import { CHECK_LENGTH, SECRET_LENGTH } from '../key/format.js';
+import { digestBytes, type HashAlgorithm, type KeyHasher } from '../key/hash.js';
 import type { Credits, LimitCharge } from '../limits/rules.js';
 import { toVerifiedKey, withoutHash, type KeyRecord } from '../store/record.js';
 import type { VerifySuccess } from './outcome.js';
 import { scopeSetOf, type ScopeSet } from './scopes.js';
+import { keyOf, sameKey, tailOf } from './tuning.js';
 
 /** Rate limits charged per key, each naming the bucket that holds its state. */
 export type Charges = ReadonlyArray<LimitCharge & { readonly bucket: string }>;
@@ -15,22 +17,11 @@ const NO_CHARGES: Charges = Object.freeze([]);
 /** A status that refuses a key whatever the time, judged first. */
 type Blocked = 'REVOKED' | 'DISABLED';
 
-export interface KnownEntry {
-  /** The success a request without charges gets: one frozen value for every request with this key. Its `key` is the record's public view. */
-  readonly fresh: VerifySuccess;
-  /**
-   * The stored digest's bytes (latin1) until a presentation of the key matches it; null after that
-   * (the confirmed key below stands in for it), and for a digest that is not 32 bytes, which nothing matches.
-   */
-  digest: string | null;
-  /**
-   * The key's secret and check (tailOf) once a presentation matched the digest: later presentations
-   * are confirmed by a constant-time comparison with them and the prefix (sameKey), not by a hash.
-   * Null until then, and always with `cache.hashEveryRequest`. Dropped with the entry on any change to the key.
-   */
-  confirmed: string | null;
-  readonly scopes: ScopeSet;
-  readonly hashAlgorithm: HashAlgorithm;
+/**
+ * What few keys have, kept apart so that an entry of a key without them holds one null for all: a status
+ * that blocks it, a start, credits, limits, a version past the first (a key never changed has version 1).
+ */
+export interface Rare {
   readonly version: number;
   /** REVOKED or DISABLED when the record says so; null otherwise (then expiry and not-before are judged by the clock). */
   readonly blocked: Blocked | null;
@@ -40,6 +31,28 @@ export interface KnownEntry {
   readonly charges: Charges;
   /** The key's charges joined with a middleware's, for the last middleware limits seen (they rarely vary). */
   joined: { readonly extra: Charges; readonly all: Charges } | null;
+}
+
+/**
+ * An entry's proof of its key, in one string. Until a presentation of the key matches the stored digest:
+ * the digest, its 32 bytes (latin1) after one character naming the algorithm (DIGEST_LENGTH). Once one
+ * did: the key's secret and check (tailOf, TAIL_LENGTH), compared in constant time with later
+ * presentations (sameKey), which are then not hashed. Null for a stored digest that is not 32 bytes,
+ * which nothing matches. The two forms differ in length; with `cache.hashEveryRequest` it stays a digest.
+ */
+type Proof = string | null;
+
+const ALGORITHMS: Readonly<Record<string, HashAlgorithm>> = { s: 'sha256', h: 'hmac-sha256' };
+const DIGEST_LENGTH = 33;
+/** The version of a record never changed. */
+const FIRST_VERSION = 1;
+const TAIL_LENGTH = SECRET_LENGTH + CHECK_LENGTH;
+
+export interface KnownEntry {
+  /** The success a request without charges gets: one frozen value for every request with this key. Its `key` is the record's public view. */
+  readonly fresh: VerifySuccess;
+  proof: Proof;
+  readonly rare: Rare | null;
   /** Cache time it was read from the store (see CacheClock). */
   readonly fetched: number;
   /** Cache time the LRU last heard of a use (see noteUse). */
@@ -52,16 +65,8 @@ export interface KnownEntry {
  */
 export interface UnknownEntry {
   readonly fresh: null;
-  readonly digest: null;
-  readonly confirmed: null;
-  readonly scopes: null;
-  readonly hashAlgorithm: null;
-  readonly version: 0;
-  readonly blocked: null;
-  readonly notBefore: null;
-  readonly credits: null;
-  readonly charges: Charges;
-  joined: null;
+  readonly proof: null;
+  readonly rare: null;
   readonly fetched: number;
   touched: number;
 }
@@ -69,58 +74,95 @@ export interface UnknownEntry {
 export type Entry = KnownEntry | UnknownEntry;
 
 export function unknownEntry(fetched: number): UnknownEntry {
-  return {
-    fresh: null,
-    digest: null,
-    confirmed: null,
-    scopes: null,
-    hashAlgorithm: null,
-    version: 0,
-    blocked: null,
-    notBefore: null,
-    credits: null,
-    charges: NO_CHARGES,
-    joined: null,
-    fetched,
-    touched: fetched,
-  };
+  return { fresh: null, proof: null, rare: null, fetched, touched: fetched };
 }
 
 export function knownEntry(stored: KeyRecord, fetched: number): KnownEntry {
   // The record as records are kept (shared prefix, scope list and empty maps), read once and let go.
   const record = withoutHash(stored);
+  const bytes = digestBytes(stored.hash);
+  const blocked: Blocked | null = record.revokedAt !== null ? 'REVOKED' : record.disabled ? 'DISABLED' : null;
+  const rare =
+    record.version === FIRST_VERSION && blocked === null && record.notBefore === null && record.credits === null && record.limits.length === 0
+      ? null
+      : {
+          version: record.version,
+          blocked,
+          notBefore: record.notBefore,
+          credits: record.credits,
+          charges:
+            record.limits.length === 0
+              ? NO_CHARGES
+              : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` })),
+          joined: null,
+        };
   return {
-    fresh: Object.freeze({ valid: true, code: 'VALID', key: toVerifiedKey(record), stale: false }),
-    digest: digestBytes(stored.hash),
-    confirmed: null,
-    scopes: scopeSetOf(record.scopes),
-    hashAlgorithm: record.hashAlgorithm,
-    version: record.version,
-    blocked: record.revokedAt !== null ? 'REVOKED' : record.disabled ? 'DISABLED' : null,
-    notBefore: record.notBefore,
-    credits: record.credits,
-    charges:
-      record.limits.length === 0
-        ? NO_CHARGES
-        : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` })),
-    joined: null,
+    fresh: Object.freeze({
+      valid: true,
+      code: 'VALID',
+      key: toVerifiedKey(record),
+      stale: false,
+    }),
+    proof: bytes === null ? null : `${record.hashAlgorithm === 'sha256' ? 's' : 'h'}${bytes}`,
+    rare,
     fetched,
     touched: fetched,
   };
 }
 
+/**
+ * Whether `key` is the key of `entry`: compared in constant time with the tail a presentation confirmed
+ * before (the entry was found by the key's id), or, until one did, hashed and compared with the stored
+ * digest. A key that matches the digest replaces it as the proof when `keep` (not `cache.hashEveryRequest`).
+ */
+export function confirms(entry: KnownEntry, key: string, hasher: KeyHasher, keep: boolean): boolean {
+  const proof = entry.proof;
+  if (proof === null) return false;
+  if (proof.length === TAIL_LENGTH) return sameKey(entry.fresh.key.prefix, proof, key);
+  if (proof.length !== DIGEST_LENGTH || !hasher.matches(key, ALGORITHMS[proof[0]!]!, proof.slice(1))) return false;
+  if (keep) entry.proof = tailOf(key);
+  return true;
+}
+
+/** Whether a record read again (`next`) has the digest of the key `entry` was verified with. */
+export function sameDigest(entry: KnownEntry, next: KnownEntry, hasher: KeyHasher, keep: boolean): boolean {
+  const proof = entry.proof;
+  if (proof === null || proof.length !== TAIL_LENGTH) return next.proof === proof;
+  const view = entry.fresh.key;
+  return confirms(next, keyOf(view.prefix, view.id, proof), hasher, keep);
+}
+
 /** The failure code of a key's status at `now` (the order keyStatus checks them), null when it is active. */
 export function refusalAt(entry: KnownEntry, now: number): Blocked | 'EXPIRED' | 'NOT_YET_VALID' | null {
-  if (entry.blocked !== null) return entry.blocked;
+  const rare = entry.rare;
+  if (rare !== null && rare.blocked !== null) return rare.blocked;
   const expiresAt = entry.fresh.key.expiresAt;
   if (expiresAt !== null && expiresAt <= now) return 'EXPIRED';
-  if (entry.notBefore !== null && entry.notBefore > now) return 'NOT_YET_VALID';
+  if (rare !== null && rare.notBefore !== null && rare.notBefore > now) return 'NOT_YET_VALID';
   return null;
+}
+
+/**
+ * The compiled grants of a key: looked up by its scope list, which records share (so a cache of 100,000
+ * keys holds one ScopeSet per distinct list, and its entries none). Only a request that requires scopes asks.
+ */
+export function scopesOf(entry: KnownEntry): ScopeSet {
+  return scopeSetOf(entry.fresh.key.scopes);
 }
 
 /** Whether a request with this key is charged even without middleware limits (own limits or credits). */
 export function chargedAlways(entry: KnownEntry): boolean {
-  return entry.charges.length > 0 || entry.credits !== null;
+  return entry.rare !== null && (entry.rare.charges.length > 0 || entry.rare.credits !== null);
+}
+
+/** The version of the record an entry was made from. */
+export function versionOf(entry: KnownEntry): number {
+  return entry.rare === null ? FIRST_VERSION : entry.rare.version;
+}
+
+/** The key's credits, null when it has none. */
+export function creditsOf(entry: KnownEntry): Credits | null {
+  return entry.rare === null ? null : entry.rare.credits;
 }
 
 /**
@@ -128,8 +170,10 @@ export function chargedAlways(entry: KnownEntry): boolean {
  * list is kept for the last middleware limits seen, so a route's requests share one array.
  */
 export function chargesOf(entry: KnownEntry, extra: Charges | undefined): Charges {
-  if (extra === undefined || extra.length === 0) return entry.charges;
-  if (entry.charges.length === 0) return extra;
-  if (entry.joined?.extra !== extra) entry.joined = { extra, all: entry.charges.concat(extra) };
-  return entry.joined.all;
+  const rare = entry.rare;
+  const own = rare === null ? NO_CHARGES : rare.charges;
+  if (extra === undefined || extra.length === 0) return own;
+  if (own.length === 0) return extra;
+  if (rare!.joined?.extra !== extra) rare!.joined = { extra, all: own.concat(extra) };
+  return rare!.joined!.all;
 }

@@ -22,10 +22,23 @@ import {
 } from './outcome.js';
 import type { KeyRecord } from '../store/record.js';
 import type { ConsumeRequest, ConsumeResult, KeyStore, SubscriptionListener } from '../store/types.js';
-import { chargedAlways, chargesOf, knownEntry, refusalAt, unknownEntry, type Entry, type KnownEntry } from './entry.js';
+import {
+  chargedAlways,
+  chargesOf,
+  confirms,
+  creditsOf,
+  knownEntry,
+  refusalAt,
+  sameDigest,
+  scopesOf,
+  unknownEntry,
+  versionOf,
+  type Entry,
+  type KnownEntry,
+} from './entry.js';
 import { verifierConfig, type VerifierOptions, type VerifyOptions } from './options.js';
 import { KeyCache } from './key-cache.js';
-import { CacheClock, idBeforeParse, keyOf, noteUse, ownCopy, sameKey, tailOf } from './tuning.js';
+import { CacheClock, idBeforeParse, noteUse, ownCopy } from './tuning.js';
 
 export type { CacheOptions, VerifierOptions, VerifyOptions } from './options.js';
 
@@ -213,20 +226,9 @@ export class Verifier {
     return this.judge(entry, now, options, stale);
   }
 
-  /**
-   * Whether `key` is the key of a cached entry: compared in constant time with the key a presentation
-   * confirmed before, or, until one did, hashed and compared with the stored digest. A key that matches
-   * the digest is kept (unless every request is to be hashed) and the digest dropped.
-   */
+  /** Whether `key` is the key of a cached entry (see confirms in entry.ts). */
   private confirms(entry: KnownEntry, key: string): boolean {
-    if (entry.confirmed !== null) return sameKey(entry.fresh.key.prefix, entry.confirmed, key);
-    if (entry.digest === null || !this.hasher.matches(key, entry.hashAlgorithm, entry.digest)) return false;
-    if (this.keepsKeys) {
-      // A copy of its own (tailOf): a slice of a header would keep the whole header alive.
-      entry.confirmed = tailOf(key);
-      entry.digest = null;
-    }
-    return true;
+    return confirms(entry, key, this.hasher, this.keepsKeys);
   }
 
   /** Status and scopes of a key whose digest matched. */
@@ -240,7 +242,7 @@ export class Verifier {
     if (options?.scopes !== undefined && options.scopes.length > 0) {
       // Anything but 'any' means all: a misspelt mode must not weaken the check.
       const mode = options.scopeMode === 'any' ? 'any' : 'all';
-      const ok = Array.isArray(options.scopes) && (mode === 'all' ? entry.scopes.hasAll(options.scopes) : entry.scopes.hasAny(options.scopes));
+      const ok = Array.isArray(options.scopes) && (mode === 'all' ? scopesOf(entry).hasAll(options.scopes) : scopesOf(entry).hasAny(options.scopes));
       if (!ok) {
         this.count(entry, 'INSUFFICIENT_SCOPE', now);
         return failure('INSUFFICIENT_SCOPE', { keyId: id, requiredScopes: options.scopes, scopeMode: mode });
@@ -263,8 +265,9 @@ export class Verifier {
     const id = entry.fresh.key.id;
     const limits = chargesOf(entry, options?.limits);
     const cost = options?.cost ?? 1;
-    const request = { subject: id, keyVersion: entry.version, credits: entry.credits, limits, cost };
-    return this.limiter.consume(request, entry.credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
+    const credits = creditsOf(entry);
+    const request = { subject: id, keyVersion: versionOf(entry), credits, limits, cost };
+    return this.limiter.consume(request, credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
       if (result === UNAVAILABLE) return this.unavailable;
       if (result.outcome === 'NOT_FOUND') {
         this.invalidate(id);
@@ -275,13 +278,13 @@ export class Verifier {
         // An id's hash never changes; a record that says otherwise is not the key that was presented.
         // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
         // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
-        const sameHash = entry.confirmed === null ? next.digest === entry.digest : this.confirms(next, keyOf(entry.fresh.key.prefix, id, entry.confirmed));
-        if (!sameHash || retried || next.version === entry.version) {
+        const sameHash = sameDigest(entry, next, this.hasher, this.keepsKeys);
+        if (!sameHash || retried || versionOf(next) === versionOf(entry)) {
           this.invalidate(id);
           return sameHash ? this.unavailable : failure('NOT_FOUND');
         }
         const cached = this.cache.peek(id);
-        if (cached === undefined || cached.version < next.version) this.cache.set(id, next);
+        if (cached === undefined || versionOf(cached) < versionOf(next)) this.cache.set(id, next);
         const verdict = this.judge(next, this.clock(), options, stale);
         return verdict instanceof Promise || !verdict.valid || !chargedAlways(next) ? verdict : this.charge(next, options, stale, true);
       }
