@@ -5,10 +5,11 @@
 // flushed before measuring), then reports heap growth per cached key against its own baseline (the
 // same process after a first verification) and its RSS once settled. Targets: <= 400 B of heap per
 // cached key; RSS <= 150 MB with a 100,000-entry cache.
+import { fork } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { crc32 } from 'node:zlib';
 import { createTill, MemoryStore, silentLogger } from '@till/core';
-import { fixed, int } from './harness.mjs';
 
 const MB = 1024 * 1024;
 const HEAP_TARGET = 400; // bytes per cached key
@@ -95,9 +96,28 @@ export async function cacheHeap({ cache }) {
   };
 }
 
+/**
+ * The measured process runs this file and nothing else (not the benchmark harness, whose load generator
+ * alone adds 30 MB of RSS): a process with Till and its cache, as a service has.
+ */
+function runMeasured(cache) {
+  const child = fork(fileURLToPath(import.meta.url), [String(cache)], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    let result;
+    child.on('message', (message) => (result = message));
+    child.once('exit', (code) => (code === 0 && result ? resolve(result) : reject(new Error(`[bench] memory cacheHeap exited with code ${code}`))));
+  });
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1]).href && process.send) {
+  const result = await cacheHeap({ cache: Number(process.argv[2]) });
+  process.send(result, () => process.exit(0));
+}
+
 /** Parent: runs cacheHeap in a fresh process and prints it. */
-export async function reportCacheHeap(runChild, cache) {
-  const r = await runChild('memory', 'cacheHeap', { cache }, { execArgv: ['--expose-gc'] });
+export async function reportCacheHeap(cache) {
+  const { fixed, int } = await import('./harness.mjs');
+  const r = await runMeasured(cache);
   console.log(`  Cache of ${int(cache)} keys, no Redis (records made on each read), default settings:`);
   console.log(
     `    heap ${int(r.heapPerKey)} B per cached key (heap used ${fixed(r.baseline.heapUsed / MB, 1)} MB before, ${fixed(r.settled.heapUsed / MB, 1)} MB with the cache full); ` +

@@ -23,8 +23,6 @@ import { fixed, header, int, machine, runChild, save, settings, table } from './
 import { ownRedis } from './redis.mjs';
 import { reportCacheHeap } from './cache-memory.mjs';
 
-export { cacheHeap } from './cache-memory.mjs';
-
 const MB = 1024 * 1024;
 const LINE = 96; // bytes per line in the key file: a key (well under 95 characters) and padding
 const REDIS_TARGET = 1024; // bytes per key
@@ -147,7 +145,7 @@ export async function main() {
   // BENCH_MEMORY_PARTS: `cache` (heap and RSS per cached key, no Redis), `redis` (the rest), or both (default).
   const parts = (process.env.BENCH_MEMORY_PARTS ?? 'cache,redis').split(',');
   console.log(header('Till memory benchmark', m));
-  const cacheHeap = parts.includes('cache') ? await reportCacheHeap(runChild, config.cache) : null;
+  const cacheHeap = parts.includes('cache') ? await reportCacheHeap(config.cache) : null;
   if (!parts.includes('redis')) return;
   const own = process.env.BENCH_REDIS_URL ? null : await ownRedis();
   const url = process.env.BENCH_REDIS_URL ?? own.url;
