@@ -1,7 +1,9 @@
 // `pnpm bench percall`: what the function `apiKeyAuth()` returns costs per call, called directly (no
 // server, no load generator, nothing the machine's network or scheduler adds) on real http.IncomingMessage
-// and ServerResponse objects with Express's request and response prototypes, their headers given as raw
-// header lines as Node's parser gives them (and the headers object made before the call), with a cached key. Beside it, measured in the same rounds:
+// and ServerResponse objects, their headers given as raw header lines as Node's parser gives them (and
+// the headers object made before the call), with a cached key. Express would also give them its request
+// and response prototypes, in its router before any middleware: left out, as it costs every variant alike
+// (and makes each property a middleware adds dearer), which would flatter the ratio. Beside it, measured in the same rounds:
 // an empty middleware and a hand-written Map check (a Map from key to record, as a naive app writes it).
 // Each round runs every variant once, in a random order, each for BENCH_PERCALL_BATCHES batches of
 // BENCH_PERCALL_BATCH calls on fresh request objects (made between batches, untimed); between batches
@@ -10,7 +12,6 @@
 // round. Target: Till, usage tracking on, <= 2 x the Map check. Writes bench/results/percall.json.
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
-import express from 'express';
 import { createTill, silentLogger } from '@till/core';
 import { apiKeyAuth } from '@till/express';
 import { fixed, header, int, machine, save, settings, table } from './harness.mjs';
@@ -56,7 +57,7 @@ async function variants() {
 }
 
 /** `count` requests as Node's HTTP parser would hand them to Express: raw header lines, headers read lazily. */
-function requests(app, key, count) {
+function requests(key, count) {
   const out = [];
   for (let i = 0; i < count; i++) {
     const req = new IncomingMessage(new Socket());
@@ -70,8 +71,6 @@ function requests(app, key, count) {
     req._addHeaderLines(raw, raw.length);
     void req.headers;
     const res = new ServerResponse(req);
-    Object.setPrototypeOf(req, app.request);
-    Object.setPrototypeOf(res, app.response);
     req.res = res;
     res.req = req;
     out.push([req, res]);
@@ -115,17 +114,16 @@ export async function main() {
   log(
     `  ${config.rounds} rounds; each variant per round: ${config.batches} batches of ${int(config.batch)} calls on fresh IncomingMessage/ServerResponse objects, the event loop run between batches`,
   );
-  const app = express();
   const { list, close } = await variants();
   const perRound = Object.fromEntries(list.map((v) => [v.id, []]));
   try {
     // Warm-up: the key cached, the code optimized; not counted.
-    for (const v of list) for (let b = 0; b < 5; b++) timeBatch(v.fn, requests(app, v.key, config.batch));
+    for (const v of list) for (let b = 0; b < 5; b++) timeBatch(v.fn, requests(v.key, config.batch));
     for (let round = 0; round < config.rounds; round++) {
       for (const v of shuffle(list)) {
         let ns = 0;
         for (let b = 0; b < config.batches; b++) {
-          const batch = requests(app, v.key, config.batch);
+          const batch = requests(v.key, config.batch);
           await turn();
           ns += timeBatch(v.fn, batch);
         }
