@@ -27,8 +27,8 @@ export interface CacheOptions {
   staleWindow?: number;
   /**
    * Hash every presented key (true), instead of hashing a key once and confirming its later
-   * presentations by a constant-time comparison with the key the cache then holds. Default false:
-   * the process's memory holds the keys of its cached entries, as it already sees every key of every
+   * presentations by a constant-time comparison with the secret the cache then holds. Default false:
+   * the process's memory holds the secrets of its cached keys, as it already sees every key of every
    * request; true keeps only digests in memory, at the cost of a hash per request.
    */
   hashEveryRequest?: boolean;
