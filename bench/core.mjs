@@ -1,13 +1,13 @@
 // `pnpm bench core`: cached `verifier.verify(key)` calls per second on one core, beside the pieces it is
 // made of (parseKey, SHA-256, Map.get), measured in the same run, and, as a second figure, with a pepper
-// beside HMAC-SHA-256 alone. Target: >= 500,000 cached verifications/s. Writes bench/results/core.json.
+// beside HMAC-SHA-256 alone. Target: >= 5,000,000 cached verifications/s. Writes bench/results/core.json.
 import { createHmac, hash } from 'node:crypto';
 import { createTill, parseKey, silentLogger } from '@till/core';
 import { fixed, header, int, loadNote, machine, machineBusy, save, settings, table } from './harness.mjs';
 import { median } from './stats.mjs';
 
 /** The target: cached verifications per second on one core. */
-const TARGET = 500_000;
+const TARGET = 5_000_000;
 
 /**
  * Each case is its own loop function (so V8 optimizes each on its own) that returns how many calls
@@ -20,9 +20,12 @@ async function makeCases() {
   const peppered = createTill({ logger: silentLogger, pepper });
   // The same verifier without usage tracking and audit events: what they cost on the cached path.
   const untracked = createTill({ logger: silentLogger, usage: false, auditEvents: false });
-  const { key, record } = await plain.keys.create({ name: 'bench', scopes: ['bench:read'] });
-  const { key: untrackedKey } = await untracked.keys.create({ name: 'bench', scopes: ['bench:read'] });
-  const { key: pepperedKey } = await peppered.keys.create({ name: 'bench', scopes: ['bench:read'] });
+  // Each key as a request delivers it: a flat string made from the bytes of a header (keys.create builds
+  // its key by concatenation, a V8 cons string, whose characters are read through one more indirection).
+  const asReceived = (made) => ({ ...made, key: Buffer.from(made.key, 'latin1').toString('latin1') });
+  const { key, record } = asReceived(await plain.keys.create({ name: 'bench', scopes: ['bench:read'] }));
+  const { key: untrackedKey } = asReceived(await untracked.keys.create({ name: 'bench', scopes: ['bench:read'] }));
+  const { key: pepperedKey } = asReceived(await peppered.keys.create({ name: 'bench', scopes: ['bench:read'] }));
   const map = new Map([[record.id, record]]);
   const id = record.id;
   const refresh = (till, k) => async () => {
@@ -179,8 +182,8 @@ export async function main() {
       ...Object.keys(r).map((id) => [r[id].label, int(r[id].perSecond), fixed(r[id].nsPerCall, 0), fixed(r[id].perSecond / verify, 3)]),
     ]),
   );
-  // A cached verification is one JavaScript SHA-256 of the key (no native call) plus the cache lookup and
-  // status checks; parseKey runs only for keys that are not cached.
+  // A cached verification hashes nothing: a constant-time comparison with the key its entry confirmed, the
+  // cache lookup and the status checks; parseKey and the hash run only for keys that are not cached.
   log(
     `  verify ${fixed(r.verify.nsPerCall, 0)} ns per cached key, against node:crypto's SHA-256 alone at ${fixed(r.sha256.nsPerCall, 0)} ns (hex) ` +
       `and ${fixed(r.sha256Buffer.nsPerCall, 0)} ns (Buffer) in this tight loop`,

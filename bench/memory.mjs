@@ -21,6 +21,7 @@ import { RedisStore } from '@till/core/redis';
 import { deleteNamespace } from '@till/testkit/redis-tools';
 import { fixed, header, int, machine, runChild, save, settings, table } from './harness.mjs';
 import { ownRedis } from './redis.mjs';
+import { reportCacheHeap } from './cache-memory.mjs';
 
 const MB = 1024 * 1024;
 const LINE = 96; // bytes per line in the key file: a key (well under 95 characters) and padding
@@ -141,6 +142,11 @@ export async function verify({ url, namespace, file, keys, cache, uniform, zipf,
 export async function main() {
   const config = configFromEnv();
   const m = machine();
+  // BENCH_MEMORY_PARTS: `cache` (heap and RSS per cached key, no Redis), `redis` (the rest), or both (default).
+  const parts = (process.env.BENCH_MEMORY_PARTS ?? 'cache,redis').split(',');
+  console.log(header('Till memory benchmark', m));
+  const cacheHeap = parts.includes('cache') ? await reportCacheHeap(config.cache) : null;
+  if (!parts.includes('redis')) return;
   const own = process.env.BENCH_REDIS_URL ? null : await ownRedis();
   const url = process.env.BENCH_REDIS_URL ?? own.url;
   const namespace = `till-bench-memory:${process.pid}:`;
@@ -148,7 +154,6 @@ export async function main() {
   const file = join(dir, 'keys');
   const client = new Redis(url);
   try {
-    console.log(header('Till memory benchmark', m));
     console.log(`  ${int(config.keys)} keys, cache of ${int(config.cache)}`);
     console.log(
       `  Redis: ${own ? 'a redis-server of its own' : 'BENCH_REDIS_URL (shared: its other contents count too)'}, ${(await client.info('server')).match(/redis_version:(\S+)/)[1]}`,
@@ -247,7 +252,7 @@ export async function main() {
     console.log(`    right after the load (its garbage not yet given back): RSS up to ${fixed(peakRss / MB, 1)} MB`);
     console.log(`  Hit rates: ${verified.phases.map((p) => `${p.name} ${fixed(p.hitRate * 100, 1)} %`).join(', ')}`);
     console.log(
-      `  saved to ${save('bench/results/memory.json', { date: new Date().toISOString(), machine: m, config, redis: { perKey, parts, afterVerifyPerKey: (after - before) / config.keys, loadSeconds }, process: verified })}`,
+      `  saved to ${save('bench/results/memory.json', { date: new Date().toISOString(), machine: m, config, redis: { perKey, parts, afterVerifyPerKey: (after - before) / config.keys, loadSeconds }, process: verified, cacheHeap })}`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -8,6 +8,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 /** Every benchmark: its module is bench/<name>.mjs, which exports main() (and serve() when it forks servers). */
 export const BENCHMARKS = {
   http: { default: true, about: 'Express 5 bare, with apiKeyAuth() on a cached key, an empty middleware, a Map check, tracking off and on: requests/s x bare' },
+  percall: {
+    about: 'what the function apiKeyAuth() returns costs per call on real request objects, beside an empty middleware and a Map check: ns x Map check',
+  },
   core: { default: true, about: 'cached verify() calls/s on one core, beside parseKey, SHA-256, Map.get, HMAC' },
   limits: { about: 'a per-key Redis rate limit: Till against rate-limiter-flexible, x bare Express, Redis round trips counted' },
   peers: { about: 'the same route bare, with a Map check, passport, better-auth, a naive Redis GET and Till: x bare, Till over each' },

@@ -1,11 +1,13 @@
 // One run through everything Till produces (responses, logs, events, audit entries in Redis, usage,
 // alerts, webhook bodies, metrics, scan findings), then a search of all of it for the secrets it made.
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createServer, type Server } from 'node:http';
+import { inspect } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import request from 'supertest';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createAlerts, createTill, findKeys, loggerSink, toJsonLines, webhookSink, type Till } from '@till/core';
+import { createAlerts, createTill, findKeys, loggerSink, TILL_CHANNELS, toJsonLines, webhookSink, type Till } from '@till/core';
 import { createMetrics } from '@till/core/metrics';
 import { RedisStore } from '@till/core/redis';
 import { apiKeyAuth, rateLimit, requireScopes } from '@till/express';
@@ -39,6 +41,10 @@ describe('secrets in what Till produces', () => {
     const till: Till = createTill({ store, logger, pepper: 'sweep-pepper-0123456789abcdef', auditEvents: { interval: 60_000 }, usage: { interval: 60_000 } });
     till.events.on((e) => void produced.push(JSON.stringify(e)));
     till.events.onVerification((e) => void produced.push(JSON.stringify(e)));
+    // Every diagnostics-channel message, as a subscriber would print it (the verifier's cache holds the
+    // keys it confirmed: none of them may reach a message).
+    const onMessage = (message: unknown) => void produced.push(inspect(message, { depth: 8 }), JSON.stringify(message));
+    for (const name of Object.values(TILL_CHANNELS)) subscribe(name, onMessage);
     const alerts = createAlerts(till, {
       rules: [
         { type: 'ip-failures', threshold: 3, window: '1m' },
@@ -117,6 +123,8 @@ describe('secrets in what Till produces', () => {
     produced.push(await metrics.registry.metrics());
     produced.push(JSON.stringify(findKeys(`config: ${keys.join('\n')}`)));
     produced.push(...bodies);
+    produced.push(inspect(till.verifier.stats), JSON.stringify(till.verifier.stats));
+    for (const name of Object.values(TILL_CHANNELS)) unsubscribe(name, onMessage);
     // Everything Redis holds but the records themselves (which hold the digests by design): lists
     // (the keys' trails), streams (the log), hashes, sorted sets and strings; an unknown type fails.
     for await (const batch of client.scanStream({ match: `${namespace}*`, count: 500 })) {

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createHasher } from '../src/key/hash.js';
-import { digestBytes } from '../src/key/sha256.js';
+import { createHasher, digestBytes } from '../src/key/hash.js';
 import { TillError } from '../src/errors.js';
 import { isValidGrant, isValidScope, normalizeGrants, normalizeRequired, ScopeSet, scopesSatisfy } from '../src/verify/scopes.js';
 import { createHash, createHmac } from 'node:crypto';
@@ -35,6 +34,33 @@ describe('hashing', () => {
     expect(hasher.matches(`${key}x`, 'sha256', words)).toBe(false);
     expect(hasher.matches(`${key.slice(0, -1)}${key.endsWith('A') ? 'B' : 'A'}`, 'sha256', words)).toBe(false);
     expect(digestBytes(hasher.digest(key).slice(0, 16))).toBeNull();
+  });
+
+  it('reads only well-formed 32-byte base64url digests', () => {
+    const d = createHash('sha256').update('x').digest();
+    expect(Buffer.from(digestBytes(d.toString('base64url'))!, 'latin1').equals(d)).toBe(true);
+    expect(digestBytes('')).toBeNull();
+    expect(digestBytes(d.subarray(0, 31).toString('base64url'))).toBeNull();
+    expect(digestBytes(`${d.toString('base64url')}A`)).toBeNull();
+  });
+
+  it('lets the hasher match keys, with and without a pepper, ASCII or not', () => {
+    for (const pepper of [undefined, 'a-pepper-of-some-length-0123']) {
+      const hasher = createHasher(pepper);
+      for (const key of ['till_abc', 'ünïcödé key']) {
+        const expected = digestBytes(hasher.digest(key))!;
+        expect(hasher.matches(key, hasher.algorithm, expected)).toBe(true);
+        expect(hasher.matches(`${key}x`, hasher.algorithm, expected)).toBe(false);
+        // Any one byte of the stored digest changed (high bits too) is a mismatch.
+        for (const at of [0, 3, 4, 17, 31]) {
+          for (const flip of [0x01, 0x80]) {
+            const changed = expected.slice(0, at) + String.fromCharCode(expected.charCodeAt(at) ^ flip) + expected.slice(at + 1);
+            expect(hasher.matches(key, hasher.algorithm, changed)).toBe(false);
+          }
+        }
+        expect(hasher.matches(key, hasher.algorithm, expected.slice(1))).toBe(false);
+      }
+    }
   });
 });
 

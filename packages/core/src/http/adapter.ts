@@ -103,7 +103,11 @@ export function createAdapter<Req, Res, Handler>(binding: FrameworkBinding<Req, 
         if (headers !== null) setHeaders(res, headers);
         return null;
       };
-      return (req, res) => then(auth.authenticate(binding.node(req), req, binding.ip), (result) => settle(result, req, res));
+      // No closure per request on the cached path: only a miss (a promise) makes one.
+      return (req, res) => {
+        const result = auth.authenticate(binding.node(req), req, binding.ip);
+        return result instanceof Promise ? result.then((r) => settle(r, req, res)) : settle(result, req, res);
+      };
     },
     scopeGuard(scopes, mode) {
       const check = createScopeCheck(scopes, mode, where);

@@ -16,11 +16,13 @@ export interface RequestHeaders {
 
 export function keyHeaderReader(sources: readonly KeySource[] | undefined): (req: RequestHeaders) => HeaderBag {
   const names = new Set((sources ?? DEFAULT_SOURCES).map((s) => s.header.toLowerCase()));
-  const lengths = new Set([...names].map((n) => n.length));
+  // Which name lengths a key header can have, indexed by length: one array read rules out most headers.
+  const lengths = new Uint8Array(Math.max(...[...names].map((n) => n.length)) + 1);
+  for (const n of names) lengths[n.length] = 1;
   const lowerNames = [...names];
   // Compared in place, ignoring ASCII case: no lowercase copy of every header name per request.
   const isKeyHeader = (name: unknown): name is string => {
-    if (typeof name !== 'string' || !lengths.has(name.length)) return false;
+    if (typeof name !== 'string' || lengths[name.length] !== 1) return false;
     for (let n = 0; n < lowerNames.length; n++) {
       const target = lowerNames[n]!;
       if (target.length !== name.length) continue;

@@ -34,11 +34,42 @@ export interface RequestContext {
  * Keyed by Node's request object (Express's `req`, Koa's `ctx.req`), which every framework shares and
  * which goes away with the request. Nothing is written on the request itself.
  */
-const requests = new WeakMap<object, RequestContext>();
+/** A base class whose constructor returns the object it is given: a subclass then adds its private fields to that object. */
+class Stamp {
+  constructor(target: object) {
+    // biome-ignore lint/correctness/noConstructorReturn: the point of the class (see ContextSlot)
+    return target;
+  }
+}
+
+/**
+ * Where a request's context lives: a private field of the request object itself, which nothing outside
+ * this class can read, write or forge (not a property: neither `req.apiKey`-style assignment nor
+ * Object.getOwnPropertySymbols reaches it, and util.inspect does not show it). A WeakMap keyed by the
+ * request did the same at several times the cost: an ephemeron insert per request, and weak-map work
+ * for the garbage collector on each.
+ */
+class ContextSlot extends Stamp {
+  #context: RequestContext;
+
+  private constructor(target: object, context: RequestContext) {
+    super(target);
+    this.#context = context;
+  }
+
+  static get(req: object): RequestContext | undefined {
+    return #context in req ? (req as ContextSlot).#context : undefined;
+  }
+
+  static set(req: object, context: RequestContext): void {
+    if (#context in req) (req as ContextSlot).#context = context;
+    else new ContextSlot(req, context);
+  }
+}
 
 /** The context of a request that an `apiKeyAuth()` (or a charging route guard) has seen, if any. */
 export function contextOf(req: object): RequestContext | undefined {
-  return requests.get(req);
+  return ContextSlot.get(req);
 }
 
 /**
@@ -46,8 +77,8 @@ export function contextOf(req: object): RequestContext | undefined {
  * a router) keeps the first one's charges, so a refusal undoes them all.
  */
 export function openContext(req: object, till: Till, answer: Answer | null): RequestContext {
-  const context: RequestContext = { till, key: undefined, answer, charges: requests.get(req)?.charges ?? null };
-  requests.set(req, context);
+  const context: RequestContext = { till, key: undefined, answer, charges: ContextSlot.get(req)?.charges ?? null };
+  ContextSlot.set(req, context);
   return context;
 }
 

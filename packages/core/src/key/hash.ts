@@ -1,7 +1,8 @@
-// Hashing at rest: SHA-256 of the key, or HMAC-SHA-256 with a server-side pepper; constant-time compare.
-import { createHmac, hash as oneShotHash } from 'node:crypto';
+// Hashing at rest: SHA-256 of the key, or HMAC-SHA-256 with a server-side pepper (node:crypto);
+// constant-time comparison of digests. The verifier hashes a key only when its cache has not yet
+// confirmed it (see verify/tuning.ts, sameKey), so a digest is computed once per key and cache entry.
+import { createHmac, hash as oneShotHash, timingSafeEqual } from 'node:crypto';
 import { tillError } from '../errors.js';
-import { hmacKey, hmacSha256Ascii, isAscii, sha256Ascii, type HmacKey } from './sha256.js';
 
 export type HashAlgorithm = 'sha256' | 'hmac-sha256';
 
@@ -12,12 +13,13 @@ export interface KeyHasher {
   digest(key: string, algorithm?: HashAlgorithm): string;
   /**
    * Whether `key` hashes to `expected` (the stored digest's 32 bytes as a latin1 string, from
-   * `digestBytes`), compared in constant time. The verifier's hot path: no allocation, no native call.
+   * `digestBytes`), compared in constant time.
    */
   matches(key: string, algorithm: HashAlgorithm, expected: string): boolean;
 }
 
-const ACTUAL = new Int32Array(8);
+/** The stored digest's bytes, copied here for timingSafeEqual (one buffer, no allocation per call). */
+const EXPECTED = Buffer.alloc(32);
 
 /**
  * A hasher: HMAC-SHA-256 keyed with `pepper` when one is given (a stolen database then cannot
@@ -31,34 +33,34 @@ export function createHasher(pepper?: string | Buffer): KeyHasher {
     }
   }
   const algorithm: HashAlgorithm = pepper === undefined ? 'sha256' : 'hmac-sha256';
-  const pads: HmacKey | null = pepper === undefined ? null : hmacKey(pepper);
   const noPepper = () => tillError('INVALID_OPTIONS', 'hash', 'a key was stored with HMAC-SHA-256 but no pepper is configured');
 
-  const digest = (key: string, alg: HashAlgorithm = algorithm): string => {
-    if (alg === 'sha256') return oneShotHash('sha256', key, 'base64url');
+  const raw = (key: string, alg: HashAlgorithm): Buffer => {
+    if (alg === 'sha256') return oneShotHash('sha256', key, 'buffer') as unknown as Buffer;
     if (pepper === undefined) throw noPepper();
-    return createHmac('sha256', pepper).update(key).digest('base64url');
+    return createHmac('sha256', pepper).update(key).digest();
   };
 
   return {
     algorithm,
-    digest,
+    digest: (key, alg = algorithm) => raw(key, alg).toString('base64url'),
     matches(key, alg, expected) {
       // A key stored with HMAC cannot match without the pepper: refused like a wrong secret, not thrown (a 500).
-      if (expected.length !== 32 || (alg !== 'sha256' && pads === null)) return false;
-      if (!isAscii(key)) {
-        const bytes = Buffer.from(digest(key, alg), 'base64url');
-        for (let i = 0; i < 8; i++) ACTUAL[i] = bytes.readInt32BE(4 * i);
-      } else if (alg === 'sha256') sha256Ascii(key, ACTUAL);
-      else if (pads !== null) hmacSha256Ascii(pads, key, ACTUAL);
-      else throw noPepper();
-      // Every byte is compared, whatever differs first.
-      let diff = 0;
-      for (let i = 0, j = 0; i < 8; i++, j += 4) {
-        diff |=
-          ACTUAL[i]! ^ ((expected.charCodeAt(j) << 24) | (expected.charCodeAt(j + 1) << 16) | (expected.charCodeAt(j + 2) << 8) | expected.charCodeAt(j + 3));
-      }
-      return diff === 0;
+      if (expected.length !== 32 || (alg !== 'sha256' && pepper === undefined)) return false;
+      // Every byte of the stored digest is read, and timingSafeEqual compares them all, whatever differs first.
+      for (let i = 0; i < 32; i++) EXPECTED[i] = expected.charCodeAt(i);
+      return timingSafeEqual(raw(key, alg), EXPECTED);
     },
   };
+}
+
+/**
+ * A stored base64url digest as the latin1 string of its 32 bytes (what `matches` takes), or null
+ * when it is not one. A cached key holds its digest so until its first presentation confirms it:
+ * 48 bytes of heap.
+ */
+export function digestBytes(base64url: string): string | null {
+  const bytes = Buffer.from(base64url, 'base64url');
+  if (bytes.length !== 32 || bytes.toString('base64url') !== base64url) return null;
+  return bytes.toString('latin1');
 }

@@ -2,10 +2,9 @@
 // version (writer.ts); input checks are in checks.ts, rotation chains in chain.ts and rotate.ts.
 import { systemClock } from '../util/clock.js';
 import { isTillError, TillError, tillError } from '../errors.js';
-import { createHasher } from '../key/hash.js';
+import { createHasher, digestBytes } from '../key/hash.js';
 import { assertValidPrefix, parseKey } from '../key/format.js';
 import { keyStatus, toKeyInfo, type KeyInfo } from '../store/record.js';
-import { digestBytes } from '../key/sha256.js';
 import { normalizeCredits } from '../limits/rules.js';
 import { auditReport, type Report, type ReportOptions } from '../audit/report.js';
 import type { AuditPage, AuditQuery } from '../audit/trail.js';

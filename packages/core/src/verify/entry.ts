@@ -1,30 +1,58 @@
 // The verifier's cache entry: a known key, with what is derived from its record once rather than per
-// request, or an id the store does not know.
-import { digestBytes } from '../key/sha256.js';
-import type { LimitCharge } from '../limits/rules.js';
+// request, or an id the store does not know. Kept small (a cache holds 100,000 of them): no copy of the
+// record, only the public view a success hands out and the few fields the verifier judges by.
+import { CHECK_LENGTH, SECRET_LENGTH } from '../key/format.js';
+import { digestBytes, type HashAlgorithm, type KeyHasher } from '../key/hash.js';
+import type { Credits, LimitCharge } from '../limits/rules.js';
 import { toVerifiedKey, withoutHash, type KeyRecord } from '../store/record.js';
 import type { VerifySuccess } from './outcome.js';
 import { scopeSetOf, type ScopeSet } from './scopes.js';
+import { keyOf, sameKey, tailOf } from './tuning.js';
 
 /** Rate limits charged per key, each naming the bucket that holds its state. */
 export type Charges = ReadonlyArray<LimitCharge & { readonly bucket: string }>;
 
 const NO_CHARGES: Charges = Object.freeze([]);
 
-export interface KnownEntry {
-  /** The record, without its hash (the digest below is the one copy kept). */
-  readonly record: KeyRecord;
-  /** The stored digest's bytes (latin1); null for a digest that is not 32 bytes, which nothing matches. */
-  readonly digest: string | null;
-  readonly scopes: ScopeSet;
-  /** The success a request without charges gets: one frozen value for every request with this key. */
-  readonly fresh: VerifySuccess;
+/** A status that refuses a key whatever the time, judged first. */
+type Blocked = 'REVOKED' | 'DISABLED';
+
+/**
+ * What few keys have, kept apart so that an entry of a key without them holds one null for all: a status
+ * that blocks it, a start, credits, limits, a version past the first (a key never changed has version 1).
+ */
+export interface Rare {
+  readonly version: number;
+  /** REVOKED or DISABLED when the record says so; null otherwise (then expiry and not-before are judged by the clock). */
+  readonly blocked: Blocked | null;
+  readonly notBefore: number | null;
+  readonly credits: Credits | null;
   /** The key's own limits as charges; empty when it has none. */
   readonly charges: Charges;
-  /** Whether a request with this key is charged even without middleware limits (own limits or credits). */
-  readonly charged: boolean;
   /** The key's charges joined with a middleware's, for the last middleware limits seen (they rarely vary). */
   joined: { readonly extra: Charges; readonly all: Charges } | null;
+}
+
+/**
+ * An entry's proof of its key, in one string. Until a presentation of the key matches the stored digest:
+ * the digest, its 32 bytes (latin1) after one character naming the algorithm (DIGEST_LENGTH). Once one
+ * did: the key's secret and check (tailOf, TAIL_LENGTH), compared in constant time with later
+ * presentations (sameKey), which are then not hashed. Null for a stored digest that is not 32 bytes,
+ * which nothing matches. The two forms differ in length; with `cache.hashEveryRequest` it stays a digest.
+ */
+type Proof = string | null;
+
+const ALGORITHMS: Readonly<Record<string, HashAlgorithm>> = { s: 'sha256', h: 'hmac-sha256' };
+const DIGEST_LENGTH = 33;
+/** The version of a record never changed. */
+const FIRST_VERSION = 1;
+const TAIL_LENGTH = SECRET_LENGTH + CHECK_LENGTH;
+
+export interface KnownEntry {
+  /** The success a request without charges gets: one frozen value for every request with this key. Its `key` is the record's public view. */
+  readonly fresh: VerifySuccess;
+  proof: Proof;
+  readonly rare: Rare | null;
   /** Cache time it was read from the store (see CacheClock). */
   readonly fetched: number;
   /** Cache time the LRU last heard of a use (see noteUse). */
@@ -36,13 +64,9 @@ export interface KnownEntry {
  * one V8 hidden class and the verifier's property reads stay monomorphic (one shape check each).
  */
 export interface UnknownEntry {
-  readonly record: null;
-  readonly digest: null;
-  readonly scopes: null;
   readonly fresh: null;
-  readonly charges: Charges;
-  readonly charged: false;
-  joined: null;
+  readonly proof: null;
+  readonly rare: null;
   readonly fetched: number;
   touched: number;
 }
@@ -50,26 +74,95 @@ export interface UnknownEntry {
 export type Entry = KnownEntry | UnknownEntry;
 
 export function unknownEntry(fetched: number): UnknownEntry {
-  return { record: null, digest: null, scopes: null, fresh: null, charges: NO_CHARGES, charged: false, joined: null, fetched, touched: fetched };
+  return { fresh: null, proof: null, rare: null, fetched, touched: fetched };
 }
 
-export function knownEntry(record: KeyRecord, fetched: number): KnownEntry {
-  const charges =
-    record.limits.length === 0
-      ? NO_CHARGES
-      : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` }));
+export function knownEntry(stored: KeyRecord, fetched: number): KnownEntry {
+  // The record as records are kept (shared prefix, scope list and empty maps), read once and let go.
+  const record = withoutHash(stored);
+  const bytes = digestBytes(stored.hash);
+  const blocked: Blocked | null = record.revokedAt !== null ? 'REVOKED' : record.disabled ? 'DISABLED' : null;
+  const rare =
+    record.version === FIRST_VERSION && blocked === null && record.notBefore === null && record.credits === null && record.limits.length === 0
+      ? null
+      : {
+          version: record.version,
+          blocked,
+          notBefore: record.notBefore,
+          credits: record.credits,
+          charges:
+            record.limits.length === 0
+              ? NO_CHARGES
+              : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` })),
+          joined: null,
+        };
   return {
-    // The digest is kept as bytes (digest); the record's base64url copy of it would be a second.
-    record: withoutHash(record),
-    digest: digestBytes(record.hash),
-    scopes: scopeSetOf(record.scopes),
-    fresh: Object.freeze({ valid: true, code: 'VALID', key: toVerifiedKey(record), stale: false }),
-    charges,
-    charged: charges.length > 0 || record.credits !== null,
-    joined: null,
+    fresh: Object.freeze({
+      valid: true,
+      code: 'VALID',
+      key: toVerifiedKey(record),
+      stale: false,
+    }),
+    proof: bytes === null ? null : `${record.hashAlgorithm === 'sha256' ? 's' : 'h'}${bytes}`,
+    rare,
     fetched,
     touched: fetched,
   };
+}
+
+/**
+ * Whether `key` is the key of `entry`: compared in constant time with the tail a presentation confirmed
+ * before (the entry was found by the key's id), or, until one did, hashed and compared with the stored
+ * digest. A key that matches the digest replaces it as the proof when `keep` (not `cache.hashEveryRequest`).
+ */
+export function confirms(entry: KnownEntry, key: string, hasher: KeyHasher, keep: boolean): boolean {
+  const proof = entry.proof;
+  if (proof === null) return false;
+  if (proof.length === TAIL_LENGTH) return sameKey(entry.fresh.key.prefix, proof, key);
+  if (proof.length !== DIGEST_LENGTH || !hasher.matches(key, ALGORITHMS[proof[0]!]!, proof.slice(1))) return false;
+  if (keep) entry.proof = tailOf(key);
+  return true;
+}
+
+/** Whether a record read again (`next`) has the digest of the key `entry` was verified with. */
+export function sameDigest(entry: KnownEntry, next: KnownEntry, hasher: KeyHasher, keep: boolean): boolean {
+  const proof = entry.proof;
+  if (proof === null || proof.length !== TAIL_LENGTH) return next.proof === proof;
+  const view = entry.fresh.key;
+  return confirms(next, keyOf(view.prefix, view.id, proof), hasher, keep);
+}
+
+/** The failure code of a key's status at `now` (the order keyStatus checks them), null when it is active. */
+export function refusalAt(entry: KnownEntry, now: number): Blocked | 'EXPIRED' | 'NOT_YET_VALID' | null {
+  const rare = entry.rare;
+  if (rare !== null && rare.blocked !== null) return rare.blocked;
+  const expiresAt = entry.fresh.key.expiresAt;
+  if (expiresAt !== null && expiresAt <= now) return 'EXPIRED';
+  if (rare !== null && rare.notBefore !== null && rare.notBefore > now) return 'NOT_YET_VALID';
+  return null;
+}
+
+/**
+ * The compiled grants of a key: looked up by its scope list, which records share (so a cache of 100,000
+ * keys holds one ScopeSet per distinct list, and its entries none). Only a request that requires scopes asks.
+ */
+export function scopesOf(entry: KnownEntry): ScopeSet {
+  return scopeSetOf(entry.fresh.key.scopes);
+}
+
+/** Whether a request with this key is charged even without middleware limits (own limits or credits). */
+export function chargedAlways(entry: KnownEntry): boolean {
+  return entry.rare !== null && (entry.rare.charges.length > 0 || entry.rare.credits !== null);
+}
+
+/** The version of the record an entry was made from. */
+export function versionOf(entry: KnownEntry): number {
+  return entry.rare === null ? FIRST_VERSION : entry.rare.version;
+}
+
+/** The key's credits, null when it has none. */
+export function creditsOf(entry: KnownEntry): Credits | null {
+  return entry.rare === null ? null : entry.rare.credits;
 }
 
 /**
@@ -77,8 +170,10 @@ export function knownEntry(record: KeyRecord, fetched: number): KnownEntry {
  * list is kept for the last middleware limits seen, so a route's requests share one array.
  */
 export function chargesOf(entry: KnownEntry, extra: Charges | undefined): Charges {
-  if (extra === undefined || extra.length === 0) return entry.charges;
-  if (entry.charges.length === 0) return extra;
-  if (entry.joined?.extra !== extra) entry.joined = { extra, all: entry.charges.concat(extra) };
-  return entry.joined.all;
+  const rare = entry.rare;
+  const own = rare === null ? NO_CHARGES : rare.charges;
+  if (extra === undefined || extra.length === 0) return own;
+  if (own.length === 0) return extra;
+  if (rare!.joined?.extra !== extra) rare!.joined = { extra, all: own.concat(extra) };
+  return rare!.joined!.all;
 }

@@ -25,6 +25,13 @@ export interface CacheOptions {
    * store is unreachable. Default 300,000 (5 minutes); 0 turns it off.
    */
   staleWindow?: number;
+  /**
+   * Hash every presented key (true), instead of hashing a key once and confirming its later
+   * presentations by a constant-time comparison with the secret the cache then holds. Default false:
+   * the process's memory holds the secrets of its cached keys, as it already sees every key of every
+   * request; true keeps only digests in memory, at the cost of a hash per request.
+   */
+  hashEveryRequest?: boolean;
 }
 
 export interface VerifierOptions {
@@ -68,9 +75,10 @@ export interface CacheConfig {
   readonly negativeTtl: number;
   readonly negativeMax: number;
   readonly staleWindow: number;
+  readonly hashEveryRequest: boolean;
 }
 
-const DEFAULT_CACHE = { max: 10_000, ttl: 30_000, negativeTtl: 5_000, negativeMax: 10_000, staleWindow: 300_000 };
+const DEFAULT_CACHE = { max: 10_000, ttl: 30_000, negativeTtl: 5_000, negativeMax: 10_000, staleWindow: 300_000, hashEveryRequest: false };
 
 function checkNumber(value: unknown, name: string, min: number): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
@@ -105,5 +113,7 @@ export function verifierConfig(options: VerifierOptions): { readonly cache: Cach
     throw tillError('INVALID_OPTIONS', 'verifier', 'clock must be a function returning epoch milliseconds');
   }
   const negativeMax = checkCount(given.negativeMax, 'cache.negativeMax');
-  return { cache: { max, ttl, negativeTtl, negativeMax, staleWindow }, unavailableRetryAfter: Math.ceil(retryAfter) };
+  if (typeof given.hashEveryRequest !== 'boolean') throw tillError('INVALID_OPTIONS', 'verifier', 'cache.hashEveryRequest must be a boolean');
+  const hashEveryRequest = given.hashEveryRequest;
+  return { cache: { max, ttl, negativeTtl, negativeMax, staleWindow, hashEveryRequest }, unavailableRetryAfter: Math.ceil(retryAfter) };
 }

@@ -1,8 +1,9 @@
 // The verifier's tuning for V8 and for memory, apart from the algorithm in verifier.ts. Each trick
-// says what it buys; `node bench/core.mjs` measures the cached path they serve. Two more live where
-// the cache entry is made (entry.ts): every entry has the same fields, and the digest is kept as bytes.
+// says what it buys; `pnpm bench core` measures the cached path they serve. Two more live where
+// the cache entry is made (entry.ts): every entry has the same fields, and the digest is kept as bytes
+// until the key it stands for is confirmed.
 import type { Clock } from '../util/clock.js';
-import { BODY_LENGTH, ID_LENGTH, MAX_KEY_LENGTH } from '../key/format.js';
+import { BODY_LENGTH, CHECK_LENGTH, ID_LENGTH, MAX_KEY_LENGTH, SECRET_LENGTH } from '../key/format.js';
 
 /**
  * Cache times as milliseconds since an epoch of the verifier's own, not since 1970. Small integers
@@ -16,16 +17,22 @@ export class CacheClock {
     this.epoch = clock();
   }
 
-  /** A clock reading (epoch milliseconds) as a cache time. */
+  /**
+   * A clock reading (epoch milliseconds) as a cache time: an int32 (`| 0`) while it fits, so that V8
+   * keeps it as a Smi (a difference of two clock readings is otherwise a heap number, 16 bytes per
+   * field per entry, even when it is a whole number). Past 2^31 ms (24 days of the process), or with a
+   * clock that reads fractions, it is the plain difference: still right, only boxed.
+   */
   at(now: number): number {
-    return now - this.epoch;
+    const t = now - this.epoch;
+    const small = t | 0;
+    return small === t ? small : t;
   }
 }
 
 /**
  * The fast path reads the cache with `peek` and tells it of a use at most this often (ms): eviction
- * order is kept to a second, and most requests skip the LRU's bookkeeping (a linked-list move and
- * two typed-array writes per `get`).
+ * order is kept to a second, and most requests skip the LRU's bookkeeping (a Map delete and set per `get`).
  */
 export const RECENCY_STEP = 1000;
 
@@ -49,9 +56,37 @@ export function idBeforeParse(key: unknown): string | null {
   return key.slice(start, start + ID_LENGTH);
 }
 
-/** Whether a key read by idBeforeParse has a prefix as long as `prefix` (the digest covers the rest). */
-export function prefixFits(prefix: string, key: string): boolean {
-  return prefix.length === key.length - BODY_LENGTH - 1;
+/** What a cache entry keeps of a confirmed key: its secret and check, the characters after the id. */
+export function tailOf(key: string): string {
+  return ownCopy(key.slice(key.length - SECRET_LENGTH - CHECK_LENGTH));
+}
+
+/** Read in place of a presented key of the wrong length, so that it costs the same work. */
+const FILLER = '\0'.repeat(MAX_KEY_LENGTH + 1);
+
+/**
+ * Whether `presented` is the key of a cache entry that keeps its prefix and its tail (secret and check;
+ * see tailOf), in constant time. The id is not compared: the entry was found by the presented key's id.
+ * Every character of the prefix, the underscore and the tail is compared, whatever differs first; a
+ * presented key of another length is refused after the same comparisons, made against a filler of the
+ * right length, so its length tells nothing either.
+ */
+export function sameKey(prefix: string, tail: string, presented: string): boolean {
+  const p = prefix.length;
+  const n = p + 1 + ID_LENGTH + tail.length;
+  const fits = presented.length === n;
+  const text = fits ? presented : FILLER;
+  let diff = fits ? 0 : 1;
+  for (let i = 0; i < p; i++) diff |= prefix.charCodeAt(i) ^ text.charCodeAt(i);
+  diff |= 95 /* _ */ ^ text.charCodeAt(p);
+  const start = n - tail.length;
+  for (let i = 0; i < tail.length; i++) diff |= tail.charCodeAt(i) ^ text.charCodeAt(start + i);
+  return diff === 0;
+}
+
+/** The whole key of a cache entry that keeps its prefix, id and tail (see tailOf). */
+export function keyOf(prefix: string, id: string, tail: string): string {
+  return `${prefix}_${id}${tail}`;
 }
 
 /**

@@ -1,8 +1,7 @@
-// The verifier: parse and check, then an LRU cache with single-flight in front of the store. The V8
+// The verifier: parse and check, then an LRU cache (key-cache.ts) with single-flight in front of the store. The V8
 // and memory tuning of its cached path is in tuning.ts, its cache entry in entry.ts, its options in options.ts.
 // One file because the cached path, the single-flight miss and the stale window read and write one cache
 // under one clock: split, each part would reach into the others' state.
-import { LRUCache } from 'lru-cache';
 import { systemClock, type Clock } from '../util/clock.js';
 import { createHasher, type KeyHasher } from '../key/hash.js';
 import { parseKey } from '../key/format.js';
@@ -21,11 +20,25 @@ import {
   type VerifyResult,
   type VerifySuccess,
 } from './outcome.js';
-import { keyStatus, type KeyRecord } from '../store/record.js';
+import type { KeyRecord } from '../store/record.js';
 import type { ConsumeRequest, ConsumeResult, KeyStore, SubscriptionListener } from '../store/types.js';
-import { chargesOf, knownEntry, unknownEntry, type Entry, type KnownEntry } from './entry.js';
+import {
+  chargedAlways,
+  chargesOf,
+  confirms,
+  creditsOf,
+  knownEntry,
+  refusalAt,
+  sameDigest,
+  scopesOf,
+  unknownEntry,
+  versionOf,
+  type Entry,
+  type KnownEntry,
+} from './entry.js';
 import { verifierConfig, type VerifierOptions, type VerifyOptions } from './options.js';
-import { CacheClock, idBeforeParse, noteUse, ownCopy, prefixFits } from './tuning.js';
+import { KeyCache } from './key-cache.js';
+import { CacheClock, idBeforeParse, noteUse, ownCopy } from './tuning.js';
 
 export type { CacheOptions, VerifierOptions, VerifyOptions } from './options.js';
 
@@ -45,14 +58,16 @@ export class Verifier {
   private readonly hasher: KeyHasher;
   private readonly prefixes: ReadonlySet<string> | null;
   /** Known keys. */
-  private readonly cache: LRUCache<string, KnownEntry>;
+  private readonly cache: KeyCache<KnownEntry>;
   /** Unknown ids, apart from the keys: see CacheOptions.negativeMax. */
-  private readonly unknown: LRUCache<string, Entry>;
+  private readonly unknown: KeyCache<Entry>;
   private readonly inflight = new Map<string, Promise<Entry>>();
   private readonly times: CacheClock;
   private readonly ttl: number;
   private readonly negativeTtl: number;
   private readonly staleWindow: number;
+  /** Whether a confirmed key is kept to confirm its later presentations (see CacheOptions.hashEveryRequest). */
+  private readonly keepsKeys: boolean;
   private readonly unavailable: VerifyFailure;
   private readonly limiter: Limiter;
   private readonly usage: UsageTracker | undefined;
@@ -70,11 +85,12 @@ export class Verifier {
     this.times = new CacheClock(this.clock);
     this.hasher = options.hasher ?? createHasher();
     this.prefixes = options.prefixes ? new Set(options.prefixes) : null;
-    this.cache = new LRUCache<string, KnownEntry>({ max: cache.max });
-    this.unknown = new LRUCache<string, Entry>({ max: cache.negativeMax });
+    this.cache = new KeyCache<KnownEntry>(cache.max);
+    this.unknown = new KeyCache<Entry>(cache.negativeMax);
     this.ttl = cache.ttl;
     this.negativeTtl = cache.negativeTtl;
     this.staleWindow = cache.staleWindow;
+    this.keepsKeys = !cache.hashEveryRequest;
     this.till = options.till ?? newTillName();
     this.limiter = options.limiter ?? new Limiter(this.store, this.clock, new TillEvents(undefined, this.till));
     this.usage = options.usage;
@@ -98,16 +114,17 @@ export class Verifier {
     // Published only while someone subscribes to `till:verify`: otherwise one boolean read.
     if (verifyChannel.hasSubscribers && !this.publishing) return this.published(key, options);
     if (this.unsubscribe === null) this.subscribe();
-    // Fast path, a fresh cached key, matched before it is parsed (see idBeforeParse). Only memory is
-    // read before the parse, never the store.
+    // Fast path, a fresh cached key, matched before it is parsed (see idBeforeParse) by a comparison with
+    // the key the entry confirmed (a hash only on its first presentation). Only memory is read before the
+    // parse, never the store. A key that does not match goes the slow way, which says why it failed.
     const cachedId = idBeforeParse(key);
     if (cachedId !== null) {
       const entry = this.cache.peek(cachedId);
-      if (entry !== undefined && entry.digest !== null && prefixFits(entry.record.prefix, key as string) && !this.missingChanges()) {
+      if (entry !== undefined && !this.missingChanges()) {
         const now = this.clock();
         const at = this.times.at(now);
-        if (at - entry.fetched < this.ttl && this.hasher.matches(key as string, entry.record.hashAlgorithm, entry.digest)) {
-          if (this.prefixes !== null && !this.prefixes.has(entry.record.prefix)) return failure('MALFORMED');
+        if (at - entry.fetched < this.ttl && this.confirms(entry, key as string)) {
+          if (this.prefixes !== null && !this.prefixes.has(entry.fresh.key.prefix)) return failure('MALFORMED');
           noteUse(this.cache, cachedId, entry, at);
           this.stats.hits++;
           return this.judge(entry, now, options, false);
@@ -120,7 +137,7 @@ export class Verifier {
     const id = parsed.id;
     const now = this.clock();
     const entry = this.cache.get(id) ?? this.unknown.get(id);
-    if (entry !== undefined && this.times.at(now) - entry.fetched < (entry.record ? this.ttl : this.negativeTtl) && !this.missingChanges()) {
+    if (entry !== undefined && this.times.at(now) - entry.fetched < (entry.fresh !== null ? this.ttl : this.negativeTtl) && !this.missingChanges()) {
       this.stats.hits++;
       return this.decide(entry, key as string, now, options, false);
     }
@@ -163,7 +180,7 @@ export class Verifier {
 
   /** The owner of a key this process has cached (null: none; undefined: not cached). Memory only. */
   ownerOf(id: string): string | null | undefined {
-    return this.cache.peek(id)?.record.ownerId;
+    return this.cache.peek(id)?.fresh.key.ownerId;
   }
 
   /**
@@ -199,9 +216,9 @@ export class Verifier {
   }
 
   private decide(entry: Entry, key: string, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
-    if (entry.record === null) return failure('NOT_FOUND');
-    // The hash covers the prefix too, so a key with another prefix and the same id fails here.
-    if (entry.digest === null || !this.hasher.matches(key, entry.record.hashAlgorithm, entry.digest)) {
+    if (entry.fresh === null) return failure('NOT_FOUND');
+    // The hash (and the confirmed key) cover the prefix too, so a key with another prefix and the same id fails here.
+    if (!this.confirms(entry, key)) {
       // A wrong secret for a real id: probing of that id, not a use of the key (ids are public), so
       // it is not counted on the key; the authenticator records it as such.
       return WRONG_SECRET;
@@ -209,27 +226,32 @@ export class Verifier {
     return this.judge(entry, now, options, stale);
   }
 
+  /** Whether `key` is the key of a cached entry (see confirms in entry.ts). */
+  private confirms(entry: KnownEntry, key: string): boolean {
+    return confirms(entry, key, this.hasher, this.keepsKeys);
+  }
+
   /** Status and scopes of a key whose digest matched. */
   private judge(entry: KnownEntry, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
-    const record = entry.record;
-    const status = keyStatus(record, now);
-    if (status !== 'active') {
-      this.count(entry, STATUS_CODES[status], now);
-      return failure(STATUS_CODES[status], { keyId: record.id });
+    const id = entry.fresh.key.id;
+    const refusal = refusalAt(entry, now);
+    if (refusal !== null) {
+      this.count(entry, refusal, now);
+      return failure(refusal, { keyId: id });
     }
     if (options?.scopes !== undefined && options.scopes.length > 0) {
       // Anything but 'any' means all: a misspelt mode must not weaken the check.
       const mode = options.scopeMode === 'any' ? 'any' : 'all';
-      const ok = Array.isArray(options.scopes) && (mode === 'all' ? entry.scopes.hasAll(options.scopes) : entry.scopes.hasAny(options.scopes));
+      const ok = Array.isArray(options.scopes) && (mode === 'all' ? scopesOf(entry).hasAll(options.scopes) : scopesOf(entry).hasAny(options.scopes));
       if (!ok) {
         this.count(entry, 'INSUFFICIENT_SCOPE', now);
-        return failure('INSUFFICIENT_SCOPE', { keyId: record.id, requiredScopes: options.scopes, scopeMode: mode });
+        return failure('INSUFFICIENT_SCOPE', { keyId: id, requiredScopes: options.scopes, scopeMode: mode });
       }
     }
-    if (entry.charged || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false);
+    if (chargedAlways(entry) || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false);
     // Usage: an increment (the cached path's only bookkeeping). The counter is looked up, not held by
     // the cache entry: a cache of 100,000 keys would otherwise keep a counter for each.
-    this.usage?.countValid(record.id, now);
+    this.usage?.countValid(id, now);
     if (!stale) return entry.fresh;
     return Object.freeze({ valid: true, code: 'VALID', key: entry.fresh.key, stale: true });
   }
@@ -240,14 +262,15 @@ export class Verifier {
    * limits) is judged again on its new record, never charged on the old one.
    */
   private charge(entry: KnownEntry, options: VerifyOptions | undefined, stale: boolean, retried: boolean): Promise<VerifyResult> {
-    const record = entry.record;
+    const id = entry.fresh.key.id;
     const limits = chargesOf(entry, options?.limits);
     const cost = options?.cost ?? 1;
-    const request = { subject: record.id, keyVersion: record.version, credits: record.credits, limits, cost };
-    return this.limiter.consume(request, record.credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
+    const credits = creditsOf(entry);
+    const request = { subject: id, keyVersion: versionOf(entry), credits, limits, cost };
+    return this.limiter.consume(request, credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
       if (result === UNAVAILABLE) return this.unavailable;
       if (result.outcome === 'NOT_FOUND') {
-        this.invalidate(record.id);
+        this.invalidate(id);
         return failure('NOT_FOUND');
       }
       if (result.outcome === 'CHANGED') {
@@ -255,14 +278,15 @@ export class Verifier {
         // An id's hash never changes; a record that says otherwise is not the key that was presented.
         // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
         // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
-        if (next.digest !== entry.digest || retried || next.record.version === record.version) {
-          this.invalidate(record.id);
-          return next.digest !== entry.digest ? failure('NOT_FOUND') : this.unavailable;
+        const sameHash = sameDigest(entry, next, this.hasher, this.keepsKeys);
+        if (!sameHash || retried || versionOf(next) === versionOf(entry)) {
+          this.invalidate(id);
+          return sameHash ? this.unavailable : failure('NOT_FOUND');
         }
-        const cached = this.cache.peek(record.id);
-        if (cached === undefined || cached.record.version < next.record.version) this.cache.set(record.id, next);
+        const cached = this.cache.peek(id);
+        if (cached === undefined || versionOf(cached) < versionOf(next)) this.cache.set(id, next);
         const verdict = this.judge(next, this.clock(), options, stale);
-        return verdict instanceof Promise || !verdict.valid || !next.charged ? verdict : this.charge(next, options, stale, true);
+        return verdict instanceof Promise || !verdict.valid || !chargedAlways(next) ? verdict : this.charge(next, options, stale, true);
       }
       const usage: Usage = { limits: result.limits, credits: result.credits };
       const at = this.clock();
@@ -274,16 +298,16 @@ export class Verifier {
       }
       this.count(entry, result.outcome, at);
       return result.retryAfter === null
-        ? failure(result.outcome, { keyId: record.id, usage })
-        : failure(result.outcome, { keyId: record.id, usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) });
+        ? failure(result.outcome, { keyId: id, usage })
+        : failure(result.outcome, { keyId: id, usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) });
     });
   }
 
   /** Counts an outcome of a known key for usage tracking. */
   private count(entry: KnownEntry, code: OutcomeCode, now: number): void {
     if (this.usage === undefined) return;
-    if (code === 'VALID') this.usage.countValid(entry.record.id, now);
-    else countOutcome(this.usage.counter(entry.record.id), code);
+    if (code === 'VALID') this.usage.countValid(entry.fresh.key.id, now);
+    else countOutcome(this.usage.counter(entry.fresh.key.id), code);
   }
 
   /** One store read per id however many requests miss at once (single-flight). */
@@ -304,9 +328,9 @@ export class Verifier {
         // A change that arrived while this read was under way invalidated it: do not cache it.
         if (this.inflight.get(id) === pending) {
           this.inflight.delete(id);
-          if (entry.record !== null) {
-            // Keyed by the record's own id string: one string per entry, not two.
-            this.cache.set(entry.record.id === id ? entry.record.id : id, entry);
+          if (entry.fresh !== null) {
+            // Keyed by the key view's own id string: one string per entry, not two.
+            this.cache.set(entry.fresh.key.id === id ? entry.fresh.key.id : id, entry);
             this.unknown.delete(id);
           } else {
             this.unknown.set(id, entry);
@@ -324,6 +348,3 @@ export class Verifier {
     return pending;
   }
 }
-
-/** The failure code of each status but active. */
-const STATUS_CODES = { revoked: 'REVOKED', disabled: 'DISABLED', expired: 'EXPIRED', not_yet_valid: 'NOT_YET_VALID' } as const;

@@ -1,0 +1,168 @@
+// `pnpm bench percall`: what the function `apiKeyAuth()` returns costs per call, called directly (no
+// server, no load generator, nothing the machine's network or scheduler adds) on real http.IncomingMessage
+// and ServerResponse objects, their headers given as raw header lines as Node's parser gives them (and
+// the headers object made before the call), with a cached key. Express would also give them its request
+// and response prototypes, in its router before any middleware: left out, as it costs every variant alike
+// (and makes each property a middleware adds dearer), which would flatter the ratio. Beside it, measured in the same rounds:
+// an empty middleware and a hand-written Map check (a Map from key to record, as a naive app writes it).
+// Each round runs every variant once, in a random order, each for BENCH_PERCALL_BATCHES batches of
+// BENCH_PERCALL_BATCH calls on fresh request objects (made between batches, untimed); between batches
+// the event loop runs, so timers do too (the usage tracker's flush, the cache's clock). Reports the
+// median ns per call of each over rounds with its 90% interval, and Till over the Map check round by
+// round. Target: Till, usage tracking on, <= 2 x the Map check. Writes bench/results/percall.json.
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
+import { createTill, silentLogger } from '@till/core';
+import { apiKeyAuth } from '@till/express';
+import { fixed, header, int, machine, save, settings, table } from './harness.mjs';
+import { median, medianInterval, verdict, verdictText } from './stats.mjs';
+
+/** Till at most this many times the Map check's ns per call. */
+const TARGET = 2;
+
+/** A Map from the Authorization header's key to a record: what a naive app writes. */
+function mapCheck(key, record) {
+  const keys = new Map([[key, record]]);
+  return (req, res, next) => {
+    const header = req.headers.authorization;
+    const found = typeof header === 'string' && header.startsWith('Bearer ') ? keys.get(header.slice(7)) : undefined;
+    if (found === undefined) return void res.status(401).end();
+    req.apiKey = found;
+    next();
+  };
+}
+
+async function variants() {
+  // The default Till: usage tracking and audit events on.
+  const till = createTill({ logger: silentLogger });
+  const quiet = createTill({ logger: silentLogger, usage: false, auditEvents: false });
+  const made = await till.keys.create({ name: 'percall', scopes: ['bench:read'] });
+  const quietMade = await quiet.keys.create({ name: 'percall', scopes: ['bench:read'] });
+  // Cached: read from the store once, before the rounds.
+  for (const [t, k] of [
+    [till, made.key],
+    [quiet, quietMade.key],
+  ]) {
+    if (!(await t.verify(k)).valid) throw new Error('[bench] the benchmark key does not verify');
+  }
+  return {
+    list: [
+      { id: 'empty', label: 'empty middleware', key: made.key, fn: (_req, _res, next) => next() },
+      { id: 'map', label: 'Map check', key: made.key, fn: mapCheck(made.key, made.record) },
+      { id: 'till', label: 'apiKeyAuth()', key: made.key, fn: apiKeyAuth({ till }) },
+      { id: 'quiet', label: 'apiKeyAuth(), usage tracking and audit events off', key: quietMade.key, fn: apiKeyAuth({ till: quiet }) },
+    ],
+    close: () => Promise.all([till.close(), quiet.close()]),
+  };
+}
+
+/** `count` requests as Node's HTTP parser would hand them to Express: raw header lines, headers read lazily. */
+function requests(key, count) {
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    const req = new IncomingMessage(new Socket());
+    req.method = 'GET';
+    req.url = '/reports';
+    req.httpVersion = '1.1';
+    // What the parser calls: the raw lines kept, the headers object made when first read. Read here,
+    // untimed, as an app's earlier middleware would: a variant that reads req.headers pays nothing for
+    // making it (the Map check's best case; the strictest comparison for Till).
+    const raw = ['Host', '127.0.0.1:3000', 'User-Agent', 'client/1.0', 'Accept', '*/*', 'Authorization', `Bearer ${key}`];
+    req._addHeaderLines(raw, raw.length);
+    void req.headers;
+    const res = new ServerResponse(req);
+    req.res = res;
+    res.req = req;
+    out.push([req, res]);
+  }
+  return out;
+}
+
+/** Calls `fn` on each request; the ns per call, after checking that every call passed its request on. */
+function timeBatch(fn, batch) {
+  let passed = 0;
+  const next = (error) => {
+    if (error === undefined) passed++;
+  };
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < batch.length; i++) fn(batch[i][0], batch[i][1], next);
+  const ns = Number(process.hrtime.bigint() - start);
+  if (passed !== batch.length) throw new Error(`[bench] only ${passed} of ${batch.length} calls passed the request on`);
+  return ns / batch.length;
+}
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+function shuffle(list) {
+  const out = [...list];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+export async function main() {
+  const log = console.log;
+  const config = settings({
+    rounds: { env: 'BENCH_ROUNDS', value: 40, quick: 5, integer: true },
+    batches: { env: 'BENCH_PERCALL_BATCHES', value: 10, quick: 2, integer: true },
+    batch: { env: 'BENCH_PERCALL_BATCH', value: 2_000, quick: 500, integer: true },
+  });
+  const m = machine();
+  log(header('Till per-call benchmark', m));
+  log(
+    `  ${config.rounds} rounds; each variant per round: ${config.batches} batches of ${int(config.batch)} calls on fresh IncomingMessage/ServerResponse objects, the event loop run between batches`,
+  );
+  const { list, close } = await variants();
+  const perRound = Object.fromEntries(list.map((v) => [v.id, []]));
+  try {
+    // Warm-up: the key cached, the code optimized; not counted.
+    for (const v of list) for (let b = 0; b < 5; b++) timeBatch(v.fn, requests(v.key, config.batch));
+    for (let round = 0; round < config.rounds; round++) {
+      for (const v of shuffle(list)) {
+        let ns = 0;
+        for (let b = 0; b < config.batches; b++) {
+          const batch = requests(v.key, config.batch);
+          await turn();
+          ns += timeBatch(v.fn, batch);
+        }
+        perRound[v.id].push(ns / config.batches);
+      }
+    }
+  } finally {
+    await close();
+  }
+  const ratioOf = (id) => perRound[id].map((ns, i) => ns / perRound.map[i]);
+  const rows = [['middleware', 'ns per call', '90% interval', 'x Map check', '90% interval']];
+  const results = {};
+  for (const v of list) {
+    const ns = perRound[v.id];
+    const ratios = ratioOf(v.id);
+    const nsInterval = medianInterval(ns);
+    const ratioInterval = medianInterval(ratios);
+    results[v.id] = { label: v.label, ns: median(ns), nsInterval, ratioToMap: median(ratios), ratioInterval, rounds: ns };
+    rows.push([
+      v.label,
+      fixed(median(ns), 0),
+      nsInterval ? `${fixed(nsInterval.low, 0)}-${fixed(nsInterval.high, 0)}` : '-',
+      fixed(median(ratios), 3),
+      ratioInterval ? `${fixed(ratioInterval.low, 3)}-${fixed(ratioInterval.high, 3)}` : '-',
+    ]);
+  }
+  log('');
+  log(`Results (median over ${config.rounds} rounds; x Map check = median of the round-by-round ratios)`);
+  log(table(rows));
+  // Decided on Map over Till >= 1 / TARGET: the same as Till over Map <= TARGET, in the form verdict() takes.
+  const decision = verdict(
+    ratioOf('till').map((r) => 1 / r),
+    { atLeast: 1 / TARGET },
+  );
+  const shown = decision.interval
+    ? { ...decision, interval: { ...decision.interval, low: 1 / decision.interval.high, high: 1 / decision.interval.low } }
+    : decision;
+  log(`  target: apiKeyAuth() (usage tracking on) <= ${TARGET} x the Map check: median ${fixed(results.till.ratioToMap, 3)}, ${verdictText(shown)}`);
+  log(
+    `  saved to ${save('bench/results/percall.json', { date: new Date().toISOString(), machine: m, config, results, target: TARGET, verdict: decision.verdict })}`,
+  );
+}

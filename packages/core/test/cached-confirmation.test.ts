@@ -1,0 +1,192 @@
+// A cached key is confirmed by a constant-time comparison with the key its first presentation matched,
+// not by a hash: what that fast path must still refuse, still judge per request, and forget on a change.
+import { crc32 } from 'node:zlib';
+import { afterAll, describe, expect, it } from 'vitest';
+import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
+import { waitFor } from '@till/testkit/wait';
+import { encodeBase62 } from '../src/key/base62.js';
+import { createHasher, type KeyHasher } from '../src/key/hash.js';
+import { RedisStore } from '../src/redis/store.js';
+import { MemoryStore } from '../src/store/memory.js';
+import { createTill } from '../src/till.js';
+import { isWrongSecret, type VerifyResult } from '../src/verify/outcome.js';
+import { sameKey, tailOf } from '../src/verify/tuning.js';
+import { Verifier } from '../src/verify/verifier.js';
+
+const START = 1_700_000_000_000;
+
+function setup(cache?: { hashEveryRequest?: boolean }) {
+  let now = START;
+  const till = createTill({ store: new MemoryStore(), clock: () => now, ...(cache && { cache }) });
+  return { till, advance: (ms: number) => (now += ms), now: () => now };
+}
+
+/** A verification answered from the cache: synchronous, and no store read. */
+function cached(till: ReturnType<typeof setup>['till'], key: string): VerifyResult {
+  const misses = till.verifier.stats.misses;
+  const result = till.verify(key);
+  expect(result).not.toBeInstanceOf(Promise);
+  expect(till.verifier.stats.misses).toBe(misses);
+  return result as VerifyResult;
+}
+
+/** `head` (prefix, underscore, id, secret) with its check: a well-formed key. */
+const withCheck = (head: string) => head + encodeBase62(crc32(head), 6);
+
+/** Verifies a key twice: the first presentation is hashed and confirms it, the second is answered from the cache. */
+async function confirm(till: ReturnType<typeof setup>['till'], key: string): Promise<void> {
+  expect((await till.verify(key)).valid).toBe(true);
+  expect(cached(till, key).valid).toBe(true);
+}
+
+describe('a cached key confirmed without a hash', () => {
+  it('refuses a wrong secret for a cached id: another secret, one character off, another length', async () => {
+    const { till } = setup();
+    const { key } = await till.keys.create({ name: 'svc', scopes: [] });
+    await confirm(till, key);
+    const head = key.slice(0, -6);
+    const last = head.at(-1) === 'A' ? 'B' : 'A';
+    // The secret's last character changed, with a valid check: the id is the cached one.
+    expect(isWrongSecret(cached(till, withCheck(head.slice(0, -1) + last)))).toBe(true);
+    // The key's last character changed: its check fails before the cache is asked.
+    expect((await till.verify(key.slice(0, -1) + (key.at(-1) === 'A' ? 'B' : 'A'))).code).toBe('MALFORMED');
+    // Another prefix, one character longer, the same id and secret, a valid check.
+    const longer = withCheck(`${key.slice(0, key.indexOf('_'))}x${head.slice(key.indexOf('_'))}`);
+    expect(longer.length).toBe(key.length + 1);
+    expect(isWrongSecret(cached(till, longer))).toBe(true);
+    // A prefix one character shorter.
+    const shorter = withCheck(`${key.slice(0, key.indexOf('_') - 1)}${head.slice(key.indexOf('_'))}`);
+    expect(isWrongSecret(cached(till, shorter))).toBe(true);
+    // And the key itself still verifies, from the cache.
+    expect(cached(till, key).valid).toBe(true);
+    await till.close();
+  });
+
+  it('compares every character but the id (the lookup matched it), wherever the first difference is, and a key of another length after the same work', () => {
+    const confirmed = withCheck(`till_${'a'.repeat(16)}${'b'.repeat(22)}`);
+    const tail = tailOf(confirmed);
+    expect(tail).toBe(confirmed.slice(-28));
+    /** `text` as sameKey sees a string, counting the reads of each position. */
+    const counting = (text: string) => {
+      const reads = new Array<number>(text.length).fill(0);
+      const value = {
+        length: text.length,
+        charCodeAt(i: number) {
+          reads[i] = (reads[i] ?? 0) + 1;
+          return text.charCodeAt(i);
+        },
+      };
+      return { value: value as unknown as string, reads };
+    };
+    const match = counting(confirmed);
+    expect(sameKey('till', tail, match.value)).toBe(true);
+    // Prefix, underscore and tail read once each; the id (positions 5 to 20) not at all.
+    expect(match.reads.map((n, i) => (i >= 5 && i < 21 ? n === 0 : n === 1)).every(Boolean)).toBe(true);
+    for (const at of [0, 4, 21, 35, confirmed.length - 1]) {
+      const other = counting(confirmed.slice(0, at) + (confirmed[at] === 'c' ? 'd' : 'c') + confirmed.slice(at + 1));
+      expect(sameKey('till', tail, other.value), `difference at ${at}`).toBe(false);
+      expect(other.reads).toEqual(match.reads);
+    }
+    // Another length: refused, its characters never read (a filler of the right length is).
+    for (const presented of [confirmed.slice(0, -1), `${confirmed}x`, `x${confirmed}`, '']) {
+      const other = counting(presented);
+      expect(sameKey('till', tail, other.value)).toBe(false);
+      expect(other.reads.every((n) => n === 0)).toBe(true);
+    }
+  });
+
+  it('judges expiry, not-before, disabling, revocation and rotation grace per request on a confirmed key', async () => {
+    const { till, advance, now } = setup();
+    const expiring = await till.keys.create({ name: 'expiring', scopes: [], expiresAt: now() + 10_000 });
+    const early = await till.keys.create({ name: 'early', scopes: [], notBefore: now() + 10_000 });
+    await confirm(till, expiring.key);
+    expect((await till.verify(early.key)).code).toBe('NOT_YET_VALID');
+    expect(cached(till, early.key).code).toBe('NOT_YET_VALID');
+    advance(10_000);
+    expect(cached(till, expiring.key).code).toBe('EXPIRED');
+    expect(cached(till, early.key).valid).toBe(true);
+
+    const toggled = await till.keys.create({ name: 'toggled', scopes: [] });
+    await confirm(till, toggled.key);
+    await till.keys.disable(toggled.record.id);
+    expect((await till.verify(toggled.key)).code).toBe('DISABLED');
+    expect(cached(till, toggled.key).code).toBe('DISABLED');
+    await till.keys.enable(toggled.record.id);
+    await confirm(till, toggled.key);
+    await till.keys.revoke(toggled.record.id);
+    expect((await till.verify(toggled.key)).code).toBe('REVOKED');
+    expect(cached(till, toggled.key).code).toBe('REVOKED');
+
+    const old = await till.keys.create({ name: 'old', scopes: [] });
+    await confirm(till, old.key);
+    const rotated = await till.keys.rotate(old.record.id, { grace: '10s' });
+    await confirm(till, old.key);
+    await confirm(till, rotated.key);
+    advance(10_000);
+    expect(cached(till, old.key).code).toBe('EXPIRED');
+    expect(cached(till, rotated.key).valid).toBe(true);
+    await till.close();
+  });
+
+  it('hashes a key once per cache entry, and every request with cache.hashEveryRequest', async () => {
+    for (const [hashEveryRequest, hashes] of [
+      [false, 1],
+      [true, 5],
+    ] as const) {
+      const { till } = setup();
+      const { key } = await till.keys.create({ name: 'svc', scopes: [] });
+      let calls = 0;
+      const plain = createHasher();
+      const counting: KeyHasher = {
+        algorithm: plain.algorithm,
+        digest: plain.digest,
+        matches: (...args) => {
+          calls++;
+          return plain.matches(...args);
+        },
+      };
+      const verifier = new Verifier({ store: till.store, hasher: counting, cache: { hashEveryRequest } });
+      expect((await verifier.verify(key)).valid).toBe(true);
+      for (let i = 0; i < 4; i++) expect((verifier.verify(key) as VerifyResult).valid).toBe(true);
+      expect(calls, `hashEveryRequest: ${hashEveryRequest}`).toBe(hashes);
+      verifier.close();
+      await till.close();
+    }
+  });
+
+  it('checks the option', () => {
+    expect(() => createTill({ store: new MemoryStore(), cache: { hashEveryRequest: 'yes' as unknown as boolean } })).toThrow(/hashEveryRequest/);
+  });
+});
+
+describe('a revocation heard over pub/sub (Redis)', () => {
+  const namespace = uniqueNamespace();
+  const clients = [newClient(), newClient(), newClient()];
+  afterAll(async () => {
+    await deleteNamespace(clients[2]!, namespace);
+    for (const c of clients) c.disconnect();
+  });
+
+  it('drops what the cache learned: the next presentation is judged from the store', async () => {
+    const serving = createTill({ store: new RedisStore({ client: clients[0]!, namespace }) });
+    const admin = createTill({ store: new RedisStore({ client: clients[1]!, namespace }) });
+    const { key, record } = await admin.keys.create({ name: 'svc', scopes: [] });
+    expect((await serving.verify(key)).valid).toBe(true);
+    // Answered from the cache once the subscription to changes is made (the cache is not trusted before).
+    const fromCache = () => {
+      const r = serving.verify(key);
+      return !(r instanceof Promise) && r.valid;
+    };
+    expect(await waitFor(fromCache, 10_000)).toBe(true);
+    expect(serving.verifier.ownerOf(record.id)).toBeNull();
+    await admin.keys.revoke(record.id);
+    expect(await waitFor(() => serving.verifier.ownerOf(record.id) === undefined, 10_000)).toBe(true);
+    const misses = serving.verifier.stats.misses;
+    const after = serving.verify(key);
+    expect(after).toBeInstanceOf(Promise);
+    expect((await after).code).toBe('REVOKED');
+    expect(serving.verifier.stats.misses).toBe(misses + 1);
+    await serving.close();
+    await admin.close();
+  });
+});
