@@ -129,18 +129,14 @@ export async function measureMisses({ url, namespace, file, line, config }) {
     ['alone', 'one command each (batchReads: false)'],
     ['batched', 'batched per turn (default)'],
   ]) {
+    const cell = (pick) => fixed(per(name, pick), 3);
     rows.push([
       label,
       int(per(name, (r) => r.perSecond)),
       `${fixed(per(name, (r) => 1 - r.misses / missConfig.perRound) * 100, 1)} %`,
-      fixed(
-        per(name, (r) => r.commandsPerMiss),
-        3,
-      ),
-      fixed(
-        per(name, (r) => r.roundTripsPerMiss),
-        3,
-      ),
+      cell((r) => r.getsPerMiss),
+      cell((r) => r.commandsPerMiss),
+      cell((r) => r.roundTripsPerMiss),
     ]);
   }
   console.log(table(rows));
