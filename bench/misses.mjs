@@ -32,13 +32,14 @@ async function commandsExecuted(admin) {
  * Till is idle meanwhile) and the round trips its client made (counted in the client). Usage counts are
  * written before each run (the run's own are written during it, every 10,000 keys, as in production).
  */
-export async function misses({ url, namespace, file, line: LINE, keys, cache, rounds, perRound, concurrency }) {
+export async function misses({ url, namespace, file, line: LINE, keys, cache, rounds, perRound, concurrency, usage }) {
   const admin = new Redis(url);
   const variants = [true, false].map((batchReads) => {
     const client = new Redis(url);
     const till = createTill({
       store: new RedisStore({ client, namespace, batchReads }),
       logger: silentLogger,
+      ...(usage === 0 && { usage: false }),
       // Trusted for the whole run: a miss is a key the cache does not hold, never one it let expire.
       cache: { max: cache, ttl: 3_600_000 },
     });
@@ -99,6 +100,8 @@ const missesConfigFromEnv = () =>
   settings({
     rounds: { env: 'BENCH_MISS_ROUNDS', value: 10, quick: 2, integer: true },
     perRound: { env: 'BENCH_MISS_VERIFICATIONS', value: 40_000, quick: 5_000, integer: true },
+    // 0: usage tracking off in both variants (the reads alone, without the usage writes that share their connection).
+    usage: { env: 'BENCH_MISS_USAGE', value: 1, integer: true, min: -1 },
   });
 
 /**
@@ -122,7 +125,7 @@ export async function measureMisses({ url, namespace, file, line, config }) {
   console.log('');
   console.log(
     `Misses: ${int(config.keys)} keys, uniform, cache of ${int(config.cache)} (full), ${config.concurrency} verifications at a time, ` +
-      `${missConfig.rounds} rounds of ${int(missConfig.perRound)} per variant, interleaved (median over rounds)`,
+      `${missConfig.rounds} rounds of ${int(missConfig.perRound)} per variant, interleaved (median over rounds), usage tracking ${missConfig.usage === 0 ? 'off' : 'on'}`,
   );
   const rows = [['store reads', 'verified/s', 'hit rate', 'Redis GETs per miss', 'Redis commands per miss', 'round trips per miss']];
   for (const [name, label] of [
@@ -140,7 +143,7 @@ export async function measureMisses({ url, namespace, file, line, config }) {
     ]);
   }
   console.log(table(rows));
-  console.log('  (commands and round trips: all of the run, usage counts written every 10,000 keys included)');
+  if (missConfig.usage !== 0) console.log('  (commands and round trips: all of the run, usage counts written every 10,000 keys included)');
   const invalid = [...runs.batched, ...runs.alone].reduce((n, r) => n + r.invalid, 0);
   if (invalid > 0) console.log(`  ${int(invalid)} verifications failed: every key sent was valid, so this is a defect`);
   console.log(`  ratio by round: ${ratio.roundRatios.map((x) => fixed(x, 3)).join(' ')}`);
