@@ -3,12 +3,15 @@
 // loop (RedisStore's default) against each read sent alone (`batchReads: false`), in the same run, in
 // interleaved rounds. Also: Redis commands per miss (INFO commandstats deltas) and round trips per miss
 // (counted in each variant's client). Target: batched >= 2 x alone. Writes bench/results/memory-misses.json.
+import { fork } from 'node:child_process';
+import { once, on } from 'node:events';
 import { closeSync, openSync, readSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { countRoundTrips } from '@till/testkit/round-trips';
-import { fixed, int, machine, runChild, save, settings, table } from './harness.mjs';
+import { fixed, int, machine, save, settings, table } from './harness.mjs';
 import { compare, median, verdictText } from './stats.mjs';
 
 const MISSES_TARGET = 2; // batched reads over reads sent alone, verifications/s
@@ -25,28 +28,26 @@ async function commandsExecuted(admin) {
 }
 
 /**
- * Misses, batched or not: two Tills in this one process, each with a full cache of its own and a RedisStore
- * on a client of its own, `batchReads` on and off. After a warm-up that fills both caches, rounds of
- * `perRound` uniform verifications each, the order of the two alternating from round to round. Each run:
- * verifications/s, misses, the Redis commands it made execute (INFO commandstats, read around it: the other
- * Till is idle meanwhile) and the round trips its client made (counted in the client). Usage counts are
- * written before each run (the run's own are written during it, every 10,000 keys, as in production).
+ * One variant of the misses measure, in a process of its own (so each has one full cache in its heap, as a
+ * service would): a Till on a RedisStore with `batchReads` on or off. After a warm-up that fills the cache,
+ * it waits for the parent's orders: `{ run: count }` verifies `count` uniformly drawn keys and answers with
+ * verifications/s, misses, the Redis commands the run made execute (INFO commandstats read around it: the
+ * other variant is idle meanwhile) and the round trips its client made (counted in the client); `{ stop }`
+ * ends it. Usage counts are written before and after each run, outside its time (the run's own are written
+ * during it, every 10,000 keys, as in production).
  */
-export async function misses({ url, namespace, file, line: LINE, keys, cache, rounds, perRound, concurrency, usage }) {
+export async function missesVariant({ url, namespace, file, line: LINE, keys, cache, concurrency, usage, batchReads }) {
   const admin = new Redis(url);
-  const variants = [true, false].map((batchReads) => {
-    const client = new Redis(url);
-    const till = createTill({
-      store: new RedisStore({ client, namespace, batchReads }),
-      logger: silentLogger,
-      ...(usage === 0 && { usage: false }),
-      // Trusted for the whole run: a miss is a key the cache does not hold, never one it let expire.
-      cache: { max: cache, ttl: 3_600_000 },
-    });
-    return { batchReads, client, till, runs: [] };
+  const client = new Redis(url);
+  const till = createTill({
+    store: new RedisStore({ client, namespace, batchReads }),
+    logger: silentLogger,
+    ...(usage === 0 && { usage: false }),
+    // Trusted for the whole run: a miss is a key the cache does not hold, never one it let expire.
+    cache: { max: cache, ttl: 3_600_000 },
   });
   const fd = openSync(file, 'r');
-  const drive = async (till, count) => {
+  const drive = async (count) => {
     let done = 0;
     let invalid = 0;
     const worker = async () => {
@@ -60,39 +61,67 @@ export async function misses({ url, namespace, file, line: LINE, keys, cache, ro
     await Promise.all(Array.from({ length: concurrency }, worker));
     return invalid;
   };
-  // Warm-up: each cache full (uniform picks: a little more than `cache` verifications fill it).
-  for (const v of variants) await drive(v.till, Math.ceil(cache * 1.2));
-  for (let round = 0; round < rounds; round++) {
-    for (const v of round % 2 === 0 ? variants : [...variants].reverse()) {
-      for (const each of variants) await each.till.usage?.flush();
-      const stats = v.till.verifier.stats;
-      const missesBefore = stats.misses;
-      const before = await commandsExecuted(admin);
-      const trips = countRoundTrips(v.client);
-      const t0 = performance.now();
-      const invalid = await drive(v.till, perRound);
-      const seconds = elapsed(t0);
-      trips.stop();
-      const missed = stats.misses - missesBefore;
-      const after = await commandsExecuted(admin);
-      v.runs.push({
-        round,
-        perSecond: perRound / seconds,
-        misses: missed,
-        invalid,
-        getsPerMiss: (after.get - before.get) / missed,
-        commandsPerMiss: (after.all - before.all) / missed,
-        roundTripsPerMiss: trips.count / missed,
-      });
-    }
+  const run = async (count) => {
+    await till.usage?.flush();
+    const stats = till.verifier.stats;
+    const missesBefore = stats.misses;
+    const before = await commandsExecuted(admin);
+    const trips = countRoundTrips(client);
+    const t0 = performance.now();
+    const invalid = await drive(count);
+    const seconds = elapsed(t0);
+    trips.stop();
+    const missed = stats.misses - missesBefore;
+    const after = await commandsExecuted(admin);
+    await till.usage?.flush();
+    return {
+      perSecond: count / seconds,
+      misses: missed,
+      invalid,
+      getsPerMiss: (after.get - before.get) / missed,
+      commandsPerMiss: (after.all - before.all) / missed,
+      roundTripsPerMiss: trips.count / missed,
+    };
+  };
+  // Warm-up: the cache full (uniform picks: a little more than `cache` verifications fill it).
+  await drive(Math.ceil(cache * 1.2));
+  await till.usage?.flush();
+  process.send({ ready: true });
+  for await (const [order] of on(process, 'message')) {
+    if (order.stop) break;
+    process.send(await run(order.run));
   }
   closeSync(fd);
-  for (const v of variants) {
-    await v.till.close();
-    v.client.disconnect();
-  }
+  await till.close();
+  client.disconnect();
   admin.disconnect();
-  return Object.fromEntries(variants.map((v) => [v.batchReads ? 'batched' : 'alone', v.runs]));
+}
+
+/** A variant's process (bench/child.mjs running missesVariant): `run(count)` asks it for one run, `stop()` ends it. */
+async function startVariant(args) {
+  const child = fork(fileURLToPath(new URL('./child.mjs', import.meta.url)), ['memory', 'missesVariant', JSON.stringify(args)], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const exited = new Promise((resolve, reject) =>
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`[bench] memory missesVariant exited with code ${code}`)))),
+  );
+  // Rejects once the child has gone (handled here, so that a normal exit at the end is no unhandled rejection).
+  const gone = exited.then(() => {
+    throw new Error('[bench] memory missesVariant ended before it answered');
+  });
+  gone.catch(() => {});
+  const answer = () => Promise.race([once(child, 'message').then(([message]) => message), gone]);
+  await answer();
+  return {
+    run: (count) => {
+      child.send({ run: count });
+      return answer();
+    },
+    stop: () => {
+      child.send({ stop: true });
+      return exited;
+    },
+  };
 }
 
 /** The misses measure's settings (BENCH_KEYS and BENCH_CACHE are the memory measure's). */
@@ -110,16 +139,19 @@ const missesConfigFromEnv = () =>
  */
 export async function measureMisses({ url, namespace, file, line, config }) {
   const missConfig = missesConfigFromEnv();
-  const runs = await runChild('memory', 'misses', {
-    url,
-    namespace,
-    file,
-    line,
-    keys: config.keys,
-    cache: config.cache,
-    concurrency: config.concurrency,
-    ...missConfig,
-  });
+  const args = { url, namespace, file, line, keys: config.keys, cache: config.cache, concurrency: config.concurrency, usage: missConfig.usage };
+  // One after the other: each warms its cache alone.
+  const variants = { batched: await startVariant({ ...args, batchReads: true }), alone: await startVariant({ ...args, batchReads: false }) };
+  const runs = { batched: [], alone: [] };
+  try {
+    for (let round = 0; round < missConfig.rounds; round++) {
+      for (const name of round % 2 === 0 ? ['batched', 'alone'] : ['alone', 'batched']) {
+        runs[name].push({ round, ...(await variants[name].run(missConfig.perRound)) });
+      }
+    }
+  } finally {
+    await Promise.all(Object.values(variants).map((v) => v.stop()));
+  }
   const per = (name, pick) => median(runs[name].map(pick));
   const ratio = compare(runs.batched, runs.alone, { atLeast: MISSES_TARGET }, (r) => r.perSecond);
   console.log('');
