@@ -5,7 +5,9 @@
 // memory against its own baseline (the same process before its first verification) and the hit rates.
 // Targets: Redis < 1 KB per key; process RSS < 200 MB with the cache full (settled: after the load, a few
 // GCs later; the figure right after the load is printed too). Exit code 0 either way.
-// Writes bench/results/memory.json.
+// Then misses (misses.mjs): the uniform load again, with the store's batched reads on and off in the same
+// run, interleaved over rounds. Target: batched >= 2 x one command per read.
+// Writes bench/results/memory.json and bench/results/memory-misses.json.
 //
 // The keys the verifier sends are read from a file of fixed-width lines (one pread per key), so the
 // benchmark holds no million keys in the process it measures. The file lives in the OS temp directory
@@ -20,8 +22,12 @@ import { createTill, silentLogger } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { deleteNamespace } from '@till/testkit/redis-tools';
 import { fixed, header, int, machine, runChild, save, settings, table } from './harness.mjs';
+import { measureMisses } from './misses.mjs';
 import { ownRedis } from './redis.mjs';
 import { reportCacheHeap } from './cache-memory.mjs';
+
+// The misses measure's child task, run as a task of this benchmark.
+export { missesVariant } from './misses.mjs';
 
 const MB = 1024 * 1024;
 const LINE = 96; // bytes per line in the key file: a key (well under 95 characters) and padding
@@ -254,6 +260,7 @@ export async function main() {
     console.log(
       `  saved to ${save('bench/results/memory.json', { date: new Date().toISOString(), machine: m, config, redis: { perKey, parts, afterVerifyPerKey: (after - before) / config.keys, loadSeconds }, process: verified, cacheHeap })}`,
     );
+    await measureMisses({ url, namespace, file, line: LINE, config });
   } finally {
     rmSync(dir, { recursive: true, force: true });
     if (own) {

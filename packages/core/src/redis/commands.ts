@@ -4,6 +4,7 @@ import type { Logger } from '../util/logger.js';
 import { CONSUME_SCRIPT, REFUND_SCRIPT } from './charge-scripts.js';
 import { EvictionCheck } from './eviction.js';
 import type { RedisClient } from './options.js';
+import { ReadBatch } from './reads.js';
 import { EVENTS_SCRIPT, INSERT_SCRIPT, LOG_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, USAGE_SCRIPT } from './scripts.js';
 
 /** The client with the store's scripts defined on it as commands. */
@@ -77,15 +78,29 @@ export function quit(client: RedisClient): Promise<void> {
 export class Commands {
   readonly client: ScriptClient;
   private readonly eviction: EvictionCheck;
+  /** The reads of one turn sent together (`batchReads`); null: each read sent alone. */
+  private readonly reads: ReadBatch | null;
 
   constructor(
     client: RedisClient,
     private readonly timeout: number,
     eviction: 'warn' | 'refuse',
     logger: Logger,
+    batchReads: boolean,
   ) {
     this.client = defineScripts(client);
     this.eviction = new EvictionCheck(client, (command) => this.send(command), eviction, logger);
+    this.reads = batchReads ? new ReadBatch(client) : null;
+  }
+
+  /**
+   * GET of one key as run() runs a command (deadline, errors mapped, eviction check), batched with the
+   * other reads of the same turn of the event loop unless `batchReads` is off. Each read keeps its own
+   * deadline and its own error: one that fails, fails alone.
+   */
+  read(key: string): Promise<string | null> {
+    const { reads } = this;
+    return this.run(reads === null ? () => this.client.get(key) : () => reads.get(key));
   }
 
   /**

@@ -66,6 +66,14 @@ export interface RedisStoreOptions {
    * picks). `noeviction` and `volatile-*` pass.
    */
   eviction?: 'warn' | 'refuse';
+  /**
+   * Whether the reads of records asked for in the same turn of the event loop (the cache misses of
+   * concurrent verifications, a page of `list`) go to Redis together, as one pipeline: on Redis Cluster,
+   * one per node. Each read keeps its own deadline (`commandTimeout`) and its own answer: one that
+   * fails, fails alone. A read waits at most until the end of the turn it was asked in. Default true;
+   * false sends each read as a command of its own.
+   */
+  batchReads?: boolean;
   /** Where the store's warnings go (the eviction check; charges going unconfirmed). Default: the console. */
   logger?: Logger;
 }
@@ -86,6 +94,7 @@ export interface RedisConfig {
   readonly chargesWait: boolean;
   readonly eviction: 'warn' | 'refuse';
   readonly logger: Logger;
+  readonly batchReads: boolean;
 }
 
 const invalid = (message: string) => tillError('INVALID_OPTIONS', 'redis', message);
@@ -116,7 +125,9 @@ export function parseOptions(options: RedisStoreOptions): RedisConfig {
     throw invalid('namespace must be a string without braces (braces would change the hash slot)');
   }
   if (!Number.isFinite(commandTimeout) || commandTimeout <= 0) throw invalid('commandTimeout must be a positive number of milliseconds');
-  if (options.closeClient !== undefined && typeof options.closeClient !== 'boolean') throw invalid('closeClient must be true or false');
+  for (const name of ['closeClient', 'batchReads'] as const) {
+    if (options[name] !== undefined && typeof options[name] !== 'boolean') throw invalid(`${name} must be true or false`);
+  }
   return {
     client: options.client,
     closeClient: options.closeClient === true,
@@ -131,5 +142,6 @@ export function parseOptions(options: RedisStoreOptions): RedisConfig {
     chargesWait: options.chargesWait === true,
     eviction,
     logger,
+    batchReads: options.batchReads !== false,
   };
 }

@@ -37,7 +37,7 @@ export class RedisStore implements KeyStore {
 
   constructor(options: RedisStoreOptions) {
     const config = parseOptions(options);
-    this.commands = new Commands(config.client, config.commandTimeout, config.eviction, config.logger);
+    this.commands = new Commands(config.client, config.commandTimeout, config.eviction, config.logger, config.batchReads);
     this.client = this.commands.client;
     this.layout = new Layout(config.namespace);
     this.trailCap = config.auditPerKeyMaxLength;
@@ -57,7 +57,7 @@ export class RedisStore implements KeyStore {
   }
 
   async get(id: string): Promise<KeyRecord | null> {
-    const json = await this.commands.run(() => this.client.get(this.layout.record(id)));
+    const json = await this.commands.read(this.layout.record(id));
     if (json === null) return null;
     try {
       return decodeRecord(json);
@@ -145,7 +145,8 @@ export class RedisStore implements KeyStore {
       for (let i = 0; i < rows.length; i += 2) {
         if (isAfter(Number(rows[i + 1]), rows[i]!, after)) ids.push(rows[i]!);
       }
-      // One GET per record, not MGET: on Cluster the records live in different slots.
+      // One GET per record, not MGET: on Cluster the records live in different slots (sent together,
+      // as one pipeline per node, unless `batchReads` is off).
       const records = await Promise.all(ids.map((id) => this.get(id)));
       for (const record of records) {
         if (record === null || (query.ownerId !== undefined && record.ownerId !== query.ownerId)) continue;
