@@ -196,7 +196,7 @@ function chart({ variants, config, date, targets }) {
   });
   const over = targets.overMap;
   const subtitle = over
-    ? `apiKeyAuth() over the Map check: ${fixed(over.ratio, 3)}, 90% interval ${over.decision.interval ? `${fixed(over.decision.interval.low, 3)}-${fixed(over.decision.interval.high, 3)}` : 'n/a'} (${over.decision.verdict})`
+    ? `apiKeyAuth() over the Map check: ${fixed(over.ratio, 3)}, ${over.decision.interval ? `${Math.round(over.decision.interval.coverage * 100)}% interval ${fixed(over.decision.interval.low, 3)}-${fixed(over.decision.interval.high, 3)}` : 'no interval'} (${over.decision.verdict})`
     : '';
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="13" fill="#24292f">`,
