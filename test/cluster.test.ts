@@ -12,7 +12,7 @@ import { describeStoreConformance } from '../packages/core/test/store-conformanc
 import { startCluster, type RunningCluster } from '@till/testkit/redis-cluster';
 import { uniqueNamespace } from '@till/testkit/redis';
 import { countRoundTrips } from '@till/testkit/round-trips';
-import { keySlot } from '../packages/core/src/redis/slot.js';
+import { keySlot } from '../packages/core/src/util/cluster-slot.js';
 
 let cluster: RunningCluster | undefined;
 let starting: Promise<RunningCluster> | undefined;

@@ -30,10 +30,6 @@ export interface RequestContext {
   charges: Array<() => Promise<void>> | null;
 }
 
-/**
- * Keyed by Node's request object (Express's `req`, Koa's `ctx.req`), which every framework shares and
- * which goes away with the request. Nothing is written on the request itself.
- */
 /** A base class whose constructor returns the object it is given: a subclass then adds its private fields to that object. */
 class Stamp {
   constructor(target: object) {

@@ -2,6 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { BASE62, base62Digit, encodeBase62, randomBase62 } from './base62.js';
+import { keySlot } from '../util/cluster-slot.js';
+export { keySlot };
 import { tillError } from '../errors.js';
 
 /** Length of the public id, in base62 characters (about 95 bits: collisions are not a concern). */
@@ -43,27 +45,6 @@ export interface GeneratedKey {
   readonly key: string;
   readonly prefix: string;
   readonly id: string;
-}
-
-const SLOTS = 16384;
-const CRC16_TABLE = (() => {
-  const table = new Uint16Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n << 8;
-    for (let k = 0; k < 8; k++) c = c & 0x8000 ? ((c << 1) ^ 0x1021) & 0xffff : (c << 1) & 0xffff;
-    table[n] = c;
-  }
-  return table;
-})();
-
-/**
- * The Redis Cluster slot of a key id: a store keeps everything of a key under the `{<id>}` hash tag,
- * so the slot is CRC16 (XMODEM) of the id, mod 16384.
- */
-export function keySlot(id: string): number {
-  let crc = 0;
-  for (let i = 0; i < id.length; i++) crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[((crc >> 8) ^ id.charCodeAt(i)) & 0xff]!;
-  return crc % SLOTS;
 }
 
 /** Most ids drawn looking for one in a given slot (about 16,384 are needed on average). */

@@ -13,7 +13,7 @@
 // catch inside it.
 import { channel, tracingChannel } from 'node:diagnostics_channel';
 import type { ChargeOutcome } from '../limits/rules.js';
-import type { KeyStore } from '../store/types.js';
+import type { AsyncMethod } from '../store/types.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 
 /** The names Till publishes under. `store` is a tracing channel: its events are `tracing:till:store:start`, `:end`, `:asyncStart`, `:asyncEnd`, `:error`. */
@@ -115,7 +115,7 @@ export interface LimitMessage {
 }
 
 /** The store methods whose calls are traced. */
-export type StoreMethod = Exclude<keyof KeyStore, 'kind' | 'onInvalidate' | 'invalidationsLost' | 'close'>;
+export type StoreMethod = AsyncMethod;
 
 /**
  * One store call, the context object of every event of the `till:store` tracing channel. `ok`,

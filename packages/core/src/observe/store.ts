@@ -1,28 +1,15 @@
 // A view of a store through which a Till's parts call it: each call is traced on `till:store` while
 // someone subscribes. The application's store object itself is never touched.
-import type { KeyStore } from '../store/types.js';
+import { ASYNC_METHODS, type KeyStore } from '../store/types.js';
 import type { StoreMethod } from './channels.js';
 import { storeChannel } from './channels.js';
 import { traceStoreCall } from './publish.js';
 
-/** Every member of the store contract: traced, or passed through as it is. A new member fails to compile until it is listed. */
-const MEMBERS = {
-  get: 'traced',
-  insert: 'traced',
-  replace: 'traced',
-  remove: 'traced',
-  appendAudit: 'traced',
-  readAudit: 'traced',
-  recordUsage: 'traced',
-  readUsage: 'traced',
-  list: 'traced',
-  consume: 'traced',
-  refund: 'traced',
-  confirmChanges: 'traced',
-  onInvalidate: 'passed',
-  invalidationsLost: 'passed',
-  close: 'passed',
-} as const satisfies Record<Exclude<keyof KeyStore, 'kind'>, 'traced' | 'passed'>;
+/**
+ * The members passed through as they are; every call answered with a promise (ASYNC_METHODS) is traced.
+ * A member added to the contract fails to compile here until it is one or the other.
+ */
+const PASSED = { onInvalidate: true, invalidationsLost: true, close: true } as const satisfies Record<Exclude<keyof KeyStore, StoreMethod | 'kind'>, true>;
 
 type Method = (...args: unknown[]) => unknown;
 
@@ -34,15 +21,13 @@ export function observedStore(store: KeyStore, till: string): KeyStore {
   const target = store as unknown as Record<string, Method>;
   const view: Record<string, unknown> = {};
   Object.defineProperty(view, 'kind', { get: () => store.kind, enumerable: true });
-  for (const [name, how] of Object.entries(MEMBERS)) {
+  for (const name of Object.keys(PASSED)) {
+    if (typeof target[name] === 'function') view[name] = (...args: unknown[]) => target[name]!(...args);
+  }
+  for (const name of ASYNC_METHODS) {
     if (typeof target[name] !== 'function') continue;
-    view[name] =
-      how === 'passed'
-        ? (...args: unknown[]) => target[name]!(...args)
-        : (...args: unknown[]) =>
-            storeChannel.hasSubscribers
-              ? traceStoreCall(till, store.kind, name as StoreMethod, () => target[name]!(...args) as Promise<unknown>)
-              : target[name]!(...args);
+    view[name] = (...args: unknown[]) =>
+      storeChannel.hasSubscribers ? traceStoreCall(till, store.kind, name, () => target[name]!(...args) as Promise<unknown>) : target[name]!(...args);
   }
   return view as unknown as KeyStore;
 }

@@ -2,7 +2,7 @@
 // (on Redis Cluster, one per group of slots that the same nodes serve: a pipeline must stay on one node).
 import type { Cluster } from 'ioredis';
 import type { RedisClient } from './options.js';
-import { keySlot } from './slot.js';
+import { keySlot } from '../util/cluster-slot.js';
 
 interface Read {
   readonly key: string;

@@ -1,5 +1,5 @@
 // A KeyStore made once by a loader: what the loader imports (ioredis) is loaded only when such a store is made.
-import type { KeyStore } from './types.js';
+import { ASYNC_METHODS, type AsyncMethod, type KeyStore } from './types.js';
 
 /** What a loader makes: the store, and what closing it must release besides (a client the loader opened). */
 export interface LoadedStore {
@@ -7,23 +7,6 @@ export interface LoadedStore {
   readonly release?: () => void;
 }
 
-/** The methods that answer with a promise: each waits for the store, then calls it. */
-const DEFERRED = [
-  'get',
-  'insert',
-  'replace',
-  'remove',
-  'list',
-  'consume',
-  'refund',
-  'confirmChanges',
-  'appendAudit',
-  'readAudit',
-  'recordUsage',
-  'readUsage',
-] as const satisfies ReadonlyArray<keyof KeyStore>;
-
-type Deferred = (typeof DEFERRED)[number];
 type Method = (...args: unknown[]) => unknown;
 
 /**
@@ -39,11 +22,12 @@ export function lazyStore(kind: string, load: () => Promise<LoadedStore>, onErro
     return loaded.store;
   })();
   ready.catch(onError);
+  // The methods that answer with a promise: each waits for the store, then calls it.
   const deferred = Object.fromEntries(
-    DEFERRED.map((name) => [name, (...args: unknown[]) => ready.then((store) => (store[name] as Method | undefined)?.apply(store, args))]),
-  ) as Pick<KeyStore, Deferred>;
+    ASYNC_METHODS.map((name) => [name, (...args: unknown[]) => ready.then((store) => (store[name] as Method | undefined)?.apply(store, args))]),
+  ) as Pick<KeyStore, AsyncMethod>;
   // Required: a method added to KeyStore must be deferred or answered here, never left out.
-  const answered: Required<Omit<KeyStore, Deferred>> = {
+  const answered: Required<Omit<KeyStore, AsyncMethod>> = {
     kind,
     invalidationsLost: () => loaded === undefined || loaded.store.invalidationsLost?.() === true,
     onInvalidate(listener, onStatus) {

@@ -159,5 +159,24 @@ export interface KeyStore {
   close(): Promise<void>;
 }
 
+/** The members of the contract that the store answers with a promise; the others (kind, onInvalidate, invalidationsLost, close) a wrapper answers itself. */
+export const ASYNC_METHODS = [
+  'get',
+  'insert',
+  'replace',
+  'remove',
+  'list',
+  'consume',
+  'refund',
+  'confirmChanges',
+  'appendAudit',
+  'readAudit',
+  'recordUsage',
+  'readUsage',
+] as const satisfies ReadonlyArray<keyof KeyStore>;
+
+/** A store method answered with a promise (see ASYNC_METHODS). */
+export type AsyncMethod = (typeof ASYNC_METHODS)[number];
+
 export const DEFAULT_PAGE_SIZE = 100;
 export const MAX_PAGE_SIZE = 1000;

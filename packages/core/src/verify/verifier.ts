@@ -73,9 +73,9 @@ export class Verifier {
   private readonly usage: UsageTracker | undefined;
   private readonly onSubscription: SubscriptionListener | undefined;
   private unsubscribe: (() => void) | null = null;
-  /** How each charged success was charged, so that a guard that refuses the request later can undo it. */
   /** True while `verify` runs inside its own publishing (a verification never calls another). */
   private publishing = false;
+  /** How each charged success was charged, so that a guard that refuses the request later can undo it. */
   private readonly receipts = new WeakMap<VerifyResult, { request: Omit<ConsumeRequest, 'now'>; result: ConsumeResult }>();
 
   constructor(options: VerifierOptions) {
