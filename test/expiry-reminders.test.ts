@@ -112,6 +112,27 @@ describe('expiry reminders on Redis', () => {
     await till.close();
   });
 
+  it('indexes every key written before the index, while other keys are deleted during the rebuild', async () => {
+    const ns = namespace();
+    const store = redisStore(ns);
+    const w = Date.now() + 86_400_000;
+    // Keys deleted during the rebuild, created first (they come first in creation order)...
+    const doomed = Array.from({ length: 1500 }, () => sampleRecord());
+    for (let i = 0; i < doomed.length; i += 250) await Promise.all(doomed.slice(i, i + 250).map((r) => store.insert(r)));
+    // ...then keys as an older version wrote them.
+    const legacy = Array.from({ length: 1500 }, (_, i) => sampleRecord({ expiresAt: w + i }));
+    const pipe = redis.pipeline();
+    for (const r of legacy) pipe.set(`${ns}{${r.id}}:k`, encodeRecord(r)).zadd(`${ns}idx:all`, r.createdAt, r.id);
+    await pipe.exec();
+    const removing = (async () => {
+      for (let i = 0; i < doomed.length; i += 100) await Promise.all(doomed.slice(i, i + 100).map((r) => store.remove(r.id, 1)));
+    })();
+    await Promise.all([store.reindexExpiries(), removing]);
+    const page = await store.expiring({ from: w, to: w + 1500, limit: 2000 });
+    expect(page.entries.length).toBe(1500);
+    expect(new Set(page.entries.map((e) => e.id))).toEqual(new Set(legacy.map((r) => r.id)));
+  });
+
   it('skips an index entry whose record is gone or changed (as a process older than the index leaves them)', async () => {
     const ns = namespace();
     const store = redisStore(ns);

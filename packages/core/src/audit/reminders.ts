@@ -42,7 +42,8 @@ export function startExpiryReminders(keys: KeyManager, days: number, every: numb
       const claims = await Promise.all(page.keys.map((key) => keys.claimReminder(key.id, key.expiresAt!)));
       const at = Date.now();
       page.keys.forEach((key, i) => {
-        if (claims[i] && !stopped) {
+        // Claimed is sent, even if stop() came meanwhile: nobody else will send it.
+        if (claims[i]) {
           sent++;
           remind(key.id, key.expiresAt!, at);
         }

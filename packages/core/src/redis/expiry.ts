@@ -32,7 +32,7 @@ export function slotTag(slot: number): string {
   return tags[slot]!;
 }
 
-/** Keys read per step of a rebuild, and shards read at once by a query. */
+/** Ids asked for per step of a rebuild (ZSCAN's COUNT: a hint), and shards read at once by a query. */
 const REINDEX_PAGE = 500;
 const SHARD_READS = 256;
 /** A store holding at most this many keys and no sign of an index builds it on first use (bounded); more waits for `till audit --reindex`. */
@@ -98,16 +98,24 @@ export class RedisExpiries {
     return (await this.commands.run(() => this.commands.client.tillClaimReminder(shard, reminded, id, expiresAt))) === 1;
   }
 
-  /** Indexes every key in the store's id index, from its record, a page at a time; then marks the index built. */
+  /**
+   * Indexes every key in the store's id index from its record, about REINDEX_PAGE at a time; then marks
+   * the index built. `checked` counts ids as the scan returned them (an id may come twice under churn).
+   */
   async reindex(): Promise<ReindexResult> {
     const client = this.commands.client;
     const all = this.layout.index(null);
     let checked = 0;
     let indexed = 0;
-    // By rank: a key inserted meanwhile is indexed by its own insert; one removed shifts the ranks
-    // back, and a key read twice is harmless (the step is idempotent).
-    for (let start = 0; ; start += REINDEX_PAGE) {
-      const ids = await this.commands.run(() => client.zrange(all, start, start + REINDEX_PAGE - 1));
+    // ZSCAN: every id present for the whole walk is returned at least once, whatever is inserted or
+    // removed meanwhile (paging by rank would skip ids when others are removed); an id returned twice
+    // is harmless, the step is idempotent. A key inserted meanwhile is indexed by its own insert.
+    let cursor = '0';
+    do {
+      const [next, rows] = await this.commands.run(() => client.zscan(all, cursor, 'COUNT', REINDEX_PAGE));
+      cursor = next;
+      const ids: string[] = [];
+      for (let i = 0; i < rows.length; i += 2) ids.push(rows[i]!);
       const results = await Promise.all(
         ids.map((id) => {
           const { shard, reminded } = this.of(id);
@@ -123,8 +131,7 @@ export class RedisExpiries {
       });
       if (used.size > 0) await this.commands.run(() => client.sadd(this.layout.expiryShards, ...used));
       checked += ids.length;
-      if (ids.length < REINDEX_PAGE) break;
-    }
+    } while (cursor !== '0');
     await this.commands.run(() => client.set(this.layout.expiryIndexed, '1'));
     return { checked, indexed };
   }
