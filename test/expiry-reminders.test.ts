@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createAlerts, createTill, MemoryStore, silentLogger, TillError, type KeyStore } from '@till/core';
 import { RedisStore } from '@till/core/redis';
 import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
+import { waitFor } from '@till/testkit/wait';
 import { remindersSuite } from './reminders-suite.js';
 import { sampleRecord } from '../packages/core/test/store-conformance.js';
 import { encodeRecord } from '../packages/core/src/store/record.js';
@@ -142,6 +143,38 @@ describe('expiry reminders on Redis', () => {
     // An older process deletes the record without touching the index.
     await redis.del(store.recordKey(gone.record.id));
     expect((await till.keys.expiring({ within: '7d' })).keys.map((k) => k.id)).toEqual([kept.record.id]);
+    await till.close();
+  });
+});
+
+describe('the key-expiring rule on its own', () => {
+  it('checks once at start without being asked, and goes quiet when stopped', async () => {
+    const till = createTill({ logger: silentLogger, usage: false, auditEvents: false });
+    const key = await till.keys.create({ name: 'soon', scopes: [], expiresIn: '1d' });
+    const got: string[] = [];
+    const alerts = createAlerts(till, { rules: [{ type: 'key-expiring', days: 2, every: '1h' }], sinks: [(a) => void got.push(a.subject)] });
+    expect(await waitFor(() => got.length === 1, 5000)).toBe(true);
+    expect(got).toEqual([key.record.id]);
+    alerts.stop();
+    await till.close();
+  });
+
+  it('logs a failing check once per outage and rejects checkExpiring() with the store error, never throwing elsewhere', async () => {
+    const down = newClient();
+    down.disconnect();
+    const errors: string[] = [];
+    const till = createTill({
+      store: new RedisStore({ client: down, namespace: namespace() }),
+      logger: { warn() {}, error: (m: string) => void errors.push(m) },
+      usage: false,
+      auditEvents: false,
+    });
+    const alerts = createAlerts(till, { rules: [{ type: 'key-expiring', days: 7 }], sinks: [() => {}] });
+    await expect(alerts.checkExpiring()).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    await expect(alerts.checkExpiring()).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    await alerts.idle();
+    expect(errors.filter((m) => m.includes('key-expiring: the expiry check failed'))).toHaveLength(1);
+    alerts.stop();
     await till.close();
   });
 });
