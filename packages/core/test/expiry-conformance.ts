@@ -1,8 +1,10 @@
 // The expiry index, as every store keeps it: run by the store conformance suite on memory, Redis and Redis Cluster.
+import fc from 'fast-check';
 import { expect, it } from 'vitest';
 import { TillError } from '../src/errors.js';
 import type { KeyRecord } from '../src/store/record.js';
 import type { ExpiringEntry, KeyStore } from '../src/store/types.js';
+import { byExpiry, indexedExpiry } from '../src/store/expiry.js';
 
 type Sample = (overrides?: Partial<KeyRecord>) => KeyRecord;
 
@@ -107,6 +109,55 @@ export function describeExpiryConformance(stores: () => [KeyStore, KeyStore], sa
     expect(await indexed(store, w, w + 10)).toEqual(before);
     // A claimed reminder stays claimed: a rebuild does not send reminders again.
     expect(await store.claimReminder!(keys[0]!.id, w + 1)).toBe(false);
+  });
+
+  it('answers every range as a filter of the records would, after any sequence of changes', async () => {
+    const [store, other] = stores();
+    const op = fc.record({
+      key: fc.integer({ min: 0, max: 5 }),
+      kind: fc.constantFrom('put', 'put', 'revoke', 'supersede', 'clear', 'remove'),
+      at: fc.integer({ min: 0, max: 20 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(op, { minLength: 1, maxLength: 25 }),
+        fc.integer({ min: 0, max: 20 }),
+        fc.integer({ min: 0, max: 20 }),
+        fc.integer({ min: 1, max: 4 }),
+        async (ops, x, y, limit) => {
+          const w = freshWindow();
+          const model = new Map<number, KeyRecord>();
+          for (const { key, kind, at } of ops) {
+            const current = model.get(key);
+            if (kind === 'remove') {
+              if (current !== undefined && (await store.remove(current.id, current.version))) model.delete(key);
+              continue;
+            }
+            const base = current ?? sampleRecord();
+            const next: KeyRecord = {
+              ...base,
+              version: base.version + (current === undefined ? 0 : 1),
+              expiresAt: kind === 'clear' ? null : w + at,
+              revokedAt: kind === 'revoke' ? w : base.revokedAt,
+              rotatedTo: kind === 'supersede' ? 'x' : base.rotatedTo,
+            };
+            if (current === undefined) await store.insert(next);
+            else expect(await store.replace(next, current.version)).toBe(true);
+            model.set(key, next);
+          }
+          const from = w + Math.min(x, y);
+          const to = w + Math.max(x, y);
+          const expected = [...model.values()]
+            .map((r) => ({ id: r.id, expiresAt: indexedExpiry(r) }))
+            .filter((e): e is ExpiringEntry => e.expiresAt !== null && e.expiresAt >= from && e.expiresAt <= to)
+            .sort(byExpiry);
+          const page = await other.expiring!({ from, to, limit });
+          expect(page.entries).toEqual(expected.slice(0, limit));
+          expect(page.more).toBe(expected.length > limit);
+        },
+      ),
+      { numRuns: 15 },
+    );
   });
 
   it('refuses a bad query with a typed error', async () => {
