@@ -72,7 +72,7 @@ export interface ReportSource {
 export interface Report {
   readonly generatedAt: number;
   readonly keysChecked: number;
-  /** By key, in creation order; a key can have several. */
+  /** By key, in creation order; a key can have several. Then the `expiring` findings, soonest first. */
   readonly findings: Finding[];
   /**
    * With `expiringWithin`: false when the store's expiry index does not hold keys written before it
