@@ -13,6 +13,7 @@ import { startCluster, type RunningCluster } from '@till/testkit/redis-cluster';
 import { uniqueNamespace } from '@till/testkit/redis';
 import { countRoundTrips } from '@till/testkit/round-trips';
 import { keySlot } from '../packages/core/src/util/cluster-slot.js';
+import { remindersSuite } from './reminders-suite.js';
 
 let cluster: RunningCluster | undefined;
 let starting: Promise<RunningCluster> | undefined;
@@ -207,4 +208,15 @@ describe('batched reads on Redis Cluster', () => {
     }
     await admin.close();
   }, 30_000);
+});
+
+describe('expiry reminders on Redis Cluster', () => {
+  remindersSuite({
+    stores: async () => {
+      const { nodes } = await theCluster();
+      const namespace = uniqueNamespace();
+      const store = () => new RedisStore({ client: clusterClient(nodes), namespace });
+      return { a: store(), b: store(), restarted: store };
+    },
+  });
 });

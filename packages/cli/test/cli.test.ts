@@ -1015,3 +1015,54 @@ describe('till scan', () => {
     }
   });
 });
+
+describe('till audit --expiring-within', () => {
+  it('lists keys expiring soon from the expiry index, as JSON too, never revokes them for it, and rebuilds the index with --reindex', async () => {
+    const soon = await apiKey('soon', { ownerId: 'team-expiring', expiresIn: '3d' });
+    const later = await apiKey('later', { ownerId: 'team-expiring', expiresIn: '30d' });
+    const human = await till$('audit', '--owner', 'team-expiring', '--expiring-within', '7');
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toMatch(
+      new RegExp(
+        `^${soon.record.id} +soon +team-expiring +expiring +expires in 2 days \\(\\S+\\) +rotate it before then \\(till keys rotate ${soon.record.id} `,
+        'm',
+      ),
+    );
+    expect(human.stdout).toMatch(/^expiring +https:\/\/\S+\/docs\/audit-and-alerts\.md#expiry-reminders$/m);
+    expect(human.stdout).not.toContain('Add --revoke');
+    const report = parse<{ findings: Array<{ keyId: string; kind: string }>; expiryIndexComplete: boolean }>(
+      await till$('audit', '--owner', 'team-expiring', '--expiring-within', '36h', '--json'),
+    );
+    expect(report).toMatchObject({ findings: [], expiryIndexComplete: true });
+    const wide = parse<{ findings: Array<{ keyId: string; kind: string }>; revoked: string[]; reindexed: { checked: number; indexed: number } }>(
+      await till$('audit', '--owner', 'team-expiring', '--expiring-within', '60', '--revoke', '--yes', '--reindex', '--json'),
+    );
+    expect(wide.findings.map((f) => [f.keyId, f.kind])).toEqual([
+      [soon.record.id, 'expiring'],
+      [later.record.id, 'expiring'],
+    ]);
+    expect(wide.revoked).toEqual([]);
+    expect(wide.reindexed.checked).toBeGreaterThanOrEqual(2);
+    expect(wide.reindexed.indexed).toBeGreaterThanOrEqual(2);
+    expect((await till.keys.get(soon.record.id))!.revokedAt).toBeNull();
+    for (const [value, message] of [
+      ['0', /^till: invalid --expiring-within "0"/],
+      ['soon', /^till: --expiring-within must be like 30d/],
+    ] as const) {
+      const bad = await till$('audit', '--expiring-within', value);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(message);
+    }
+  });
+
+  it('links a section of the docs that exists', () => {
+    const anchors = [...repoFile('docs/audit-and-alerts.md').matchAll(/^#{2,4} (.+)$/gm)].map(([, h]) =>
+      h!
+        .trim()
+        .toLowerCase()
+        .replace(/[^\w\- ]/g, '')
+        .replace(/ /g, '-'),
+    );
+    expect(anchors).toContain('expiry-reminders');
+  });
+});

@@ -100,3 +100,7 @@ export { consoleLogger, silentLogger, type Logger } from './util/logger.js';
 export type { Clock } from './util/clock.js';
 // Printing text that clients control (key names, metadata) to a terminal or a log: the CLI and admin tools.
 export { escapeText, safeJson } from './util/text.js';
+// Expiry reminders: the expiry index every store keeps, read by `till.keys.expiring()`, the audit and the `key-expiring` alert rule.
+export type { ExpiringKeys, ExpiringOptions } from './manage/manager.js';
+export type { ExpiringQuery, ExpiringPage, ExpiringEntry, ReindexResult } from './store/types.js';
+export { indexedExpiry } from './store/expiry.js';

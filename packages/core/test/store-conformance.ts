@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { normalizeCredits } from '../src/limits/rules.js';
 import { LocalBuckets } from '../src/limits/buckets.js';
 import type { ConsumeResult, KeyStore } from '../src/store/types.js';
+import { describeExpiryConformance } from './expiry-conformance.js';
 
 export interface StoreHarness {
   /** A store, and a second one on the same data as another process would have it. */
@@ -82,6 +83,8 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       await other.close();
       await harness.cleanup();
     });
+
+    describeExpiryConformance(() => [store, other], sampleRecord);
 
     it('answers null for an unknown id', async () => {
       expect(await store.get(generateKey('till_test').id)).toBeNull();

@@ -9,6 +9,7 @@ import type { Logger } from '../util/logger.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 import type { Till } from '../till.js';
 import { escapeText, safeJson } from '../util/text.js';
+import { startExpiryReminders, type ExpiryReminders } from './reminders.js';
 
 export type AlertRule =
   /** `threshold` failed verifications from one client IP within `window`. */
@@ -28,7 +29,13 @@ export type AlertRule =
   /** A key revoked as leaked (reason `leaked`, as `till scan --revoke` sets it) still being tried. */
   | { readonly type: 'leaked-key-used' }
   /** A key with `below` credits or fewer left. */
-  | { readonly type: 'quota-low'; readonly below: number };
+  | { readonly type: 'quota-low'; readonly below: number }
+  /**
+   * A key expiring within `days` days: once per key and expiry (a changed expiry is reminded of again),
+   * for every process sharing the store, read from the store's expiry index every `every` (default `1h`).
+   * At most one such rule.
+   */
+  | { readonly type: 'key-expiring'; readonly days: number; readonly every?: string | number };
 
 export type AlertRuleType = AlertRule['type'];
 
@@ -41,6 +48,8 @@ export interface Alert {
   readonly subject: string;
   readonly keyId?: string;
   readonly ip?: string;
+  /** For `key-expiring`: the key's expiry, epoch ms. */
+  readonly expiresAt?: number;
   /** Events counted toward it (the threshold for counting rules, 1 for the others). */
   readonly count: number;
   readonly message: string;
@@ -81,6 +90,11 @@ export interface Alerts {
   stop(): void;
   /** Resolves when every delivery of the alerts raised so far has settled (later alerts are not waited for). */
   idle(): Promise<void>;
+  /**
+   * Runs the `key-expiring` check now, besides its timer; resolves with the reminders raised (0 without
+   * that rule), or rejects with the store's error.
+   */
+  checkExpiring(): Promise<number>;
 }
 
 /** Refusals of a key for its own state or scopes: its secret matched (a wrong one is probing, not this). */
@@ -101,7 +115,7 @@ function invalid(message: string): never {
   throw tillError('INVALID_OPTIONS', 'alerts', `${message}`);
 }
 
-function checkRule(rule: AlertRule): AlertRule & { windowMs?: number } {
+function checkRule(rule: AlertRule): AlertRule & { windowMs?: number; everyMs?: number } {
   if (rule === null || typeof rule !== 'object') invalid('each rule must be an object with a type');
   switch (rule.type) {
     case 'ip-failures':
@@ -123,9 +137,20 @@ function checkRule(rule: AlertRule): AlertRule & { windowMs?: number } {
     case 'revoked-key-used':
     case 'leaked-key-used':
       return rule;
+    case 'key-expiring': {
+      if (!Number.isInteger(rule.days) || rule.days < 1 || rule.days > 3650) invalid('key-expiring: days must be an integer from 1 to 3650');
+      let everyMs: number;
+      try {
+        everyMs = parseDuration(rule.every ?? '1h', 'key-expiring every');
+      } catch (error) {
+        invalid((error as Error).message.replace(/^\[till\] \[keys\] /, ''));
+      }
+      if (everyMs < 1000) invalid('key-expiring: every must be at least 1s');
+      return { ...rule, everyMs };
+    }
     default:
       return invalid(
-        `unknown rule type ${JSON.stringify((rule as { type: unknown }).type)}; types: ip-failures, key-failures, key-probing, revoked-key-used, leaked-key-used, quota-low`,
+        `unknown rule type ${JSON.stringify((rule as { type: unknown }).type)}; types: ip-failures, key-failures, key-probing, revoked-key-used, leaked-key-used, quota-low, key-expiring`,
       );
   }
 }
@@ -141,6 +166,8 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
   if (!Array.isArray(options.sinks) || options.sinks.length === 0 || !options.sinks.every((s) => typeof s === 'function'))
     invalid('sinks must be a non-empty array of functions');
   const rules = options.rules.map(checkRule);
+  const expiring = rules.filter((r) => r.type === 'key-expiring');
+  if (expiring.length > 1) invalid('at most one key-expiring rule: each key is reminded of once per expiry');
   const dedup = parseDuration(options.dedupWindow ?? '10m', 'dedupWindow');
   const maxSubjects = options.maxSubjects ?? 10_000;
   if (!Number.isInteger(maxSubjects) || maxSubjects < 1) invalid('maxSubjects must be a positive integer');
@@ -202,10 +229,16 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
     logger.error(tillMessage('alerts', `a sink failed for alert ${alert.rule} on ${alert.subject}: ${error instanceof Error ? error.message : String(error)}`));
   };
 
-  const raise = (rule: AlertRuleType, subject: string, at: number, fields: Pick<Alert, 'count' | 'message'> & { keyId?: string; ip?: string }): void => {
+  const raise = (
+    rule: AlertRuleType,
+    subject: string,
+    at: number,
+    fields: Pick<Alert, 'count' | 'message'> & { keyId?: string; ip?: string; expiresAt?: number },
+  ): void => {
     const seen = `${rule}\n${subject}`;
     const last = fired.get(seen);
-    if (last !== undefined && at - last < dedup) {
+    // A reminder is claimed in the store once per key and expiry: that is its deduplication.
+    if (rule !== 'key-expiring' && last !== undefined && at - last < dedup) {
       stats.suppressed++;
       return;
     }
@@ -214,6 +247,7 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
     // The message quotes what a client sent (its address, through a proxy's header): escaped, so that a
     // log line or a chat message made of it reads as what it is.
     const alert: Alert = Object.freeze({ id: randomBytes(8).toString('hex'), rule, at, subject, ...fields, message: escapeText(fields.message) });
+    if (rule === 'key-expiring') fired.delete(seen);
     for (const target of sinks) deliver(target, alert);
   };
 
@@ -325,13 +359,31 @@ export function createAlerts(till: Till, options: AlertsOptions): Alerts {
 
   // Through the Till's events: the `till:request` channel, this Till's messages only.
   const off = till.events.onVerification(onEvent);
+  const rule = expiring[0] as { days: number; everyMs: number } | undefined;
+  const reminders: ExpiryReminders | null =
+    rule === undefined
+      ? null
+      : startExpiryReminders(till.keys, rule.days, rule.everyMs, logger, (keyId, expiresAt, at) =>
+          raise('key-expiring', keyId, at, {
+            keyId,
+            expiresAt,
+            count: 1,
+            message: `key ${keyId} expires at ${new Date(expiresAt).toISOString()}, within ${rule.days} day${rule.days === 1 ? '' : 's'}`,
+          }),
+        );
   return {
     stats,
-    stop: off,
+    stop() {
+      off();
+      reminders?.stop();
+    },
     async idle() {
+      // Only with the rule: without it, the deliveries to wait for are the ones raised before this call.
+      if (reminders !== null) await reminders.idle();
       while (lookups.size > 0) await Promise.all([...lookups]);
       await Promise.all([...deliveries]);
     },
+    checkExpiring: () => reminders?.check() ?? Promise.resolve(0),
   };
 }
 

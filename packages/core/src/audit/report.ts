@@ -5,8 +5,9 @@ import type { KeyUsage, ListKeysQuery } from '../store/types.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 import { keyStatus, type KeyInfo } from '../store/record.js';
 import { isWildcard } from '../verify/scopes.js';
+import type { ExpiringKeys, ExpiringOptions } from '../manage/expiring.js';
 
-export type FindingKind = 'never-used' | 'unused' | 'no-expiry' | 'rotation-due' | 'wildcard-scope' | 'failures';
+export type FindingKind = 'never-used' | 'unused' | 'no-expiry' | 'rotation-due' | 'wildcard-scope' | 'failures' | 'expiring';
 
 export interface Finding {
   readonly keyId: string;
@@ -32,6 +33,7 @@ const DOCS: Readonly<Record<FindingKind, string>> = {
   'rotation-due': `${GUIDE}#rotate-with-grace`,
   'wildcard-scope': `${GUIDE}#least-privilege-scopes`,
   failures: `${GUIDE}#watch-refusals`,
+  expiring: 'https://github.com/till-keys/till/blob/main/docs/audit-and-alerts.md#expiry-reminders',
 };
 
 export interface ReportOptions {
@@ -50,6 +52,11 @@ export interface ReportOptions {
   failureDays?: number;
   /** Only this owner's keys. */
   ownerId?: string;
+  /**
+   * Lists keys expiring within this long (`expiring`, soonest first, after the others), read from the
+   * store's expiry index. A reminder, not a fault: `till audit --revoke` never revokes a key for it. Default: not listed.
+   */
+  expiringWithin?: string | number;
   /** Now, epoch ms (tests). */
   now?: number;
 }
@@ -58,13 +65,20 @@ export interface ReportOptions {
 export interface ReportSource {
   list(query: ListKeysQuery): Promise<{ keys: KeyInfo[]; cursor?: string }>;
   usage(id: string, options: { days?: number }): Promise<KeyUsage>;
+  /** Keys expiring soon, from the expiry index (needed for `expiringWithin`). */
+  expiring?(options: ExpiringOptions): Promise<ExpiringKeys>;
 }
 
 export interface Report {
   readonly generatedAt: number;
   readonly keysChecked: number;
-  /** By key, in creation order; a key can have several. */
+  /** By key, in creation order; a key can have several. Then the `expiring` findings, soonest first. */
   readonly findings: Finding[];
+  /**
+   * With `expiringWithin`: false when the store's expiry index does not hold keys written before it
+   * existed yet (run `till audit --reindex`), so some expiring keys may be missing.
+   */
+  readonly expiryIndexComplete?: boolean;
 }
 
 /**
@@ -90,6 +104,9 @@ export async function auditReport(keys: ReportSource, options: ReportOptions = {
   const rotationAge = parseDuration(options.rotationAge ?? '90d', 'rotationAge');
   const failures = options.failures ?? 100;
   const failureDays = options.failureDays ?? 7;
+  const expiringWithin = options.expiringWithin === undefined ? undefined : parseDuration(options.expiringWithin, 'expiringWithin');
+  if (expiringWithin !== undefined && typeof keys.expiring !== 'function')
+    throw tillError('INVALID_ARGUMENT', 'audit', 'expiringWithin needs a source that reads the expiry index (a KeyManager)');
   if (!Number.isInteger(failures) || failures < 1) throw tillError('INVALID_ARGUMENT', 'audit', 'failures must be a positive integer');
   if (!Number.isInteger(failureDays) || failureDays < 1 || failureDays > 100)
     throw tillError('INVALID_ARGUMENT', 'audit', 'failureDays must be an integer from 1 to 100');
@@ -110,7 +127,34 @@ export async function auditReport(keys: ReportSource, options: ReportOptions = {
       findings.push(...judge(key, usages[i]!, now, { unusedFor, neverUsedAfter, rotationAge, failures, failureDays }));
     });
   } while (cursor !== undefined);
-  return { generatedAt: now, keysChecked: checked, findings };
+  if (expiringWithin === undefined) return { generatedAt: now, keysChecked: checked, findings };
+  const complete = await expiringFindings(keys, expiringWithin, options.ownerId, now, findings);
+  return { generatedAt: now, keysChecked: checked, findings, expiryIndexComplete: complete };
+}
+
+/** The `expiring` findings, from the expiry index a page at a time; whether the index was complete. */
+async function expiringFindings(keys: ReportSource, within: number, ownerId: string | undefined, now: number, findings: Finding[]): Promise<boolean> {
+  let complete = true;
+  let cursor: string | undefined;
+  do {
+    const page = await keys.expiring!({ within, limit: 1000, ...(ownerId !== undefined && { ownerId }), ...(cursor !== undefined && { cursor }) });
+    complete &&= page.complete;
+    cursor = page.cursor;
+    for (const key of page.keys) {
+      const left = key.expiresAt! - now;
+      const inDays = left < DAY ? 'within a day' : `in ${days(left)} day${days(left) === 1 ? '' : 's'}`;
+      findings.push({
+        keyId: key.id,
+        name: key.name,
+        ownerId: key.ownerId,
+        kind: 'expiring',
+        why: `expires ${inDays} (${new Date(key.expiresAt!).toISOString()})`,
+        action: 'rotate it before then (till keys rotate <id> --grace 7d), or extend it (till keys update <id> --expires 90d)',
+        docs: DOCS.expiring,
+      });
+    }
+  } while (cursor !== undefined);
+  return complete;
 }
 
 function judge(

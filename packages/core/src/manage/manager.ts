@@ -13,9 +13,12 @@ import { assertCurrent, checkCreate, checkId, checkMetadata, checkPatch, checkTe
 import { creditsAnew, revokeKeys, withChain } from './chain.js';
 import { rotateKey } from './rotate.js';
 import { KeyWriter, MAX_ATTEMPTS } from './writer.js';
+import { claimReminder, expiringKeys, reindexExpiries, type ExpiringKeys, type ExpiringOptions } from './expiring.js';
+import type { ReindexResult } from '../store/types.js';
 import type { ChangeContext, CreatedKey, CreateKeyInput, KeyIdentity, KeyManagerOptions, KeyPatch, RotatedKey } from './types.js';
 
 export { unconfirmedRotation } from './types.js';
+export type { ExpiringKeys, ExpiringOptions } from './expiring.js';
 export type { ChangeContext, CreatedKey, CreateKeyInput, KeyIdentity, KeyManagerOptions, KeyPatch, RotatedKey, UnconfirmedRotation } from './types.js';
 
 export class KeyManager {
@@ -246,5 +249,32 @@ export class KeyManager {
   /** The audit trail, oldest first: by time range, key, owner and type. */
   async audit(query?: AuditQuery): Promise<AuditPage> {
     return this.store.readAudit(query);
+  }
+
+  /**
+   * Keys expiring within `within` (`14d`), soonest first, a page at a time: read from the store's expiry
+   * index, never a scan of every key. Revoked keys and keys superseded by a rotation are left out.
+   */
+  async expiring(options: ExpiringOptions): Promise<ExpiringKeys> {
+    return expiringKeys(this.store, options, this.writer.clock());
+  }
+
+  /**
+   * Claims the reminder of key `id`'s expiry `expiresAt` for every process sharing the store: true the
+   * first time, false after (and once the key's expiry changed, for the old one). The `key-expiring`
+   * alert rule sends a reminder only when it claims it; a scheduler of one's own can do the same.
+   */
+  async claimReminder(id: string, expiresAt: number): Promise<boolean> {
+    checkId(id);
+    if (!Number.isSafeInteger(expiresAt)) fail('expiresAt must be integer epoch milliseconds');
+    return claimReminder(this.store, id, expiresAt);
+  }
+
+  /**
+   * Rebuilds the store's expiry index from the records: for a Redis store holding keys written before
+   * it kept one (`till audit --reindex`). Idempotent; safe while the store is in use.
+   */
+  async reindexExpiries(): Promise<ReindexResult> {
+    return reindexExpiries(this.store);
   }
 }

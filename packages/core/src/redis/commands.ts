@@ -6,24 +6,40 @@ import { EvictionCheck } from './eviction.js';
 import type { RedisClient } from './options.js';
 import { ReadBatch } from './reads.js';
 import { EVENTS_SCRIPT, INSERT_SCRIPT, LOG_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, USAGE_SCRIPT } from './scripts.js';
+import { CLAIM_REMINDER_SCRIPT, REINDEX_EXPIRY_SCRIPT } from './scripts.js';
 
 /** The client with the store's scripts defined on it as commands. */
 export type ScriptClient = RedisClient & {
   tillReplace(
     record: string,
     trail: string,
+    expiries: string,
+    reminded: string,
     json: string,
     version: number,
     channel: string,
     id: string,
     entry: string,
     cap: number,
+    expiry: string,
   ): Promise<[number, string?, number?, string?]>;
-  tillInsert(record: string, trail: string, json: string, entry: string, cap: number): Promise<[number, string?]>;
+  tillInsert(
+    record: string,
+    trail: string,
+    expiries: string,
+    reminded: string,
+    json: string,
+    entry: string,
+    cap: number,
+    expiry: string,
+    id: string,
+  ): Promise<[number, string?]>;
   tillRemove(
     record: string,
     credits: string,
     trail: string,
+    expiries: string,
+    reminded: string,
     version: number,
     channel: string,
     id: string,
@@ -35,18 +51,22 @@ export type ScriptClient = RedisClient & {
   tillUsage(...args: Array<string | number>): Promise<number>;
   tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
   tillRefund(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
+  tillReindexExpiry(record: string, expiries: string, reminded: string, id: string): Promise<number>;
+  tillClaimReminder(expiries: string, reminded: string, id: string, expiresAt: number): Promise<number>;
 };
 
 /** Each script by its command name, with its number of keys (none: given per call). */
 const SCRIPTS = [
-  ['tillReplace', REPLACE_SCRIPT, 2],
-  ['tillInsert', INSERT_SCRIPT, 2],
+  ['tillReplace', REPLACE_SCRIPT, 4],
+  ['tillInsert', INSERT_SCRIPT, 4],
   ['tillEvents', EVENTS_SCRIPT, 3],
   ['tillLog', LOG_SCRIPT, 2],
-  ['tillRemove', REMOVE_SCRIPT, 3],
+  ['tillRemove', REMOVE_SCRIPT, 5],
   ['tillUsage', USAGE_SCRIPT, 1],
   ['tillConsume', CONSUME_SCRIPT, undefined],
   ['tillRefund', REFUND_SCRIPT, undefined],
+  ['tillReindexExpiry', REINDEX_EXPIRY_SCRIPT, 3],
+  ['tillClaimReminder', CLAIM_REMINDER_SCRIPT, 2],
 ] as const;
 
 /** Defines the store's scripts on a client (once: a client shared by several stores keeps the first). */

@@ -20,6 +20,10 @@
  *   the index is written first, so a crash between the two leaves an entry that `list` skips,
  *   never a key that `list` cannot find.
  * - `till:invalidate`: the channel on which every change publishes the id.
+ * - `till:{<tag>}:exp`, `till:{<tag>}:exp:sent`: the expiry index, one shard per Cluster slot, in the slot
+ *   of the keys it holds (`<tag>` is a hash tag of that slot), so the script that changes a record
+ *   changes its entry too; `till:exp:shards` names the shards in use, `till:exp:indexed` marks the index
+ *   as built over keys written before it existed. See expiry.ts.
  */
 export class Layout {
   /** The log of every change (a stream). */
@@ -73,5 +77,25 @@ export class Layout {
   /** The index of every key, or of one owner's. */
   index(ownerId: string | null): string {
     return ownerId === null ? `${this.ns}idx:all` : `${this.ns}idx:owner:${ownerId}`;
+  }
+
+  /** The expiry index's shard of the slot of hash tag `tag`. */
+  expiries(tag: string): string {
+    return `${this.ns}{${tag}}:exp`;
+  }
+
+  /** Beside it: the expiry each key's reminder was claimed for. */
+  reminded(tag: string): string {
+    return `${this.ns}{${tag}}:exp:sent`;
+  }
+
+  /** The tags of the expiry index's shards in use. */
+  get expiryShards(): string {
+    return `${this.ns}exp:shards`;
+  }
+
+  /** Set once the expiry index holds every key written before it existed. */
+  get expiryIndexed(): string {
+    return `${this.ns}exp:indexed`;
   }
 }

@@ -23,6 +23,23 @@ end
 `;
 
 /**
+ * Puts a key into its slot's shard of the expiry index under `score` (its indexed expiry, see
+ * store/expiry.ts), or takes it out ('' for none). A changed expiry also forgets the reminder claimed
+ * for the old one, so the new one is reminded of in its turn. Both sets share the key's slot.
+ */
+const EXPIRY_FUNCTION = `local function index_expiry(shard, reminded, id, score)
+  local old = redis.call('ZSCORE', shard, id)
+  if score == '' then
+    if old then redis.call('ZREM', shard, id) end
+    redis.call('ZREM', reminded, id)
+  elseif not old or tonumber(old) ~= tonumber(score) then
+    redis.call('ZADD', shard, score, id)
+    redis.call('ZREM', reminded, id)
+  end
+end
+`;
+
+/**
  * The version of a stored record: records are written with it first, so a pattern reads it without
  * decoding the JSON (which would cost more than a whole charge); anything else is decoded.
  */
@@ -39,17 +56,19 @@ end
  * Compare-and-set of a key record, with its audit entry and the invalidation in the same atomic step.
  * KEYS[1] record, KEYS[2] the key's audit trail; ARGV[1] new JSON, ARGV[2] expected version, ARGV[3]
  * channel, ARGV[4] id, ARGV[5] audit entry JSON ('' for none), ARGV[6] the trail's length cap. The
- * entry is written first: if it cannot be, nothing is.
+ * entry is written first: if it cannot be, nothing is. KEYS[3] and KEYS[4] the expiry index's shard and
+ * reminders of the key's slot, ARGV[7] the key's indexed expiry ('' for none).
  * Returns {1, entry id or '', 1} written and announced, {1, entry id or '', 0, why} written but not
  * announced (PUBLISH refused), {0} version mismatch, {-1} no record.
  */
-export const REPLACE_SCRIPT = `${TRAIL_FUNCTION}${VERSION_FUNCTION}
+export const REPLACE_SCRIPT = `${TRAIL_FUNCTION}${VERSION_FUNCTION}${EXPIRY_FUNCTION}
 local current = redis.call('GET', KEYS[1])
 if not current then return {-1} end
 if version(current) ~= tonumber(ARGV[2]) then return {0} end
 local entry = ''
 if ARGV[5] ~= '' then entry = trail(KEYS[2], ARGV[5], tonumber(ARGV[6])) end
 redis.call('SET', KEYS[1], ARGV[1])
+index_expiry(KEYS[3], KEYS[4], ARGV[4], ARGV[7])
 -- pcall: a user without the right to PUBLISH still gets its change, and learns it was not announced.
 local published = redis.pcall('PUBLISH', ARGV[3], ARGV[4])
 if type(published) == 'table' and published.err then return {1, entry, 0, published.err} end
@@ -108,14 +127,16 @@ return ids
 /**
  * A new key record and its audit entry, unless the id is taken.
  * KEYS[1] record, KEYS[2] the key's audit trail; ARGV[1] JSON, ARGV[2] audit entry JSON ('' for
- * none), ARGV[3] the trail's length cap.
+ * none), ARGV[3] the trail's length cap; KEYS[3] and KEYS[4] the expiry index's shard and reminders of
+ * the key's slot, ARGV[4] the key's indexed expiry ('' for none), ARGV[5] the id.
  * Returns {1, entry id or ''} written, {0} taken.
  */
-export const INSERT_SCRIPT = `${TRAIL_FUNCTION}
+export const INSERT_SCRIPT = `${TRAIL_FUNCTION}${EXPIRY_FUNCTION}
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local entry = ''
 if ARGV[2] ~= '' then entry = trail(KEYS[2], ARGV[2], tonumber(ARGV[3])) end
 redis.call('SET', KEYS[1], ARGV[1])
+index_expiry(KEYS[3], KEYS[4], ARGV[5], ARGV[4])
 return {1, entry}
 `;
 
@@ -125,11 +146,12 @@ return {1, entry}
  * entry and the invalidation in the same step. The key's audit trail stays: it is the key's history.
  * Rate-limit state expires by itself.
  * KEYS[1] record, KEYS[2] credits, KEYS[3] audit trail; ARGV[1] expected version, ARGV[2] channel,
- * ARGV[3] id, ARGV[4] audit entry JSON ('' for none), ARGV[5] the trail's cap.
+ * ARGV[3] id, ARGV[4] audit entry JSON ('' for none), ARGV[5] the trail's cap; KEYS[4] and KEYS[5] the
+ * expiry index's shard and reminders of the key's slot (the key leaves both).
  * Returns {1, entry id or '', owner id or '', announced 1 or 0, why} deleted, {0} version mismatch, {-1}
  * no record.
  */
-export const REMOVE_SCRIPT = `${TRAIL_FUNCTION}
+export const REMOVE_SCRIPT = `${TRAIL_FUNCTION}${EXPIRY_FUNCTION}
 local current = redis.call('GET', KEYS[1])
 if not current then return {-1} end
 local ok, decoded = pcall(cjson.decode, current)
@@ -138,6 +160,7 @@ local entry = ''
 if ARGV[4] ~= '' then entry = trail(KEYS[3], ARGV[4], tonumber(ARGV[5])) end
 -- A superseded key's credit count may be its chain's, still charged by the keys that replaced it.
 if type(decoded['rotatedTo']) == 'string' then redis.call('DEL', KEYS[1]) else redis.call('DEL', KEYS[1], KEYS[2]) end
+index_expiry(KEYS[4], KEYS[5], ARGV[3], '')
 local owner = ''
 if type(decoded['ownerId']) == 'string' then owner = decoded['ownerId'] end
 local published = redis.pcall('PUBLISH', ARGV[2], ARGV[3])
@@ -161,5 +184,39 @@ if ARGV[1] ~= '' then
 end
 for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+`;
+
+/**
+ * Sets one key's entry of the expiry index from its record as stored, in one step with reading it: for
+ * keys written before the store kept the index. The rule is store/expiry.ts `indexedExpiry`: an expiry,
+ * not revoked, not superseded. KEYS[1] record, KEYS[2] and KEYS[3] the expiry index's shard and
+ * reminders of the key's slot; ARGV[1] id. Returns 1 indexed, 0 not.
+ */
+export const REINDEX_EXPIRY_SCRIPT = `${EXPIRY_FUNCTION}
+local current = redis.call('GET', KEYS[1])
+local score = ''
+if current then
+  local ok, d = pcall(cjson.decode, current)
+  if ok and type(d) == 'table' and type(d['expiresAt']) == 'number' and type(d['revokedAt']) ~= 'number' and type(d['rotatedTo']) ~= 'string' then
+    score = string.format('%.0f', d['expiresAt'])
+  end
+end
+index_expiry(KEYS[2], KEYS[3], ARGV[1], score)
+if score == '' then return 0 end
+return 1
+`;
+
+/**
+ * Claims the reminder of a key's expiry, once for every process: only while the index holds that very
+ * expiry for the key, and not claimed for it before. KEYS[1] and KEYS[2] the expiry index's shard and
+ * reminders of the key's slot; ARGV[1] id, ARGV[2] the expiry. Returns 1 claimed, 0 not.
+ */
+export const CLAIM_REMINDER_SCRIPT = `
+local indexed = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not indexed or tonumber(indexed) ~= tonumber(ARGV[2]) then return 0 end
+local sent = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if sent and tonumber(sent) == tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 `;

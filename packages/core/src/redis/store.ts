@@ -14,6 +14,9 @@ import { parseOptions, type RedisStoreOptions } from './options.js';
 import { Replicas } from './replicas.js';
 import { Subscription } from './subscription.js';
 import { RedisUsage } from './usage.js';
+import { RedisExpiries } from './expiry.js';
+import { indexedExpiry } from '../store/expiry.js';
+import type { ExpiringPage, ExpiringQuery, ReindexResult } from '../store/types.js';
 
 export type { RedisClient, RedisStoreOptions } from './options.js';
 
@@ -34,6 +37,7 @@ export class RedisStore implements KeyStore {
   private readonly charges: Charges;
   private readonly audit: RedisAudit;
   private readonly usage: RedisUsage;
+  private readonly expiries: RedisExpiries;
 
   constructor(options: RedisStoreOptions) {
     const config = parseOptions(options);
@@ -49,6 +53,7 @@ export class RedisStore implements KeyStore {
     this.charges = new Charges(this.commands, this.layout, config.callerClock, config.chargesWait ? this.replicas : null, self);
     this.audit = new RedisAudit(this.commands, this.layout, config.auditMaxLength, config.auditPerKeyMaxLength);
     this.usage = new RedisUsage(this.commands, this.layout);
+    this.expiries = new RedisExpiries(this.commands, this.layout);
   }
 
   /** The Redis key of a record. */
@@ -74,8 +79,21 @@ export class RedisStore implements KeyStore {
     // that timed out: what was sent may still be done).
     await this.commands.run(() => this.client.zadd(layout.index(null), record.createdAt, record.id));
     if (record.ownerId !== null) await this.commands.run(() => this.client.zadd(layout.index(record.ownerId!), record.createdAt, record.id));
+    const expiry = indexedExpiry(record);
+    if (expiry !== null) await this.expiries.register(record.id);
+    const { shard, reminded } = this.expiries.of(record.id);
     const [ok] = await this.commands.run(() =>
-      this.client.tillInsert(layout.record(record.id), layout.trail(record.id), json, trailEntry(audit), this.trailCap),
+      this.client.tillInsert(
+        layout.record(record.id),
+        layout.trail(record.id),
+        shard,
+        reminded,
+        json,
+        trailEntry(audit),
+        this.trailCap,
+        expiry === null ? '' : String(expiry),
+        record.id,
+      ),
     );
     if (ok !== 1) throw tillError('KEY_EXISTS', 'redis', `key ${record.id} exists`);
     if (audit !== undefined) await this.audit.copyToLog(audit);
@@ -83,16 +101,22 @@ export class RedisStore implements KeyStore {
 
   async replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
     const { layout } = this;
+    const expiry = indexedExpiry(record);
+    if (expiry !== null) await this.expiries.register(record.id);
+    const { shard, reminded } = this.expiries.of(record.id);
     const [result, , announced, why] = await this.commands.run(() =>
       this.client.tillReplace(
         layout.record(record.id),
         layout.trail(record.id),
+        shard,
+        reminded,
         encodeRecord(record),
         expectedVersion,
         layout.channel,
         record.id,
         trailEntry(audit),
         this.trailCap,
+        expiry === null ? '' : String(expiry),
       ),
     );
     if (result === -1) throw tillError('KEY_NOT_FOUND', 'redis', `no key ${record.id}`);
@@ -104,8 +128,20 @@ export class RedisStore implements KeyStore {
 
   async remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
     const { layout } = this;
+    const { shard, reminded } = this.expiries.of(id);
     const [result, , owner, announced, why] = await this.commands.run(() =>
-      this.client.tillRemove(layout.record(id), layout.credits(id), layout.trail(id), expectedVersion, layout.channel, id, trailEntry(audit), this.trailCap),
+      this.client.tillRemove(
+        layout.record(id),
+        layout.credits(id),
+        layout.trail(id),
+        shard,
+        reminded,
+        expectedVersion,
+        layout.channel,
+        id,
+        trailEntry(audit),
+        this.trailCap,
+      ),
     );
     if (result === -1) throw tillError('KEY_NOT_FOUND', 'redis', `no key ${id}`);
     if (result !== 1) return false;
@@ -191,6 +227,18 @@ export class RedisStore implements KeyStore {
 
   invalidationsLost(): boolean {
     return this.subscription.lost();
+  }
+
+  expiring(query: ExpiringQuery): Promise<ExpiringPage> {
+    return this.expiries.range(query);
+  }
+
+  claimReminder(id: string, expiresAt: number): Promise<boolean> {
+    return this.expiries.claim(id, expiresAt);
+  }
+
+  reindexExpiries(): Promise<ReindexResult> {
+    return this.expiries.reindex();
   }
 
   async close(): Promise<void> {

@@ -9,6 +9,8 @@ import type { OutcomeCode } from '../verify/outcome.js';
 import { LocalBuckets } from '../limits/buckets.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from './cursor.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, KeyUsage, ListKeysQuery, UsageBatchItem } from './types.js';
+import type { ExpiringPage, ExpiringQuery, ReindexResult } from './types.js';
+import { checkExpiringQuery, indexedExpiry, MemoryExpiryIndex } from './expiry.js';
 
 /**
  * Keeps keys in this process only: for demos, tests and single-process apps. Records are kept as
@@ -40,6 +42,8 @@ export class MemoryStore implements KeyStore {
   /** Each record's version, kept beside the JSON so charging never parses it. */
   private readonly versions = new Map<string, number>();
   private readonly buckets = new LocalBuckets();
+  /** Expiry times, changed with each record (the same synchronous step). */
+  private readonly expiries = new MemoryExpiryIndex();
 
   async get(id: string): Promise<KeyRecord | null> {
     const json = this.records.get(id);
@@ -51,6 +55,7 @@ export class MemoryStore implements KeyStore {
     if (audit !== undefined) this.audit.append(audit);
     this.records.set(record.id, encodeRecord(record));
     this.versions.set(record.id, record.version);
+    this.expiries.set(record.id, indexedExpiry(record));
     const entry = { createdAt: record.createdAt, id: record.id, ownerId: record.ownerId };
     let i = this.order.length;
     while (i > 0 && !isAfter(entry.createdAt, entry.id, this.order[i - 1]!)) i--;
@@ -64,6 +69,7 @@ export class MemoryStore implements KeyStore {
     if (audit !== undefined) this.audit.append(audit);
     this.records.set(record.id, encodeRecord(record));
     this.versions.set(record.id, record.version);
+    this.expiries.set(record.id, indexedExpiry(record));
     this.emit(record.id);
     return true;
   }
@@ -76,6 +82,7 @@ export class MemoryStore implements KeyStore {
     const superseded = decodeRecord(this.records.get(id)!).rotatedTo !== null;
     this.records.delete(id);
     this.versions.delete(id);
+    this.expiries.set(id, null);
     this.order = this.order.filter((e) => e.id !== id);
     // A superseded key's credit count may be its chain's, still charged by the keys that replaced it.
     this.buckets.forget(id, superseded);
@@ -164,6 +171,25 @@ export class MemoryStore implements KeyStore {
 
   async close(): Promise<void> {
     this.listeners.clear();
+  }
+
+  async expiring(query: ExpiringQuery): Promise<ExpiringPage> {
+    return this.expiries.range(checkExpiringQuery(query, 'memory'));
+  }
+
+  async claimReminder(id: string, expiresAt: number): Promise<boolean> {
+    return this.expiries.claim(id, expiresAt);
+  }
+
+  /** This store has kept the index since it was made: rebuilding it finds it as it is. */
+  async reindexExpiries(): Promise<ReindexResult> {
+    let indexed = 0;
+    for (const [id, json] of this.records) {
+      const expiresAt = indexedExpiry(decodeRecord(json));
+      this.expiries.set(id, expiresAt);
+      if (expiresAt !== null) indexed++;
+    }
+    return { checked: this.records.size, indexed };
   }
 
   private emit(id: string): void {

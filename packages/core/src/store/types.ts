@@ -157,7 +157,60 @@ export interface KeyStore {
   invalidationsLost?(): boolean;
   /** Releases what the store opened itself (never a client the application passed in). */
   close(): Promise<void>;
+  /**
+   * Optional: the keys whose expiry falls within a range, soonest first (then by id), read from the
+   * expiry index the store keeps in the same atomic step as insert, replace and remove (never a scan
+   * of every key). The index holds the keys that have an expiry and are neither revoked nor superseded
+   * by a rotation (see `indexedExpiry`). An admin path: never called per request.
+   */
+  expiring?(query: ExpiringQuery): Promise<ExpiringPage>;
+  /**
+   * Optional: claims the reminder of key `id` for its expiry `expiresAt`, for every process sharing the
+   * store: true once (the caller then sends it), false after, and false when the index no longer holds
+   * that expiry for the key (changed, revoked, deleted). A changed expiry can be claimed anew.
+   */
+  claimReminder?(id: string, expiresAt: number): Promise<boolean>;
+  /**
+   * Optional: rebuilds the expiry index from the records themselves, for keys written before the store
+   * kept one (stores that always kept it have nothing to do). Idempotent, safe beside live changes.
+   */
+  reindexExpiries?(): Promise<ReindexResult>;
 }
+
+/** Entries of the expiry index within `[from, to]` (epoch ms, both included), at most `limit` (1-10,000). */
+export interface ExpiringQuery {
+  readonly from: number;
+  readonly to: number;
+  readonly limit: number;
+}
+
+/** One entry of the expiry index. */
+export interface ExpiringEntry {
+  readonly id: string;
+  readonly expiresAt: number;
+}
+
+export interface ExpiringPage {
+  /** Soonest first, then by id. */
+  readonly entries: ExpiringEntry[];
+  /** True when the range holds more entries than `limit`. */
+  readonly more: boolean;
+  /**
+   * False when the store holds keys written before it kept the index that are not indexed yet (too
+   * many to index on first use): run `reindexExpiries()` (`till audit --reindex`).
+   */
+  readonly complete: boolean;
+}
+
+export interface ReindexResult {
+  /** Records read. */
+  readonly checked: number;
+  /** Of them, those now in the index. */
+  readonly indexed: number;
+}
+
+/** Most entries one expiry-index read returns. */
+export const MAX_EXPIRING_PAGE = 10_000;
 
 /** The members of the contract that the store answers with a promise; the others (kind, onInvalidate, invalidationsLost, close) a wrapper answers itself. */
 export const ASYNC_METHODS = [
@@ -173,6 +226,9 @@ export const ASYNC_METHODS = [
   'readAudit',
   'recordUsage',
   'readUsage',
+  'expiring',
+  'claimReminder',
+  'reindexExpiries',
 ] as const satisfies ReadonlyArray<keyof KeyStore>;
 
 /** A store method answered with a promise (see ASYNC_METHODS). */
