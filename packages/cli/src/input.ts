@@ -6,6 +6,7 @@ import {
   isTillError,
   isValidGrant,
   isValidKeyId,
+  normalizeAllowlist,
   normalizeCredits,
   normalizeRateLimits,
   parseDuration,
@@ -206,6 +207,23 @@ export function limitsAndCredits(options: { rate?: string[]; credits?: string; r
     ...(options.rate !== undefined && { limits: rateLimits(options.rate) }),
     ...(options.credits !== undefined && { credits: credits(options.credits, options.refill) }),
   };
+}
+
+/**
+ * `--allow-ip 203.0.113.0/24 --allow-ip 2001:db8::/32` (repeatable, or separated by commas) as the key
+ * manager takes them, checked; `none` alone means no allowlist (update only: `allowNone`).
+ */
+export function allowedIps(values: readonly string[], allowNone = false): string[] {
+  if (allowNone && values.length === 1 && values[0]!.trim().toLowerCase() === 'none') return [];
+  const ranges: string[] = [];
+  for (const value of values) {
+    for (const part of value.split(',')) {
+      const range = part.trim();
+      if (range === '') throw failed('empty range in --allow-ip: give ranges like 203.0.113.0/24 or 2001:db8::/32, separated by commas or repeated');
+      ranges.push(range);
+    }
+  }
+  return checked(() => normalizeAllowlist(ranges, 'keys'));
 }
 
 /** `--type` values (repeatable) checked against the audit entry types. */

@@ -1015,3 +1015,59 @@ describe('till scan', () => {
     }
   });
 });
+
+describe('IP allowlists', () => {
+  it('create --allow-ip (repeatable, commas too), show and update (none removes it); the verifier enforces what was set', async () => {
+    const run = await till$(
+      'keys',
+      'create',
+      '--name',
+      'office',
+      '--scope',
+      'reports:read',
+      '--allow-ip',
+      '203.0.113.0/24,2001:DB8::/32',
+      '--allow-ip',
+      '198.51.100.7',
+      '--json',
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const { key, record } = parse<{ key: string; record: KeyInfo }>(run);
+    expect(record.allowedIps).toEqual(['203.0.113.0/24', '2001:db8::/32', '198.51.100.7/32']);
+    expect((await till.verify(key, { ip: '203.0.113.9' })).code).toBe('VALID');
+    expect((await till.verify(key, { ip: '192.0.2.1' })).code).toBe('IP_NOT_ALLOWED');
+    const shown = await till$('keys', 'show', record.id);
+    expect(shown.stdout).toMatch(/^allowed IPs +203\.0\.113\.0\/24, 2001:db8::\/32, 198\.51\.100\.7\/32$/m);
+    const updated = await till$('keys', 'update', record.id, '--allow-ip', '192.0.2.0/24', '--json');
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(parse<{ record: KeyInfo }>(updated).record.allowedIps).toEqual(['192.0.2.0/24']);
+    expect((await till.verify(key, { ip: '192.0.2.1' })).code).toBe('VALID');
+    const cleared = await till$('keys', 'update', record.id, '--allow-ip', 'none');
+    expect(cleared.code, cleared.stderr).toBe(0);
+    expect(cleared.stdout).toMatch(/^allowed IPs +any$/m);
+    expect((await till.verify(key)).code).toBe('VALID');
+  });
+
+  it('refuses a bad range before Redis is touched, saying why, and changes nothing', async () => {
+    const { record } = await apiKey('allowlist-target');
+    const before = await snapshot(client, namespace);
+    const cases: Array<[string[], RegExp]> = [
+      [
+        ['keys', 'create', '--name', 'x', '--scope', 'a', '--allow-ip', '203.0.113.5/24'],
+        /^till: invalid IP range "203\.0\.113\.5\/24": host bits are set; the network of \/24 is 203\.0\.113\.0\/24/,
+      ],
+      [['keys', 'create', '--name', 'x', '--scope', 'a', '--allow-ip', 'office'], /^till: invalid IP range "office": not an IPv4 or IPv6 address/],
+      [['keys', 'create', '--name', 'x', '--scope', 'a', '--allow-ip', 'none'], /^till: invalid IP range "none"/],
+      [['keys', 'update', record.id, '--allow-ip', '10.0.0.0/8,,10.1.0.0/16'], /^till: empty range in --allow-ip/],
+      [['keys', 'update', record.id, '--allow-ip', '::/129'], /^till: invalid IP range "::\/129": an IPv6 prefix length is at most 128/],
+    ];
+    const runs = await eachLimited(cases, 4, ([args]) => till$(...args));
+    cases.forEach(([args, message], i) => {
+      const run = runs[i]!;
+      expect(run.code, `${args.join(' ')}: ${run.stderr}`).toBe(1);
+      expect(run.stderr).toMatch(message);
+      expect(run.stderr).not.toMatch(/^\s+at /m);
+    });
+    expect(await snapshot(client, namespace)).toEqual(before);
+  }, 60_000);
+});

@@ -100,3 +100,5 @@ export { consoleLogger, silentLogger, type Logger } from './util/logger.js';
 export type { Clock } from './util/clock.js';
 // Printing text that clients control (key names, metadata) to a terminal or a log: the CLI and admin tools.
 export { escapeText, safeJson } from './util/text.js';
+// IP allowlists: the range check key creation runs, for tools that check input before the store (the CLI).
+export { parseCidr, normalizeAllowlist, MAX_ALLOWED_IPS, type Cidr } from './verify/allowlist.js';

@@ -44,6 +44,7 @@ export function sampleRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     limits: [],
     credits: null,
     version: 1,
+    allowedIps: [],
     ...overrides,
   };
 }
@@ -374,6 +375,15 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
           { numRuns: 15 },
         );
       });
+    });
+
+    it("keeps a key's IP allowlist through insert and replace, for every process", async () => {
+      const record = sampleRecord({ allowedIps: ['203.0.113.0/24', '2001:db8::/32'] });
+      await store.insert(record);
+      expect((await other.get(record.id))?.allowedIps).toEqual(['203.0.113.0/24', '2001:db8::/32']);
+      const next = { ...record, allowedIps: [], version: 2, updatedAt: record.updatedAt + 1 };
+      expect(await store.replace(next, 1)).toBe(true);
+      expect((await other.get(record.id))?.allowedIps).toEqual([]);
     });
   });
 }

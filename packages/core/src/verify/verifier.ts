@@ -27,6 +27,7 @@ import {
   chargesOf,
   confirms,
   creditsOf,
+  ipPolicyOf,
   knownEntry,
   refusalAt,
   sameDigest,
@@ -36,11 +37,11 @@ import {
   type Entry,
   type KnownEntry,
 } from './entry.js';
-import { verifierConfig, type VerifierOptions, type VerifyOptions } from './options.js';
+import { verifierConfig, type ClientAddressOf, type VerifierOptions, type VerifyOptions } from './options.js';
 import { KeyCache } from './key-cache.js';
 import { CacheClock, idBeforeParse, noteUse, ownCopy } from './tuning.js';
 
-export type { CacheOptions, VerifierOptions, VerifyOptions } from './options.js';
+export type { CacheOptions, ClientAddressOf, VerifierOptions, VerifyOptions } from './options.js';
 
 export interface VerifierStats {
   hits: number;
@@ -109,10 +110,12 @@ export class Verifier {
   /**
    * Verifies a presented key. Answers synchronously when the key's record is cached and fresh,
    * with a promise otherwise. Never throws and never rejects for a bad key or a down store.
+   * `ipOf(context)` reads the client's address (an adapter's `req.ip`), called only for a key with an
+   * IP allowlist and only when `options.ip` is absent: no closure is made per request.
    */
-  verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
+  verify<C = never>(key: unknown, options?: VerifyOptions, ipOf?: ClientAddressOf<C>, context?: C): MaybePromise<VerifyResult> {
     // Published only while someone subscribes to `till:verify`: otherwise one boolean read.
-    if (verifyChannel.hasSubscribers && !this.publishing) return this.published(key, options);
+    if (verifyChannel.hasSubscribers && !this.publishing) return this.published(key, options, ipOf, context);
     if (this.unsubscribe === null) this.subscribe();
     // Fast path, a fresh cached key, matched before it is parsed (see idBeforeParse) by a comparison with
     // the key the entry confirmed (a hash only on its first presentation). Only memory is read before the
@@ -127,7 +130,7 @@ export class Verifier {
           if (this.prefixes !== null && !this.prefixes.has(entry.fresh.key.prefix)) return failure('MALFORMED');
           noteUse(this.cache, cachedId, entry, at);
           this.stats.hits++;
-          return this.judge(entry, now, options, false);
+          return this.judge(entry, now, options, false, ipOf, context);
         }
       }
     }
@@ -139,11 +142,11 @@ export class Verifier {
     const entry = this.cache.get(id) ?? this.unknown.get(id);
     if (entry !== undefined && this.times.at(now) - entry.fetched < (entry.fresh !== null ? this.ttl : this.negativeTtl) && !this.missingChanges()) {
       this.stats.hits++;
-      return this.decide(entry, key as string, now, options, false);
+      return this.decide(entry, key as string, now, options, false, ipOf, context);
     }
     this.stats.misses++;
     return this.load(id).then(
-      (fetched) => this.decide(fetched, key as string, this.clock(), options, false),
+      (fetched) => this.decide(fetched, key as string, this.clock(), options, false, ipOf, context),
       () => {
         this.stats.storeErrors++;
         const t = this.clock();
@@ -152,7 +155,7 @@ export class Verifier {
         const known = this.cache.peek(id);
         if (known !== undefined && this.staleWindow > 0 && this.times.at(t) - known.fetched < this.ttl + this.staleWindow) {
           this.stats.staleHits++;
-          return this.decide(known, key as string, t, options, true);
+          return this.decide(known, key as string, t, options, true, ipOf, context);
         }
         return this.unavailable;
       },
@@ -160,10 +163,15 @@ export class Verifier {
   }
 
   /** Runs a verification (this very method, once more) and publishes its answer on `till:verify`. */
-  private published(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
+  private published<C>(
+    key: unknown,
+    options: VerifyOptions | undefined,
+    ipOf: ClientAddressOf<C> | undefined,
+    context: C | undefined,
+  ): MaybePromise<VerifyResult> {
     this.publishing = true;
     try {
-      return publishVerification(this.till, this.stats, () => this.verify(key, options));
+      return publishVerification(this.till, this.stats, () => this.verify(key, options, ipOf, context));
     } finally {
       this.publishing = false;
     }
@@ -215,7 +223,15 @@ export class Verifier {
     this.unsubscribe = () => {};
   }
 
-  private decide(entry: Entry, key: string, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
+  private decide<C>(
+    entry: Entry,
+    key: string,
+    now: number,
+    options: VerifyOptions | undefined,
+    stale: boolean,
+    ipOf: ClientAddressOf<C> | undefined,
+    context: C | undefined,
+  ): MaybePromise<VerifyResult> {
     if (entry.fresh === null) return failure('NOT_FOUND');
     // The hash (and the confirmed key) cover the prefix too, so a key with another prefix and the same id fails here.
     if (!this.confirms(entry, key)) {
@@ -223,7 +239,7 @@ export class Verifier {
       // it is not counted on the key; the authenticator records it as such.
       return WRONG_SECRET;
     }
-    return this.judge(entry, now, options, stale);
+    return this.judge(entry, now, options, stale, ipOf, context);
   }
 
   /** Whether `key` is the key of a cached entry (see confirms in entry.ts). */
@@ -231,13 +247,31 @@ export class Verifier {
     return confirms(entry, key, this.hasher, this.keepsKeys);
   }
 
-  /** Status and scopes of a key whose digest matched. */
-  private judge(entry: KnownEntry, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
+  /**
+   * Status, client address and scopes of a key whose digest matched, then its charges. The address is
+   * checked against the cached allowlists before anything is charged: a refused address spends nothing.
+   */
+  private judge<C>(
+    entry: KnownEntry,
+    now: number,
+    options: VerifyOptions | undefined,
+    stale: boolean,
+    ipOf: ClientAddressOf<C> | undefined,
+    context: C | undefined,
+  ): MaybePromise<VerifyResult> {
     const id = entry.fresh.key.id;
     const refusal = refusalAt(entry, now);
     if (refusal !== null) {
       this.count(entry, refusal, now);
       return failure(refusal, { keyId: id });
+    }
+    const ips = ipPolicyOf(entry);
+    if (ips !== null) {
+      const address = options?.ip !== undefined ? options.ip : ipOf !== undefined ? ipOf(context as C) : undefined;
+      if (!ips.allows(address)) {
+        this.count(entry, 'IP_NOT_ALLOWED', now);
+        return failure('IP_NOT_ALLOWED', { keyId: id });
+      }
     }
     if (options?.scopes !== undefined && options.scopes.length > 0) {
       // Anything but 'any' means all: a misspelt mode must not weaken the check.
@@ -248,7 +282,7 @@ export class Verifier {
         return failure('INSUFFICIENT_SCOPE', { keyId: id, requiredScopes: options.scopes, scopeMode: mode });
       }
     }
-    if (chargedAlways(entry) || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false);
+    if (chargedAlways(entry) || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false, ipOf, context);
     // Usage: an increment (the cached path's only bookkeeping). The counter is looked up, not held by
     // the cache entry: a cache of 100,000 keys would otherwise keep a counter for each.
     this.usage?.countValid(id, now);
@@ -261,7 +295,14 @@ export class Verifier {
    * checks that the record is still the one verified: a key changed meanwhile (revoked, new
    * limits) is judged again on its new record, never charged on the old one.
    */
-  private charge(entry: KnownEntry, options: VerifyOptions | undefined, stale: boolean, retried: boolean): Promise<VerifyResult> {
+  private charge<C>(
+    entry: KnownEntry,
+    options: VerifyOptions | undefined,
+    stale: boolean,
+    retried: boolean,
+    ipOf: ClientAddressOf<C> | undefined,
+    context: C | undefined,
+  ): Promise<VerifyResult> {
     const id = entry.fresh.key.id;
     const limits = chargesOf(entry, options?.limits);
     const cost = options?.cost ?? 1;
@@ -285,8 +326,8 @@ export class Verifier {
         }
         const cached = this.cache.peek(id);
         if (cached === undefined || versionOf(cached) < versionOf(next)) this.cache.set(id, next);
-        const verdict = this.judge(next, this.clock(), options, stale);
-        return verdict instanceof Promise || !verdict.valid || !chargedAlways(next) ? verdict : this.charge(next, options, stale, true);
+        const verdict = this.judge(next, this.clock(), options, stale, ipOf, context);
+        return verdict instanceof Promise || !verdict.valid || !chargedAlways(next) ? verdict : this.charge(next, options, stale, true, ipOf, context);
       }
       const usage: Usage = { limits: result.limits, credits: result.credits };
       const at = this.clock();
