@@ -102,3 +102,6 @@ export type { Clock } from './util/clock.js';
 export { escapeText, safeJson } from './util/text.js';
 // IP allowlists: the range check key creation runs, for tools that check input before the store (the CLI).
 export { parseCidr, normalizeAllowlist, MAX_ALLOWED_IPS, type Cidr } from './verify/allowlist.js';
+// Roles: named scope bundles keys hold (`till.roles`), and the name check the CLI shares.
+export { isValidRoleName, MAX_ROLES, type RoleRecord } from './store/role.js';
+export type { RoleManager, DeletedRole } from './manage/roles.js';

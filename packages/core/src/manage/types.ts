@@ -33,6 +33,11 @@ export interface CreateKeyInput {
    * Absent, null or empty: from anywhere.
    */
   allowedIps?: readonly string[] | null;
+  /**
+   * Roles the key holds (`till.roles.define` first): their scopes join the key's own at verification,
+   * and a change to a role reaches every key holding it. Absent, null or empty: none.
+   */
+  roles?: readonly string[] | null;
 }
 
 /** Who made a change and why: written with the change into the audit trail. */
@@ -82,6 +87,8 @@ export interface KeyPatch {
   credits?: CreditsInput | null;
   /** Replaces the key's IP allowlist; null or [] removes it (any address). */
   allowedIps?: readonly string[] | null;
+  /** Replaces the roles the key holds; null or [] removes them. Each must be defined. */
+  roles?: readonly string[] | null;
 }
 
 /**

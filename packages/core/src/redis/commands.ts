@@ -5,7 +5,7 @@ import { CONSUME_SCRIPT, REFUND_SCRIPT } from './charge-scripts.js';
 import { EvictionCheck } from './eviction.js';
 import type { RedisClient } from './options.js';
 import { ReadBatch } from './reads.js';
-import { EVENTS_SCRIPT, INSERT_SCRIPT, LOG_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, USAGE_SCRIPT } from './scripts.js';
+import { EVENTS_SCRIPT, INSERT_SCRIPT, LOG_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, ROLE_SCRIPT, USAGE_SCRIPT } from './scripts.js';
 
 /** The client with the store's scripts defined on it as commands. */
 export type ScriptClient = RedisClient & {
@@ -35,6 +35,18 @@ export type ScriptClient = RedisClient & {
   tillUsage(...args: Array<string | number>): Promise<number>;
   tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
   tillRefund(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
+  tillRole(
+    roles: string,
+    changes: string,
+    security: string,
+    name: string,
+    json: string,
+    version: number | '',
+    channel: string,
+    message: string,
+    cap: number,
+    entry: string,
+  ): Promise<[number, number?, string?]>;
 };
 
 /** Each script by its command name, with its number of keys (none: given per call). */
@@ -47,6 +59,7 @@ const SCRIPTS = [
   ['tillUsage', USAGE_SCRIPT, 1],
   ['tillConsume', CONSUME_SCRIPT, undefined],
   ['tillRefund', REFUND_SCRIPT, undefined],
+  ['tillRole', ROLE_SCRIPT, 3],
 ] as const;
 
 /** Defines the store's scripts on a client (once: a client shared by several stores keeps the first). */

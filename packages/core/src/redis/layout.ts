@@ -20,6 +20,8 @@
  *   the index is written first, so a crash between the two leaves an entry that `list` skips,
  *   never a key that `list` cannot find.
  * - `till:invalidate`: the channel on which every change publishes the id.
+ * - `till:roles{till:audit}`: every role, a hash of name to JSON, in the change log's slot, so one script
+ *   changes a role and logs the change; a role change publishes `role:<name>` on the channel.
  */
 export class Layout {
   /** The log of every change (a stream). */
@@ -30,12 +32,15 @@ export class Layout {
   readonly lastUsed: string;
   /** Where every change publishes the id. */
   readonly channel: string;
+  /** Every role (a hash), in the change log's slot. */
+  readonly roles: string;
 
   constructor(private readonly ns: string) {
     this.changeLog = `${ns}audit`;
     this.securityLog = `${ns}audit:security{${ns}audit}`;
     this.lastUsed = `${ns}usage:last`;
     this.channel = `${ns}invalidate`;
+    this.roles = `${ns}roles{${ns}audit}`;
   }
 
   /** The prefix of every Redis key of a subject (a key id, or another subject of limits). */

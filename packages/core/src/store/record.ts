@@ -3,6 +3,7 @@ import type { HashAlgorithm } from '../key/hash.js';
 import { isValidLimitName, type Credits, type RateLimit } from '../limits/rules.js';
 import type { VerifiedKey } from '../verify/outcome.js';
 import { isStoredAllowlist } from '../verify/allowlist.js';
+import { isValidRoleName, MAX_ROLES } from './role.js';
 
 /** Everything stored about one key. Times are epoch milliseconds. The secret itself is never stored. */
 export interface KeyRecord {
@@ -33,6 +34,8 @@ export interface KeyRecord {
   readonly version: number;
   /** Client IP ranges the key may be used from (canonical CIDR text); empty: from anywhere. */
   readonly allowedIps: readonly string[];
+  /** Names of the roles the key holds (their scopes join the key's at verification); sorted. */
+  readonly roles: readonly string[];
 }
 
 /** A key record without its hash: what admin APIs return and what may be printed. */
@@ -86,6 +89,7 @@ const DEFAULTS: Readonly<Record<string, unknown>> = {
   limits: [],
   credits: null,
   allowedIps: [],
+  roles: [],
 };
 
 function isDefault(field: string, value: unknown): boolean {
@@ -156,6 +160,8 @@ export function decodeRecord(json: string): KeyRecord {
   if (value.metadata !== undefined && (typeof value.metadata !== 'object' || value.metadata === null || Array.isArray(value.metadata)))
     throw new Error('stored key record has no valid "metadata"');
   if (value.allowedIps !== undefined && !isStoredAllowlist(value.allowedIps)) throw new Error('stored key record has no valid "allowedIps"');
+  if (value.roles !== undefined && !(Array.isArray(value.roles) && value.roles.length <= MAX_ROLES && value.roles.every(isValidRoleName)))
+    throw new Error('stored key record has no valid "roles"');
   return recordOf(value as unknown as KeyRecord, value.hash as string);
 }
 
@@ -197,6 +203,7 @@ function recordOf(v: KeyRecord, hash: string): KeyRecord {
     version: v.version,
     allowedIps:
       v.allowedIps === undefined || v.allowedIps.length === 0 ? NO_RANGES : Object.isFrozen(v.allowedIps) ? v.allowedIps : Object.freeze(v.allowedIps),
+    roles: v.roles === undefined || v.roles.length === 0 ? NO_RANGES : sharedScopes(v.roles),
   };
 }
 

@@ -2,6 +2,7 @@
 import type { ChargeOutcome, Credits, LimitCharge, LimitState } from '../limits/rules.js';
 import type { AuditPage, AuditQuery, AuditRecord } from '../audit/trail.js';
 import type { KeyRecord } from './record.js';
+import type { RoleRecord } from './role.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 
 /** One key's counts for one day (UTC, `YYYY-MM-DD`), by outcome: what usage tracking writes to a store. */
@@ -157,6 +158,19 @@ export interface KeyStore {
   invalidationsLost?(): boolean;
   /** Releases what the store opened itself (never a client the application passed in). */
   close(): Promise<void>;
+  /**
+   * Optional (roles): saves a role if its stored version is still `expectedVersion` (null: only if there
+   * is no role of that name), with `audit` in the change log in the same step, and tells every process
+   * (`role:<name>` on the invalidation channel). Resolves false on a lost race; rejects with
+   * `NOT_ANNOUNCED` when saved but not announced. A store without the role methods has no roles.
+   */
+  saveRole?(role: RoleRecord, expectedVersion: number | null, audit?: AuditRecord): Promise<boolean>;
+  /** Optional (roles): deletes a role if its version is still `expectedVersion`, with `audit`, and tells every process. False on a lost race or no role. */
+  removeRole?(name: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean>;
+  /** Optional (roles): the roles of these names, in order, null for each that does not exist. One round trip. */
+  getRoles?(names: readonly string[]): Promise<Array<RoleRecord | null>>;
+  /** Optional (roles): every role, by name. An admin path. */
+  listRoles?(): Promise<RoleRecord[]>;
 }
 
 /** The members of the contract that the store answers with a promise; the others (kind, onInvalidate, invalidationsLost, close) a wrapper answers itself. */
@@ -173,6 +187,10 @@ export const ASYNC_METHODS = [
   'readAudit',
   'recordUsage',
   'readUsage',
+  'saveRole',
+  'removeRole',
+  'getRoles',
+  'listRoles',
 ] as const satisfies ReadonlyArray<keyof KeyStore>;
 
 /** A store method answered with a promise (see ASYNC_METHODS). */

@@ -37,6 +37,8 @@ export interface Rare {
    * (and, where an owner's allowlist applies too, that one beside it). Null: any address.
    */
   readonly ips: IpPolicy | null;
+  /** The roles the key holds (their scopes are joined into the entry's already); empty for none. */
+  readonly roles: readonly string[];
 }
 
 /**
@@ -94,7 +96,8 @@ export function knownEntry(stored: KeyRecord, fetched: number): KnownEntry {
     record.notBefore === null &&
     record.credits === null &&
     record.limits.length === 0 &&
-    record.allowedIps.length === 0
+    record.allowedIps.length === 0 &&
+    record.roles.length === 0
       ? null
       : {
           version: record.version,
@@ -107,6 +110,7 @@ export function knownEntry(stored: KeyRecord, fetched: number): KnownEntry {
               : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` })),
           joined: null,
           ips: record.allowedIps.length === 0 ? null : new IpPolicy([compileAllowlist(record.allowedIps)]),
+          roles: record.roles,
         };
   return {
     fresh: Object.freeze({
@@ -170,6 +174,11 @@ export function chargedAlways(entry: KnownEntry): boolean {
 /** The IP allowlists a request with this key must pass; null when it has none (any address). */
 export function ipPolicyOf(entry: KnownEntry): IpPolicy | null {
   return entry.rare === null ? null : entry.rare.ips;
+}
+
+/** Whether an entry's key holds the role `name` (its scopes then came from it). */
+export function holdsRole(entry: KnownEntry, name: string): boolean {
+  return entry.rare?.roles.includes(name) === true;
 }
 
 /** The version of the record an entry was made from. */

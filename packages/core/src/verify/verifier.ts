@@ -27,6 +27,7 @@ import {
   chargesOf,
   confirms,
   creditsOf,
+  holdsRole,
   ipPolicyOf,
   knownEntry,
   refusalAt,
@@ -40,6 +41,8 @@ import {
 import { verifierConfig, type ClientAddressOf, type VerifierOptions, type VerifyOptions } from './options.js';
 import { KeyCache } from './key-cache.js';
 import { CacheClock, idBeforeParse, noteUse, ownCopy } from './tuning.js';
+import { RoleCache, withRoleScopes } from './roles.js';
+import { roleOfMessage } from '../store/role.js';
 
 export type { CacheOptions, ClientAddressOf, VerifierOptions, VerifyOptions } from './options.js';
 
@@ -78,6 +81,8 @@ export class Verifier {
   private publishing = false;
   /** How each charged success was charged, so that a guard that refuses the request later can undo it. */
   private readonly receipts = new WeakMap<VerifyResult, { request: Omit<ConsumeRequest, 'now'>; result: ConsumeResult }>();
+  /** The roles keys hold, read once per cache TTL and dropped when they change. */
+  private readonly roles: RoleCache;
 
   constructor(options: VerifierOptions) {
     const { cache, unavailableRetryAfter } = verifierConfig(options);
@@ -97,6 +102,7 @@ export class Verifier {
     this.usage = options.usage;
     this.onSubscription = options.onSubscription;
     this.unavailable = failure('STORE_UNAVAILABLE', { retryAfter: unavailableRetryAfter });
+    this.roles = new RoleCache(this.store, this.ttl);
   }
 
   /**
@@ -203,12 +209,22 @@ export class Verifier {
     return this.limiter.refund(receipt.request, receipt.result);
   }
 
-  /** Drops a key from this process's cache (all keys when `id` is null). Called on every change. */
+  /**
+   * Drops a key from this process's cache (all keys when `id` is null). Called on every change. A role's
+   * change (`role:<name>`) drops the role and every cached key holding it (a walk of the cache: roles
+   * change rarely), and the reads under way, which may have read the role before the change.
+   */
   invalidate(id: string | null): void {
+    const role = id === null ? null : roleOfMessage(id);
     if (id === null) {
       this.cache.clear();
       this.unknown.clear();
       this.inflight.clear();
+      this.roles.drop(null);
+    } else if (role !== null) {
+      this.roles.drop(role);
+      this.inflight.clear();
+      this.cache.deleteWhere((entry) => holdsRole(entry, role));
     } else {
       this.cache.delete(id);
       this.unknown.delete(id);
@@ -315,19 +331,10 @@ export class Verifier {
         return failure('NOT_FOUND');
       }
       if (result.outcome === 'CHANGED') {
-        const next = knownEntry(result.record, this.times.at(this.clock()));
-        // An id's hash never changes; a record that says otherwise is not the key that was presented.
-        // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
-        // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
-        const sameHash = sameDigest(entry, next, this.hasher, this.keepsKeys);
-        if (!sameHash || retried || versionOf(next) === versionOf(entry)) {
-          this.invalidate(id);
-          return sameHash ? this.unavailable : failure('NOT_FOUND');
+        if (result.record.roles.length > 0) {
+          return this.withRoles(result.record).then((record) => this.changed(entry, record, options, stale, retried, ipOf, context));
         }
-        const cached = this.cache.peek(id);
-        if (cached === undefined || versionOf(cached) < versionOf(next)) this.cache.set(id, next);
-        const verdict = this.judge(next, this.clock(), options, stale, ipOf, context);
-        return verdict instanceof Promise || !verdict.valid || !chargedAlways(next) ? verdict : this.charge(next, options, stale, true, ipOf, context);
+        return this.changed(entry, result.record, options, stale, retried, ipOf, context);
       }
       const usage: Usage = { limits: result.limits, credits: result.credits };
       const at = this.clock();
@@ -342,6 +349,39 @@ export class Verifier {
         ? failure(result.outcome, { keyId: id, usage })
         : failure(result.outcome, { keyId: id, usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) });
     });
+  }
+
+  /** A record with its roles' scopes joined to its own. */
+  private withRoles(record: KeyRecord): Promise<KeyRecord> {
+    return this.roles
+      .resolve(record.roles, this.times.at(this.clock()), !this.missingChanges(), () => this.times.at(this.clock()))
+      .then((roles) => withRoleScopes(record, roles));
+  }
+
+  /** A charge that found the key changed (`record`, roles joined): judged again on the new record, never charged on the old one. */
+  private changed<C>(
+    entry: KnownEntry,
+    record: KeyRecord,
+    options: VerifyOptions | undefined,
+    stale: boolean,
+    retried: boolean,
+    ipOf: ClientAddressOf<C> | undefined,
+    context: C | undefined,
+  ): MaybePromise<VerifyResult> {
+    const id = entry.fresh.key.id;
+    const next = knownEntry(record, this.times.at(this.clock()));
+    // An id's hash never changes; a record that says otherwise is not the key that was presented.
+    // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
+    // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
+    const sameHash = sameDigest(entry, next, this.hasher, this.keepsKeys);
+    if (!sameHash || retried || versionOf(next) === versionOf(entry)) {
+      this.invalidate(id);
+      return sameHash ? this.unavailable : failure('NOT_FOUND');
+    }
+    const cached = this.cache.peek(id);
+    if (cached === undefined || versionOf(cached) < versionOf(next)) this.cache.set(id, next);
+    const verdict = this.judge(next, this.clock(), options, stale, ipOf, context);
+    return verdict instanceof Promise || !verdict.valid || !chargedAlways(next) ? verdict : this.charge(next, options, stale, true, ipOf, context);
   }
 
   /** Counts an outcome of a known key for usage tracking. */
@@ -363,6 +403,8 @@ export class Verifier {
       } catch (error) {
         read = Promise.reject(error);
       }
+      // A key holding roles: their scopes are joined in before it is cached (one more read, on a miss only).
+      read = read.then((record) => (record === null || record.roles.length === 0 ? record : this.withRoles(record)));
       pending = read.then((record) => {
         const fetched = this.times.at(this.clock());
         const entry = record === null ? unknownEntry(fetched) : knownEntry(record, fetched);
