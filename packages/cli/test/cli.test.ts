@@ -1071,3 +1071,80 @@ describe('IP allowlists', () => {
     expect(await snapshot(client, namespace)).toEqual(before);
   }, 60_000);
 });
+
+describe('till roles', () => {
+  it('define, list, show (with its holders), keys create/update --role, delete refused while held and forced; all with --json', async () => {
+    const defined = await till$('roles', 'define', 'cli-reporting', '--scope', 'reports:read,exports:*', '--reason', 'BI', '--json');
+    expect(defined.code, defined.stderr).toBe(0);
+    expect(parse<{ role: { name: string; scopes: string[]; version: number } }>(defined).role).toMatchObject({
+      name: 'cli-reporting',
+      scopes: ['exports:*', 'reports:read'],
+      version: 1,
+    });
+    const forPeople = await till$('roles', 'define', 'cli-billing', '--scope', 'invoices:read');
+    expect(forPeople.code, forPeople.stderr).toBe(0);
+    expect(forPeople.stdout).toMatch(/^Defined role cli-billing \(version 1\)\.$/m);
+    expect(forPeople.stdout).toMatch(/^scopes +invoices:read$/m);
+    const listed = await till$('roles', 'list');
+    expect(listed.stdout).toMatch(/^cli-billing +invoices:read /m);
+    expect(listed.stdout).toMatch(/^cli-reporting +exports:\* reports:read /m);
+    expect(parse<{ roles: Array<{ name: string }> }>(await till$('roles', 'list', '--json')).roles.map((r) => r.name)).toEqual(
+      expect.arrayContaining(['cli-billing', 'cli-reporting']),
+    );
+
+    const created = await till$('keys', 'create', '--name', 'bi', '--scope', 'users:read', '--role', 'cli-reporting', '--json');
+    expect(created.code, created.stderr).toBe(0);
+    const { key, record } = parse<{ key: string; record: KeyInfo }>(created);
+    expect(record.roles).toEqual(['cli-reporting']);
+    expect((await till.verify(key, { scopes: ['exports:csv', 'users:read'] })).code).toBe('VALID');
+    expect((await till$('keys', 'show', record.id)).stdout).toMatch(/^roles +cli-reporting$/m);
+    const shown = parse<{ role: unknown; keys: number }>(await till$('roles', 'show', 'cli-reporting', '--json'));
+    expect(shown.keys).toBe(1);
+
+    const refused = await till$('roles', 'delete', 'cli-reporting', '--yes');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^till: role cli-reporting is held by 1 key: take it from them first/);
+    const updated = await till$('keys', 'update', record.id, '--role', 'cli-billing', '--json');
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(parse<{ record: KeyInfo }>(updated).record.roles).toEqual(['cli-billing']);
+    expect((await till.verify(key, { scopes: ['invoices:read'] })).code).toBe('VALID');
+    expect((await till.verify(key, { scopes: ['exports:csv'] })).code).toBe('INSUFFICIENT_SCOPE');
+    const deleted = await till$('roles', 'delete', 'cli-reporting', '--yes', '--json');
+    expect(deleted.code, deleted.stderr).toBe(0);
+    expect(parse<{ keys: number }>(deleted).keys).toBe(0);
+    const forced = await till$('roles', 'delete', 'cli-billing', '--force', '--yes', '--reason', 'retired');
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.stdout).toMatch(/^Deleted role cli-billing\. 1 key still name it and lost its scopes\.$/m);
+    expect((await till.verify(key, { scopes: ['invoices:read'] })).code).toBe('INSUFFICIENT_SCOPE');
+    const trail = parse<{ entries: Array<{ type: string; reason: string | null; detail?: string }> }>(
+      await till$('events', 'list', '--type', 'role.deleted', '--json'),
+    );
+    expect(trail.entries.map((e) => [e.type, e.reason])).toEqual([
+      ['role.deleted', null],
+      ['role.deleted', 'retired'],
+    ]);
+  });
+
+  it('refuses bad input before Redis is touched, and unknown roles, saying why', async () => {
+    const { record } = await apiKey('role-target');
+    const before = await snapshot(client, namespace);
+    const cases: Array<[string[], number, RegExp]> = [
+      [['roles', 'define', 'Bad Name', '--scope', 'a'], 1, /^till: invalid role name "Bad Name"/],
+      [['roles', 'define', 'ok', '--scope', 'a b'], 1, /^till: invalid scope "a b"/],
+      [['roles', 'define', 'ok'], 2, /^till: required option '--scope <scopes>' not specified/],
+      [['roles', 'show', 'nope'], 1, /^till: no role nope: till roles list shows them/],
+      [['roles', 'delete', 'nope', '--yes'], 1, /^till: no role nope/],
+      [['keys', 'create', '--name', 'x', '--scope', 'a', '--role', 'ghost'], 1, /^till: no role named ghost: define it first/],
+      [['keys', 'update', record.id, '--role', 'UPPER'], 1, /^till: invalid role name "UPPER"/],
+      [['keys', 'update', record.id, '--role', 'a,,b'], 1, /^till: empty role in --role/],
+    ];
+    const runs = await eachLimited(cases, 4, ([args]) => till$(...args));
+    cases.forEach(([args, code, message], i) => {
+      const run = runs[i]!;
+      expect(run.code, `${args.join(' ')}: ${run.stderr}`).toBe(code);
+      expect(run.stderr).toMatch(message);
+      expect(run.stderr).not.toMatch(/^\s+at /m);
+    });
+    expect(await snapshot(client, namespace)).toEqual(before);
+  }, 60_000);
+});

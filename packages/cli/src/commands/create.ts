@@ -18,6 +18,7 @@ interface CreateOptions {
   credits?: string;
   refill?: string;
   allowIp?: string[];
+  role?: string[];
   json?: boolean;
 }
 
@@ -26,6 +27,7 @@ Examples:
   $ till keys create --name "billing service" --scope invoices:read,invoices:write --owner team-7 --expires 90d
   $ till keys create --name ci --scope deploy:* --expires 2027-06-30 --meta env=prod --prefix sk_live --json
   $ till keys create --name partner --scope search:read --expires 365d --rate per-second=10/1s --rate per-day=10000/1d --credits 50000 --refill 50000/30d
+  $ till keys create --name "BI export" --scope users:read --role reporting --expires 90d
   $ till keys create --name office --scope reports:read --expires 90d --allow-ip 203.0.113.0/24 --allow-ip 2001:db8::/32`;
 
 export function registerCreate(keys: Command, ctx: Context): void {
@@ -47,6 +49,7 @@ export function registerCreate(keys: Command, ctx: Context): void {
       'an IP range the key may be used from (203.0.113.0/24, 2001:db8::/32, one address); repeatable; default anywhere',
       input.collect,
     )
+    .option('--role <name>', "a role the key holds (till roles define); its scopes join the key's; repeatable", input.collect)
     .option('--json', 'print { key, record } as JSON')
     .addHelpText('after', EXAMPLES)
     .action(async (options: CreateOptions, command: Command) => {
@@ -60,6 +63,7 @@ export function registerCreate(keys: Command, ctx: Context): void {
         ...(options.notBefore !== undefined && { notBefore: input.time(options.notBefore, '--not-before', now) }),
         ...input.limitsAndCredits(options),
         ...(options.allowIp !== undefined && { allowedIps: input.allowedIps(options.allowIp) }),
+        ...(options.role !== undefined && { roles: input.roles(options.role) }),
       };
       const prefix = options.prefix ?? (ctx.env.TILL_PREFIX || undefined);
       if (prefix !== undefined) {
