@@ -392,15 +392,14 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       const heard: Array<string | null> = [];
       const off = other.onInvalidate((id) => heard.push(id));
       // The subscription is in place once a key's change is heard (a store confirms it only once).
+      // Each change awaited before the next, so that none is still under way when the test ends.
       const probe = sampleRecord();
       await store.insert(probe);
-      await waitFor(() => {
-        void store.replace({ ...probe, version: probe.version + 1 }, probe.version).then(
-          () => {},
-          () => {},
-        );
-        return heard.includes(probe.id);
-      }, 5000);
+      for (let version = 1; !heard.includes(probe.id); version++) {
+        if (version > 50) throw new Error('the subscription never heard a change');
+        await store.replace({ ...probe, version: version + 1 }, version);
+        await waitFor(() => heard.includes(probe.id), 200).catch(() => {});
+      }
       const role = { name, scopes: ['reports:read'], createdAt: 1_700_000_000_000, updatedAt: 1_700_000_000_000, version: 1 };
       const audit = { type: 'role.defined' as const, at: 1_700_000_000_000, keyId: null, ownerId: null, actor: 'test', reason: null, detail: `role ${name}` };
       expect(await store.saveRole!(role, null, audit)).toBe(true);
