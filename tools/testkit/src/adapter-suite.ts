@@ -427,6 +427,23 @@ export function describeAdapter<M, Handler>(name: string, driver: AdapterDriver<
       });
     });
 
+    describe('roles', () => {
+      it('requireScopes() and requireAnyScope() see the scopes of the roles a key holds, and a change of a role at once', async () => {
+        await till.roles.define('user-admin', ['users:write']);
+        const { key } = await newKey({ scopes: ['users:read'], roles: ['user-admin'] });
+        const app = appWith();
+        const all = await get(app, '/all', bearer(key));
+        expect(all.status).toBe(200);
+        expect(JSON.parse(all.text).apiKey.scopes).toEqual(['users:read', 'users:write']);
+        expect((await get(app, '/any', bearer(key))).status).toBe(200);
+        // Narrowed: the cached key loses the scope with the very next request.
+        await till.roles.define('user-admin', ['users:list']);
+        expectProblem(await get(app, '/all', bearer(key)), 'INSUFFICIENT_SCOPE', { scopes: ['users:read', 'users:write'], mode: 'all' });
+        await till.roles.delete('user-admin', { force: true });
+        expect(JSON.parse((await get(app, '/', bearer(key))).text).apiKey.scopes).toEqual(['users:read']);
+      });
+    });
+
     describe('options', () => {
       it('realm appears in every challenge, also from requireScopes()', async () => {
         const app = appWith({ realm: 'till-api' });
