@@ -77,19 +77,26 @@ function hexValue(c: number): number {
   return -1;
 }
 
-/** The eight 16-bit groups of an IPv6 address in `text[from, to)` (an IPv4 tail counts as two), or null. */
-function ipv6Groups(text: string, from: number, to: number): number[] | null {
-  const head: number[] = [];
-  const tail: number[] = [];
-  let part = head;
-  let gap = false;
+/** Where readIpv6 leaves the eight groups it read: written in place, so reading an address allocates nothing. */
+const groupBuffer = new Int32Array(8);
+
+/**
+ * Reads an IPv6 address in `text[from, to)` into groupBuffer (an IPv4 tail counts as two groups; `::`
+ * stands for one or more zero groups); false when it is not one.
+ */
+function readIpv6(text: string, from: number, to: number): boolean {
+  const out = groupBuffer;
+  let n = 0;
+  let gapAt = -1;
   let i = from;
   if (text.charCodeAt(i) === 58 /* : */) {
-    if (text.charCodeAt(i + 1) !== 58) return null;
-    gap = true;
-    part = tail;
+    if (text.charCodeAt(i + 1) !== 58) return false;
+    gapAt = 0;
     i += 2;
-    if (i === to) return [0, 0, 0, 0, 0, 0, 0, 0];
+    if (i === to) {
+      out.fill(0);
+      return true;
+    }
   }
   for (;;) {
     // One group, or an IPv4 tail.
@@ -104,32 +111,39 @@ function ipv6Groups(text: string, from: number, to: number): number[] | null {
       j++;
     }
     if (j < to && text.charCodeAt(j) === 46 /* . */) {
+      if (n > 6) return false;
       const word = ipv4Word(text, i, to);
-      if (word === null) return null;
-      part.push((word >>> 16) & 0xffff, word & 0xffff);
+      if (word === null) return false;
+      out[n++] = (word >>> 16) & 0xffff;
+      out[n++] = word & 0xffff;
       break;
     }
-    if (digits === 0 || digits > 4) return null;
-    part.push(value);
+    if (digits === 0 || digits > 4 || n === 8) return false;
+    out[n++] = value;
     if (j === to) break;
-    if (text.charCodeAt(j) !== 58) return null;
+    if (text.charCodeAt(j) !== 58) return false;
     if (text.charCodeAt(j + 1) === 58) {
-      if (gap) return null;
-      gap = true;
-      part = tail;
+      if (gapAt >= 0) return false;
+      gapAt = n;
       i = j + 2;
       if (i === to) break;
     } else {
       i = j + 1;
-      if (i === to) return null;
+      if (i === to) return false;
     }
   }
-  const count = head.length + tail.length;
-  if (gap ? count > 7 : count !== 8) return null;
-  const groups = head;
-  for (let k = count; k < 8; k++) groups.push(0);
-  for (let k = 0; k < tail.length; k++) groups[8 - tail.length + k] = tail[k]!;
-  return groups;
+  if (gapAt < 0) return n === 8;
+  if (n > 7) return false;
+  // The groups after the gap move to the end; the gap becomes zeros.
+  const tail = n - gapAt;
+  for (let k = 0; k < tail; k++) out[7 - k] = out[n - 1 - k]!;
+  for (let k = gapAt; k < 8 - tail; k++) out[k] = 0;
+  return true;
+}
+
+/** The eight 16-bit groups of an IPv6 address in `text[from, to)`, as a new array, or null. */
+function ipv6Groups(text: string, from: number, to: number): number[] | null {
+  return readIpv6(text, from, to) ? Array.from(groupBuffer) : null;
 }
 
 /**
@@ -162,8 +176,8 @@ function readAddress(address: string): 0 | 4 | 6 {
   let end = address.indexOf('%');
   if (end === -1) end = n;
   if (end === 0 || address.indexOf(':') === -1) return 0;
-  const groups = ipv6Groups(address, 0, end);
-  if (groups === null) return 0;
+  if (!readIpv6(address, 0, end)) return 0;
+  const groups = groupBuffer;
   for (let k = 0; k < 4; k++) scratch[k] = (groups[2 * k]! << 16) | groups[2 * k + 1]!;
   return scratch[0] === 0 && scratch[1] === 0 && scratch[2] === 0xffff ? 4 : 6;
 }
