@@ -9,7 +9,13 @@
 // BENCH_PERCALL_BATCH calls on fresh request objects (made between batches, untimed); between batches
 // the event loop runs, so timers do too (the usage tracker's flush, the cache's clock). Reports the
 // median ns per call of each over rounds with its 90% interval, and Till over the Map check round by
-// round. Target: Till, usage tracking on, <= 2 x the Map check. Writes bench/results/percall.json.
+// round. Target: Till, usage tracking on, <= 2 x the Map check. Two more variants give what an IP
+// allowlist of 10 ranges costs: the key's allowlist holds the client's address in its last range (every
+// range is tried), the client an IPv4 address, and the same as Node gives it on a server listening on
+// `::` (`::ffff:a.b.c.d`); each is reported against apiKeyAuth() without an allowlist, round by round.
+// The client address is a plain property of every variant's requests (what `req.ip` reads): Express's
+// own `req.ip` getter (its trust-proxy walk) is the framework's cost, paid only for keys with an allowlist.
+// Target: at most 50 ns more per call. Writes bench/results/percall.json.
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import { createTill, silentLogger } from '@till/core';
@@ -19,6 +25,22 @@ import { median, medianInterval, verdict, verdictText } from './stats.mjs';
 
 /** Till at most this many times the Map check's ns per call. */
 const TARGET = 2;
+/** A 10-range allowlist adds at most this many ns per call. */
+const ALLOWLIST_TARGET_NS = 50;
+/** The client address of every request, in the last of ALLOWLIST's ranges. */
+const CLIENT_IP = '203.0.113.77';
+const ALLOWLIST = [
+  '2001:db8:1::/48',
+  '2001:db8:2::/48',
+  '2001:db8:3::/48',
+  '2001:db8:4::/48',
+  '198.51.100.0/28',
+  '198.51.100.16/28',
+  '198.51.100.32/28',
+  '192.0.2.0/24',
+  '10.0.0.0/8',
+  '203.0.113.0/24',
+];
 
 /** A Map from the Authorization header's key to a record: what a naive app writes. */
 function mapCheck(key, record) {
@@ -38,12 +60,14 @@ async function variants() {
   const quiet = createTill({ logger: silentLogger, usage: false, auditEvents: false });
   const made = await till.keys.create({ name: 'percall', scopes: ['bench:read'] });
   const quietMade = await quiet.keys.create({ name: 'percall', scopes: ['bench:read'] });
+  const listed = await till.keys.create({ name: 'percall allowlist', scopes: ['bench:read'], allowedIps: ALLOWLIST });
   // Cached: read from the store once, before the rounds.
   for (const [t, k] of [
     [till, made.key],
     [quiet, quietMade.key],
+    [till, listed.key],
   ]) {
-    if (!(await t.verify(k)).valid) throw new Error('[bench] the benchmark key does not verify');
+    if (!(await t.verify(k, { ip: CLIENT_IP })).valid) throw new Error('[bench] the benchmark key does not verify');
   }
   return {
     list: [
@@ -51,13 +75,16 @@ async function variants() {
       { id: 'map', label: 'Map check', key: made.key, fn: mapCheck(made.key, made.record) },
       { id: 'till', label: 'apiKeyAuth()', key: made.key, fn: apiKeyAuth({ till }) },
       { id: 'quiet', label: 'apiKeyAuth(), usage tracking and audit events off', key: quietMade.key, fn: apiKeyAuth({ till: quiet }) },
+      { id: 'allowlist', label: 'apiKeyAuth(), key with a 10-range IP allowlist', key: listed.key, fn: apiKeyAuth({ till }) },
+      { id: 'allowlistMapped', label: 'the same, client ::ffff:203.0.113.77', key: listed.key, ip: [`::ffff:${CLIENT_IP}`], fn: apiKeyAuth({ till }) },
+      { id: 'allowlistTurns', label: 'the same, two IPv4 clients taking turns', key: listed.key, ip: [CLIENT_IP, '203.0.113.78'], fn: apiKeyAuth({ till }) },
     ],
     close: () => Promise.all([till.close(), quiet.close()]),
   };
 }
 
 /** `count` requests as Node's HTTP parser would hand them to Express: raw header lines, headers read lazily. */
-function requests(key, count) {
+function requests(key, count, ips = [CLIENT_IP]) {
   const out = [];
   for (let i = 0; i < count; i++) {
     const req = new IncomingMessage(new Socket());
@@ -70,6 +97,8 @@ function requests(key, count) {
     const raw = ['Host', '127.0.0.1:3000', 'User-Agent', 'client/1.0', 'Accept', '*/*', 'Authorization', `Bearer ${key}`];
     req._addHeaderLines(raw, raw.length);
     void req.headers;
+    // What `req.ip` reads: the same plain property for every variant (see the top of this file).
+    req.ip = ips[i % ips.length];
     const res = new ServerResponse(req);
     req.res = res;
     res.req = req;
@@ -118,12 +147,12 @@ export async function main() {
   const perRound = Object.fromEntries(list.map((v) => [v.id, []]));
   try {
     // Warm-up: the key cached, the code optimized; not counted.
-    for (const v of list) for (let b = 0; b < 5; b++) timeBatch(v.fn, requests(v.key, config.batch));
+    for (const v of list) for (let b = 0; b < 5; b++) timeBatch(v.fn, requests(v.key, config.batch, v.ip));
     for (let round = 0; round < config.rounds; round++) {
       for (const v of shuffle(list)) {
         let ns = 0;
         for (let b = 0; b < config.batches; b++) {
-          const batch = requests(v.key, config.batch);
+          const batch = requests(v.key, config.batch, v.ip);
           await turn();
           ns += timeBatch(v.fn, batch);
         }
@@ -162,7 +191,18 @@ export async function main() {
     ? { ...decision, interval: { ...decision.interval, low: 1 / decision.interval.high, high: 1 / decision.interval.low } }
     : decision;
   log(`  target: apiKeyAuth() (usage tracking on) <= ${TARGET} x the Map check: median ${fixed(results.till.ratioToMap, 3)}, ${verdictText(shown)}`);
+  // What the allowlist adds: ns over apiKeyAuth() without one, round by round.
+  const allowlist = {};
+  for (const id of ['allowlist', 'allowlistMapped', 'allowlistTurns']) {
+    const added = perRound[id].map((ns, i) => ns - perRound.till[i]);
+    const interval = medianInterval(added);
+    allowlist[id] = { addedNs: median(added), interval, rounds: added };
+    const within = interval ? interval.high <= ALLOWLIST_TARGET_NS : median(added) <= ALLOWLIST_TARGET_NS;
+    log(
+      `  ${results[id].label}: adds ${fixed(median(added), 1)} ns per call${interval ? ` (90% interval ${fixed(interval.low, 1)} to ${fixed(interval.high, 1)})` : ''}; target <= ${ALLOWLIST_TARGET_NS} ns: ${within ? 'met' : 'NOT MET'}`,
+    );
+  }
   log(
-    `  saved to ${save('bench/results/percall.json', { date: new Date().toISOString(), machine: m, config, results, target: TARGET, verdict: decision.verdict })}`,
+    `  saved to ${save('bench/results/percall.json', { date: new Date().toISOString(), machine: m, config, results, target: TARGET, verdict: decision.verdict, allowlist, allowlistTargetNs: ALLOWLIST_TARGET_NS })}`,
   );
 }

@@ -1,4 +1,4 @@
-// What every demo does: two keys in an in-memory Till, an example app on PORT, and curl lines to try.
+// What every demo does: three keys in an in-memory Till, an example app on PORT, and curl lines to try.
 import { createTill, generateKey } from '@till/core';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -22,6 +22,9 @@ export async function runDemo({ framework, command, createApp }) {
   // the RateLimit headers, and a sixth request at once gets 429.
   const read = await till.keys.create({ name: 'demo reader', scopes: ['reports:read'], expiresAt, limits: [{ name: 'per-minute', limit: 5, window: '1m' }] });
   const admin = await till.keys.create({ name: 'demo admin', scopes: ['reports:*', 'keys:admin'], expiresAt });
+  // The office key works only from its office's addresses (a documentation range here), so a request
+  // from this machine is refused with 403 IP_NOT_ALLOWED: the key alone is not enough.
+  const office = await till.keys.create({ name: 'demo office', scopes: ['reports:read'], expiresAt, allowedIps: ['203.0.113.0/24'] });
 
   const server = createApp({ till }).listen(port);
 
@@ -44,17 +47,19 @@ export async function runDemo({ framework, command, createApp }) {
     const bearer = (key) => `-H "Authorization: Bearer ${key}"`;
     const until = new Date(expiresAt).toISOString().slice(0, 10);
     const limits = (record) => record.limits.map((l) => `   limit ${l.limit}/${l.window / 60_000}min`).join('');
+    const ips = (record) => (record.allowedIps.length === 0 ? '' : `   from ${record.allowedIps.join(' ')}`);
     const describe = ({ key, record }) =>
-      `  ${record.name.padEnd(12)} id ${record.id}   scopes ${record.scopes.join(' ')}   expires ${until}${limits(record)}\n    ${key}`;
+      `  ${record.name.padEnd(12)} id ${record.id}   scopes ${record.scopes.join(' ')}   expires ${until}${limits(record)}${ips(record)}\n    ${key}`;
     console.log(`
 Till demo (${framework}) listening on ${base}
 
-Two API keys were created just now, in this process's memory (they vanish when it stops).
+Three API keys were created just now, in this process's memory (they vanish when it stops).
 Each full key is shown here once, at creation: Till stores only its hash and can never show it again.
 Anywhere else (logs, the audit trail, GET /v1/me) a key appears only by its public id.
 
 ${describe(read)}
 ${describe(admin)}
+${describe(office)}
 
 Try it (paste one line at a time):
 
@@ -64,6 +69,8 @@ curl -i ${bearer(read.key)} ${base}/v1/reports
 curl -i -X POST ${bearer(read.key)} -H "Content-Type: application/json" -d '{"title":"Q2"}' ${base}/v1/reports
 # bad key: well-formed but never issued -> 401 invalid_token
 curl -i ${bearer(bogus)} ${base}/v1/reports
+# IP allowlist: the office key works only from 203.0.113.0/24, not from here -> 403, code IP_NOT_ALLOWED
+curl -i ${bearer(office.key)} ${base}/v1/reports
 # rate limit: the read key makes 5 requests a minute; a burst of 6 ends in 429 with Retry-After
 for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w "%{http_code} " ${bearer(read.key)} ${base}/v1/reports; done; echo
 # revoke: the admin key revokes the read key -> 204

@@ -7,7 +7,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, generateKey, silentLogger, type Till } from '@till/core';
 import { RedisStore } from '@till/core/redis';
-import { apiKeyAuth, rateLimit } from '@till/express';
+import { apiKeyAuth, rateLimit, requireScopes } from '@till/express';
 import { describeStoreConformance } from '../packages/core/test/store-conformance.js';
 import { startCluster, type RunningCluster } from '@till/testkit/redis-cluster';
 import { uniqueNamespace } from '@till/testkit/redis';
@@ -219,4 +219,37 @@ describe('expiry reminders on Redis Cluster', () => {
       return { a: store(), b: store(), restarted: store };
     },
   });
+});
+
+describe('roles and IP allowlists on Redis Cluster', () => {
+  it('an app in another process hears role changes and refuses addresses outside a key’s allowlist', async () => {
+    const { nodes } = await theCluster();
+    const namespace = uniqueNamespace();
+    const admin = createTill({ store: new RedisStore({ client: clusterClient(nodes), namespace }), logger: silentLogger });
+    const served = createTill({ store: new RedisStore({ client: clusterClient(nodes), namespace }), logger: silentLogger, usage: false });
+    await admin.roles.define('cluster-reports', ['reports:read']);
+    const { key } = await admin.keys.create({ name: 'office', scopes: [], roles: ['cluster-reports'], allowedIps: ['198.51.100.0/24'] });
+    const app = express();
+    app.set('trust proxy', true);
+    app.get('/reports', apiKeyAuth({ till: served }), requireScopes('reports:read'), (req, res) => {
+      res.json({ scopes: req.apiKey!.scopes });
+    });
+    const from = (ip: string) => request(app).get('/reports').set('authorization', `Bearer ${key}`).set('x-forwarded-for', ip);
+    const ok = await from('198.51.100.50');
+    expect(ok.status).toBe(200);
+    expect(ok.body).toEqual({ scopes: ['reports:read'] });
+    const refused = await from('203.0.113.9');
+    expect(refused.status).toBe(403);
+    expect(refused.body).toMatchObject({ code: 'IP_NOT_ALLOWED' });
+    // The role changed by the other process: its announcement crosses the cluster to the served app.
+    await admin.roles.define('cluster-reports', ['reports:list']);
+    const deadline = Date.now() + 3000;
+    let status = 0;
+    while (Date.now() < deadline && status !== 403) status = (await from('198.51.100.50')).status;
+    expect(status).toBe(403);
+    const { entries } = await admin.keys.audit({ types: ['role.defined'] });
+    expect(entries.map((e) => e.detail)).toEqual(['role cluster-reports: reports:read', 'role cluster-reports: reports:list (was: reports:read)']);
+    await admin.close();
+    await served.close();
+  }, 60_000);
 });

@@ -195,7 +195,7 @@ for (const demo of ['express', 'fastify'] as const) {
       const lines = output.stdout.split('\n');
       const allowed = lines[lines.findIndex((l) => l.startsWith('# allowed')) + 1] ?? '';
       expect(allowed.startsWith('curl ')).toBe(true);
-      expect(lines.filter((l) => l.startsWith('curl ')).length).toBe(5);
+      expect(lines.filter((l) => l.startsWith('curl ')).length).toBe(6);
 
       // Run the printed request as curl would: its -H headers against its URL.
       const headers = Object.fromEntries([...allowed.matchAll(/-H "([^":]+): ([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
@@ -218,6 +218,12 @@ for (const demo of ['express', 'fastify'] as const) {
       }
       const lastAnswered = Date.now();
       expect(burst.map((r) => r.status)).toEqual([200, 200, 200, 200, 429]);
+      // The office key, from this machine (outside its allowlist): 403 IP_NOT_ALLOWED, as printed.
+      const fromHere = lines[lines.findIndex((l) => l.startsWith('# IP allowlist')) + 1] ?? '';
+      const officeHeaders = Object.fromEntries([...fromHere.matchAll(/-H "([^":]+): ([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+      const office = await fetch(/(http:\/\/\S+)\s*$/.exec(fromHere)![1]!, { headers: officeHeaders });
+      expect(office.status).toBe(403);
+      expect(((await office.json()) as { code: string }).code).toBe('IP_NOT_ALLOWED');
       // 5 a minute is one every 12 s, with a burst of 5: the sixth request is admitted 12 s after the
       // first, so Retry-After is 12 s less the time between them (rounded up, at least 1). That time is
       // what this machine took; the range below is what the measured bounds on it allow.

@@ -1,6 +1,6 @@
 // What every command gets: the environment, the clock, the two output streams and the Redis session.
 import type { Command } from 'commander';
-import { isTillError, type KeyManager } from '@till/core';
+import { isTillError, type KeyManager, type RoleManager } from '@till/core';
 import { openSession, type ConnectionOptions, type Session } from './connection.js';
 import { notReplicated } from './errors.js';
 
@@ -22,6 +22,8 @@ export interface Context {
   close(): Promise<void>;
   /** A command that succeeded but must say "found something" to a script (`till scan`) sets this. */
   exitCode?: 1;
+  /** Connects on first use, as `keys` does, and returns the role manager. */
+  roles(command: Command): Promise<RoleManager>;
 }
 
 export function createContext(env: NodeJS.ProcessEnv = process.env): Context {
@@ -48,6 +50,10 @@ export function createContext(env: NodeJS.ProcessEnv = process.env): Context {
     async close() {
       const open = await session?.catch(() => undefined);
       await open?.close();
+    },
+    async roles(command) {
+      session ??= openSession(command.optsWithGlobals<ConnectionOptions>(), env);
+      return (await session).till.roles;
     },
   };
 }

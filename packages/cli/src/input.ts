@@ -6,6 +6,8 @@ import {
   isTillError,
   isValidGrant,
   isValidKeyId,
+  isValidRoleName,
+  normalizeAllowlist,
   normalizeCredits,
   normalizeRateLimits,
   parseDuration,
@@ -206,6 +208,43 @@ export function limitsAndCredits(options: { rate?: string[]; credits?: string; r
     ...(options.rate !== undefined && { limits: rateLimits(options.rate) }),
     ...(options.credits !== undefined && { credits: credits(options.credits, options.refill) }),
   };
+}
+
+/**
+ * `--allow-ip 203.0.113.0/24 --allow-ip 2001:db8::/32` (repeatable, or separated by commas) as the key
+ * manager takes them, checked; `none` alone means no allowlist (update only: `allowNone`).
+ */
+export function allowedIps(values: readonly string[], allowNone = false): string[] {
+  if (allowNone && values.length === 1 && values[0]!.trim().toLowerCase() === 'none') return [];
+  const ranges: string[] = [];
+  for (const value of values) {
+    for (const part of value.split(',')) {
+      const range = part.trim();
+      if (range === '') throw failed('empty range in --allow-ip: give ranges like 203.0.113.0/24 or 2001:db8::/32, separated by commas or repeated');
+      ranges.push(range);
+    }
+  }
+  return checked(() => normalizeAllowlist(ranges, 'keys'));
+}
+
+/**
+ * `--role reporting --role billing,ops` as the key manager takes them, each a valid role name; `none`
+ * alone means no roles (update only: `allowNone`). Whether each is defined, the key manager checks.
+ */
+export function roles(values: readonly string[], allowNone = false): string[] {
+  if (allowNone && values.length === 1 && values[0]!.trim().toLowerCase() === 'none') return [];
+  const out: string[] = [];
+  for (const value of values) {
+    for (const part of value.split(',')) {
+      const name = part.trim();
+      if (name === '') throw failed('empty role in --role: give role names like reporting, separated by commas or repeated');
+      if (!isValidRoleName(name as unknown)) {
+        throw failed(`invalid role name ${JSON.stringify(name.slice(0, 64))}: 1-64 characters of a-z 0-9 _ . -, starting with a letter or digit`);
+      }
+      out.push(name);
+    }
+  }
+  return out;
 }
 
 /** `--type` values (repeatable) checked against the audit entry types. */

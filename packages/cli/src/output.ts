@@ -130,6 +130,8 @@ export function details(info: KeyInfo, now: number, live?: number | null, usage?
     ['expires', when(info.expiresAt, 'never')],
     ['rate limits', info.limits.length === 0 ? '-' : info.limits.map((l) => `${l.name} ${l.limit}/${span(l.window)}`).join(', ')],
     ['credits', creditsText(info, live)],
+    ['allowed IPs', info.allowedIps === undefined || info.allowedIps.length === 0 ? 'any' : info.allowedIps.join(', ')],
+    ['roles', info.roles === undefined || info.roles.length === 0 ? '-' : info.roles.join(', ')],
     ['revoked', info.revokedAt === null ? '-' : `${when(info.revokedAt)}${info.revokedReason ? ` (${clean(info.revokedReason)})` : ''}`],
     ['disabled', info.disabled ? 'yes' : 'no'],
     ['rotated from', info.rotatedFrom ?? '-'],

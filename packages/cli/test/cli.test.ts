@@ -1066,3 +1066,136 @@ describe('till audit --expiring-within', () => {
     expect(anchors).toContain('expiry-reminders');
   });
 });
+
+describe('IP allowlists', () => {
+  it('create --allow-ip (repeatable, commas too), show and update (none removes it); the verifier enforces what was set', async () => {
+    const run = await till$(
+      'keys',
+      'create',
+      '--name',
+      'office',
+      '--scope',
+      'reports:read',
+      '--allow-ip',
+      '203.0.113.0/24,2001:DB8::/32',
+      '--allow-ip',
+      '198.51.100.7',
+      '--json',
+    );
+    expect(run.code, run.stderr).toBe(0);
+    const { key, record } = parse<{ key: string; record: KeyInfo }>(run);
+    expect(record.allowedIps).toEqual(['203.0.113.0/24', '2001:db8::/32', '198.51.100.7/32']);
+    expect((await till.verify(key, { ip: '203.0.113.9' })).code).toBe('VALID');
+    expect((await till.verify(key, { ip: '192.0.2.1' })).code).toBe('IP_NOT_ALLOWED');
+    const shown = await till$('keys', 'show', record.id);
+    expect(shown.stdout).toMatch(/^allowed IPs +203\.0\.113\.0\/24, 2001:db8::\/32, 198\.51\.100\.7\/32$/m);
+    const updated = await till$('keys', 'update', record.id, '--allow-ip', '192.0.2.0/24', '--json');
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(parse<{ record: KeyInfo }>(updated).record.allowedIps).toEqual(['192.0.2.0/24']);
+    expect((await till.verify(key, { ip: '192.0.2.1' })).code).toBe('VALID');
+    const cleared = await till$('keys', 'update', record.id, '--allow-ip', 'none');
+    expect(cleared.code, cleared.stderr).toBe(0);
+    expect(cleared.stdout).toMatch(/^allowed IPs +any$/m);
+    expect((await till.verify(key)).code).toBe('VALID');
+  });
+
+  it('refuses a bad range before Redis is touched, saying why, and changes nothing', async () => {
+    const { record } = await apiKey('allowlist-target');
+    const before = await snapshot(client, namespace);
+    const cases: Array<[string[], RegExp]> = [
+      [
+        ['keys', 'create', '--name', 'x', '--scope', 'a', '--allow-ip', '203.0.113.5/24'],
+        /^till: invalid IP range "203\.0\.113\.5\/24": host bits are set; the network of \/24 is 203\.0\.113\.0\/24/,
+      ],
+      [['keys', 'create', '--name', 'x', '--scope', 'a', '--allow-ip', 'office'], /^till: invalid IP range "office": not an IPv4 or IPv6 address/],
+      [['keys', 'create', '--name', 'x', '--scope', 'a', '--allow-ip', 'none'], /^till: invalid IP range "none"/],
+      [['keys', 'update', record.id, '--allow-ip', '10.0.0.0/8,,10.1.0.0/16'], /^till: empty range in --allow-ip/],
+      [['keys', 'update', record.id, '--allow-ip', '::/129'], /^till: invalid IP range "::\/129": an IPv6 prefix length is at most 128/],
+    ];
+    const runs = await eachLimited(cases, 4, ([args]) => till$(...args));
+    cases.forEach(([args, message], i) => {
+      const run = runs[i]!;
+      expect(run.code, `${args.join(' ')}: ${run.stderr}`).toBe(1);
+      expect(run.stderr).toMatch(message);
+      expect(run.stderr).not.toMatch(/^\s+at /m);
+    });
+    expect(await snapshot(client, namespace)).toEqual(before);
+  }, 60_000);
+});
+
+describe('till roles', () => {
+  it('define, list, show (with its holders), keys create/update --role, delete refused while held and forced; all with --json', async () => {
+    const defined = await till$('roles', 'define', 'cli-reporting', '--scope', 'reports:read,exports:*', '--reason', 'BI', '--json');
+    expect(defined.code, defined.stderr).toBe(0);
+    expect(parse<{ role: { name: string; scopes: string[]; version: number } }>(defined).role).toMatchObject({
+      name: 'cli-reporting',
+      scopes: ['exports:*', 'reports:read'],
+      version: 1,
+    });
+    const forPeople = await till$('roles', 'define', 'cli-billing', '--scope', 'invoices:read');
+    expect(forPeople.code, forPeople.stderr).toBe(0);
+    expect(forPeople.stdout).toMatch(/^Defined role cli-billing \(version 1\)\.$/m);
+    expect(forPeople.stdout).toMatch(/^scopes +invoices:read$/m);
+    const listed = await till$('roles', 'list');
+    expect(listed.stdout).toMatch(/^cli-billing +invoices:read /m);
+    expect(listed.stdout).toMatch(/^cli-reporting +exports:\* reports:read /m);
+    expect(parse<{ roles: Array<{ name: string }> }>(await till$('roles', 'list', '--json')).roles.map((r) => r.name)).toEqual(
+      expect.arrayContaining(['cli-billing', 'cli-reporting']),
+    );
+
+    const created = await till$('keys', 'create', '--name', 'bi', '--scope', 'users:read', '--role', 'cli-reporting', '--json');
+    expect(created.code, created.stderr).toBe(0);
+    const { key, record } = parse<{ key: string; record: KeyInfo }>(created);
+    expect(record.roles).toEqual(['cli-reporting']);
+    expect((await till.verify(key, { scopes: ['exports:csv', 'users:read'] })).code).toBe('VALID');
+    expect((await till$('keys', 'show', record.id)).stdout).toMatch(/^roles +cli-reporting$/m);
+    const shown = parse<{ role: unknown; keys: number }>(await till$('roles', 'show', 'cli-reporting', '--json'));
+    expect(shown.keys).toBe(1);
+
+    const refused = await till$('roles', 'delete', 'cli-reporting', '--yes');
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^till: role cli-reporting is held by 1 key: take it from them first/);
+    const updated = await till$('keys', 'update', record.id, '--role', 'cli-billing', '--json');
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(parse<{ record: KeyInfo }>(updated).record.roles).toEqual(['cli-billing']);
+    expect((await till.verify(key, { scopes: ['invoices:read'] })).code).toBe('VALID');
+    expect((await till.verify(key, { scopes: ['exports:csv'] })).code).toBe('INSUFFICIENT_SCOPE');
+    const deleted = await till$('roles', 'delete', 'cli-reporting', '--yes', '--json');
+    expect(deleted.code, deleted.stderr).toBe(0);
+    expect(parse<{ keys: number }>(deleted).keys).toBe(0);
+    const forced = await till$('roles', 'delete', 'cli-billing', '--force', '--yes', '--reason', 'retired');
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.stdout).toMatch(/^Deleted role cli-billing\. 1 key still name it and lost its scopes\.$/m);
+    expect((await till.verify(key, { scopes: ['invoices:read'] })).code).toBe('INSUFFICIENT_SCOPE');
+    const trail = parse<{ entries: Array<{ type: string; reason: string | null; detail?: string }> }>(
+      await till$('events', 'list', '--type', 'role.deleted', '--json'),
+    );
+    expect(trail.entries.map((e) => [e.type, e.reason])).toEqual([
+      ['role.deleted', null],
+      ['role.deleted', 'retired'],
+    ]);
+  });
+
+  it('refuses bad input before Redis is touched, and unknown roles, saying why', async () => {
+    const { record } = await apiKey('role-target');
+    const before = await snapshot(client, namespace);
+    const cases: Array<[string[], number, RegExp]> = [
+      [['roles', 'define', 'Bad Name', '--scope', 'a'], 1, /^till: invalid role name "Bad Name"/],
+      [['roles', 'define', 'ok', '--scope', 'a b'], 1, /^till: invalid scope "a b"/],
+      [['roles', 'define', 'ok'], 2, /^till: required option '--scope <scopes>' not specified/],
+      [['roles', 'show', 'nope'], 1, /^till: no role nope: till roles list shows them/],
+      [['roles', 'delete', 'nope', '--yes'], 1, /^till: no role nope/],
+      [['keys', 'create', '--name', 'x', '--scope', 'a', '--role', 'ghost'], 1, /^till: no role named ghost: define it first/],
+      [['keys', 'update', record.id, '--role', 'UPPER'], 1, /^till: invalid role name "UPPER"/],
+      [['keys', 'update', record.id, '--role', 'a,,b'], 1, /^till: empty role in --role/],
+    ];
+    const runs = await eachLimited(cases, 4, ([args]) => till$(...args));
+    cases.forEach(([args, code, message], i) => {
+      const run = runs[i]!;
+      expect(run.code, `${args.join(' ')}: ${run.stderr}`).toBe(code);
+      expect(run.stderr).toMatch(message);
+      expect(run.stderr).not.toMatch(/^\s+at /m);
+    });
+    expect(await snapshot(client, namespace)).toEqual(before);
+  }, 60_000);
+});

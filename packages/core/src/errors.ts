@@ -13,7 +13,9 @@ export type TillErrorCode =
   | 'STORE_ERROR'
   | 'NOT_REPLICATED'
   | 'NOT_ANNOUNCED'
-  | 'MISSING_DEPENDENCY';
+  | 'MISSING_DEPENDENCY'
+  | 'ROLE_NOT_FOUND'
+  | 'ROLE_IN_USE';
 
 const BRAND = Symbol.for('till.error');
 

@@ -104,3 +104,8 @@ export { escapeText, safeJson } from './util/text.js';
 export type { ExpiringKeys, ExpiringOptions } from './manage/manager.js';
 export type { ExpiringQuery, ExpiringPage, ExpiringEntry, ReindexResult } from './store/types.js';
 export { indexedExpiry } from './store/expiry.js';
+// IP allowlists: the range check key creation runs, for tools that check input before the store (the CLI).
+export { parseCidr, normalizeAllowlist, MAX_ALLOWED_IPS, type Cidr } from './verify/allowlist.js';
+// Roles: named scope bundles keys hold (`till.roles`), and the name check the CLI shares.
+export { isValidRoleName, MAX_ROLES, type RoleRecord } from './store/role.js';
+export type { RoleManager, DeletedRole } from './manage/roles.js';

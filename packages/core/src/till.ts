@@ -11,6 +11,8 @@ import { createHasher } from './key/hash.js';
 import { Limiter } from './limits/limiter.js';
 import { consoleLogger, type Logger } from './util/logger.js';
 import { KeyManager } from './manage/manager.js';
+import { RoleManager } from './manage/roles.js';
+import { roleMessage } from './store/role.js';
 import type { MaybePromise, VerifyResult } from './verify/outcome.js';
 import { MemoryStore } from './store/memory.js';
 import { lazyStore, type LoadedStore } from './store/lazy.js';
@@ -69,6 +71,8 @@ export interface Till {
   readonly store: KeyStore;
   readonly verifier: Verifier;
   readonly keys: KeyManager;
+  /** Roles: named scope bundles keys hold (`roles.define('reporting', ['reports:read'])`). */
+  readonly roles: RoleManager;
   readonly logger: Logger;
   /** Events: `till.events.on((event) => ...)`. */
   readonly events: TillEvents;
@@ -159,6 +163,14 @@ export function createTill(options: TillOptions = {}): Till {
     onChange: (id) => verifier.invalidate(id),
     ...(options.prefix !== undefined && { prefix: options.prefix }),
   });
+  const roles = new RoleManager({
+    store: observed,
+    clock,
+    ...(options.actor !== undefined && { actor: options.actor }),
+    // As with keys: this process forgets a changed role at once, before the broadcast comes back.
+    onChange: (role) => verifier.invalidate(roleMessage(role)),
+    emit: (event) => events.emit(event),
+  });
   if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean')
     throw tillError('INVALID_OPTIONS', 'createTill', 'closeStore must be true or false');
   const ownsStore = options.store === undefined || options.closeStore === true;
@@ -170,6 +182,7 @@ export function createTill(options: TillOptions = {}): Till {
     store,
     verifier,
     keys,
+    roles,
     logger,
     events,
     limiter,

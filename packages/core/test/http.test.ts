@@ -18,6 +18,7 @@ describe('HTTP mapping', () => {
     RATE_LIMITED: 429,
     USAGE_EXCEEDED: 429,
     BLOCKED: 429,
+    IP_NOT_ALLOWED: 403,
     STORE_UNAVAILABLE: 503,
   };
 
@@ -43,6 +44,15 @@ describe('HTTP mapping', () => {
     );
     expect(challengeOf(bare('RATE_LIMITED'))).toBeUndefined();
     expect(challengeOf(bare('STORE_UNAVAILABLE'))).toBeUndefined();
+    // A refused address is no token or scope error: no challenge, and nothing of the allowed ranges.
+    expect(challengeOf(failure('IP_NOT_ALLOWED', { keyId: 'k' }), { realm: 'api' })).toBeUndefined();
+    expect(problemResponse(failure('IP_NOT_ALLOWED', { keyId: 'k' })).body).toEqual({
+      type: 'urn:till:problem:ip-not-allowed',
+      title: 'IP address not allowed',
+      status: 403,
+      detail: 'The API key may not be used from this IP address.',
+      code: 'IP_NOT_ALLOWED',
+    });
   });
 
   it('sets Retry-After on 429 and 503, and lists needed scopes on 403', () => {

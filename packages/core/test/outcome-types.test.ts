@@ -36,6 +36,12 @@ describe('VerifyFailure', () => {
           expectTypeOf(result.keyId).toEqualTypeOf<string>();
           expectTypeOf(result.retryAfter).toEqualTypeOf<undefined>();
           break;
+        case 'IP_NOT_ALLOWED':
+          // The key, never the ranges it allows.
+          expectTypeOf(result.keyId).toEqualTypeOf<string>();
+          expectTypeOf(result.requiredScopes).toEqualTypeOf<undefined>();
+          expectTypeOf(result.usage).toEqualTypeOf<undefined>();
+          break;
         case 'MISSING':
         case 'MALFORMED':
         case 'NOT_FOUND':

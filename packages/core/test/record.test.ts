@@ -20,6 +20,8 @@ describe('record encoding', () => {
     limits: [{ name: 'minute', limit: 60, window: 60_000 }],
     credits: { remaining: 5, setAt: plain.createdAt, generation: 2, refill: { amount: 10, interval: 1000 } },
     version: 7,
+    allowedIps: ['203.0.113.0/24'],
+    roles: ['reporting'],
   });
 
   it('reads back every record it writes, whole', () => {

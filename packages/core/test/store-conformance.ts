@@ -45,6 +45,8 @@ export function sampleRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     limits: [],
     credits: null,
     version: 1,
+    allowedIps: [],
+    roles: [],
     ...overrides,
   };
 }
@@ -377,6 +379,54 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
           { numRuns: 15 },
         );
       });
+    });
+
+    it("keeps a key's IP allowlist through insert and replace, for every process", async () => {
+      const record = sampleRecord({ allowedIps: ['203.0.113.0/24', '2001:db8::/32'] });
+      await store.insert(record);
+      expect((await other.get(record.id))?.allowedIps).toEqual(['203.0.113.0/24', '2001:db8::/32']);
+      const next = { ...record, allowedIps: [], version: 2, updatedAt: record.updatedAt + 1 };
+      expect(await store.replace(next, 1)).toBe(true);
+      expect((await other.get(record.id))?.allowedIps).toEqual([]);
+    });
+
+    it('keeps roles: compare-and-set, read in one call by every process, listed, removed, each change announced as role:<name>', async () => {
+      const name = `role-${seq++}`;
+      const heard: Array<string | null> = [];
+      const off = other.onInvalidate((id) => heard.push(id));
+      // The subscription is in place once a key's change is heard (a store confirms it only once).
+      // Each change awaited before the next, so that none is still under way when the test ends.
+      const probe = sampleRecord();
+      await store.insert(probe);
+      for (let version = 1; !heard.includes(probe.id); version++) {
+        if (version > 50) throw new Error('the subscription never heard a change');
+        await store.replace({ ...probe, version: version + 1 }, version);
+        await waitFor(() => heard.includes(probe.id), 200).catch(() => {});
+      }
+      const role = { name, scopes: ['reports:read'], createdAt: 1_700_000_000_000, updatedAt: 1_700_000_000_000, version: 1 };
+      const audit = { type: 'role.defined' as const, at: 1_700_000_000_000, keyId: null, ownerId: null, actor: 'test', reason: null, detail: `role ${name}` };
+      expect(await store.saveRole!(role, null, audit)).toBe(true);
+      // Only against the version it read: a second create, or a stale version, loses.
+      expect(await store.saveRole!({ ...role, scopes: ['x'] }, null)).toBe(false);
+      expect(await other.saveRole!({ ...role, scopes: ['x'], version: 2 }, 7)).toBe(false);
+      await waitFor(() => heard.includes(`role:${name}`), 5000);
+      expect(await other.getRoles!([name, `${name}-none`])).toEqual([role, null]);
+      const next = { ...role, scopes: ['exports:*', 'reports:read'], version: 2, updatedAt: role.updatedAt + 1 };
+      expect(await other.saveRole!(next, 1)).toBe(true);
+      expect((await store.getRoles!([name]))[0]).toEqual(next);
+      expect((await store.listRoles!()).filter((r) => r.name === name)).toEqual([next]);
+      expect(await store.removeRole!(name, 1)).toBe(false);
+      expect(await store.removeRole!(name, 2, { ...audit, type: 'role.deleted' })).toBe(true);
+      expect(await other.getRoles!([name])).toEqual([null]);
+      expect(await store.removeRole!(name, 2)).toBe(false);
+      await waitFor(() => heard.filter((id) => id === `role:${name}`).length === 3, 5000);
+      off();
+      // The changes are in the store's trail, in order.
+      const { entries } = await other.readAudit({ types: ['role.defined', 'role.deleted'], limit: 1000 });
+      expect(entries.filter((e) => e.detail === `role ${name}`).map((e) => [e.type, e.actor, e.keyId])).toEqual([
+        ['role.defined', 'test', null],
+        ['role.deleted', 'test', null],
+      ]);
     });
   });
 }

@@ -385,6 +385,65 @@ export function describeAdapter<M, Handler>(name: string, driver: AdapterDriver<
       });
     });
 
+    describe('IP_NOT_ALLOWED', () => {
+      /** An app whose apiKeyAuth() reads the client IP as the framework does, with or without trusting a proxy. */
+      const ipApp = (trustProxy: boolean, options: Omit<AdapterOptions<Handler>, 'till'> = {}) =>
+        driver.app({ '/': [driver.apiKeyAuth({ till, ...options })] }, answerKey, { trustProxy });
+
+      it('refuses a key used from outside its allowlist with 403 and a problem body naming no range, by the framework’s client IP', async () => {
+        const { key } = await newKey({ allowedIps: ['203.0.113.0/24', '2001:db8::/32'] });
+        const app = ipApp(true);
+        expect((await get(app, '/', { ...bearer(key), 'x-forwarded-for': '203.0.113.9' })).status).toBe(200);
+        expect((await get(app, '/', { ...bearer(key), 'x-forwarded-for': '2001:db8::7' })).status).toBe(200);
+        const refused = await get(app, '/', { ...bearer(key), 'x-forwarded-for': '198.51.100.1' });
+        expectProblem(refused, 'IP_NOT_ALLOWED');
+        expect(refused.text).not.toContain('203.0.113');
+      });
+
+      it('follows the trust-proxy setting: without it a forwarded address is not believed, and the socket’s (IPv4-mapped or not) is checked', async () => {
+        const { key } = await newKey({ allowedIps: ['203.0.113.0/24'] });
+        expectProblem(await get(ipApp(false), '/', { ...bearer(key), 'x-forwarded-for': '203.0.113.9' }), 'IP_NOT_ALLOWED');
+        const local = await newKey({ allowedIps: ['127.0.0.0/8', '::1'] });
+        expect((await get(ipApp(false), '/', bearer(local.key))).status).toBe(200);
+      });
+
+      it('spends no credit on a refused address, and a key without an allowlist works from anywhere', async () => {
+        const { key } = await newKey({ allowedIps: ['203.0.113.0/24'], credits: { remaining: 1 } });
+        const app = ipApp(true);
+        for (let i = 0; i < 3; i++) expectProblem(await get(app, '/', { ...bearer(key), 'x-forwarded-for': '198.51.100.1' }), 'IP_NOT_ALLOWED');
+        expect((await get(app, '/', { ...bearer(key), 'x-forwarded-for': '203.0.113.9' })).status).toBe(200);
+        expect((await get(app, '/', { ...bearer(key), 'x-forwarded-for': '203.0.113.9' })).status).toBe(429);
+        const open = await newKey();
+        expect((await get(app, '/', { ...bearer(open.key), 'x-forwarded-for': '198.51.100.1' })).status).toBe(200);
+      });
+
+      it('hands the refusal to onFailure like any other', async () => {
+        const { key } = await newKey({ allowedIps: ['203.0.113.0/24'] });
+        const app = ipApp(true, {
+          onFailure: driver.onFailure((failure, response) => ({ status: 418, body: { code: failure.code, status: response.status } })),
+        });
+        const res = await get(app, '/', { ...bearer(key), 'x-forwarded-for': '198.51.100.1' });
+        expect({ status: res.status, body: JSON.parse(res.text) }).toEqual({ status: 418, body: { code: 'IP_NOT_ALLOWED', status: 403 } });
+      });
+    });
+
+    describe('roles', () => {
+      it('requireScopes() and requireAnyScope() see the scopes of the roles a key holds, and a change of a role at once', async () => {
+        await till.roles.define('user-admin', ['users:write']);
+        const { key } = await newKey({ scopes: ['users:read'], roles: ['user-admin'] });
+        const app = appWith();
+        const all = await get(app, '/all', bearer(key));
+        expect(all.status).toBe(200);
+        expect(JSON.parse(all.text).apiKey.scopes).toEqual(['users:read', 'users:write']);
+        expect((await get(app, '/any', bearer(key))).status).toBe(200);
+        // Narrowed: the cached key loses the scope with the very next request.
+        await till.roles.define('user-admin', ['users:list']);
+        expectProblem(await get(app, '/all', bearer(key)), 'INSUFFICIENT_SCOPE', { scopes: ['users:read', 'users:write'], mode: 'all' });
+        await till.roles.delete('user-admin', { force: true });
+        expect(JSON.parse((await get(app, '/', bearer(key))).text).apiKey.scopes).toEqual(['users:read']);
+      });
+    });
+
     describe('options', () => {
       it('realm appears in every challenge, also from requireScopes()', async () => {
         const app = appWith({ realm: 'till-api' });

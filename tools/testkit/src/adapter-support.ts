@@ -125,12 +125,15 @@ export const TEXT: Record<FailureCode, { status: number; title: string; detail: 
   USAGE_EXCEEDED: { status: 429, title: 'Usage exceeded', detail: 'The API key has no usage credits left.' },
   BLOCKED: { status: 429, title: 'Too many failed attempts', detail: 'Too many failed authentications from this client; retry later.' },
   STORE_UNAVAILABLE: { status: 503, title: 'Service unavailable', detail: 'API keys cannot be checked right now; retry later.' },
+  IP_NOT_ALLOWED: { status: 403, title: 'IP address not allowed', detail: 'The API key may not be used from this IP address.' },
 };
 
 /** The `WWW-Authenticate` value RFC 6750 asks for, written out by hand (not computed by core). */
 export function expectedChallenge(code: FailureCode, realm?: string, scopes?: readonly string[]): string | undefined {
   const params: string[] = realm === undefined ? [] : [`realm="${realm}"`];
   const { status, title } = TEXT[code];
+  // RFC 6750 has no error code for a refused address: no challenge.
+  if (code === 'IP_NOT_ALLOWED') return undefined;
   if (status === 403) params.push('error="insufficient_scope"', `scope="${scopes!.join(' ')}"`);
   else if (status === 401 && code !== 'MISSING') params.push('error="invalid_token"', `error_description="${title}"`);
   else if (status !== 401) return undefined;

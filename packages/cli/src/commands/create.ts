@@ -17,6 +17,8 @@ interface CreateOptions {
   rate?: string[];
   credits?: string;
   refill?: string;
+  allowIp?: string[];
+  role?: string[];
   json?: boolean;
 }
 
@@ -24,7 +26,9 @@ const EXAMPLES = `
 Examples:
   $ till keys create --name "billing service" --scope invoices:read,invoices:write --owner team-7 --expires 90d
   $ till keys create --name ci --scope deploy:* --expires 2027-06-30 --meta env=prod --prefix sk_live --json
-  $ till keys create --name partner --scope search:read --expires 365d --rate per-second=10/1s --rate per-day=10000/1d --credits 50000 --refill 50000/30d`;
+  $ till keys create --name partner --scope search:read --expires 365d --rate per-second=10/1s --rate per-day=10000/1d --credits 50000 --refill 50000/30d
+  $ till keys create --name "BI export" --scope users:read --role reporting --expires 90d
+  $ till keys create --name office --scope reports:read --expires 90d --allow-ip 203.0.113.0/24 --allow-ip 2001:db8::/32`;
 
 export function registerCreate(keys: Command, ctx: Context): void {
   keys
@@ -40,6 +44,12 @@ export function registerCreate(keys: Command, ctx: Context): void {
     .option('--rate <name=count/window>', 'a rate limit of the key, like per-second=10/1s; repeatable', input.collect)
     .option('--credits <count>', "uses the key has (each request spends its route's cost); default unlimited")
     .option('--refill <amount/interval>', 'with --credits: top the credits up to amount every interval, like 1000/30d')
+    .option(
+      '--allow-ip <range>',
+      'an IP range the key may be used from (203.0.113.0/24, 2001:db8::/32, one address); repeatable; default anywhere',
+      input.collect,
+    )
+    .option('--role <name>', "a role the key holds (till roles define); its scopes join the key's; repeatable", input.collect)
     .option('--json', 'print { key, record } as JSON')
     .addHelpText('after', EXAMPLES)
     .action(async (options: CreateOptions, command: Command) => {
@@ -52,6 +62,8 @@ export function registerCreate(keys: Command, ctx: Context): void {
         ...(options.expires !== undefined && input.expiry(options.expires, now)),
         ...(options.notBefore !== undefined && { notBefore: input.time(options.notBefore, '--not-before', now) }),
         ...input.limitsAndCredits(options),
+        ...(options.allowIp !== undefined && { allowedIps: input.allowedIps(options.allowIp) }),
+        ...(options.role !== undefined && { roles: input.roles(options.role) }),
       };
       const prefix = options.prefix ?? (ctx.env.TILL_PREFIX || undefined);
       if (prefix !== undefined) {

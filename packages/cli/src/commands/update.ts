@@ -15,6 +15,8 @@ interface UpdateOptions {
   rate?: string[];
   credits?: string;
   refill?: string;
+  allowIp?: string[];
+  role?: string[];
   json?: boolean;
 }
 
@@ -24,12 +26,15 @@ Examples:
   $ till keys update 3hT9kQ2mXw8ZpL0a --meta tier=gold --unset-meta trial --expires 2027-12-31
   $ till keys update 3hT9kQ2mXw8ZpL0a --expires never
   $ till keys update 3hT9kQ2mXw8ZpL0a --rate per-minute=600/1m --credits 1000 --refill 1000/30d
-  $ till keys update 3hT9kQ2mXw8ZpL0a --rate none --credits none`;
+  $ till keys update 3hT9kQ2mXw8ZpL0a --rate none --credits none
+  $ till keys update 3hT9kQ2mXw8ZpL0a --allow-ip 203.0.113.0/24 --allow-ip 198.51.100.7
+  $ till keys update 3hT9kQ2mXw8ZpL0a --allow-ip none
+  $ till keys update 3hT9kQ2mXw8ZpL0a --role reporting --role billing`;
 
 export function registerUpdate(keys: Command, ctx: Context): void {
   keys
     .command('update')
-    .description("change a key's name, scopes, metadata, expiry, rate limits or credits (a revoked key cannot change)")
+    .description("change a key's name, scopes, metadata, expiry, rate limits, credits, IP allowlist or roles (a revoked key cannot change)")
     .argument('<id>', 'the key id')
     .option('--name <name>', 'a new name')
     .option('--scope <scopes>', 'the new scopes, replacing all current ones; repeat or separate with commas', input.collect)
@@ -39,6 +44,8 @@ export function registerUpdate(keys: Command, ctx: Context): void {
     .option('--rate <name=count/window>', 'the new rate limits, replacing all current ones (none removes them); repeatable', input.collect)
     .option('--credits <count>', 'set the credits anew (the live count restarts here), or none for unlimited')
     .option('--refill <amount/interval>', 'with --credits: top up to amount every interval, like 1000/30d')
+    .option('--allow-ip <range>', 'the IP ranges the key may be used from, replacing the current ones (none: anywhere); repeatable', input.collect)
+    .option('--role <name>', 'the roles the key holds, replacing the current ones (none: no roles); repeatable', input.collect)
     .option('--json', 'print { record } as JSON')
     .addHelpText('after', EXAMPLES)
     .action(async (rawId: string, options: UpdateOptions, command: Command) => {
@@ -51,9 +58,11 @@ export function registerUpdate(keys: Command, ctx: Context): void {
       const unsetMeta = options.unsetMeta ?? [];
       if (options.expires !== undefined) Object.assign(patch, input.expiry(options.expires, now, true));
       Object.assign(patch, input.limitsAndCredits(options));
+      if (options.allowIp !== undefined) patch.allowedIps = input.allowedIps(options.allowIp, true);
+      if (options.role !== undefined) patch.roles = input.roles(options.role, true);
       const changesMeta = Object.keys(setMeta).length > 0 || unsetMeta.length > 0;
       if (Object.keys(patch).length === 0 && !changesMeta) {
-        throw usage('nothing to update: give --name, --scope, --meta, --unset-meta, --expires, --rate or --credits');
+        throw usage('nothing to update: give --name, --scope, --meta, --unset-meta, --expires, --rate, --credits, --allow-ip or --role');
       }
       const keyManager = await ctx.keys(command);
       if (changesMeta) {

@@ -98,7 +98,7 @@ export interface Alerts {
 }
 
 /** Refusals of a key for its own state or scopes: its secret matched (a wrong one is probing, not this). */
-const KEY_OWN_FAILURES: ReadonlySet<OutcomeCode> = new Set(['REVOKED', 'DISABLED', 'EXPIRED', 'NOT_YET_VALID', 'INSUFFICIENT_SCOPE']);
+const KEY_OWN_FAILURES: ReadonlySet<OutcomeCode> = new Set(['REVOKED', 'DISABLED', 'EXPIRED', 'NOT_YET_VALID', 'INSUFFICIENT_SCOPE', 'IP_NOT_ALLOWED']);
 
 const FAILURES: ReadonlySet<OutcomeCode> = new Set([
   'MALFORMED',
@@ -109,6 +109,7 @@ const FAILURES: ReadonlySet<OutcomeCode> = new Set([
   'NOT_YET_VALID',
   'INSUFFICIENT_SCOPE',
   'BLOCKED',
+  'IP_NOT_ALLOWED',
 ]);
 
 function invalid(message: string): never {

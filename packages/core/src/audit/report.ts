@@ -87,7 +87,7 @@ export interface Report {
  * with a key's public id, and such requests must never get a key listed (and revoked by
  * `till audit --revoke`).
  */
-const FAILURES: readonly OutcomeCode[] = ['INSUFFICIENT_SCOPE', 'REVOKED', 'DISABLED', 'EXPIRED', 'NOT_YET_VALID'];
+const FAILURES: readonly OutcomeCode[] = ['INSUFFICIENT_SCOPE', 'REVOKED', 'DISABLED', 'EXPIRED', 'NOT_YET_VALID', 'IP_NOT_ALLOWED'];
 
 const DAY = 86_400_000;
 const days = (ms: number) => Math.floor(ms / DAY);

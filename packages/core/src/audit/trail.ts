@@ -4,7 +4,17 @@ import type { OutcomeCode } from '../verify/outcome.js';
 import type { KeyInfo } from '../store/record.js';
 
 /** Changes made by an administrator (through the key manager). */
-export const CHANGE_TYPES = ['key.created', 'key.updated', 'key.rotated', 'key.revoked', 'key.disabled', 'key.enabled', 'key.deleted'] as const;
+export const CHANGE_TYPES = [
+  'key.created',
+  'key.updated',
+  'key.rotated',
+  'key.revoked',
+  'key.disabled',
+  'key.enabled',
+  'key.deleted',
+  'role.defined',
+  'role.deleted',
+] as const;
 /**
  * What the verifier and the limits saw and refused. `key.probed`: a wrong secret sent with a real
  * key's id (ids are public: probing of the id, never a failure of the key itself).

@@ -156,7 +156,8 @@ export function createAuthenticator<Req>(
         return early === MISSING && optional ? null : early;
       }
       const options = costOf === null ? verifyOptions : { ...verifyOptions, cost: costOf(context) };
-      const result = till.verifier.verify(key, options);
+      // The client address is read only for a key with an IP allowlist (see Verifier.verify).
+      const result = till.verifier.verify(key, options, ipOf, context);
       if (result instanceof Promise) {
         return result.then((r) => {
           if (till.events.observed) observeOutcome(till, r, key, ipOf(context), req.headers['user-agent']);

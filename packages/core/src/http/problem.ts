@@ -75,6 +75,7 @@ const TEXT: Record<FailureCode, readonly [status: number, title: string, detail:
   USAGE_EXCEEDED: [429, 'Usage exceeded', 'The API key has no usage credits left.'],
   BLOCKED: [429, 'Too many failed attempts', 'Too many failed authentications from this client; retry later.'],
   STORE_UNAVAILABLE: [503, 'Service unavailable', 'API keys cannot be checked right now; retry later.'],
+  IP_NOT_ALLOWED: [403, 'IP address not allowed', 'The API key may not be used from this IP address.'],
 };
 
 /** HTTP status of a failure. */
@@ -91,6 +92,8 @@ export function challengeOf(result: VerifyFailure, options: ProblemOptions = {})
   const params: string[] = [];
   if (options.realm !== undefined) params.push(`realm=${quote(options.realm)}`);
   const status = statusOf(result.code);
+  // No Bearer error code fits a refused address (RFC 6750 names token and scope errors): no challenge.
+  if (result.code === 'IP_NOT_ALLOWED') return undefined;
   if (status === 403) {
     params.push('error="insufficient_scope"');
     if (result.requiredScopes) params.push(`scope=${quote(result.requiredScopes.join(' '))}`);

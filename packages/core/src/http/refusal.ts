@@ -17,6 +17,7 @@ const AUDITED: Partial<Record<string, SecurityType>> = {
   RATE_LIMITED: 'limit.refused',
   USAGE_EXCEEDED: 'limit.refused',
   BLOCKED: 'client.blocked',
+  IP_NOT_ALLOWED: 'key.misused',
 };
 
 /** Whether a refusal with this code goes into the audit trail at all (so callers skip reading the client's address). */

@@ -7,9 +7,25 @@ import type { KeyRecord } from '../store/record.js';
 import { parseDuration } from '../util/duration.js';
 import { isSafeText } from '../util/text.js';
 import { normalizeGrants } from '../verify/scopes.js';
+import { normalizeAllowlist } from '../verify/allowlist.js';
+import { normalizeRoleNames } from '../store/role.js';
 import type { CreateKeyInput, KeyPatch } from './types.js';
 
-const PATCH_FIELDS = ['name', 'scopes', 'metadata', 'setMetadata', 'unsetMetadata', 'expiresAt', 'expiresIn', 'notBefore', 'disabled', 'limits', 'credits'];
+const PATCH_FIELDS = [
+  'name',
+  'scopes',
+  'metadata',
+  'setMetadata',
+  'unsetMetadata',
+  'expiresAt',
+  'expiresIn',
+  'notBefore',
+  'disabled',
+  'limits',
+  'credits',
+  'allowedIps',
+  'roles',
+];
 const MAX_TEXT = 200;
 const MAX_METADATA_BYTES = 4096;
 
@@ -66,7 +82,7 @@ export function checkCreate(
   input: CreateKeyInput,
   now: number,
   prefix: string,
-): Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'expiresAt' | 'notBefore' | 'limits' | 'credits'> {
+): Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'expiresAt' | 'notBefore' | 'limits' | 'credits' | 'allowedIps' | 'roles'> {
   if (!input || typeof input !== 'object') fail('create needs { name, scopes }');
   const name = checkText(input.name, 'name');
   const scopes = normalizeGrants(input.scopes, 'keys');
@@ -79,7 +95,9 @@ export function checkCreate(
   assertValidPrefix(chosen, 'keys');
   const limits: readonly RateLimit[] = input.limits === undefined ? [] : normalizeRateLimits(input.limits, 'keys');
   const credits = input.credits === undefined || input.credits === null ? null : normalizeCredits(input.credits, 'keys', now, 1);
-  return { prefix: chosen, name, ownerId, scopes, metadata, expiresAt, notBefore, limits, credits };
+  const allowedIps = input.allowedIps === undefined || input.allowedIps === null ? [] : normalizeAllowlist(input.allowedIps, 'keys');
+  const roles = input.roles === undefined || input.roles === null ? [] : normalizeRoleNames(input.roles, 'keys');
+  return { prefix: chosen, name, ownerId, scopes, metadata, expiresAt, notBefore, limits, credits, allowedIps, roles };
 }
 
 /** An `update()` patch, checked: the fields it sets outright, and the metadata entries it merges. */
@@ -113,6 +131,8 @@ export function checkPatch(patch: KeyPatch, now: number): CheckedPatch {
   if ('expiresAt' in patch || 'expiresIn' in patch) changes.expiresAt = expiryOf(patch, now);
   if ('notBefore' in patch) changes.notBefore = toMillis(patch.notBefore, 'notBefore');
   if (patch.limits !== undefined) changes.limits = normalizeRateLimits(patch.limits, 'keys');
+  if (patch.roles !== undefined) changes.roles = patch.roles === null ? [] : normalizeRoleNames(patch.roles, 'keys');
+  if (patch.allowedIps !== undefined) changes.allowedIps = patch.allowedIps === null ? [] : normalizeAllowlist(patch.allowedIps, 'keys');
   // Checked now; stamped inside the compare-and-set with the version that sets them.
   if (patch.credits !== undefined && patch.credits !== null) normalizeCredits(patch.credits, 'keys', now, 0);
   return { changes, merging, set, unset };

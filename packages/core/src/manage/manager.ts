@@ -12,6 +12,7 @@ import type { KeyStore, KeyUsage, ListKeysQuery } from '../store/types.js';
 import { assertCurrent, checkCreate, checkId, checkMetadata, checkPatch, checkText, checkWindow, fail } from './checks.js';
 import { creditsAnew, revokeKeys, withChain } from './chain.js';
 import { rotateKey } from './rotate.js';
+import { assertRolesExist } from './role-checks.js';
 import { KeyWriter, MAX_ATTEMPTS } from './writer.js';
 import { claimReminder, expiringKeys, reindexExpiries, type ExpiringKeys, type ExpiringOptions } from './expiring.js';
 import type { ReindexResult } from '../store/types.js';
@@ -40,6 +41,7 @@ export class KeyManager {
   async create(input: CreateKeyInput, context?: ChangeContext): Promise<CreatedKey> {
     const now = this.writer.clock();
     const settings = checkCreate(input, now, this.prefix);
+    await assertRolesExist(this.store, settings.roles);
     return this.writer.insertNew({ ...settings, createdAt: now, rotatedFrom: null }, context);
   }
 
@@ -50,6 +52,7 @@ export class KeyManager {
   async update(id: string, patch: KeyPatch, context?: ChangeContext): Promise<KeyInfo> {
     checkId(id);
     const { changes, merging, set, unset } = checkPatch(patch, this.writer.clock());
+    if (changes.roles !== undefined) await assertRolesExist(this.store, changes.roles);
     return this.writer.confirmed(
       withChain(
         this.writer,

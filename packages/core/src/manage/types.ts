@@ -27,6 +27,17 @@ export interface CreateKeyInput {
   limits?: readonly RateLimitInput[];
   /** Usage credits: a number of uses, optionally refilled. Absent or null: unlimited. */
   credits?: CreditsInput | null;
+  /**
+   * Client IP ranges the key may be used from, like `['203.0.113.0/24', '2001:db8::/32']` (IPv4, IPv6,
+   * IPv4-mapped IPv6; a bare address is one host). A request from elsewhere is refused with IP_NOT_ALLOWED.
+   * Absent, null or empty: from anywhere.
+   */
+  allowedIps?: readonly string[] | null;
+  /**
+   * Roles the key holds (`till.roles.define` first): their scopes join the key's own at verification,
+   * and a change to a role reaches every key holding it. Absent, null or empty: none.
+   */
+  roles?: readonly string[] | null;
 }
 
 /** Who made a change and why: written with the change into the audit trail. */
@@ -74,6 +85,10 @@ export interface KeyPatch {
   limits?: readonly RateLimitInput[];
   /** Sets the credits anew (the live count restarts from `remaining`); null removes them. */
   credits?: CreditsInput | null;
+  /** Replaces the key's IP allowlist; null or [] removes it (any address). */
+  allowedIps?: readonly string[] | null;
+  /** Replaces the roles the key holds; null or [] removes them. Each must be defined. */
+  roles?: readonly string[] | null;
 }
 
 /**

@@ -67,7 +67,11 @@ export type TillEvent =
    */
   | { readonly type: 'invalidations.failed'; readonly store: string; readonly reason: string }
   /** The subscription to key changes is confirmed again after a failure. */
-  | { readonly type: 'invalidations.restored'; readonly store: string };
+  | { readonly type: 'invalidations.restored'; readonly store: string }
+  /** A role was defined, or its scopes replaced (through this Till's `roles`). */
+  | { readonly type: 'role.defined'; readonly name: string; readonly scopes: readonly string[]; readonly version: number }
+  /** A role was deleted; `keys` still held it (a forced deletion). */
+  | { readonly type: 'role.deleted'; readonly name: string; readonly keys: number };
 
 export type TillEventType = TillEvent['type'];
 export type TillEventListener = (event: TillEvent) => void;

@@ -5,8 +5,8 @@ import { CONSUME_SCRIPT, REFUND_SCRIPT } from './charge-scripts.js';
 import { EvictionCheck } from './eviction.js';
 import type { RedisClient } from './options.js';
 import { ReadBatch } from './reads.js';
-import { EVENTS_SCRIPT, INSERT_SCRIPT, LOG_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, USAGE_SCRIPT } from './scripts.js';
 import { CLAIM_REMINDER_SCRIPT, REINDEX_EXPIRY_SCRIPT } from './scripts.js';
+import { EVENTS_SCRIPT, INSERT_SCRIPT, LOG_SCRIPT, REMOVE_SCRIPT, REPLACE_SCRIPT, ROLE_SCRIPT, USAGE_SCRIPT } from './scripts.js';
 
 /** The client with the store's scripts defined on it as commands. */
 export type ScriptClient = RedisClient & {
@@ -53,6 +53,18 @@ export type ScriptClient = RedisClient & {
   tillRefund(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
   tillReindexExpiry(record: string, expiries: string, reminded: string, id: string): Promise<number>;
   tillClaimReminder(expiries: string, reminded: string, id: string, expiresAt: number): Promise<number>;
+  tillRole(
+    roles: string,
+    changes: string,
+    security: string,
+    name: string,
+    json: string,
+    version: number | '',
+    channel: string,
+    message: string,
+    cap: number,
+    entry: string,
+  ): Promise<[number, number?, string?]>;
 };
 
 /** Each script by its command name, with its number of keys (none: given per call). */
@@ -67,6 +79,7 @@ const SCRIPTS = [
   ['tillRefund', REFUND_SCRIPT, undefined],
   ['tillReindexExpiry', REINDEX_EXPIRY_SCRIPT, 3],
   ['tillClaimReminder', CLAIM_REMINDER_SCRIPT, 2],
+  ['tillRole', ROLE_SCRIPT, 3],
 ] as const;
 
 /** Defines the store's scripts on a client (once: a client shared by several stores keeps the first). */

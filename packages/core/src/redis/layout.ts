@@ -24,6 +24,8 @@
  *   of the keys it holds (`<tag>` is a hash tag of that slot), so the script that changes a record
  *   changes its entry too; `till:exp:shards` names the shards in use, `till:exp:indexed` marks the index
  *   as built over keys written before it existed. See expiry.ts.
+ * - `till:roles{till:audit}`: every role, a hash of name to JSON, in the change log's slot, so one script
+ *   changes a role and logs the change; a role change publishes `role:<name>` on the channel.
  */
 export class Layout {
   /** The log of every change (a stream). */
@@ -34,12 +36,15 @@ export class Layout {
   readonly lastUsed: string;
   /** Where every change publishes the id. */
   readonly channel: string;
+  /** Every role (a hash), in the change log's slot. */
+  readonly roles: string;
 
   constructor(private readonly ns: string) {
     this.changeLog = `${ns}audit`;
     this.securityLog = `${ns}audit:security{${ns}audit}`;
     this.lastUsed = `${ns}usage:last`;
     this.channel = `${ns}invalidate`;
+    this.roles = `${ns}roles{${ns}audit}`;
   }
 
   /** The prefix of every Redis key of a subject (a key id, or another subject of limits). */

@@ -220,3 +220,42 @@ if sent and tonumber(sent) == tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 return 1
 `;
+
+/**
+ * Compare-and-set of a role in the roles hash, its entry in the change log and the invalidation in one
+ * atomic step (the hash and the logs share one slot). KEYS[1] roles hash, KEYS[2] change log, KEYS[3]
+ * security log; ARGV[1] name, ARGV[2] role JSON ('' deletes), ARGV[3] expected version ('' for none:
+ * only if absent), ARGV[4] channel, ARGV[5] message, ARGV[6] change log cap, ARGV[7] entry JSON ('' for
+ * none). Returns {1, 1} done and announced, {1, 0, why} done but not announced, {0} version mismatch.
+ */
+export const ROLE_SCRIPT = `
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local version = nil
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if ok and type(decoded) == 'table' then version = tonumber(decoded['version']) end
+end
+if ARGV[3] == '' then
+  if current then return {0} end
+elseif version ~= tonumber(ARGV[3]) then
+  return {0}
+end
+if ARGV[7] ~= '' then
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local seq = 0
+  for i = 2, 3 do
+    local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+    if last[1] then
+      local lms, lseq = string.match(last[1][1], '^(%d+)-(%d+)$')
+      lms, lseq = tonumber(lms), tonumber(lseq)
+      if lms > ms then ms, seq = lms, lseq + 1 elseif lms == ms and lseq >= seq then seq = lseq + 1 end
+    end
+  end
+  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], string.format('%d-%d', ms, seq), 'e', ARGV[7])
+end
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+local published = redis.pcall('PUBLISH', ARGV[4], ARGV[5])
+if type(published) == 'table' and published.err then return {1, 0, published.err} end
+return {1, 1}
+`;

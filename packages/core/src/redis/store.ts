@@ -17,6 +17,8 @@ import { RedisUsage } from './usage.js';
 import { RedisExpiries } from './expiry.js';
 import { indexedExpiry } from '../store/expiry.js';
 import type { ExpiringPage, ExpiringQuery, ReindexResult } from '../store/types.js';
+import { encodeEntry } from './audit-codec.js';
+import { decodeRole, encodeRole, roleMessage, type RoleRecord } from '../store/role.js';
 
 export type { RedisClient, RedisStoreOptions } from './options.js';
 
@@ -38,6 +40,7 @@ export class RedisStore implements KeyStore {
   private readonly audit: RedisAudit;
   private readonly usage: RedisUsage;
   private readonly expiries: RedisExpiries;
+  private readonly logCap: number;
 
   constructor(options: RedisStoreOptions) {
     const config = parseOptions(options);
@@ -54,6 +57,7 @@ export class RedisStore implements KeyStore {
     this.audit = new RedisAudit(this.commands, this.layout, config.auditMaxLength, config.auditPerKeyMaxLength);
     this.usage = new RedisUsage(this.commands, this.layout);
     this.expiries = new RedisExpiries(this.commands, this.layout);
+    this.logCap = config.auditMaxLength;
   }
 
   /** The Redis key of a record. */
@@ -161,7 +165,7 @@ export class RedisStore implements KeyStore {
     return tillError(
       'NOT_ANNOUNCED',
       'redis',
-      `the change to key ${id} is saved, but it could not be announced to running services (PUBLISH refused: ${String(why ?? 'unknown error').slice(0, 200)}): they may keep serving the key as it was until their cache TTL (cache.ttl, 30 s by default) runs out. Give this Redis user the right to publish on ${channel} (ACL: +publish &${channel})`,
+      `the change to ${id.startsWith('role ') ? id : `key ${id}`} is saved, but it could not be announced to running services (PUBLISH refused: ${String(why ?? 'unknown error').slice(0, 200)}): they may keep serving the key as it was until their cache TTL (cache.ttl, 30 s by default) runs out. Give this Redis user the right to publish on ${channel} (ACL: +publish &${channel})`,
     );
   }
 
@@ -244,5 +248,56 @@ export class RedisStore implements KeyStore {
   async close(): Promise<void> {
     this.subscription.close();
     if (this.closeClient) await quit(this.client);
+  }
+
+  saveRole(role: RoleRecord, expectedVersion: number | null, audit?: AuditRecord): Promise<boolean> {
+    return this.changeRole(role.name, encodeRole(role), expectedVersion ?? '', audit);
+  }
+
+  removeRole(name: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    return this.changeRole(name, '', expectedVersion, audit);
+  }
+
+  /** One script: the role, its entry in the change log and the announcement (see ROLE_SCRIPT). */
+  private async changeRole(name: string, json: string, expectedVersion: number | '', audit: AuditRecord | undefined): Promise<boolean> {
+    const { layout } = this;
+    const [result, announced, why] = await this.commands.run(() =>
+      this.client.tillRole(
+        layout.roles,
+        layout.changeLog,
+        layout.securityLog,
+        name,
+        json,
+        expectedVersion,
+        layout.channel,
+        roleMessage(name),
+        this.logCap,
+        audit === undefined ? '' : encodeEntry(audit, true),
+      ),
+    );
+    if (result !== 1) return false;
+    if (announced === 0) throw this.notAnnounced(`role ${name}`, why);
+    return true;
+  }
+
+  async getRoles(names: readonly string[]): Promise<Array<RoleRecord | null>> {
+    if (names.length === 0) return [];
+    const rows = await this.commands.run(() => this.client.hmget(this.layout.roles, ...names));
+    return rows.map((json, i) => (json === null ? null : this.role(names[i]!, json)));
+  }
+
+  async listRoles(): Promise<RoleRecord[]> {
+    const all = await this.commands.run(() => this.client.hgetall(this.layout.roles));
+    return Object.keys(all)
+      .sort()
+      .map((name) => this.role(name, all[name]!));
+  }
+
+  private role(name: string, json: string): RoleRecord {
+    try {
+      return decodeRole(json);
+    } catch (cause) {
+      throw tillError('STORE_ERROR', 'redis', `role ${name} is corrupt`, { cause });
+    }
   }
 }

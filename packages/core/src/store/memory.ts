@@ -11,6 +11,7 @@ import { decodeCursor, encodeCursor, isAfter, pageSize } from './cursor.js';
 import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, KeyUsage, ListKeysQuery, UsageBatchItem } from './types.js';
 import type { ExpiringPage, ExpiringQuery, ReindexResult } from './types.js';
 import { checkExpiringQuery, indexedExpiry, MemoryExpiryIndex } from './expiry.js';
+import { decodeRole, encodeRole, roleMessage, type RoleRecord } from './role.js';
 
 /**
  * Keeps keys in this process only: for demos, tests and single-process apps. Records are kept as
@@ -194,5 +195,37 @@ export class MemoryStore implements KeyStore {
 
   private emit(id: string): void {
     for (const listener of this.listeners) listener(id);
+  }
+
+  /** Roles by name, as JSON. */
+  private readonly roles = new Map<string, string>();
+
+  async saveRole(role: RoleRecord, expectedVersion: number | null, audit?: AuditRecord): Promise<boolean> {
+    const current = this.roles.get(role.name);
+    if ((current === undefined ? null : decodeRole(current).version) !== expectedVersion) return false;
+    if (audit !== undefined) this.audit.append(audit);
+    this.roles.set(role.name, encodeRole(role));
+    this.emit(roleMessage(role.name));
+    return true;
+  }
+
+  async removeRole(name: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    const current = this.roles.get(name);
+    if (current === undefined || decodeRole(current).version !== expectedVersion) return false;
+    if (audit !== undefined) this.audit.append(audit);
+    this.roles.delete(name);
+    this.emit(roleMessage(name));
+    return true;
+  }
+
+  async getRoles(names: readonly string[]): Promise<Array<RoleRecord | null>> {
+    return names.map((name) => {
+      const json = this.roles.get(name);
+      return json === undefined ? null : decodeRole(json);
+    });
+  }
+
+  async listRoles(): Promise<RoleRecord[]> {
+    return [...this.roles.keys()].sort().map((name) => decodeRole(this.roles.get(name)!));
   }
 }

@@ -2,6 +2,8 @@
 import type { HashAlgorithm } from '../key/hash.js';
 import { isValidLimitName, type Credits, type RateLimit } from '../limits/rules.js';
 import type { VerifiedKey } from '../verify/outcome.js';
+import { isStoredAllowlist } from '../verify/allowlist.js';
+import { isValidRoleName, MAX_ROLES } from './role.js';
 
 /** Everything stored about one key. Times are epoch milliseconds. The secret itself is never stored. */
 export interface KeyRecord {
@@ -30,6 +32,10 @@ export interface KeyRecord {
   readonly credits: Credits | null;
   /** Bumped by every change; stores only accept a write made against the current version. */
   readonly version: number;
+  /** Client IP ranges the key may be used from (canonical CIDR text); empty: from anywhere. */
+  readonly allowedIps: readonly string[];
+  /** Names of the roles the key holds (their scopes join the key's at verification); sorted. */
+  readonly roles: readonly string[];
 }
 
 /** A key record without its hash: what admin APIs return and what may be printed. */
@@ -82,6 +88,8 @@ const DEFAULTS: Readonly<Record<string, unknown>> = {
   rotatedTo: null,
   limits: [],
   credits: null,
+  allowedIps: [],
+  roles: [],
 };
 
 function isDefault(field: string, value: unknown): boolean {
@@ -151,6 +159,9 @@ export function decodeRecord(json: string): KeyRecord {
   if (value.credits !== undefined && value.credits !== null && !isStoredCredits(value.credits)) throw new Error('stored key record has no valid "credits"');
   if (value.metadata !== undefined && (typeof value.metadata !== 'object' || value.metadata === null || Array.isArray(value.metadata)))
     throw new Error('stored key record has no valid "metadata"');
+  if (value.allowedIps !== undefined && !isStoredAllowlist(value.allowedIps)) throw new Error('stored key record has no valid "allowedIps"');
+  if (value.roles !== undefined && !(Array.isArray(value.roles) && value.roles.length <= MAX_ROLES && value.roles.every(isValidRoleName)))
+    throw new Error('stored key record has no valid "roles"');
   return recordOf(value as unknown as KeyRecord, value.hash as string);
 }
 
@@ -190,11 +201,15 @@ function recordOf(v: KeyRecord, hash: string): KeyRecord {
     limits: v.limits === undefined || v.limits.length === 0 ? NO_LIMITS : Object.freeze(v.limits),
     credits: v.credits ?? null,
     version: v.version,
+    allowedIps:
+      v.allowedIps === undefined || v.allowedIps.length === 0 ? NO_RANGES : Object.isFrozen(v.allowedIps) ? v.allowedIps : Object.freeze(v.allowedIps),
+    roles: v.roles === undefined || v.roles.length === 0 ? NO_RANGES : sharedScopes(v.roles),
   };
 }
 
 const NO_METADATA: Readonly<Record<string, unknown>> = Object.freeze({});
 const NO_LIMITS: readonly RateLimit[] = Object.freeze([]);
+const NO_RANGES: readonly string[] = Object.freeze([]);
 
 /**
  * Prefixes and scope lists repeat across keys (a service has a few of each): records decoded with

@@ -2,6 +2,7 @@
 import type { ChargeOutcome, Credits, LimitCharge, LimitState } from '../limits/rules.js';
 import type { AuditPage, AuditQuery, AuditRecord } from '../audit/trail.js';
 import type { KeyRecord } from './record.js';
+import type { RoleRecord } from './role.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 
 /** One key's counts for one day (UTC, `YYYY-MM-DD`), by outcome: what usage tracking writes to a store. */
@@ -175,6 +176,19 @@ export interface KeyStore {
    * kept one (stores that always kept it have nothing to do). Idempotent, safe beside live changes.
    */
   reindexExpiries?(): Promise<ReindexResult>;
+  /**
+   * Optional (roles): saves a role if its stored version is still `expectedVersion` (null: only if there
+   * is no role of that name), with `audit` in the change log in the same step, and tells every process
+   * (`role:<name>` on the invalidation channel). Resolves false on a lost race; rejects with
+   * `NOT_ANNOUNCED` when saved but not announced. A store without the role methods has no roles.
+   */
+  saveRole?(role: RoleRecord, expectedVersion: number | null, audit?: AuditRecord): Promise<boolean>;
+  /** Optional (roles): deletes a role if its version is still `expectedVersion`, with `audit`, and tells every process. False on a lost race or no role. */
+  removeRole?(name: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean>;
+  /** Optional (roles): the roles of these names, in order, null for each that does not exist. One round trip. */
+  getRoles?(names: readonly string[]): Promise<Array<RoleRecord | null>>;
+  /** Optional (roles): every role, by name. An admin path. */
+  listRoles?(): Promise<RoleRecord[]>;
 }
 
 /** Entries of the expiry index within `[from, to]` (epoch ms, both included), at most `limit` (1-10,000). */
@@ -229,6 +243,10 @@ export const ASYNC_METHODS = [
   'expiring',
   'claimReminder',
   'reindexExpiries',
+  'saveRole',
+  'removeRole',
+  'getRoles',
+  'listRoles',
 ] as const satisfies ReadonlyArray<keyof KeyStore>;
 
 /** A store method answered with a promise (see ASYNC_METHODS). */

@@ -7,6 +7,7 @@ import type { Credits, LimitCharge } from '../limits/rules.js';
 import { toVerifiedKey, withoutHash, type KeyRecord } from '../store/record.js';
 import type { VerifySuccess } from './outcome.js';
 import { scopeSetOf, type ScopeSet } from './scopes.js';
+import { compileAllowlist, IpPolicy } from './allowlist.js';
 import { keyOf, sameKey, tailOf } from './tuning.js';
 
 /** Rate limits charged per key, each naming the bucket that holds its state. */
@@ -31,6 +32,13 @@ export interface Rare {
   readonly charges: Charges;
   /** The key's charges joined with a middleware's, for the last middleware limits seen (they rarely vary). */
   joined: { readonly extra: Charges; readonly all: Charges } | null;
+  /**
+   * The IP allowlists a request's client address must pass, every one: the key's own when it has one
+   * (and, where an owner's allowlist applies too, that one beside it). Null: any address.
+   */
+  readonly ips: IpPolicy | null;
+  /** The roles the key holds (their scopes are joined into the entry's already); empty for none. */
+  readonly roles: readonly string[];
 }
 
 /**
@@ -83,7 +91,13 @@ export function knownEntry(stored: KeyRecord, fetched: number): KnownEntry {
   const bytes = digestBytes(stored.hash);
   const blocked: Blocked | null = record.revokedAt !== null ? 'REVOKED' : record.disabled ? 'DISABLED' : null;
   const rare =
-    record.version === FIRST_VERSION && blocked === null && record.notBefore === null && record.credits === null && record.limits.length === 0
+    record.version === FIRST_VERSION &&
+    blocked === null &&
+    record.notBefore === null &&
+    record.credits === null &&
+    record.limits.length === 0 &&
+    record.allowedIps.length === 0 &&
+    record.roles.length === 0
       ? null
       : {
           version: record.version,
@@ -95,6 +109,8 @@ export function knownEntry(stored: KeyRecord, fetched: number): KnownEntry {
               ? NO_CHARGES
               : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` })),
           joined: null,
+          ips: record.allowedIps.length === 0 ? null : new IpPolicy([compileAllowlist(record.allowedIps)]),
+          roles: record.roles,
         };
   return {
     fresh: Object.freeze({
@@ -153,6 +169,16 @@ export function scopesOf(entry: KnownEntry): ScopeSet {
 /** Whether a request with this key is charged even without middleware limits (own limits or credits). */
 export function chargedAlways(entry: KnownEntry): boolean {
   return entry.rare !== null && (entry.rare.charges.length > 0 || entry.rare.credits !== null);
+}
+
+/** The IP allowlists a request with this key must pass; null when it has none (any address). */
+export function ipPolicyOf(entry: KnownEntry): IpPolicy | null {
+  return entry.rare === null ? null : entry.rare.ips;
+}
+
+/** Whether an entry's key holds the role `name` (its scopes then came from it). */
+export function holdsRole(entry: KnownEntry, name: string): boolean {
+  return entry.rare?.roles.includes(name) === true;
 }
 
 /** The version of the record an entry was made from. */

@@ -66,7 +66,16 @@ export interface VerifyOptions {
   limits?: Charges;
   /** Credits this request spends when the key has credits. Default 1. */
   cost?: number;
+  /**
+   * The client's IP address, checked against the key's allowlist (`allowedIps`) when it has one. The
+   * adapters pass the framework's view of it (its trust-proxy setting) and read it only for keys with
+   * an allowlist; a direct caller passes it here. A key with an allowlist and no address given is refused.
+   */
+  ip?: string;
 }
+
+/** Reads the client address of a request (the framework's `req.ip`), given the request. */
+export type ClientAddressOf<C> = (context: C) => string | undefined;
 
 /** The cache settings, defaulted and checked. */
 export interface CacheConfig {

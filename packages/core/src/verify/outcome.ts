@@ -16,6 +16,7 @@ export const OUTCOME_CODES = [
   'USAGE_EXCEEDED',
   'BLOCKED',
   'STORE_UNAVAILABLE',
+  'IP_NOT_ALLOWED',
 ] as const;
 
 export type OutcomeCode = (typeof OUTCOME_CODES)[number];
@@ -121,8 +122,17 @@ export interface UnavailableFailure extends Omit<FailureFields, 'retryAfter'> {
   readonly retryAfter: number;
 }
 
+/**
+ * The key is real and usable, but the request came from a client address none of the key's allowed
+ * ranges holds (or from no address an IP can be read from). Which ranges are allowed is never told.
+ */
+export interface AddressFailure extends FailureFields {
+  readonly code: 'IP_NOT_ALLOWED';
+  readonly keyId: string;
+}
+
 /** A refused verification: one member per failure code, each with exactly the details that belong to it. */
-export type VerifyFailure = KeylessFailure | KeyStateFailure | ScopeFailure | LimitFailure | BlockedFailure | UnavailableFailure;
+export type VerifyFailure = KeylessFailure | KeyStateFailure | ScopeFailure | LimitFailure | BlockedFailure | UnavailableFailure | AddressFailure;
 
 /** The failure of one code (or of each code of a union of them). */
 export type FailureOf<C extends FailureCode> = VerifyFailure extends infer F

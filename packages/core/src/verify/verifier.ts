@@ -27,6 +27,8 @@ import {
   chargesOf,
   confirms,
   creditsOf,
+  holdsRole,
+  ipPolicyOf,
   knownEntry,
   refusalAt,
   sameDigest,
@@ -36,11 +38,13 @@ import {
   type Entry,
   type KnownEntry,
 } from './entry.js';
-import { verifierConfig, type VerifierOptions, type VerifyOptions } from './options.js';
+import { verifierConfig, type ClientAddressOf, type VerifierOptions, type VerifyOptions } from './options.js';
 import { KeyCache } from './key-cache.js';
 import { CacheClock, idBeforeParse, noteUse, ownCopy } from './tuning.js';
+import { RoleCache, withRoleScopes } from './roles.js';
+import { roleOfMessage } from '../store/role.js';
 
-export type { CacheOptions, VerifierOptions, VerifyOptions } from './options.js';
+export type { CacheOptions, ClientAddressOf, VerifierOptions, VerifyOptions } from './options.js';
 
 export interface VerifierStats {
   hits: number;
@@ -77,6 +81,8 @@ export class Verifier {
   private publishing = false;
   /** How each charged success was charged, so that a guard that refuses the request later can undo it. */
   private readonly receipts = new WeakMap<VerifyResult, { request: Omit<ConsumeRequest, 'now'>; result: ConsumeResult }>();
+  /** The roles keys hold, read once per cache TTL and dropped when they change. */
+  private readonly roles: RoleCache;
 
   constructor(options: VerifierOptions) {
     const { cache, unavailableRetryAfter } = verifierConfig(options);
@@ -96,6 +102,7 @@ export class Verifier {
     this.usage = options.usage;
     this.onSubscription = options.onSubscription;
     this.unavailable = failure('STORE_UNAVAILABLE', { retryAfter: unavailableRetryAfter });
+    this.roles = new RoleCache(this.store, this.ttl);
   }
 
   /**
@@ -109,10 +116,12 @@ export class Verifier {
   /**
    * Verifies a presented key. Answers synchronously when the key's record is cached and fresh,
    * with a promise otherwise. Never throws and never rejects for a bad key or a down store.
+   * `ipOf(context)` reads the client's address (an adapter's `req.ip`), called only for a key with an
+   * IP allowlist and only when `options.ip` is absent: no closure is made per request.
    */
-  verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
+  verify<C = never>(key: unknown, options?: VerifyOptions, ipOf?: ClientAddressOf<C>, context?: C): MaybePromise<VerifyResult> {
     // Published only while someone subscribes to `till:verify`: otherwise one boolean read.
-    if (verifyChannel.hasSubscribers && !this.publishing) return this.published(key, options);
+    if (verifyChannel.hasSubscribers && !this.publishing) return this.published(key, options, ipOf, context);
     if (this.unsubscribe === null) this.subscribe();
     // Fast path, a fresh cached key, matched before it is parsed (see idBeforeParse) by a comparison with
     // the key the entry confirmed (a hash only on its first presentation). Only memory is read before the
@@ -127,7 +136,7 @@ export class Verifier {
           if (this.prefixes !== null && !this.prefixes.has(entry.fresh.key.prefix)) return failure('MALFORMED');
           noteUse(this.cache, cachedId, entry, at);
           this.stats.hits++;
-          return this.judge(entry, now, options, false);
+          return this.judge(entry, now, options, false, ipOf, context);
         }
       }
     }
@@ -139,11 +148,11 @@ export class Verifier {
     const entry = this.cache.get(id) ?? this.unknown.get(id);
     if (entry !== undefined && this.times.at(now) - entry.fetched < (entry.fresh !== null ? this.ttl : this.negativeTtl) && !this.missingChanges()) {
       this.stats.hits++;
-      return this.decide(entry, key as string, now, options, false);
+      return this.decide(entry, key as string, now, options, false, ipOf, context);
     }
     this.stats.misses++;
     return this.load(id).then(
-      (fetched) => this.decide(fetched, key as string, this.clock(), options, false),
+      (fetched) => this.decide(fetched, key as string, this.clock(), options, false, ipOf, context),
       () => {
         this.stats.storeErrors++;
         const t = this.clock();
@@ -152,7 +161,7 @@ export class Verifier {
         const known = this.cache.peek(id);
         if (known !== undefined && this.staleWindow > 0 && this.times.at(t) - known.fetched < this.ttl + this.staleWindow) {
           this.stats.staleHits++;
-          return this.decide(known, key as string, t, options, true);
+          return this.decide(known, key as string, t, options, true, ipOf, context);
         }
         return this.unavailable;
       },
@@ -160,10 +169,15 @@ export class Verifier {
   }
 
   /** Runs a verification (this very method, once more) and publishes its answer on `till:verify`. */
-  private published(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult> {
+  private published<C>(
+    key: unknown,
+    options: VerifyOptions | undefined,
+    ipOf: ClientAddressOf<C> | undefined,
+    context: C | undefined,
+  ): MaybePromise<VerifyResult> {
     this.publishing = true;
     try {
-      return publishVerification(this.till, this.stats, () => this.verify(key, options));
+      return publishVerification(this.till, this.stats, () => this.verify(key, options, ipOf, context));
     } finally {
       this.publishing = false;
     }
@@ -195,12 +209,22 @@ export class Verifier {
     return this.limiter.refund(receipt.request, receipt.result);
   }
 
-  /** Drops a key from this process's cache (all keys when `id` is null). Called on every change. */
+  /**
+   * Drops a key from this process's cache (all keys when `id` is null). Called on every change. A role's
+   * change (`role:<name>`) drops the role and every cached key holding it (a walk of the cache: roles
+   * change rarely), and the reads under way, which may have read the role before the change.
+   */
   invalidate(id: string | null): void {
+    const role = id === null ? null : roleOfMessage(id);
     if (id === null) {
       this.cache.clear();
       this.unknown.clear();
       this.inflight.clear();
+      this.roles.drop(null);
+    } else if (role !== null) {
+      this.roles.drop(role);
+      this.inflight.clear();
+      this.cache.deleteWhere((entry) => holdsRole(entry, role));
     } else {
       this.cache.delete(id);
       this.unknown.delete(id);
@@ -215,7 +239,15 @@ export class Verifier {
     this.unsubscribe = () => {};
   }
 
-  private decide(entry: Entry, key: string, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
+  private decide<C>(
+    entry: Entry,
+    key: string,
+    now: number,
+    options: VerifyOptions | undefined,
+    stale: boolean,
+    ipOf: ClientAddressOf<C> | undefined,
+    context: C | undefined,
+  ): MaybePromise<VerifyResult> {
     if (entry.fresh === null) return failure('NOT_FOUND');
     // The hash (and the confirmed key) cover the prefix too, so a key with another prefix and the same id fails here.
     if (!this.confirms(entry, key)) {
@@ -223,7 +255,7 @@ export class Verifier {
       // it is not counted on the key; the authenticator records it as such.
       return WRONG_SECRET;
     }
-    return this.judge(entry, now, options, stale);
+    return this.judge(entry, now, options, stale, ipOf, context);
   }
 
   /** Whether `key` is the key of a cached entry (see confirms in entry.ts). */
@@ -231,13 +263,31 @@ export class Verifier {
     return confirms(entry, key, this.hasher, this.keepsKeys);
   }
 
-  /** Status and scopes of a key whose digest matched. */
-  private judge(entry: KnownEntry, now: number, options: VerifyOptions | undefined, stale: boolean): MaybePromise<VerifyResult> {
+  /**
+   * Status, client address and scopes of a key whose digest matched, then its charges. The address is
+   * checked against the cached allowlists before anything is charged: a refused address spends nothing.
+   */
+  private judge<C>(
+    entry: KnownEntry,
+    now: number,
+    options: VerifyOptions | undefined,
+    stale: boolean,
+    ipOf: ClientAddressOf<C> | undefined,
+    context: C | undefined,
+  ): MaybePromise<VerifyResult> {
     const id = entry.fresh.key.id;
     const refusal = refusalAt(entry, now);
     if (refusal !== null) {
       this.count(entry, refusal, now);
       return failure(refusal, { keyId: id });
+    }
+    const ips = ipPolicyOf(entry);
+    if (ips !== null) {
+      const address = options?.ip !== undefined ? options.ip : ipOf !== undefined ? ipOf(context as C) : undefined;
+      if (!ips.allows(address)) {
+        this.count(entry, 'IP_NOT_ALLOWED', now);
+        return failure('IP_NOT_ALLOWED', { keyId: id });
+      }
     }
     if (options?.scopes !== undefined && options.scopes.length > 0) {
       // Anything but 'any' means all: a misspelt mode must not weaken the check.
@@ -248,7 +298,7 @@ export class Verifier {
         return failure('INSUFFICIENT_SCOPE', { keyId: id, requiredScopes: options.scopes, scopeMode: mode });
       }
     }
-    if (chargedAlways(entry) || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false);
+    if (chargedAlways(entry) || (options?.limits !== undefined && options.limits.length > 0)) return this.charge(entry, options, stale, false, ipOf, context);
     // Usage: an increment (the cached path's only bookkeeping). The counter is looked up, not held by
     // the cache entry: a cache of 100,000 keys would otherwise keep a counter for each.
     this.usage?.countValid(id, now);
@@ -261,7 +311,14 @@ export class Verifier {
    * checks that the record is still the one verified: a key changed meanwhile (revoked, new
    * limits) is judged again on its new record, never charged on the old one.
    */
-  private charge(entry: KnownEntry, options: VerifyOptions | undefined, stale: boolean, retried: boolean): Promise<VerifyResult> {
+  private charge<C>(
+    entry: KnownEntry,
+    options: VerifyOptions | undefined,
+    stale: boolean,
+    retried: boolean,
+    ipOf: ClientAddressOf<C> | undefined,
+    context: C | undefined,
+  ): Promise<VerifyResult> {
     const id = entry.fresh.key.id;
     const limits = chargesOf(entry, options?.limits);
     const cost = options?.cost ?? 1;
@@ -274,19 +331,10 @@ export class Verifier {
         return failure('NOT_FOUND');
       }
       if (result.outcome === 'CHANGED') {
-        const next = knownEntry(result.record, this.times.at(this.clock()));
-        // An id's hash never changes; a record that says otherwise is not the key that was presented.
-        // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
-        // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
-        const sameHash = sameDigest(entry, next, this.hasher, this.keepsKeys);
-        if (!sameHash || retried || versionOf(next) === versionOf(entry)) {
-          this.invalidate(id);
-          return sameHash ? this.unavailable : failure('NOT_FOUND');
+        if (result.record.roles.length > 0) {
+          return this.withRoles(result.record).then((record) => this.changed(entry, record, options, stale, retried, ipOf, context));
         }
-        const cached = this.cache.peek(id);
-        if (cached === undefined || versionOf(cached) < versionOf(next)) this.cache.set(id, next);
-        const verdict = this.judge(next, this.clock(), options, stale);
-        return verdict instanceof Promise || !verdict.valid || !chargedAlways(next) ? verdict : this.charge(next, options, stale, true);
+        return this.changed(entry, result.record, options, stale, retried, ipOf, context);
       }
       const usage: Usage = { limits: result.limits, credits: result.credits };
       const at = this.clock();
@@ -301,6 +349,39 @@ export class Verifier {
         ? failure(result.outcome, { keyId: id, usage })
         : failure(result.outcome, { keyId: id, usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) });
     });
+  }
+
+  /** A record with its roles' scopes joined to its own. */
+  private withRoles(record: KeyRecord): Promise<KeyRecord> {
+    return this.roles
+      .resolve(record.roles, this.times.at(this.clock()), !this.missingChanges(), () => this.times.at(this.clock()))
+      .then((roles) => withRoleScopes(record, roles));
+  }
+
+  /** A charge that found the key changed (`record`, roles joined): judged again on the new record, never charged on the old one. */
+  private changed<C>(
+    entry: KnownEntry,
+    record: KeyRecord,
+    options: VerifyOptions | undefined,
+    stale: boolean,
+    retried: boolean,
+    ipOf: ClientAddressOf<C> | undefined,
+    context: C | undefined,
+  ): MaybePromise<VerifyResult> {
+    const id = entry.fresh.key.id;
+    const next = knownEntry(record, this.times.at(this.clock()));
+    // An id's hash never changes; a record that says otherwise is not the key that was presented.
+    // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
+    // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
+    const sameHash = sameDigest(entry, next, this.hasher, this.keepsKeys);
+    if (!sameHash || retried || versionOf(next) === versionOf(entry)) {
+      this.invalidate(id);
+      return sameHash ? this.unavailable : failure('NOT_FOUND');
+    }
+    const cached = this.cache.peek(id);
+    if (cached === undefined || versionOf(cached) < versionOf(next)) this.cache.set(id, next);
+    const verdict = this.judge(next, this.clock(), options, stale, ipOf, context);
+    return verdict instanceof Promise || !verdict.valid || !chargedAlways(next) ? verdict : this.charge(next, options, stale, true, ipOf, context);
   }
 
   /** Counts an outcome of a known key for usage tracking. */
@@ -322,6 +403,8 @@ export class Verifier {
       } catch (error) {
         read = Promise.reject(error);
       }
+      // A key holding roles: their scopes are joined in before it is cached (one more read, on a miss only).
+      read = read.then((record) => (record === null || record.roles.length === 0 ? record : this.withRoles(record)));
       pending = read.then((record) => {
         const fetched = this.times.at(this.clock());
         const entry = record === null ? unknownEntry(fetched) : knownEntry(record, fetched);
