@@ -13,7 +13,10 @@ export type TillErrorCode =
   | 'STORE_ERROR'
   | 'NOT_REPLICATED'
   | 'NOT_ANNOUNCED'
-  | 'MISSING_DEPENDENCY';
+  | 'MISSING_DEPENDENCY'
+  | 'IDENTITY_EXISTS'
+  | 'IDENTITY_NOT_FOUND'
+  | 'IDENTITY_IN_USE';
 
 const BRAND = Symbol.for('till.error');
 

@@ -11,6 +11,8 @@ import { createHasher } from './key/hash.js';
 import { Limiter } from './limits/limiter.js';
 import { consoleLogger, type Logger } from './util/logger.js';
 import { KeyManager } from './manage/manager.js';
+import { IdentityManager } from './identity/manager.js';
+import { IDENTITY_INVALIDATION } from './identity/record.js';
 import type { MaybePromise, VerifyResult } from './verify/outcome.js';
 import { MemoryStore } from './store/memory.js';
 import { lazyStore, type LoadedStore } from './store/lazy.js';
@@ -78,6 +80,8 @@ export interface Till {
   readonly auditWriter: AuditWriter | null;
   /** Counts usage and writes it in batches; null when turned off. */
   readonly usage: UsageTracker | null;
+  /** Identities: owners whose limits and credits all of their keys share. */
+  readonly identities: IdentityManager;
   /** Shorthand for `verifier.verify`. */
   verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult>;
   /**
@@ -159,6 +163,14 @@ export function createTill(options: TillOptions = {}): Till {
     onChange: (id) => verifier.invalidate(id),
     ...(options.prefix !== undefined && { prefix: options.prefix }),
   });
+  const identities = new IdentityManager({
+    store: observed,
+    clock,
+    events,
+    ...(options.actor !== undefined && { actor: options.actor }),
+    // As for keys: this process drops the identity's keys from its cache at once.
+    onChange: (id) => verifier.invalidate(`${IDENTITY_INVALIDATION}${id}`),
+  });
   if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean')
     throw tillError('INVALID_OPTIONS', 'createTill', 'closeStore must be true or false');
   const ownsStore = options.store === undefined || options.closeStore === true;
@@ -170,6 +182,7 @@ export function createTill(options: TillOptions = {}): Till {
     store,
     verifier,
     keys,
+    identities,
     logger,
     events,
     limiter,

@@ -20,6 +20,7 @@ describe('record encoding', () => {
     limits: [{ name: 'minute', limit: 60, window: 60_000 }],
     credits: { remaining: 5, setAt: plain.createdAt, generation: 2, refill: { amount: 10, interval: 1000 } },
     version: 7,
+    identityId: 'acme',
   });
 
   it('reads back every record it writes, whole', () => {

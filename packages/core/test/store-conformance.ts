@@ -44,6 +44,7 @@ export function sampleRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     limits: [],
     credits: null,
     version: 1,
+    identityId: null,
     ...overrides,
   };
 }

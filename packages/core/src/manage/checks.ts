@@ -8,8 +8,29 @@ import { parseDuration } from '../util/duration.js';
 import { isSafeText } from '../util/text.js';
 import { normalizeGrants } from '../verify/scopes.js';
 import type { CreateKeyInput, KeyPatch } from './types.js';
+import { isValidIdentityId } from '../identity/record.js';
 
-const PATCH_FIELDS = ['name', 'scopes', 'metadata', 'setMetadata', 'unsetMetadata', 'expiresAt', 'expiresIn', 'notBefore', 'disabled', 'limits', 'credits'];
+/** An identity id given to a key (null: none). */
+export function checkIdentityRef(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  if (!isValidIdentityId(value)) fail('identityId must be an identity id: 1-64 letters, digits, "_", ".", "-", "@" or ":"');
+  return value;
+}
+
+const PATCH_FIELDS = [
+  'name',
+  'scopes',
+  'metadata',
+  'setMetadata',
+  'unsetMetadata',
+  'expiresAt',
+  'expiresIn',
+  'notBefore',
+  'disabled',
+  'limits',
+  'credits',
+  'identityId',
+];
 const MAX_TEXT = 200;
 const MAX_METADATA_BYTES = 4096;
 
@@ -66,7 +87,7 @@ export function checkCreate(
   input: CreateKeyInput,
   now: number,
   prefix: string,
-): Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'expiresAt' | 'notBefore' | 'limits' | 'credits'> {
+): Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'expiresAt' | 'notBefore' | 'limits' | 'credits' | 'identityId'> {
   if (!input || typeof input !== 'object') fail('create needs { name, scopes }');
   const name = checkText(input.name, 'name');
   const scopes = normalizeGrants(input.scopes, 'keys');
@@ -79,7 +100,8 @@ export function checkCreate(
   assertValidPrefix(chosen, 'keys');
   const limits: readonly RateLimit[] = input.limits === undefined ? [] : normalizeRateLimits(input.limits, 'keys');
   const credits = input.credits === undefined || input.credits === null ? null : normalizeCredits(input.credits, 'keys', now, 1);
-  return { prefix: chosen, name, ownerId, scopes, metadata, expiresAt, notBefore, limits, credits };
+  const identityId = checkIdentityRef(input.identityId);
+  return { prefix: chosen, name, ownerId, scopes, metadata, expiresAt, notBefore, limits, credits, identityId };
 }
 
 /** An `update()` patch, checked: the fields it sets outright, and the metadata entries it merges. */
@@ -113,6 +135,7 @@ export function checkPatch(patch: KeyPatch, now: number): CheckedPatch {
   if ('expiresAt' in patch || 'expiresIn' in patch) changes.expiresAt = expiryOf(patch, now);
   if ('notBefore' in patch) changes.notBefore = toMillis(patch.notBefore, 'notBefore');
   if (patch.limits !== undefined) changes.limits = normalizeRateLimits(patch.limits, 'keys');
+  if ('identityId' in patch) changes.identityId = checkIdentityRef(patch.identityId);
   // Checked now; stamped inside the compare-and-set with the version that sets them.
   if (patch.credits !== undefined && patch.credits !== null) normalizeCredits(patch.credits, 'keys', now, 0);
   return { changes, merging, set, unset };

@@ -37,6 +37,7 @@ export class KeyManager {
   async create(input: CreateKeyInput, context?: ChangeContext): Promise<CreatedKey> {
     const now = this.writer.clock();
     const settings = checkCreate(input, now, this.prefix);
+    if (typeof settings.identityId === 'string') await this.identityExists(settings.identityId);
     return this.writer.insertNew({ ...settings, createdAt: now, rotatedFrom: null }, context);
   }
 
@@ -47,6 +48,7 @@ export class KeyManager {
   async update(id: string, patch: KeyPatch, context?: ChangeContext): Promise<KeyInfo> {
     checkId(id);
     const { changes, merging, set, unset } = checkPatch(patch, this.writer.clock());
+    if (typeof changes.identityId === 'string') await this.identityExists(changes.identityId);
     return this.writer.confirmed(
       withChain(
         this.writer,
@@ -122,6 +124,12 @@ export class KeyManager {
    */
   async rotate(id: string, options: { grace?: string | number } & ChangeContext = {}): Promise<RotatedKey> {
     return rotateKey(this.writer, id, options);
+  }
+
+  /** Rejects with IDENTITY_NOT_FOUND unless the identity exists (a key is only given an identity that does). */
+  private async identityExists(id: string): Promise<void> {
+    if (typeof this.store.getIdentity !== 'function') throw tillError('INVALID_OPTIONS', 'keys', `the ${this.store.kind} store does not keep identities`);
+    if (!(await this.store.getIdentity(id))) throw tillError('IDENTITY_NOT_FOUND', 'keys', `no identity ${id}: create it first (till.identities.create)`);
   }
 
   /** Credits left on a key now (refills included), or null when it has none. */

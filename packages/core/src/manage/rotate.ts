@@ -35,6 +35,7 @@ export async function rotateKey(writer: KeyWriter, id: string, options: { grace?
       limits: old.limits,
       // The chain shares one balance, the first key's count: rotating never copies it (see decisions).
       credits: old.credits === null ? null : { ...old.credits, account: old.credits.account ?? old.id },
+      identityId: old.identityId ?? null,
     },
     options,
   );

@@ -27,6 +27,8 @@ export interface CreateKeyInput {
   limits?: readonly RateLimitInput[];
   /** Usage credits: a number of uses, optionally refilled. Absent or null: unlimited. */
   credits?: CreditsInput | null;
+  /** The identity the key belongs to: its limits and credits are shared by all of its keys. It must exist. */
+  identityId?: string | null;
 }
 
 /** Who made a change and why: written with the change into the audit trail. */
@@ -74,6 +76,8 @@ export interface KeyPatch {
   limits?: readonly RateLimitInput[];
   /** Sets the credits anew (the live count restarts from `remaining`); null removes them. */
   credits?: CreditsInput | null;
+  /** Moves the key to another identity (which must exist); null takes it out of its identity. */
+  identityId?: string | null;
 }
 
 /**

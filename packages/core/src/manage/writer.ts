@@ -16,7 +16,7 @@ export const MAX_ATTEMPTS = 16;
 /** The settings a new key is inserted with (the rest is drawn or starts fresh). */
 export type NewKeySettings = Pick<
   KeyRecord,
-  'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'createdAt' | 'expiresAt' | 'notBefore' | 'rotatedFrom' | 'limits' | 'credits'
+  'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'createdAt' | 'expiresAt' | 'notBefore' | 'rotatedFrom' | 'limits' | 'credits' | 'identityId'
 >;
 
 export class KeyWriter {

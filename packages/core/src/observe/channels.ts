@@ -67,7 +67,15 @@ export type TillEvent =
    */
   | { readonly type: 'invalidations.failed'; readonly store: string; readonly reason: string }
   /** The subscription to key changes is confirmed again after a failure. */
-  | { readonly type: 'invalidations.restored'; readonly store: string };
+  | { readonly type: 'invalidations.restored'; readonly store: string }
+  /** An identity was created, updated or deleted through `till.identities` (its audit entry says how). */
+  | {
+      readonly type: 'identity.created' | 'identity.updated' | 'identity.deleted';
+      readonly identityId: string;
+      readonly actor: string | null;
+      /** For a forced deletion: how many keys still named the identity. */
+      readonly keys?: number;
+    };
 
 export type TillEventType = TillEvent['type'];
 export type TillEventListener = (event: TillEvent) => void;

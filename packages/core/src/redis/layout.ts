@@ -20,6 +20,10 @@
  *   the index is written first, so a crash between the two leaves an entry that `list` skips,
  *   never a key that `list` cannot find.
  * - `till:invalidate`: the channel on which every change publishes the id.
+ * - Identities: an identity is a subject of its own, `identity:<id>`, so its record (`till:{identity:<id>}:k`),
+ *   its credits (`:cr`), its limits (`:rl:<bucket>`) and its trail (`:audit`) share one hash tag, as a key's
+ *   do. `till:idx:identities` orders identities by creation; `till:idx:identity:<id>` the keys of each
+ *   (written beside the key record, like the owner index).
  */
 export class Layout {
   /** The log of every change (a stream). */
@@ -68,6 +72,16 @@ export class Layout {
   /** A key's usage counts of one day (`YYYY-MM-DD`). */
   usageDay(id: string, day: string): string {
     return `${this.tag(id)}u:${day}`;
+  }
+
+  /** The index of every identity. */
+  get identities(): string {
+    return `${this.ns}idx:identities`;
+  }
+
+  /** The index of an identity's keys. */
+  identityKeys(identityId: string): string {
+    return `${this.ns}idx:identity:${identityId}`;
   }
 
   /** The index of every key, or of one owner's. */

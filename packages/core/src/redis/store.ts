@@ -14,6 +14,9 @@ import { parseOptions, type RedisStoreOptions } from './options.js';
 import { Replicas } from './replicas.js';
 import { Subscription } from './subscription.js';
 import { RedisUsage } from './usage.js';
+import { RedisIdentities } from './identities.js';
+import type { IdentityRecord } from '../identity/record.js';
+import type { IdentityPage, ListIdentitiesQuery } from '../store/types.js';
 
 export type { RedisClient, RedisStoreOptions } from './options.js';
 
@@ -34,6 +37,7 @@ export class RedisStore implements KeyStore {
   private readonly charges: Charges;
   private readonly audit: RedisAudit;
   private readonly usage: RedisUsage;
+  private readonly identities: RedisIdentities;
 
   constructor(options: RedisStoreOptions) {
     const config = parseOptions(options);
@@ -49,6 +53,7 @@ export class RedisStore implements KeyStore {
     this.charges = new Charges(this.commands, this.layout, config.callerClock, config.chargesWait ? this.replicas : null, self);
     this.audit = new RedisAudit(this.commands, this.layout, config.auditMaxLength, config.auditPerKeyMaxLength);
     this.usage = new RedisUsage(this.commands, this.layout);
+    this.identities = new RedisIdentities(this.commands, this.layout, this.audit, this.trailCap, self.get, (what, why) => this.notAnnounced(what, why));
   }
 
   /** The Redis key of a record. */
@@ -74,6 +79,7 @@ export class RedisStore implements KeyStore {
     // that timed out: what was sent may still be done).
     await this.commands.run(() => this.client.zadd(layout.index(null), record.createdAt, record.id));
     if (record.ownerId !== null) await this.commands.run(() => this.client.zadd(layout.index(record.ownerId!), record.createdAt, record.id));
+    await this.identities.indexKey(record);
     const [ok] = await this.commands.run(() =>
       this.client.tillInsert(layout.record(record.id), layout.trail(record.id), json, trailEntry(audit), this.trailCap),
     );
@@ -83,6 +89,14 @@ export class RedisStore implements KeyStore {
 
   async replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
     const { layout } = this;
+    // A key moved to another identity: the identity indexes change beside the record (the new one
+    // first), so the old identity's record is read first (versions only grow: one of this version is the one replaced).
+    const identityId = record.identityId ?? null;
+    const old = await this.get(record.id);
+    if (old === null) throw tillError('KEY_NOT_FOUND', 'redis', `no key ${record.id}`);
+    if (old.version !== expectedVersion) return false;
+    const before = old.identityId ?? null;
+    if (before !== identityId) await this.identities.indexKey(record);
     const [result, , announced, why] = await this.commands.run(() =>
       this.client.tillReplace(
         layout.record(record.id),
@@ -97,6 +111,7 @@ export class RedisStore implements KeyStore {
     );
     if (result === -1) throw tillError('KEY_NOT_FOUND', 'redis', `no key ${record.id}`);
     if (result !== 1) return false;
+    if (before !== identityId) await this.identities.unindexKey(record.id, before);
     if (audit !== undefined) await this.audit.copyToLog(audit);
     if (announced === 0) throw this.notAnnounced(record.id, why);
     return true;
@@ -104,6 +119,7 @@ export class RedisStore implements KeyStore {
 
   async remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
     const { layout } = this;
+    const old = await this.get(id);
     const [result, , owner, announced, why] = await this.commands.run(() =>
       this.client.tillRemove(layout.record(id), layout.credits(id), layout.trail(id), expectedVersion, layout.channel, id, trailEntry(audit), this.trailCap),
     );
@@ -114,6 +130,7 @@ export class RedisStore implements KeyStore {
     await this.commands.run(() => this.client.zrem(layout.index(null), id)).catch(() => {});
     if (owner) await this.commands.run(() => this.client.zrem(layout.index(owner), id)).catch(() => {});
     await this.commands.run(() => this.client.zrem(layout.lastUsed, id)).catch(() => {});
+    await this.identities.unindexKey(id, old?.identityId);
     if (audit !== undefined) await this.audit.copyToLog(audit);
     if (announced === 0) throw this.notAnnounced(id, why);
     return true;
@@ -125,14 +142,14 @@ export class RedisStore implements KeyStore {
     return tillError(
       'NOT_ANNOUNCED',
       'redis',
-      `the change to key ${id} is saved, but it could not be announced to running services (PUBLISH refused: ${String(why ?? 'unknown error').slice(0, 200)}): they may keep serving the key as it was until their cache TTL (cache.ttl, 30 s by default) runs out. Give this Redis user the right to publish on ${channel} (ACL: +publish &${channel})`,
+      `the change to ${id.includes(' ') ? id : `key ${id}`} is saved, but it could not be announced to running services (PUBLISH refused: ${String(why ?? 'unknown error').slice(0, 200)}): they may keep serving the key as it was until their cache TTL (cache.ttl, 30 s by default) runs out. Give this Redis user the right to publish on ${channel} (ACL: +publish &${channel})`,
     );
   }
 
   async list(query: ListKeysQuery = {}): Promise<KeyPage> {
     const limit = pageSize(query.limit);
     const after = decodeCursor(query.cursor);
-    const index = this.layout.index(query.ownerId ?? null);
+    const index = query.identityId !== undefined ? this.layout.identityKeys(query.identityId) : this.layout.index(query.ownerId ?? null);
     const keys: KeyRecord[] = [];
     let offset = 0;
     const batch = limit + 1;
@@ -150,6 +167,7 @@ export class RedisStore implements KeyStore {
       const records = await Promise.all(ids.map((id) => this.get(id)));
       for (const record of records) {
         if (record === null || (query.ownerId !== undefined && record.ownerId !== query.ownerId)) continue;
+        if (query.identityId !== undefined && record.identityId !== query.identityId) continue;
         if (keys.length === limit) return { keys, cursor: encodeCursor(keys[keys.length - 1]!) };
         keys.push(record);
       }
@@ -191,6 +209,30 @@ export class RedisStore implements KeyStore {
 
   invalidationsLost(): boolean {
     return this.subscription.lost();
+  }
+
+  getIdentity(id: string): Promise<IdentityRecord | null> {
+    return this.identities.get(id);
+  }
+
+  insertIdentity(record: IdentityRecord, audit?: AuditRecord): Promise<void> {
+    return this.identities.insert(record, audit);
+  }
+
+  replaceIdentity(record: IdentityRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    return this.identities.replace(record, expectedVersion, audit);
+  }
+
+  removeIdentity(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    return this.identities.remove(id, expectedVersion, audit);
+  }
+
+  listIdentities(query?: ListIdentitiesQuery): Promise<IdentityPage> {
+    return this.identities.list(query);
+  }
+
+  async countIdentityKeys(id: string): Promise<number> {
+    return (await this.identities.keyIds(id)).length;
   }
 
   async close(): Promise<void> {

@@ -1,4 +1,6 @@
 // The embedded default store: records in a Map, serialized so callers can never alias stored state.
+// One file because keys, identities and their charges share one map of versions and one set of buckets,
+// read and changed together in one turn: split, each part would reach into the others' state.
 import { tillError } from '../errors.js';
 import { decodeRecord, encodeRecord, type KeyRecord } from './record.js';
 import type { AuditPage, AuditQuery, AuditRecord } from '../audit/trail.js';
@@ -8,7 +10,19 @@ import { dayOf, parseBatchId } from '../audit/usage.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 import { LocalBuckets } from '../limits/buckets.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from './cursor.js';
-import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, KeyUsage, ListKeysQuery, UsageBatchItem } from './types.js';
+import type {
+  ConsumeRequest,
+  ConsumeResult,
+  IdentityPage,
+  InvalidationListener,
+  KeyPage,
+  KeyStore,
+  KeyUsage,
+  ListIdentitiesQuery,
+  ListKeysQuery,
+  UsageBatchItem,
+} from './types.js';
+import { decodeIdentity, encodeIdentity, IDENTITY_INVALIDATION, identitySubject, type IdentityRecord } from '../identity/record.js';
 
 /**
  * Keeps keys in this process only: for demos, tests and single-process apps. Records are kept as
@@ -40,6 +54,10 @@ export class MemoryStore implements KeyStore {
   /** Each record's version, kept beside the JSON so charging never parses it. */
   private readonly versions = new Map<string, number>();
   private readonly buckets = new LocalBuckets();
+  /** Identities as JSON, in creation order for paging, and the keys that name each. */
+  private readonly identities = new Map<string, string>();
+  private identityOrder: Array<{ createdAt: number; id: string }> = [];
+  private readonly identityKeys = new Map<string, Set<string>>();
 
   async get(id: string): Promise<KeyRecord | null> {
     const json = this.records.get(id);
@@ -51,6 +69,7 @@ export class MemoryStore implements KeyStore {
     if (audit !== undefined) this.audit.append(audit);
     this.records.set(record.id, encodeRecord(record));
     this.versions.set(record.id, record.version);
+    this.indexIdentity(record.id, null, record.identityId ?? null);
     const entry = { createdAt: record.createdAt, id: record.id, ownerId: record.ownerId };
     let i = this.order.length;
     while (i > 0 && !isAfter(entry.createdAt, entry.id, this.order[i - 1]!)) i--;
@@ -60,8 +79,10 @@ export class MemoryStore implements KeyStore {
   async replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
     const current = this.records.get(record.id);
     if (current === undefined) throw tillError('KEY_NOT_FOUND', 'memory', `no key ${record.id}`);
-    if (decodeRecord(current).version !== expectedVersion) return false;
+    const old = decodeRecord(current);
+    if (old.version !== expectedVersion) return false;
     if (audit !== undefined) this.audit.append(audit);
+    this.indexIdentity(record.id, old.identityId ?? null, record.identityId ?? null);
     this.records.set(record.id, encodeRecord(record));
     this.versions.set(record.id, record.version);
     this.emit(record.id);
@@ -73,7 +94,9 @@ export class MemoryStore implements KeyStore {
     if (version === undefined) throw tillError('KEY_NOT_FOUND', 'memory', `no key ${id}`);
     if (version !== expectedVersion) return false;
     if (audit !== undefined) this.audit.append(audit);
-    const superseded = decodeRecord(this.records.get(id)!).rotatedTo !== null;
+    const removed = decodeRecord(this.records.get(id)!);
+    const superseded = removed.rotatedTo !== null;
+    this.indexIdentity(id, removed.identityId ?? null, null);
     this.records.delete(id);
     this.versions.delete(id);
     this.order = this.order.filter((e) => e.id !== id);
@@ -127,6 +150,7 @@ export class MemoryStore implements KeyStore {
     for (const entry of this.order) {
       if (!isAfter(entry.createdAt, entry.id, after)) continue;
       if (query.ownerId !== undefined && entry.ownerId !== query.ownerId) continue;
+      if (query.identityId !== undefined && !this.identityKeys.get(query.identityId)?.has(entry.id)) continue;
       if (keys.length === limit) {
         const last = keys[keys.length - 1]!;
         return { keys, cursor: encodeCursor(last) };
@@ -137,6 +161,51 @@ export class MemoryStore implements KeyStore {
   }
 
   async consume(request: ConsumeRequest): Promise<ConsumeResult> {
+    if (request.identity !== undefined) return this.consumeWithIdentity(request);
+    return this.consumeKey(request);
+  }
+
+  /**
+   * A key's charge with its identity's, all or nothing: the identity's part is charged first, then
+   * the key's; when the key refuses, the identity's is given back at the same instant (exactly what it
+   * was). Both run in one turn of this process, so no other charge comes between.
+   */
+  private consumeWithIdentity(request: ConsumeRequest): ConsumeResult {
+    const identity = request.identity!;
+    const version = this.versions.get(request.subject);
+    if (version === undefined) return { outcome: 'NOT_FOUND' };
+    const current = this.identities.get(identity.id);
+    const reservation = this.identityReservation(request);
+    if (
+      current === undefined ||
+      decodeIdentity(current).version !== identity.version ||
+      (identity.credits !== null && this.buckets.creditsOutdated(reservation.subject, identity.credits))
+    )
+      return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
+    const own = this.consumeKey(request);
+    if (own.outcome !== 'OK') return own;
+    const held = this.buckets.consume(reservation.subject, reservation.limits, reservation.credits, request.now);
+    if (held.outcome !== 'OK') {
+      this.refundKey(request);
+      return { ...held, limits: own.limits.concat(held.limits), credits: own.credits ?? held.credits };
+    }
+    return { ...own, limits: own.limits.concat(held.limits), credits: leastOf(own.credits, held.credits) };
+  }
+
+  private identityReservation(request: ConsumeRequest): {
+    subject: string;
+    limits: NonNullable<ConsumeRequest['identity']>['limits'];
+    credits: { policy: Credits; cost: number } | null;
+  } {
+    const identity = request.identity!;
+    return {
+      subject: identitySubject(identity.id),
+      limits: identity.limits,
+      credits: identity.credits === null ? null : { policy: identity.credits, cost: request.cost ?? 0 },
+    };
+  }
+
+  private consumeKey(request: ConsumeRequest): ConsumeResult {
     let credits: { policy: Credits; cost: number } | null = null;
     if (request.keyVersion !== undefined) {
       const version = this.versions.get(request.subject);
@@ -153,6 +222,14 @@ export class MemoryStore implements KeyStore {
   }
 
   async refund(request: ConsumeRequest): Promise<void> {
+    if (request.identity !== undefined) {
+      const reservation = this.identityReservation(request);
+      this.buckets.refund(reservation.subject, reservation.limits, reservation.credits, request.now);
+    }
+    this.refundKey(request);
+  }
+
+  private refundKey(request: ConsumeRequest): void {
     const credits = request.keyVersion !== undefined && request.credits ? { policy: request.credits, cost: request.cost ?? 0 } : null;
     this.buckets.refund(request.subject, request.limits, credits, request.now);
   }
@@ -169,4 +246,75 @@ export class MemoryStore implements KeyStore {
   private emit(id: string): void {
     for (const listener of this.listeners) listener(id);
   }
+
+  /** Moves a key from one identity's set of keys to another's. */
+  private indexIdentity(keyId: string, from: string | null, to: string | null): void {
+    if (from === to) return;
+    if (from !== null) this.identityKeys.get(from)?.delete(keyId);
+    if (to !== null) {
+      let keys = this.identityKeys.get(to);
+      if (keys === undefined) this.identityKeys.set(to, (keys = new Set()));
+      keys.add(keyId);
+    }
+  }
+
+  async getIdentity(id: string): Promise<IdentityRecord | null> {
+    const json = this.identities.get(id);
+    return json === undefined ? null : decodeIdentity(json);
+  }
+
+  async insertIdentity(record: IdentityRecord, audit?: AuditRecord): Promise<void> {
+    if (this.identities.has(record.id)) throw tillError('IDENTITY_EXISTS', 'memory', `identity ${record.id} exists`);
+    if (audit !== undefined) this.audit.append(audit);
+    this.identities.set(record.id, encodeIdentity(record));
+    const entry = { createdAt: record.createdAt, id: record.id };
+    let i = this.identityOrder.length;
+    while (i > 0 && !isAfter(entry.createdAt, entry.id, this.identityOrder[i - 1]!)) i--;
+    this.identityOrder.splice(i, 0, entry);
+  }
+
+  async replaceIdentity(record: IdentityRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    const current = this.identities.get(record.id);
+    if (current === undefined) throw tillError('IDENTITY_NOT_FOUND', 'memory', `no identity ${record.id}`);
+    if (decodeIdentity(current).version !== expectedVersion) return false;
+    if (audit !== undefined) this.audit.append(audit);
+    this.identities.set(record.id, encodeIdentity(record));
+    this.emit(`${IDENTITY_INVALIDATION}${record.id}`);
+    return true;
+  }
+
+  async removeIdentity(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    const current = this.identities.get(id);
+    if (current === undefined) throw tillError('IDENTITY_NOT_FOUND', 'memory', `no identity ${id}`);
+    if (decodeIdentity(current).version !== expectedVersion) return false;
+    if (audit !== undefined) this.audit.append(audit);
+    this.identities.delete(id);
+    this.identityOrder = this.identityOrder.filter((e) => e.id !== id);
+    this.buckets.forget(identitySubject(id));
+    this.emit(`${IDENTITY_INVALIDATION}${id}`);
+    return true;
+  }
+
+  async listIdentities(query: ListIdentitiesQuery = {}): Promise<IdentityPage> {
+    const limit = pageSize(query.limit);
+    const after = decodeCursor(query.cursor);
+    const identities: IdentityRecord[] = [];
+    for (const entry of this.identityOrder) {
+      if (!isAfter(entry.createdAt, entry.id, after)) continue;
+      if (identities.length === limit) return { identities, cursor: encodeCursor(identities[identities.length - 1]!) };
+      identities.push(decodeIdentity(this.identities.get(entry.id)!));
+    }
+    return { identities };
+  }
+
+  async countIdentityKeys(id: string): Promise<number> {
+    return this.identityKeys.get(id)?.size ?? 0;
+  }
+}
+
+/** The fewer of two credit counts (null: none). */
+export function leastOf(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return Math.min(a, b);
 }

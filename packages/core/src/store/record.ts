@@ -30,6 +30,11 @@ export interface KeyRecord {
   readonly credits: Credits | null;
   /** Bumped by every change; stores only accept a write made against the current version. */
   readonly version: number;
+  /**
+   * The identity the key belongs to (its limits and credits are shared by all of its keys), or null.
+   * Absent in records written before identities: read as null.
+   */
+  readonly identityId?: string | null;
 }
 
 /** A key record without its hash: what admin APIs return and what may be printed. */
@@ -53,6 +58,7 @@ export function toVerifiedKey(record: KeyRecord): VerifiedKey {
     expiresAt: record.expiresAt,
     limits: record.limits,
     credits: record.credits === null ? null : { refill: record.credits.refill },
+    identityId: record.identityId ?? null,
   });
 }
 
@@ -82,6 +88,7 @@ const DEFAULTS: Readonly<Record<string, unknown>> = {
   rotatedTo: null,
   limits: [],
   credits: null,
+  identityId: null,
 };
 
 function isDefault(field: string, value: unknown): boolean {
@@ -149,6 +156,8 @@ export function decodeRecord(json: string): KeyRecord {
   if (value.limits !== undefined && !(Array.isArray(value.limits) && value.limits.every(isStoredLimit)))
     throw new Error('stored key record has no valid "limits"');
   if (value.credits !== undefined && value.credits !== null && !isStoredCredits(value.credits)) throw new Error('stored key record has no valid "credits"');
+  if (value.identityId !== undefined && value.identityId !== null && typeof value.identityId !== 'string')
+    throw new Error('stored key record has no valid "identityId"');
   if (value.metadata !== undefined && (typeof value.metadata !== 'object' || value.metadata === null || Array.isArray(value.metadata)))
     throw new Error('stored key record has no valid "metadata"');
   return recordOf(value as unknown as KeyRecord, value.hash as string);
@@ -190,6 +199,7 @@ function recordOf(v: KeyRecord, hash: string): KeyRecord {
     limits: v.limits === undefined || v.limits.length === 0 ? NO_LIMITS : Object.freeze(v.limits),
     credits: v.credits ?? null,
     version: v.version,
+    identityId: v.identityId ?? null,
   };
 }
 
