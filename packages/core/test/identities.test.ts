@@ -7,6 +7,7 @@ import { isTillError } from '../src/errors.js';
 import type { KeyStore } from '../src/store/types.js';
 import type { TillEvent } from '../src/audit/events.js';
 import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
+import { waitFor } from '@till/testkit/wait';
 
 const clients: Array<ReturnType<typeof newClient>> = [];
 const namespaces: string[] = [];
@@ -134,6 +135,77 @@ describe.each(backends)('identities on the %s store', (_kind, makeStore) => {
     expect(forced.keys).toBe(1);
     const entry = (await till.keys.audit({ identityId: 'team-1', types: ['identity.deleted'] })).entries[0]!;
     expect(entry).toMatchObject({ detail: 'forced with 1 key', reason: 'customer left' });
+  });
+
+  it("charges a key and its identity all or nothing: the identity's limit is shared by its keys", async () => {
+    const till = newTill();
+    await till.identities.create({ id: 'shared', name: 'Shared', limits: [{ name: 'per-hour', limit: 3, window: '1h' }] });
+    const a = await till.keys.create({ name: 'a', scopes: [], identityId: 'shared', limits: [{ name: 'own', limit: 2, window: '1h' }] });
+    const b = await till.keys.create({ name: 'b', scopes: [], identityId: 'shared', limits: [{ name: 'own', limit: 5, window: '1h' }] });
+    const codes = async (key: string, n: number) => {
+      const out: string[] = [];
+      for (let i = 0; i < n; i++) out.push((await till.verify(key)).code);
+      return out;
+    };
+    // Key a's own limit refuses its third request: the identity is not charged for it.
+    expect(await codes(a.key, 3)).toEqual(['VALID', 'VALID', 'RATE_LIMITED']);
+    const third = await till.verify(b.key);
+    expect(third.code).toBe('VALID');
+    if (third.valid)
+      expect(third.usage?.limits.map((l) => [l.name, l.remaining])).toEqual([
+        ['own', 4],
+        ['per-hour', 0],
+      ]);
+    // The identity's limit refuses b's second request: b's own limit is not charged for it.
+    const refused = await till.verify(b.key);
+    expect(refused.code).toBe('RATE_LIMITED');
+    if (!refused.valid)
+      expect(refused.usage?.limits.map((l) => [l.name, l.remaining])).toEqual([
+        ['own', 4],
+        ['per-hour', 0],
+      ]);
+  });
+
+  it("spends the key's credits and its identity's when both have some, never below 0", async () => {
+    const till = newTill();
+    await till.identities.create({ id: 'wallet', name: 'Wallet', credits: { remaining: 3 } });
+    const a = await till.keys.create({ name: 'a', scopes: [], identityId: 'wallet', credits: { remaining: 10 } });
+    const b = await till.keys.create({ name: 'b', scopes: [], identityId: 'wallet' });
+    const results = [];
+    for (const key of [a.key, b.key, a.key, b.key, a.key]) results.push(await till.verify(key));
+    expect(results.map((r) => r.code)).toEqual(['VALID', 'VALID', 'VALID', 'USAGE_EXCEEDED', 'USAGE_EXCEEDED']);
+    // The key's own credits were spent only by its admitted requests; the identity's are at 0, not below.
+    expect(await till.keys.credits(a.record.id)).toBe(8);
+    const last = results[4]!;
+    if (!last.valid) expect(last.usage?.credits).toBe(0);
+    // Credits set anew on the identity reach its keys at once.
+    await till.identities.update('wallet', { credits: { remaining: 1 } });
+    expect((await till.verify(b.key)).code).toBe('VALID');
+    expect((await till.verify(b.key)).code).toBe('USAGE_EXCEEDED');
+  });
+
+  it("drops the keys of a changed identity from every verifier's cache, and refuses the keys of a deleted one as disabled", async () => {
+    const store = makeStore();
+    const admin = newTill(store);
+    const server = newTill(store);
+    await admin.identities.create({ id: 'moving', name: 'Moving' });
+    const key = await admin.keys.create({ name: 'k', scopes: [], identityId: 'moving' });
+    // No limits, no credits: the cached path answers synchronously.
+    expect((await server.verify(key.key)).code).toBe('VALID');
+    // Once the store's subscription is confirmed, the cached path answers synchronously.
+    expect(await waitFor(() => !(server.verify(key.key) instanceof Promise), 2000)).toBe(true);
+    await admin.identities.update('moving', { limits: [{ name: 'tight', limit: 1, window: '1h' }] });
+    const limited = async () => {
+      const first = await server.verify(key.key);
+      return first.valid && first.usage?.limits[0]?.name === 'tight';
+    };
+    expect(await waitFor(limited, 2000)).toBe(true);
+    expect((await server.verify(key.key)).code).toBe('RATE_LIMITED');
+    await admin.identities.delete('moving', { force: true });
+    expect(await waitFor(async () => (await server.verify(key.key)).code === 'DISABLED', 2000)).toBe(true);
+    // Out of the deleted identity, the key works again.
+    await admin.keys.update(key.key.split('_').at(-1)!.slice(0, 16), { identityId: null });
+    expect(await waitFor(async () => (await server.verify(key.key)).code === 'VALID', 2000)).toBe(true);
   });
 
   it('answers any input with an identity or a typed INVALID_ARGUMENT, never another error (fuzz)', async () => {

@@ -9,6 +9,7 @@ import { MemoryAuditLog } from './audit-log.js';
 import { dayOf, parseBatchId } from '../audit/usage.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 import { LocalBuckets } from '../limits/buckets.js';
+import { leastOf } from '../limits/rules.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from './cursor.js';
 import type {
   ConsumeRequest,
@@ -187,7 +188,10 @@ export class MemoryStore implements KeyStore {
     const held = this.buckets.consume(reservation.subject, reservation.limits, reservation.credits, request.now);
     if (held.outcome !== 'OK') {
       this.refundKey(request);
-      return { ...held, limits: own.limits.concat(held.limits), credits: own.credits ?? held.credits };
+      // The key's state as it is again (a charge of nothing reads it), for the refusal's report.
+      const now = this.consumeKey({ ...request, cost: 0, limits: request.limits.map((c) => ({ ...c, cost: 0 })) });
+      const limits = 'limits' in now ? now.limits : own.limits;
+      return { ...held, limits: limits.concat(held.limits), credits: leastOf('credits' in now ? now.credits : own.credits, held.credits) };
     }
     return { ...own, limits: own.limits.concat(held.limits), credits: leastOf(own.credits, held.credits) };
   }
@@ -310,11 +314,4 @@ export class MemoryStore implements KeyStore {
   async countIdentityKeys(id: string): Promise<number> {
     return this.identityKeys.get(id)?.size ?? 0;
   }
-}
-
-/** The fewer of two credit counts (null: none). */
-export function leastOf(a: number | null, b: number | null): number | null {
-  if (a === null) return b;
-  if (b === null) return a;
-  return Math.min(a, b);
 }

@@ -6,6 +6,8 @@ import { digestBytes, type HashAlgorithm, type KeyHasher } from '../key/hash.js'
 import type { Credits, LimitCharge } from '../limits/rules.js';
 import { toVerifiedKey, withoutHash, type KeyRecord } from '../store/record.js';
 import type { VerifySuccess } from './outcome.js';
+import type { IdentityRecord } from '../identity/record.js';
+import type { IdentityCharge } from '../store/types.js';
 import { scopeSetOf, type ScopeSet } from './scopes.js';
 import { keyOf, sameKey, tailOf } from './tuning.js';
 
@@ -31,6 +33,13 @@ export interface Rare {
   readonly charges: Charges;
   /** The key's charges joined with a middleware's, for the last middleware limits seen (they rarely vary). */
   joined: { readonly extra: Charges; readonly all: Charges } | null;
+  /**
+   * The key's identity as read with the key (null: the key has none, or it is gone, and then the key
+   * is refused as DISABLED): what the policies judge by (its allowedIps and roles), with no store call.
+   */
+  readonly identity: IdentityRecord | null;
+  /** The identity's part of every charge of the key (null: none, or nothing to charge). */
+  readonly identityCharge: IdentityCharge | null;
 }
 
 /**
@@ -77,13 +86,25 @@ export function unknownEntry(fetched: number): UnknownEntry {
   return { fresh: null, proof: null, rare: null, fetched, touched: fetched };
 }
 
-export function knownEntry(stored: KeyRecord, fetched: number): KnownEntry {
+/**
+ * The entry of a key read from the store, with its identity as read with it (`identity`: null when the
+ * key names none or the identity is gone). A key whose identity is gone is refused as DISABLED: a
+ * forced deletion of an identity never lifts its shared limits off its keys.
+ */
+export function knownEntry(stored: KeyRecord, fetched: number, identity: IdentityRecord | null = null): KnownEntry {
   // The record as records are kept (shared prefix, scope list and empty maps), read once and let go.
   const record = withoutHash(stored);
   const bytes = digestBytes(stored.hash);
-  const blocked: Blocked | null = record.revokedAt !== null ? 'REVOKED' : record.disabled ? 'DISABLED' : null;
+  const identityId = record.identityId ?? null;
+  const owner = identityId !== null && identity !== null && identity.id === identityId ? identity : null;
+  const blocked: Blocked | null = record.revokedAt !== null ? 'REVOKED' : record.disabled || (identityId !== null && owner === null) ? 'DISABLED' : null;
   const rare =
-    record.version === FIRST_VERSION && blocked === null && record.notBefore === null && record.credits === null && record.limits.length === 0
+    identityId === null &&
+    record.version === FIRST_VERSION &&
+    blocked === null &&
+    record.notBefore === null &&
+    record.credits === null &&
+    record.limits.length === 0
       ? null
       : {
           version: record.version,
@@ -95,6 +116,8 @@ export function knownEntry(stored: KeyRecord, fetched: number): KnownEntry {
               ? NO_CHARGES
               : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` })),
           joined: null,
+          identity: owner,
+          identityCharge: owner === null || (owner.limits.length === 0 && owner.credits === null) ? null : identityChargeOf(owner),
         };
   return {
     fresh: Object.freeze({
@@ -150,9 +173,35 @@ export function scopesOf(entry: KnownEntry): ScopeSet {
   return scopeSetOf(entry.fresh.key.scopes);
 }
 
-/** Whether a request with this key is charged even without middleware limits (own limits or credits). */
+/** The identity's part of a charge: its limits, each request costing 1 of each (buckets `i.<name>` under the identity's tag), and its credits. */
+function identityChargeOf(identity: IdentityRecord): IdentityCharge {
+  return Object.freeze({
+    id: identity.id,
+    version: identity.version,
+    credits: identity.credits,
+    limits: Object.freeze(identity.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `i.${l.name}` }))),
+  });
+}
+
+/** Whether a request with this key is charged even without middleware limits (own limits or credits, or its identity's). */
 export function chargedAlways(entry: KnownEntry): boolean {
-  return entry.rare !== null && (entry.rare.charges.length > 0 || entry.rare.credits !== null);
+  const rare = entry.rare;
+  return rare !== null && (rare.charges.length > 0 || rare.credits !== null || rare.identityCharge !== null);
+}
+
+/** The key's identity as cached with it (null: none): the seam the policies (allowed networks, roles) read. */
+export function identityOf(entry: KnownEntry): IdentityRecord | null {
+  return entry.rare === null ? null : entry.rare.identity;
+}
+
+/** The identity's part of the key's charges, or undefined when there is none. */
+export function identityChargeOfEntry(entry: KnownEntry): IdentityCharge | undefined {
+  return entry.rare?.identityCharge ?? undefined;
+}
+
+/** The version of the identity an entry was made with (0: none). */
+export function identityVersionOf(entry: KnownEntry): number {
+  return entry.rare?.identity?.version ?? 0;
 }
 
 /** The version of the record an entry was made from. */

@@ -40,6 +40,11 @@ export class KeyCache<V> {
     this.entries.delete(id);
   }
 
+  /** Drops every entry `drop` says to (a scan: for rare changes, like an identity's). */
+  deleteWhere(drop: (value: V) => boolean): void {
+    for (const [id, value] of this.entries) if (drop(value)) this.entries.delete(id);
+  }
+
   clear(): void {
     this.entries.clear();
   }

@@ -27,6 +27,8 @@ import {
   chargesOf,
   confirms,
   creditsOf,
+  identityChargeOfEntry,
+  identityVersionOf,
   knownEntry,
   refusalAt,
   sameDigest,
@@ -39,6 +41,7 @@ import {
 import { verifierConfig, type VerifierOptions, type VerifyOptions } from './options.js';
 import { KeyCache } from './key-cache.js';
 import { CacheClock, idBeforeParse, noteUse, ownCopy } from './tuning.js';
+import { IDENTITY_INVALIDATION, type IdentityRecord } from '../identity/record.js';
 
 export type { CacheOptions, VerifierOptions, VerifyOptions } from './options.js';
 
@@ -195,8 +198,18 @@ export class Verifier {
     return this.limiter.refund(receipt.request, receipt.result);
   }
 
-  /** Drops a key from this process's cache (all keys when `id` is null). Called on every change. */
+  /**
+   * Drops a key from this process's cache (all keys when `id` is null; every key of an identity for
+   * `identity:<id>`). Called on every change.
+   */
   invalidate(id: string | null): void {
+    if (id?.startsWith(IDENTITY_INVALIDATION)) {
+      const identityId = id.slice(IDENTITY_INVALIDATION.length);
+      this.cache.deleteWhere((entry) => entry.fresh.key.identityId === identityId);
+      // A read under way may bring the identity as it was: none of them is cached.
+      this.inflight.clear();
+      return;
+    }
     if (id === null) {
       this.cache.clear();
       this.unknown.clear();
@@ -266,28 +279,20 @@ export class Verifier {
     const limits = chargesOf(entry, options?.limits);
     const cost = options?.cost ?? 1;
     const credits = creditsOf(entry);
-    const request = { subject: id, keyVersion: versionOf(entry), credits, limits, cost };
-    return this.limiter.consume(request, credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
+    const identity = identityChargeOfEntry(entry);
+    const request =
+      identity === undefined
+        ? { subject: id, keyVersion: versionOf(entry), credits, limits, cost }
+        : { subject: id, keyVersion: versionOf(entry), credits, limits, cost, identity };
+    const spends = cost > 0 && (credits !== null || (identity !== undefined && identity.credits !== null));
+    return this.limiter.consume(request, spends).then((result): MaybePromise<VerifyResult> => {
       if (result === UNAVAILABLE) return this.unavailable;
       if (result.outcome === 'NOT_FOUND') {
         this.invalidate(id);
         return failure('NOT_FOUND');
       }
-      if (result.outcome === 'CHANGED') {
-        const next = knownEntry(result.record, this.times.at(this.clock()));
-        // An id's hash never changes; a record that says otherwise is not the key that was presented.
-        // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
-        // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
-        const sameHash = sameDigest(entry, next, this.hasher, this.keepsKeys);
-        if (!sameHash || retried || versionOf(next) === versionOf(entry)) {
-          this.invalidate(id);
-          return sameHash ? this.unavailable : failure('NOT_FOUND');
-        }
-        const cached = this.cache.peek(id);
-        if (cached === undefined || versionOf(cached) < versionOf(next)) this.cache.set(id, next);
-        const verdict = this.judge(next, this.clock(), options, stale);
-        return verdict instanceof Promise || !verdict.valid || !chargedAlways(next) ? verdict : this.charge(next, options, stale, true);
-      }
+      if (result.outcome === 'CHANGED')
+        return this.withIdentity(result.record).then((identity) => this.rejudge(entry, result.record, identity, options, stale, retried));
       const usage: Usage = { limits: result.limits, credits: result.credits };
       const at = this.clock();
       if (result.outcome === 'OK') {
@@ -301,6 +306,42 @@ export class Verifier {
         ? failure(result.outcome, { keyId: id, usage })
         : failure(result.outcome, { keyId: id, usage, retryAfter: Math.max(1, Math.ceil(result.retryAfter / 1000)) });
     });
+  }
+
+  /** The identity a record names, read from the store (null: none, or gone). */
+  private withIdentity(record: KeyRecord): Promise<IdentityRecord | null> {
+    const identityId = record.identityId ?? null;
+    if (identityId === null || typeof this.store.getIdentity !== 'function') return Promise.resolve(null);
+    try {
+      return this.store.getIdentity(identityId);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** A charge found the key (or its identity) changed: judged again on the record read, charged at most once more. */
+  private rejudge(
+    entry: KnownEntry,
+    record: KeyRecord,
+    identity: IdentityRecord | null,
+    options: VerifyOptions | undefined,
+    stale: boolean,
+    retried: boolean,
+  ): MaybePromise<VerifyResult> {
+    const id = entry.fresh.key.id;
+    const next = knownEntry(record, this.times.at(this.clock()), identity);
+    // An id's hash never changes; a record that says otherwise is not the key that was presented.
+    // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
+    // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
+    const sameHash = sameDigest(entry, next, this.hasher, this.keepsKeys);
+    if (!sameHash || retried || (versionOf(next) === versionOf(entry) && identityVersionOf(next) === identityVersionOf(entry))) {
+      this.invalidate(id);
+      return sameHash ? this.unavailable : failure('NOT_FOUND');
+    }
+    const cached = this.cache.peek(id);
+    if (cached === undefined || versionOf(cached) < versionOf(next) || identityVersionOf(cached) !== identityVersionOf(next)) this.cache.set(id, next);
+    const verdict = this.judge(next, this.clock(), options, stale);
+    return verdict instanceof Promise || !verdict.valid || !chargedAlways(next) ? verdict : this.charge(next, options, stale, true);
   }
 
   /** Counts an outcome of a known key for usage tracking. */
@@ -322,9 +363,11 @@ export class Verifier {
       } catch (error) {
         read = Promise.reject(error);
       }
-      pending = read.then((record) => {
+      pending = read.then(async (record) => {
+        // A key of an identity: its identity read too (a second read, on a miss only).
+        const identity = record === null ? null : await this.withIdentity(record);
         const fetched = this.times.at(this.clock());
-        const entry = record === null ? unknownEntry(fetched) : knownEntry(record, fetched);
+        const entry = record === null ? unknownEntry(fetched) : knownEntry(record, fetched, identity);
         // A change that arrived while this read was under way invalidated it: do not cache it.
         if (this.inflight.get(id) === pending) {
           this.inflight.delete(id);
