@@ -8,6 +8,7 @@ import type { KeyStore } from '../src/store/types.js';
 import type { TillEvent } from '../src/audit/events.js';
 import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
 import { waitFor } from '@till/testkit/wait';
+import { countRoundTrips } from '@till/testkit/round-trips';
 
 const clients: Array<ReturnType<typeof newClient>> = [];
 const namespaces: string[] = [];
@@ -241,5 +242,84 @@ describe.each(backends)('identities on the %s store', (_kind, makeStore) => {
       }),
       { numRuns: _kind === 'memory' ? 300 : 60 },
     );
+  });
+});
+
+describe('an identity on a single Redis', () => {
+  it("adds no round trip: a cached key's charge with its identity's limits and credits is one script call", async () => {
+    const client = newClient();
+    const namespace = uniqueNamespace();
+    clients.push(client);
+    namespaces.push(namespace);
+    const store = new RedisStore({ client, namespace });
+    const till = createTill({ store, auditEvents: false, usage: false });
+    try {
+      await till.identities.create({ id: 'one-trip', name: 'One trip', limits: [{ name: 'shared', limit: 100, window: '1m' }], credits: { remaining: 100 } });
+      const { key } = await till.keys.create({
+        name: 'k',
+        scopes: [],
+        identityId: 'one-trip',
+        limits: [{ name: 'own', limit: 10, window: '1m' }],
+        credits: { remaining: 5 },
+      });
+      // Read once (the key and its identity), then cached.
+      expect((await till.verify(key)).code).toBe('VALID');
+      // Cached entries are trusted once the subscription to changes is confirmed.
+      expect(await waitFor(() => !store.invalidationsLost(), 2000)).toBe(true);
+      // (The confirmation dropped what was cached before it: read again.)
+      expect((await till.verify(key)).code).toBe('VALID');
+      const trips = countRoundTrips(client);
+      const result = await till.verify(key);
+      trips.stop();
+      expect(result.code).toBe('VALID');
+      if (result.valid)
+        expect(result.usage).toMatchObject({
+          credits: 2,
+          limits: [
+            { name: 'own', remaining: 7 },
+            { name: 'shared', remaining: 97 },
+          ],
+        });
+      expect(trips.count).toBe(1);
+      expect(Object.keys(trips.commands)).toEqual(['evalsha']);
+    } finally {
+      await till.close();
+    }
+  });
+});
+
+describe("an identity's change on Redis", () => {
+  it('reaches every process sharing the store as fast as a revocation: p99 under 100 ms over 100 changes', async () => {
+    const namespace = uniqueNamespace();
+    const adminClient = newClient();
+    const serverClient = newClient();
+    clients.push(adminClient, serverClient);
+    namespaces.push(namespace, namespace);
+    const admin = createTill({ store: new RedisStore({ client: adminClient, namespace }), auditEvents: false, usage: false });
+    const serverStore = new RedisStore({ client: serverClient, namespace });
+    const heard = new Map<string, number>();
+    const off = serverStore.onInvalidate((id) => {
+      if (id !== null) heard.set(id, performance.now());
+    });
+    try {
+      expect(await waitFor(() => !serverStore.invalidationsLost(), 2000)).toBe(true);
+      await admin.identities.create({ id: 'fast', name: 'Fast' });
+      const latencies: number[] = [];
+      for (let i = 0; i < 100; i++) {
+        heard.delete('identity:fast');
+        const saved = performance.now();
+        await admin.identities.update('fast', { name: `Fast ${i}` });
+        expect(await waitFor(() => heard.has('identity:fast'), 2000, 1)).toBe(true);
+        latencies.push(Math.max(0, heard.get('identity:fast')! - saved));
+      }
+      latencies.sort((a, b) => a - b);
+      const p99 = latencies[98]!;
+      console.log(`[identities] change heard by another connection: p50 ${latencies[49]!.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`);
+      expect(p99).toBeLessThan(100);
+    } finally {
+      off();
+      await admin.close();
+      await serverStore.close();
+    }
   });
 });
