@@ -4,6 +4,7 @@ import { registerAudit } from './commands/audit.js';
 import { registerScan } from './commands/scan.js';
 import { registerEvents } from './commands/events.js';
 import { registerKeys } from './commands/keys.js';
+import { registerIdentities } from './commands/identities.js';
 import type { Context } from './context.js';
 
 declare const __TILL_CLI_VERSION__: string;
@@ -56,5 +57,6 @@ export function createProgram(ctx: Context): Command {
   registerEvents(program, ctx);
   registerAudit(program, ctx);
   registerScan(program, ctx);
+  registerIdentities(program, ctx);
   return program;
 }

@@ -17,6 +17,7 @@ interface CreateOptions {
   rate?: string[];
   credits?: string;
   refill?: string;
+  identity?: string;
   json?: boolean;
 }
 
@@ -40,6 +41,7 @@ export function registerCreate(keys: Command, ctx: Context): void {
     .option('--rate <name=count/window>', 'a rate limit of the key, like per-second=10/1s; repeatable', input.collect)
     .option('--credits <count>', "uses the key has (each request spends its route's cost); default unlimited")
     .option('--refill <amount/interval>', 'with --credits: top the credits up to amount every interval, like 1000/30d')
+    .option('--identity <id>', "the identity the key belongs to: it shares the identity's limits and credits (till identities create)")
     .option('--json', 'print { key, record } as JSON')
     .addHelpText('after', EXAMPLES)
     .action(async (options: CreateOptions, command: Command) => {
@@ -52,6 +54,7 @@ export function registerCreate(keys: Command, ctx: Context): void {
         ...(options.expires !== undefined && input.expiry(options.expires, now)),
         ...(options.notBefore !== undefined && { notBefore: input.time(options.notBefore, '--not-before', now) }),
         ...input.limitsAndCredits(options),
+        ...(options.identity !== undefined && { identityId: input.identityId(options.identity) }),
       };
       const prefix = options.prefix ?? (ctx.env.TILL_PREFIX || undefined);
       if (prefix !== undefined) {

@@ -15,6 +15,7 @@ interface UpdateOptions {
   rate?: string[];
   credits?: string;
   refill?: string;
+  identity?: string;
   json?: boolean;
 }
 
@@ -39,6 +40,7 @@ export function registerUpdate(keys: Command, ctx: Context): void {
     .option('--rate <name=count/window>', 'the new rate limits, replacing all current ones (none removes them); repeatable', input.collect)
     .option('--credits <count>', 'set the credits anew (the live count restarts here), or none for unlimited')
     .option('--refill <amount/interval>', 'with --credits: top up to amount every interval, like 1000/30d')
+    .option('--identity <id>', 'move the key to another identity, or none to take it out of its identity')
     .option('--json', 'print { record } as JSON')
     .addHelpText('after', EXAMPLES)
     .action(async (rawId: string, options: UpdateOptions, command: Command) => {
@@ -51,9 +53,10 @@ export function registerUpdate(keys: Command, ctx: Context): void {
       const unsetMeta = options.unsetMeta ?? [];
       if (options.expires !== undefined) Object.assign(patch, input.expiry(options.expires, now, true));
       Object.assign(patch, input.limitsAndCredits(options));
+      if (options.identity !== undefined) patch.identityId = options.identity.trim().toLowerCase() === 'none' ? null : input.identityId(options.identity);
       const changesMeta = Object.keys(setMeta).length > 0 || unsetMeta.length > 0;
       if (Object.keys(patch).length === 0 && !changesMeta) {
-        throw usage('nothing to update: give --name, --scope, --meta, --unset-meta, --expires, --rate or --credits');
+        throw usage('nothing to update: give --name, --scope, --meta, --unset-meta, --expires, --rate, --credits or --identity');
       }
       const keyManager = await ctx.keys(command);
       if (changesMeta) {
