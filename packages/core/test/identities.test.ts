@@ -209,6 +209,35 @@ describe.each(backends)('identities on the %s store', (_kind, makeStore) => {
     expect(await waitFor(async () => (await server.verify(key.key)).code === 'VALID', 2000)).toBe(true);
   });
 
+  it("passes a key's identity on to the key that replaces it in a rotation", async () => {
+    const till = newTill();
+    await till.identities.create({ id: 'rotating', name: 'Rotating', limits: [{ name: 'shared', limit: 2, window: '1h' }] });
+    const old = await till.keys.create({ name: 'k', scopes: [], identityId: 'rotating' });
+    const rotated = await till.keys.rotate(old.record.id, { grace: '1h' });
+    expect(rotated.record.identityId).toBe('rotating');
+    expect(await till.identities.keyCount('rotating')).toBe(2);
+    // Both keys of the chain, in its grace period, share the identity's limit.
+    expect((await till.verify(old.key)).code).toBe('VALID');
+    expect((await till.verify(rotated.key)).code).toBe('VALID');
+    expect((await till.verify(old.key)).code).toBe('RATE_LIMITED');
+  });
+
+  it('answers any identityId given to a key with the key, or a typed error (fuzz)', async () => {
+    const till = newTill();
+    await till.identities.create({ id: 'exists', name: 'Exists' });
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(fc.string({ maxLength: 80 }), fc.anything(), fc.constant('exists')), async (identityId) => {
+        try {
+          const { record } = await till.keys.create({ name: 'fuzzed', scopes: [], identityId: identityId as never });
+          expect(record.identityId ?? null).toBe(identityId === undefined ? null : identityId);
+        } catch (error) {
+          if (!isTillError(error) || !['INVALID_ARGUMENT', 'IDENTITY_NOT_FOUND'].includes(error.code)) throw error;
+        }
+      }),
+      { numRuns: _kind === 'memory' ? 200 : 40 },
+    );
+  });
+
   it('answers any input with an identity or a typed INVALID_ARGUMENT, never another error (fuzz)', async () => {
     const till = newTill();
     const anything = fc.oneof(fc.anything(), fc.string(), fc.array(fc.string()), fc.array(fc.anything()), fc.constant(undefined), fc.constant(null));

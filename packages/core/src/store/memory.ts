@@ -59,6 +59,8 @@ export class MemoryStore implements KeyStore {
   private readonly identities = new Map<string, string>();
   private identityOrder: Array<{ createdAt: number; id: string }> = [];
   private readonly identityKeys = new Map<string, Set<string>>();
+  /** Each identity's version, beside its JSON, so charging never parses it. */
+  private readonly identityVersions = new Map<string, number>();
 
   async get(id: string): Promise<KeyRecord | null> {
     const json = this.records.get(id);
@@ -175,11 +177,9 @@ export class MemoryStore implements KeyStore {
     const identity = request.identity!;
     const version = this.versions.get(request.subject);
     if (version === undefined) return { outcome: 'NOT_FOUND' };
-    const current = this.identities.get(identity.id);
     const reservation = this.identityReservation(request);
     if (
-      current === undefined ||
-      decodeIdentity(current).version !== identity.version ||
+      this.identityVersions.get(identity.id) !== identity.version ||
       (identity.credits !== null && this.buckets.creditsOutdated(reservation.subject, identity.credits))
     )
       return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
@@ -271,6 +271,7 @@ export class MemoryStore implements KeyStore {
     if (this.identities.has(record.id)) throw tillError('IDENTITY_EXISTS', 'memory', `identity ${record.id} exists`);
     if (audit !== undefined) this.audit.append(audit);
     this.identities.set(record.id, encodeIdentity(record));
+    this.identityVersions.set(record.id, record.version);
     const entry = { createdAt: record.createdAt, id: record.id };
     let i = this.identityOrder.length;
     while (i > 0 && !isAfter(entry.createdAt, entry.id, this.identityOrder[i - 1]!)) i--;
@@ -283,6 +284,7 @@ export class MemoryStore implements KeyStore {
     if (decodeIdentity(current).version !== expectedVersion) return false;
     if (audit !== undefined) this.audit.append(audit);
     this.identities.set(record.id, encodeIdentity(record));
+    this.identityVersions.set(record.id, record.version);
     this.emit(`${IDENTITY_INVALIDATION}${record.id}`);
     return true;
   }
@@ -293,6 +295,7 @@ export class MemoryStore implements KeyStore {
     if (decodeIdentity(current).version !== expectedVersion) return false;
     if (audit !== undefined) this.audit.append(audit);
     this.identities.delete(id);
+    this.identityVersions.delete(id);
     this.identityOrder = this.identityOrder.filter((e) => e.id !== id);
     this.buckets.forget(identitySubject(id));
     this.emit(`${IDENTITY_INVALIDATION}${id}`);
