@@ -106,7 +106,7 @@ export interface LimitMessage {
   readonly till: string;
   /** Whose limits: a key id, or another subject such as `ip:203.0.113.7`. */
   readonly subject: string;
-  /** Names of the limits charged, in order (empty when only credits were). */
+  /** Names of the limits charged, in order (the key's, the middleware's, then its identity's; empty when only credits were). */
   readonly limits: readonly string[];
   /** Credits the request spends (0 when none). */
   readonly cost: number;
