@@ -204,6 +204,11 @@ describe.each(backends)('identities on the %s store', (_kind, makeStore) => {
     expect((await server.verify(key.key)).code).toBe('RATE_LIMITED');
     await admin.identities.delete('moving', { force: true });
     expect(await waitFor(async () => (await server.verify(key.key)).code === 'DISABLED', 2000)).toBe(true);
+    // An identity made again under the same id takes its keys back, at once.
+    await admin.identities.create({ id: 'moving', name: 'Moving again' });
+    expect(await waitFor(async () => (await server.verify(key.key)).code === 'VALID', 2000)).toBe(true);
+    await admin.identities.delete('moving', { force: true });
+    expect(await waitFor(async () => (await server.verify(key.key)).code === 'DISABLED', 2000)).toBe(true);
     // Out of the deleted identity, the key works again.
     await admin.keys.update(key.key.split('_').at(-1)!.slice(0, 16), { identityId: null });
     expect(await waitFor(async () => (await server.verify(key.key)).code === 'VALID', 2000)).toBe(true);

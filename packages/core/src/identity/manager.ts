@@ -111,6 +111,7 @@ export class IdentityManager {
     };
     const store = this.store;
     await store.insertIdentity(record, this.entry('identity.created', now, id, null, record, context));
+    this.options.onChange?.(id);
     this.emit('identity.created', id, context);
     return record;
   }

@@ -47,6 +47,9 @@ export class RedisIdentities {
     );
     if (ok !== 1) throw tillError('IDENTITY_EXISTS', 'redis', `identity ${record.id} exists`);
     if (audit !== undefined) await this.audit.copyToLog(audit);
+    // Keys that named an identity of this id before (deleted with force) are cached as disabled: told
+    // to read it again. Best effort: they would otherwise wait for their cache TTL.
+    await this.commands.run(() => this.client.publish(layout.channel, `${IDENTITY_INVALIDATION}${record.id}`)).catch(() => {});
   }
 
   async replace(record: IdentityRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {

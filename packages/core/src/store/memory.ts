@@ -276,6 +276,8 @@ export class MemoryStore implements KeyStore {
     let i = this.identityOrder.length;
     while (i > 0 && !isAfter(entry.createdAt, entry.id, this.identityOrder[i - 1]!)) i--;
     this.identityOrder.splice(i, 0, entry);
+    // Keys that named an identity of this id before (deleted with force) are cached as disabled.
+    this.emit(`${IDENTITY_INVALIDATION}${record.id}`);
   }
 
   async replaceIdentity(record: IdentityRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
