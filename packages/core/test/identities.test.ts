@@ -243,6 +243,28 @@ describe.each(backends)('identities on the %s store', (_kind, makeStore) => {
     );
   });
 
+  it('answers any list query with a page or a typed INVALID_ARGUMENT (fuzz)', async () => {
+    const till = newTill();
+    await till.identities.create({ id: 'listed', name: 'Listed' });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.record({ limit: fc.oneof(fc.integer(), fc.anything()), cursor: fc.oneof(fc.string(), fc.base64String(), fc.anything()) }, { requiredKeys: [] }),
+          fc.anything(),
+        ),
+        async (query) => {
+          try {
+            const page = await till.identities.list(query as never);
+            expect(Array.isArray(page.identities)).toBe(true);
+          } catch (error) {
+            if (!isTillError(error, 'INVALID_ARGUMENT')) throw error;
+          }
+        },
+      ),
+      { numRuns: _kind === 'memory' ? 300 : 60 },
+    );
+  });
+
   it('answers any input with an identity or a typed INVALID_ARGUMENT, never another error (fuzz)', async () => {
     const till = newTill();
     const anything = fc.oneof(fc.anything(), fc.string(), fc.array(fc.string()), fc.array(fc.anything()), fc.constant(undefined), fc.constant(null));

@@ -9,7 +9,7 @@ import { normalizeCredits } from '../limits/rules.js';
 import { auditReport, type Report, type ReportOptions } from '../audit/report.js';
 import type { AuditPage, AuditQuery } from '../audit/trail.js';
 import type { KeyStore, KeyUsage, ListKeysQuery } from '../store/types.js';
-import { assertCurrent, checkCreate, checkId, checkMetadata, checkPatch, checkText, checkWindow, fail } from './checks.js';
+import { assertCurrent, checkCreate, checkId, checkIdentityRef, checkMetadata, checkPatch, checkText, checkWindow, fail } from './checks.js';
 import { creditsAnew, revokeKeys, withChain } from './chain.js';
 import { rotateKey } from './rotate.js';
 import { KeyWriter, MAX_ATTEMPTS } from './writer.js';
@@ -189,6 +189,7 @@ export class KeyManager {
 
   /** A page of keys in creation order. */
   async list(query: ListKeysQuery = {}): Promise<{ keys: KeyInfo[]; cursor?: string }> {
+    if (query?.identityId !== undefined && checkIdentityRef(query.identityId) === null) fail('identityId must be an identity id');
     const page = await this.store.list(query);
     return page.cursor === undefined ? { keys: page.keys.map(toKeyInfo) } : { keys: page.keys.map(toKeyInfo), cursor: page.cursor };
   }
