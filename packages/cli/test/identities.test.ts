@@ -58,8 +58,10 @@ describe('till identities', () => {
     const shown = await till$('identities', 'show', 'acme');
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/keys\s+1/);
-    expect(shown.stdout).toMatch(/credits\s+50 when set, topped up to 50 every 30d/);
-    expect(parse<{ keys: number }>(await till$('identities', 'show', 'acme', '--json')).keys).toBe(1);
+    expect(shown.stdout).toMatch(/credits\s+50 left, topped up to 50 every 30d/);
+    // A request with the key spends one of the identity's credits.
+    expect((await till.verify(parse<{ key: string }>(key).key)).code).toBe('VALID');
+    expect(parse<{ keys: number; credits: number }>(await till$('identities', 'show', 'acme', '--json'))).toMatchObject({ keys: 1, credits: 49 });
     const listed = parse<{ identities: Array<{ id: string }> }>(await till$('identities', 'list', '--json'));
     expect(listed.identities.map((i) => i.id)).toEqual(['acme']);
     expect((await till$('keys', 'list', '--identity', 'acme', '--json')).stdout).toContain(record.id);

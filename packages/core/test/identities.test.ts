@@ -170,6 +170,8 @@ describe.each(backends)('identities on the %s store', (_kind, makeStore) => {
   it("spends the key's credits and its identity's when both have some, never below 0", async () => {
     const till = newTill();
     await till.identities.create({ id: 'wallet', name: 'Wallet', credits: { remaining: 3 } });
+    await till.identities.create({ id: 'shared-none', name: 'No credits' });
+    expect(await till.identities.credits('wallet')).toBe(3);
     const a = await till.keys.create({ name: 'a', scopes: [], identityId: 'wallet', credits: { remaining: 10 } });
     const b = await till.keys.create({ name: 'b', scopes: [], identityId: 'wallet' });
     const results = [];
@@ -177,10 +179,14 @@ describe.each(backends)('identities on the %s store', (_kind, makeStore) => {
     expect(results.map((r) => r.code)).toEqual(['VALID', 'VALID', 'VALID', 'USAGE_EXCEEDED', 'USAGE_EXCEEDED']);
     // The key's own credits were spent only by its admitted requests; the identity's are at 0, not below.
     expect(await till.keys.credits(a.record.id)).toBe(8);
+    expect(await till.identities.credits('wallet')).toBe(0);
+    expect(await till.identities.credits('shared-none')).toBeNull();
+    expect((await rejection(till.identities.credits('ghost'))).code).toBe('IDENTITY_NOT_FOUND');
     const last = results[4]!;
     if (!last.valid) expect(last.usage?.credits).toBe(0);
     // Credits set anew on the identity reach its keys at once.
     await till.identities.update('wallet', { credits: { remaining: 1 } });
+    expect(await till.identities.credits('wallet')).toBe(1);
     expect((await till.verify(b.key)).code).toBe('VALID');
     expect((await till.verify(b.key)).code).toBe('USAGE_EXCEEDED');
   });

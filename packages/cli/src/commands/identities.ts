@@ -27,21 +27,22 @@ Examples:
   $ till identities update acme --rate per-minute=5000/1m --role reporting
   $ till identities delete acme --force --yes`;
 
-function creditsText(identity: IdentityRecord): string {
+function creditsText(identity: IdentityRecord, live?: number | null): string {
   const c = identity.credits;
   if (c === null) return 'unlimited';
-  return `${c.remaining} when set${c.refill === null ? '' : `, topped up to ${c.refill.amount} every ${span(c.refill.interval)}`}`;
+  const left = live === undefined || live === null ? `${c.remaining} when set` : `${live} left`;
+  return `${left}${c.refill === null ? '' : `, topped up to ${c.refill.amount} every ${span(c.refill.interval)}`}`;
 }
 
 /** An identity as a list of fields for people. */
-function details(identity: IdentityRecord, keys?: number): string {
+function details(identity: IdentityRecord, keys?: number, live?: number | null): string {
   const meta = Object.entries(identity.metadata);
   const fields: [string, string][] = [
     ['id', clean(identity.id)],
     ['name', clean(identity.name)],
     ['metadata', meta.length === 0 ? '-' : meta.map(([k, v]) => `${clean(k)}=${clean(typeof v === 'string' ? v : JSON.stringify(v))}`).join(', ')],
     ['rate limits', identity.limits.length === 0 ? '-' : identity.limits.map((l) => `${l.name} ${l.limit}/${span(l.window)}`).join(', ')],
-    ['credits', creditsText(identity)],
+    ['credits', creditsText(identity, live)],
     ['allowed ips', identity.allowedIps.length === 0 ? 'any' : identity.allowedIps.join(', ')],
     ['roles', identity.roles.length === 0 ? '-' : identity.roles.join(', ')],
     ['created', when(identity.createdAt)],
@@ -102,14 +103,16 @@ export function registerIdentities(program: Command, ctx: Context): void {
     .command('show')
     .description('show an identity and how many keys it has')
     .argument('<id>', 'the identity id')
-    .option('--json', 'print { identity, keys } as JSON')
+    .option('--json', 'print { identity, keys, credits } as JSON (keys: how many name it; credits: left now, or null for unlimited)')
     .action(async (rawId: string, options: { json?: boolean }, command: Command) => {
       const id = input.identityId(rawId);
       const manager = await ctx.identities(command);
       const identity = await manager.get(id);
       if (identity === null) throw failed(`no identity ${id}`);
       const keys = await manager.keyCount(id);
-      ctx.print(options.json ? json({ identity, keys }) : `${details(identity, keys)}Its keys: till keys list --identity ${id}\n`);
+      // The live count lives apart from the record (it changes with every request).
+      const credits = identity.credits === null ? null : await manager.credits(id);
+      ctx.print(options.json ? json({ identity, keys, credits }) : `${details(identity, keys, credits)}Its keys: till keys list --identity ${id}\n`);
     });
 
   identities

@@ -9,7 +9,17 @@ import type { IdentityPage, KeyStore, ListIdentitiesQuery } from '../store/types
 import { systemClock, type Clock } from '../util/clock.js';
 import { checkText } from '../manage/checks.js';
 import type { ChangeContext } from '../manage/types.js';
-import { checkAllowedIps, checkCredits, checkIdentityId, checkLimits, checkMetadata, checkName, checkRoles, type IdentityRecord } from './record.js';
+import {
+  checkAllowedIps,
+  checkCredits,
+  checkIdentityId,
+  checkLimits,
+  checkMetadata,
+  checkName,
+  checkRoles,
+  identitySubject,
+  type IdentityRecord,
+} from './record.js';
 
 export interface CreateIdentityInput {
   /** The identity's id: your own customer, team or tenant id (see IDENTITY_ID), or drawn when absent. */
@@ -125,6 +135,28 @@ export class IdentityManager {
   async list(query: ListIdentitiesQuery = {}): Promise<IdentityPage> {
     if (query === null || typeof query !== 'object') fail('list takes { cursor, limit }');
     return this.store.listIdentities(query);
+  }
+
+  /** The identity's credits left now (refills included), or null when it has none. */
+  async credits(id: string): Promise<number | null> {
+    checkIdentityId(id);
+    const store = this.store;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const identity = await store.getIdentity(id);
+      if (identity === null) throw tillError('IDENTITY_NOT_FOUND', 'identities', `no identity ${id}`);
+      if (identity.credits === null) return null;
+      // A charge of nothing reads the live count (the identity's version checked, as every charge does).
+      const live = await this.options.store.consume({
+        subject: identitySubject(id),
+        keyVersion: identity.version,
+        credits: identity.credits,
+        limits: [],
+        cost: 0,
+        now: this.clock(),
+      });
+      if ('credits' in live) return live.credits;
+    }
+    throw tillError('CONFLICT', 'identities', `identity ${id} kept changing; try again`);
   }
 
   /** How many keys name the identity. */

@@ -38,8 +38,11 @@ export function isValidIdentityId(id: unknown): id is string {
  * Redis, apart from any key's (a key id is 16 base62 characters and never holds a colon).
  */
 export function identitySubject(id: string): string {
-  return `identity:${id}`;
+  return `${IDENTITY_SUBJECT}${id}`;
 }
+
+/** What every identity's charge subject begins with. */
+export const IDENTITY_SUBJECT = 'identity:';
 
 /** The invalidation message of an identity's change: every process drops the cached keys of the identity. */
 export const IDENTITY_INVALIDATION = 'identity:';

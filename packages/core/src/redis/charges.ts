@@ -5,7 +5,7 @@ import { tillError, type TillError } from '../errors.js';
 import type { ChargeOutcome, Credits, LimitState } from '../limits/rules.js';
 import type { KeyRecord } from '../store/record.js';
 import type { ConsumeRequest, ConsumeResult } from '../store/types.js';
-import { identitySubject } from '../identity/record.js';
+import { IDENTITY_SUBJECT, identitySubject } from '../identity/record.js';
 import { leastOf } from '../limits/rules.js';
 import type { Commands } from './commands.js';
 import type { Layout } from './layout.js';
@@ -296,7 +296,7 @@ export class Charges {
   /** A charge found the key's record missing or of another version: the record says which. */
   private async changed(request: ConsumeRequest): Promise<ConsumeResult> {
     // An identity's reservation (consumeApart): its caller reads the key.
-    if (request.subject.startsWith('identity:')) return { outcome: 'NOT_FOUND' };
+    if (request.subject.startsWith(IDENTITY_SUBJECT)) return { outcome: 'NOT_FOUND' };
     const record = await this.store.get(request.subject);
     return record === null ? { outcome: 'NOT_FOUND' } : { outcome: 'CHANGED', record };
   }

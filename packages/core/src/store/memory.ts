@@ -23,7 +23,7 @@ import type {
   ListKeysQuery,
   UsageBatchItem,
 } from './types.js';
-import { decodeIdentity, encodeIdentity, IDENTITY_INVALIDATION, identitySubject, type IdentityRecord } from '../identity/record.js';
+import { decodeIdentity, encodeIdentity, IDENTITY_INVALIDATION, IDENTITY_SUBJECT, identitySubject, type IdentityRecord } from '../identity/record.js';
 
 /**
  * Keeps keys in this process only: for demos, tests and single-process apps. Records are kept as
@@ -212,13 +212,16 @@ export class MemoryStore implements KeyStore {
   private consumeKey(request: ConsumeRequest): ConsumeResult {
     let credits: { policy: Credits; cost: number } | null = null;
     if (request.keyVersion !== undefined) {
-      const version = this.versions.get(request.subject);
+      // An identity charged as a subject of its own (its live credits read): as on Redis, a change is NOT_FOUND to its caller.
+      const identity = request.subject.startsWith(IDENTITY_SUBJECT) ? request.subject.slice(IDENTITY_SUBJECT.length) : null;
+      const version = identity === null ? this.versions.get(request.subject) : this.identityVersions.get(identity);
       if (version === undefined) return { outcome: 'NOT_FOUND' };
-      if (version !== request.keyVersion) return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
+      const changed = (): ConsumeResult =>
+        identity === null ? { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) } : { outcome: 'NOT_FOUND' };
+      if (version !== request.keyVersion) return changed();
       // As on Redis: the caller's copy of the record of this version says what the credits are.
       if (request.credits) {
-        if (this.buckets.creditsOutdated(request.subject, request.credits))
-          return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
+        if (this.buckets.creditsOutdated(request.subject, request.credits)) return changed();
         credits = { policy: request.credits, cost: request.cost ?? 0 };
       }
     }
