@@ -1,6 +1,6 @@
 // What every command gets: the environment, the clock, the two output streams and the Redis session.
 import type { Command } from 'commander';
-import { isTillError, type KeyManager, type RoleManager } from '@till/core';
+import { isTillError, type IdentityManager, type KeyManager, type RoleManager } from '@till/core';
 import { openSession, type ConnectionOptions, type Session } from './connection.js';
 import { notReplicated } from './errors.js';
 
@@ -13,6 +13,8 @@ export interface Context {
   note(text: string): void;
   /** Connects on first use with the global options (`--redis`, `--namespace`) and returns the key manager. */
   keys(command: Command): Promise<KeyManager>;
+  /** Connects on first use, as `keys` does, and returns the identity manager. */
+  identities(command: Command): Promise<IdentityManager>;
   /**
    * For a change the key manager does not confirm with replicas itself (a creation, an enabling):
    * waits for `--replicas` of them, or throws a CliError saying the change is made but not yet safe.
@@ -36,6 +38,10 @@ export function createContext(env: NodeJS.ProcessEnv = process.env): Context {
     async keys(command) {
       session ??= openSession(command.optsWithGlobals<ConnectionOptions>(), env);
       return (await session).keys;
+    },
+    async identities(command) {
+      session ??= openSession(command.optsWithGlobals<ConnectionOptions>(), env);
+      return (await session).till.identities;
     },
     async confirmChanges(what) {
       const open = await session;

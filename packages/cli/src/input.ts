@@ -1,6 +1,7 @@
 // Turning command-line text into what the key manager takes: ids, scopes, metadata, times, durations.
 // Everything here is checked before Redis is contacted, so bad input never reaches the store.
 import {
+  isValidIdentityId,
   AUDIT_TYPES,
   ID_LENGTH,
   isTillError,
@@ -253,4 +254,12 @@ export function auditTypes(values: readonly string[]): AuditType[] {
     if (!(AUDIT_TYPES as readonly string[]).includes(t)) throw failed(`invalid --type ${JSON.stringify(t.slice(0, 40))}: one of ${AUDIT_TYPES.join(', ')}`);
   }
   return values as AuditType[];
+}
+
+/** An identity id, like `acme` or `team-7` (`--identity`, `till identities show <id>`). */
+export function identityId(text: string): string {
+  const value = text.trim();
+  if (!isValidIdentityId(value as unknown))
+    throw failed(`invalid identity id ${JSON.stringify(value.slice(0, 70))}: 1-64 letters, digits, "_", ".", "-", "@" or ":", starting with a letter or digit`);
+  return value;
 }

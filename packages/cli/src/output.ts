@@ -136,6 +136,7 @@ export function details(info: KeyInfo, now: number, live?: number | null, usage?
     ['disabled', info.disabled ? 'yes' : 'no'],
     ['rotated from', info.rotatedFrom ?? '-'],
     ['rotated to', info.rotatedTo ?? '-'],
+    ...(info.identityId ? [['identity', clean(info.identityId)] as [string, string]] : []),
     ['version', String(info.version)],
     ...(usage === undefined ? [] : usageRows(usage)),
   ];

@@ -5,6 +5,7 @@ import { registerScan } from './commands/scan.js';
 import { registerEvents } from './commands/events.js';
 import { registerKeys } from './commands/keys.js';
 import { registerRoles } from './commands/roles.js';
+import { registerIdentities } from './commands/identities.js';
 import type { Context } from './context.js';
 
 declare const __TILL_CLI_VERSION__: string;
@@ -58,5 +59,6 @@ export function createProgram(ctx: Context): Command {
   registerAudit(program, ctx);
   registerScan(program, ctx);
   registerRoles(program, ctx);
+  registerIdentities(program, ctx);
   return program;
 }

@@ -15,7 +15,10 @@ export type TillErrorCode =
   | 'NOT_ANNOUNCED'
   | 'MISSING_DEPENDENCY'
   | 'ROLE_NOT_FOUND'
-  | 'ROLE_IN_USE';
+  | 'ROLE_IN_USE'
+  | 'IDENTITY_EXISTS'
+  | 'IDENTITY_NOT_FOUND'
+  | 'IDENTITY_IN_USE';
 
 const BRAND = Symbol.for('till.error');
 

@@ -39,6 +39,10 @@ export {
   type KeyIdentity,
 } from './manage/manager.js';
 export { keyStatus, type KeyRecord, type KeyInfo, type KeyStatus } from './store/record.js';
+// Identities: owners whose limits and credits all of their keys share.
+export type { IdentityManager, CreateIdentityInput, IdentityPatch, DeletedIdentity } from './identity/manager.js';
+export { isValidIdentityId, type IdentityRecord } from './identity/record.js';
+export type { IdentityCharge, IdentityPage, ListIdentitiesQuery } from './store/types.js';
 // The store contract, for custom stores.
 export { MemoryStore, type MemoryStoreOptions } from './store/memory.js';
 export type { KeyStore, KeyPage, ListKeysQuery, InvalidationListener, ConsumeRequest, ConsumeResult } from './store/types.js';

@@ -13,6 +13,8 @@ import { consoleLogger, type Logger } from './util/logger.js';
 import { KeyManager } from './manage/manager.js';
 import { RoleManager } from './manage/roles.js';
 import { roleMessage } from './store/role.js';
+import { IdentityManager } from './identity/manager.js';
+import { IDENTITY_INVALIDATION } from './identity/record.js';
 import type { MaybePromise, VerifyResult } from './verify/outcome.js';
 import { MemoryStore } from './store/memory.js';
 import { lazyStore, type LoadedStore } from './store/lazy.js';
@@ -82,6 +84,8 @@ export interface Till {
   readonly auditWriter: AuditWriter | null;
   /** Counts usage and writes it in batches; null when turned off. */
   readonly usage: UsageTracker | null;
+  /** Identities: owners whose limits and credits all of their keys share. */
+  readonly identities: IdentityManager;
   /** Shorthand for `verifier.verify`. */
   verify(key: unknown, options?: VerifyOptions): MaybePromise<VerifyResult>;
   /**
@@ -171,6 +175,14 @@ export function createTill(options: TillOptions = {}): Till {
     onChange: (role) => verifier.invalidate(roleMessage(role)),
     emit: (event) => events.emit(event),
   });
+  const identities = new IdentityManager({
+    store: observed,
+    clock,
+    events,
+    ...(options.actor !== undefined && { actor: options.actor }),
+    // As for keys: this process drops the identity's keys from its cache at once.
+    onChange: (id) => verifier.invalidate(`${IDENTITY_INVALIDATION}${id}`),
+  });
   if (options.closeStore !== undefined && typeof options.closeStore !== 'boolean')
     throw tillError('INVALID_OPTIONS', 'createTill', 'closeStore must be true or false');
   const ownsStore = options.store === undefined || options.closeStore === true;
@@ -183,6 +195,7 @@ export function createTill(options: TillOptions = {}): Till {
     verifier,
     keys,
     roles,
+    identities,
     logger,
     events,
     limiter,

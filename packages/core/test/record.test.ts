@@ -22,6 +22,7 @@ describe('record encoding', () => {
     version: 7,
     allowedIps: ['203.0.113.0/24'],
     roles: ['reporting'],
+    identityId: 'acme',
   });
 
   it('reads back every record it writes, whole', () => {

@@ -8,6 +8,7 @@ import { normalizeCredits } from '../src/limits/rules.js';
 import { LocalBuckets } from '../src/limits/buckets.js';
 import type { ConsumeResult, KeyStore } from '../src/store/types.js';
 import { describeExpiryConformance } from './expiry-conformance.js';
+import type { IdentityRecord } from '../src/identity/record.js';
 
 export interface StoreHarness {
   /** A store, and a second one on the same data as another process would have it. */
@@ -47,6 +48,7 @@ export function sampleRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     version: 1,
     allowedIps: [],
     roles: [],
+    identityId: null,
     ...overrides,
   };
 }
@@ -427,6 +429,110 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
         ['role.defined', 'test', null],
         ['role.deleted', 'test', null],
       ]);
+    });
+
+    describe('identities', () => {
+      const identity = (id: string, overrides: Partial<IdentityRecord> = {}): IdentityRecord => ({
+        id,
+        name: `identity ${id}`,
+        metadata: { tier: 'gold' },
+        limits: [],
+        credits: null,
+        allowedIps: ['203.0.113.0/24'],
+        roles: ['reporting'],
+        createdAt: 1_700_000_000_000 + seq++,
+        updatedAt: 1_700_000_000_000 + seq,
+        version: 1,
+        ...overrides,
+      });
+      const fresh = () => `id-${seq++}-${Math.random().toString(36).slice(2, 8)}`;
+      const code = (error: unknown) => (error instanceof TillError ? error.code : String(error));
+
+      it('keeps identities: insert once, read from every process, compare-and-set, remove, each change heard', async () => {
+        const id = fresh();
+        const first = identity(id);
+        await store.insertIdentity!(first);
+        expect(await other.getIdentity!(id)).toEqual(first);
+        expect(code(await store.insertIdentity!(identity(id)).catch((e: unknown) => e))).toBe('IDENTITY_EXISTS');
+        const heard: Array<string | null> = [];
+        const off = other.onInvalidate((changed) => heard.push(changed));
+        // Subscribed already by an earlier test, or confirmed now (heard as null).
+        if (harness.confirmsSubscription) await waitFor(() => heard.includes(null) || other.invalidationsLost?.() === false, 5000);
+        const second = { ...first, name: 'renamed', version: 2 };
+        expect(await store.replaceIdentity!(second, 1)).toBe(true);
+        expect(await store.replaceIdentity!({ ...second, version: 3 }, 1)).toBe(false);
+        expect(await other.getIdentity!(id)).toEqual(second);
+        await waitFor(() => heard.includes(`identity:${id}`), 5000);
+        expect(await store.removeIdentity!(id, 1)).toBe(false);
+        expect(await store.removeIdentity!(id, 2)).toBe(true);
+        expect(await other.getIdentity!(id)).toBeNull();
+        expect(code(await store.replaceIdentity!(second, 2).catch((e: unknown) => e))).toBe('IDENTITY_NOT_FOUND');
+        expect(code(await store.removeIdentity!(id, 2).catch((e: unknown) => e))).toBe('IDENTITY_NOT_FOUND');
+        off();
+      });
+
+      it('lists identities in creation order, a page at a time, and counts the keys of each as they come and go', async () => {
+        const ids = [fresh(), fresh(), fresh()];
+        for (const id of ids) await store.insertIdentity!(identity(id));
+        const seen: string[] = [];
+        let cursor: string | undefined;
+        do {
+          const page = await other.listIdentities!({ limit: 2, ...(cursor !== undefined && { cursor }) });
+          seen.push(...page.identities.map((i) => i.id));
+          cursor = page.cursor;
+        } while (cursor !== undefined);
+        expect(seen.filter((id) => ids.includes(id))).toEqual(ids);
+        const a = sampleRecord({ identityId: ids[0]! });
+        const b = sampleRecord({ identityId: ids[0]! });
+        await store.insert(a);
+        await store.insert(b);
+        expect(await other.countIdentityKeys!(ids[0]!)).toBe(2);
+        expect((await other.list({ identityId: ids[0]! })).keys.map((k) => k.id)).toEqual([a.id, b.id]);
+        expect(await store.replace({ ...b, identityId: ids[1]!, version: 2 }, 1)).toBe(true);
+        expect(await other.countIdentityKeys!(ids[0]!)).toBe(1);
+        expect(await other.countIdentityKeys!(ids[1]!)).toBe(1);
+        expect(await store.remove(a.id, 1)).toBe(true);
+        expect(await other.countIdentityKeys!(ids[0]!)).toBe(0);
+      });
+
+      it('charges a key and its identity all or nothing, and gives both back on a refund', async () => {
+        const id = fresh();
+        const credits = normalizeCredits({ remaining: 3 }, 'keys', 1_000, 1);
+        await store.insertIdentity!(identity(id, { limits: [{ name: 'shared', limit: 4, window: 60_000 }], credits }));
+        const a = sampleRecord({ identityId: id, limits: [{ name: 'own', limit: 2, window: 60_000 }] });
+        const b = sampleRecord({ identityId: id });
+        await store.insert(a);
+        await store.insert(b);
+        const shared = { id, version: 1, credits, limits: [{ name: 'shared', limit: 4, window: 60_000, cost: 1, bucket: 'i.shared' }] };
+        const now = 2_000_000_000_000;
+        const charge = (record: KeyRecord, cost = 1, identityCharge: typeof shared | undefined = shared) =>
+          other.consume({
+            subject: record.id,
+            keyVersion: 1,
+            credits: null,
+            limits: record.limits.map((l) => ({ ...l, cost: 1, bucket: `k.${l.name}` })),
+            cost,
+            now,
+            ...(identityCharge !== undefined && { identity: identityCharge }),
+          });
+        const outcome = (r: ConsumeResult) => r.outcome;
+        expect(outcome(await charge(a))).toBe('OK');
+        expect(outcome(await charge(a))).toBe('OK');
+        // The key's own limit refuses: the identity keeps its last credit.
+        expect(outcome(await charge(a))).toBe('RATE_LIMITED');
+        const last = await charge(b);
+        expect(last).toMatchObject({ outcome: 'OK', credits: 0 });
+        // The identity's credits refuse: nothing is charged of b's (none here) nor of the identity's limit.
+        const refused = await charge(b);
+        expect(refused).toMatchObject({ outcome: 'USAGE_EXCEEDED', credits: 0 });
+        if ('limits' in refused) expect(refused.limits.map((l) => [l.name, l.remaining])).toEqual([['shared', 1]]);
+        // A refund gives back the identity's limit and credit.
+        await other.refund!({ subject: b.id, keyVersion: 1, credits: null, limits: [], cost: 1, now, identity: shared });
+        expect(await charge(b)).toMatchObject({ outcome: 'OK', credits: 0 });
+        // A stale or missing identity answers CHANGED (with the key's record), never a charge.
+        expect(outcome(await charge(b, 1, { ...shared, version: 2 }))).toBe('CHANGED');
+        expect(outcome(await charge(b, 0, { ...shared, id: fresh() }))).toBe('CHANGED');
+      });
     });
   });
 }

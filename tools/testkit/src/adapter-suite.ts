@@ -126,8 +126,9 @@ export function describeAdapter<M, Handler>(name: string, driver: AdapterDriver<
             expiresAt: null,
             limits: [],
             credits: null,
+            identityId: null,
           },
-          fields: ['createdAt', 'credits', 'expiresAt', 'id', 'limits', 'metadata', 'name', 'ownerId', 'prefix', 'scopes'],
+          fields: ['createdAt', 'credits', 'expiresAt', 'id', 'identityId', 'limits', 'metadata', 'name', 'ownerId', 'prefix', 'scopes'],
         });
       });
 

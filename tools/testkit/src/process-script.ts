@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-export type ProcessName = 'drill-app' | 'limits-worker' | 'revocation-worker' | 'rotation-race-worker';
+export type ProcessName = 'drill-app' | 'limits-worker' | 'revocation-worker' | 'rotation-race-worker' | 'identity-worker';
 
 /** The path of the built script of `name`; throws if the testkit has not been built. */
 export function processScript(name: ProcessName): string {

@@ -19,6 +19,7 @@ interface CreateOptions {
   refill?: string;
   allowIp?: string[];
   role?: string[];
+  identity?: string;
   json?: boolean;
 }
 
@@ -50,6 +51,7 @@ export function registerCreate(keys: Command, ctx: Context): void {
       input.collect,
     )
     .option('--role <name>', "a role the key holds (till roles define); its scopes join the key's; repeatable", input.collect)
+    .option('--identity <id>', "the identity the key belongs to: it shares the identity's limits and credits (till identities create)")
     .option('--json', 'print { key, record } as JSON')
     .addHelpText('after', EXAMPLES)
     .action(async (options: CreateOptions, command: Command) => {
@@ -64,6 +66,7 @@ export function registerCreate(keys: Command, ctx: Context): void {
         ...input.limitsAndCredits(options),
         ...(options.allowIp !== undefined && { allowedIps: input.allowedIps(options.allowIp) }),
         ...(options.role !== undefined && { roles: input.roles(options.role) }),
+        ...(options.identity !== undefined && { identityId: input.identityId(options.identity) }),
       };
       const prefix = options.prefix ?? (ctx.env.TILL_PREFIX || undefined);
       if (prefix !== undefined) {

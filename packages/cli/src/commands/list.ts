@@ -7,6 +7,7 @@ import { json, keyRows, LIST_HEADERS, table, toJson } from '../output.js';
 
 interface ListOptions {
   owner?: string;
+  identity?: string;
   limit: string;
   cursor?: string;
   all?: boolean;
@@ -18,18 +19,21 @@ export function registerList(keys: Command, ctx: Context): void {
     .command('list')
     .description('list keys in creation order, with their status')
     .option('--owner <id>', "only this owner's keys")
+    .option('--identity <id>', "only this identity's keys")
     .option('--limit <n>', 'keys per page, 1-1000', '100')
     .option('--cursor <cursor>', 'continue where a previous page stopped')
     .option('--all', 'every page, following the cursor to the end')
     .option('--json', 'print { keys, cursor } as JSON (cursor is null after the last page)')
     .action(async (options: ListOptions, command: Command) => {
       const limit = input.limit(options.limit);
+      const identityId = options.identity === undefined ? undefined : input.identityId(options.identity);
       const keyManager = await ctx.keys(command);
       const found: KeyInfo[] = [];
       let cursor = options.cursor;
       do {
         const query: ListKeysQuery = { limit };
         if (options.owner !== undefined) query.ownerId = options.owner;
+        if (identityId !== undefined) query.identityId = identityId;
         if (cursor !== undefined) query.cursor = cursor;
         const page = await keyManager.list(query);
         found.push(...page.keys);
@@ -44,7 +48,7 @@ export function registerList(keys: Command, ctx: Context): void {
       }
       ctx.print(found.length === 0 ? 'No keys.\n' : table(LIST_HEADERS, keyRows(found, now, lastUsed)));
       if (cursor !== undefined) {
-        const owner = options.owner !== undefined ? ` --owner ${JSON.stringify(options.owner)}` : '';
+        const owner = `${options.owner !== undefined ? ` --owner ${JSON.stringify(options.owner)}` : ''}${identityId !== undefined ? ` --identity ${identityId}` : ''}`;
         ctx.print(`\nMore keys: till keys list${owner} --cursor ${cursor}\n`);
       }
     });

@@ -17,6 +17,7 @@ interface UpdateOptions {
   refill?: string;
   allowIp?: string[];
   role?: string[];
+  identity?: string;
   json?: boolean;
 }
 
@@ -46,6 +47,7 @@ export function registerUpdate(keys: Command, ctx: Context): void {
     .option('--refill <amount/interval>', 'with --credits: top up to amount every interval, like 1000/30d')
     .option('--allow-ip <range>', 'the IP ranges the key may be used from, replacing the current ones (none: anywhere); repeatable', input.collect)
     .option('--role <name>', 'the roles the key holds, replacing the current ones (none: no roles); repeatable', input.collect)
+    .option('--identity <id>', 'move the key to another identity, or none to take it out of its identity')
     .option('--json', 'print { record } as JSON')
     .addHelpText('after', EXAMPLES)
     .action(async (rawId: string, options: UpdateOptions, command: Command) => {
@@ -60,9 +62,10 @@ export function registerUpdate(keys: Command, ctx: Context): void {
       Object.assign(patch, input.limitsAndCredits(options));
       if (options.allowIp !== undefined) patch.allowedIps = input.allowedIps(options.allowIp, true);
       if (options.role !== undefined) patch.roles = input.roles(options.role, true);
+      if (options.identity !== undefined) patch.identityId = options.identity.trim().toLowerCase() === 'none' ? null : input.identityId(options.identity);
       const changesMeta = Object.keys(setMeta).length > 0 || unsetMeta.length > 0;
       if (Object.keys(patch).length === 0 && !changesMeta) {
-        throw usage('nothing to update: give --name, --scope, --meta, --unset-meta, --expires, --rate, --credits, --allow-ip or --role');
+        throw usage('nothing to update: give --name, --scope, --meta, --unset-meta, --expires, --rate, --credits, --allow-ip, --role or --identity');
       }
       const keyManager = await ctx.keys(command);
       if (changesMeta) {

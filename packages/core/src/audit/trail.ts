@@ -2,6 +2,7 @@
 import { tillError } from '../errors.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 import type { KeyInfo } from '../store/record.js';
+import type { IdentityRecord } from '../identity/record.js';
 
 /** Changes made by an administrator (through the key manager). */
 export const CHANGE_TYPES = [
@@ -14,6 +15,9 @@ export const CHANGE_TYPES = [
   'key.deleted',
   'role.defined',
   'role.deleted',
+  'identity.created',
+  'identity.updated',
+  'identity.deleted',
 ] as const;
 /**
  * What the verifier and the limits saw and refused. `key.probed`: a wrong secret sent with a real
@@ -51,6 +55,10 @@ export interface AuditEntry {
   readonly detail?: string;
   /** For security events: how many times it happened within the writer's window (1 when absent). */
   readonly count?: number;
+  /** For an identity's change: its id, and the identity before and after (keyId is then null). */
+  readonly identityId?: string;
+  readonly identityBefore?: IdentityRecord | null;
+  readonly identityAfter?: IdentityRecord | null;
 }
 
 /** An entry before the store gives it its id. */
@@ -63,6 +71,8 @@ export interface AuditQuery {
   to?: number | Date;
   keyId?: string;
   ownerId?: string;
+  /** Only the changes of this identity. */
+  identityId?: string;
   types?: readonly AuditType[];
   /** Page size, 1-1000; default 100. */
   limit?: number;
@@ -81,9 +91,15 @@ const MAX_TEXT = 200;
 const UA_MAX = 200;
 
 /** Checks a query and normalizes its times. */
-export function normalizeQuery(
-  query: AuditQuery = {},
-): Required<Pick<AuditQuery, 'limit'>> & { from: number; to: number; keyId?: string; ownerId?: string; types: ReadonlySet<AuditType> | null; cursor?: string } {
+export function normalizeQuery(query: AuditQuery = {}): Required<Pick<AuditQuery, 'limit'>> & {
+  from: number;
+  to: number;
+  keyId?: string;
+  ownerId?: string;
+  identityId?: string;
+  types: ReadonlySet<AuditType> | null;
+  cursor?: string;
+} {
   const fail = (m: string): never => {
     throw tillError('INVALID_ARGUMENT', 'audit', `${m}`);
   };
@@ -105,7 +121,7 @@ export function normalizeQuery(
     }
     types = new Set(query.types);
   }
-  for (const name of ['keyId', 'ownerId', 'cursor'] as const) {
+  for (const name of ['keyId', 'ownerId', 'identityId', 'cursor'] as const) {
     const v = query[name];
     if (v !== undefined && (typeof v !== 'string' || v.length === 0 || v.length > MAX_TEXT)) fail(`${name} must be a non-empty string`);
   }
@@ -116,6 +132,7 @@ export function normalizeQuery(
     types,
     ...(query.keyId !== undefined && { keyId: query.keyId }),
     ...(query.ownerId !== undefined && { ownerId: query.ownerId }),
+    ...(query.identityId !== undefined && { identityId: query.identityId }),
     ...(query.cursor !== undefined && { cursor: query.cursor }),
   };
 }
@@ -125,6 +142,7 @@ export function matches(entry: AuditEntry, q: ReturnType<typeof normalizeQuery>)
   if (entry.at < q.from || entry.at >= q.to) return false;
   if (q.keyId !== undefined && entry.keyId !== q.keyId) return false;
   if (q.ownerId !== undefined && entry.ownerId !== q.ownerId) return false;
+  if (q.identityId !== undefined && entry.identityId !== q.identityId) return false;
   return q.types === null || q.types.has(entry.type);
 }
 

@@ -240,3 +240,10 @@ export function evaluate(
   if (refused) return { outcome: 'RATE_LIMITED', limits: report(false), buckets: [], credits: left, creditState: null, retryAfter: impossible ? null : retry };
   return { outcome: 'OK', limits: report(true), buckets: next, credits: creditState === null ? null : creditState.remaining, creditState, retryAfter: 0 };
 }
+
+/** The fewer of two credit counts (null: none). */
+export function leastOf(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return Math.min(a, b);
+}

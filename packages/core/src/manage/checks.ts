@@ -10,6 +10,14 @@ import { normalizeGrants } from '../verify/scopes.js';
 import { normalizeAllowlist } from '../verify/allowlist.js';
 import { normalizeRoleNames } from '../store/role.js';
 import type { CreateKeyInput, KeyPatch } from './types.js';
+import { isValidIdentityId } from '../identity/record.js';
+
+/** An identity id given to a key (null: none). */
+export function checkIdentityRef(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  if (!isValidIdentityId(value)) fail('identityId must be an identity id: 1-64 letters, digits, "_", ".", "-", "@" or ":"');
+  return value;
+}
 
 const PATCH_FIELDS = [
   'name',
@@ -25,6 +33,7 @@ const PATCH_FIELDS = [
   'credits',
   'allowedIps',
   'roles',
+  'identityId',
 ];
 const MAX_TEXT = 200;
 const MAX_METADATA_BYTES = 4096;
@@ -82,7 +91,10 @@ export function checkCreate(
   input: CreateKeyInput,
   now: number,
   prefix: string,
-): Pick<KeyRecord, 'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'expiresAt' | 'notBefore' | 'limits' | 'credits' | 'allowedIps' | 'roles'> {
+): Pick<
+  KeyRecord,
+  'prefix' | 'name' | 'ownerId' | 'scopes' | 'metadata' | 'expiresAt' | 'notBefore' | 'limits' | 'credits' | 'allowedIps' | 'roles' | 'identityId'
+> {
   if (!input || typeof input !== 'object') fail('create needs { name, scopes }');
   const name = checkText(input.name, 'name');
   const scopes = normalizeGrants(input.scopes, 'keys');
@@ -97,7 +109,8 @@ export function checkCreate(
   const credits = input.credits === undefined || input.credits === null ? null : normalizeCredits(input.credits, 'keys', now, 1);
   const allowedIps = input.allowedIps === undefined || input.allowedIps === null ? [] : normalizeAllowlist(input.allowedIps, 'keys');
   const roles = input.roles === undefined || input.roles === null ? [] : normalizeRoleNames(input.roles, 'keys');
-  return { prefix: chosen, name, ownerId, scopes, metadata, expiresAt, notBefore, limits, credits, allowedIps, roles };
+  const identityId = checkIdentityRef(input.identityId);
+  return { prefix: chosen, name, ownerId, scopes, metadata, expiresAt, notBefore, limits, credits, allowedIps, roles, identityId };
 }
 
 /** An `update()` patch, checked: the fields it sets outright, and the metadata entries it merges. */
@@ -133,6 +146,7 @@ export function checkPatch(patch: KeyPatch, now: number): CheckedPatch {
   if (patch.limits !== undefined) changes.limits = normalizeRateLimits(patch.limits, 'keys');
   if (patch.roles !== undefined) changes.roles = patch.roles === null ? [] : normalizeRoleNames(patch.roles, 'keys');
   if (patch.allowedIps !== undefined) changes.allowedIps = patch.allowedIps === null ? [] : normalizeAllowlist(patch.allowedIps, 'keys');
+  if ('identityId' in patch) changes.identityId = checkIdentityRef(patch.identityId);
   // Checked now; stamped inside the compare-and-set with the version that sets them.
   if (patch.credits !== undefined && patch.credits !== null) normalizeCredits(patch.credits, 'keys', now, 0);
   return { changes, merging, set, unset };

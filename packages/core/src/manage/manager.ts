@@ -9,7 +9,7 @@ import { normalizeCredits } from '../limits/rules.js';
 import { auditReport, type Report, type ReportOptions } from '../audit/report.js';
 import type { AuditPage, AuditQuery } from '../audit/trail.js';
 import type { KeyStore, KeyUsage, ListKeysQuery } from '../store/types.js';
-import { assertCurrent, checkCreate, checkId, checkMetadata, checkPatch, checkText, checkWindow, fail } from './checks.js';
+import { assertCurrent, checkCreate, checkId, checkIdentityRef, checkMetadata, checkPatch, checkText, checkWindow, fail } from './checks.js';
 import { creditsAnew, revokeKeys, withChain } from './chain.js';
 import { rotateKey } from './rotate.js';
 import { assertRolesExist } from './role-checks.js';
@@ -42,6 +42,7 @@ export class KeyManager {
     const now = this.writer.clock();
     const settings = checkCreate(input, now, this.prefix);
     await assertRolesExist(this.store, settings.roles);
+    if (typeof settings.identityId === 'string') await this.identityExists(settings.identityId);
     return this.writer.insertNew({ ...settings, createdAt: now, rotatedFrom: null }, context);
   }
 
@@ -53,6 +54,7 @@ export class KeyManager {
     checkId(id);
     const { changes, merging, set, unset } = checkPatch(patch, this.writer.clock());
     if (changes.roles !== undefined) await assertRolesExist(this.store, changes.roles);
+    if (typeof changes.identityId === 'string') await this.identityExists(changes.identityId);
     return this.writer.confirmed(
       withChain(
         this.writer,
@@ -130,6 +132,12 @@ export class KeyManager {
     return rotateKey(this.writer, id, options);
   }
 
+  /** Rejects with IDENTITY_NOT_FOUND unless the identity exists (a key is only given an identity that does). */
+  private async identityExists(id: string): Promise<void> {
+    if (typeof this.store.getIdentity !== 'function') throw tillError('INVALID_OPTIONS', 'keys', `the ${this.store.kind} store does not keep identities`);
+    if (!(await this.store.getIdentity(id))) throw tillError('IDENTITY_NOT_FOUND', 'keys', `no identity ${id}: create it first (till.identities.create)`);
+  }
+
   /** Credits left on a key now (refills included), or null when it has none. */
   async credits(id: string): Promise<number | null> {
     checkId(id);
@@ -187,6 +195,7 @@ export class KeyManager {
 
   /** A page of keys in creation order. */
   async list(query: ListKeysQuery = {}): Promise<{ keys: KeyInfo[]; cursor?: string }> {
+    if (query?.identityId !== undefined && checkIdentityRef(query.identityId) === null) fail('identityId must be an identity id');
     const page = await this.store.list(query);
     return page.cursor === undefined ? { keys: page.keys.map(toKeyInfo) } : { keys: page.keys.map(toKeyInfo), cursor: page.cursor };
   }

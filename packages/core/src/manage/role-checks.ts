@@ -4,12 +4,14 @@ import { tillError } from '../errors.js';
 import type { KeyStore } from '../store/types.js';
 
 /** Rejects with INVALID_ARGUMENT naming the roles that are not defined (or the store keeps none). */
-export async function assertRolesExist(store: KeyStore, names: readonly string[]): Promise<void> {
+export async function assertRolesExist(store: KeyStore, names: readonly string[], where: 'keys' | 'identities' = 'keys'): Promise<void> {
   if (names.length === 0) return;
-  if (typeof store.getRoles !== 'function') throw tillError('INVALID_ARGUMENT', 'keys', `this store (${store.kind}) keeps no roles: a key cannot hold any`);
+  if (typeof store.getRoles !== 'function') {
+    throw tillError('INVALID_ARGUMENT', where, `this store (${store.kind}) keeps no roles: ${where === 'keys' ? 'a key' : 'an identity'} cannot hold any`);
+  }
   const roles = await store.getRoles(names);
   const missing = names.filter((_, i) => !roles[i]);
   if (missing.length > 0) {
-    throw tillError('INVALID_ARGUMENT', 'keys', `no role named ${missing.join(', ')}: define it first (till.roles.define(name, scopes), or till roles define)`);
+    throw tillError('INVALID_ARGUMENT', where, `no role named ${missing.join(', ')}: define it first (till.roles.define(name, scopes), or till roles define)`);
   }
 }

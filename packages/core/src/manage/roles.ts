@@ -111,6 +111,21 @@ export class RoleManager {
     return count;
   }
 
+  /** How many identities hold the role (their keys get its scopes): a walk of every identity. An admin path. */
+  async identityHolders(name: string): Promise<number> {
+    checkRoleName(name, 'roles');
+    const store = this.options.store;
+    if (typeof store.listIdentities !== 'function') return 0;
+    let count = 0;
+    let cursor: string | undefined;
+    do {
+      const page = await store.listIdentities({ limit: 1000, ...(cursor !== undefined && { cursor }) });
+      for (const identity of page.identities) if (identity.roles.includes(name)) count++;
+      cursor = page.cursor;
+    } while (cursor !== undefined);
+    return count;
+  }
+
   /**
    * Deletes a role. Refused with ROLE_IN_USE while keys hold it, saying how many, unless `force`: those
    * keys then lose its scopes at once (a role that does not exist grants nothing), and keep its name
@@ -125,11 +140,15 @@ export class RoleManager {
       const [current] = await store.getRoles([name]);
       if (!current) throw tillError('ROLE_NOT_FOUND', 'roles', `no role ${name}`);
       const keys = await this.holders(name);
-      if (keys > 0 && options.force !== true) {
+      const identities = await this.identityHolders(name);
+      if ((keys > 0 || identities > 0) && options.force !== true) {
+        const held = [keys > 0 ? `${keys} key${keys === 1 ? '' : 's'}` : '', identities > 0 ? `${identities} identit${identities === 1 ? 'y' : 'ies'}` : '']
+          .filter(Boolean)
+          .join(' and ');
         throw tillError(
           'ROLE_IN_USE',
           'roles',
-          `role ${name} is held by ${keys} key${keys === 1 ? '' : 's'}: take it from them first (keys.update(id, { roles })), or delete with { force: true } and they lose its scopes at once`,
+          `role ${name} is held by ${held}: take it from them first (keys.update(id, { roles }), identities.update(id, { roles })), or delete with { force: true } and they lose its scopes at once`,
         );
       }
       const now = this.options.clock();

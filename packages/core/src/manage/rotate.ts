@@ -37,6 +37,7 @@ export async function rotateKey(writer: KeyWriter, id: string, options: { grace?
       credits: old.credits === null ? null : { ...old.credits, account: old.credits.account ?? old.id },
       allowedIps: old.allowedIps,
       roles: old.roles,
+      identityId: old.identityId ?? null,
     },
     options,
   );

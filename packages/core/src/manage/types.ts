@@ -38,6 +38,8 @@ export interface CreateKeyInput {
    * and a change to a role reaches every key holding it. Absent, null or empty: none.
    */
   roles?: readonly string[] | null;
+  /** The identity the key belongs to: its limits and credits are shared by all of its keys. It must exist. */
+  identityId?: string | null;
 }
 
 /** Who made a change and why: written with the change into the audit trail. */
@@ -89,6 +91,8 @@ export interface KeyPatch {
   allowedIps?: readonly string[] | null;
   /** Replaces the roles the key holds; null or [] removes them. Each must be defined. */
   roles?: readonly string[] | null;
+  /** Moves the key to another identity (which must exist); null takes it out of its identity. */
+  identityId?: string | null;
 }
 
 /**

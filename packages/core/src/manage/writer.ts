@@ -29,6 +29,7 @@ export type NewKeySettings = Pick<
   | 'credits'
   | 'allowedIps'
   | 'roles'
+  | 'identityId'
 >;
 
 export class KeyWriter {

@@ -71,7 +71,15 @@ export type TillEvent =
   /** A role was defined, or its scopes replaced (through this Till's `roles`). */
   | { readonly type: 'role.defined'; readonly name: string; readonly scopes: readonly string[]; readonly version: number }
   /** A role was deleted; `keys` still held it (a forced deletion). */
-  | { readonly type: 'role.deleted'; readonly name: string; readonly keys: number };
+  | { readonly type: 'role.deleted'; readonly name: string; readonly keys: number }
+  /** An identity was created, updated or deleted through `till.identities` (its audit entry says how). */
+  | {
+      readonly type: 'identity.created' | 'identity.updated' | 'identity.deleted';
+      readonly identityId: string;
+      readonly actor: string | null;
+      /** For a forced deletion: how many keys still named the identity. */
+      readonly keys?: number;
+    };
 
 export type TillEventType = TillEvent['type'];
 export type TillEventListener = (event: TillEvent) => void;
@@ -102,7 +110,7 @@ export interface LimitMessage {
   readonly till: string;
   /** Whose limits: a key id, or another subject such as `ip:203.0.113.7`. */
   readonly subject: string;
-  /** Names of the limits charged, in order (empty when only credits were). */
+  /** Names of the limits charged, in order (the key's, the middleware's, then its identity's; empty when only credits were). */
   readonly limits: readonly string[];
   /** Credits the request spends (0 when none). */
   readonly cost: number;

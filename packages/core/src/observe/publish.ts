@@ -42,7 +42,10 @@ export function publishCharge<R extends ConsumeResult | 'UNAVAILABLE'>(
       limitChannel.publish({
         till,
         subject: request.subject,
-        limits: request.limits.map((limit) => limit.name),
+        limits:
+          request.identity === undefined
+            ? request.limits.map((limit) => limit.name)
+            : request.limits.concat(request.identity.limits).map((limit) => limit.name),
         cost: request.cost ?? 0,
         outcome,
         admitted: outcome === 'OK',

@@ -5,6 +5,7 @@ import { CHANGE_TYPES, normalizeQuery, matches, type AuditEntry, type AuditPage,
 import { encodeEntry, idBefore, mergeById, parseEntry, trailEntry } from './audit-codec.js';
 import type { Commands } from './commands.js';
 import type { Layout } from './layout.js';
+import { identitySubject } from '../identity/record.js';
 
 /** Most security events written in one script call. */
 const EVENTS_PER_CALL = 200;
@@ -63,6 +64,8 @@ export class RedisAudit {
     const q = normalizeQuery(query);
     if (q.cursor !== undefined && !/^\d{1,16}-\d{1,16}$/.test(q.cursor)) throw tillError('INVALID_ARGUMENT', 'audit', 'invalid cursor');
     if (q.keyId !== undefined) return this.readTrail(q.keyId, q);
+    // An identity's changes: its own trail, written with each change (the log may have trimmed them).
+    if (q.identityId !== undefined) return this.readTrail(identitySubject(q.identityId), q, null);
     const start = q.cursor !== undefined ? `(${q.cursor}` : String(Math.max(0, Math.floor(q.from)));
     const end = q.to >= Number.MAX_SAFE_INTEGER ? '+' : String(Math.max(0, Math.ceil(q.to) - 1));
     // Only the logs that can hold the types asked for; both, merged by id, otherwise.
@@ -93,8 +96,8 @@ export class RedisAudit {
   }
 
   /** A key's own trail: its changes and its events (each at most its cap), merged, oldest first, filtered and paged like the log. */
-  private async readTrail(keyId: string, q: ReturnType<typeof normalizeQuery>): Promise<AuditPage> {
-    const [changes, events] = await Promise.all([this.readList(this.layout.trail(keyId)), this.readList(this.layout.events(keyId))]);
+  private async readTrail(subject: string, q: ReturnType<typeof normalizeQuery>, keyId: string | null = subject): Promise<AuditPage> {
+    const [changes, events] = await Promise.all([this.readList(this.layout.trail(subject)), this.readList(this.layout.events(subject))]);
     const lines = mergeById(changes, events);
     const after = q.cursor === undefined ? null : q.cursor;
     const entries: AuditEntry[] = [];

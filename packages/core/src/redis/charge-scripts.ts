@@ -22,62 +22,90 @@ end
  * one after the other in the order given: each all or nothing (when one of its limits or the credits
  * refuse, nothing of it is charged), exactly as `evaluate()` in limits.ts would answer them one by one
  * (the conformance suite holds the two to the same answers).
- * `charge(a, at, n, record, values, creditsKey)`: the group's arguments follow ARGV[a], the keys of
+ * `charge(a, at, n, record, values, creditsKey, identity, identityCreditsKey)`: the group's arguments follow ARGV[a], the keys of
  * its n limits are KEYS[at + i], and values[at + i] their state as read before any group was charged
  * (`written` holds what an earlier group of the same call wrote since: groups of one subject with
  * other limits may share a bucket); `record` is its key record as read (false: missing; nil: not a
- * key), `creditsKey` the key of its credit count (with a credit policy).
+ * key), `creditsKey` the key of its credit count (with a credit policy); `identity` the record of the
+ * key's identity as read (false: missing; nil: no identity) and `identityCreditsKey` its credit count.
  * A group's arguments: now in ms ('' = the server's clock), key version ('' = not a key), number of
  * limits n, the key's credit policy as the caller's copy of the record of that version holds it
- * ('remaining:setAt:generation[:amount:interval]', '' for none), then limit and window (ms) of each
- * limit, then the number of requests m, then for each request its credit cost and the cost of each
+ * ('remaining:setAt:generation[:amount:interval]', '' for none), the identity's version ('' for none)
+ * and credit policy ('' for none), then limit and window (ms) of each limit (the key's, the
+ * middleware's and the identity's: an identity's buckets are keys under its own tag), then the
+ * number of requests m, then for each request its credit cost and the cost of each
  * limit. Only the version is read of the record (`version()`), never the rest of its JSON (decoding it
  * would cost more than all the rest).
  * The credits' key is the count of the key or of its rotation chain (the policy's `account`); one set
  * by a newer generation than the policy's answers {'CHANGED'} as well.
- * Appends to `out` 'CHANGED' (the version differs or the record is missing, or the credits are of a
- * newer generation) or, for each request in turn, outcome, credits left (-1 none), retry ms (-1 never;
- * 0 admitted), then remaining and reset (ms) of each limit.
+ * Appends to `out` 'CHANGED' (the version of the key or of its identity differs or its record is
+ * missing, or credits are of a newer generation) or, for each request in turn, outcome, the key's
+ * credits left (-1 none), the identity's (-1 none), retry ms (-1 never; 0 admitted), then remaining
+ * and reset (ms) of each limit. A request is admitted only when every limit and both credit pools
+ * hold it, and then charged in all of them: all or nothing, in one script.
  */
 const CHARGE_FUNCTION = `local match = string.match
 local written, lim, win, debt, after, out = {}, {}, {}, {}, {}, {}
 local o, stamped, stamp = 0, nil, nil
-local function charge(a, at, n, record, values, creditsKey)
+-- A credit count as the policy ('remaining:setAt:generation[:amount:interval]') and the live count at
+-- key say, refilled to now: {left, refilled, generation, amount, interval}, or nil when the live count
+-- was set by a newer policy (the caller's copy is behind: never charged).
+local function pool(policy, key, now)
+  local r, t, g, every, period = match(policy, '^(%d+):(%d+):(%d+):?(%d*):?(%d*)$')
+  local p = {tonumber(r), tonumber(t), tonumber(g), nil, nil}
+  if every ~= '' then p[4], p[5] = tonumber(every), tonumber(period) end
+  local st = redis.call('HMGET', key, 'r', 't', 'g')
+  if st[3] and tonumber(st[3]) > p[3] then return nil end
+  if st[3] and tonumber(st[3]) == p[3] then p[1], p[2] = tonumber(st[1]), tonumber(st[2]) end
+  if p[5] and now - p[2] >= p[5] then
+    local periods = floor((now - p[2]) / p[5])
+    if p[1] < p[4] then p[1] = p[4] end
+    p[2] = p[2] + periods * p[5]
+  end
+  return p
+end
+-- Whether a record as read (false: missing) is of version v (sent as text).
+local function current(record, v)
+  return record and (match(record, '^{"version":(%d+)[,}]') == v or version(record) == tonumber(v))
+end
+local function charge(a, at, n, record, values, creditsKey, identity, identityCreditsKey)
   local now = timeOf(ARGV[a + 1])
-  local credits, left, refilled, gen, amount, interval = false, -1, 0, 0, nil, nil
+  local kp, ip = nil, nil
   if ARGV[a + 2] ~= '' then
     -- A missing record is a change too: the caller reads it and sorts it out.
-    local v = ARGV[a + 2]
-    -- As written by this store (version first, as the caller sends it), compared without a number; anything else by version().
-    if not record or (match(record, '^{"version":(%d+)[,}]') ~= v and version(record) ~= tonumber(v)) then
+    if not current(record, ARGV[a + 2]) then
       o = o + 1
       out[o] = 'CHANGED'
       return
     end
     if ARGV[a + 4] ~= '' then
-      credits = true
-      local r, t, g, every, period = match(ARGV[a + 4], '^(%d+):(%d+):(%d+):?(%d*):?(%d*)$')
-      left, refilled, gen = tonumber(r), tonumber(t), tonumber(g)
-      if every ~= '' then amount, interval = tonumber(every), tonumber(period) end
-      -- The live credits, refilled.
-      local st = redis.call('HMGET', creditsKey, 'r', 't', 'g')
-      -- Set by a newer policy (a rotation chain's newest key): this copy of the record is behind, never charged.
-      if st[3] and tonumber(st[3]) > gen then
+      kp = pool(ARGV[a + 4], creditsKey, now)
+      if not kp then
         o = o + 1
         out[o] = 'CHANGED'
         return
       end
-      if st[3] and tonumber(st[3]) == gen then left, refilled = tonumber(st[1]), tonumber(st[2]) end
-      if interval and now - refilled >= interval then
-        local periods = floor((now - refilled) / interval)
-        if left < amount then left = amount end
-        refilled = refilled + periods * interval
+    end
+  end
+  -- The key's identity, charged with it: its version checked like the key's, its credits a second pool.
+  if ARGV[a + 5] ~= '' then
+    if not current(identity, ARGV[a + 5]) then
+      o = o + 1
+      out[o] = 'CHANGED'
+      return
+    end
+    if ARGV[a + 6] ~= '' then
+      ip = pool(ARGV[a + 6], identityCreditsKey, now)
+      if not ip then
+        o = o + 1
+        out[o] = 'CHANGED'
+        return
       end
     end
   end
   -- Each limit's debt now (in 1/limit ms), decayed since it was stored.
   for i = 1, n do
-    local limit, window = tonumber(ARGV[a + 3 + i * 2]), tonumber(ARGV[a + 4 + i * 2])
+    local limit, window = tonumber(ARGV[a + 5 + i * 2]), tonumber(ARGV[a + 6 + i * 2])
     local d = 0
     local stored = written[KEYS[at + i]]
     if stored == nil then stored = values[at + i] end
@@ -89,8 +117,8 @@ local function charge(a, at, n, record, values, creditsKey)
     end
     lim[i], win[i], debt[i] = limit, window, d
   end
-  local c = a + 5 + n * 2
-  local charged, credited = false, false
+  local c = a + 7 + n * 2
+  local charged, credited, icredited = false, false, false
   for j = 1, tonumber(ARGV[c]) do
     local spend = tonumber(ARGV[c + 1])
     local outcome, retry = 'OK', 0
@@ -109,18 +137,25 @@ local function charge(a, at, n, record, values, creditsKey)
       end
     end
     if impossible then retry = -1 end
-    -- Credits refuse first: waiting out a rate limit does not bring them back.
-    if credits and spend > 0 and left < spend then
-      outcome, retry = 'USAGE_EXCEEDED', -1
-      if interval then retry = refilled + interval - now end
+    -- Credits refuse first: waiting out a rate limit does not bring them back. Both pools must hold the
+    -- cost; the retry is when the last of the short ones refills (never, when one of them does not).
+    if spend > 0 and ((kp and kp[1] < spend) or (ip and ip[1] < spend)) then
+      outcome, retry = 'USAGE_EXCEEDED', 0
+      for _, p in ipairs({kp or false, ip or false}) do
+        if p and p[1] < spend then
+          if not p[5] or retry < 0 then retry = -1
+          elseif p[2] + p[5] - now > retry then retry = p[2] + p[5] - now end
+        end
+      end
     end
     if outcome == 'OK' then
       for i = 1, n do debt[i] = after[i] end
-      if credits then left, credited = left - spend, true end
+      if kp then kp[1], credited = kp[1] - spend, true end
+      if ip then ip[1], icredited = ip[1] - spend, true end
       charged = true
     end
-    out[o + 1], out[o + 2], out[o + 3] = outcome, left, retry
-    o = o + 3
+    out[o + 1], out[o + 2], out[o + 3], out[o + 4] = outcome, kp and kp[1] or -1, ip and ip[1] or -1, retry
+    o = o + 4
     for i = 1, n do
       out[o + 1], out[o + 2] = floor((win[i] * lim[i] - debt[i]) / win[i]), ceil(debt[i] / lim[i])
       o = o + 2
@@ -146,10 +181,9 @@ local function charge(a, at, n, record, values, creditsKey)
       written[key] = state
     end
   end
-  if credited then
-    -- Numbers given to redis.call are written exactly (17 digits).
-    redis.call('HSET', creditsKey, 'r', left, 't', refilled, 'g', gen)
-  end
+  -- Numbers given to redis.call are written exactly (17 digits).
+  if credited then redis.call('HSET', creditsKey, 'r', kp[1], 't', kp[2], 'g', kp[3]) end
+  if icredited then redis.call('HSET', identityCreditsKey, 'r', ip[1], 't', ip[2], 'g', ip[3]) end
 end
 `;
 
@@ -159,8 +193,10 @@ end
  * trip and one script run, whether they are of one busy key or of many keys. Every record and limit
  * state is read by one MGET before any group is charged; each group is then charged on its own (one
  * group's CHANGED leaves the others charged).
- * KEYS: first what is read, group after group (with a key version its record, then each limit's
- * bucket), then the credit count of each group with a credit policy, in the same order.
+ * KEYS: first what is read, group after group (with a key version its record, with an identity its
+ * record, then each limit's bucket), then the credit counts of each group with credit policies (the
+ * key's, then the identity's), in the same order. On a single Redis the identity's keys may lie in
+ * other slots; on Cluster a key's identity is charged apart (see Charges).
  * ARGV[1] the number of groups G, ARGV[2] the number of keys read R, then each group's arguments.
  * Returns the groups' replies one after the other, in one flat array: each {'CHANGED'} or the answers
  * to its requests (which never begin with 'CHANGED').
@@ -171,7 +207,7 @@ if reads > 0 then values = redis.call('MGET', unpack(KEYS, 1, reads)) end
 local a, at, credit = 2, 0, reads
 for g = 1, tonumber(ARGV[1]) do
   local n = tonumber(ARGV[a + 3])
-  local record, creditsKey = nil, nil
+  local record, creditsKey, identity, identityCreditsKey = nil, nil, nil, nil
   if ARGV[a + 2] ~= '' then
     at = at + 1
     record = values[at]
@@ -180,9 +216,17 @@ for g = 1, tonumber(ARGV[1]) do
       creditsKey = KEYS[credit]
     end
   end
-  charge(a, at, n, record, values, creditsKey)
+  if ARGV[a + 5] ~= '' then
+    at = at + 1
+    identity = values[at]
+    if ARGV[a + 6] ~= '' then
+      credit = credit + 1
+      identityCreditsKey = KEYS[credit]
+    end
+  end
+  charge(a, at, n, record, values, creditsKey, identity, identityCreditsKey)
   at = at + n
-  a = a + 5 + n * 2 + tonumber(ARGV[a + 5 + n * 2]) * (1 + n)
+  a = a + 7 + n * 2 + tonumber(ARGV[a + 7 + n * 2]) * (1 + n)
 end
 return out
 `;

@@ -15,6 +15,12 @@ let tags: string[] | undefined;
  * computes the same table (about 170,000 CRC16s of a few bytes, once): a key's shard of the index is
  * `{<tag of its slot>}`, so the script that changes the key's record changes its index entry too.
  */
+/** The expiry index's shard and reminders in the slot of the record of `id` (a key id, or another subject such as an identity's). */
+export function expiryKeysOf(layout: Layout, id: string): { tag: string; shard: string; reminded: string } {
+  const tag = slotTag(keySlot(id));
+  return { tag, shard: layout.expiries(tag), reminded: layout.reminded(tag) };
+}
+
 export function slotTag(slot: number): string {
   if (tags === undefined) {
     const table = new Array<string>(SLOTS);
@@ -53,8 +59,7 @@ export class RedisExpiries {
 
   /** The shard and reminders of key `id`, and its tag. */
   of(id: string): { tag: string; shard: string; reminded: string } {
-    const tag = slotTag(keySlot(id));
-    return { tag, shard: this.layout.expiries(tag), reminded: this.layout.reminded(tag) };
+    return expiryKeysOf(this.layout, id);
   }
 
   /** Names the shard of key `id` as one in use; before the script that may put an entry in it. */

@@ -26,6 +26,10 @@
  *   as built over keys written before it existed. See expiry.ts.
  * - `till:roles{till:audit}`: every role, a hash of name to JSON, in the change log's slot, so one script
  *   changes a role and logs the change; a role change publishes `role:<name>` on the channel.
+ * - Identities: an identity is a subject of its own, `identity:<id>`, so its record (`till:{identity:<id>}:k`),
+ *   its credits (`:cr`), its limits (`:rl:<bucket>`) and its trail (`:audit`) share one hash tag, as a key's
+ *   do. `till:idx:identities` orders identities by creation; `till:idx:identity:<id>` the keys of each
+ *   (written beside the key record, like the owner index).
  */
 export class Layout {
   /** The log of every change (a stream). */
@@ -77,6 +81,16 @@ export class Layout {
   /** A key's usage counts of one day (`YYYY-MM-DD`). */
   usageDay(id: string, day: string): string {
     return `${this.tag(id)}u:${day}`;
+  }
+
+  /** The index of every identity. */
+  get identities(): string {
+    return `${this.ns}idx:identities`;
+  }
+
+  /** The index of an identity's keys. */
+  identityKeys(identityId: string): string {
+    return `${this.ns}idx:identity:${identityId}`;
   }
 
   /** The index of every key, or of one owner's. */

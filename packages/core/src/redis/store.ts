@@ -19,6 +19,9 @@ import { indexedExpiry } from '../store/expiry.js';
 import type { ExpiringPage, ExpiringQuery, ReindexResult } from '../store/types.js';
 import { encodeEntry } from './audit-codec.js';
 import { decodeRole, encodeRole, roleMessage, type RoleRecord } from '../store/role.js';
+import { RedisIdentities } from './identities.js';
+import type { IdentityRecord } from '../identity/record.js';
+import type { IdentityPage, ListIdentitiesQuery } from '../store/types.js';
 
 export type { RedisClient, RedisStoreOptions } from './options.js';
 
@@ -41,6 +44,7 @@ export class RedisStore implements KeyStore {
   private readonly usage: RedisUsage;
   private readonly expiries: RedisExpiries;
   private readonly logCap: number;
+  private readonly identities: RedisIdentities;
 
   constructor(options: RedisStoreOptions) {
     const config = parseOptions(options);
@@ -58,6 +62,7 @@ export class RedisStore implements KeyStore {
     this.usage = new RedisUsage(this.commands, this.layout);
     this.expiries = new RedisExpiries(this.commands, this.layout);
     this.logCap = config.auditMaxLength;
+    this.identities = new RedisIdentities(this.commands, this.layout, this.audit, this.trailCap, self.get, (what, why) => this.notAnnounced(what, why));
   }
 
   /** The Redis key of a record. */
@@ -86,6 +91,7 @@ export class RedisStore implements KeyStore {
     const expiry = indexedExpiry(record);
     if (expiry !== null) await this.expiries.register(record.id);
     const { shard, reminded } = this.expiries.of(record.id);
+    await this.identities.indexKey(record);
     const [ok] = await this.commands.run(() =>
       this.client.tillInsert(
         layout.record(record.id),
@@ -108,6 +114,14 @@ export class RedisStore implements KeyStore {
     const expiry = indexedExpiry(record);
     if (expiry !== null) await this.expiries.register(record.id);
     const { shard, reminded } = this.expiries.of(record.id);
+    // A key moved to another identity: the identity indexes change beside the record (the new one
+    // first), so the old identity's record is read first (versions only grow: one of this version is the one replaced).
+    const identityId = record.identityId ?? null;
+    const old = await this.get(record.id);
+    if (old === null) throw tillError('KEY_NOT_FOUND', 'redis', `no key ${record.id}`);
+    if (old.version !== expectedVersion) return false;
+    const before = old.identityId ?? null;
+    if (before !== identityId) await this.identities.indexKey(record);
     const [result, , announced, why] = await this.commands.run(() =>
       this.client.tillReplace(
         layout.record(record.id),
@@ -125,6 +139,7 @@ export class RedisStore implements KeyStore {
     );
     if (result === -1) throw tillError('KEY_NOT_FOUND', 'redis', `no key ${record.id}`);
     if (result !== 1) return false;
+    if (before !== identityId) await this.identities.unindexKey(record.id, before);
     if (audit !== undefined) await this.audit.copyToLog(audit);
     if (announced === 0) throw this.notAnnounced(record.id, why);
     return true;
@@ -133,6 +148,7 @@ export class RedisStore implements KeyStore {
   async remove(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
     const { layout } = this;
     const { shard, reminded } = this.expiries.of(id);
+    const old = await this.get(id);
     const [result, , owner, announced, why] = await this.commands.run(() =>
       this.client.tillRemove(
         layout.record(id),
@@ -154,6 +170,7 @@ export class RedisStore implements KeyStore {
     await this.commands.run(() => this.client.zrem(layout.index(null), id)).catch(() => {});
     if (owner) await this.commands.run(() => this.client.zrem(layout.index(owner), id)).catch(() => {});
     await this.commands.run(() => this.client.zrem(layout.lastUsed, id)).catch(() => {});
+    await this.identities.unindexKey(id, old?.identityId);
     if (audit !== undefined) await this.audit.copyToLog(audit);
     if (announced === 0) throw this.notAnnounced(id, why);
     return true;
@@ -165,14 +182,14 @@ export class RedisStore implements KeyStore {
     return tillError(
       'NOT_ANNOUNCED',
       'redis',
-      `the change to ${id.startsWith('role ') ? id : `key ${id}`} is saved, but it could not be announced to running services (PUBLISH refused: ${String(why ?? 'unknown error').slice(0, 200)}): they may keep serving the key as it was until their cache TTL (cache.ttl, 30 s by default) runs out. Give this Redis user the right to publish on ${channel} (ACL: +publish &${channel})`,
+      `the change to ${id.includes(' ') ? id : `key ${id}`} is saved, but it could not be announced to running services (PUBLISH refused: ${String(why ?? 'unknown error').slice(0, 200)}): they may keep serving the key as it was until their cache TTL (cache.ttl, 30 s by default) runs out. Give this Redis user the right to publish on ${channel} (ACL: +publish &${channel})`,
     );
   }
 
   async list(query: ListKeysQuery = {}): Promise<KeyPage> {
     const limit = pageSize(query.limit);
     const after = decodeCursor(query.cursor);
-    const index = this.layout.index(query.ownerId ?? null);
+    const index = query.identityId !== undefined ? this.layout.identityKeys(query.identityId) : this.layout.index(query.ownerId ?? null);
     const keys: KeyRecord[] = [];
     let offset = 0;
     const batch = limit + 1;
@@ -190,6 +207,7 @@ export class RedisStore implements KeyStore {
       const records = await Promise.all(ids.map((id) => this.get(id)));
       for (const record of records) {
         if (record === null || (query.ownerId !== undefined && record.ownerId !== query.ownerId)) continue;
+        if (query.identityId !== undefined && record.identityId !== query.identityId) continue;
         if (keys.length === limit) return { keys, cursor: encodeCursor(keys[keys.length - 1]!) };
         keys.push(record);
       }
@@ -243,6 +261,30 @@ export class RedisStore implements KeyStore {
 
   reindexExpiries(): Promise<ReindexResult> {
     return this.expiries.reindex();
+  }
+
+  getIdentity(id: string): Promise<IdentityRecord | null> {
+    return this.identities.get(id);
+  }
+
+  insertIdentity(record: IdentityRecord, audit?: AuditRecord): Promise<void> {
+    return this.identities.insert(record, audit);
+  }
+
+  replaceIdentity(record: IdentityRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    return this.identities.replace(record, expectedVersion, audit);
+  }
+
+  removeIdentity(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    return this.identities.remove(id, expectedVersion, audit);
+  }
+
+  listIdentities(query?: ListIdentitiesQuery): Promise<IdentityPage> {
+    return this.identities.list(query);
+  }
+
+  async countIdentityKeys(id: string): Promise<number> {
+    return (await this.identities.keyIds(id)).length;
   }
 
   async close(): Promise<void> {

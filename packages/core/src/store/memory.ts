@@ -1,4 +1,6 @@
 // The embedded default store: records in a Map, serialized so callers can never alias stored state.
+// One file because keys, identities and their charges share one map of versions and one set of buckets,
+// read and changed together in one turn: split, each part would reach into the others' state.
 import { tillError } from '../errors.js';
 import { decodeRecord, encodeRecord, type KeyRecord } from './record.js';
 import type { AuditPage, AuditQuery, AuditRecord } from '../audit/trail.js';
@@ -7,11 +9,24 @@ import { MemoryAuditLog } from './audit-log.js';
 import { dayOf, parseBatchId } from '../audit/usage.js';
 import type { OutcomeCode } from '../verify/outcome.js';
 import { LocalBuckets } from '../limits/buckets.js';
+import { leastOf } from '../limits/rules.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from './cursor.js';
-import type { ConsumeRequest, ConsumeResult, InvalidationListener, KeyPage, KeyStore, KeyUsage, ListKeysQuery, UsageBatchItem } from './types.js';
 import type { ExpiringPage, ExpiringQuery, ReindexResult } from './types.js';
 import { checkExpiringQuery, indexedExpiry, MemoryExpiryIndex } from './expiry.js';
 import { decodeRole, encodeRole, roleMessage, type RoleRecord } from './role.js';
+import type {
+  ConsumeRequest,
+  ConsumeResult,
+  IdentityPage,
+  InvalidationListener,
+  KeyPage,
+  KeyStore,
+  KeyUsage,
+  ListIdentitiesQuery,
+  ListKeysQuery,
+  UsageBatchItem,
+} from './types.js';
+import { decodeIdentity, encodeIdentity, IDENTITY_INVALIDATION, IDENTITY_SUBJECT, identitySubject, type IdentityRecord } from '../identity/record.js';
 
 /**
  * Keeps keys in this process only: for demos, tests and single-process apps. Records are kept as
@@ -45,6 +60,12 @@ export class MemoryStore implements KeyStore {
   private readonly buckets = new LocalBuckets();
   /** Expiry times, changed with each record (the same synchronous step). */
   private readonly expiries = new MemoryExpiryIndex();
+  /** Identities as JSON, in creation order for paging, and the keys that name each. */
+  private readonly identities = new Map<string, string>();
+  private identityOrder: Array<{ createdAt: number; id: string }> = [];
+  private readonly identityKeys = new Map<string, Set<string>>();
+  /** Each identity's version, beside its JSON, so charging never parses it. */
+  private readonly identityVersions = new Map<string, number>();
 
   async get(id: string): Promise<KeyRecord | null> {
     const json = this.records.get(id);
@@ -57,6 +78,7 @@ export class MemoryStore implements KeyStore {
     this.records.set(record.id, encodeRecord(record));
     this.versions.set(record.id, record.version);
     this.expiries.set(record.id, indexedExpiry(record));
+    this.indexIdentity(record.id, null, record.identityId ?? null);
     const entry = { createdAt: record.createdAt, id: record.id, ownerId: record.ownerId };
     let i = this.order.length;
     while (i > 0 && !isAfter(entry.createdAt, entry.id, this.order[i - 1]!)) i--;
@@ -66,8 +88,10 @@ export class MemoryStore implements KeyStore {
   async replace(record: KeyRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
     const current = this.records.get(record.id);
     if (current === undefined) throw tillError('KEY_NOT_FOUND', 'memory', `no key ${record.id}`);
-    if (decodeRecord(current).version !== expectedVersion) return false;
+    const old = decodeRecord(current);
+    if (old.version !== expectedVersion) return false;
     if (audit !== undefined) this.audit.append(audit);
+    this.indexIdentity(record.id, old.identityId ?? null, record.identityId ?? null);
     this.records.set(record.id, encodeRecord(record));
     this.versions.set(record.id, record.version);
     this.expiries.set(record.id, indexedExpiry(record));
@@ -80,7 +104,9 @@ export class MemoryStore implements KeyStore {
     if (version === undefined) throw tillError('KEY_NOT_FOUND', 'memory', `no key ${id}`);
     if (version !== expectedVersion) return false;
     if (audit !== undefined) this.audit.append(audit);
-    const superseded = decodeRecord(this.records.get(id)!).rotatedTo !== null;
+    const removed = decodeRecord(this.records.get(id)!);
+    const superseded = removed.rotatedTo !== null;
+    this.indexIdentity(id, removed.identityId ?? null, null);
     this.records.delete(id);
     this.versions.delete(id);
     this.expiries.set(id, null);
@@ -135,6 +161,7 @@ export class MemoryStore implements KeyStore {
     for (const entry of this.order) {
       if (!isAfter(entry.createdAt, entry.id, after)) continue;
       if (query.ownerId !== undefined && entry.ownerId !== query.ownerId) continue;
+      if (query.identityId !== undefined && !this.identityKeys.get(query.identityId)?.has(entry.id)) continue;
       if (keys.length === limit) {
         const last = keys[keys.length - 1]!;
         return { keys, cursor: encodeCursor(last) };
@@ -145,15 +172,64 @@ export class MemoryStore implements KeyStore {
   }
 
   async consume(request: ConsumeRequest): Promise<ConsumeResult> {
+    if (request.identity !== undefined) return this.consumeWithIdentity(request);
+    return this.consumeKey(request);
+  }
+
+  /**
+   * A key's charge with its identity's, all or nothing: the identity's part is charged first, then
+   * the key's; when the key refuses, the identity's is given back at the same instant (exactly what it
+   * was). Both run in one turn of this process, so no other charge comes between.
+   */
+  private consumeWithIdentity(request: ConsumeRequest): ConsumeResult {
+    const identity = request.identity!;
+    const version = this.versions.get(request.subject);
+    if (version === undefined) return { outcome: 'NOT_FOUND' };
+    const reservation = this.identityReservation(request);
+    if (
+      this.identityVersions.get(identity.id) !== identity.version ||
+      (identity.credits !== null && this.buckets.creditsOutdated(reservation.subject, identity.credits))
+    )
+      return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
+    const own = this.consumeKey(request);
+    if (own.outcome !== 'OK') return own;
+    const held = this.buckets.consume(reservation.subject, reservation.limits, reservation.credits, request.now);
+    if (held.outcome !== 'OK') {
+      this.refundKey(request);
+      // The key's state as it is again (a charge of nothing reads it), for the refusal's report.
+      const now = this.consumeKey({ ...request, cost: 0, limits: request.limits.map((c) => ({ ...c, cost: 0 })) });
+      const limits = 'limits' in now ? now.limits : own.limits;
+      return { ...held, limits: limits.concat(held.limits), credits: leastOf('credits' in now ? now.credits : own.credits, held.credits) };
+    }
+    return { ...own, limits: own.limits.concat(held.limits), credits: leastOf(own.credits, held.credits) };
+  }
+
+  private identityReservation(request: ConsumeRequest): {
+    subject: string;
+    limits: NonNullable<ConsumeRequest['identity']>['limits'];
+    credits: { policy: Credits; cost: number } | null;
+  } {
+    const identity = request.identity!;
+    return {
+      subject: identitySubject(identity.id),
+      limits: identity.limits,
+      credits: identity.credits === null ? null : { policy: identity.credits, cost: request.cost ?? 0 },
+    };
+  }
+
+  private consumeKey(request: ConsumeRequest): ConsumeResult {
     let credits: { policy: Credits; cost: number } | null = null;
     if (request.keyVersion !== undefined) {
-      const version = this.versions.get(request.subject);
+      // An identity charged as a subject of its own (its live credits read): as on Redis, a change is NOT_FOUND to its caller.
+      const identity = request.subject.startsWith(IDENTITY_SUBJECT) ? request.subject.slice(IDENTITY_SUBJECT.length) : null;
+      const version = identity === null ? this.versions.get(request.subject) : this.identityVersions.get(identity);
       if (version === undefined) return { outcome: 'NOT_FOUND' };
-      if (version !== request.keyVersion) return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
+      const changed = (): ConsumeResult =>
+        identity === null ? { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) } : { outcome: 'NOT_FOUND' };
+      if (version !== request.keyVersion) return changed();
       // As on Redis: the caller's copy of the record of this version says what the credits are.
       if (request.credits) {
-        if (this.buckets.creditsOutdated(request.subject, request.credits))
-          return { outcome: 'CHANGED', record: decodeRecord(this.records.get(request.subject)!) };
+        if (this.buckets.creditsOutdated(request.subject, request.credits)) return changed();
         credits = { policy: request.credits, cost: request.cost ?? 0 };
       }
     }
@@ -161,6 +237,14 @@ export class MemoryStore implements KeyStore {
   }
 
   async refund(request: ConsumeRequest): Promise<void> {
+    if (request.identity !== undefined) {
+      const reservation = this.identityReservation(request);
+      this.buckets.refund(reservation.subject, reservation.limits, reservation.credits, request.now);
+    }
+    this.refundKey(request);
+  }
+
+  private refundKey(request: ConsumeRequest): void {
     const credits = request.keyVersion !== undefined && request.credits ? { policy: request.credits, cost: request.cost ?? 0 } : null;
     this.buckets.refund(request.subject, request.limits, credits, request.now);
   }
@@ -227,5 +311,74 @@ export class MemoryStore implements KeyStore {
 
   async listRoles(): Promise<RoleRecord[]> {
     return [...this.roles.keys()].sort().map((name) => decodeRole(this.roles.get(name)!));
+  }
+
+  /** Moves a key from one identity's set of keys to another's. */
+  private indexIdentity(keyId: string, from: string | null, to: string | null): void {
+    if (from === to) return;
+    if (from !== null) this.identityKeys.get(from)?.delete(keyId);
+    if (to !== null) {
+      let keys = this.identityKeys.get(to);
+      if (keys === undefined) this.identityKeys.set(to, (keys = new Set()));
+      keys.add(keyId);
+    }
+  }
+
+  async getIdentity(id: string): Promise<IdentityRecord | null> {
+    const json = this.identities.get(id);
+    return json === undefined ? null : decodeIdentity(json);
+  }
+
+  async insertIdentity(record: IdentityRecord, audit?: AuditRecord): Promise<void> {
+    if (this.identities.has(record.id)) throw tillError('IDENTITY_EXISTS', 'memory', `identity ${record.id} exists`);
+    if (audit !== undefined) this.audit.append(audit);
+    this.identities.set(record.id, encodeIdentity(record));
+    this.identityVersions.set(record.id, record.version);
+    const entry = { createdAt: record.createdAt, id: record.id };
+    let i = this.identityOrder.length;
+    while (i > 0 && !isAfter(entry.createdAt, entry.id, this.identityOrder[i - 1]!)) i--;
+    this.identityOrder.splice(i, 0, entry);
+    // Keys that named an identity of this id before (deleted with force) are cached as disabled.
+    this.emit(`${IDENTITY_INVALIDATION}${record.id}`);
+  }
+
+  async replaceIdentity(record: IdentityRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    const current = this.identities.get(record.id);
+    if (current === undefined) throw tillError('IDENTITY_NOT_FOUND', 'memory', `no identity ${record.id}`);
+    if (decodeIdentity(current).version !== expectedVersion) return false;
+    if (audit !== undefined) this.audit.append(audit);
+    this.identities.set(record.id, encodeIdentity(record));
+    this.identityVersions.set(record.id, record.version);
+    this.emit(`${IDENTITY_INVALIDATION}${record.id}`);
+    return true;
+  }
+
+  async removeIdentity(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
+    const current = this.identities.get(id);
+    if (current === undefined) throw tillError('IDENTITY_NOT_FOUND', 'memory', `no identity ${id}`);
+    if (decodeIdentity(current).version !== expectedVersion) return false;
+    if (audit !== undefined) this.audit.append(audit);
+    this.identities.delete(id);
+    this.identityVersions.delete(id);
+    this.identityOrder = this.identityOrder.filter((e) => e.id !== id);
+    this.buckets.forget(identitySubject(id));
+    this.emit(`${IDENTITY_INVALIDATION}${id}`);
+    return true;
+  }
+
+  async listIdentities(query: ListIdentitiesQuery = {}): Promise<IdentityPage> {
+    const limit = pageSize(query.limit);
+    const after = decodeCursor(query.cursor);
+    const identities: IdentityRecord[] = [];
+    for (const entry of this.identityOrder) {
+      if (!isAfter(entry.createdAt, entry.id, after)) continue;
+      if (identities.length === limit) return { identities, cursor: encodeCursor(identities[identities.length - 1]!) };
+      identities.push(decodeIdentity(this.identities.get(entry.id)!));
+    }
+    return { identities };
+  }
+
+  async countIdentityKeys(id: string): Promise<number> {
+    return this.identityKeys.get(id)?.size ?? 0;
   }
 }

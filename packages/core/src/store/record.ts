@@ -36,6 +36,11 @@ export interface KeyRecord {
   readonly allowedIps: readonly string[];
   /** Names of the roles the key holds (their scopes join the key's at verification); sorted. */
   readonly roles: readonly string[];
+  /**
+   * The identity the key belongs to (its limits and credits are shared by all of its keys), or null.
+   * Absent in records written before identities: read as null.
+   */
+  readonly identityId?: string | null;
 }
 
 /** A key record without its hash: what admin APIs return and what may be printed. */
@@ -59,6 +64,7 @@ export function toVerifiedKey(record: KeyRecord): VerifiedKey {
     expiresAt: record.expiresAt,
     limits: record.limits,
     credits: record.credits === null ? null : { refill: record.credits.refill },
+    identityId: record.identityId ?? null,
   });
 }
 
@@ -90,6 +96,7 @@ const DEFAULTS: Readonly<Record<string, unknown>> = {
   credits: null,
   allowedIps: [],
   roles: [],
+  identityId: null,
 };
 
 function isDefault(field: string, value: unknown): boolean {
@@ -157,6 +164,8 @@ export function decodeRecord(json: string): KeyRecord {
   if (value.limits !== undefined && !(Array.isArray(value.limits) && value.limits.every(isStoredLimit)))
     throw new Error('stored key record has no valid "limits"');
   if (value.credits !== undefined && value.credits !== null && !isStoredCredits(value.credits)) throw new Error('stored key record has no valid "credits"');
+  if (value.identityId !== undefined && value.identityId !== null && typeof value.identityId !== 'string')
+    throw new Error('stored key record has no valid "identityId"');
   if (value.metadata !== undefined && (typeof value.metadata !== 'object' || value.metadata === null || Array.isArray(value.metadata)))
     throw new Error('stored key record has no valid "metadata"');
   if (value.allowedIps !== undefined && !isStoredAllowlist(value.allowedIps)) throw new Error('stored key record has no valid "allowedIps"');
@@ -204,6 +213,7 @@ function recordOf(v: KeyRecord, hash: string): KeyRecord {
     allowedIps:
       v.allowedIps === undefined || v.allowedIps.length === 0 ? NO_RANGES : Object.isFrozen(v.allowedIps) ? v.allowedIps : Object.freeze(v.allowedIps),
     roles: v.roles === undefined || v.roles.length === 0 ? NO_RANGES : sharedScopes(v.roles),
+    identityId: v.identityId ?? null,
   };
 }
 

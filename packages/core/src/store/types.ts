@@ -4,6 +4,7 @@ import type { AuditPage, AuditQuery, AuditRecord } from '../audit/trail.js';
 import type { KeyRecord } from './record.js';
 import type { RoleRecord } from './role.js';
 import type { OutcomeCode } from '../verify/outcome.js';
+import type { IdentityRecord } from '../identity/record.js';
 
 /** One key's counts for one day (UTC, `YYYY-MM-DD`), by outcome: what usage tracking writes to a store. */
 export interface UsageBatchItem {
@@ -29,6 +30,8 @@ export interface ListKeysQuery {
   cursor?: string;
   /** Page size, 1-1000; default 100. */
   limit?: number;
+  /** Only keys of this identity. */
+  identityId?: string;
 }
 
 export interface KeyPage {
@@ -70,6 +73,36 @@ export interface ConsumeRequest {
   readonly cost?: number;
   /** The caller's time, epoch ms. The Redis store uses the server's clock unless told otherwise. */
   readonly now: number;
+  /**
+   * For a key of an identity: the identity's charge, made all or nothing with the key's (see
+   * IdentityCharge). `CHANGED` then also answers an identity that is gone or of another version.
+   */
+  readonly identity?: IdentityCharge;
+}
+
+/**
+ * The identity's part of a key's charge: its limits (each request costs 1 of each) and its credits
+ * (the request's `cost`, spent from the identity's credits as well as from the key's own when both
+ * have some), as the caller's copy of the identity of `version` holds them.
+ */
+export interface IdentityCharge {
+  readonly id: string;
+  readonly version: number;
+  readonly credits: Credits | null;
+  readonly limits: ReadonlyArray<LimitCharge & { readonly bucket?: string }>;
+}
+
+export interface ListIdentitiesQuery {
+  /** Opaque cursor from a previous page. */
+  cursor?: string;
+  /** Page size, 1-1000; default 100. */
+  limit?: number;
+}
+
+export interface IdentityPage {
+  readonly identities: IdentityRecord[];
+  /** Present when there may be more: pass it back as `cursor`. */
+  readonly cursor?: string;
 }
 
 export type ConsumeResult =
@@ -189,6 +222,22 @@ export interface KeyStore {
   getRoles?(names: readonly string[]): Promise<Array<RoleRecord | null>>;
   /** Optional (roles): every role, by name. An admin path. */
   listRoles?(): Promise<RoleRecord[]>;
+  /** Optional (identities): the identity `id`, or null. */
+  getIdentity?(id: string): Promise<IdentityRecord | null>;
+  /** Optional (identities): saves a new identity with `audit`, in one atomic step; rejects with IDENTITY_EXISTS if the id is taken. */
+  insertIdentity?(record: IdentityRecord, audit?: AuditRecord): Promise<void>;
+  /**
+   * Optional (identities): compare-and-set of an identity, with `audit`, telling every process to drop
+   * the identity's keys from its cache (`identity:<id>` on the invalidation listeners). False on a lost
+   * race; IDENTITY_NOT_FOUND when there is none; NOT_ANNOUNCED as for `replace`.
+   */
+  replaceIdentity?(record: IdentityRecord, expectedVersion: number, audit?: AuditRecord): Promise<boolean>;
+  /** Optional (identities): deletes an identity (and its credits) if its version is still `expectedVersion`; as `replaceIdentity` otherwise. */
+  removeIdentity?(id: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean>;
+  /** Optional (identities): identities in creation order, a page at a time. Admin path. */
+  listIdentities?(query?: ListIdentitiesQuery): Promise<IdentityPage>;
+  /** Optional (identities): how many keys name the identity. Admin path. */
+  countIdentityKeys?(id: string): Promise<number>;
 }
 
 /** Entries of the expiry index within `[from, to]` (epoch ms, both included), at most `limit` (1-10,000). */
@@ -247,6 +296,12 @@ export const ASYNC_METHODS = [
   'removeRole',
   'getRoles',
   'listRoles',
+  'getIdentity',
+  'insertIdentity',
+  'replaceIdentity',
+  'removeIdentity',
+  'listIdentities',
+  'countIdentityKeys',
 ] as const satisfies ReadonlyArray<keyof KeyStore>;
 
 /** A store method answered with a promise (see ASYNC_METHODS). */

@@ -6,6 +6,8 @@ import { digestBytes, type HashAlgorithm, type KeyHasher } from '../key/hash.js'
 import type { Credits, LimitCharge } from '../limits/rules.js';
 import { toVerifiedKey, withoutHash, type KeyRecord } from '../store/record.js';
 import type { VerifySuccess } from './outcome.js';
+import type { IdentityRecord } from '../identity/record.js';
+import type { IdentityCharge } from '../store/types.js';
 import { scopeSetOf, type ScopeSet } from './scopes.js';
 import { compileAllowlist, IpPolicy } from './allowlist.js';
 import { keyOf, sameKey, tailOf } from './tuning.js';
@@ -33,12 +35,19 @@ export interface Rare {
   /** The key's charges joined with a middleware's, for the last middleware limits seen (they rarely vary). */
   joined: { readonly extra: Charges; readonly all: Charges } | null;
   /**
-   * The IP allowlists a request's client address must pass, every one: the key's own when it has one
-   * (and, where an owner's allowlist applies too, that one beside it). Null: any address.
+   * The IP allowlists a request's client address must pass, every one: the key's own and its
+   * identity's, each when it has one. Null: any address.
    */
   readonly ips: IpPolicy | null;
-  /** The roles the key holds (their scopes are joined into the entry's already); empty for none. */
+  /** The roles the key holds, its own and its identity's (their scopes are joined into the entry's already); empty for none. */
   readonly roles: readonly string[];
+  /**
+   * The key's identity as read with the key (null: the key has none, or it is gone, and then the key
+   * is refused as DISABLED).
+   */
+  readonly identity: IdentityRecord | null;
+  /** The identity's part of every charge of the key (null: none, or nothing to charge). */
+  readonly identityCharge: IdentityCharge | null;
 }
 
 /**
@@ -85,12 +94,20 @@ export function unknownEntry(fetched: number): UnknownEntry {
   return { fresh: null, proof: null, rare: null, fetched, touched: fetched };
 }
 
-export function knownEntry(stored: KeyRecord, fetched: number): KnownEntry {
+/**
+ * The entry of a key read from the store, with its identity as read with it (`identity`: null when the
+ * key names none or the identity is gone). A key whose identity is gone is refused as DISABLED: a
+ * forced deletion of an identity never lifts its shared limits off its keys.
+ */
+export function knownEntry(stored: KeyRecord, fetched: number, identity: IdentityRecord | null = null): KnownEntry {
   // The record as records are kept (shared prefix, scope list and empty maps), read once and let go.
   const record = withoutHash(stored);
   const bytes = digestBytes(stored.hash);
-  const blocked: Blocked | null = record.revokedAt !== null ? 'REVOKED' : record.disabled ? 'DISABLED' : null;
+  const identityId = record.identityId ?? null;
+  const owner = identityId !== null && identity !== null && identity.id === identityId ? identity : null;
+  const blocked: Blocked | null = record.revokedAt !== null ? 'REVOKED' : record.disabled || (identityId !== null && owner === null) ? 'DISABLED' : null;
   const rare =
+    identityId === null &&
     record.version === FIRST_VERSION &&
     blocked === null &&
     record.notBefore === null &&
@@ -109,8 +126,10 @@ export function knownEntry(stored: KeyRecord, fetched: number): KnownEntry {
               ? NO_CHARGES
               : record.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `k.${l.name}` })),
           joined: null,
-          ips: record.allowedIps.length === 0 ? null : new IpPolicy([compileAllowlist(record.allowedIps)]),
-          roles: record.roles,
+          ips: ipPolicy(record.allowedIps, owner === null ? NO_RANGES : owner.allowedIps),
+          roles: owner === null || owner.roles.length === 0 ? record.roles : [...new Set([...record.roles, ...owner.roles])],
+          identity: owner,
+          identityCharge: owner === null || (owner.limits.length === 0 && owner.credits === null) ? null : identityChargeOf(owner),
         };
   return {
     fresh: Object.freeze({
@@ -166,9 +185,43 @@ export function scopesOf(entry: KnownEntry): ScopeSet {
   return scopeSetOf(entry.fresh.key.scopes);
 }
 
-/** Whether a request with this key is charged even without middleware limits (own limits or credits). */
+const NO_RANGES: readonly string[] = Object.freeze([]);
+
+/** The allowlists of a key and of its identity, each when set: an address must pass both. */
+function ipPolicy(own: readonly string[], identity: readonly string[]): IpPolicy | null {
+  const lists = [own, identity].filter((l) => l.length > 0).map(compileAllowlist);
+  return lists.length === 0 ? null : new IpPolicy(lists);
+}
+
+/** The identity's part of a charge: its limits, each request costing 1 of each (buckets `i.<name>` under the identity's tag), and its credits. */
+function identityChargeOf(identity: IdentityRecord): IdentityCharge {
+  return Object.freeze({
+    id: identity.id,
+    version: identity.version,
+    credits: identity.credits,
+    limits: Object.freeze(identity.limits.map((l) => Object.freeze({ name: l.name, limit: l.limit, window: l.window, cost: 1, bucket: `i.${l.name}` }))),
+  });
+}
+
+/** Whether a request with this key is charged even without middleware limits (own limits or credits, or its identity's). */
 export function chargedAlways(entry: KnownEntry): boolean {
-  return entry.rare !== null && (entry.rare.charges.length > 0 || entry.rare.credits !== null);
+  const rare = entry.rare;
+  return rare !== null && (rare.charges.length > 0 || rare.credits !== null || rare.identityCharge !== null);
+}
+
+/** The key's identity as cached with it (null: none): the seam the policies (allowed networks, roles) read. */
+export function identityOf(entry: KnownEntry): IdentityRecord | null {
+  return entry.rare === null ? null : entry.rare.identity;
+}
+
+/** The identity's part of the key's charges, or undefined when there is none. */
+export function identityChargeOfEntry(entry: KnownEntry): IdentityCharge | undefined {
+  return entry.rare?.identityCharge ?? undefined;
+}
+
+/** The version of the identity an entry was made with (0: none). */
+export function identityVersionOf(entry: KnownEntry): number {
+  return entry.rare?.identity?.version ?? 0;
 }
 
 /** The IP allowlists a request with this key must pass; null when it has none (any address). */

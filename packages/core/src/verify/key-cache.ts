@@ -44,7 +44,7 @@ export class KeyCache<V> {
     this.entries.clear();
   }
 
-  /** Drops every entry `drop` says to (a walk of the whole cache: for rare changes, like a role's). */
+  /** Drops every entry `drop` says to (a walk of the whole cache: for rare changes, like a role's or an identity's). */
   deleteWhere(drop: (value: V) => boolean): void {
     for (const [id, value] of this.entries) if (drop(value)) this.entries.delete(id);
   }

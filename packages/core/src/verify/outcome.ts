@@ -37,6 +37,8 @@ export interface VerifiedKey {
   readonly limits: readonly RateLimit[];
   /** Whether the key spends credits (the live count is on the verification result), and their refill. */
   readonly credits: { readonly refill: { readonly amount: number; readonly interval: number } | null } | null;
+  /** The identity the key belongs to (whose limits and credits it shares), or null. */
+  readonly identityId: string | null;
 }
 
 /** What a request's limits and credits looked like after it was charged. */

@@ -79,7 +79,10 @@ export function expandScopes(own: readonly string[], holders: ReadonlyArray<read
   return [...all].sort();
 }
 
-/** A key's record with its roles' scopes joined to its own (the record as the verifier caches it). */
-export function withRoleScopes(record: KeyRecord, roles: ReadonlyMap<string, RoleRecord | null>): KeyRecord {
-  return { ...record, scopes: expandScopes(record.scopes, [record.roles], roles) };
+/**
+ * A key's record with the scopes of its roles, and of its identity's roles (`identityRoles`), joined to
+ * its own (the record as the verifier caches it).
+ */
+export function withRoleScopes(record: KeyRecord, roles: ReadonlyMap<string, RoleRecord | null>, identityRoles: readonly string[] = []): KeyRecord {
+  return { ...record, scopes: expandScopes(record.scopes, [record.roles, identityRoles], roles) };
 }

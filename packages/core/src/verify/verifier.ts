@@ -28,6 +28,8 @@ import {
   confirms,
   creditsOf,
   holdsRole,
+  identityChargeOfEntry,
+  identityVersionOf,
   ipPolicyOf,
   knownEntry,
   refusalAt,
@@ -43,6 +45,7 @@ import { KeyCache } from './key-cache.js';
 import { CacheClock, idBeforeParse, noteUse, ownCopy } from './tuning.js';
 import { RoleCache, withRoleScopes } from './roles.js';
 import { roleOfMessage } from '../store/role.js';
+import { IDENTITY_INVALIDATION, type IdentityRecord } from '../identity/record.js';
 
 export type { CacheOptions, ClientAddressOf, VerifierOptions, VerifyOptions } from './options.js';
 
@@ -211,10 +214,18 @@ export class Verifier {
 
   /**
    * Drops a key from this process's cache (all keys when `id` is null). Called on every change. A role's
-   * change (`role:<name>`) drops the role and every cached key holding it (a walk of the cache: roles
-   * change rarely), and the reads under way, which may have read the role before the change.
+   * change (`role:<name>`) drops the role and every cached key holding it, itself or by its identity (a
+   * walk of the cache: roles change rarely), and the reads under way, which may have read the role
+   * before the change. An identity's change (`identity:<id>`) drops every key of the identity the same way.
    */
   invalidate(id: string | null): void {
+    if (id?.startsWith(IDENTITY_INVALIDATION)) {
+      const identityId = id.slice(IDENTITY_INVALIDATION.length);
+      this.cache.deleteWhere((entry) => entry.fresh.key.identityId === identityId);
+      // A read under way may bring the identity as it was: none of them is cached.
+      this.inflight.clear();
+      return;
+    }
     const role = id === null ? null : roleOfMessage(id);
     if (id === null) {
       this.cache.clear();
@@ -323,18 +334,20 @@ export class Verifier {
     const limits = chargesOf(entry, options?.limits);
     const cost = options?.cost ?? 1;
     const credits = creditsOf(entry);
-    const request = { subject: id, keyVersion: versionOf(entry), credits, limits, cost };
-    return this.limiter.consume(request, credits !== null && cost > 0).then((result): MaybePromise<VerifyResult> => {
+    const identity = identityChargeOfEntry(entry);
+    const request =
+      identity === undefined
+        ? { subject: id, keyVersion: versionOf(entry), credits, limits, cost }
+        : { subject: id, keyVersion: versionOf(entry), credits, limits, cost, identity };
+    const spends = cost > 0 && (credits !== null || (identity !== undefined && identity.credits !== null));
+    return this.limiter.consume(request, spends).then((result): MaybePromise<VerifyResult> => {
       if (result === UNAVAILABLE) return this.unavailable;
       if (result.outcome === 'NOT_FOUND') {
         this.invalidate(id);
         return failure('NOT_FOUND');
       }
       if (result.outcome === 'CHANGED') {
-        if (result.record.roles.length > 0) {
-          return this.withRoles(result.record).then((record) => this.changed(entry, record, options, stale, retried, ipOf, context));
-        }
-        return this.changed(entry, result.record, options, stale, retried, ipOf, context);
+        return this.complete(result.record).then((read) => this.changed(entry, read.record, read.identity, options, stale, retried, ipOf, context));
       }
       const usage: Usage = { limits: result.limits, credits: result.credits };
       const at = this.clock();
@@ -351,17 +364,38 @@ export class Verifier {
     });
   }
 
-  /** A record with its roles' scopes joined to its own. */
-  private withRoles(record: KeyRecord): Promise<KeyRecord> {
-    return this.roles
-      .resolve(record.roles, this.times.at(this.clock()), !this.missingChanges(), () => this.times.at(this.clock()))
-      .then((roles) => withRoleScopes(record, roles));
+  /**
+   * A record as the verifier judges it: with its identity (null: none, or gone) and the scopes of its
+   * roles and of its identity's roles joined to its own. On a miss only: one more read for an identity,
+   * one for roles not cached.
+   */
+  private complete(record: KeyRecord): Promise<{ readonly record: KeyRecord; readonly identity: IdentityRecord | null }> {
+    return this.withIdentity(record).then((identity) => {
+      const identityRoles = identity === null || identity.id !== record.identityId ? [] : identity.roles;
+      if (record.roles.length === 0 && identityRoles.length === 0) return { record, identity };
+      const names = identityRoles.length === 0 ? record.roles : [...new Set([...record.roles, ...identityRoles])];
+      return this.roles
+        .resolve(names, this.times.at(this.clock()), !this.missingChanges(), () => this.times.at(this.clock()))
+        .then((roles) => ({ record: withRoleScopes(record, roles, identityRoles), identity }));
+    });
   }
 
-  /** A charge that found the key changed (`record`, roles joined): judged again on the new record, never charged on the old one. */
+  /** The identity a record names, read from the store (null: none, or gone). */
+  private withIdentity(record: KeyRecord): Promise<IdentityRecord | null> {
+    const identityId = record.identityId ?? null;
+    if (identityId === null || typeof this.store.getIdentity !== 'function') return Promise.resolve(null);
+    try {
+      return this.store.getIdentity(identityId);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** A charge that found the key (or its identity) changed (`record`, roles joined): judged again on the new record, charged at most once more. */
   private changed<C>(
     entry: KnownEntry,
     record: KeyRecord,
+    identity: IdentityRecord | null,
     options: VerifyOptions | undefined,
     stale: boolean,
     retried: boolean,
@@ -369,17 +403,17 @@ export class Verifier {
     context: C | undefined,
   ): MaybePromise<VerifyResult> {
     const id = entry.fresh.key.id;
-    const next = knownEntry(record, this.times.at(this.clock()));
+    const next = knownEntry(record, this.times.at(this.clock()), identity);
     // An id's hash never changes; a record that says otherwise is not the key that was presented.
     // The same version answered CHANGED: the credits it charges were set anew by a newer key of its
     // rotation chain, and this record is not yet in step with it (a moment): refused, never looped.
     const sameHash = sameDigest(entry, next, this.hasher, this.keepsKeys);
-    if (!sameHash || retried || versionOf(next) === versionOf(entry)) {
+    if (!sameHash || retried || (versionOf(next) === versionOf(entry) && identityVersionOf(next) === identityVersionOf(entry))) {
       this.invalidate(id);
       return sameHash ? this.unavailable : failure('NOT_FOUND');
     }
     const cached = this.cache.peek(id);
-    if (cached === undefined || versionOf(cached) < versionOf(next)) this.cache.set(id, next);
+    if (cached === undefined || versionOf(cached) < versionOf(next) || identityVersionOf(cached) !== identityVersionOf(next)) this.cache.set(id, next);
     const verdict = this.judge(next, this.clock(), options, stale, ipOf, context);
     return verdict instanceof Promise || !verdict.valid || !chargedAlways(next) ? verdict : this.charge(next, options, stale, true, ipOf, context);
   }
@@ -403,11 +437,11 @@ export class Verifier {
       } catch (error) {
         read = Promise.reject(error);
       }
-      // A key holding roles: their scopes are joined in before it is cached (one more read, on a miss only).
-      read = read.then((record) => (record === null || record.roles.length === 0 ? record : this.withRoles(record)));
-      pending = read.then((record) => {
+      pending = read.then(async (stored) => {
+        // A key of an identity, or holding roles: its identity and roles read too (on a miss only).
+        const { record, identity } = stored === null ? { record: null, identity: null } : await this.complete(stored);
         const fetched = this.times.at(this.clock());
-        const entry = record === null ? unknownEntry(fetched) : knownEntry(record, fetched);
+        const entry = record === null ? unknownEntry(fetched) : knownEntry(record, fetched, identity);
         // A change that arrived while this read was under way invalidated it: do not cache it.
         if (this.inflight.get(id) === pending) {
           this.inflight.delete(id);
