@@ -27,6 +27,8 @@ afterAll(async () => {
 
 describe('till identities', () => {
   it('creates, shows, lists, updates and deletes an identity, with --json; keys join it with --identity', async () => {
+    // An identity's roles must be defined, as a key's must.
+    await till.roles.define('reporting', ['reports:read']);
     const created = await till$(
       'identities',
       'create',
@@ -59,8 +61,8 @@ describe('till identities', () => {
     expect(shown.code).toBe(0);
     expect(shown.stdout).toMatch(/keys\s+1/);
     expect(shown.stdout).toMatch(/credits\s+50 left, topped up to 50 every 30d/);
-    // A request with the key spends one of the identity's credits.
-    expect((await till.verify(parse<{ key: string }>(key).key)).code).toBe('VALID');
+    // A request with the key, from the identity's network, spends one of the identity's credits.
+    expect((await till.verify(parse<{ key: string }>(key).key, { ip: '203.0.113.7' })).code).toBe('VALID');
     expect(parse<{ keys: number; credits: number }>(await till$('identities', 'show', 'acme', '--json'))).toMatchObject({ keys: 1, credits: 49 });
     const listed = parse<{ identities: Array<{ id: string }> }>(await till$('identities', 'list', '--json'));
     expect(listed.identities.map((i) => i.id)).toEqual(['acme']);
@@ -89,8 +91,8 @@ describe('till identities', () => {
   it('refuses bad input with exit 1 and a clear line, before or at the store', async () => {
     const cases: Array<[string[], string]> = [
       [['identities', 'create', 'bad{id', '--name', 'x'], 'invalid identity id'],
-      [['identities', 'create', 'ok-id', '--name', 'x', '--allow-ip', 'not-an-ip'], 'allowedIps'],
-      [['identities', 'create', 'ok-id', '--name', 'x', '--role', 'Bad Role'], 'role names'],
+      [['identities', 'create', 'ok-id', '--name', 'x', '--allow-ip', 'not-an-ip'], 'invalid IP range "not-an-ip"'],
+      [['identities', 'create', 'ok-id', '--name', 'x', '--role', 'Bad Role'], 'invalid role name "Bad Role"'],
       [['identities', 'create', 'ok-id', '--name', 'x', '--rate', 'nope'], 'invalid --rate'],
       [['identities', 'show', 'missing'], 'no identity missing'],
       [['identities', 'update', 'missing', '--name', 'x'], 'no identity missing'],

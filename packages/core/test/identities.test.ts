@@ -57,6 +57,8 @@ describe.each(backends)('identities on the %s store', (_kind, makeStore) => {
 
   it('creates, reads, updates, lists and deletes identities, each change audited and told as an event', async () => {
     const till = newTill();
+    // An identity's roles must be defined, as a key's must.
+    await till.roles.define('reporting', ['reports:read']);
     const events: TillEvent[] = [];
     till.events.on((e) => events.push(e));
     const created = await till.identities.create({

@@ -1,4 +1,7 @@
 // RedisStore: a KeyStore on Redis or Redis Cluster through ioredis, put together from the parts beside it.
+// One file because it is the façade: every method of the store contract is here, most in a few lines
+// handing over to its part (identities, roles, expiries, usage, audit); only the key record's own
+// insert, replace, remove and list are written out, as they tie the record to its indexes.
 import { tillError, type TillError } from '../errors.js';
 import { decodeRecord, encodeRecord, type KeyRecord } from '../store/record.js';
 import { decodeCursor, encodeCursor, isAfter, pageSize } from '../store/cursor.js';
@@ -17,8 +20,8 @@ import { RedisUsage } from './usage.js';
 import { RedisExpiries } from './expiry.js';
 import { indexedExpiry } from '../store/expiry.js';
 import type { ExpiringPage, ExpiringQuery, ReindexResult } from '../store/types.js';
-import { encodeEntry } from './audit-codec.js';
-import { decodeRole, encodeRole, roleMessage, type RoleRecord } from '../store/role.js';
+import { RedisRoles } from './roles.js';
+import type { RoleRecord } from '../store/role.js';
 import { RedisIdentities } from './identities.js';
 import type { IdentityRecord } from '../identity/record.js';
 import type { IdentityPage, ListIdentitiesQuery } from '../store/types.js';
@@ -43,7 +46,7 @@ export class RedisStore implements KeyStore {
   private readonly audit: RedisAudit;
   private readonly usage: RedisUsage;
   private readonly expiries: RedisExpiries;
-  private readonly logCap: number;
+  private readonly roles: RedisRoles;
   private readonly identities: RedisIdentities;
 
   constructor(options: RedisStoreOptions) {
@@ -61,7 +64,7 @@ export class RedisStore implements KeyStore {
     this.audit = new RedisAudit(this.commands, this.layout, config.auditMaxLength, config.auditPerKeyMaxLength);
     this.usage = new RedisUsage(this.commands, this.layout);
     this.expiries = new RedisExpiries(this.commands, this.layout);
-    this.logCap = config.auditMaxLength;
+    this.roles = new RedisRoles(this.commands, this.layout, config.auditMaxLength, (what, why) => this.notAnnounced(what, why));
     this.identities = new RedisIdentities(this.commands, this.layout, this.audit, this.trailCap, self.get, (what, why) => this.notAnnounced(what, why));
   }
 
@@ -293,53 +296,18 @@ export class RedisStore implements KeyStore {
   }
 
   saveRole(role: RoleRecord, expectedVersion: number | null, audit?: AuditRecord): Promise<boolean> {
-    return this.changeRole(role.name, encodeRole(role), expectedVersion ?? '', audit);
+    return this.roles.save(role, expectedVersion, audit);
   }
 
   removeRole(name: string, expectedVersion: number, audit?: AuditRecord): Promise<boolean> {
-    return this.changeRole(name, '', expectedVersion, audit);
+    return this.roles.remove(name, expectedVersion, audit);
   }
 
-  /** One script: the role, its entry in the change log and the announcement (see ROLE_SCRIPT). */
-  private async changeRole(name: string, json: string, expectedVersion: number | '', audit: AuditRecord | undefined): Promise<boolean> {
-    const { layout } = this;
-    const [result, announced, why] = await this.commands.run(() =>
-      this.client.tillRole(
-        layout.roles,
-        layout.changeLog,
-        layout.securityLog,
-        name,
-        json,
-        expectedVersion,
-        layout.channel,
-        roleMessage(name),
-        this.logCap,
-        audit === undefined ? '' : encodeEntry(audit, true),
-      ),
-    );
-    if (result !== 1) return false;
-    if (announced === 0) throw this.notAnnounced(`role ${name}`, why);
-    return true;
+  getRoles(names: readonly string[]): Promise<Array<RoleRecord | null>> {
+    return this.roles.get(names);
   }
 
-  async getRoles(names: readonly string[]): Promise<Array<RoleRecord | null>> {
-    if (names.length === 0) return [];
-    const rows = await this.commands.run(() => this.client.hmget(this.layout.roles, ...names));
-    return rows.map((json, i) => (json === null ? null : this.role(names[i]!, json)));
-  }
-
-  async listRoles(): Promise<RoleRecord[]> {
-    const all = await this.commands.run(() => this.client.hgetall(this.layout.roles));
-    return Object.keys(all)
-      .sort()
-      .map((name) => this.role(name, all[name]!));
-  }
-
-  private role(name: string, json: string): RoleRecord {
-    try {
-      return decodeRole(json);
-    } catch (cause) {
-      throw tillError('STORE_ERROR', 'redis', `role ${name} is corrupt`, { cause });
-    }
+  listRoles(): Promise<RoleRecord[]> {
+    return this.roles.list();
   }
 }

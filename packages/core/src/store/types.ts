@@ -1,4 +1,6 @@
 // The store contract every backend implements and the conformance suite checks.
+// One file because it is one contract: the KeyStore interface and the shapes its methods take and give,
+// which a store's author reads together.
 import type { ChargeOutcome, Credits, LimitCharge, LimitState } from '../limits/rules.js';
 import type { AuditPage, AuditQuery, AuditRecord } from '../audit/trail.js';
 import type { KeyRecord } from './record.js';
