@@ -10,13 +10,16 @@ import { assertBuilt, runTill, startTill } from './harness.js';
 const namespace = uniqueNamespace();
 let client: Redis;
 let till: Till;
+let store: RedisStore;
 beforeAll(() => {
   assertBuilt();
   client = newClient();
-  till = createTill({ store: new RedisStore({ client, namespace }), logger: silentLogger });
+  store = new RedisStore({ client, namespace });
+  till = createTill({ store, logger: silentLogger });
 });
 afterAll(async () => {
   await till.close();
+  await store.close();
   await deleteNamespace(client, namespace);
   client.disconnect();
 });

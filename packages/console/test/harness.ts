@@ -47,8 +47,9 @@ export async function listening(server: Server): Promise<string> {
 export async function startHarness(options: { express?: (app: express.Express) => void } = {}): Promise<Harness> {
   const client = newClient();
   const namespace = uniqueNamespace();
+  const store = new RedisStore({ client, namespace });
   const till = createTill({
-    store: new RedisStore({ client, namespace }),
+    store,
     logger: { warn() {}, error() {} },
     auditEvents: { interval: 50 },
     usage: { interval: 50 },
@@ -95,6 +96,8 @@ export async function startHarness(options: { express?: (app: express.Express) =
       server.closeAllConnections();
       server.close();
       await till.close();
+      // The store's own subscriber connection; the client is the test's, closed below.
+      await store.close();
       await deleteNamespace(client, namespace);
       client.disconnect();
     },

@@ -17,12 +17,14 @@ import { listening } from './harness.js';
 const client = newClient();
 const namespace = uniqueNamespace();
 let till: Till;
+let store: RedisStore;
 let admin: string;
 const servers: Server[] = [];
 const closers: Array<() => Promise<unknown>> = [];
 
 beforeAll(async () => {
-  till = createTill({ store: new RedisStore({ client, namespace }), logger: { warn() {}, error() {} } });
+  store = new RedisStore({ client, namespace });
+  till = createTill({ store, logger: { warn() {}, error() {} } });
   admin = (await till.keys.create({ name: 'admin', scopes: ['till:admin'] })).key;
 });
 afterAll(async () => {
@@ -32,6 +34,7 @@ afterAll(async () => {
   }
   for (const c of closers) await c();
   await till.close();
+  await store.close();
   await deleteNamespace(client, namespace);
   client.disconnect();
 });
