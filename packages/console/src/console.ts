@@ -35,9 +35,10 @@ export interface ConsoleOptions {
 export interface TillConsole {
   /**
    * Answers one request. `url` is the path and query below the mount point (`/api/keys?limit=20`);
-   * `body` is what the app's own body parser already read, if it did.
+   * `body` is what the app's own body parser already read, if it did; `ip` the client address as the
+   * framework sees it by its trust-proxy setting (default: the peer address).
    */
-  handle(req: IncomingMessage, res: ServerResponse, url: string, body?: PreparsedBody): Promise<void>;
+  handle(req: IncomingMessage, res: ServerResponse, url: string, body?: PreparsedBody, ip?: string): Promise<void>;
 }
 
 interface Context {
@@ -60,12 +61,14 @@ interface Route {
 }
 
 const holders = new WeakMap<IncomingMessage, KeyHolder>();
+/** Client addresses the mounts read from their framework (Express `req.ip`, Koa `ctx.ip`, Fastify `request.ip`). */
+const clients = new WeakMap<IncomingMessage, string>();
 
 const kit = createAdapter<IncomingMessage, ServerResponse, never>({
   name: 'console',
   node: (req) => req,
-  // The peer address: the console does not know the app's proxy settings, so it trusts none.
-  ip: (req) => req.socket.remoteAddress,
+  // As the mount read it from its framework (its trust-proxy setting), else the peer address.
+  ip: (req) => clients.get(req) ?? req.socket.remoteAddress,
   getHeader: (res, name) => res.getHeader(name),
   setHeader: (res, name, value) => void res.setHeader(name, value),
   holder: (req) => {
@@ -307,7 +310,8 @@ export function createConsole(options: ConsoleOptions): TillConsole {
   }
 
   return {
-    async handle(req, res, url, body) {
+    async handle(req, res, url, body, ip) {
+      if (typeof ip === 'string' && ip !== '') clients.set(req, ip);
       try {
         const q = url.indexOf('?');
         const path = q < 0 ? url : url.slice(0, q);

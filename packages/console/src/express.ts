@@ -13,7 +13,7 @@ export function tillConsole(options: ConsoleOptions): RequestHandler {
     const [path = '', search = ''] = req.originalUrl.split(/(?=\?)/, 2);
     if (path === req.baseUrl && path !== '' && req.method === 'GET') return redirectToSlash(res, path, search);
     const body = req.readableEnded && req.body !== undefined ? { parsed: req.body as unknown } : undefined;
-    console.handle(req, res, req.url, body).catch(next);
+    console.handle(req, res, req.url, body, req.ip).catch(next);
   };
 }
 

@@ -29,7 +29,7 @@ export const tillConsole: FastifyPluginAsync<ConsoleOptions> = async (fastify: F
     // The path as sent, below the prefix: Fastify's params are decoded already, the console decodes itself.
     if (path === prefix && prefix !== '' && request.method === 'GET') return redirectToSlash(reply.raw, path, search);
     const url = (path.startsWith(prefix) ? path.slice(prefix.length) : path) + search;
-    await console.handle(request.raw, reply.raw, url, typeof request.body === 'string' ? { raw: request.body } : undefined);
+    await console.handle(request.raw, reply.raw, url, typeof request.body === 'string' ? { raw: request.body } : undefined, request.ip);
   };
   fastify.all('/', handler);
   fastify.all('/*', handler);

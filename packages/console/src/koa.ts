@@ -25,7 +25,7 @@ export function tillConsole(options: KoaConsoleOptions): Middleware {
     const url = ctx.url.slice(prefix.length) || '/';
     const parsed = (ctx.request as { body?: unknown }).body;
     const body = ctx.req.readableEnded && parsed !== undefined ? { parsed } : undefined;
-    await console.handle(ctx.req, ctx.res, url.startsWith('/') ? url : `/${url}`, body);
+    await console.handle(ctx.req, ctx.res, url.startsWith('/') ? url : `/${url}`, body, ctx.ip);
   };
 }
 

@@ -12,6 +12,7 @@ import { tillConsole as expressConsole } from '@till/console/express';
 import { tillConsole as fastifyConsole } from '@till/console/fastify';
 import { tillConsole as koaConsole } from '@till/console/koa';
 import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
+import { waitFor } from '@till/testkit/wait';
 import { listening } from './harness.js';
 
 const client = newClient();
@@ -118,6 +119,21 @@ for (const [name, mount] of Object.entries(mounts)) {
     });
   });
 }
+
+describe('client address', () => {
+  it("is the framework's, by its trust-proxy setting: a failed sign-in is audited with it", async () => {
+    const app = express();
+    app.set('trust proxy', true);
+    app.use('/console', expressConsole({ till }));
+    const server = createServer(app);
+    servers.push(server);
+    const base = await listening(server);
+    const answer = await fetch(`${base}/console/api/keys`, { headers: { authorization: 'Bearer till_nonsense', 'x-forwarded-for': '203.0.113.9' } });
+    expect(answer.status).toBe(401);
+    const audited = async () => (await till.keys.audit({ types: ['auth.failed'] })).entries.some((e) => e.ip === '203.0.113.9');
+    expect(await waitFor(audited, 10_000)).toBe(true);
+  });
+});
 
 describe('options', () => {
   it('are checked when the console is made', () => {

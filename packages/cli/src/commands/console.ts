@@ -14,7 +14,7 @@ interface ConsoleCommandOptions {
 const EXAMPLES = `
 Examples:
   $ till console --redis redis://127.0.0.1:6379 --port 4000
-  $ till keys create --name "console admin" --scope till:admin --expires-in 30d
+  $ till keys create --name "console admin" --scope till:admin --expires 30d
 
 Sign in with a key holding till:admin (changes) or till:read (looks only), made with
 \`till keys create\`. It listens on 127.0.0.1 unless --host says otherwise: put it behind
