@@ -7,30 +7,15 @@
 // make the browser send it: no CSRF by construction), refusals are the usual problem+json answers,
 // are audited and count toward blocking a client that guesses keys.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isTill, keyStatus, type KeyInfo, type Till, type VerifiedKey } from '@till/core';
-import { createAdapter, type KeyHolder } from '@till/core/http';
+import { keyStatus, type KeyInfo, type VerifiedKey } from '@till/core';
+import { clients, grants, holders, kit } from './auth.js';
+import { ADMIN_SCOPE, checkOptions, type ConsoleOptions, READ_SCOPE } from './options.js';
 import { problemOf } from './errors.js';
 import { eventsFilter, EVENTS_QUERY, streamEvents } from './events.js';
 import { createInput, keyId, onlyFields, patchInput, type PreparsedBody, Query, readBody, reasonOf, revokeInput, rotateInput } from './input.js';
 import { listKeys, LIST_QUERY } from './list.js';
 import { ConsoleProblem, notFound, sendJson, sendProblem, sendRefusal } from './respond.js';
 import { serveDashboard } from './static.js';
-
-/** The scope that may change keys through the console. */
-export const ADMIN_SCOPE = 'till:admin';
-/** The scope that may only look. */
-export const READ_SCOPE = 'till:read';
-
-export interface ConsoleOptions {
-  /** The Till whose keys the console manages, and whose keys sign in to it. */
-  till: Till;
-  /** Serve the dashboard's files beside the API. Default true. */
-  dashboard?: boolean;
-  /** How often the events stream reads the trail, in ms. Default 500. */
-  eventsPollInterval?: number;
-  /** `realm` of the console's `WWW-Authenticate` challenges. Default `till-console`. */
-  realm?: string;
-}
 
 export interface TillConsole {
   /**
@@ -60,42 +45,9 @@ interface Route {
   run(c: Context, id: string): Promise<void>;
 }
 
-const holders = new WeakMap<IncomingMessage, KeyHolder>();
-/** Client addresses the mounts read from their framework (Express `req.ip`, Koa `ctx.ip`, Fastify `request.ip`). */
-const clients = new WeakMap<IncomingMessage, string>();
-
-const kit = createAdapter<IncomingMessage, ServerResponse, never>({
-  name: 'console',
-  node: (req) => req,
-  // As the mount read it from its framework (its trust-proxy setting), else the peer address.
-  ip: (req) => clients.get(req) ?? req.socket.remoteAddress,
-  getHeader: (res, name) => res.getHeader(name),
-  setHeader: (res, name, value) => void res.setHeader(name, value),
-  holder: (req) => {
-    let holder = holders.get(req);
-    if (holder === undefined) holders.set(req, (holder = {}));
-    return holder;
-  },
-});
-
-/** Whether grants (`*`, `till:*`, `till:admin`) hold a scope; asked without a guard, which would audit a refusal. */
-function grants(scopes: readonly string[], scope: string): boolean {
-  return scopes.some((g) => g === scope || g === '*' || (g.endsWith(':*') && scope.startsWith(g.slice(0, -1))));
-}
-
 /** A key as the API shows it: its record without the digest, its status now, its last use. */
 function view(info: KeyInfo, now: number, lastUsedAt?: number | null): Record<string, unknown> {
   return { ...info, status: keyStatus(info, now), ...(lastUsedAt !== undefined && { lastUsedAt }) };
-}
-
-function checkOptions(options: ConsoleOptions): Required<Omit<ConsoleOptions, 'till'>> & { till: Till } {
-  if (options === null || typeof options !== 'object' || !isTill(options.till))
-    throw new TypeError('[till] [console] createConsole needs { till }, a Till made by createTill()');
-  const poll = options.eventsPollInterval ?? 500;
-  if (!Number.isInteger(poll) || poll < 10 || poll > 60_000)
-    throw new TypeError('[till] [console] eventsPollInterval must be an integer of milliseconds from 10 to 60000');
-  if (options.dashboard !== undefined && typeof options.dashboard !== 'boolean') throw new TypeError('[till] [console] dashboard must be true or false');
-  return { till: options.till, dashboard: options.dashboard ?? true, eventsPollInterval: poll, realm: options.realm ?? 'till-console' };
 }
 
 export function createConsole(options: ConsoleOptions): TillConsole {
@@ -338,3 +290,5 @@ export function createConsole(options: ConsoleOptions): TillConsole {
     },
   };
 }
+
+export { ADMIN_SCOPE, READ_SCOPE, type ConsoleOptions } from './options.js';

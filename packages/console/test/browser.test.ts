@@ -148,11 +148,12 @@ describe('the dashboard in Chromium', () => {
     await page.locator('.pager button:not([disabled])', { hasText: 'Previous' }).waitFor();
     await page.locator('#search').fill('team-browser');
     await page.keyboard.press('Enter');
-    await page.waitForFunction("document.querySelectorAll('table.keys tbody tr').length === 1");
+    // Polled from here: waitForFunction with a string is eval'd in the page, which the console's CSP refuses.
+    await expect.poll(() => page.locator('table.keys tbody tr').count(), { timeout: 10_000 }).toBe(1);
     expect(await page.locator('table.keys tbody').textContent()).toContain('browser test key');
     await page.locator('#search').fill('');
     await page.keyboard.press('Enter');
-    await page.waitForFunction("document.querySelectorAll('table.keys tbody tr').length === 25");
+    await expect.poll(() => page.locator('table.keys tbody tr').count(), { timeout: 10_000 }).toBe(25);
     await page.screenshot({ path: join(ARTIFACTS, 'keys-table.png') });
   });
 
