@@ -15,6 +15,7 @@ import { eventsFilter, EVENTS_QUERY, streamEvents } from './events.js';
 import { createInput, keyId, onlyFields, patchInput, type PreparsedBody, Query, readBody, reasonOf, revokeInput, rotateInput } from './input.js';
 import { listKeys, LIST_QUERY } from './list.js';
 import { ConsoleProblem, notFound, sendJson, sendProblem, sendRefusal } from './respond.js';
+import { createSecretScanning } from './secret-scanning.js';
 import { serveDashboard } from './static.js';
 
 export interface TillConsole {
@@ -51,7 +52,8 @@ function view(info: KeyInfo, now: number, lastUsedAt?: number | null): Record<st
 }
 
 export function createConsole(options: ConsoleOptions): TillConsole {
-  const { till, dashboard, eventsPollInterval, realm } = checkOptions(options);
+  const { till, dashboard, eventsPollInterval, realm, secretScanning } = checkOptions(options);
+  const scanning = secretScanning === null ? null : createSecretScanning(till, secretScanning);
   const keys = till.keys;
   const now = (): number => till.verifier.clock();
   const auth = kit.apiKeyAuth({ till, realm });
@@ -278,6 +280,10 @@ export function createConsole(options: ConsoleOptions): TillConsole {
           throw new ConsoleProblem(400, 'INVALID_REQUEST', 'Bad request', 'The path is not valid percent-encoding.');
         }
         if (segments[0] === 'api') return await api(req, res, segments.slice(1), query, body);
+        if (scanning !== null && segments.length === 2 && segments[0] === 'github' && segments[1] === 'secret-scanning') {
+          if (req.method !== 'POST') throw new ConsoleProblem(405, 'METHOD_NOT_ALLOWED', 'Method not allowed', 'This route takes: POST.', { allow: 'POST' });
+          return await scanning.handle(req, res, body);
+        }
         if (dashboard && serveDashboard(req, res, segments)) return;
         throw notFound('Nothing here.');
       } catch (error) {

@@ -4,3 +4,4 @@
 export { createConsole, ADMIN_SCOPE, READ_SCOPE, type ConsoleOptions, type TillConsole } from './console.js';
 export { CONTENT_SECURITY_POLICY } from './static.js';
 export { MAX_BODY, type PreparsedBody } from './input.js';
+export { githubKeySource, GITHUB_KEYS_URL, type GitHubPublicKey, type SecretScanningOptions } from './secret-scanning.js';

@@ -64,6 +64,15 @@ export async function readBody(req: IncomingMessage, pre: PreparsedBody | undefi
   return value as Json;
 }
 
+/** The body exactly as sent (for a signature over it); refused when the app's parser has already consumed it. */
+export async function readRaw(req: IncomingMessage, pre: PreparsedBody | undefined): Promise<string> {
+  if (pre !== undefined && 'raw' in pre) return pre.raw;
+  if (pre !== undefined || req.readableEnded) throw badRequest('The raw body is needed to check the signature: mount the console before body parsers.');
+  const length = Number(req.headers['content-length'] ?? 0);
+  if (length > MAX_BODY) throw new ConsoleProblem(413, 'BODY_TOO_LARGE', 'Payload too large', `The body may hold at most ${MAX_BODY} bytes.`);
+  return readStream(req);
+}
+
 function isJson(req: IncomingMessage): boolean {
   const type = req.headers['content-type'];
   return typeof type === 'string' && /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i.test(type);
