@@ -84,7 +84,8 @@ export async function follow(
       const headers: Record<string, string> = { authorization: `Bearer ${key}`, accept: 'text/event-stream' };
       if (last !== null) headers['last-event-id'] = last;
       const res = await fetch(`api/events${query}`, { headers, signal, cache: 'no-store', credentials: 'omit' });
-      if (res.status === 401) return onSignedOut();
+      // 401: the key stopped working; 403: it lost its scope (the stream ends with signed-out for both).
+      if (res.status === 401 || res.status === 403) return onSignedOut();
       if (!res.ok || res.body === null) throw new Error(`HTTP ${res.status}`);
       onState('live');
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();

@@ -7,13 +7,13 @@
 // make the browser send it: no CSRF by construction), refusals are the usual problem+json answers,
 // are audited and count toward blocking a client that guesses keys.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { keyStatus, type KeyInfo, type VerifiedKey } from '@till/core';
-import { clients, grants, holders, kit } from './auth.js';
+import type { VerifiedKey } from '@till/core';
+import { clients, grants, holders, kit, mayStillRead } from './auth.js';
 import { ADMIN_SCOPE, checkOptions, type ConsoleOptions, READ_SCOPE } from './options.js';
 import { problemOf } from './errors.js';
 import { eventsFilter, EVENTS_QUERY, streamEvents } from './events.js';
 import { createInput, keyId, onlyFields, patchInput, type PreparsedBody, Query, readBody, reasonOf, revokeInput, rotateInput } from './input.js';
-import { listKeys, LIST_QUERY } from './list.js';
+import { listKeys, LIST_QUERY, view } from './list.js';
 import { ConsoleProblem, notFound, sendJson, sendProblem, sendRefusal } from './respond.js';
 import { createSecretScanning } from './secret-scanning.js';
 import { serveDashboard } from './static.js';
@@ -44,11 +44,6 @@ interface Route {
   readonly path: readonly string[];
   readonly access: Access;
   run(c: Context, id: string): Promise<void>;
-}
-
-/** A key as the API shows it: its record without the digest, its status now, its last use. */
-function view(info: KeyInfo, now: number, lastUsedAt?: number | null): Record<string, unknown> {
-  return { ...info, status: keyStatus(info, now), ...(lastUsedAt !== undefined && { lastUsedAt }) };
 }
 
 export function createConsole(options: ConsoleOptions): TillConsole {
@@ -221,7 +216,8 @@ export function createConsole(options: ConsoleOptions): TillConsole {
       async run(c) {
         const { filter, since } = eventsFilter(new Query(c.query, EVENTS_QUERY));
         if (filter.keyId !== undefined) keyId(filter.keyId);
-        streamEvents(till, c.req, c.res, filter, since, { pollInterval: eventsPollInterval, heartbeat: 15_000 });
+        const allowed = () => mayStillRead(till, c.key.id);
+        streamEvents(till, c.req, c.res, filter, since, { pollInterval: eventsPollInterval, heartbeat: 15_000, allowed });
       },
     },
   ];

@@ -45,6 +45,11 @@ const ENTRY_ID = /^\d{1,16}-\d{1,16}$/;
 export interface StreamOptions {
   /** How often the trail is read. */
   pollInterval: number;
+  /**
+   * Whether the key that opened the stream may still read it, asked before every read: a stream
+   * outlives its sign-in, and a revoked, disabled, expired or narrowed key must stop receiving.
+   */
+  allowed: () => Promise<boolean>;
   /** How often a comment keeps idle connections (and proxies) open. */
   heartbeat: number;
 }
@@ -92,6 +97,12 @@ export function streamEvents(
 
   const poll = async (): Promise<void> => {
     try {
+      if (!(await options.allowed())) {
+        res.write('event: signed-out\ndata: {}\n\n');
+        close();
+        res.end();
+        return;
+      }
       // Every page there is now: a burst is sent whole, not one page per interval.
       for (let pages = 0; pages < 20 && !closed; pages++) {
         const page = await till.keys.audit(cursor === undefined ? { from, types, limit: 500 } : { cursor, types, limit: 500 });

@@ -57,6 +57,11 @@ function found(info: KeyInfo, text: string): boolean {
   );
 }
 
+/** A key as the API shows it: its record without the digest, its status now, its last use. */
+export function view(info: KeyInfo, now: number, lastUsedAt?: number | null): Record<string, unknown> {
+  return { ...info, status: keyStatus(info, now), ...(lastUsedAt !== undefined && { lastUsedAt }) };
+}
+
 export interface KeyListing {
   keys: Array<Record<string, unknown>>;
   /** Present when there may be more. */
@@ -94,7 +99,7 @@ export async function listKeys(keys: KeyManager, query: Query, now: number): Pro
   }
   // Last use comes from the usage counts, one read per key of the page.
   const lastUse = await Promise.all(picked.map((k) => keys.usage(k.id, { days: 0 }).then((u) => u.lastUsedAt)));
-  const out: KeyListing = { keys: picked.map((k, i) => ({ ...k, status: keyStatus(k, now), lastUsedAt: lastUse[i] ?? null })) };
+  const out: KeyListing = { keys: picked.map((k, i) => view(k, now, lastUse[i] ?? null)) };
   if (next !== null) out.cursor = encode(next);
   return out;
 }

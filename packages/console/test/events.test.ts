@@ -19,13 +19,21 @@ interface Stream {
   events: Array<{ id?: string; event?: string; data: string }>;
   raw: string;
   close(): void;
+  onEnd(listener: () => void): void;
 }
 
 /** Opens the stream and parses its events as they come. */
 function open(query: string, key: string | null, headers: Record<string, string> = {}): Promise<Stream> {
   return new Promise((resolve, reject) => {
     const req = request(`${h.base}/console/api/events${query}`, { headers: { ...headers, ...(key !== null && { 'x-api-key': key }) } }, (res) => {
-      const stream: Stream = { status: res.statusCode ?? 0, headers: res.headers, events: [], raw: '', close: () => req.destroy() };
+      const stream: Stream = {
+        status: res.statusCode ?? 0,
+        headers: res.headers,
+        events: [],
+        raw: '',
+        close: () => req.destroy(),
+        onEnd: (l) => res.once('end', l),
+      };
       let buffer = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
@@ -100,6 +108,19 @@ describe('events stream', () => {
     expect(await waitFor(() => audits(resumed).some((e) => e.keyId === record.id && e.type === 'key.disabled'), 10_000)).toBe(true);
     expect(audits(resumed).some((e) => e.keyId === record.id && e.type === 'key.created')).toBe(false);
     resumed.close();
+  });
+
+  it('ends when the key that opened it is revoked or loses its scope', async () => {
+    for (const change of ['revoke', 'narrow'] as const) {
+      const { key, record } = await h.till.keys.create({ name: `watcher ${change}`, scopes: ['till:read'] });
+      const stream = await open('', key);
+      expect(stream.status).toBe(200);
+      const ended = new Promise<void>((resolve) => stream.onEnd(resolve));
+      if (change === 'revoke') await h.till.keys.revoke(record.id);
+      else await h.till.keys.update(record.id, { scopes: ['orders:read'] });
+      await ended;
+      expect(stream.events.some((e) => e.event === 'signed-out')).toBe(true);
+    }
   });
 
   it('replays from `since`, and filters by outcome code', async () => {
