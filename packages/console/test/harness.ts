@@ -32,7 +32,7 @@ export interface Harness {
   call(
     method: string,
     path: string,
-    options?: { key?: string | null; body?: unknown; raw?: string; type?: string; headers?: Record<string, string> },
+    options?: { key?: string | null; body?: unknown; raw?: string; type?: string; headers?: Record<string, string>; base?: string },
   ): Promise<Answer>;
   close(): Promise<void>;
 }
@@ -80,7 +80,7 @@ export async function startHarness(options: { express?: (app: express.Express) =
       if (o.raw !== undefined) body = o.raw;
       else if (o.body !== undefined) body = JSON.stringify(o.body);
       if (body !== undefined) headers['content-type'] = o.type ?? 'application/json';
-      const res = await fetch(`${base}${path}`, { method, headers, ...(body !== undefined && { body }) });
+      const res = await fetch(`${o.base ?? base}${path}`, { method, headers, ...(body !== undefined && { body }) });
       const text = await res.text();
       let json: unknown;
       try {
