@@ -15,6 +15,8 @@ export default defineConfig({
       { find: /^@till\/koa$/, replacement: src('./packages/koa/src/index.ts') },
       // The testkit too; only the processes the tests fork run its build (tools/testkit/dist).
       { find: /^@till\/testkit\/(.+)$/, replacement: src('./tools/testkit/src/$1.ts') },
+      { find: /^@till\/console\/(express|koa|fastify)$/, replacement: src('./packages/console/src/$1.ts') },
+      { find: /^@till\/console$/, replacement: src('./packages/console/src/index.ts') },
       { find: /^@till\/fastify$/, replacement: src('./packages/fastify/src/index.ts') },
     ],
   },

@@ -6,9 +6,10 @@ const DAY = 24 * 60 * 60 * 1000;
 /**
  * Runs a demo: `createApp({ till })` returns something whose `listen(port)` gives a Node server (an
  * Express or Koa app; the Fastify demo wraps its app so). `framework` and `command` only change what
- * is printed.
+ * is printed. With `console: true` the app serves the Till console at /console (the Express demo), and
+ * an admin key for it is made and printed.
  */
-export async function runDemo({ framework, command, createApp }) {
+export async function runDemo({ framework, command, createApp, console: withConsole = false }) {
   const port = Number(process.env.PORT || 3000);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     console.error(`[demo] PORT must be a port number (0-65535), not ${JSON.stringify(process.env.PORT)}`);
@@ -25,6 +26,8 @@ export async function runDemo({ framework, command, createApp }) {
   // The office key works only from its office's addresses (a documentation range here), so a request
   // from this machine is refused with 403 IP_NOT_ALLOWED: the key alone is not enough.
   const office = await till.keys.create({ name: 'demo office', scopes: ['reports:read'], expiresAt, allowedIps: ['203.0.113.0/24'] });
+  // The console's own admin key: till:admin changes keys there, and nothing of the example app.
+  const consoleAdmin = withConsole ? await till.keys.create({ name: 'console admin', scopes: ['till:admin'], expiresAt }) : null;
 
   const server = createApp({ till }).listen(port);
 
@@ -78,7 +81,16 @@ curl -i -X DELETE ${bearer(admin.key)} -H "Content-Type: application/json" -d '{
 # after that the read key is refused -> 401, code REVOKED
 curl -i ${bearer(read.key)} ${base}/v1/reports
 
-Press Ctrl+C to stop.
+${
+  consoleAdmin === null
+    ? ''
+    : `The Till console (keys, usage, audit findings, live events) is at ${base}/console/
+Sign in there with its admin key (scope till:admin):
+
+    ${consoleAdmin.key}
+
+`
+}Press Ctrl+C to stop.
 `);
   });
 

@@ -232,6 +232,15 @@ for (const demo of ['express', 'fastify'] as const) {
       expect(got).toBeGreaterThanOrEqual(retryAfter(lastAnswered - firstSent));
       expect(got).toBeLessThanOrEqual(retryAfter(lastSent - firstAnswered));
 
+      if (demo === 'express') {
+        // The console at /console, and the admin key printed for it.
+        const at = /The Till console .* is at (http:\/\/\S+)\n[^\n]*\n\n\s+(\S+)/.exec(output.stdout);
+        expect(at?.[1]).toBe(`http://localhost:${port}/console/`);
+        const session = await fetch(`${at![1]}api/session`, { headers: { authorization: `Bearer ${at![2]}` } });
+        expect(session.status).toBe(200);
+        expect(await session.json()).toMatchObject({ name: 'console admin', canChange: true });
+      }
+
       proc.kill('SIGINT');
       expect(await exited).toEqual({ code: 0, signal: null });
       expect(output.stderr).toBe('');

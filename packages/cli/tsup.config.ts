@@ -14,5 +14,5 @@ export default defineConfig({
   banner: { js: '#!/usr/bin/env node' },
   define: { __TILL_CLI_VERSION__: JSON.stringify(version) },
   // Loaded from node_modules at run time: core (and its Redis entry) stay one copy, shared with the app.
-  external: ['@till/core', '@till/core/redis', 'ioredis', 'commander'],
+  external: ['@till/core', '@till/core/redis', '@till/console', 'ioredis', 'commander'],
 });

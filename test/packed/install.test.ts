@@ -101,7 +101,9 @@ afterAll(async () => {
 
 describe('the packed packages', () => {
   it('hold what a user needs and no sources', async () => {
-    expect([...tarballs.keys()].sort()).toEqual(expect.arrayContaining(['@till/cli', '@till/core', '@till/express', '@till/fastify', '@till/koa']));
+    expect([...tarballs.keys()].sort()).toEqual(
+      expect.arrayContaining(['@till/cli', '@till/console', '@till/core', '@till/express', '@till/fastify', '@till/koa']),
+    );
     for (const [name, file] of tarballs) {
       const { stdout } = await run('tar', ['-tzf', file]);
       const files = stdout.split('\n').filter(Boolean);
@@ -127,6 +129,9 @@ describe('the packed packages', () => {
       "const core = require('@till/core');",
       "if (typeof core.createTill !== 'function') throw new Error('no createTill');",
       "for (const name of ['@till/express', '@till/koa', '@till/fastify']) if (typeof require(name).apiKeyAuth !== 'function') throw new Error(name);",
+      "if (typeof require('@till/console').createConsole !== 'function') throw new Error('@till/console');",
+      "for (const name of ['@till/console/express', '@till/console/koa', '@till/console/fastify']) if (typeof require(name).tillConsole !== 'function') throw new Error(name);",
+      "if (!require('node:fs').existsSync(require('node:path').join(require.resolve('@till/console'), '..', 'dashboard', 'app.js'))) throw new Error('the console has no dashboard');",
       "if (Object.keys(require.cache).some((f) => f.includes('/ioredis/'))) throw new Error('the root entry loaded ioredis');",
     ].join('\n');
     await run(process.execPath, ['-e', script], { cwd: project });

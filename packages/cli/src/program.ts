@@ -1,6 +1,7 @@
 // The `till` program: global options, help text with exit codes, and how commander reports usage errors.
 import { Command } from 'commander';
 import { registerAudit } from './commands/audit.js';
+import { registerConsole } from './commands/console.js';
 import { registerScan } from './commands/scan.js';
 import { registerEvents } from './commands/events.js';
 import { registerKeys } from './commands/keys.js';
@@ -60,5 +61,6 @@ export function createProgram(ctx: Context): Command {
   registerScan(program, ctx);
   registerRoles(program, ctx);
   registerIdentities(program, ctx);
+  registerConsole(program, ctx);
   return program;
 }
