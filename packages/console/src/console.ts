@@ -154,10 +154,11 @@ export function createConsole(options: ConsoleOptions): TillConsole {
       path: ['audit'],
       access: 'read',
       async run(c) {
-        const q = new Query(c.query, ['keyId', 'ownerId', 'types', 'from', 'to', 'limit', 'cursor']);
-        const [keyIdParam, ownerId, types, from, to, limit, cursor] = [
+        const q = new Query(c.query, ['keyId', 'ownerId', 'identityId', 'types', 'from', 'to', 'limit', 'cursor']);
+        const [keyIdParam, ownerId, identityId, types, from, to, limit, cursor] = [
           q.text('keyId'),
           q.text('ownerId'),
+          q.text('identityId', 64),
           q.types('types'),
           q.time('from'),
           q.time('to'),
@@ -167,6 +168,7 @@ export function createConsole(options: ConsoleOptions): TillConsole {
         const page = await keys.audit({
           ...(keyIdParam !== undefined && { keyId: keyId(keyIdParam) }),
           ...(ownerId !== undefined && { ownerId }),
+          ...(identityId !== undefined && { identityId }),
           ...(types !== undefined && { types }),
           ...(from !== undefined && { from }),
           ...(to !== undefined && { to }),

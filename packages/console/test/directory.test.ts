@@ -106,6 +106,10 @@ describe('with an admin key', () => {
     expect((await h.call('GET', `/console/api/keys/${id}`)).json).toMatchObject({ identityId: 'globex', roles: ['billing'] });
     const listed = await h.call('GET', '/console/api/keys?q=globex-key');
     expect(listed.json.keys[0]).toMatchObject({ identityId: 'globex', roles: ['billing'], allowedIps: ['198.51.100.7/32'] });
+    const ofGlobex = await h.call('GET', '/console/api/keys?identityId=globex');
+    expect(ofGlobex.json.keys.map((k: { id: string }) => k.id)).toEqual([id]);
+    const globexTrail = await h.call('GET', '/console/api/audit?identityId=globex');
+    expect(globexTrail.json.entries.map((e: { type: string }) => e.type)).toEqual(['identity.created', 'identity.updated']);
     const shown = await h.call('GET', '/console/api/identities/globex');
     expect(shown.json).toMatchObject({ id: 'globex', keyCount: 1, creditsLeft: 10 });
     expect((await h.call('GET', '/console/api/roles/billing')).json.holders).toEqual({ keys: 1, identities: 1 });
@@ -222,6 +226,9 @@ describe('with an admin key', () => {
       ['POST', '/console/api/keys', { body: { name: 'x', scopes: [], roles: ['No Role'] } }],
       ['POST', '/console/api/keys', { body: { name: 'x', scopes: [], identityId: 5 } }],
       ['POST', '/console/api/keys', { body: { name: 'x', scopes: [], identityId: '{acme}' } }],
+      ['PATCH', '/console/api/keys/AAAAAAAAAAAAAAAA', { body: { allowedIps: [7] } }],
+      ['GET', '/console/api/keys?identityId=%7Bacme%7D', {}],
+      ['GET', '/console/api/audit?identityId=', {}],
     ];
     for (const [method, path, o] of bad) {
       const answer = await h.call(method, path, o);

@@ -59,6 +59,7 @@ const PARAMS = [
   'failureDays',
   'rotationAge',
   'force',
+  'identityId',
   'x',
 ];
 const VALUES = fc.oneof(
