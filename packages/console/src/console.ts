@@ -9,7 +9,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { clients, grants, holders, kit, mayStillRead } from './auth.js';
 import { ADMIN_SCOPE, checkOptions, type ConsoleOptions, READ_SCOPE } from './options.js';
-import { problemOf } from './errors.js';
+import { namedInBody, problemOf } from './errors.js';
 import { eventsFilter, EVENTS_QUERY, streamEvents } from './events.js';
 import { directoryRoutes } from './directory.js';
 import { createInput, keyId, onlyFields, patchInput, type PreparsedBody, Query, readBody, reasonOf, revokeInput, rotateInput } from './input.js';
@@ -70,7 +70,7 @@ export function createConsole(options: ConsoleOptions): TillConsole {
         noQuery(c);
         const b = await body(c);
         const input = createInput(b);
-        const created = await keys.create(input, change(c, reasonOf(b)));
+        const created = await keys.create(input, change(c, reasonOf(b))).catch(namedInBody);
         // The one answer that holds the full key: never cached, never stored.
         sendJson(c.res, 201, { key: created.key, record: view(created.record, now(), null) });
       },
@@ -95,7 +95,7 @@ export function createConsole(options: ConsoleOptions): TillConsole {
         noQuery(c);
         const b = await body(c);
         const patch = patchInput(b);
-        sendJson(c.res, 200, view(await keys.update(id, patch, change(c, reasonOf(b))), now()));
+        sendJson(c.res, 200, view(await keys.update(id, patch, change(c, reasonOf(b))).catch(namedInBody), now()));
       },
     },
     {

@@ -226,6 +226,8 @@ describe('with an admin key', () => {
       ['POST', '/console/api/keys', { body: { name: 'x', scopes: [], roles: ['No Role'] } }],
       ['POST', '/console/api/keys', { body: { name: 'x', scopes: [], identityId: 5 } }],
       ['POST', '/console/api/keys', { body: { name: 'x', scopes: [], identityId: '{acme}' } }],
+      ['POST', '/console/api/keys', { body: { name: 'x', scopes: [], identityId: 'nobody' } }],
+      ['POST', '/console/api/keys', { body: { name: 'x', scopes: [], roles: ['undefined-role'] } }],
       ['PATCH', '/console/api/keys/AAAAAAAAAAAAAAAA', { body: { allowedIps: [7] } }],
       ['GET', '/console/api/keys?identityId=%7Bacme%7D', {}],
       ['GET', '/console/api/audit?identityId=', {}],
@@ -237,6 +239,11 @@ describe('with an admin key', () => {
       expect(answer.json).toMatchObject({ status: 400, type: expect.stringMatching(/^urn:till:problem:/) });
     }
     expect(await state()).toBe(before);
+    // A key moved to an identity that does not exist: bad input, with the code that says why.
+    const { record } = await h.till.keys.create({ name: 'stays', scopes: [] });
+    const moved = await h.call('PATCH', `/console/api/keys/${record.id}`, { body: { identityId: 'nobody' } });
+    expect([moved.status, moved.json.code]).toEqual([400, 'IDENTITY_NOT_FOUND']);
+    expect((await h.till.keys.get(record.id))?.identityId).toBeNull();
     expect((await h.call('POST', '/console/api/identities/acme')).status).toBe(405);
     expect((await h.call('POST', '/console/api/roles/support')).status).toBe(405);
   });
