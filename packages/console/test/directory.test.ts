@@ -244,6 +244,8 @@ describe('with an admin key', () => {
     const moved = await h.call('PATCH', `/console/api/keys/${record.id}`, { body: { identityId: 'nobody' } });
     expect([moved.status, moved.json.code]).toEqual([400, 'IDENTITY_NOT_FOUND']);
     expect((await h.till.keys.get(record.id))?.identityId).toBeNull();
+    const taken = await h.call('POST', '/console/api/identities', { body: { id: 'acme', name: 'Again' } });
+    expect([taken.status, taken.json.code]).toEqual([409, 'IDENTITY_EXISTS']);
     expect((await h.call('POST', '/console/api/identities/acme')).status).toBe(405);
     expect((await h.call('POST', '/console/api/roles/support')).status).toBe(405);
   });
