@@ -20,6 +20,9 @@ export interface Key {
   rotatedTo: string | null;
   disabled: boolean;
   metadata: Record<string, unknown>;
+  identityId: string | null;
+  roles: string[];
+  allowedIps: string[];
   creditsLeft?: number | null;
 }
 
@@ -162,6 +165,9 @@ async function createDialog(view: View): Promise<void> {
   const scopes = h('input', { type: 'text', name: 'scopes', placeholder: 'orders:read invoices:*', id: 'new-scopes' });
   const owner = h('input', { type: 'text', name: 'owner', maxlength: '200', id: 'new-owner' });
   const expires = h('input', { type: 'text', name: 'expires', value: '90d', id: 'new-expires', 'aria-describedby': 'expires-help' });
+  const identity = h('input', { type: 'text', name: 'identity', maxlength: '64', id: 'new-identity' });
+  const roles = h('input', { type: 'text', name: 'roles', placeholder: 'support billing', id: 'new-roles' });
+  const ips = h('input', { type: 'text', name: 'ips', placeholder: '203.0.113.0/24 2001:db8::/32', id: 'new-ips', 'aria-describedby': 'ips-help' });
   const error = h('p', { class: 'error', role: 'alert' });
   const dialog = h(
     'dialog',
@@ -175,6 +181,10 @@ async function createDialog(view: View): Promise<void> {
       field('Owner (optional)', owner),
       field('Expires in', expires),
       h('small', { id: 'expires-help' }, 'A duration like 30d or 12h; empty for no expiry (the audit flags such keys).'),
+      field('Identity (optional)', identity),
+      field('Roles (optional, space separated)', roles),
+      field('Allowed IPs (optional, space separated)', ips),
+      h('small', { id: 'ips-help' }, 'Addresses or CIDR ranges the key may be used from; empty for anywhere.'),
       error,
       h(
         'div',
@@ -191,6 +201,10 @@ async function createDialog(view: View): Promise<void> {
     const body: Record<string, unknown> = { name: name.value.trim(), scopes: scopes.value.split(/[\s,]+/).filter(Boolean) };
     if (owner.value.trim()) body.ownerId = owner.value.trim();
     if (expires.value.trim()) body.expiresIn = expires.value.trim();
+    if (identity.value.trim()) body.identityId = identity.value.trim();
+    const list = (input: HTMLInputElement) => input.value.split(/[\s,]+/).filter(Boolean);
+    if (list(roles).length > 0) body.roles = list(roles);
+    if (list(ips).length > 0) body.allowedIps = list(ips);
     api<{ key: string; record: Key }>('POST', 'keys', body).then(
       async (created) => {
         dialog.close();
@@ -224,6 +238,9 @@ export async function keyPage(view: View, id: string): Promise<void> {
     ['Status', badge(key.status)],
     ['Scopes', key.scopes.join(' ') || '(none)'],
     ['Owner', key.ownerId ?? '-'],
+    ['Identity', key.identityId ?? '-'],
+    ['Roles', (key.roles ?? []).join(' ') || '(none)'],
+    ['Allowed IPs', (key.allowedIps ?? []).join(' ') || 'anywhere'],
     ['Created', when(key.createdAt)],
     ['Expires', key.expiresAt === null ? 'never' : when(key.expiresAt)],
     ['Last use', `${ago(key.lastUsedAt)} (${when(key.lastUsedAt)})`],

@@ -7,14 +7,15 @@
 // make the browser send it: no CSRF by construction), refusals are the usual problem+json answers,
 // are audited and count toward blocking a client that guesses keys.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { VerifiedKey } from '@till/core';
 import { clients, grants, holders, kit, mayStillRead } from './auth.js';
 import { ADMIN_SCOPE, checkOptions, type ConsoleOptions, READ_SCOPE } from './options.js';
-import { problemOf } from './errors.js';
+import { namedInBody, problemOf } from './errors.js';
 import { eventsFilter, EVENTS_QUERY, streamEvents } from './events.js';
+import { directoryRoutes } from './directory.js';
 import { createInput, keyId, onlyFields, patchInput, type PreparsedBody, Query, readBody, reasonOf, revokeInput, rotateInput } from './input.js';
 import { listKeys, LIST_QUERY, view } from './list.js';
 import { ConsoleProblem, notFound, sendJson, sendProblem, sendRefusal } from './respond.js';
+import { type Access, type Context, PARAMS, type Route } from './routes.js';
 import { createSecretScanning } from './secret-scanning.js';
 import { serveDashboard } from './static.js';
 
@@ -25,25 +26,6 @@ export interface TillConsole {
    * framework sees it by its trust-proxy setting (default: the peer address).
    */
   handle(req: IncomingMessage, res: ServerResponse, url: string, body?: PreparsedBody, ip?: string): Promise<void>;
-}
-
-interface Context {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
-  readonly segments: readonly string[];
-  readonly query: string;
-  readonly key: VerifiedKey;
-  readonly body: PreparsedBody | undefined;
-}
-
-type Access = 'read' | 'admin';
-
-interface Route {
-  readonly method: string;
-  /** Path segments after `api`; `:id` is a key id. */
-  readonly path: readonly string[];
-  readonly access: Access;
-  run(c: Context, id: string): Promise<void>;
 }
 
 export function createConsole(options: ConsoleOptions): TillConsole {
@@ -88,7 +70,7 @@ export function createConsole(options: ConsoleOptions): TillConsole {
         noQuery(c);
         const b = await body(c);
         const input = createInput(b);
-        const created = await keys.create(input, change(c, reasonOf(b)));
+        const created = await keys.create(input, change(c, reasonOf(b))).catch(namedInBody);
         // The one answer that holds the full key: never cached, never stored.
         sendJson(c.res, 201, { key: created.key, record: view(created.record, now(), null) });
       },
@@ -113,7 +95,7 @@ export function createConsole(options: ConsoleOptions): TillConsole {
         noQuery(c);
         const b = await body(c);
         const patch = patchInput(b);
-        sendJson(c.res, 200, view(await keys.update(id, patch, change(c, reasonOf(b))), now()));
+        sendJson(c.res, 200, view(await keys.update(id, patch, change(c, reasonOf(b))).catch(namedInBody), now()));
       },
     },
     {
@@ -172,10 +154,11 @@ export function createConsole(options: ConsoleOptions): TillConsole {
       path: ['audit'],
       access: 'read',
       async run(c) {
-        const q = new Query(c.query, ['keyId', 'ownerId', 'types', 'from', 'to', 'limit', 'cursor']);
-        const [keyIdParam, ownerId, types, from, to, limit, cursor] = [
+        const q = new Query(c.query, ['keyId', 'ownerId', 'identityId', 'types', 'from', 'to', 'limit', 'cursor']);
+        const [keyIdParam, ownerId, identityId, types, from, to, limit, cursor] = [
           q.text('keyId'),
           q.text('ownerId'),
+          q.text('identityId', 64),
           q.types('types'),
           q.time('from'),
           q.time('to'),
@@ -185,6 +168,7 @@ export function createConsole(options: ConsoleOptions): TillConsole {
         const page = await keys.audit({
           ...(keyIdParam !== undefined && { keyId: keyId(keyIdParam) }),
           ...(ownerId !== undefined && { ownerId }),
+          ...(identityId !== undefined && { identityId }),
           ...(types !== undefined && { types }),
           ...(from !== undefined && { from }),
           ...(to !== undefined && { to }),
@@ -220,6 +204,7 @@ export function createConsole(options: ConsoleOptions): TillConsole {
         streamEvents(till, c.req, c.res, filter, since, { pollInterval: eventsPollInterval, heartbeat: 15_000, allowed });
       },
     },
+    ...directoryRoutes(till, { change, body, noQuery }),
   ];
 
   function match(segments: readonly string[]): { routes: Route[]; id: string } | null {
@@ -227,7 +212,7 @@ export function createConsole(options: ConsoleOptions): TillConsole {
     const found = routes.filter((r) => {
       if (r.path.length !== segments.length) return false;
       return r.path.every((p, i) => {
-        if (p !== ':id') return p === segments[i];
+        if (!p.startsWith(':')) return p === segments[i];
         id = segments[i]!;
         return true;
       });
@@ -255,7 +240,8 @@ export function createConsole(options: ConsoleOptions): TillConsole {
     }
     const denied = await guards[route.access](req);
     if (denied !== null) return sendRefusal(res, denied.response);
-    const id = route.path.includes(':id') ? keyId(matched.id) : '';
+    const param = route.path.find((p) => p.startsWith(':'));
+    const id = param === undefined ? '' : PARAMS[param]!(matched.id);
     await route.run({ req, res, segments, query, key, body }, id);
   }
 

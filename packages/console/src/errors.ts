@@ -35,3 +35,12 @@ export function problemOf(error: unknown): ConsoleProblem | null {
   const headers: Record<string, string> = status === 503 ? { 'retry-after': '2' } : {};
   return new ConsoleProblem(status, error.code, title, plain(error.message).slice(0, 500), headers);
 }
+
+/**
+ * A refusal for an identity that a key's body names and that does not exist: bad input (400), not a
+ * missing target (404, which says the URL names nothing). The code stays IDENTITY_NOT_FOUND.
+ */
+export function namedInBody(error: unknown): never {
+  if (isTillError(error, 'IDENTITY_NOT_FOUND')) throw new ConsoleProblem(400, error.code, 'Bad request', plain(error.message).slice(0, 500));
+  throw error;
+}

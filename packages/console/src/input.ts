@@ -87,12 +87,12 @@ export function onlyFields(body: Json, allowed: readonly string[], what: string)
 
 const isPlainObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
-function text(value: unknown, name: string, max = 200): string {
+export function text(value: unknown, name: string, max = 200): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > max) throw badRequest(`${name} must be a string of 1 to ${max} characters.`);
   return value;
 }
 
-function strings(value: unknown, name: string): string[] {
+export function strings(value: unknown, name: string): string[] {
   if (!Array.isArray(value) || value.length > 100 || !value.every((s) => typeof s === 'string' && s.length <= 200)) {
     throw badRequest(`${name} must be a list of at most 100 strings.`);
   }
@@ -115,12 +115,12 @@ function duration(value: unknown, name: string): string | number {
   throw badRequest(`${name} must be a duration such as "90d" or "12h", or milliseconds.`);
 }
 
-function objectField(value: unknown, name: string): Json {
+export function objectField(value: unknown, name: string): Json {
   if (!isPlainObject(value)) throw badRequest(`${name} must be a JSON object.`);
   return value;
 }
 
-function limits(value: unknown): CreateKeyInput['limits'] {
+export function limits(value: unknown): CreateKeyInput['limits'] {
   if (!Array.isArray(value) || value.length > 20 || !value.every(isPlainObject)) throw badRequest('limits must be a list of { name, limit, window } objects.');
   for (const l of value as Json[]) {
     onlyFields(l, ['name', 'limit', 'window'], 'a limit');
@@ -131,7 +131,7 @@ function limits(value: unknown): CreateKeyInput['limits'] {
   return value as unknown as CreateKeyInput['limits'];
 }
 
-function credits(value: unknown): CreateKeyInput['credits'] {
+export function credits(value: unknown): CreateKeyInput['credits'] {
   if (value === null) return null;
   const c = objectField(value, 'credits');
   onlyFields(c, ['remaining', 'refill'], 'credits');
@@ -145,12 +145,32 @@ function credits(value: unknown): CreateKeyInput['credits'] {
   return c as unknown as CreateKeyInput['credits'];
 }
 
+/** A list of strings, or null (which clears it), as key networks and roles are given. */
+export function stringsOrNull(value: unknown, name: string): string[] | null {
+  return value === null ? null : strings(value, name);
+}
+
 /** Who changes and why: the reason a request gives (the actor is the acting key, never the body). */
 export function reasonOf(body: Json): string | undefined {
   return body.reason === undefined ? undefined : text(body.reason, 'reason');
 }
 
-export const CREATE_FIELDS = ['name', 'scopes', 'ownerId', 'metadata', 'expiresAt', 'expiresIn', 'notBefore', 'prefix', 'limits', 'credits', 'reason'];
+export const CREATE_FIELDS = [
+  'name',
+  'scopes',
+  'ownerId',
+  'metadata',
+  'expiresAt',
+  'expiresIn',
+  'notBefore',
+  'prefix',
+  'limits',
+  'credits',
+  'allowedIps',
+  'roles',
+  'identityId',
+  'reason',
+];
 
 export function createInput(body: Json): CreateKeyInput {
   onlyFields(body, CREATE_FIELDS, 'Creating a key');
@@ -163,6 +183,7 @@ export function createInput(body: Json): CreateKeyInput {
   if (body.prefix !== undefined) input.prefix = text(body.prefix, 'prefix', 40);
   if (body.limits !== undefined) input.limits = limits(body.limits);
   if (body.credits !== undefined) input.credits = credits(body.credits);
+  keyPolicies(body, input);
   return input;
 }
 
@@ -177,8 +198,18 @@ export const PATCH_FIELDS = [
   'notBefore',
   'limits',
   'credits',
+  'allowedIps',
+  'roles',
+  'identityId',
   'reason',
 ];
+
+/** A key's networks, roles and identity, as creating and updating take them; core checks what they hold. */
+function keyPolicies(body: Json, into: CreateKeyInput | KeyPatch): void {
+  if (body.allowedIps !== undefined) into.allowedIps = stringsOrNull(body.allowedIps, 'allowedIps');
+  if (body.roles !== undefined) into.roles = stringsOrNull(body.roles, 'roles');
+  if (body.identityId !== undefined) into.identityId = body.identityId === null ? null : text(body.identityId, 'identityId', 64);
+}
 
 export function patchInput(body: Json): KeyPatch {
   onlyFields(body, PATCH_FIELDS, 'Updating a key');
@@ -193,6 +224,7 @@ export function patchInput(body: Json): KeyPatch {
   if (body.notBefore !== undefined) patch.notBefore = time(body.notBefore, 'notBefore');
   if (body.limits !== undefined) patch.limits = limits(body.limits);
   if (body.credits !== undefined) patch.credits = credits(body.credits);
+  keyPolicies(body, patch);
   if (Object.keys(patch).length === 0) throw badRequest(`An update changes at least one of: ${PATCH_FIELDS.filter((f) => f !== 'reason').join(', ')}.`);
   return patch;
 }

@@ -10,7 +10,7 @@ import { keyStatus } from '@till/core';
 import type { Query } from './input.js';
 import { badRequest } from './respond.js';
 
-export const LIST_QUERY = ['q', 'status', 'ownerId', 'limit', 'cursor'];
+export const LIST_QUERY = ['q', 'status', 'ownerId', 'identityId', 'limit', 'cursor'];
 const STATUSES: readonly KeyStatus[] = ['active', 'revoked', 'disabled', 'expired', 'not_yet_valid'];
 /** Keys read from the store per call: fixed, so a cursor's offset always points into the same page. */
 const STORE_PAGE = 500;
@@ -73,13 +73,19 @@ export async function listKeys(keys: KeyManager, query: Query, now: number): Pro
   const status = query.text('status', 20);
   if (status !== undefined && !(STATUSES as readonly string[]).includes(status)) throw badRequest(`status must be one of: ${STATUSES.join(', ')}.`);
   const ownerId = query.text('ownerId');
+  const identityId = query.text('identityId', 64);
   const limit = query.int('limit', 1, 200) ?? 50;
   const cursor = query.text('cursor', 400);
   let position: Position = cursor === undefined ? { s: 0 } : decode(cursor);
   const picked: KeyInfo[] = [];
   let next: Position | null = null;
   for (let scanned = 0; ; ) {
-    const page = await keys.list({ limit: STORE_PAGE, ...(position.c !== undefined && { cursor: position.c }), ...(ownerId !== undefined && { ownerId }) });
+    const page = await keys.list({
+      limit: STORE_PAGE,
+      ...(position.c !== undefined && { cursor: position.c }),
+      ...(ownerId !== undefined && { ownerId }),
+      ...(identityId !== undefined && { identityId }),
+    });
     let i = position.s;
     for (; i < page.keys.length && picked.length < limit; i++) {
       const info = page.keys[i]!;

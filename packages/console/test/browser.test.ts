@@ -30,6 +30,9 @@ beforeAll(async () => {
   h = await startHarness();
   // Something for the findings page to find: a key that never expires.
   await h.till.keys.create({ name: 'forever key', scopes: ['orders:read'] });
+  // An identity and a role for the create dialog to give the new key.
+  await h.till.roles.define('support', ['tickets:read']);
+  await h.till.identities.create({ id: 'acme-browser', name: 'Acme' });
   profile = await mkdtemp(join(tmpdir(), 'till-console-chromium-'));
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
@@ -94,6 +97,9 @@ describe('the dashboard in Chromium', () => {
     await page.locator('#new-name').fill('browser test key');
     await page.locator('#new-scopes').fill('orders:read');
     await page.locator('#new-owner').fill('team-browser');
+    await page.locator('#new-identity').fill('acme-browser');
+    await page.locator('#new-roles').fill('support');
+    await page.locator('#new-ips').fill('127.0.0.1 ::1');
     await page.locator('dialog.create button[value="create"]').click();
     const field = page.locator('#new-key');
     await field.waitFor();
@@ -105,6 +111,9 @@ describe('the dashboard in Chromium', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'create-key-once.png') });
     await page.locator('dialog.key-once button', { hasText: 'Done' }).click();
     await page.locator('h1', { hasText: 'browser test key' }).waitFor();
+    // The key's page shows its identity, roles and networks.
+    const fields = (await page.locator('dl.fields').textContent()) ?? '';
+    for (const shown of ['acme-browser', 'support', '127.0.0.1/32', '::1/128']) expect(fields).toContain(shown);
     // The key is gone from the page once the dialog closed.
     expect(await page.content()).not.toContain(key);
     expect((await h.call('GET', '/orders', { key })).status).toBe(200);

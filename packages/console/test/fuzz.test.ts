@@ -14,6 +14,9 @@ let h: Harness;
 let ids: string[];
 /** Where each mount answers (the same console core, the same Till): Express (the harness), Koa, Fastify. */
 const bases: Record<string, string> = {};
+/** Identities and roles the fuzzing changes, deletes and defines again. */
+const IDENTITIES = ['acme', 'globex', 'id.with-dots@x:y'];
+const ROLES = ['support', 'billing', 'ops.v2'];
 let koaServer: Server;
 let fastify: FastifyInstance;
 beforeAll(async () => {
@@ -28,6 +31,8 @@ beforeAll(async () => {
   bases.fastify = await fastify.listen({ port: 0, host: '127.0.0.1' });
   ids = [];
   for (let i = 0; i < 3; i++) ids.push((await h.till.keys.create({ name: `fuzz-${i}`, scopes: ['orders:read'], ownerId: 'o' })).record.id);
+  for (const role of ROLES) await h.till.roles.define(role, ['orders:read']);
+  for (const identity of IDENTITIES) await h.till.identities.create({ id: identity, name: identity, roles: [ROLES[0]!] });
 });
 afterAll(async () => {
   koaServer?.closeAllConnections();
@@ -53,6 +58,8 @@ const PARAMS = [
   'failures',
   'failureDays',
   'rotationAge',
+  'force',
+  'identityId',
   'x',
 ];
 const VALUES = fc.oneof(
@@ -81,12 +88,18 @@ const FIELDS = [
   'setMetadata',
   'unsetMetadata',
   'disabled',
+  'id',
+  'allowedIps',
+  'roles',
+  'identityId',
+  'force',
 ];
 const value = fc.oneof(
   fc.jsonValue({ maxDepth: 2 }),
   fc.constantFrom('90d', '1s', 'sk_live', '2030-01-01T00:00:00Z', -1, 0, 1e300, null, [], {}, ['a:b'], [{ name: 'r', limit: 5, window: '1s' }], {
     remaining: 3,
   }),
+  fc.constantFrom(true, false, 'acme', 'globex', ['support'], ['billing', 'ops.v2'], ['nope'], ['10.0.0.0/8'], ['::1', '203.0.113.9'], ['300.0.0.1'], 'Acme'),
 );
 const body = fc.oneof(
   fc.dictionary(fc.constantFrom(...FIELDS), value, { maxKeys: 5 }).map((b) => ({ raw: JSON.stringify(b) })),
@@ -122,8 +135,26 @@ describe('fuzz', () => {
           .tuple(fc.constantFrom('GET', 'POST', 'PATCH', 'PUT', 'DELETE'), id, fc.constantFrom('', '/rotate', '/revoke', '/usage', '/x'))
           .map(([m, key, tail]) => [m, `/keys/${key}${tail}`]),
       },
+      // Identities and roles: the routes there are, and random names and methods.
+      { weight: 2, arbitrary: fc.constantFrom(['GET', '/identities'], ['POST', '/identities'], ['GET', '/roles']) },
+      {
+        weight: 4,
+        arbitrary: fc
+          .tuple(
+            fc.constantFrom(['GET', 'identities'], ['PATCH', 'identities'], ['DELETE', 'identities'], ['GET', 'roles'], ['PUT', 'roles'], ['DELETE', 'roles']),
+            fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...IDENTITIES, ...ROLES).map(encodeURIComponent) }, { weight: 1, arbitrary: id }),
+          )
+          .map(([[method, kind], name]) => [method, `/${kind}/${name}`]),
+      },
+      {
+        weight: 1,
+        arbitrary: fc
+          .tuple(fc.constantFrom('GET', 'POST', 'PATCH', 'PUT', 'DELETE'), fc.constantFrom('identities', 'roles'), id, fc.constantFrom('', '/x'))
+          .map(([m, kind, name, tail]) => [m, `/${kind}/${name}${tail}`]),
+      },
     );
     const statuses: Record<number, number> = {};
+    let directory = 0;
     await fc.assert(
       fc.asyncProperty(route, fc.oneof(fc.constant(''), query), body, fc.constantFrom(...TYPES), async ([method, route], q, b, type) => {
         const p = `/console/api${route}`;
@@ -131,12 +162,14 @@ describe('fuzz', () => {
         const answer = await h.call(method, p + q, { base: bases[mount], ...(withBody && { raw: b.raw, type }) });
         expect(answer.status, `${method} ${p}${q} ${withBody ? b.raw : ''}`).toBeLessThan(500);
         statuses[answer.status] = (statuses[answer.status] ?? 0) + 1;
+        if (answer.status < 300 && /^\/(?:identities|roles)/.test(route)) directory++;
         if (answer.status >= 400) expect(answer.headers.get('content-type')).toBe('application/problem+json');
       }),
       { numRuns: runs },
     );
     // The generators reach past the input checks: many requests did what they asked.
     expect(statuses[200] ?? 0).toBeGreaterThan(runs / 15);
+    expect(directory, 'identity and role requests that went through').toBeGreaterThan(runs / 30);
   });
 
   it('no answer of the fuzzing holds a digest, or a key but in create and rotate answers', async () => {

@@ -103,6 +103,19 @@ for (const [name, mount] of Object.entries(mounts)) {
       expect((await call('POST', `/api/keys/${record.id}/disable`)).status).toBe(200);
     });
 
+    it('takes PUT and DELETE bodies: a role defined and deleted with force, an identity made and deleted', async () => {
+      const role = `role-${name.replace(/[^a-z]/g, '')}`;
+      expect((await call('PUT', `/api/roles/${role}`, JSON.stringify({ scopes: ['a:b'], reason: 'mount' }))).status).toBe(201);
+      const identity = await call('POST', '/api/identities', JSON.stringify({ name: `via ${name}`, roles: [role] }));
+      expect(identity.status).toBe(201);
+      const { id } = (await identity.json()) as { id: string };
+      const refused = await call('DELETE', `/api/roles/${role}`, JSON.stringify({ reason: 'mount' }));
+      expect(refused.status).toBe(409);
+      expect((await call('DELETE', `/api/roles/${role}`, JSON.stringify({ force: true, reason: 'mount' }))).status).toBe(200);
+      expect((await call('DELETE', `/api/identities/${id}`, JSON.stringify({ reason: 'mount' }))).status).toBe(200);
+      expect((await call('GET', `/api/identities/${id}`)).status).toBe(404);
+    });
+
     it('answers bad JSON, a wrong method and an unknown path with problems', async () => {
       const bad = await call('POST', '/api/keys', '{"name": nope');
       expect(bad.status).toBe(400);
