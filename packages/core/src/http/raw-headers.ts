@@ -20,9 +20,13 @@ export function keyHeaderReader(sources: readonly KeySource[] | undefined): (req
   const lengths = new Uint8Array(Math.max(...[...names].map((n) => n.length)) + 1);
   for (const n of names) lengths[n.length] = 1;
   const lowerNames = [...names];
+  // How clients usually spell them (`authorization`, `Authorization`, `AUTHORIZATION`): one `===` each,
+  // where the comparison below reads and folds every character.
+  const spellings = lowerNames.flatMap((n) => [n, n.replace(/(^|-)([a-z])/g, (_, dash: string, c: string) => dash + c.toUpperCase()), n.toUpperCase()]);
   // Compared in place, ignoring ASCII case: no lowercase copy of every header name per request.
   const isKeyHeader = (name: unknown): name is string => {
     if (typeof name !== 'string' || lengths[name.length] !== 1) return false;
+    for (let s = 0; s < spellings.length; s++) if (name === spellings[s]) return true;
     for (let n = 0; n < lowerNames.length; n++) {
       const target = lowerNames[n]!;
       if (target.length !== name.length) continue;
