@@ -67,12 +67,13 @@ export function keyHeaderReader(sources: readonly KeySource[] | undefined): (req
 
   // The hot path allocates nothing: it only counts key headers, and most requests carry one.
   return (req) => {
+    const headers = req.headers;
     const raw = req.rawHeaders;
-    if (!Array.isArray(raw)) return req.headers;
+    if (!Array.isArray(raw)) return headers;
     let count = 0;
     for (let i = 0; i + 1 < raw.length; i += 2) {
-      if (isKeyHeader(raw[i]) && ++count > 1) return collect(req.headers, raw);
+      if (isKeyHeader(raw[i]) && ++count > 1) return collect(headers, raw);
     }
-    return req.headers;
+    return headers;
   };
 }
