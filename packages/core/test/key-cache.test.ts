@@ -52,7 +52,7 @@ describe('KeyCache: the last lookup it remembers', () => {
   });
 });
 
-describe('UsageTracker: the last counter it keeps at hand', () => {
+describe('UsageTracker: counts across keys and writes', () => {
   it('counts into the counter of the current write, also after a write and across keys', async () => {
     const written: UsageBatchItem[] = [];
     const store = { recordUsage: async (items: readonly UsageBatchItem[]) => void written.push(...items) } as unknown as KeyStore;

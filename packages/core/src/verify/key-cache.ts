@@ -15,6 +15,12 @@ export class KeyCache<V> {
    */
   private lastId: string | null = null;
   private lastValue: V | undefined = undefined;
+  /**
+   * Whether an entry was ever set under an id other than its own (a store that answered a read with
+   * another key's record): the last lookup is then not remembered until the cache is cleared, since
+   * its own id would answer for an id the Map does not hold. Checked on `set`, not on every lookup.
+   */
+  private foreign = false;
 
   constructor(
     private readonly max: number,
@@ -23,15 +29,14 @@ export class KeyCache<V> {
 
   /** The entry of `id`, without counting it as a use. */
   peek(id: string): V | undefined {
-    if (id === this.lastId) return this.lastValue;
+    const last = this.lastId;
+    // One character first: comparing a slice with another string can cost a runtime call even when
+    // they differ at once, and with many keys in turn most lookups are for another id than the last.
+    if (last !== null && id.charCodeAt(0) === last.charCodeAt(0) && id === last) return this.lastValue;
     const value = this.entries.get(id);
-    if (value !== undefined && this.idOf !== null) {
-      const own = this.idOf(value);
-      // Only an entry kept under its own id: the memo must answer exactly as the Map would.
-      if (own === id) {
-        this.lastId = own;
-        this.lastValue = value;
-      }
+    if (value !== undefined && this.idOf !== null && !this.foreign) {
+      this.lastId = this.idOf(value);
+      this.lastValue = value;
     }
     return value;
   }
@@ -56,6 +61,7 @@ export class KeyCache<V> {
   /** Sets the entry of `id` as the most recently used, evicting the least recently used past `max`. */
   set(id: string, value: V): void {
     this.changed();
+    if (this.idOf !== null && !this.foreign && this.idOf(value) !== id) this.foreign = true;
     const entries = this.entries;
     if (!entries.delete(id) && entries.size >= this.max) {
       for (const oldest of entries.keys()) {
@@ -73,6 +79,7 @@ export class KeyCache<V> {
 
   clear(): void {
     this.changed();
+    this.foreign = false;
     this.entries.clear();
   }
 
