@@ -29,6 +29,8 @@ interface CompiledSource {
   readonly header: string;
   /** `bearer ` in lowercase with its space, or null. */
   readonly scheme: string | null;
+  /** The scheme as the option spells it (`Bearer `), as clients send it: one native comparison, no fold per character. */
+  readonly spelled: string | null;
 }
 
 export interface KeyExtractor {
@@ -71,7 +73,7 @@ export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES,
     if (s.scheme !== undefined && (typeof s.scheme !== 'string' || !HEADER_NAME.test(s.scheme))) {
       throw tillError('INVALID_OPTIONS', 'extract', `sources[${i}].scheme must be a token like "Bearer"`);
     }
-    return { header: s.header.toLowerCase(), scheme: s.scheme ? `${s.scheme.toLowerCase()} ` : null };
+    return { header: s.header.toLowerCase(), scheme: s.scheme ? `${s.scheme.toLowerCase()} ` : null, spelled: s.scheme ? `${s.scheme} ` : null };
   });
 
   const scan = (headers: HeaderBag): string | typeof NO_KEY | typeof BAD_KEY => {
@@ -92,7 +94,7 @@ export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES,
       let token: string;
       if (source.scheme !== null) {
         const scheme = source.scheme;
-        if (!startsWithLower(value, scheme, scheme.length)) {
+        if (!value.startsWith(source.spelled!) && !startsWithLower(value, scheme, scheme.length)) {
           // The scheme alone (servers strip the trailing space of `Bearer `) is an empty token. Only
           // HTTP's own whitespace (space, tab) is stripped: `Bearer` and a no-break space is not it.
           const bare = value.replace(/^[ \t]+|[ \t]+$/g, '');

@@ -20,9 +20,13 @@ export function keyHeaderReader(sources: readonly KeySource[] | undefined): (req
   const lengths = new Uint8Array(Math.max(...[...names].map((n) => n.length)) + 1);
   for (const n of names) lengths[n.length] = 1;
   const lowerNames = [...names];
+  // How clients usually spell them (`authorization`, `Authorization`, `AUTHORIZATION`): one `===` each,
+  // where the comparison below reads and folds every character.
+  const spellings = lowerNames.flatMap((n) => [n, n.replace(/(^|-)([a-z])/g, (_, dash: string, c: string) => dash + c.toUpperCase()), n.toUpperCase()]);
   // Compared in place, ignoring ASCII case: no lowercase copy of every header name per request.
   const isKeyHeader = (name: unknown): name is string => {
     if (typeof name !== 'string' || lengths[name.length] !== 1) return false;
+    for (let s = 0; s < spellings.length; s++) if (name === spellings[s]) return true;
     for (let n = 0; n < lowerNames.length; n++) {
       const target = lowerNames[n]!;
       if (target.length !== name.length) continue;
@@ -63,12 +67,13 @@ export function keyHeaderReader(sources: readonly KeySource[] | undefined): (req
 
   // The hot path allocates nothing: it only counts key headers, and most requests carry one.
   return (req) => {
+    const headers = req.headers;
     const raw = req.rawHeaders;
-    if (!Array.isArray(raw)) return req.headers;
+    if (!Array.isArray(raw)) return headers;
     let count = 0;
     for (let i = 0; i + 1 < raw.length; i += 2) {
-      if (isKeyHeader(raw[i]) && ++count > 1) return collect(req.headers, raw);
+      if (isKeyHeader(raw[i]) && ++count > 1) return collect(headers, raw);
     }
-    return req.headers;
+    return headers;
   };
 }

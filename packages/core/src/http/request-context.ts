@@ -57,9 +57,17 @@ class ContextSlot extends Stamp {
     return #context in req ? (req as ContextSlot).#context : undefined;
   }
 
-  static set(req: object, context: RequestContext): void {
-    if (#context in req) (req as ContextSlot).#context = context;
-    else new ContextSlot(req, context);
+  /** A new context on `req`, keeping the charges of the one there already (one lookup of the field, not two). */
+  static open(req: object, till: Till, answer: Answer | null): RequestContext {
+    if (#context in req) {
+      const slot = req as ContextSlot;
+      const context: RequestContext = { till, key: undefined, answer, charges: slot.#context.charges };
+      slot.#context = context;
+      return context;
+    }
+    const context: RequestContext = { till, key: undefined, answer, charges: null };
+    new ContextSlot(req, context);
+    return context;
   }
 }
 
@@ -73,9 +81,7 @@ export function contextOf(req: object): RequestContext | undefined {
  * a router) keeps the first one's charges, so a refusal undoes them all.
  */
 export function openContext(req: object, till: Till, answer: Answer | null): RequestContext {
-  const context: RequestContext = { till, key: undefined, answer, charges: ContextSlot.get(req)?.charges ?? null };
-  ContextSlot.set(req, context);
-  return context;
+  return ContextSlot.open(req, till, answer);
 }
 
 /** Remembers how to undo a charge made for this request. */

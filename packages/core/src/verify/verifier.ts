@@ -94,7 +94,8 @@ export class Verifier {
     this.times = new CacheClock(this.clock);
     this.hasher = options.hasher ?? createHasher();
     this.prefixes = options.prefixes ? new Set(options.prefixes) : null;
-    this.cache = new KeyCache<KnownEntry>(cache.max);
+    // Keyed by the key view's own id (see load), which the cache's last lookup keeps.
+    this.cache = new KeyCache<KnownEntry>(cache.max, (entry) => entry.fresh.key.id);
     this.unknown = new KeyCache<Entry>(cache.negativeMax);
     this.ttl = cache.ttl;
     this.negativeTtl = cache.negativeTtl;
