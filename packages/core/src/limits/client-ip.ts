@@ -1,5 +1,6 @@
 // Which client a request's address stands for, for counting it (brute-force blocks, rate limits by IP).
 import { createHash } from 'node:crypto';
+import { ipv6Text } from '../util/ipv6-text.js';
 import { isIP } from 'node:net';
 
 /** The IPv6 prefix length that groups addresses of one client by default: a site is often given a /56. */
@@ -25,7 +26,7 @@ export function clientKey(address: string | undefined, ipv6Subnet: number = DEFA
       if (groups[0] === 0 && groups[1] === 0 && groups[2] === 0 && groups[3] === 0 && groups[4] === 0 && groups[5] === 0xffff) {
         return `${groups[6]! >> 8}.${groups[6]! & 255}.${groups[7]! >> 8}.${groups[7]! & 255}`;
       }
-      return ipv6Subnet >= 128 ? compress(groups) : `${compress(mask(groups, ipv6Subnet))}/${ipv6Subnet}`;
+      return ipv6Subnet >= 128 ? ipv6Text(groups) : `${ipv6Text(mask(groups, ipv6Subnet))}/${ipv6Subnet}`;
     }
   }
   return `h:${createHash('sha256').update(address.slice(0, 1024)).digest('base64url').slice(0, 22)}`;
@@ -73,26 +74,4 @@ function mask(groups: readonly number[], bits: number): number[] {
     const keep = Math.min(16, Math.max(0, bits - i * 16));
     return keep === 16 ? g : keep === 0 ? 0 : g & (0xffff << (16 - keep)) & 0xffff;
   });
-}
-
-/** RFC 5952 text: lowercase, no leading zeros, the longest run of two or more zero groups as `::`. */
-function compress(groups: readonly number[]): string {
-  let best = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) {
-      best = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best === -1) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLength).join(':')}`;
 }

@@ -3,6 +3,7 @@
 // One file because the ranges a key is given and the addresses requests come from are one grammar, read
 // by the same IPv4 and IPv6 readers, and the matcher reads the words the address reader leaves behind.
 import { tillError } from '../errors.js';
+import { ipv6Text } from '../util/ipv6-text.js';
 
 /** Most ranges in one allowlist: a list longer than this is a firewall's job, not a key's. */
 export const MAX_ALLOWED_IPS = 256;
@@ -189,28 +190,6 @@ function isFfff(text: string): boolean {
 
 function maskWord(bits: number): number {
   return bits <= 0 ? 0 : bits >= 32 ? -1 : (-1 << (32 - bits)) | 0;
-}
-
-/** RFC 5952 text of eight groups: lowercase, no leading zeros, the longest run of two or more zero groups as `::`. */
-function ipv6Text(groups: readonly number[]): string {
-  let best = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) {
-      best = i;
-      bestLength = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best === -1) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLength).join(':')}`;
 }
 
 function ipv4Text(word: number): string {
