@@ -95,24 +95,34 @@ return #ARGV - 1
 `;
 
 /**
+ * The next id of the store's two logs (changes and security events, one id sequence over both): above the
+ * last id of either, at the server's time when that is later.
+ */
+const NEXT_LOG_ID_FUNCTION = `local function next_log_id(changes, security)
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local seq = 0
+  for _, log in ipairs({changes, security}) do
+    local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+    if last[1] then
+      local lms, lseq = string.match(last[1][1], '^(%d+)-(%d+)$')
+      lms, lseq = tonumber(lms), tonumber(lseq)
+      if lms > ms then ms, seq = lms, lseq + 1 elseif lms == ms and lseq >= seq then seq = lseq + 1 end
+    end
+  end
+  return ms, seq
+end
+`;
+
+/**
  * Appends entries to one of the store's two logs (streams): changes, or security events. Kept apart so
  * that a flood of events never trims a change away; one id sequence over both (each new id above the
  * last of either), so reading them merged keeps the order. Both live in one slot (see layout.ts).
  * KEYS[1] the change log, KEYS[2] the security log; ARGV[1] 1 (changes) or 2 (events), ARGV[2] cap
  * (one entry out for one in), then each entry's JSON. Returns the ids.
  */
-export const LOG_SCRIPT = `
-local t = redis.call('TIME')
-local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local seq = 0
-for i = 1, 2 do
-  local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
-  if last[1] then
-    local lms, lseq = string.match(last[1][1], '^(%d+)-(%d+)$')
-    lms, lseq = tonumber(lms), tonumber(lseq)
-    if lms > ms then ms, seq = lms, lseq + 1 elseif lms == ms and lseq >= seq then seq = lseq + 1 end
-  end
-end
+export const LOG_SCRIPT = `${NEXT_LOG_ID_FUNCTION}
+local ms, seq = next_log_id(KEYS[1], KEYS[2])
 local key = KEYS[tonumber(ARGV[1])]
 local ids = {}
 for i = 3, #ARGV do
@@ -228,7 +238,7 @@ return 1
  * only if absent), ARGV[4] channel, ARGV[5] message, ARGV[6] change log cap, ARGV[7] entry JSON ('' for
  * none). Returns {1, 1} done and announced, {1, 0, why} done but not announced, {0} version mismatch.
  */
-export const ROLE_SCRIPT = `
+export const ROLE_SCRIPT = `${NEXT_LOG_ID_FUNCTION}
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 local version = nil
 if current then
@@ -241,17 +251,7 @@ elseif version ~= tonumber(ARGV[3]) then
   return {0}
 end
 if ARGV[7] ~= '' then
-  local t = redis.call('TIME')
-  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local seq = 0
-  for i = 2, 3 do
-    local last = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
-    if last[1] then
-      local lms, lseq = string.match(last[1][1], '^(%d+)-(%d+)$')
-      lms, lseq = tonumber(lms), tonumber(lseq)
-      if lms > ms then ms, seq = lms, lseq + 1 elseif lms == ms and lseq >= seq then seq = lseq + 1 end
-    end
-  end
+  local ms, seq = next_log_id(KEYS[2], KEYS[3])
   redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[6], string.format('%d-%d', ms, seq), 'e', ARGV[7])
 end
 if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
