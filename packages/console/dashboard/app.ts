@@ -113,9 +113,17 @@ function start(s: Session): void {
     const key = /^#\/keys\/([0-9A-Za-z]{16})$/.exec(hash);
     const ofIdentity = /^#\/keys\?identityId=([^&]+)$/.exec(hash);
     const identity = /^#\/identities\/([^/]+)$/.exec(hash);
+    // A hand-typed hash may hold a broken escape: shown as typed, and the API answers 400 or 404.
+    const decode = (s: string) => {
+      try {
+        return decodeURIComponent(s);
+      } catch {
+        return s;
+      }
+    };
     if (key) await keyPage(view, key[1]!);
-    else if (ofIdentity) await keysPage(view, decodeURIComponent(ofIdentity[1]!));
-    else if (identity) await identityPage(view, decodeURIComponent(identity[1]!));
+    else if (ofIdentity) await keysPage(view, decode(ofIdentity[1]!));
+    else if (identity) await identityPage(view, decode(identity[1]!));
     else if (hash === '#/identities') await identitiesPage(view);
     else if (hash === '#/roles') await rolesPage(view);
     else if (hash === '#/findings') await findingsPage(view);
