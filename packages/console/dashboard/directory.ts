@@ -339,7 +339,7 @@ export async function rolesPage(view: View): Promise<void> {
     view.canChange
       ? h('div', { class: 'toolbar' }, h('button', { type: 'button', id: 'define-role', class: 'primary', onclick: () => define() }, 'Define role'))
       : '',
-    table('roles', ['Name', 'Scopes', 'Holders', 'Updated', ''], body),
+    table('roles', ['Name', 'Scopes', 'Holders', 'Updated', view.canChange ? 'Change' : ''], body),
   );
   let roles: Role[];
   try {
