@@ -1,7 +1,9 @@
 // The Till console's dashboard: sign-in with an admin key (kept in sessionStorage only, sent in a
-// header), a page per hash route (#/keys, #/keys/<id>, #/findings) and the live events panel.
+// header), a page per hash route (#/keys, #/keys?identityId=<id>, #/keys/<id>, #/identities,
+// #/identities/<id>, #/roles, #/findings) and the live events panel.
 import { api, ApiError, type AuditEntry, follow, session, whenSignedOut } from './api.js';
 import { clear, h, when } from './dom.js';
+import { identitiesPage, identityPage, rolesPage } from './directory.js';
 import { findingsPage, keyPage, keysPage, type View } from './views.js';
 
 interface Session {
@@ -77,6 +79,8 @@ function start(s: Session): void {
     'nav',
     { 'aria-label': 'Console' },
     h('a', { href: '#/keys', 'data-nav': 'keys' }, 'Keys'),
+    h('a', { href: '#/identities', 'data-nav': 'identities' }, 'Identities'),
+    h('a', { href: '#/roles', 'data-nav': 'roles' }, 'Roles'),
     h('a', { href: '#/findings', 'data-nav': 'findings' }, 'Findings'),
   );
   const header = h(
@@ -107,7 +111,21 @@ function start(s: Session): void {
     const hash = location.hash || '#/keys';
     for (const a of nav.querySelectorAll('a')) a.toggleAttribute('aria-current', hash.startsWith(`#/${a.dataset.nav}`));
     const key = /^#\/keys\/([0-9A-Za-z]{16})$/.exec(hash);
+    const ofIdentity = /^#\/keys\?identityId=([^&]+)$/.exec(hash);
+    const identity = /^#\/identities\/([^/]+)$/.exec(hash);
+    // A hand-typed hash may hold a broken escape: shown as typed, and the API answers 400 or 404.
+    const decode = (s: string) => {
+      try {
+        return decodeURIComponent(s);
+      } catch {
+        return s;
+      }
+    };
     if (key) await keyPage(view, key[1]!);
+    else if (ofIdentity) await keysPage(view, decode(ofIdentity[1]!));
+    else if (identity) await identityPage(view, decode(identity[1]!));
+    else if (hash === '#/identities') await identitiesPage(view);
+    else if (hash === '#/roles') await rolesPage(view);
     else if (hash === '#/findings') await findingsPage(view);
     else await keysPage(view);
   };

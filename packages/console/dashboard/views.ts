@@ -45,15 +45,18 @@ function failed(view: View, error: unknown): void {
 interface ListState {
   q: string;
   status: string;
+  /** Only the keys of this identity (from an identity's page), or null for all. */
+  identityId: string | null;
   /** Cursors of the pages before this one (null: the first page). */
   back: Array<string | null>;
   cursor: string | null;
 }
 
-const list: ListState = { q: '', status: '', back: [], cursor: null };
+const list: ListState = { q: '', status: '', identityId: null, back: [], cursor: null };
 
-export async function keysPage(view: View): Promise<void> {
+export async function keysPage(view: View, identityId: string | null = null): Promise<void> {
   const { main } = view;
+  if (identityId !== list.identityId) Object.assign(list, { identityId, back: [], cursor: null });
   const search = h('input', { type: 'search', id: 'search', value: list.q, placeholder: 'Search name, id, owner, scope', 'aria-label': 'Search keys' });
   const status = h(
     'select',
@@ -86,6 +89,16 @@ export async function keysPage(view: View): Promise<void> {
   clear(main);
   main.append(
     h('h1', {}, 'Keys'),
+    list.identityId === null
+      ? ''
+      : h(
+          'p',
+          { class: 'filter' },
+          'Only the keys of identity ',
+          h('a', { href: `#/identities/${encodeURIComponent(list.identityId)}` }, list.identityId),
+          '. ',
+          h('a', { href: '#/keys' }, 'All keys'),
+        ),
     form,
     h(
       'div',
@@ -104,6 +117,7 @@ export async function keysPage(view: View): Promise<void> {
     const params = new URLSearchParams({ limit: '25' });
     if (list.q) params.set('q', list.q);
     if (list.status) params.set('status', list.status);
+    if (list.identityId !== null) params.set('identityId', list.identityId);
     if (list.cursor) params.set('cursor', list.cursor);
     try {
       const page = await api<{ keys: Key[]; cursor?: string }>('GET', `keys?${params}`);

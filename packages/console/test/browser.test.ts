@@ -1,7 +1,8 @@
 // The dashboard in a real browser: Chromium from the OS packages (.ci/run installs it when missing),
 // driven by playwright-core. Signs in, creates a key and uses it on the sample app (200), revokes it in
 // the dashboard and sees the app refuse it (401) at once, and sees that refusal in the live events
-// panel; fixes an audit finding; works by keyboard and at phone width. Screenshots go to
+// panel; fixes an audit finding; defines a role and creates an identity holding it, which a read-only
+// sign-in sees without change buttons; works by keyboard and at phone width. Screenshots go to
 // test/artifacts (two of them are in the README).
 import { existsSync, mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -179,12 +180,80 @@ describe('the dashboard in Chromium', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'findings.png') });
   });
 
+  it('defines a role and creates an identity holding it; a read-only sign-in sees them without change buttons', async () => {
+    await page.goto(`${h.base}/console/#/roles`);
+    await page.locator('#define-role').click();
+    await page.locator('dialog.role').waitFor();
+    await page.locator('#role-name').fill('auditors');
+    await page.locator('#role-scopes').fill('audit:read reports:read');
+    await page.locator('dialog.role button[value="ok"]').click();
+    const role = page.locator('table.roles tr[data-role="auditors"]');
+    await role.waitFor();
+    expect(await role.textContent()).toContain('audit:read reports:read');
+    expect((await h.till.roles.get('auditors'))?.scopes).toEqual(['audit:read', 'reports:read']);
+
+    await page.locator('nav a', { hasText: 'Identities' }).click();
+    await page.locator('#create-identity').click();
+    await page.locator('dialog.identity').waitFor();
+    expect(await page.evaluate<string | undefined>('document.activeElement?.id')).toBe('identity-name');
+    await page.locator('#identity-name').fill('Globex');
+    await page.locator('#identity-id').fill('globex-browser');
+    await page.locator('#identity-roles').fill('auditors');
+    await page.locator('dialog.identity button[value="ok"]').click();
+    await page.locator('h1', { hasText: 'Globex' }).waitFor();
+    expect(await page.locator('dl.fields').textContent()).toContain('auditors');
+    await page.locator('nav a', { hasText: 'Identities' }).click();
+    const identity = page.locator('table.identities tr[data-identity="globex-browser"]');
+    await identity.waitFor();
+    expect(await identity.textContent()).toContain('auditors');
+
+    // Deleting the role it holds is refused (409 ROLE_IN_USE), said plainly; the forced delete is cancelled.
+    await page.locator('nav a', { hasText: 'Roles' }).click();
+    await role.locator('button', { hasText: 'Delete' }).click();
+    await page.locator('dialog.confirm button[data-confirm="Delete"]').click();
+    await page.locator('.notice.error', { hasText: 'still in use' }).waitFor();
+    await page.locator('dialog.confirm button[data-confirm="Delete anyway"]').waitFor();
+    await page.locator('dialog.confirm button', { hasText: 'Cancel' }).click();
+    await page.locator('dialog.confirm').waitFor({ state: 'detached' });
+    expect(await h.till.roles.get('auditors')).not.toBeNull();
+    await page.screenshot({ path: join(ARTIFACTS, 'roles.png') });
+
+    // Read only: the same tables, no change buttons.
+    await page.locator('header button', { hasText: 'Sign out' }).click();
+    await page.locator('#key').fill(h.reader);
+    await page.keyboard.press('Enter');
+    await page.locator('.who', { hasText: 'read only' }).waitFor();
+    await page.goto(`${h.base}/console/#/roles`);
+    await role.waitFor();
+    expect(await page.locator('#define-role, table.roles button:not(.secondary)').count()).toBe(0);
+    await page.goto(`${h.base}/console/#/identities`);
+    await identity.waitFor();
+    expect(await page.locator('#create-identity').count()).toBe(0);
+    await identity.locator('a').click();
+    await page.locator('h1', { hasText: 'Globex' }).waitFor();
+    expect(await page.locator('main .actions, main button').count()).toBe(0);
+    // An identity's page links to its keys: the keys table filtered by identityId.
+    await page.goto(`${h.base}/console/#/identities/acme-browser`);
+    await page.locator('dl.fields a', { hasText: '1 keys' }).click();
+    await page.locator('p.filter', { hasText: 'acme-browser' }).waitFor();
+    await expect.poll(() => page.locator('table.keys tbody tr').count(), { timeout: 10_000 }).toBe(1);
+    expect(await page.locator('table.keys tbody').textContent()).toContain('browser test key');
+  });
+
   it('fits a phone screen without sideways scrolling', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${h.base}/console/#/keys`);
     await page.locator('table.keys tbody tr[data-key]').first().waitFor();
     expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')).toBe(true);
     await page.screenshot({ path: join(ARTIFACTS, 'phone.png'), fullPage: true });
+    for (const [hash, row] of [
+      ['#/identities', 'table.identities tr[data-identity]'],
+      ['#/roles', 'table.roles tr[data-role]'],
+    ] as const) {
+      await page.goto(`${h.base}/console/${hash}`);
+      await page.locator(row).first().waitFor();
+      expect(await page.evaluate('document.documentElement.scrollWidth <= window.innerWidth')).toBe(true);
+    }
     await page.setViewportSize({ width: 1280, height: 800 });
   });
 
