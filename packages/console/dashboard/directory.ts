@@ -4,7 +4,7 @@
 // role (409) is said plainly and can be forced after a second confirmation.
 import { api, ApiError } from './api.js';
 import { confirmChange } from './dialogs.js';
-import { clear, h, when } from './dom.js';
+import { clear, h, pagerButtons, when } from './dom.js';
 import type { View } from './views.js';
 
 interface Identity {
@@ -171,34 +171,7 @@ export async function identitiesPage(view: View): Promise<void> {
             h('td', { class: 'scopes' }, i.roles.join(' ') || '-'),
           ),
         );
-      clear(pager);
-      pager.append(
-        h(
-          'button',
-          {
-            type: 'button',
-            disabled: pages.back.length === 0,
-            onclick: () => {
-              pages.cursor = pages.back.pop() ?? null;
-              void load();
-            },
-          },
-          'Previous',
-        ),
-        h(
-          'button',
-          {
-            type: 'button',
-            disabled: page.cursor === undefined,
-            onclick: () => {
-              pages.back.push(pages.cursor);
-              pages.cursor = page.cursor ?? null;
-              void load();
-            },
-          },
-          'Next',
-        ),
-      );
+      pagerButtons(pager, pages, page.cursor, () => void load());
     } catch (error) {
       failed(view, error);
     }

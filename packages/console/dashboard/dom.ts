@@ -53,3 +53,41 @@ export function ago(ms: number | null | undefined): string {
   if (s < 86400) return `${Math.round(s / 3600)} h ago`;
   return `${Math.round(s / 86400)} d ago`;
 }
+
+/** Where a paged table stands: the cursor of the page shown, and those of the pages before it. */
+export interface PageState {
+  back: Array<string | null>;
+  cursor: string | null;
+}
+
+/** Fills `pager` with Previous and Next for a paged table; `next` is the cursor the API gave for the next page, if any. */
+export function pagerButtons(pager: Element, state: PageState, next: string | undefined, load: () => void): void {
+  clear(pager);
+  pager.append(
+    h(
+      'button',
+      {
+        type: 'button',
+        disabled: state.back.length === 0,
+        onclick: () => {
+          state.cursor = state.back.pop() ?? null;
+          load();
+        },
+      },
+      'Previous',
+    ),
+    h(
+      'button',
+      {
+        type: 'button',
+        disabled: next === undefined,
+        onclick: () => {
+          state.back.push(state.cursor);
+          state.cursor = next ?? null;
+          load();
+        },
+      },
+      'Next',
+    ),
+  );
+}

@@ -3,7 +3,7 @@
 import { api, ApiError, type AuditEntry } from './api.js';
 import { legendOutcomes, usageChart, type UsageDay } from './chart.js';
 import { confirmChange, showKeyOnce } from './dialogs.js';
-import { ago, clear, h, when } from './dom.js';
+import { ago, clear, h, pagerButtons, when } from './dom.js';
 
 export interface Key {
   id: string;
@@ -138,34 +138,7 @@ export async function keysPage(view: View, identityId: string | null = null): Pr
           ),
         );
       }
-      clear(pager);
-      pager.append(
-        h(
-          'button',
-          {
-            type: 'button',
-            disabled: list.back.length === 0,
-            onclick: () => {
-              list.cursor = list.back.pop() ?? null;
-              void load();
-            },
-          },
-          'Previous',
-        ),
-        h(
-          'button',
-          {
-            type: 'button',
-            disabled: page.cursor === undefined,
-            onclick: () => {
-              list.back.push(list.cursor);
-              list.cursor = page.cursor ?? null;
-              void load();
-            },
-          },
-          'Next',
-        ),
-      );
+      pagerButtons(pager, list, page.cursor, () => void load());
     } catch (error) {
       failed(view, error);
     }
