@@ -68,40 +68,24 @@ end
 local function current(record, v)
   return record and (match(record, '^{"version":(%d+)[,}]') == v or version(record) == tonumber(v))
 end
+-- One party to a charge (the key, or its identity) as the caller saw it (version v, credit policy):
+-- false when it is not charged as a record or has no credits, its credit pool when it has, nil when
+-- its record (a missing record too) or its credits changed since: the caller reads it and sorts it out.
+local function party(v, policy, record, creditsKey, now)
+  if v == '' then return false end
+  if not current(record, v) then return nil end
+  if policy == '' then return false end
+  return pool(policy, creditsKey, now)
+end
 local function charge(a, at, n, record, values, creditsKey, identity, identityCreditsKey)
   local now = timeOf(ARGV[a + 1])
-  local kp, ip = nil, nil
-  if ARGV[a + 2] ~= '' then
-    -- A missing record is a change too: the caller reads it and sorts it out.
-    if not current(record, ARGV[a + 2]) then
-      o = o + 1
-      out[o] = 'CHANGED'
-      return
-    end
-    if ARGV[a + 4] ~= '' then
-      kp = pool(ARGV[a + 4], creditsKey, now)
-      if not kp then
-        o = o + 1
-        out[o] = 'CHANGED'
-        return
-      end
-    end
-  end
-  -- The key's identity, charged with it: its version checked like the key's, its credits a second pool.
-  if ARGV[a + 5] ~= '' then
-    if not current(identity, ARGV[a + 5]) then
-      o = o + 1
-      out[o] = 'CHANGED'
-      return
-    end
-    if ARGV[a + 6] ~= '' then
-      ip = pool(ARGV[a + 6], identityCreditsKey, now)
-      if not ip then
-        o = o + 1
-        out[o] = 'CHANGED'
-        return
-      end
-    end
+  -- The key, then its identity, charged with it: its version checked like the key's, its credits a second pool.
+  local kp = party(ARGV[a + 2], ARGV[a + 4], record, creditsKey, now)
+  local ip = kp ~= nil and party(ARGV[a + 5], ARGV[a + 6], identity, identityCreditsKey, now)
+  if kp == nil or ip == nil then
+    o = o + 1
+    out[o] = 'CHANGED'
+    return
   end
   -- Each limit's debt now (in 1/limit ms), decayed since it was stored.
   for i = 1, n do
@@ -141,7 +125,7 @@ local function charge(a, at, n, record, values, creditsKey, identity, identityCr
     -- cost; the retry is when the last of the short ones refills (never, when one of them does not).
     if spend > 0 and ((kp and kp[1] < spend) or (ip and ip[1] < spend)) then
       outcome, retry = 'USAGE_EXCEEDED', 0
-      for _, p in ipairs({kp or false, ip or false}) do
+      for _, p in ipairs({kp, ip}) do
         if p and p[1] < spend then
           if not p[5] or retry < 0 then retry = -1
           elseif p[2] + p[5] - now > retry then retry = p[2] + p[5] - now end
