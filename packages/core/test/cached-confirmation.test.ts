@@ -95,6 +95,66 @@ describe('a cached key confirmed without a hash', () => {
     }
   });
 
+  it('reads the key where it lies in its header value: the same verdicts, and nothing outside the key is read', () => {
+    const confirmed = withCheck(`till_${'a'.repeat(16)}${'b'.repeat(22)}`);
+    const tail = tailOf(confirmed);
+    const header = (key: string) => {
+      const text = `Bearer ${key}`;
+      const reads = new Array<number>(text.length).fill(0);
+      const value = {
+        length: text.length,
+        charCodeAt(i: number) {
+          reads[i] = (reads[i] ?? 0) + 1;
+          return text.charCodeAt(i);
+        },
+      };
+      return { value: value as unknown as string, reads };
+    };
+    const good = header(confirmed);
+    expect(sameKey('till', tail, confirmed, good.value, 7)).toBe(true);
+    // The scheme (positions 0 to 6) and the id are never read; prefix, underscore and tail once each.
+    expect(good.reads.map((n, i) => (i < 7 || (i >= 12 && i < 28) ? n === 0 : n === 1)).every(Boolean)).toBe(true);
+    for (const at of [0, 4, 21, 35, confirmed.length - 1]) {
+      const wrong = confirmed.slice(0, at) + (confirmed[at] === 'c' ? 'd' : 'c') + confirmed.slice(at + 1);
+      const other = header(wrong);
+      expect(sameKey('till', tail, wrong, other.value, 7), `difference at ${at}`).toBe(false);
+      expect(other.reads).toEqual(good.reads);
+    }
+  });
+
+  it("gives the verifier the header value and the key's place in it, or the key alone when spaces were trimmed around it", async () => {
+    const { createExtractor } = await import('../src/http/extract.js');
+    const { scan, origin } = createExtractor();
+    const key = withCheck(`till_${'a'.repeat(16)}${'b'.repeat(22)}`);
+    const cases: [Record<string, string>, string, number][] = [
+      [{ authorization: `Bearer ${key}` }, `Bearer ${key}`, 7],
+      [{ authorization: `bearer ${key}` }, `bearer ${key}`, 7],
+      [{ 'x-api-key': key }, key, 0],
+      [{ authorization: `Bearer  ${key} ` }, key, 0],
+      [{ 'x-api-key': ` ${key}` }, key, 0],
+      [{ authorization: `Bearer ${key}`, 'x-api-key': key }, key, 0],
+    ];
+    for (const [headers, text, at] of cases) {
+      expect(scan(headers)).toBe(key);
+      expect(origin).toEqual({ text, at });
+      expect(origin.text.slice(origin.at, origin.at + key.length)).toBe(key);
+    }
+    // Through apiKeyAuth()'s authenticator: a confirmed key in a header passes from the cache, a wrong secret does not.
+    const { till } = setup();
+    const made = await till.keys.create({ name: 'header', scopes: [] });
+    await confirm(till, made.key);
+    const { createAuthenticator } = await import('../src/http/authenticator.js');
+    const auth = createAuthenticator({ till }, 'test');
+    const request = (value: string) => ({ headers: { authorization: value }, rawHeaders: ['Authorization', value] });
+    const misses = till.verifier.stats.misses;
+    expect(auth.authenticate(request(`Bearer ${made.key}`), null, () => undefined)).toMatchObject({ valid: true });
+    const last = made.key.length - 3;
+    const wrong = made.key.slice(0, last) + (made.key[last] === 'A' ? 'B' : 'A') + made.key.slice(last + 1);
+    expect(auth.authenticate(request(`Bearer ${wrong}`), null, () => undefined)).toMatchObject({ valid: false });
+    expect(till.verifier.stats.misses).toBe(misses);
+    await till.close();
+  });
+
   it('judges expiry, not-before, disabling, revocation and rotation grace per request on a confirmed key', async () => {
     const { till, advance, now } = setup();
     const expiring = await till.keys.create({ name: 'expiring', scopes: [], expiresAt: now() + 10_000 });
@@ -188,5 +248,38 @@ describe('a revocation heard over pub/sub (Redis)', () => {
     expect(serving.verifier.stats.misses).toBe(misses + 1);
     await serving.close();
     await admin.close();
+  });
+});
+
+describe("the cached path's clock", () => {
+  it('reads the clock again after its resolution has passed or its uses are spent, never in between', async () => {
+    const { coarseClock } = await import('../src/util/clock.js');
+    let reads = 0;
+    const clock = coarseClock(() => ++reads, 5, 4);
+    expect([clock(), clock(), clock(), clock()]).toEqual([1, 1, 1, 1]);
+    // Four uses spent: the fifth call reads again.
+    expect(clock()).toBe(2);
+    expect(reads).toBe(2);
+    // Once its timer has run (the event loop turns), the reading is dropped however few uses it served.
+    let slowReads = 0;
+    const slow = coarseClock(() => ++slowReads, 5, 1_000_000);
+    expect(slow()).toBe(1);
+    expect(await waitFor(() => slow() > 1, 5_000)).toBe(true);
+    expect(slowReads).toBe(2);
+  });
+
+  it('refuses a cached key once it has expired by the system clock, within the resolution of the coarse clock', async () => {
+    const { COARSE_CLOCK_RESOLUTION } = await import('../src/util/clock.js');
+    const till = createTill({ store: new MemoryStore() });
+    const expiresAt = Date.now() + 200;
+    const made = await till.keys.create({ name: 'expiring', scopes: [], expiresAt });
+    expect((await till.verify(made.key)).valid).toBe(true);
+    expect((till.verify(made.key) as VerifyResult).valid).toBe(true);
+    // Waited on the system clock alone: the coarse clock's timer runs meanwhile, so its next reading is fresh.
+    expect(await waitFor(() => Date.now() > expiresAt + COARSE_CLOCK_RESOLUTION, 5_000)).toBe(true);
+    const result = till.verify(made.key);
+    expect(result).not.toBeInstanceOf(Promise);
+    expect((result as VerifyResult).code).toBe('EXPIRED');
+    await till.close();
   });
 });

@@ -82,7 +82,7 @@ export function createAuthenticator<Req>(
   if (opts.realm !== undefined && (typeof opts.realm !== 'string' || !/^[\x20-\x7e]*$/.test(opts.realm))) {
     throw tillError('INVALID_OPTIONS', where, `realm must be a string of printable ASCII characters`);
   }
-  const scan = createExtractor(opts.sources, opts.maxHeaderLength).scan;
+  const { scan, origin } = createExtractor(opts.sources, opts.maxHeaderLength);
   const readHeaders = keyHeaderReader(opts.sources);
   let verifyOptions: VerifyOptions | undefined;
   if (opts.scopes !== undefined) {
@@ -156,8 +156,9 @@ export function createAuthenticator<Req>(
         return early === MISSING && optional ? null : early;
       }
       const options = costOf === null ? verifyOptions : { ...verifyOptions, cost: costOf(context) };
-      // The client address is read only for a key with an IP allowlist (see Verifier.verify).
-      const result = till.verifier.verify(key, options, ipOf, context);
+      // The client address is read only for a key with an IP allowlist (see Verifier.verify); the key is
+      // compared where it lies in its header value (see KeyExtractor.origin).
+      const result = till.verifier.verifyIn(key, origin.text, origin.at, options, ipOf, context);
       if (result instanceof Promise) {
         return result.then((r) => {
           if (till.events.observed) observeOutcome(till, r, key, ipOf(context), req.headers['user-agent']);

@@ -38,6 +38,13 @@ export interface KeyExtractor {
   readonly sources: readonly KeySource[];
   /** The same answer without an object: the key, or `NO_KEY` (missing) or `BAD_KEY` (malformed). */
   readonly scan: (headers: HeaderBag) => string | typeof NO_KEY | typeof BAD_KEY;
+  /**
+   * Where the last key `scan` returned lies: in `text` (the header value it was cut from) from `at`. The
+   * key itself is a slice of that value, which V8 reads through an indirection at every character;
+   * the verifier's constant-time comparison reads the value itself (Verifier.verifyIn). Overwritten by
+   * the next scan: read it at once.
+   */
+  readonly origin: { text: string; at: number };
 }
 
 /** `scan()` found no key. */
@@ -76,6 +83,7 @@ export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES,
     return { header: s.header.toLowerCase(), scheme: s.scheme ? `${s.scheme.toLowerCase()} ` : null, spelled: s.scheme ? `${s.scheme} ` : null };
   });
 
+  const origin = { text: '', at: 0 };
   const scan = (headers: HeaderBag): string | typeof NO_KEY | typeof BAD_KEY => {
     let key: string | undefined;
     for (let i = 0; i < compiled.length; i++) {
@@ -110,6 +118,11 @@ export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES,
       }
       if (key !== undefined && key !== token) return BAD_KEY;
       key = token;
+      // The value and the key's place in it when nothing was trimmed around the key (the usual case).
+      const at = value.length - token.length;
+      const exact = source.scheme === null ? at === 0 : at === source.scheme.length;
+      origin.text = exact ? value : token;
+      origin.at = exact ? at : 0;
     }
     return key === undefined ? NO_KEY : key;
   };
@@ -117,5 +130,5 @@ export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES,
     const found = scan(headers);
     return typeof found === 'string' ? { found: true, key: found } : found === NO_KEY ? MISSING : MALFORMED;
   };
-  return Object.assign(extract, { scan, sources: Object.freeze(sources.map((s) => Object.freeze({ ...s }))) });
+  return Object.assign(extract, { scan, origin, sources: Object.freeze(sources.map((s) => Object.freeze({ ...s }))) });
 }

@@ -151,9 +151,14 @@ export function knownEntry(stored: KeyRecord, fetched: number, identity: Identit
  * digest. A key that matches the digest replaces it as the proof when `keep` (not `cache.hashEveryRequest`).
  */
 export function confirms(entry: KnownEntry, key: string, hasher: KeyHasher, keep: boolean): boolean {
+  return confirmsIn(entry, key, key, 0, hasher, keep);
+}
+
+/** `confirms()` of a key that lies in `text` from `start` (see sameKey). */
+export function confirmsIn(entry: KnownEntry, key: string, text: string, start: number, hasher: KeyHasher, keep: boolean): boolean {
   const proof = entry.proof;
   if (proof === null) return false;
-  if (proof.length === TAIL_LENGTH) return sameKey(entry.fresh.key.prefix, proof, key);
+  if (proof.length === TAIL_LENGTH) return sameKey(entry.fresh.key.prefix, proof, key, text, start);
   if (proof.length !== DIGEST_LENGTH || !hasher.matches(key, ALGORITHMS[proof[0]!]!, proof.slice(1))) return false;
   if (keep) entry.proof = tailOf(key);
   return true;

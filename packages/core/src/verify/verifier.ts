@@ -2,7 +2,7 @@
 // and memory tuning of its cached path is in tuning.ts, its cache entry in entry.ts, its options in options.ts.
 // One file because the cached path, the single-flight miss and the stale window read and write one cache
 // under one clock: split, each part would reach into the others' state.
-import { systemClock, type Clock } from '../util/clock.js';
+import { coarseClock, systemClock, type Clock } from '../util/clock.js';
 import { createHasher, type KeyHasher } from '../key/hash.js';
 import { parseKey } from '../key/format.js';
 import { newTillName, TillEvents } from '../audit/events.js';
@@ -30,6 +30,7 @@ import {
   holdsRole,
   identityChargeOfEntry,
   identityVersionOf,
+  confirmsIn,
   ipPolicyOf,
   knownEntry,
   refusalAt,
@@ -60,6 +61,8 @@ export class Verifier {
   readonly store: KeyStore;
   readonly stats: VerifierStats = { hits: 0, misses: 0, staleHits: 0, storeErrors: 0 };
   readonly clock: Clock;
+  /** The clock of the cached path: the system clock read at most once per few ms (see coarseClock); an injected clock as it is. */
+  private readonly cachedClock: Clock;
   /** The name its diagnostics messages carry. */
   readonly till: string;
   private readonly hasher: KeyHasher;
@@ -91,6 +94,7 @@ export class Verifier {
     const { cache, unavailableRetryAfter } = verifierConfig(options);
     this.store = options.store;
     this.clock = options.clock ?? systemClock;
+    this.cachedClock = this.clock === systemClock ? coarseClock() : this.clock;
     this.times = new CacheClock(this.clock);
     this.hasher = options.hasher ?? createHasher();
     this.prefixes = options.prefixes ? new Set(options.prefixes) : null;
@@ -124,6 +128,23 @@ export class Verifier {
    * IP allowlist and only when `options.ip` is absent: no closure is made per request.
    */
   verify<C = never>(key: unknown, options?: VerifyOptions, ipOf?: ClientAddressOf<C>, context?: C): MaybePromise<VerifyResult> {
+    return this.verifyIn(key, key, 0, options, ipOf, context);
+  }
+
+  /**
+   * `verify()` of a key that lies in `text` from `offset` (a string key in itself from 0). The adapters pass
+   * the header value the key was cut from: the constant-time comparison then reads a flat string, not
+   * the slice (see KeyExtractor.origin). `text` is read only as far as the key's length.
+   * @internal
+   */
+  verifyIn<C = never>(
+    key: unknown,
+    text: unknown,
+    offset: number,
+    options?: VerifyOptions,
+    ipOf?: ClientAddressOf<C>,
+    context?: C,
+  ): MaybePromise<VerifyResult> {
     // Published only while someone subscribes to `till:verify`: otherwise one boolean read.
     if (verifyChannel.hasSubscribers && !this.publishing) return this.published(key, options, ipOf, context);
     if (this.unsubscribe === null) this.subscribe();
@@ -134,9 +155,10 @@ export class Verifier {
     if (cachedId !== null) {
       const entry = this.cache.peek(cachedId);
       if (entry !== undefined && !this.missingChanges()) {
-        const now = this.clock();
+        const now = this.cachedClock();
         const at = this.times.at(now);
-        if (at - entry.fetched < this.ttl && this.confirms(entry, key as string)) {
+        const start = text === key ? 0 : offset;
+        if (at - entry.fetched < this.ttl && confirmsIn(entry, key as string, text as string, start, this.hasher, this.keepsKeys)) {
           if (this.prefixes !== null && !this.prefixes.has(entry.fresh.key.prefix)) return failure('MALFORMED');
           noteUse(this.cache, cachedId, entry, at);
           this.stats.hits++;
