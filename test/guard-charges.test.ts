@@ -71,6 +71,37 @@ function describeCharges<M, H>(framework: string, driver: AdapterDriver<M, H>): 
         expect(await till.keys.credits(record.id)).toBe(0);
       });
 
+      it('a requireScopes() refusal gives back what a rateLimit() after an apiKeyAuth() that charged nothing took', async () => {
+        // The key has no limits and no credits: apiKeyAuth() charges nothing, the guard charges the request.
+        const { key } = await till.keys.create({ name: 'plain', scopes: ['reports:read'] });
+        const name = `after-plain-${framework}-${storeName}`.replace(/\s/g, '');
+        const auth = driver.apiKeyAuth({ till });
+        const limited = driver.rateLimit({ name, limit: 1, window: '1h' });
+        const app = driver.app(
+          { '/admin': [auth, limited, driver.requireScopes('admin')], '/reports': [auth, limited, driver.requireScopes('reports:read')] },
+          answer,
+        );
+        for (let i = 0; i < 3; i++) expect(await get(app, '/admin', bearer(key))).toBe(403);
+        // The unit was given back each time: the one request the limit holds still passes.
+        expect(await get(app, '/reports', bearer(key))).toBe(200);
+        expect(await get(app, '/reports', bearer(key))).toBe(429);
+      });
+
+      it('two apiKeyAuth() on one Till that answer differently: the guards after each answer as it does', async () => {
+        const { key } = await till.keys.create({ name: 'answers', scopes: ['reports:read'] });
+        const plain = driver.apiKeyAuth({ till });
+        const custom = driver.apiKeyAuth({ till, realm: `custom-${framework}` });
+        const app = driver.app({ '/plain': [plain, driver.requireScopes('admin')], '/custom': [custom, driver.requireScopes('admin')] }, answer);
+        for (let i = 0; i < 2; i++) {
+          const refusedPlain = await request(app).get('/plain').set(bearer(key));
+          const refusedCustom = await request(app).get('/custom').set(bearer(key));
+          expect(refusedPlain.status).toBe(403);
+          expect(refusedCustom.status).toBe(403);
+          expect(refusedPlain.headers['www-authenticate']).not.toContain('custom-');
+          expect(refusedCustom.headers['www-authenticate']).toContain(`realm="custom-${framework}"`);
+        }
+      });
+
       it('a rateLimit() refusal gives back what apiKeyAuth() and earlier guards charged', async () => {
         const { key, record } = await till.keys.create({ name: 'credits', scopes: ['a'], credits: { remaining: 5 } });
         const name = `tight-${framework}-${storeName}`.replace(/\s/g, '');

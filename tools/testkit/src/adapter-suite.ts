@@ -341,12 +341,16 @@ export function describeAdapter<M, Handler>(name: string, driver: AdapterDriver<
           {
             '/forged': [driver.setKey(forged), driver.requireScopes('admin')],
             '/forged-after-auth': [driver.apiKeyAuth({ till, optional: true }), driver.setKey(forged), driver.requireScopes('admin')],
+            '/forged-after-auth-kept': [driver.apiKeyAuth({ till, optional: true }), driver.requireScopes('admin')],
           },
           answerKey,
         );
         expectProblem(await get(app, '/forged'), 'MISSING');
         expectProblem(await get(app, '/forged-after-auth'), 'MISSING');
-        expectProblem(await get(app, '/forged-after-auth', bearer(key)), 'INSUFFICIENT_SCOPE', { scopes: ['admin'], mode: 'all' });
+        // The verified key replaced by other code: guards trust only the object apiKeyAuth() put there, and refuse.
+        expectProblem(await get(app, '/forged-after-auth', bearer(key)), 'MISSING');
+        // Left in place, it is judged.
+        expectProblem(await get(app, '/forged-after-auth-kept', bearer(key)), 'INSUFFICIENT_SCOPE', { scopes: ['admin'], mode: 'all' });
       });
 
       it('an onFailure that tries to let a refusal through gets the default response instead', async () => {

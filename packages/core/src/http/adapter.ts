@@ -85,7 +85,7 @@ export function createAdapter<Req, Res, Handler>(binding: FrameworkBinding<Req, 
       binding.setHeader(res, name, typeof before === 'string' && before !== '' ? `${before}, ${value}` : value);
     }
   };
-  const loggerOf = (req: Req): Logger => contextOf(binding.node(req))?.till.logger ?? consoleLogger;
+  const loggerOf = (req: Req): Logger => contextOf(binding.node(req), binding.holder(req).apiKey)?.till.logger ?? consoleLogger;
   return {
     setHeaders,
     apiKeyAuth(options) {
@@ -112,7 +112,7 @@ export function createAdapter<Req, Res, Handler>(binding: FrameworkBinding<Req, 
     scopeGuard(scopes, mode) {
       const check = createScopeCheck(scopes, mode, where);
       return (req) => {
-        const refusal = check(binding.node(req), () => binding.ip(req));
+        const refusal = check(binding.node(req), binding.holder(req).apiKey, () => binding.ip(req));
         if (refusal === null) return null;
         const { failure, answer } = refusal;
         // Answered like the apiKeyAuth() before it; without one, with the default response.
@@ -134,7 +134,7 @@ export function createAdapter<Req, Res, Handler>(binding: FrameworkBinding<Req, 
         }
         return { failure: verdict.failure, response: verdict.response, onFailure, logger: loggerOf(req) };
       };
-      return (req, res) => then(guard.check(binding.node(req), req, binding.ip), (verdict) => apply(verdict, req, res));
+      return (req, res) => then(guard.check(binding.node(req), binding.holder(req).apiKey, req, binding.ip), (verdict) => apply(verdict, req, res));
     },
   };
 }

@@ -3,7 +3,7 @@ import { tillError } from '../errors.js';
 import { BruteForceGuard, type BruteForceOptions } from '../limits/brute-force.js';
 import { normalizeRateLimits, type RateLimitInput } from '../limits/rules.js';
 import { defaultTill, type Till } from '../till.js';
-import { failure, type MaybePromise, type VerifyFailure, type VerifyResult } from '../verify/outcome.js';
+import { failure, type MaybePromise, type VerifiedKey, type VerifyFailure, type VerifyResult } from '../verify/outcome.js';
 import { normalizeRequired } from '../verify/scopes.js';
 import type { VerifyOptions } from '../verify/verifier.js';
 import { createExtractor, NO_KEY, type KeySource } from './extract.js';
@@ -11,7 +11,7 @@ import { checkCost, checkHeaderStyle, checkOptionNames, checkTill } from './opti
 import { problemResponse, rateLimitHeaders, type ProblemOptions, type ProblemResponse, type RateLimitHeaderStyle } from './problem.js';
 import { keyHeaderReader, type RequestHeaders } from './raw-headers.js';
 import { auditRefusal, isAudited, observeOutcome } from './refusal.js';
-import { addCharge, claimLimitName, openContext, type Answer, type RequestContext } from './request-context.js';
+import { addCharge, claimLimitName, hasContext, markVerified, openContext, sharedAnswer, type Answer } from './request-context.js';
 
 /** Options of `apiKeyAuth()`; `Req` is the framework's request (Express `req`, Koa `ctx`). */
 export interface AuthOptions<Req = never> {
@@ -125,18 +125,32 @@ export function createAuthenticator<Req>(
     }
     return result;
   };
-  /** A verified request: its key goes into the request's context (where guards read it), and so does its charge. */
-  const verified = (result: VerifyResult, state: RequestContext): VerifyResult => {
-    if (result.valid) {
-      state.key = result.key;
-      if (result.usage !== undefined) addCharge(state, () => till.verifier.refund(result));
+  const shared = sharedAnswer(till, answer);
+  let lastMarked: VerifiedKey | null = null;
+  /**
+   * A verified request: guards find its key and this middleware's answer through the key itself
+   * (markVerified), unless the request was charged (its context keeps the charge, to be given back if a
+   * guard refuses it), already has a context (an earlier middleware's, whose charges it keeps), or
+   * another middleware on this Till answers differently.
+   */
+  const verified = (result: VerifyResult, req: RequestHeaders): VerifyResult => {
+    if (!result.valid) return result;
+    if (result.usage === undefined && !shared.mixed && !hasContext(req)) {
+      // The key of the last such request is marked already (a key object, never its secret).
+      if (result.key !== lastMarked) {
+        markVerified(result.key, shared);
+        lastMarked = result.key;
+      }
+      return result;
     }
+    const state = openContext(req, till, answer);
+    state.key = result.key;
+    if (result.usage !== undefined) addCharge(state, () => till.verifier.refund(result));
     return result;
   };
   return {
     till,
     authenticate(req, context, ipOf) {
-      const state = openContext(req, till, answer);
       if (brute?.active) {
         const address = ipOf(context);
         const wait = address === undefined ? 0 : brute.blockedFor(address);
@@ -153,7 +167,10 @@ export function createAuthenticator<Req>(
       if (typeof key !== 'string') {
         const early = key === NO_KEY ? MISSING : refused(MALFORMED, null, req, context, ipOf);
         if (till.events.observed) observeOutcome(till, early, null, ipOf(context), req.headers['user-agent']);
-        return early === MISSING && optional ? null : early;
+        if (early !== MISSING || !optional) return early;
+        // Let through without a key: the guards after it refuse it, answered as this middleware answers.
+        openContext(req, till, answer);
+        return null;
       }
       const options = costOf === null ? verifyOptions : { ...verifyOptions, cost: costOf(context) };
       // The client address is read only for a key with an IP allowlist (see Verifier.verify); the key is
@@ -162,11 +179,11 @@ export function createAuthenticator<Req>(
       if (result instanceof Promise) {
         return result.then((r) => {
           if (till.events.observed) observeOutcome(till, r, key, ipOf(context), req.headers['user-agent']);
-          return r.valid ? verified(r, state) : refused(r, key, req, context, ipOf);
+          return r.valid ? verified(r, req) : refused(r, key, req, context, ipOf);
         });
       }
       if (till.events.observed) observeOutcome(till, result, key, ipOf(context), req.headers['user-agent']);
-      return result.valid ? verified(result, state) : refused(result, key, req, context, ipOf);
+      return result.valid ? verified(result, req) : refused(result, key, req, context, ipOf);
     },
     problem: (result) => problemResponse(result, problemOptions),
     headers: (result) => (result.valid && result.usage !== undefined && style !== false ? rateLimitHeaders(result.usage.limits, style) : null),

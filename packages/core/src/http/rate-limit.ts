@@ -10,7 +10,7 @@ import { checkCost, checkHeaderStyle, checkOptionNames, checkTill } from './opti
 import { problemResponse, rateLimitHeaders, type ProblemOptions, type ProblemResponse, type RateLimitHeaderStyle } from './problem.js';
 import type { RequestHeaders } from './raw-headers.js';
 import { recordRefusal } from './refusal.js';
-import { addCharge, claimLimitName, contextOf, openContext, refundCharges, type RequestContext } from './request-context.js';
+import { addCharge, claimLimitName, contextOf, contextToCharge, refundCharges, type RequestContext } from './request-context.js';
 
 /** Options of the `rateLimit()` route guard; `Req` is the framework's request. */
 export interface RateLimitOptions<Req = never> {
@@ -47,11 +47,12 @@ export interface RateLimitGuard<Req = never> {
   readonly name: string;
   /**
    * Charges one request. `node` is the Node request (a guard that meets it twice, mounted twice on
-   * one path, charges it once); the key is the one `apiKeyAuth()` verified for it, if any. A refusal
+   * one path, charges it once); the key is the one `apiKeyAuth()` verified for it, if any (`apiKey`, what
+   * the request holds as `req.apiKey`, trusted only as the object Till verified; see contextOf). A refusal
    * resolves once the request's earlier charges are given back. Null: the request is not limited
    * (counted already, or a `by` function said so).
    */
-  check(node: RequestHeaders, context: Req, ipOf: (context: Req) => string | undefined): MaybePromise<RateLimitVerdict | null>;
+  check(node: RequestHeaders, apiKey: unknown, context: Req, ipOf: (context: Req) => string | undefined): MaybePromise<RateLimitVerdict | null>;
 }
 
 const RATE_LIMIT_OPTION_NAMES = ['name', 'limit', 'window', 'by', 'cost', 'till', 'headers', 'ipv6Subnet'];
@@ -112,8 +113,8 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
 
   return {
     name: policy.name,
-    check(node, context, ipOf) {
-      let state = contextOf(node);
+    check(node, apiKey, context, ipOf) {
+      let state = contextOf(node, apiKey);
       const key = state?.key;
       if (by === 'key' && key === undefined) return refuse(state, { ok: false, failure: failure('MISSING'), response: missing });
       const till = tillFor(state);
@@ -150,7 +151,7 @@ export function createRateLimitGuard<Req>(options: RateLimitOptions<Req>, where:
         const usage = { limits: result.limits, credits: null };
         if (result.outcome === 'OK') {
           // Given back if a later guard refuses the request.
-          state ??= openContext(node, till, null);
+          state = contextToCharge(node, state, till);
           addCharge(state, () => till.limiter.refund(request, result));
           return { ok: true, headers: rateLimitHeaders(result.limits, style) };
         }

@@ -71,9 +71,73 @@ class ContextSlot extends Stamp {
   }
 }
 
-/** The context of a request that an `apiKeyAuth()` (or a charging route guard) has seen, if any. */
-export function contextOf(req: object): RequestContext | undefined {
-  return ContextSlot.get(req);
+/**
+ * What an `apiKeyAuth()` shares with every other `apiKeyAuth()` on its Till that answers refusals the
+ * same way: the Till and the answer. A verified key the middleware hands to the app is mapped to it
+ * (keyAnswers), so that a request whose key was verified without a charge needs no context of its own.
+ */
+export interface SharedAnswer {
+  readonly till: Till;
+  readonly answer: Answer;
+  /** Set once two middlewares on the Till answer differently: a request then carries which one saw it. */
+  mixed: boolean;
+}
+
+const sharedAnswers = new WeakMap<Till, SharedAnswer>();
+/**
+ * Keys verified by an `apiKeyAuth()` (the verifier's own objects, one per cached key, never a copy)
+ * and the Till and answer of the middleware that verified them. Only Till makes these objects, so a
+ * value that other code put in `req.apiKey` (a request body merged into the request, say) is never
+ * found here. It spares a request a property of its own: Express gives each request object a hidden
+ * class of its own (it sets the prototype of every request), where adding a property costs over a
+ * microsecond, several times what the whole verification of a cached key does.
+ */
+const keyAnswers = new WeakMap<object, SharedAnswer>();
+
+/** The shared answer of a middleware on `till` answering as `answer` (equal answers share one). */
+export function sharedAnswer(till: Till, answer: Answer): SharedAnswer {
+  const known = sharedAnswers.get(till);
+  if (known === undefined) {
+    const shared: SharedAnswer = { till, answer, mixed: false };
+    sharedAnswers.set(till, shared);
+    return shared;
+  }
+  const same =
+    known.answer.onFailure === answer.onFailure &&
+    known.answer.problem.realm === answer.problem.realm &&
+    known.answer.problem.rateLimitHeaders === answer.problem.rateLimitHeaders;
+  if (same) return known;
+  known.mixed = true;
+  return { till, answer, mixed: true };
+}
+
+/** Maps a verified key to the middleware that verified it (see keyAnswers); the same key, next time, costs one comparison. */
+export function markVerified(key: VerifiedKey, shared: SharedAnswer): void {
+  if (keyAnswers.get(key) !== shared) keyAnswers.set(key, shared);
+}
+
+/** Whether a request has a context of its own (see openContext). */
+export function hasContext(req: object): boolean {
+  return ContextSlot.get(req) !== undefined;
+}
+
+/**
+ * The context of a request that an `apiKeyAuth()` (or a charging route guard) has seen, if any: its own
+ * (made when the request was charged, or let through without a key), else the one of the key in
+ * `apiKey` (the request's `req.apiKey`, `ctx.state.apiKey`) when an `apiKeyAuth()` verified that very
+ * key object. A value there that Till did not verify gives no context: guards refuse the request.
+ */
+export function contextOf(req: object, apiKey?: unknown): RequestContext | undefined {
+  const own = ContextSlot.get(req);
+  if (own !== undefined && own.key !== undefined) return own;
+  const shared = typeof apiKey === 'object' && apiKey !== null ? keyAnswers.get(apiKey) : undefined;
+  // A context an apiKeyAuth() opened for a request it let through without a key stays without one.
+  if (shared === undefined || (own !== undefined && own.answer !== null)) return own;
+  if (own === undefined) return { till: shared.till, key: apiKey as VerifiedKey, answer: shared.answer, charges: null };
+  // A context opened before the key was verified (a guard by IP charged first): it now has the key.
+  const filled = ContextSlot.open(req, shared.till, shared.answer);
+  filled.key = apiKey as VerifiedKey;
+  return filled;
 }
 
 /**
@@ -82,6 +146,18 @@ export function contextOf(req: object): RequestContext | undefined {
  */
 export function openContext(req: object, till: Till, answer: Answer | null): RequestContext {
   return ContextSlot.open(req, till, answer);
+}
+
+/**
+ * The request's own context, to remember a charge in: `state` itself when it is the request's, else one
+ * opened with its Till, answer and key (a context found through the key is shared by every request with
+ * that key, and must never hold one request's charges).
+ */
+export function contextToCharge(req: object, state: RequestContext | undefined, till: Till): RequestContext {
+  if (state !== undefined && ContextSlot.get(req) === state) return state;
+  const opened = ContextSlot.open(req, state?.till ?? till, state?.answer ?? null);
+  if (state !== undefined) opened.key = state.key;
+  return opened;
 }
 
 /** Remembers how to undo a charge made for this request. */

@@ -16,7 +16,8 @@ export interface GuardRefusal {
 
 /**
  * A compiled scope requirement for a route, run against the key that `apiKeyAuth()` verified for the
- * request (never `req.apiKey`, which other code could set). A refusal is recorded in the trail of the
+ * request (`apiKey`: what the request holds as `req.apiKey`, trusted only as the very object Till
+ * verified; see contextOf). A refusal is recorded in the trail of the
  * Till that verified the key, and gives back what the request was charged: a request refused for
  * scope spends no credit and no limit unit.
  */
@@ -24,13 +25,13 @@ export function createScopeCheck(
   scopes: readonly unknown[],
   mode: 'all' | 'any',
   where: string,
-): (node: RequestHeaders, ip: () => string | undefined) => GuardRefusal | null {
+): (node: RequestHeaders, apiKey: unknown, ip: () => string | undefined) => GuardRefusal | null {
   const required = Object.freeze(normalizeRequired(scopes, where));
   const missing = failure('MISSING');
   const insufficient: VerifyFailure = Object.freeze({ valid: false, code: 'INSUFFICIENT_SCOPE', requiredScopes: required, scopeMode: mode });
   const compiled = new WeakMap<VerifiedKey, boolean>();
-  return (node, ip) => {
-    const state = contextOf(node);
+  return (node, apiKey, ip) => {
+    const state = contextOf(node, apiKey);
     // Without a verified key the route is misconfigured or the key is absent: refuse, never pass.
     if (state?.key === undefined) return { failure: missing, answer: state?.answer ?? null, settled: refundCharges(state) };
     const key = state.key;
