@@ -30,19 +30,17 @@ end
  * time (ms from now). `owed(stored, now, limit, window)`: a state's debt at now (in 1/limit ms).
  */
 const STATES = `local match = string.match
--- By window: {now, the three names, ttl} last made (on the server's clock, every limit of a call is
--- charged at one now: each name is made once per window and call, not once per limit).
-local made = {}
+local lengths = {}
 local function epochs(prefix, window, now)
-  local m = made[window]
-  if m and m[1] == now then return m[2], m[3], m[4], m[5] end
-  local L = 1024
-  while L < window do L = L * 2 end
+  local L = lengths[window]
+  if not L then
+    L = 1024
+    while L < window do L = L * 2 end
+    lengths[window] = L
+  end
   local e = floor(now / L)
   local base = prefix .. L .. ':'
-  m = {now, base .. (e - 1), base .. e, base .. (e + 1), (e + 2) * L - now}
-  made[window] = m
-  return m[2], m[3], m[4], m[5]
+  return base .. (e - 1), base .. e, base .. (e + 1), (e + 2) * L - now
 end
 local function owed(stored, now, limit, window)
   if not stored then return 0 end
@@ -55,13 +53,10 @@ local function owed(stored, now, limit, window)
   if d < 0 then return 0 end
   return d
 end
--- A debt written at now as a state: integers below 1e14 print exactly as they are; larger ones need the
--- slower exact format. The time's text is the same for every state of a call on the server's clock: made once.
-local stamped, stamp
+-- A debt written at now as a state: integers below 1e14 print exactly as they are; larger ones need the slower exact format.
 local function state(now, d)
-  if d >= 1e14 then return string.format('%.0f:%.0f', now, d) end
-  if stamped ~= now then stamped, stamp = now, now .. ':' end
-  return stamp .. d
+  if d < 1e14 then return now .. ':' .. d end
+  return string.format('%.0f:%.0f', now, d)
 end
 `;
 
