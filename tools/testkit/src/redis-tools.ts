@@ -24,28 +24,3 @@ export async function deleteNamespace(client: Redis, namespace: string): Promise
     if (keys.length > 0) await client.del(...keys);
   } while (cursor !== '0');
 }
-
-/**
- * Where a single Redis holds the state of a subject's rate limit `bucket` (see packages/core/src/redis/layout.ts):
- * each hash of limit states under `namespace` whose field names it, with that field's value and the hash's
- * time to live (ms).
- */
-export async function limitStates(
-  client: Redis,
-  namespace: string,
-  subject: string,
-  bucket: string,
-): Promise<Array<{ hash: string; state: string; pttl: number }>> {
-  const field = `{${subject}}${bucket}`;
-  const found: Array<{ hash: string; state: string; pttl: number }> = [];
-  let cursor = '0';
-  do {
-    const [next, hashes] = await client.scan(cursor, 'MATCH', `${namespace}rl:*`, 'COUNT', 500);
-    cursor = next;
-    for (const hash of hashes) {
-      const state = await client.hget(hash, field);
-      if (state !== null) found.push({ hash, state, pttl: await client.pttl(hash) });
-    }
-  } while (cursor !== '0');
-  return found;
-}

@@ -25,4 +25,4 @@ export function uniqueNamespace(): string {
   return `till-test:${randomBytes(6).toString('hex')}:`;
 }
 
-export { deleteNamespace, limitStates } from './redis-tools.js';
+export { deleteNamespace } from './redis-tools.js';

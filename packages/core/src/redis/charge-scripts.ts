@@ -1,5 +1,4 @@
-// Lua scripts of the rate-limit and credit charges. On Cluster each touches only keys of one `{subject}` hash tag.
-// One file because the charge and its refund read and write limit states (STATES) and credit counts the same way.
+// Lua scripts of the rate-limit and credit charges. Each touches only keys of one `{subject}` hash tag, so it runs on Cluster too.
 import { VERSION_FUNCTION } from './scripts.js';
 
 /**
@@ -19,63 +18,21 @@ end
 `;
 
 /**
- * Where limit states live: fields of hashes, one per epoch of an epoch length L (a power of two of ms
- * at least the limit's window), so that one `HSET` per call writes every state charged, instead of a
- * `SET ... PX` per bucket. A state written at `now` lies in epoch e = floor(now / L) and drains by
- * now + window <= (e + 2) * L, when its hash expires: only epochs e - 1 and e can hold a live state at
- * `now` (e + 1 too when time went back). The state of a bucket is the one of these that owes the
- * most: every charge writes at least what the state it read owes (debts decay at one rate, so that
- * order holds ever after), and a refund, which owes less, deletes the bucket's other fields.
- * `epochs(prefix, window, now)`: the names of the hashes of epochs e - 1, e, e + 1 and e's expiry
- * time (ms from now). `owed(stored, now, limit, window)`: a state's debt at now (in 1/limit ms).
- */
-const STATES = `local match = string.match
-local lengths = {}
-local function epochs(prefix, window, now)
-  local L = lengths[window]
-  if not L then
-    L = 1024
-    while L < window do L = L * 2 end
-    lengths[window] = L
-  end
-  local e = floor(now / L)
-  local base = prefix .. L .. ':'
-  return base .. (e - 1), base .. e, base .. (e + 1), (e + 2) * L - now
-end
-local function owed(stored, now, limit, window)
-  if not stored then return 0 end
-  local when, d = match(stored, '^(%d+):(%d+)$')
-  local elapsed = now - tonumber(when)
-  d = tonumber(d)
-  if elapsed <= 0 then return d end
-  if elapsed >= window then return 0 end
-  d = d - elapsed * limit
-  if d < 0 then return 0 end
-  return d
-end
--- A debt written at now as a state: integers below 1e14 print exactly as they are; larger ones need the slower exact format.
-local function state(now, d)
-  if d < 1e14 then return now .. ':' .. d end
-  return string.format('%.0f:%.0f', now, d)
-end
-`;
-
-/**
  * The charges of one subject in one call (a group): one or more requests, made at the same instant,
  * one after the other in the order given: each all or nothing (when one of its limits or the credits
  * refuse, nothing of it is charged), exactly as `evaluate()` in limits.ts would answer them one by one
  * (the conformance suite holds the two to the same answers).
- * `charge(a, k, record, creditsKey, identity, identityCreditsKey)`: the group's arguments follow ARGV[a]; its
- * n limits are the call's k + 1 to k + n, whose states (see STATES) were read before any group was
- * charged (`written` holds what an earlier group of the same call wrote since: groups of one subject
- * with other limits may share a bucket); `record` is its key record as read (false: missing; nil: not a
+ * `charge(a, at, n, record, values, creditsKey, identity, identityCreditsKey)`: the group's arguments follow ARGV[a], the keys of
+ * its n limits are KEYS[at + i], and values[at + i] their state as read before any group was charged
+ * (`written` holds what an earlier group of the same call wrote since: groups of one subject with
+ * other limits may share a bucket); `record` is its key record as read (false: missing; nil: not a
  * key), `creditsKey` the key of its credit count (with a credit policy); `identity` the record of the
  * key's identity as read (false: missing; nil: no identity) and `identityCreditsKey` its credit count.
  * A group's arguments: now in ms ('' = the server's clock), key version ('' = not a key), number of
  * limits n, the key's credit policy as the caller's copy of the record of that version holds it
  * ('remaining:setAt:generation[:amount:interval]', '' for none), the identity's version ('' for none)
- * and credit policy ('' for none), then the field, limit and window (ms) of each limit (the key's, the
- * middleware's and the identity's; the field names the subject and the bucket), then the
+ * and credit policy ('' for none), then limit and window (ms) of each limit (the key's, the
+ * middleware's and the identity's: an identity's buckets are keys under its own tag), then the
  * number of requests m, then for each request its credit cost and the cost of each
  * limit. Only the version is read of the record (`version()`), never the rest of its JSON (decoding it
  * would cost more than all the rest).
@@ -87,11 +44,9 @@ end
  * and reset (ms) of each limit. A request is admitted only when every limit and both credit pools
  * hold it, and then charged in all of them: all or nothing, in one script.
  */
-const CHARGE_FUNCTION = `local written, lim, win, debt, after, out = {}, {}, {}, {}, {}, {}
-local o = 0
--- What each limit of the call read (see the script): its run of hashes (t) and its place in their replies (at),
--- each run's three replies, and the states each run writes, with its epoch's hash and expiry.
-local runOf, placeOf, replies, writes, hashOf, ttlOf = {}, {}, {}, {}, {}, {}
+const CHARGE_FUNCTION = `local match = string.match
+local written, lim, win, debt, after, out = {}, {}, {}, {}, {}, {}
+local o, stamped, stamp = 0, nil, nil
 -- A credit count as the policy ('remaining:setAt:generation[:amount:interval]') and the live count at
 -- key say, refilled to now: {left, refilled, generation, amount, interval}, or nil when the live count
 -- was set by a newer policy (the caller's copy is behind: never charged).
@@ -122,8 +77,8 @@ local function party(v, policy, record, creditsKey, now)
   if policy == '' then return false end
   return pool(policy, creditsKey, now)
 end
-local function charge(a, k, record, creditsKey, identity, identityCreditsKey)
-  local now, n = timeOf(ARGV[a + 1]), tonumber(ARGV[a + 3])
+local function charge(a, at, n, record, values, creditsKey, identity, identityCreditsKey)
+  local now = timeOf(ARGV[a + 1])
   -- The key, then its identity, charged with it: its version checked like the key's, its credits a second pool.
   local kp = party(ARGV[a + 2], ARGV[a + 4], record, creditsKey, now)
   local ip = kp ~= nil and party(ARGV[a + 5], ARGV[a + 6], identity, identityCreditsKey, now)
@@ -132,24 +87,21 @@ local function charge(a, k, record, creditsKey, identity, identityCreditsKey)
     out[o] = 'CHANGED'
     return
   end
-  -- Each limit's debt now (in 1/limit ms), decayed since it was stored: the most any of its epochs owes.
+  -- Each limit's debt now (in 1/limit ms), decayed since it was stored.
   for i = 1, n do
-    local limit, window = tonumber(ARGV[a + 5 + i * 3]), tonumber(ARGV[a + 6 + i * 3])
-    local d
-    local stored = written[ARGV[a + 4 + i * 3]]
+    local limit, window = tonumber(ARGV[a + 5 + i * 2]), tonumber(ARGV[a + 6 + i * 2])
+    local d = 0
+    local stored = written[KEYS[at + i]]
+    if stored == nil then stored = values[at + i] end
     if stored then
-      d = owed(stored, now, limit, window)
-    else
-      local r, at = replies[runOf[k + i]], placeOf[k + i]
-      d = owed(r[1][at], now, limit, window)
-      local e = owed(r[2][at], now, limit, window)
-      if e > d then d = e end
-      e = owed(r[3][at], now, limit, window)
-      if e > d then d = e end
+      local when, owed = match(stored, '^(%d+):(%d+)$')
+      local elapsed = now - tonumber(when)
+      owed = tonumber(owed)
+      if elapsed <= 0 then d = owed elseif elapsed < window then d = owed - elapsed * limit if d < 0 then d = 0 end end
     end
     lim[i], win[i], debt[i] = limit, window, d
   end
-  local c = a + 7 + n * 3
+  local c = a + 7 + n * 2
   local charged, credited, icredited = false, false, false
   for j = 1, tonumber(ARGV[c]) do
     local spend = tonumber(ARGV[c + 1])
@@ -196,10 +148,21 @@ local function charge(a, k, record, creditsKey, identity, identityCreditsKey)
   end
   if charged then
     for i = 1, n do
-      local field, st = ARGV[a + 4 + i * 3], state(now, debt[i])
-      local w = writes[runOf[k + i]]
-      w[#w + 1], w[#w + 2] = field, st
-      written[field] = st
+      local d = debt[i]
+      -- Integers below 1e14 print exactly as they are; larger ones need the slower exact format.
+      local state
+      if d < 1e14 then
+        -- The time's text is the same for every group of the call on the server's clock: made once.
+        if stamped ~= now then stamped, stamp = now, now .. ':' end
+        state = stamp .. d
+      else
+        state = string.format('%.0f:%.0f', now, d)
+      end
+      local ttl = ceil(d / lim[i])
+      if ttl < 1 then ttl = 1 end
+      local key = KEYS[at + i]
+      redis.call('SET', key, state, 'PX', ttl)
+      written[key] = state
     end
   end
   -- Numbers given to redis.call are written exactly (17 digits).
@@ -211,78 +174,43 @@ end
 /**
  * The charges of one or more subjects (groups, see CHARGE_FUNCTION), laid out one after the other:
  * charges that arrive together (within one turn of the event loop) share one call, and so one round
- * trip and one script run, whether they are of one busy key or of many keys. Every record is read by
- * one `MGET` and every limit state by one `HMGET` of each epoch (see STATES) before any group is
- * charged; each group is then charged on its own (one group's CHANGED leaves the others charged), and
- * the states charged are written by one `HSET` (and `PEXPIRE`) of each epoch's hash.
- * KEYS: KEYS[1] the prefix of the hashes of limit states (on a single Redis one for every subject; on
- * Cluster, where a call is of one subject, in its slot), then the records read, group after group (with
- * a key version its record, with an identity its record), then the credit counts of each group with
- * credit policies (the key's, then the identity's), in the same order. On a single Redis the identity's
- * keys may lie in other slots; on Cluster a key's identity is charged apart (see Charges).
- * ARGV[1] the number of groups G, ARGV[2] the number of records read R, then each group's arguments.
+ * trip and one script run, whether they are of one busy key or of many keys. Every record and limit
+ * state is read by one MGET before any group is charged; each group is then charged on its own (one
+ * group's CHANGED leaves the others charged).
+ * KEYS: first what is read, group after group (with a key version its record, with an identity its
+ * record, then each limit's bucket), then the credit counts of each group with credit policies (the
+ * key's, then the identity's), in the same order. On a single Redis the identity's keys may lie in
+ * other slots; on Cluster a key's identity is charged apart (see Charges).
+ * ARGV[1] the number of groups G, ARGV[2] the number of keys read R, then each group's arguments.
  * Returns the groups' replies one after the other, in one flat array: each {'CHANGED'} or the answers
  * to its requests (which never begin with 'CHANGED').
  */
-export const CONSUME_SCRIPT = `${VERSION_FUNCTION}${CLOCK}${STATES}${CHARGE_FUNCTION}local prefix, reads = KEYS[1], tonumber(ARGV[2])
+export const CONSUME_SCRIPT = `${VERSION_FUNCTION}${CLOCK}${CHARGE_FUNCTION}local reads = tonumber(ARGV[2])
 local values = {}
-if reads > 0 then values = redis.call('MGET', unpack(KEYS, 2, reads + 1)) end
--- Which states to read: limits whose hashes are the same (one window's epochs at one time: every limit
--- of a call on the server's clock with the same epoch length) form one run, read by one HMGET per epoch.
-local runs, fields, a, k = {}, {}, 2, 0
-local groups = tonumber(ARGV[1])
-for g = 1, groups do
-  local now, n = timeOf(ARGV[a + 1]), tonumber(ARGV[a + 3])
-  for i = 1, n do
-    local window = tonumber(ARGV[a + 6 + i * 3])
-    local before, hash, ahead, ttl = epochs(prefix, window, now)
-    local t = runs[hash]
-    if not t then
-      t = #hashOf + 1
-      runs[hash], hashOf[t], ttlOf[t], fields[t], writes[t], replies[t] = t, hash, ttl, {}, {}, {before, hash, ahead}
-    end
-    local f = fields[t]
-    f[#f + 1] = ARGV[a + 4 + i * 3]
-    runOf[k + i], placeOf[k + i] = t, #f
-  end
-  k = k + n
-  a = a + 7 + n * 3 + tonumber(ARGV[a + 7 + n * 3]) * (1 + n)
-end
-for t = 1, #hashOf do
-  local r = replies[t]
-  for e = 1, 3 do r[e] = redis.call('HMGET', r[e], unpack(fields[t])) end
-end
-local at, credit = 1, reads + 1
-a, k = 2, 0
-for g = 1, groups do
+if reads > 0 then values = redis.call('MGET', unpack(KEYS, 1, reads)) end
+local a, at, credit = 2, 0, reads
+for g = 1, tonumber(ARGV[1]) do
   local n = tonumber(ARGV[a + 3])
   local record, creditsKey, identity, identityCreditsKey = nil, nil, nil, nil
   if ARGV[a + 2] ~= '' then
-    record = values[at]
     at = at + 1
+    record = values[at]
     if ARGV[a + 4] ~= '' then
       credit = credit + 1
       creditsKey = KEYS[credit]
     end
   end
   if ARGV[a + 5] ~= '' then
-    identity = values[at]
     at = at + 1
+    identity = values[at]
     if ARGV[a + 6] ~= '' then
       credit = credit + 1
       identityCreditsKey = KEYS[credit]
     end
   end
-  charge(a, k, record, creditsKey, identity, identityCreditsKey)
-  k = k + n
-  a = a + 7 + n * 3 + tonumber(ARGV[a + 7 + n * 3]) * (1 + n)
-end
-for t = 1, #hashOf do
-  local w = writes[t]
-  if #w > 0 then
-    redis.call('HSET', hashOf[t], unpack(w))
-    redis.call('PEXPIRE', hashOf[t], ttlOf[t])
-  end
+  charge(a, at, n, record, values, creditsKey, identity, identityCreditsKey)
+  at = at + n
+  a = a + 7 + n * 2 + tonumber(ARGV[a + 7 + n * 2]) * (1 + n)
 end
 return out
 `;
@@ -291,42 +219,39 @@ return out
  * Gives back a charge that CONSUME_SCRIPT admitted, because a later guard refused the request: each
  * limit's debt, decayed to now, less the charge's (exactly what it would be had the charge never been
  * made, as LocalBuckets.refund computes it), and the credits' cost while their generation is the one
- * charged. The state is written in now's epoch and deleted from the others (it owes less than they may:
- * see STATES); a drained one is deleted. KEYS: [the prefix of the hashes of limit states, credits (only
- * with a credit policy)]. ARGV[1] now ('' = the server's clock), ARGV[2] number of limits n, ARGV[3] the
- * credit policy as for CONSUME_SCRIPT ('' for none), then the field, limit and window of each limit,
- * then the credit cost, then the cost of each limit.
+ * charged. KEYS: [credits (only with a credit policy), bucket...]. ARGV[1] now ('' = the server's
+ * clock), ARGV[2] number of limits n, ARGV[3] the credit policy as for CONSUME_SCRIPT ('' for none),
+ * then limit and window of each limit, then the credit cost, then the cost of each limit.
  */
-export const REFUND_SCRIPT = `${CLOCK}${STATES}local now, n = timeOf(ARGV[1]), tonumber(ARGV[2])
+export const REFUND_SCRIPT = `${CLOCK}local now, n = timeOf(ARGV[1]), tonumber(ARGV[2])
+local first = 0
+if ARGV[3] ~= '' then first = 1 end
 for i = 1, n do
-  local field, limit, window = ARGV[1 + i * 3], tonumber(ARGV[2 + i * 3]), tonumber(ARGV[3 + i * 3])
-  local cost = tonumber(ARGV[4 + n * 3 + i])
-  local before, hash, ahead, ttl = epochs(KEYS[1], window, now)
-  local found, d = false, 0
-  for _, h in ipairs({before, hash, ahead}) do
-    local stored = redis.call('HGET', h, field)
-    if stored then
-      found = true
-      local e = owed(stored, now, limit, window)
-      if e > d then d = e end
-    end
-  end
-  if found then
+  local limit, window = tonumber(ARGV[2 + i * 2]), tonumber(ARGV[3 + i * 2])
+  local cost = tonumber(ARGV[4 + n * 2 + i])
+  local key = KEYS[first + i]
+  local stored = redis.call('GET', key)
+  if stored then
+    local at, owed = string.match(stored, '^(%d+):(%d+)$')
+    local elapsed = now - tonumber(at)
+    local d = tonumber(owed)
+    if elapsed >= window then d = 0 elseif elapsed > 0 then d = d - elapsed * limit end
     d = d - cost * window
-    redis.call('HDEL', before, field)
-    redis.call('HDEL', ahead, field)
     if d <= 0 then
-      redis.call('HDEL', hash, field)
+      redis.call('DEL', key)
     else
-      redis.call('HSET', hash, field, state(now, d))
-      redis.call('PEXPIRE', hash, ttl)
+      local state
+      if d < 1e14 then state = now .. ':' .. d else state = string.format('%.0f:%.0f', now, d) end
+      local ttl = ceil(d / limit)
+      if ttl < 1 then ttl = 1 end
+      redis.call('SET', key, state, 'PX', ttl)
     end
   end
 end
-local spend = tonumber(ARGV[4 + n * 3])
-if ARGV[3] ~= '' and spend > 0 then
-  local r, t, g, amount, interval = match(ARGV[3], '^(%d+):(%d+):(%d+):?(%d*):?(%d*)$')
-  local st = redis.call('HMGET', KEYS[2], 'r', 't', 'g')
+local spend = tonumber(ARGV[4 + n * 2])
+if first == 1 and spend > 0 then
+  local r, t, g, amount, interval = string.match(ARGV[3], '^(%d+):(%d+):(%d+):?(%d*):?(%d*)$')
+  local st = redis.call('HMGET', KEYS[1], 'r', 't', 'g')
   if st[3] and tonumber(st[3]) == tonumber(g) then
     local left, refilled = tonumber(st[1]), tonumber(st[2])
     if interval ~= '' and now - refilled >= tonumber(interval) then
@@ -334,7 +259,7 @@ if ARGV[3] ~= '' and spend > 0 then
       if left < tonumber(amount) then left = tonumber(amount) end
       refilled = refilled + periods * tonumber(interval)
     end
-    redis.call('HSET', KEYS[2], 'r', left + spend, 't', refilled, 'g', tonumber(g))
+    redis.call('HSET', KEYS[1], 'r', left + spend, 't', refilled, 'g', tonumber(g))
   end
 end
 return 1

@@ -163,10 +163,12 @@ export class Charges {
     const bad = badSubject(request.subject);
     if (bad !== undefined) throw bad;
     const policy = request.keyVersion !== undefined && request.credits ? creditPolicy(request.credits) : '';
-    const keys = [this.limitStates(request.subject)];
-    if (policy !== '') keys.push(this.creditsKey(request));
+    const keys = policy === '' ? [] : [this.creditsKey(request)];
     const args: Array<string | number> = [this.callerClock ? request.now : '', request.limits.length, policy];
-    for (const charge of request.limits) args.push(this.layout.limitField(request.subject, charge.bucket ?? charge.name), charge.limit, charge.window);
+    for (const charge of request.limits) {
+      keys.push(this.layout.limit(request.subject, charge.bucket ?? charge.name));
+      args.push(charge.limit, charge.window);
+    }
     args.push(request.cost ?? 0);
     for (const charge of request.limits) args.push(charge.cost);
     await this.commands.run(() => this.commands.client.tillRefund(keys.length, ...keys, ...args));
@@ -179,11 +181,6 @@ export class Charges {
    */
   private creditsKey(request: ConsumeRequest): string {
     return this.layout.credits(request.credits?.account ?? request.subject);
-  }
-
-  /** The hashes of limit states a call of this subject charges (on Cluster, in its slot). */
-  private limitStates(subject: string): string {
-    return this.layout.limitStates(this.commands.client.isCluster ? subject : null);
   }
 
   /** Sends this turn's batches: as few calls as a call's bounds (MAX_READS, a Cluster's slots) allow. */
@@ -230,8 +227,14 @@ export class Charges {
         identity === undefined ? '' : identity.version,
         identityPolicy,
       );
-      for (const charge of request.limits) args.push(this.layout.limitField(request.subject, charge.bucket ?? charge.name), charge.limit, charge.window);
-      for (const charge of identityLimits) args.push(this.layout.limitField(identityTag, charge.bucket ?? charge.name), charge.limit, charge.window);
+      for (const charge of request.limits) {
+        reads.push(this.layout.limit(request.subject, charge.bucket ?? charge.name));
+        args.push(charge.limit, charge.window);
+      }
+      for (const charge of identityLimits) {
+        reads.push(this.layout.limit(identityTag, charge.bucket ?? charge.name));
+        args.push(charge.limit, charge.window);
+      }
       args.push(items.length);
       for (const item of items) {
         args.push(item.request.cost ?? 0);
@@ -240,7 +243,7 @@ export class Charges {
       }
     }
     args[1] = reads.length;
-    const keys = [this.limitStates(call[0]!.request.subject), ...reads, ...credits];
+    const keys = credits.length === 0 ? reads : reads.concat(credits);
     this.commands
       .run(() => this.commands.client.tillConsume(keys.length, ...keys, ...args))
       .then(

@@ -10,12 +10,10 @@
  *   script gives both one id sequence.
  * - `till:{<id>}:k`: the record as compact JSON, `version` first (all a rate-limit charge reads of it);
  *   `till:{<id>}:cr` the live credit count (of the key, or of a rotation chain whose first key it is: every
- *   key of a chain is drawn in that key's slot); `till:{<id>}:u:<day>` the day's usage counts.
+ *   key of a chain is drawn in that key's slot); `till:{<id>}:rl:<bucket>` the state of each rate limit (a
+ *   GCRA debt, expiring once drained); `till:{<id>}:u:<day>` the day's usage counts.
  *   Everything about one key shares the `{<id>}` hash tag so one script can read and change it
  *   atomically on a single Redis and on Cluster alike.
- * - `till:rl:<L>:<e>`: the state of every rate limit (a GCRA debt) charged in epoch e of length L ms, a
- *   hash of `{<subject>}<bucket>` to `<ms>:<debt>`, expiring once every state in it has drained (see
- *   charge-scripts.ts). On Cluster each subject has its own, `till:{<subject>}:rl:<L>:<e>`, in its slot.
  * - `till:usage:last`: every key's last use, a sorted set scored by time, read by audits.
  * - `till:idx:all`, `till:idx:owner:<owner>`: sorted sets of ids scored by creation time, read by
  *   admin paths only. They live in other slots, so they are written beside the record, not with it:
@@ -29,8 +27,8 @@
  * - `till:roles{till:audit}`: every role, a hash of name to JSON, in the change log's slot, so one script
  *   changes a role and logs the change; a role change publishes `role:<name>` on the channel.
  * - Identities: an identity is a subject of its own, `identity:<id>`, so its record (`till:{identity:<id>}:k`),
- *   its credits (`:cr`) and its trail (`:audit`) share one hash tag, as a key's do; its limits are fields
- *   `{identity:<id>}<bucket>`. `till:idx:identities` orders identities by creation; `till:idx:identity:<id>` the keys of each
+ *   its credits (`:cr`), its limits (`:rl:<bucket>`) and its trail (`:audit`) share one hash tag, as a key's
+ *   do. `till:idx:identities` orders identities by creation; `till:idx:identity:<id>` the keys of each
  *   (written beside the key record, like the owner index).
  */
 export class Layout {
@@ -75,19 +73,9 @@ export class Layout {
     return `${this.tag(id)}events`;
   }
 
-  /**
-   * The prefix of the hashes that hold rate-limit states (the scripts append `<epoch length>:<epoch>`,
-   * see charge-scripts.ts): on a single Redis one set for every subject, so one call writes the states
-   * of all the subjects it charges with one command; on Cluster, where a call is of one subject, its own
-   * set in its slot (`subject`).
-   */
-  limitStates(subject: string | null): string {
-    return subject === null ? `${this.ns}rl:` : `${this.tag(subject)}rl:`;
-  }
-
-  /** The field of one rate limit of a subject in those hashes. */
-  limitField(subject: string, bucket: string): string {
-    return `{${subject}}${bucket}`;
+  /** The state of one rate limit of a subject. */
+  limit(subject: string, bucket: string): string {
+    return `${this.tag(subject)}rl:${bucket}`;
   }
 
   /** A key's usage counts of one day (`YYYY-MM-DD`). */
