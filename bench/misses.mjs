@@ -17,11 +17,14 @@ import { compare, median, verdictText } from './stats.mjs';
 const MISSES_TARGET = 2; // batched reads over reads sent alone, verifications/s
 const elapsed = (t0) => (performance.now() - t0) / 1000;
 
-/** Commands Redis has executed: GETs, and all of them (the INFO that asks left out), from INFO commandstats. */
+/**
+ * Commands Redis has executed: the reads of records (GET, and MGET: one for many keys), and all of them
+ * (the INFO that asks left out; commands that scripts call count too), from INFO commandstats.
+ */
 async function commandsExecuted(admin) {
   const executed = { get: 0, all: 0 };
   for (const [, name, n] of String(await admin.info('commandstats')).matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-    if (name === 'get') executed.get = Number(n);
+    if (name === 'get' || name === 'mget') executed.get += Number(n);
     if (name !== 'info') executed.all += Number(n);
   }
   return executed;
@@ -159,7 +162,7 @@ export async function measureMisses({ url, namespace, file, line, config }) {
     `Misses: ${int(config.keys)} keys, uniform, cache of ${int(config.cache)} (full), ${config.concurrency} verifications at a time, ` +
       `${missConfig.rounds} rounds of ${int(missConfig.perRound)} per variant, interleaved (median over rounds), usage tracking ${missConfig.usage === 0 ? 'off' : 'on'}`,
   );
-  const rows = [['store reads', 'verified/s', 'hit rate', 'Redis GETs per miss', 'Redis commands per miss', 'round trips per miss']];
+  const rows = [['store reads', 'verified/s', 'hit rate', 'Redis GET/MGET per miss', 'Redis commands per miss', 'round trips per miss']];
   for (const [name, label] of [
     ['alone', 'one command each (batchReads: false)'],
     ['batched', 'batched per turn (default)'],
