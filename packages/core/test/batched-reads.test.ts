@@ -31,7 +31,10 @@ async function readsExecuted(admin: Redis): Promise<{ get: number; mget: number 
 }
 
 /** What Redis executed between two readings of readsExecuted. */
-const since = (before: { get: number; mget: number }, after: { get: number; mget: number }) => ({ get: after.get - before.get, mget: after.mget - before.mget });
+const since = (before: { get: number; mget: number }, after: { get: number; mget: number }) => ({
+  get: after.get - before.get,
+  mget: after.mget - before.mget,
+});
 
 /** A store whose first command (the eviction check) is behind it, so that what follows is only reads. */
 async function readyStore(options: Partial<ConstructorParameters<typeof RedisStore>[0]> = {}): Promise<{ store: RedisStore; client: Redis }> {
