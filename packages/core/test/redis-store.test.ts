@@ -152,6 +152,23 @@ describe('RedisStore specifics', () => {
     }
   });
 
+  it('writes a batch of usage counts as one script call, and a batch resent after a partial write skips the keys it wrote', async () => {
+    const store = new RedisStore({ client, namespace });
+    const { countRoundTrips } = await import('@till/testkit/round-trips');
+    const day = new Date().toISOString().slice(0, 10);
+    const items = Array.from({ length: 4 }, (_, i) => ({ keyId: sampleRecord().id, day, counts: { VALID: i + 1 }, lastUsedAt: null }));
+    await store.readUsage(items[0]!.keyId, 1); // past the eviction check
+    // As a Cluster's per-slot calls can end: the batch's first keys written, the others not.
+    await store.recordUsage(items.slice(0, 2), 'writerP.1');
+    const trips = countRoundTrips(client);
+    await store.recordUsage(items, 'writerP.1');
+    trips.stop();
+    // One EVALSHA (the write before loaded the script); no ZADD, the batch has no last use.
+    expect([trips.count, trips.commands]).toEqual([1, { evalsha: 1 }]);
+    const counts = await Promise.all(items.map(async (item) => (await store.readUsage(item.keyId, 1)).days[0]!.counts));
+    expect(counts).toEqual([{ VALID: 1 }, { VALID: 2 }, { VALID: 3 }, { VALID: 4 }]);
+  });
+
   it('subscribes with a lazyConnect client too', async () => {
     const { Redis } = await import('ioredis');
     const lazy = new Redis(redisUrl(), { lazyConnect: true, maxRetriesPerRequest: 1 });

@@ -126,6 +126,24 @@ export function describeStoreConformance(name: string, makeHarness: () => Promis
       await expect(store.recordUsage([item(1)], 'not an id')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     });
 
+    it('writes a batch of many keys, at most once per batch id', async () => {
+      const ids = Array.from({ length: 5 }, () => sampleRecord().id);
+      const day = new Date().toISOString().slice(0, 10);
+      const items = ids.map((keyId, i) => ({ keyId, day, counts: { VALID: i + 1, NOT_FOUND: 10 * (i + 1) }, lastUsedAt: 1_000 + i }));
+      await store.recordUsage(items, 'writerC.1');
+      await other.recordUsage(items, 'writerC.1'); // the same batch again: skipped
+      await store.recordUsage([items[4]!, { ...items[0]!, counts: { VALID: 100 } }], 'writerC.2');
+      const read = await Promise.all(ids.map((id) => other.readUsage(id, 1)));
+      expect(read.map((u) => u.days[0]!.counts)).toEqual([
+        { VALID: 101, NOT_FOUND: 10 },
+        { VALID: 2, NOT_FOUND: 20 },
+        { VALID: 3, NOT_FOUND: 30 },
+        { VALID: 4, NOT_FOUND: 40 },
+        { VALID: 10, NOT_FOUND: 100 },
+      ]);
+      expect(read.map((u) => u.lastUsedAt)).toEqual(ids.map((_, i) => 1_000 + i));
+    });
+
     it('hands out records whose changes reach nothing stored (their lists frozen or copies)', async () => {
       const record = sampleRecord();
       await store.insert(record);

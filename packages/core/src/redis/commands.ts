@@ -48,7 +48,7 @@ export type ScriptClient = RedisClient & {
   ): Promise<[number, string?, string?, number?, string?]>;
   tillEvents(events: string, record: string, trail: string, cap: number, ...entries: string[]): Promise<number>;
   tillLog(changes: string, security: string, which: 1 | 2, cap: number, ...entries: string[]): Promise<string[]>;
-  tillUsage(...args: Array<string | number>): Promise<number>;
+  tillUsage(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
   tillConsume(numberOfKeys: number, ...args: Array<string | number>): Promise<Array<string | number>>;
   tillRefund(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
   tillReindexExpiry(record: string, expiries: string, reminded: string, id: string): Promise<number>;
@@ -74,7 +74,7 @@ const SCRIPTS = [
   ['tillEvents', EVENTS_SCRIPT, 3],
   ['tillLog', LOG_SCRIPT, 2],
   ['tillRemove', REMOVE_SCRIPT, 5],
-  ['tillUsage', USAGE_SCRIPT, 1],
+  ['tillUsage', USAGE_SCRIPT, undefined],
   ['tillConsume', CONSUME_SCRIPT, undefined],
   ['tillRefund', REFUND_SCRIPT, undefined],
   ['tillReindexExpiry', REINDEX_EXPIRY_SCRIPT, 3],

@@ -68,10 +68,10 @@ export interface RedisStoreOptions {
   eviction?: 'warn' | 'refuse';
   /**
    * Whether the reads of records asked for in the same turn of the event loop (the cache misses of
-   * concurrent verifications, a page of `list`) go to Redis together, as one pipeline: on Redis Cluster,
-   * one per node. Each read keeps its own deadline (`commandTimeout`) and its own answer: one that
-   * fails, fails alone. A read waits at most until the end of the turn it was asked in. Default true;
-   * false sends each read as a command of its own.
+   * concurrent verifications, a page of `list`) go to Redis together, as one MGET: on Redis Cluster,
+   * one per slot, those of a node in one pipeline. Each read keeps its own deadline (`commandTimeout`)
+   * and its own answer (a record key holding no string reads as none). A read waits at most until the
+   * end of the turn it was asked in. Default true; false sends each read as a GET of its own.
    */
   batchReads?: boolean;
   /** Where the store's warnings go (the eviction check; charges going unconfirmed). Default: the console. */

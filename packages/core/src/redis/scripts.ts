@@ -179,22 +179,35 @@ return {1, entry, owner, 1}
 `;
 
 /**
- * Adds one key's usage counts for one day, at most once per batch: the hash keeps, per writer, the
- * newest batch it applied (`w:<writer>`), and a batch of that writer no newer is skipped (a writer
- * resends a batch whose write timed out, and sends nothing newer until it is settled).
- * KEYS[1] the key's day hash; ARGV[1] writer ('' for none), ARGV[2] batch number, ARGV[3] seconds to
- * keep the hash, then outcome code and count pairs. Returns 1 applied, 0 applied before.
+ * Adds keys' usage counts for a day each, each key's at most once per batch: a day hash keeps, per writer,
+ * the newest batch it applied (`w:<writer>`), and a batch of that writer no newer is skipped for that key
+ * (a writer resends a batch whose write timed out, and sends nothing newer until it is settled). One call
+ * for many keys (on Cluster, keys of one slot): a flush costs one command, not one per key.
+ * KEYS: the keys' day hashes; ARGV[1] writer ('' for none), ARGV[2] batch number, ARGV[3] seconds to keep
+ * a hash, then per key in the order of KEYS: its number of outcome codes, then code and count pairs.
+ * Returns the number of keys applied (the others were applied before).
  */
 export const USAGE_SCRIPT = `
-if ARGV[1] ~= '' then
-  local field = 'w:' .. ARGV[1]
-  local done = tonumber(redis.call('HGET', KEYS[1], field))
-  if done and done >= tonumber(ARGV[2]) then return 0 end
-  redis.call('HSET', KEYS[1], field, ARGV[2])
+local field = 'w:' .. ARGV[1]
+local seq = tonumber(ARGV[2])
+local at = 4
+local applied = 0
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[at])
+  local from = at + 1
+  at = from + 2 * n
+  local fresh = true
+  if ARGV[1] ~= '' then
+    local done = tonumber(redis.call('HGET', KEYS[k], field))
+    if done and done >= seq then fresh = false else redis.call('HSET', KEYS[k], field, ARGV[2]) end
+  end
+  if fresh then
+    for i = from, at - 1, 2 do redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1]) end
+    redis.call('EXPIRE', KEYS[k], ARGV[3])
+    applied = applied + 1
+  end
 end
-for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
+return applied
 `;
 
 /**

@@ -2,6 +2,7 @@
 import type { Cluster } from 'ioredis';
 import { dayOf, parseBatchId, type KeyUsage, type UsageBatchItem } from '../audit/usage.js';
 import { OUTCOME_CODES, type OutcomeCode } from '../verify/outcome.js';
+import { keySlot } from '../util/cluster-slot.js';
 import type { Commands } from './commands.js';
 import type { Layout } from './layout.js';
 
@@ -17,28 +18,34 @@ export class RedisUsage {
   ) {}
 
   /**
-   * Writes a batch of usage counts (the tracker sends at most USAGE_CHUNK keys at a time), each key's
-   * in one script that applies a batch id at most once. On a single Redis the batch is one
-   * transaction; on Cluster, where one cannot span slots, a call per key (a retry then skips the keys
-   * already written).
+   * Writes a batch of usage counts (the tracker sends at most USAGE_CHUNK keys at a time) in one script
+   * call that applies a batch id at most once per key: on a single Redis, the whole batch in one call
+   * (atomic, as one script); on Cluster, where one call cannot span slots, a call per slot (a retry then
+   * skips the keys already written).
    */
   async record(batch: readonly UsageBatchItem[], batchId?: string): Promise<void> {
     const { client } = this.commands;
     const [writer, seq] = batchId === undefined ? ['', 0] : parseBatchId(batchId);
     const last: Array<string | number> = [];
-    const args = (item: UsageBatchItem): Array<string | number> => {
-      const out: Array<string | number> = [this.layout.usageDay(item.keyId, item.day), writer, seq, USAGE_DAYS_KEPT * 86_400];
-      for (const [code, n] of Object.entries(item.counts)) out.push(code, n as number);
-      return out;
-    };
     for (const item of batch) if (item.lastUsedAt !== null) last.push(item.lastUsedAt, item.keyId);
-    if ((client as Cluster).isCluster) {
-      await Promise.all(batch.map((item) => this.commands.run(() => client.tillUsage(...args(item)))));
-    } else {
-      const tx = client.multi() as unknown as { tillUsage(...a: Array<string | number>): unknown; exec(): Promise<unknown> };
-      for (const item of batch) tx.tillUsage(...args(item));
-      await this.commands.run(() => tx.exec());
+    const cluster = (client as Cluster).isCluster ? (client as Cluster) : null;
+    const prefix = cluster === null ? '' : (cluster.options.keyPrefix ?? cluster.options.redisOptions?.keyPrefix ?? '');
+    const calls = new Map<number, { keys: string[]; counts: Array<string | number> }>();
+    for (const item of batch) {
+      const key = this.layout.usageDay(item.keyId, item.day);
+      const slot = cluster === null ? 0 : keySlot(prefix + key);
+      let call = calls.get(slot);
+      if (call === undefined) calls.set(slot, (call = { keys: [], counts: [] }));
+      call.keys.push(key);
+      const entries = Object.entries(item.counts);
+      call.counts.push(entries.length);
+      for (const [code, n] of entries) call.counts.push(code, n as number);
     }
+    await Promise.all(
+      Array.from(calls.values(), ({ keys, counts }) =>
+        this.commands.run(() => client.tillUsage(keys.length, ...keys, writer, seq, USAGE_DAYS_KEPT * 86_400, ...counts)),
+      ),
+    );
     // The latest use wins, whichever process saw it (GT), in one sorted set that audits read.
     if (last.length > 0) await this.commands.run(() => client.zadd(this.layout.lastUsed, 'GT', ...last));
   }

@@ -449,6 +449,25 @@ export class Verifier {
   }
 
   /** One store read per id however many requests miss at once (single-flight). */
+  /** The entry of a record read by load() for `pending`, cached unless a change arrived while the read was under way. */
+  private loaded(id: string, pending: Promise<Entry>, record: KeyRecord | null, identity: IdentityRecord | null): Entry {
+    const fetched = this.times.at(this.clock());
+    const entry = record === null ? unknownEntry(fetched) : knownEntry(record, fetched, identity);
+    // A change that arrived while this read was under way invalidated it: do not cache it.
+    if (this.inflight.get(id) === pending) {
+      this.inflight.delete(id);
+      if (entry.fresh !== null) {
+        // Keyed by the key view's own id string: one string per entry, not two.
+        this.cache.set(entry.fresh.key.id === id ? entry.fresh.key.id : id, entry);
+        this.unknown.delete(id);
+      } else {
+        this.unknown.set(id, entry);
+        this.cache.delete(id);
+      }
+    }
+    return entry;
+  }
+
   private load(id: string): Promise<Entry> {
     let pending = this.inflight.get(id);
     if (pending === undefined) {
@@ -460,25 +479,14 @@ export class Verifier {
       } catch (error) {
         read = Promise.reject(error);
       }
-      pending = read.then(async (stored) => {
-        // A key of an identity, or holding roles: its identity and roles read too (on a miss only).
-        const { record, identity } = stored === null ? { record: null, identity: null } : await this.complete(stored);
-        const fetched = this.times.at(this.clock());
-        const entry = record === null ? unknownEntry(fetched) : knownEntry(record, fetched, identity);
-        // A change that arrived while this read was under way invalidated it: do not cache it.
-        if (this.inflight.get(id) === pending) {
-          this.inflight.delete(id);
-          if (entry.fresh !== null) {
-            // Keyed by the key view's own id string: one string per entry, not two.
-            this.cache.set(entry.fresh.key.id === id ? entry.fresh.key.id : id, entry);
-            this.unknown.delete(id);
-          } else {
-            this.unknown.set(id, entry);
-            this.cache.delete(id);
-          }
-        }
-        return entry;
-      });
+      const loaded = (record: KeyRecord | null, identity: IdentityRecord | null): Entry => this.loaded(id, pending!, record, identity);
+      // A key of an identity, or holding roles: its identity and roles read too (on a miss only). Any
+      // other (most keys): its entry made in this very callback, without a promise more per miss.
+      pending = read.then((stored) =>
+        stored === null || ((stored.identityId ?? null) === null && stored.roles.length === 0)
+          ? loaded(stored, null)
+          : this.complete(stored).then(({ record, identity }) => loaded(record, identity)),
+      );
       const settle = pending;
       settle.catch(() => {
         if (this.inflight.get(id) === settle) this.inflight.delete(id);
