@@ -18,6 +18,7 @@
 // Target: at most 50 ns more per call. Writes bench/results/percall.json.
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
+import express from 'express';
 import { createTill, silentLogger } from '@till/core';
 import { apiKeyAuth } from '@till/express';
 import { fixed, header, int, machine, save, settings, table } from './harness.mjs';
@@ -78,13 +79,20 @@ async function variants() {
       { id: 'allowlist', label: 'apiKeyAuth(), key with a 10-range IP allowlist', key: listed.key, fn: apiKeyAuth({ till }) },
       { id: 'allowlistMapped', label: 'the same, client ::ffff:203.0.113.77', key: listed.key, ip: [`::ffff:${CLIENT_IP}`], fn: apiKeyAuth({ till }) },
       { id: 'allowlistTurns', label: 'the same, two IPv4 clients taking turns', key: listed.key, ip: [CLIENT_IP, '203.0.113.78'], fn: apiKeyAuth({ till }) },
+      // The request and response as Express hands them to a middleware: their prototypes set to the
+      // app's (Express does it for every request). Each object then has a hidden class of its own, and
+      // every property added to it costs V8 a new one: the Map check adds one (req.apiKey).
+      { id: 'mapExpress', label: 'Map check, requests as Express hands them', key: made.key, express: true, fn: mapCheck(made.key, made.record) },
+      { id: 'tillExpress', label: 'apiKeyAuth(), requests as Express hands them', key: made.key, express: true, fn: apiKeyAuth({ till }) },
     ],
     close: () => Promise.all([till.close(), quiet.close()]),
   };
 }
 
 /** `count` requests as Node's HTTP parser would hand them to Express: raw header lines, headers read lazily. */
-function requests(key, count, ips = [CLIENT_IP]) {
+const expressApp = express();
+
+function requests(key, count, ips = [CLIENT_IP], asExpress = false) {
   const out = [];
   for (let i = 0; i < count; i++) {
     const req = new IncomingMessage(new Socket());
@@ -102,6 +110,10 @@ function requests(key, count, ips = [CLIENT_IP]) {
     const res = new ServerResponse(req);
     req.res = res;
     res.req = req;
+    if (asExpress) {
+      Object.setPrototypeOf(req, expressApp.request);
+      Object.setPrototypeOf(res, expressApp.response);
+    }
     out.push([req, res]);
   }
   return out;
@@ -147,12 +159,12 @@ export async function main() {
   const perRound = Object.fromEntries(list.map((v) => [v.id, []]));
   try {
     // Warm-up: the key cached, the code optimized; not counted.
-    for (const v of list) for (let b = 0; b < 5; b++) timeBatch(v.fn, requests(v.key, config.batch, v.ip));
+    for (const v of list) for (let b = 0; b < 5; b++) timeBatch(v.fn, requests(v.key, config.batch, v.ip, v.express));
     for (let round = 0; round < config.rounds; round++) {
       for (const v of shuffle(list)) {
         let ns = 0;
         for (let b = 0; b < config.batches; b++) {
-          const batch = requests(v.key, config.batch, v.ip);
+          const batch = requests(v.key, config.batch, v.ip, v.express);
           await turn();
           ns += timeBatch(v.fn, batch);
         }
@@ -191,6 +203,13 @@ export async function main() {
     ? { ...decision, interval: { ...decision.interval, low: 1 / decision.interval.high, high: 1 / decision.interval.low } }
     : decision;
   log(`  target: apiKeyAuth() (usage tracking on) <= ${TARGET} x the Map check: median ${fixed(results.till.ratioToMap, 3)}, ${verdictText(shown)}`);
+  // As Express hands them: Till over the Map check on the same kind of objects, round by round.
+  const onExpress = perRound.tillExpress.map((ns, i) => ns / perRound.mapExpress[i]);
+  const expressInterval = medianInterval(onExpress);
+  const expressResult = { ratio: median(onExpress), interval: expressInterval };
+  log(
+    `  requests as Express hands them: apiKeyAuth() ${fixed(median(onExpress), 3)} x the Map check${expressInterval ? ` (90% interval ${fixed(expressInterval.low, 3)}-${fixed(expressInterval.high, 3)})` : ''}`,
+  );
   // What the allowlist adds: ns over apiKeyAuth() without one, round by round.
   const allowlist = {};
   for (const id of ['allowlist', 'allowlistMapped', 'allowlistTurns']) {
@@ -203,6 +222,6 @@ export async function main() {
     );
   }
   log(
-    `  saved to ${save('bench/results/percall.json', { date: new Date().toISOString(), machine: m, config, results, target: TARGET, verdict: decision.verdict, allowlist, allowlistTargetNs: ALLOWLIST_TARGET_NS })}`,
+    `  saved to ${save('bench/results/percall.json', { date: new Date().toISOString(), machine: m, config, results, target: TARGET, verdict: decision.verdict, onExpress: expressResult, allowlist, allowlistTargetNs: ALLOWLIST_TARGET_NS })}`,
   );
 }
