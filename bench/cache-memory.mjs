@@ -50,7 +50,7 @@ class MadeStore extends MemoryStore {
     const hash = createHash('sha256').update(key).digest('base64url');
     const json =
       `{"version":1,"id":"${id}","prefix":"bench","hash":"${hash}","name":"service ${indexOf(id)}","ownerId":"team-${indexOf(id) % 10_000}","scopes":["orders:read","orders:write"],"metadata":{},"createdAt":${1_700_000_000_000 + indexOf(id)},"updatedAt":${1_700_000_000_000 + indexOf(id)},"hashAlgorithm":"sha256",` +
-      '"expiresAt":null,"notBefore":null,"revokedAt":null,"revokedReason":null,"disabled":false,"rotatedFrom":null,"rotatedTo":null,"limits":[],"credits":null}';
+      '"expiresAt":null,"notBefore":null,"revokedAt":null,"revokedReason":null,"disabled":false,"rotatedFrom":null,"rotatedTo":null,"limits":[],"credits":null,"allowedIps":[],"roles":[]}';
     return Promise.resolve(JSON.parse(json));
   }
 
