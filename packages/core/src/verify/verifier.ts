@@ -448,7 +448,6 @@ export class Verifier {
     else countOutcome(this.usage.counter(entry.fresh.key.id), code);
   }
 
-  /** One store read per id however many requests miss at once (single-flight). */
   /** The entry of a record read by load() for `pending`, cached unless a change arrived while the read was under way. */
   private loaded(id: string, pending: Promise<Entry>, record: KeyRecord | null, identity: IdentityRecord | null): Entry {
     const fetched = this.times.at(this.clock());
@@ -468,6 +467,7 @@ export class Verifier {
     return entry;
   }
 
+  /** One store read per id however many requests miss at once (single-flight). */
   private load(id: string): Promise<Entry> {
     let pending = this.inflight.get(id);
     if (pending === undefined) {
@@ -483,7 +483,7 @@ export class Verifier {
       // A key of an identity, or holding roles: its identity and roles read too (on a miss only). Any
       // other (most keys): its entry made in this very callback, without a promise more per miss.
       pending = read.then((stored) =>
-        stored === null || ((stored.identityId ?? null) === null && stored.roles.length === 0)
+        stored === null || ((stored.identityId ?? null) === null && (stored.roles?.length ?? 0) === 0)
           ? loaded(stored, null)
           : this.complete(stored).then(({ record, identity }) => loaded(record, identity)),
       );
