@@ -33,6 +33,19 @@ function cached(till: ReturnType<typeof setup>['till'], key: string): VerifyResu
 /** `head` (prefix, underscore, id, secret) with its check: a well-formed key. */
 const withCheck = (head: string) => head + encodeBase62(crc32(head), 6);
 
+/** `text` as sameKey sees a string, counting the reads of each position. */
+function counting(text: string) {
+  const reads = new Array<number>(text.length).fill(0);
+  const value = {
+    length: text.length,
+    charCodeAt(i: number) {
+      reads[i] = (reads[i] ?? 0) + 1;
+      return text.charCodeAt(i);
+    },
+  };
+  return { value: value as unknown as string, reads };
+}
+
 /** Verifies a key twice: the first presentation is hashed and confirms it, the second is answered from the cache. */
 async function confirm(till: ReturnType<typeof setup>['till'], key: string): Promise<void> {
   expect((await till.verify(key)).valid).toBe(true);
@@ -66,18 +79,6 @@ describe('a cached key confirmed without a hash', () => {
     const confirmed = withCheck(`till_${'a'.repeat(16)}${'b'.repeat(22)}`);
     const tail = tailOf(confirmed);
     expect(tail).toBe(confirmed.slice(-28));
-    /** `text` as sameKey sees a string, counting the reads of each position. */
-    const counting = (text: string) => {
-      const reads = new Array<number>(text.length).fill(0);
-      const value = {
-        length: text.length,
-        charCodeAt(i: number) {
-          reads[i] = (reads[i] ?? 0) + 1;
-          return text.charCodeAt(i);
-        },
-      };
-      return { value: value as unknown as string, reads };
-    };
     const match = counting(confirmed);
     expect(sameKey('till', tail, match.value)).toBe(true);
     // Prefix, underscore and tail read once each; the id (positions 5 to 20) not at all.
@@ -98,18 +99,7 @@ describe('a cached key confirmed without a hash', () => {
   it('reads the key where it lies in its header value: the same verdicts, and nothing outside the key is read', () => {
     const confirmed = withCheck(`till_${'a'.repeat(16)}${'b'.repeat(22)}`);
     const tail = tailOf(confirmed);
-    const header = (key: string) => {
-      const text = `Bearer ${key}`;
-      const reads = new Array<number>(text.length).fill(0);
-      const value = {
-        length: text.length,
-        charCodeAt(i: number) {
-          reads[i] = (reads[i] ?? 0) + 1;
-          return text.charCodeAt(i);
-        },
-      };
-      return { value: value as unknown as string, reads };
-    };
+    const header = (key: string) => counting(`Bearer ${key}`);
     const good = header(confirmed);
     expect(sameKey('till', tail, confirmed, good.value, 7)).toBe(true);
     // The scheme (positions 0 to 6) and the id are never read; prefix, underscore and tail once each.
