@@ -1,4 +1,4 @@
-// What an acknowledged change means across a failover, on a real primary and replica (loopback ports,
+// A drill, run by `pnpm test:drills`. What an acknowledged change means across a failover, on a real primary and replica (loopback ports,
 // started and stopped here): charges with chargesWait, and rotations, confirmed by the replica.
 import type { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
