@@ -143,8 +143,7 @@ export function createAuthenticator<Req>(
       }
       return result;
     }
-    const state = openContext(req, till, answer);
-    state.key = result.key;
+    const state = openContext(req, till, answer, result.key);
     if (result.usage !== undefined) addCharge(state, () => till.verifier.refund(result));
     return result;
   };

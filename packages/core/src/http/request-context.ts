@@ -23,7 +23,7 @@ export interface RequestContext {
    * The key that Till verified for this request. Guards read it here, never from `req.apiKey`,
    * which any code (a body merged into the request, say) could have set.
    */
-  key: VerifiedKey | undefined;
+  readonly key: VerifiedKey | undefined;
   /** How refusals are answered; null when no `apiKeyAuth()` saw the request (the default response). */
   readonly answer: Answer | null;
   /** Undo functions of the charges made for this request (limits, credits); null when none. */
@@ -58,14 +58,14 @@ class ContextSlot extends Stamp {
   }
 
   /** A new context on `req`, keeping the charges of the one there already (one lookup of the field, not two). */
-  static open(req: object, till: Till, answer: Answer | null): RequestContext {
+  static open(req: object, till: Till, answer: Answer | null, key: VerifiedKey | undefined): RequestContext {
     if (#context in req) {
       const slot = req as ContextSlot;
-      const context: RequestContext = { till, key: undefined, answer, charges: slot.#context.charges };
+      const context: RequestContext = { till, key, answer, charges: slot.#context.charges };
       slot.#context = context;
       return context;
     }
-    const context: RequestContext = { till, key: undefined, answer, charges: null };
+    const context: RequestContext = { till, key, answer, charges: null };
     new ContextSlot(req, context);
     return context;
   }
@@ -135,17 +135,15 @@ export function contextOf(req: object, apiKey?: unknown): RequestContext | undef
   if (shared === undefined || (own !== undefined && own.answer !== null)) return own;
   if (own === undefined) return { till: shared.till, key: apiKey as VerifiedKey, answer: shared.answer, charges: null };
   // A context opened before the key was verified (a guard by IP charged first): it now has the key.
-  const filled = ContextSlot.open(req, shared.till, shared.answer);
-  filled.key = apiKey as VerifiedKey;
-  return filled;
+  return ContextSlot.open(req, shared.till, shared.answer, apiKey as VerifiedKey);
 }
 
 /**
  * Opens the context of a request. A request that passes two `apiKeyAuth()` (mounted on the app and on
  * a router) keeps the first one's charges, so a refusal undoes them all.
  */
-export function openContext(req: object, till: Till, answer: Answer | null): RequestContext {
-  return ContextSlot.open(req, till, answer);
+export function openContext(req: object, till: Till, answer: Answer | null, key?: VerifiedKey): RequestContext {
+  return ContextSlot.open(req, till, answer, key);
 }
 
 /**
@@ -155,9 +153,7 @@ export function openContext(req: object, till: Till, answer: Answer | null): Req
  */
 export function contextToCharge(req: object, state: RequestContext | undefined, till: Till): RequestContext {
   if (state !== undefined && ContextSlot.get(req) === state) return state;
-  const opened = ContextSlot.open(req, state?.till ?? till, state?.answer ?? null);
-  if (state !== undefined) opened.key = state.key;
-  return opened;
+  return ContextSlot.open(req, state?.till ?? till, state?.answer ?? null, state?.key);
 }
 
 /** Remembers how to undo a charge made for this request. */

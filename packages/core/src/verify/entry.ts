@@ -149,13 +149,9 @@ export function knownEntry(stored: KeyRecord, fetched: number, identity: Identit
  * Whether `key` is the key of `entry`: compared in constant time with the tail a presentation confirmed
  * before (the entry was found by the key's id), or, until one did, hashed and compared with the stored
  * digest. A key that matches the digest replaces it as the proof when `keep` (not `cache.hashEveryRequest`).
+ * The comparison reads the key in `text` from `start` (see sameKey).
  */
-export function confirms(entry: KnownEntry, key: string, hasher: KeyHasher, keep: boolean): boolean {
-  return confirmsIn(entry, key, key, 0, hasher, keep);
-}
-
-/** `confirms()` of a key that lies in `text` from `start` (see sameKey). */
-export function confirmsIn(entry: KnownEntry, key: string, text: string, start: number, hasher: KeyHasher, keep: boolean): boolean {
+export function confirms(entry: KnownEntry, key: string, hasher: KeyHasher, keep: boolean, text: string = key, start = 0): boolean {
   const proof = entry.proof;
   if (proof === null) return false;
   if (proof.length === TAIL_LENGTH) return sameKey(entry.fresh.key.prefix, proof, key, text, start);

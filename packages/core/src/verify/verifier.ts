@@ -30,7 +30,6 @@ import {
   holdsRole,
   identityChargeOfEntry,
   identityVersionOf,
-  confirmsIn,
   ipPolicyOf,
   knownEntry,
   refusalAt,
@@ -157,8 +156,7 @@ export class Verifier {
       if (entry !== undefined && !this.missingChanges()) {
         const now = this.cachedClock();
         const at = this.times.at(now);
-        const start = text === key ? 0 : offset;
-        if (at - entry.fetched < this.ttl && confirmsIn(entry, key as string, text as string, start, this.hasher, this.keepsKeys)) {
+        if (at - entry.fetched < this.ttl && confirms(entry, key as string, this.hasher, this.keepsKeys, text as string, offset)) {
           if (this.prefixes !== null && !this.prefixes.has(entry.fresh.key.prefix)) return failure('MALFORMED');
           noteUse(this.cache, cachedId, entry, at);
           this.stats.hits++;
@@ -483,7 +481,7 @@ export class Verifier {
       // A key of an identity, or holding roles: its identity and roles read too (on a miss only). Any
       // other (most keys): its entry made in this very callback, without a promise more per miss.
       pending = read.then((stored) =>
-        stored === null || ((stored.identityId ?? null) === null && (stored.roles?.length ?? 0) === 0)
+        stored === null || ((stored.identityId ?? null) === null && stored.roles.length === 0)
           ? loaded(stored, null)
           : this.complete(stored).then(({ record, identity }) => loaded(record, identity)),
       );
