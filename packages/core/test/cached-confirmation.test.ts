@@ -10,7 +10,7 @@ import { RedisStore } from '../src/redis/store.js';
 import { MemoryStore } from '../src/store/memory.js';
 import { createTill } from '../src/till.js';
 import { isWrongSecret, type VerifyResult } from '../src/verify/outcome.js';
-import { sameKey, tailOf } from '../src/verify/tuning.js';
+import { packTail, sameKey, tailOf, type PackedTail } from '../src/verify/tuning.js';
 import { Verifier } from '../src/verify/verifier.js';
 
 const START = 1_700_000_000_000;
@@ -46,6 +46,13 @@ function counting(text: string) {
   return { value: value as unknown as string, reads };
 }
 
+/** The tail of a confirmed key as a cache entry keeps it. */
+function packed(key: string): PackedTail {
+  const tail = { t0: 0, t1: 0, t2: 0, t3: 0, t4: 0, t5: 0, t6: 0 };
+  packTail(tail, key);
+  return tail;
+}
+
 /** Verifies a key twice: the first presentation is hashed and confirms it, the second is answered from the cache. */
 async function confirm(till: ReturnType<typeof setup>['till'], key: string): Promise<void> {
   expect((await till.verify(key)).valid).toBe(true);
@@ -75,10 +82,33 @@ describe('a cached key confirmed without a hash', () => {
     await till.close();
   });
 
+  it('answers for the key of the last lookup only when the presented id is its id: its tail after another id is refused', async () => {
+    const { till } = setup();
+    const a = await till.keys.create({ name: 'a', scopes: [] });
+    const b = await till.keys.create({ name: 'b', scopes: [] });
+    await confirm(till, b.key);
+    await confirm(till, a.key);
+    const tail = a.key.slice(-28);
+    const prefix = a.key.slice(0, a.key.indexOf('_') + 1);
+    // B's id, then A's secret and check, which A's comparison reads (its check does not fit B's id): A
+    // is the entry of the last lookup, B is cached. Only the parse answers.
+    expect(cached(till, `${prefix}${b.record.id}${tail}`)).toMatchObject({ valid: false, code: 'MALFORMED' });
+    // B's id and A's secret with a check that fits: B's secret is not A's.
+    expect(isWrongSecret(cached(till, withCheck(`${prefix}${b.record.id}${tail.slice(0, 22)}`)))).toBe(true);
+    // An id no key has, A's secret and check.
+    expect((await till.verify(`${prefix}${'z'.repeat(16)}${tail}`)).valid).toBe(false);
+    // A itself, then B after it: each is still its own key.
+    const first = cached(till, a.key);
+    const second = cached(till, b.key);
+    expect(first.valid && first.key.id).toBe(a.record.id);
+    expect(second.valid && second.key.id).toBe(b.record.id);
+    await till.close();
+  });
+
   it('compares every character but the id (the lookup matched it), wherever the first difference is, and a key of another length after the same work', () => {
     const confirmed = withCheck(`till_${'a'.repeat(16)}${'b'.repeat(22)}`);
-    const tail = tailOf(confirmed);
-    expect(tail).toBe(confirmed.slice(-28));
+    const tail = packed(confirmed);
+    expect(tailOf(tail)).toBe(confirmed.slice(-28));
     const match = counting(confirmed);
     expect(sameKey('till', tail, match.value)).toBe(true);
     // Prefix, underscore and tail read once each; the id (positions 5 to 20) not at all.
@@ -87,6 +117,14 @@ describe('a cached key confirmed without a hash', () => {
       const other = counting(confirmed.slice(0, at) + (confirmed[at] === 'c' ? 'd' : 'c') + confirmed.slice(at + 1));
       expect(sameKey('till', tail, other.value), `difference at ${at}`).toBe(false);
       expect(other.reads).toEqual(match.reads);
+    }
+    // A character past 7 bits whose low 7 bits are the right one: refused, after the same reads.
+    for (const at of [0, 4, 21, 35, confirmed.length - 1]) {
+      for (const high of [128, 256, 0xff00]) {
+        const other = counting(confirmed.slice(0, at) + String.fromCharCode(confirmed.charCodeAt(at) | high) + confirmed.slice(at + 1));
+        expect(sameKey('till', tail, other.value), `character ${at} with ${high} added`).toBe(false);
+        expect(other.reads).toEqual(match.reads);
+      }
     }
     // Another length: refused, its characters never read (a filler of the right length is).
     for (const presented of [confirmed.slice(0, -1), `${confirmed}x`, `x${confirmed}`, '']) {
@@ -98,7 +136,7 @@ describe('a cached key confirmed without a hash', () => {
 
   it('reads the key where it lies in its header value: the same verdicts, and nothing outside the key is read', () => {
     const confirmed = withCheck(`till_${'a'.repeat(16)}${'b'.repeat(22)}`);
-    const tail = tailOf(confirmed);
+    const tail = packed(confirmed);
     const header = (key: string) => counting(`Bearer ${key}`);
     const good = header(confirmed);
     expect(sameKey('till', tail, confirmed, good.value, 7)).toBe(true);

@@ -7,7 +7,7 @@ import { silentLogger } from '../src/util/logger.js';
 /** A slice of a longer string, as the verifier looks ids up: never the entry's own id string. */
 const slice = (id: string) => `xx${id}yy`.slice(2, 2 + id.length);
 
-describe('KeyCache: the last lookup it remembers', () => {
+describe('KeyCache: the last entry it found, remembered', () => {
   const idOf = (entry: { id: string }) => entry.id;
 
   it('answers exactly as its Map: a changed, deleted, cleared or evicted entry is never served from it', () => {
@@ -16,24 +16,31 @@ describe('KeyCache: the last lookup it remembers', () => {
     cache.set(a.id, a);
     expect(cache.peek(slice(a.id))).toBe(a);
     expect(cache.peek(slice(a.id))).toBe(a);
+    expect(cache.recent()).toBe(a);
     const a2 = { id: 'aaaaaaaaaaaaaaaa', n: 2 };
     cache.set(a.id, a2);
+    expect(cache.recent()).toBeUndefined();
     expect(cache.peek(slice(a.id))).toBe(a2);
+    expect(cache.recent()).toBe(a2);
     cache.delete(a.id);
+    expect(cache.recent()).toBeUndefined();
     expect(cache.peek(slice(a.id))).toBeUndefined();
     cache.set(a.id, a);
     expect(cache.peek(slice(a.id))).toBe(a);
     cache.clear();
+    expect(cache.recent()).toBeUndefined();
     expect(cache.peek(slice(a.id))).toBeUndefined();
     cache.set(a.id, a);
     expect(cache.peek(slice(a.id))).toBe(a);
     cache.deleteWhere((entry) => entry.n === 1);
+    expect(cache.recent()).toBeUndefined();
     expect(cache.peek(slice(a.id))).toBeUndefined();
     // Eviction: a, then b and c in a cache of two.
     cache.set(a.id, a);
     expect(cache.peek(slice(a.id))).toBe(a);
     cache.set('bbbbbbbbbbbbbbbb', { id: 'bbbbbbbbbbbbbbbb', n: 3 });
     cache.set('cccccccccccccccc', { id: 'cccccccccccccccc', n: 4 });
+    expect(cache.recent()).toBeUndefined();
     expect(cache.peek(slice(a.id))).toBeUndefined();
   });
 
@@ -43,10 +50,12 @@ describe('KeyCache: the last lookup it remembers', () => {
     cache.set('eeeeeeeeeeeeeeee', other);
     expect(cache.peek('eeeeeeeeeeeeeeee')).toBe(other);
     // The entry's own id is not a key of the Map: the last lookup must not answer for it.
+    expect(cache.recent()).toBeUndefined();
     expect(cache.peek(other.id)).toBeUndefined();
     const plain = new KeyCache<{ id: string }>(10);
     plain.set(other.id, other);
     expect(plain.peek(slice(other.id))).toBe(other);
+    expect(plain.recent()).toBeUndefined();
     plain.delete(other.id);
     expect(plain.peek(slice(other.id))).toBeUndefined();
   });

@@ -1,7 +1,6 @@
 // The verifier's cache entry: a known key, with what is derived from its record once rather than per
 // request, or an id the store does not know. Kept small (a cache holds 100,000 of them): no copy of the
 // record, only the public view a success hands out and the few fields the verifier judges by.
-import { CHECK_LENGTH, SECRET_LENGTH } from '../key/format.js';
 import { digestBytes, type HashAlgorithm, type KeyHasher } from '../key/hash.js';
 import type { Credits, LimitCharge } from '../limits/rules.js';
 import { toVerifiedKey, withoutHash, type KeyRecord } from '../store/record.js';
@@ -10,7 +9,7 @@ import type { IdentityRecord } from '../identity/record.js';
 import type { IdentityCharge } from '../store/types.js';
 import { scopeSetOf, type ScopeSet } from './scopes.js';
 import { compileAllowlist, IpPolicy } from './allowlist.js';
-import { keyOf, sameKey, tailOf } from './tuning.js';
+import { keyOf, packTail, sameKey, tailOf, type PackedTail } from './tuning.js';
 
 /** Rate limits charged per key, each naming the bucket that holds its state. */
 export type Charges = ReadonlyArray<LimitCharge & { readonly bucket: string }>;
@@ -51,21 +50,22 @@ export interface Rare {
 }
 
 /**
- * An entry's proof of its key, in one string. Until a presentation of the key matches the stored digest:
- * the digest, its 32 bytes (latin1) after one character naming the algorithm (DIGEST_LENGTH). Once one
- * did: the key's secret and check (tailOf, TAIL_LENGTH), compared in constant time with later
- * presentations (sameKey), which are then not hashed. Null for a stored digest that is not 32 bytes,
- * which nothing matches. The two forms differ in length; with `cache.hashEveryRequest` it stays a digest.
+ * An entry's proof of its key. Until a presentation of the key matches the stored digest: the digest, its
+ * 32 bytes (latin1) after one character naming the algorithm (DIGEST_LENGTH). Once one did: KEPT, and
+ * the key's secret and check are in the entry's tail fields (PackedTail), compared in constant time with
+ * later presentations (sameKey), which are then not hashed. Null for a stored digest that is not 32
+ * bytes, which nothing matches. With `cache.hashEveryRequest` it stays a digest.
  */
 type Proof = string | null;
 
 const ALGORITHMS: Readonly<Record<string, HashAlgorithm>> = { s: 'sha256', h: 'hmac-sha256' };
 const DIGEST_LENGTH = 33;
+/** The proof of an entry whose tail fields hold its confirmed key's tail. */
+const KEPT = '';
 /** The version of a record never changed. */
 const FIRST_VERSION = 1;
-const TAIL_LENGTH = SECRET_LENGTH + CHECK_LENGTH;
 
-export interface KnownEntry {
+export interface KnownEntry extends PackedTail {
   /** The success a request without charges gets: one frozen value for every request with this key. Its `key` is the record's public view. */
   readonly fresh: VerifySuccess;
   proof: Proof;
@@ -80,7 +80,7 @@ export interface KnownEntry {
  * An id no key has. It holds every field a known entry does, set to nothing, so that both kinds share
  * one V8 hidden class and the verifier's property reads stay monomorphic (one shape check each).
  */
-export interface UnknownEntry {
+export interface UnknownEntry extends PackedTail {
   readonly fresh: null;
   readonly proof: null;
   readonly rare: null;
@@ -91,7 +91,7 @@ export interface UnknownEntry {
 export type Entry = KnownEntry | UnknownEntry;
 
 export function unknownEntry(fetched: number): UnknownEntry {
-  return { fresh: null, proof: null, rare: null, fetched, touched: fetched };
+  return { fresh: null, proof: null, rare: null, fetched, touched: fetched, t0: 0, t1: 0, t2: 0, t3: 0, t4: 0, t5: 0, t6: 0 };
 }
 
 /**
@@ -142,30 +142,39 @@ export function knownEntry(stored: KeyRecord, fetched: number, identity: Identit
     rare,
     fetched,
     touched: fetched,
+    t0: 0,
+    t1: 0,
+    t2: 0,
+    t3: 0,
+    t4: 0,
+    t5: 0,
+    t6: 0,
   };
 }
 
 /**
  * Whether `key` is the key of `entry`: compared in constant time with the tail a presentation confirmed
  * before (the entry was found by the key's id), or, until one did, hashed and compared with the stored
- * digest. A key that matches the digest replaces it as the proof when `keep` (not `cache.hashEveryRequest`).
- * The comparison reads the key in `text` from `start` (see sameKey).
+ * digest. A key that matches the digest has its tail kept in place of it when `keep` (not
+ * `cache.hashEveryRequest`). The comparison reads the key in `text` from `start` (see sameKey).
  */
 export function confirms(entry: KnownEntry, key: string, hasher: KeyHasher, keep: boolean, text: string = key, start = 0): boolean {
   const proof = entry.proof;
-  if (proof === null) return false;
-  if (proof.length === TAIL_LENGTH) return sameKey(entry.fresh.key.prefix, proof, key, text, start);
-  if (proof.length !== DIGEST_LENGTH || !hasher.matches(key, ALGORITHMS[proof[0]!]!, proof.slice(1))) return false;
-  if (keep) entry.proof = tailOf(key);
+  if (proof === KEPT) return sameKey(entry.fresh.key.prefix, entry, key, text, start);
+  if (proof === null || proof.length !== DIGEST_LENGTH || !hasher.matches(key, ALGORITHMS[proof[0]!]!, proof.slice(1))) return false;
+  if (keep) {
+    packTail(entry, key);
+    entry.proof = KEPT;
+  }
   return true;
 }
 
 /** Whether a record read again (`next`) has the digest of the key `entry` was verified with. */
 export function sameDigest(entry: KnownEntry, next: KnownEntry, hasher: KeyHasher, keep: boolean): boolean {
   const proof = entry.proof;
-  if (proof === null || proof.length !== TAIL_LENGTH) return next.proof === proof;
+  if (proof !== KEPT) return next.proof === proof;
   const view = entry.fresh.key;
-  return confirms(next, keyOf(view.prefix, view.id, proof), hasher, keep);
+  return confirms(next, keyOf(view.prefix, view.id, tailOf(entry)), hasher, keep);
 }
 
 /** The failure code of a key's status at `now` (the order keyStatus checks them), null when it is active. */

@@ -1,20 +1,18 @@
 // The verifier's caches: least recently used entries go first, kept in one Map (whose iteration order
 // is its insertion order: a use moves an entry to the end, eviction takes the first). Nothing else per
 // entry, where lru-cache keeps two lists and two index arrays beside its Map, and its `peek` checks for
-// background fetches and staleness the verifier does not use: the cached path's lookup is one Map.get.
+// background fetches and staleness the verifier does not use: the cached path's lookup is one Map.get,
+// and none for a request with the key of the last lookup (see recent).
 
 export class KeyCache<V> {
   private readonly entries = new Map<string, V>();
   /**
-   * The id `peek` found last and its entry, while the cache has not changed since (every change but a
-   * use clears them). A run of requests with one key then compares the id with this string instead of
-   * hashing it: the id is a slice of the request's key, a new string each time, whose hash a Map lookup
-   * computes first (about as long as the rest of the lookup). Ids are public: the comparison need not
-   * be constant-time. The id kept is the entry's own (`idOf`), never the slice: that would keep the
-   * request's whole key, secret included, alive. Without `idOf`, nothing is kept.
+   * The entry `peek` found last, while the cache has not changed since (every change but a use clears
+   * it): a run of requests with one key is then matched by its id read in place (see hasIdAt), with no
+   * slice of the request's key made and no Map lookup. Only an entry kept under its own id (`idOf`) is
+   * remembered; without `idOf`, nothing is.
    */
-  private lastId: string | null = null;
-  private lastValue: V | undefined = undefined;
+  private last: V | undefined = undefined;
   /**
    * Whether an entry was ever set under an id other than its own (a store that answered a read with
    * another key's record): the last lookup is then not remembered until the cache is cleared, since
@@ -29,22 +27,19 @@ export class KeyCache<V> {
 
   /** The entry of `id`, without counting it as a use. */
   peek(id: string): V | undefined {
-    const last = this.lastId;
-    // One character first: comparing a slice with another string can cost a runtime call even when
-    // they differ at once, and with many keys in turn most lookups are for another id than the last.
-    if (last !== null && id.charCodeAt(0) === last.charCodeAt(0) && id === last) return this.lastValue;
     const value = this.entries.get(id);
-    if (value !== undefined && this.idOf !== null && !this.foreign) {
-      this.lastId = this.idOf(value);
-      this.lastValue = value;
-    }
+    if (value !== undefined && this.idOf !== null && !this.foreign) this.last = value;
     return value;
+  }
+
+  /** The entry `peek` found last, if the cache has not changed since; it is kept under its own id. */
+  recent(): V | undefined {
+    return this.last;
   }
 
   /** Forgets the last `peek`: called by every change but a use. */
   private changed(): void {
-    this.lastId = null;
-    this.lastValue = undefined;
+    this.last = undefined;
   }
 
   /** The entry of `id`, counted as a use (it is evicted last). */

@@ -45,46 +45,152 @@ export function noteUse(cache: { get(id: string): unknown }, id: string, entry: 
 }
 
 /**
- * Where a cached key's id would be, read before parsing: a key whose digest then matches an issued
- * key's is well-formed and carries the right check, so the parse (a base62 pass and a CRC-32) is
- * spent only on keys that are not cached. Null when the value cannot be a key (parsing will say why).
- * The id is a slice, which V8 makes a view of the key (13 characters or more), with no copy.
+ * Where a cached key's id would start in `key`, found before parsing: a key whose digest then matches an
+ * issued key's is well-formed and carries the right check, so the parse (a base62 pass and a CRC-32) is
+ * spent only on keys that are not cached. -1 when the value cannot be a key (parsing will say why).
  */
-export function idBeforeParse(key: unknown): string | null {
-  if (typeof key !== 'string' || key.length > MAX_KEY_LENGTH || key.length <= BODY_LENGTH + 1) return null;
-  const start = key.length - BODY_LENGTH;
-  return key.slice(start, start + ID_LENGTH);
+export function idOffset(key: unknown): number {
+  if (typeof key !== 'string' || key.length > MAX_KEY_LENGTH || key.length <= BODY_LENGTH + 1) return -1;
+  return key.length - BODY_LENGTH;
 }
 
-/** What a cache entry keeps of a confirmed key: its secret and check, the characters after the id. */
-export function tailOf(key: string): string {
-  return ownCopy(key.slice(key.length - SECRET_LENGTH - CHECK_LENGTH));
+/**
+ * Whether the key in `text` has `id` at `at`, read in place by one builtin: no slice of the key is made,
+ * and no Map lookup hashes one, for a request with the key of the last lookup (see KeyCache.recent).
+ * A slice compared with a string costs V8 a runtime call (it is not a flat string). Ids are public: the
+ * comparison may stop at the first difference.
+ */
+export function hasIdAt(id: string, text: string, at: number): boolean {
+  return id.length === ID_LENGTH && text.startsWith(id, at);
+}
+
+/**
+ * What a cache entry keeps of a confirmed key: its tail (secret and check, the 28 characters after the
+ * id), 4 characters to a field, 7 bits each. Small integers (Smis) kept inside the entry object: 28 bytes
+ * in the entry, where a string of its own took 40 more beside its field; and the comparison reads one
+ * string per character, where it read two (about 30 ns less per verification on the machine of
+ * docs/performance.md). All zero until a presentation confirmed the key (see confirms in entry.ts).
+ */
+export interface PackedTail {
+  t0: number;
+  t1: number;
+  t2: number;
+  t3: number;
+  t4: number;
+  t5: number;
+  t6: number;
+}
+
+const TAIL_LENGTH = SECRET_LENGTH + CHECK_LENGTH;
+// The comparison below is unrolled for 7 fields of 4 characters.
+if (TAIL_LENGTH !== 28) throw new Error('[till] the packed tail is made for 28 characters after the id');
+
+/** Four characters of `text` from `at` in one integer, 7 bits each (a key's characters are ASCII). */
+function four(text: string, at: number): number {
+  return (text.charCodeAt(at) << 21) | (text.charCodeAt(at + 1) << 14) | (text.charCodeAt(at + 2) << 7) | text.charCodeAt(at + 3);
+}
+
+/** Keeps the tail of `key` (a key that matched the entry's digest, so ASCII) in `into`. */
+export function packTail(into: PackedTail, key: string): void {
+  const from = key.length - TAIL_LENGTH;
+  into.t0 = four(key, from);
+  into.t1 = four(key, from + 4);
+  into.t2 = four(key, from + 8);
+  into.t3 = four(key, from + 12);
+  into.t4 = four(key, from + 16);
+  into.t5 = four(key, from + 20);
+  into.t6 = four(key, from + 24);
+}
+
+/** The tail a PackedTail holds, as a string. */
+export function tailOf(packed: PackedTail): string {
+  let out = '';
+  for (const v of [packed.t0, packed.t1, packed.t2, packed.t3, packed.t4, packed.t5, packed.t6]) {
+    out += String.fromCharCode((v >>> 21) & 127, (v >>> 14) & 127, (v >>> 7) & 127, v & 127);
+  }
+  return out;
 }
 
 /** Read in place of a presented key of the wrong length, so that it costs the same work. */
 const FILLER = '\0'.repeat(MAX_KEY_LENGTH + 1);
 
 /**
- * Whether `presented` is the key of a cache entry that keeps its prefix and its tail (secret and check;
- * see tailOf), in constant time. The id is not compared: the entry was found by the presented key's id.
- * Every character of the prefix, the underscore and the tail is compared, whatever differs first; a
- * presented key of another length is refused after the same comparisons, made against a filler of the
- * right length, so its length tells nothing either. The characters are read from `text` from `start`,
- * where the caller found `presented` (by default `presented` itself): a flat header value reads faster
- * than a slice of it (see KeyExtractor.origin).
+ * Whether `presented` is the key of a cache entry that keeps its prefix and its tail (secret and check,
+ * packed: see PackedTail), in constant time. The id is not compared: the entry was found by the presented
+ * key's id. Every character of the prefix, the underscore and the tail is compared, whatever differs
+ * first; a presented key of another length is refused after the same comparisons, made against a filler
+ * of the right length, so its length tells nothing either. A character past 7 bits (which no key has) is
+ * refused too, with the same work. The characters are read from `text` from
+ * `start`, where the caller found `presented` (by default `presented` itself): a flat header value reads
+ * faster than a slice of it (see KeyExtractor.origin).
  */
-export function sameKey(prefix: string, tail: string, presented: string, text: string = presented, start = 0): boolean {
+export function sameKey(prefix: string, tail: PackedTail, presented: string, text: string = presented, start = 0): boolean {
   const p = prefix.length;
-  const n = p + 1 + ID_LENGTH + tail.length;
+  const n = p + 1 + ID_LENGTH + TAIL_LENGTH;
   const fits = presented.length === n;
-  const source = fits ? text : FILLER;
+  const s = fits ? text : FILLER;
   const o = fits ? start : 0;
   let diff = fits ? 0 : 1;
-  for (let i = 0; i < p; i++) diff |= prefix.charCodeAt(i) ^ source.charCodeAt(o + i);
-  diff |= 95 /* _ */ ^ source.charCodeAt(o + p);
-  const from = o + n - tail.length;
-  for (let i = 0; i < tail.length; i++) diff |= tail.charCodeAt(i) ^ source.charCodeAt(from + i);
-  return diff === 0;
+  for (let i = 0; i < p; i++) diff |= prefix.charCodeAt(i) ^ s.charCodeAt(o + i);
+  diff |= 95 /* _ */ ^ s.charCodeAt(o + p);
+  // Unrolled, and inline (a helper per group was not always inlined: then twice as slow): a loop would
+  // read the fields by a computed name. Each group: 4 characters against one field.
+  let f = o + n - TAIL_LENGTH;
+  let high = 0;
+  let a: number;
+  let b: number;
+  let c: number;
+  let d: number;
+  a = s.charCodeAt(f);
+  b = s.charCodeAt(f + 1);
+  c = s.charCodeAt(f + 2);
+  d = s.charCodeAt(f + 3);
+  high |= a | b | c | d;
+  diff |= tail.t0 ^ ((a << 21) | (b << 14) | (c << 7) | d);
+  f += 4;
+  a = s.charCodeAt(f);
+  b = s.charCodeAt(f + 1);
+  c = s.charCodeAt(f + 2);
+  d = s.charCodeAt(f + 3);
+  high |= a | b | c | d;
+  diff |= tail.t1 ^ ((a << 21) | (b << 14) | (c << 7) | d);
+  f += 4;
+  a = s.charCodeAt(f);
+  b = s.charCodeAt(f + 1);
+  c = s.charCodeAt(f + 2);
+  d = s.charCodeAt(f + 3);
+  high |= a | b | c | d;
+  diff |= tail.t2 ^ ((a << 21) | (b << 14) | (c << 7) | d);
+  f += 4;
+  a = s.charCodeAt(f);
+  b = s.charCodeAt(f + 1);
+  c = s.charCodeAt(f + 2);
+  d = s.charCodeAt(f + 3);
+  high |= a | b | c | d;
+  diff |= tail.t3 ^ ((a << 21) | (b << 14) | (c << 7) | d);
+  f += 4;
+  a = s.charCodeAt(f);
+  b = s.charCodeAt(f + 1);
+  c = s.charCodeAt(f + 2);
+  d = s.charCodeAt(f + 3);
+  high |= a | b | c | d;
+  diff |= tail.t4 ^ ((a << 21) | (b << 14) | (c << 7) | d);
+  f += 4;
+  a = s.charCodeAt(f);
+  b = s.charCodeAt(f + 1);
+  c = s.charCodeAt(f + 2);
+  d = s.charCodeAt(f + 3);
+  high |= a | b | c | d;
+  diff |= tail.t5 ^ ((a << 21) | (b << 14) | (c << 7) | d);
+  f += 4;
+  a = s.charCodeAt(f);
+  b = s.charCodeAt(f + 1);
+  c = s.charCodeAt(f + 2);
+  d = s.charCodeAt(f + 3);
+  high |= a | b | c | d;
+  diff |= tail.t6 ^ ((a << 21) | (b << 14) | (c << 7) | d);
+  // A character past 7 bits is refused (its high bits kept apart): it cannot pass for the character of its low 7 bits.
+  return (diff | (high & ~127)) === 0;
 }
 
 /** The whole key of a cache entry that keeps its prefix, id and tail (see tailOf). */

@@ -4,7 +4,7 @@
 // under one clock: split, each part would reach into the others' state.
 import { coarseClock, systemClock, type Clock } from '../util/clock.js';
 import { createHasher, type KeyHasher } from '../key/hash.js';
-import { parseKey } from '../key/format.js';
+import { ID_LENGTH, parseKey } from '../key/format.js';
 import { newTillName, TillEvents } from '../audit/events.js';
 import { verifyChannel } from '../observe/channels.js';
 import { publishVerification } from '../observe/publish.js';
@@ -42,7 +42,7 @@ import {
 } from './entry.js';
 import { verifierConfig, type ClientAddressOf, type VerifierOptions, type VerifyOptions } from './options.js';
 import { KeyCache } from './key-cache.js';
-import { CacheClock, idBeforeParse, noteUse, ownCopy } from './tuning.js';
+import { CacheClock, hasIdAt, idOffset, noteUse, ownCopy } from './tuning.js';
 import { RoleCache, withRoleScopes } from './roles.js';
 import { roleOfMessage } from '../store/role.js';
 import { IDENTITY_INVALIDATION, type IdentityRecord } from '../identity/record.js';
@@ -147,12 +147,19 @@ export class Verifier {
     // Published only while someone subscribes to `till:verify`: otherwise one boolean read.
     if (verifyChannel.hasSubscribers && !this.publishing) return this.published(key, options, ipOf, context);
     if (this.unsubscribe === null) this.subscribe();
-    // Fast path, a fresh cached key, matched before it is parsed (see idBeforeParse) by a comparison with
-    // the key the entry confirmed (a hash only on its first presentation). Only memory is read before the
+    // Fast path, a fresh cached key, matched before it is parsed (see idOffset) by a comparison with the
+    // key the entry confirmed (a hash only on its first presentation). Only memory is read before the
     // parse, never the store. A key that does not match goes the slow way, which says why it failed.
-    const cachedId = idBeforeParse(key);
-    if (cachedId !== null) {
-      const entry = this.cache.peek(cachedId);
+    const idAt = idOffset(key);
+    if (idAt >= 0) {
+      // The key of the last lookup, known by its id read in place; any other, looked up by its id.
+      let entry = this.cache.recent();
+      let cachedId: string;
+      if (entry !== undefined && hasIdAt(entry.fresh.key.id, text as string, offset + idAt)) cachedId = entry.fresh.key.id;
+      else {
+        cachedId = (key as string).slice(idAt, idAt + ID_LENGTH);
+        entry = this.cache.peek(cachedId);
+      }
       if (entry !== undefined && !this.missingChanges()) {
         const now = this.cachedClock();
         const at = this.times.at(now);
