@@ -46,12 +46,16 @@ function counting(text: string) {
   return { value: value as unknown as string, reads };
 }
 
-/** The tail of a confirmed key as a cache entry keeps it. */
-function packed(key: string): PackedTail {
-  const tail = { t0: 0, t1: 0, t2: 0, t3: 0, t4: 0, t5: 0, t6: 0 };
-  packTail(tail, key);
-  return tail;
+/** The tail of a confirmed key as a cache entry keeps it: its first characters, and the fields of the rest. */
+function packed(key: string): { first: number; rest: PackedTail } {
+  const rest: PackedTail = { t1: 0, t2: 0, t3: 0, t4: 0, t5: 0, t6: 0 };
+  const first = packTail(rest, key);
+  return { first, rest };
 }
+
+/** sameKey() of a cache entry that keeps `tail`. */
+const matches = (prefix: string, tail: ReturnType<typeof packed>, presented: string, text?: string, start?: number) =>
+  sameKey(prefix, tail.first, tail.rest, presented, text, start);
 
 /** Verifies a key twice: the first presentation is hashed and confirms it, the second is answered from the cache. */
 async function confirm(till: ReturnType<typeof setup>['till'], key: string): Promise<void> {
@@ -82,6 +86,31 @@ describe('a cached key confirmed without a hash', () => {
     await till.close();
   });
 
+  it('confirms a key with what few keys have (a version past the first, limits, an allowlist) the same way, its proof kept apart', async () => {
+    const { till } = setup();
+    const plain = await till.keys.create({ name: 'plain', scopes: [] });
+    const changed = await till.keys.create({ name: 'changed', scopes: [] });
+    await till.keys.update(changed.record.id, { scopes: ['orders:read'] });
+    const listed = await till.keys.create({ name: 'listed', scopes: [], allowedIps: ['127.0.0.1'] });
+    for (const made of [plain, changed, listed]) {
+      const options = { ip: '127.0.0.1' };
+      expect((await till.verify(made.key, options)).valid).toBe(true);
+      // Answered from the cache (synchronously, no store read), by its kept tail.
+      const misses = till.verifier.stats.misses;
+      const again = till.verify(made.key, options) as VerifyResult;
+      expect(again.valid).toBe(true);
+      expect(till.verifier.stats.misses).toBe(misses);
+      const head = made.key.slice(0, -6);
+      const wrong = withCheck(head.slice(0, -1) + (head.at(-1) === 'A' ? 'B' : 'A'));
+      expect(isWrongSecret(till.verify(wrong, options) as VerifyResult)).toBe(true);
+      expect(till.verifier.stats.misses).toBe(misses);
+    }
+    // Still judged by what it has: the allowlist, and the version it was confirmed at.
+    expect(till.verify(listed.key, { ip: '10.0.0.1' })).toMatchObject({ valid: false, code: 'IP_NOT_ALLOWED' });
+    expect(till.verify(changed.key)).toMatchObject({ valid: true, key: { scopes: ['orders:read'] } });
+    await till.close();
+  });
+
   it('answers for the key of the last lookup only when the presented id is its id: its tail after another id is refused', async () => {
     const { till } = setup();
     const a = await till.keys.create({ name: 'a', scopes: [] });
@@ -108,28 +137,38 @@ describe('a cached key confirmed without a hash', () => {
   it('compares every character but the id (the lookup matched it), wherever the first difference is, and a key of another length after the same work', () => {
     const confirmed = withCheck(`till_${'a'.repeat(16)}${'b'.repeat(22)}`);
     const tail = packed(confirmed);
-    expect(tailOf(tail)).toBe(confirmed.slice(-28));
+    expect(tailOf(tail.first, tail.rest)).toBe(confirmed.slice(-28));
+    // Every character of a key's alphabet, at every place, packs and reads back.
+    const alphabet = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+    for (const t of ['0'.repeat(28), 'z'.repeat(28), alphabet.slice(0, 28), alphabet.slice(34), alphabet.slice(20, 48)]) {
+      const key = `till_${'a'.repeat(16)}${t}`;
+      expect(tailOf(packed(key).first, packed(key).rest)).toBe(t);
+      expect(matches('till', packed(key), key)).toBe(true);
+    }
     const match = counting(confirmed);
-    expect(sameKey('till', tail, match.value)).toBe(true);
+    expect(matches('till', tail, match.value)).toBe(true);
     // Prefix, underscore and tail read once each; the id (positions 5 to 20) not at all.
     expect(match.reads.map((n, i) => (i >= 5 && i < 21 ? n === 0 : n === 1)).every(Boolean)).toBe(true);
     for (const at of [0, 4, 21, 35, confirmed.length - 1]) {
       const other = counting(confirmed.slice(0, at) + (confirmed[at] === 'c' ? 'd' : 'c') + confirmed.slice(at + 1));
-      expect(sameKey('till', tail, other.value), `difference at ${at}`).toBe(false);
+      expect(matches('till', tail, other.value), `difference at ${at}`).toBe(false);
       expect(other.reads).toEqual(match.reads);
     }
-    // A character past 7 bits whose low 7 bits are the right one: refused, after the same reads.
-    for (const at of [0, 4, 21, 35, confirmed.length - 1]) {
-      for (const high of [128, 256, 0xff00]) {
-        const other = counting(confirmed.slice(0, at) + String.fromCharCode(confirmed.charCodeAt(at) | high) + confirmed.slice(at + 1));
-        expect(sameKey('till', tail, other.value), `character ${at} with ${high} added`).toBe(false);
+    // A character past 7 bits whose low 7 bits are the right one, wherever it packs (each group's first
+    // and last place): refused, after the same reads.
+    const tailAt = confirmed.length - 28;
+    for (const at of [0, 4, tailAt, tailAt + 3, tailAt + 4, tailAt + 24, confirmed.length - 1]) {
+      const c = confirmed.charCodeAt(at);
+      for (const code of [c | 0x80, c | 0x100, c | 0xff00, 0xffff]) {
+        const other = counting(confirmed.slice(0, at) + String.fromCharCode(code) + confirmed.slice(at + 1));
+        expect(matches('till', tail, other.value), `character ${at} as ${code}`).toBe(false);
         expect(other.reads).toEqual(match.reads);
       }
     }
     // Another length: refused, its characters never read (a filler of the right length is).
     for (const presented of [confirmed.slice(0, -1), `${confirmed}x`, `x${confirmed}`, '']) {
       const other = counting(presented);
-      expect(sameKey('till', tail, other.value)).toBe(false);
+      expect(matches('till', tail, other.value)).toBe(false);
       expect(other.reads.every((n) => n === 0)).toBe(true);
     }
   });
@@ -139,13 +178,13 @@ describe('a cached key confirmed without a hash', () => {
     const tail = packed(confirmed);
     const header = (key: string) => counting(`Bearer ${key}`);
     const good = header(confirmed);
-    expect(sameKey('till', tail, confirmed, good.value, 7)).toBe(true);
+    expect(matches('till', tail, confirmed, good.value, 7)).toBe(true);
     // The scheme (positions 0 to 6) and the id are never read; prefix, underscore and tail once each.
     expect(good.reads.map((n, i) => (i < 7 || (i >= 12 && i < 28) ? n === 0 : n === 1)).every(Boolean)).toBe(true);
     for (const at of [0, 4, 21, 35, confirmed.length - 1]) {
       const wrong = confirmed.slice(0, at) + (confirmed[at] === 'c' ? 'd' : 'c') + confirmed.slice(at + 1);
       const other = header(wrong);
-      expect(sameKey('till', tail, wrong, other.value, 7), `difference at ${at}`).toBe(false);
+      expect(matches('till', tail, wrong, other.value, 7), `difference at ${at}`).toBe(false);
       expect(other.reads).toEqual(good.reads);
     }
   });

@@ -20,10 +20,13 @@ const NO_CHARGES: Charges = Object.freeze([]);
 type Blocked = 'REVOKED' | 'DISABLED';
 
 /**
- * What few keys have, kept apart so that an entry of a key without them holds one null for all: a status
- * that blocks it, a start, credits, limits, a version past the first (a key never changed has version 1).
+ * What few keys have, kept apart so that an entry of a key without them holds none of it: a status that
+ * blocks it, a start, credits, limits, a version past the first (a key never changed has version 1). It
+ * holds the key's proof, in the entry's slot for it (see KnownEntry.proof): one field for both.
  */
 export interface Rare {
+  /** The key's proof (see Proof). */
+  proof: Proof;
   readonly version: number;
   /** REVOKED or DISABLED when the record says so; null otherwise (then expiry and not-before are judged by the clock). */
   readonly blocked: Blocked | null;
@@ -51,25 +54,26 @@ export interface Rare {
 
 /**
  * An entry's proof of its key. Until a presentation of the key matches the stored digest: the digest, its
- * 32 bytes (latin1) after one character naming the algorithm (DIGEST_LENGTH). Once one did: KEPT, and
- * the key's secret and check are in the entry's tail fields (PackedTail), compared in constant time with
- * later presentations (sameKey), which are then not hashed. Null for a stored digest that is not 32
- * bytes, which nothing matches. With `cache.hashEveryRequest` it stays a digest.
+ * 32 bytes (latin1) after one character naming the algorithm (DIGEST_LENGTH). Once one did: a number,
+ * the first characters of the key's tail, the rest in the entry's tail fields (PackedTail), compared in
+ * constant time with later presentations (sameKey), which are then not hashed. Null for a stored digest
+ * that is not 32 bytes, which nothing matches. With `cache.hashEveryRequest` it stays a digest.
  */
-type Proof = string | null;
+type Proof = string | number | null;
 
 const ALGORITHMS: Readonly<Record<string, HashAlgorithm>> = { s: 'sha256', h: 'hmac-sha256' };
 const DIGEST_LENGTH = 33;
-/** The proof of an entry whose tail fields hold its confirmed key's tail. */
-const KEPT = '';
 /** The version of a record never changed. */
 const FIRST_VERSION = 1;
 
 export interface KnownEntry extends PackedTail {
   /** The success a request without charges gets: one frozen value for every request with this key. Its `key` is the record's public view. */
   readonly fresh: VerifySuccess;
-  proof: Proof;
-  readonly rare: Rare | null;
+  /**
+   * The key's proof (see Proof); for a key with what few keys have, its Rare, which holds the proof. One
+   * field for both: 8 bytes less per cached key (see proofOf, rareOf).
+   */
+  proof: Proof | Rare;
   /** Cache time it was read from the store (see CacheClock). */
   readonly fetched: number;
   /** Cache time the LRU last heard of a use (see noteUse). */
@@ -83,7 +87,6 @@ export interface KnownEntry extends PackedTail {
 export interface UnknownEntry extends PackedTail {
   readonly fresh: null;
   readonly proof: null;
-  readonly rare: null;
   readonly fetched: number;
   touched: number;
 }
@@ -91,7 +94,19 @@ export interface UnknownEntry extends PackedTail {
 export type Entry = KnownEntry | UnknownEntry;
 
 export function unknownEntry(fetched: number): UnknownEntry {
-  return { fresh: null, proof: null, rare: null, fetched, touched: fetched, t0: 0, t1: 0, t2: 0, t3: 0, t4: 0, t5: 0, t6: 0 };
+  return { fresh: null, proof: null, fetched, touched: fetched, t1: 0, t2: 0, t3: 0, t4: 0, t5: 0, t6: 0 };
+}
+
+/** What an entry's key has of what few keys have; null: none of it. */
+function rareOf(entry: KnownEntry): Rare | null {
+  const slot = entry.proof;
+  return typeof slot === 'object' ? slot : null;
+}
+
+/** The proof of an entry's key, wherever it is kept. */
+function proofOf(entry: KnownEntry): Proof {
+  const slot = entry.proof;
+  return typeof slot === 'object' && slot !== null ? slot.proof : slot;
 }
 
 /**
@@ -106,7 +121,8 @@ export function knownEntry(stored: KeyRecord, fetched: number, identity: Identit
   const identityId = record.identityId ?? null;
   const owner = identityId !== null && identity !== null && identity.id === identityId ? identity : null;
   const blocked: Blocked | null = record.revokedAt !== null ? 'REVOKED' : record.disabled || (identityId !== null && owner === null) ? 'DISABLED' : null;
-  const rare =
+  const proof = bytes === null ? null : `${record.hashAlgorithm === 'sha256' ? 's' : 'h'}${bytes}`;
+  const rare: Rare | null =
     identityId === null &&
     record.version === FIRST_VERSION &&
     blocked === null &&
@@ -117,6 +133,7 @@ export function knownEntry(stored: KeyRecord, fetched: number, identity: Identit
     record.roles.length === 0
       ? null
       : {
+          proof,
           version: record.version,
           blocked,
           notBefore: record.notBefore,
@@ -138,11 +155,9 @@ export function knownEntry(stored: KeyRecord, fetched: number, identity: Identit
       key: toVerifiedKey(record),
       stale: false,
     }),
-    proof: bytes === null ? null : `${record.hashAlgorithm === 'sha256' ? 's' : 'h'}${bytes}`,
-    rare,
+    proof: rare ?? proof,
     fetched,
     touched: fetched,
-    t0: 0,
     t1: 0,
     t2: 0,
     t3: 0,
@@ -159,27 +174,36 @@ export function knownEntry(stored: KeyRecord, fetched: number, identity: Identit
  * `cache.hashEveryRequest`). The comparison reads the key in `text` from `start` (see sameKey).
  */
 export function confirms(entry: KnownEntry, key: string, hasher: KeyHasher, keep: boolean, text: string = key, start = 0): boolean {
-  const proof = entry.proof;
-  if (proof === KEPT) return sameKey(entry.fresh.key.prefix, entry, key, text, start);
+  const slot = entry.proof;
+  // A key without rare things (most): its proof in the slot itself.
+  if (typeof slot === 'number') return sameKey(entry.fresh.key.prefix, slot, entry, key, text, start);
+  let rare: Rare | null = null;
+  let proof: Proof = null;
+  if (typeof slot === 'object' && slot !== null) {
+    rare = slot;
+    proof = slot.proof;
+  } else proof = slot;
+  if (typeof proof === 'number') return sameKey(entry.fresh.key.prefix, proof, entry, key, text, start);
   if (proof === null || proof.length !== DIGEST_LENGTH || !hasher.matches(key, ALGORITHMS[proof[0]!]!, proof.slice(1))) return false;
   if (keep) {
-    packTail(entry, key);
-    entry.proof = KEPT;
+    const first = packTail(entry, key);
+    if (rare === null) entry.proof = first;
+    else rare.proof = first;
   }
   return true;
 }
 
 /** Whether a record read again (`next`) has the digest of the key `entry` was verified with. */
 export function sameDigest(entry: KnownEntry, next: KnownEntry, hasher: KeyHasher, keep: boolean): boolean {
-  const proof = entry.proof;
-  if (proof !== KEPT) return next.proof === proof;
+  const proof = proofOf(entry);
+  if (typeof proof !== 'number') return proofOf(next) === proof;
   const view = entry.fresh.key;
-  return confirms(next, keyOf(view.prefix, view.id, tailOf(entry)), hasher, keep);
+  return confirms(next, keyOf(view.prefix, view.id, tailOf(proof, entry)), hasher, keep);
 }
 
 /** The failure code of a key's status at `now` (the order keyStatus checks them), null when it is active. */
 export function refusalAt(entry: KnownEntry, now: number): Blocked | 'EXPIRED' | 'NOT_YET_VALID' | null {
-  const rare = entry.rare;
+  const rare = rareOf(entry);
   if (rare !== null && rare.blocked !== null) return rare.blocked;
   const expiresAt = entry.fresh.key.expiresAt;
   if (expiresAt !== null && expiresAt <= now) return 'EXPIRED';
@@ -215,43 +239,43 @@ function identityChargeOf(identity: IdentityRecord): IdentityCharge {
 
 /** Whether a request with this key is charged even without middleware limits (own limits or credits, or its identity's). */
 export function chargedAlways(entry: KnownEntry): boolean {
-  const rare = entry.rare;
+  const rare = rareOf(entry);
   return rare !== null && (rare.charges.length > 0 || rare.credits !== null || rare.identityCharge !== null);
 }
 
 /** The key's identity as cached with it (null: none): the seam the policies (allowed networks, roles) read. */
 export function identityOf(entry: KnownEntry): IdentityRecord | null {
-  return entry.rare === null ? null : entry.rare.identity;
+  return rareOf(entry)?.identity ?? null;
 }
 
 /** The identity's part of the key's charges, or undefined when there is none. */
 export function identityChargeOfEntry(entry: KnownEntry): IdentityCharge | undefined {
-  return entry.rare?.identityCharge ?? undefined;
+  return rareOf(entry)?.identityCharge ?? undefined;
 }
 
 /** The version of the identity an entry was made with (0: none). */
 export function identityVersionOf(entry: KnownEntry): number {
-  return entry.rare?.identity?.version ?? 0;
+  return rareOf(entry)?.identity?.version ?? 0;
 }
 
 /** The IP allowlists a request with this key must pass; null when it has none (any address). */
 export function ipPolicyOf(entry: KnownEntry): IpPolicy | null {
-  return entry.rare === null ? null : entry.rare.ips;
+  return rareOf(entry)?.ips ?? null;
 }
 
 /** Whether an entry's key holds the role `name` (its scopes then came from it). */
 export function holdsRole(entry: KnownEntry, name: string): boolean {
-  return entry.rare?.roles.includes(name) === true;
+  return rareOf(entry)?.roles.includes(name) === true;
 }
 
 /** The version of the record an entry was made from. */
 export function versionOf(entry: KnownEntry): number {
-  return entry.rare === null ? FIRST_VERSION : entry.rare.version;
+  return rareOf(entry)?.version ?? FIRST_VERSION;
 }
 
 /** The key's credits, null when it has none. */
 export function creditsOf(entry: KnownEntry): Credits | null {
-  return entry.rare === null ? null : entry.rare.credits;
+  return rareOf(entry)?.credits ?? null;
 }
 
 /**
@@ -259,7 +283,7 @@ export function creditsOf(entry: KnownEntry): Credits | null {
  * list is kept for the last middleware limits seen, so a route's requests share one array.
  */
 export function chargesOf(entry: KnownEntry, extra: Charges | undefined): Charges {
-  const rare = entry.rare;
+  const rare = rareOf(entry);
   const own = rare === null ? NO_CHARGES : rare.charges;
   if (extra === undefined || extra.length === 0) return own;
   if (own.length === 0) return extra;

@@ -66,13 +66,13 @@ export function hasIdAt(id: string, text: string, at: number): boolean {
 
 /**
  * What a cache entry keeps of a confirmed key: its tail (secret and check, the 28 characters after the
- * id), 4 characters to a field, 7 bits each. Small integers (Smis) kept inside the entry object: 28 bytes
- * in the entry, where a string of its own took 40 more beside its field; and the comparison reads one
- * string per character, where it read two (about 30 ns less per verification on the machine of
- * docs/performance.md). All zero until a presentation confirmed the key (see confirms in entry.ts).
+ * id) as 7 small integers (Smis) inside the entry object, 4 characters of 7 bits to each. The first
+ * (packTail returns it) takes the place of the entry's digest (see confirms in entry.ts). The
+ * comparison then reads one string per character, where it read two from a string of its own (about
+ * 30 ns less per verification on the machine of docs/performance.md), for the same memory: 7 fields of
+ * 8 bytes where there was a field and a string of 48 bytes.
  */
 export interface PackedTail {
-  t0: number;
   t1: number;
   t2: number;
   t3: number;
@@ -82,30 +82,30 @@ export interface PackedTail {
 }
 
 const TAIL_LENGTH = SECRET_LENGTH + CHECK_LENGTH;
-// The comparison below is unrolled for 7 fields of 4 characters.
+// The comparison below is unrolled for 7 groups of 4 characters.
 if (TAIL_LENGTH !== 28) throw new Error('[till] the packed tail is made for 28 characters after the id');
 
-/** Four characters of `text` from `at` in one integer, 7 bits each (a key's characters are ASCII). */
+/** Four characters of `text` from `at` in one integer below 2^28, 7 bits each (a key's characters are ASCII). */
 function four(text: string, at: number): number {
   return (text.charCodeAt(at) << 21) | (text.charCodeAt(at + 1) << 14) | (text.charCodeAt(at + 2) << 7) | text.charCodeAt(at + 3);
 }
 
-/** Keeps the tail of `key` (a key that matched the entry's digest, so ASCII) in `into`. */
-export function packTail(into: PackedTail, key: string): void {
+/** Keeps the tail of `key` (a key that matched the entry's digest, so ASCII) in `into`, but for its first 4 characters, returned. */
+export function packTail(into: PackedTail, key: string): number {
   const from = key.length - TAIL_LENGTH;
-  into.t0 = four(key, from);
   into.t1 = four(key, from + 4);
   into.t2 = four(key, from + 8);
   into.t3 = four(key, from + 12);
   into.t4 = four(key, from + 16);
   into.t5 = four(key, from + 20);
   into.t6 = four(key, from + 24);
+  return four(key, from);
 }
 
-/** The tail a PackedTail holds, as a string. */
-export function tailOf(packed: PackedTail): string {
+/** The tail that `first` (see packTail) and a PackedTail hold, as a string. */
+export function tailOf(first: number, packed: PackedTail): string {
   let out = '';
-  for (const v of [packed.t0, packed.t1, packed.t2, packed.t3, packed.t4, packed.t5, packed.t6]) {
+  for (const v of [first, packed.t1, packed.t2, packed.t3, packed.t4, packed.t5, packed.t6]) {
     out += String.fromCharCode((v >>> 21) & 127, (v >>> 14) & 127, (v >>> 7) & 127, v & 127);
   }
   return out;
@@ -116,15 +116,16 @@ const FILLER = '\0'.repeat(MAX_KEY_LENGTH + 1);
 
 /**
  * Whether `presented` is the key of a cache entry that keeps its prefix and its tail (secret and check,
- * packed: see PackedTail), in constant time. The id is not compared: the entry was found by the presented
+ * packed: `first` and `tail`, see PackedTail), in constant time. The id is not compared: the entry was found by the presented
  * key's id. Every character of the prefix, the underscore and the tail is compared, whatever differs
  * first; a presented key of another length is refused after the same comparisons, made against a filler
  * of the right length, so its length tells nothing either. A character past 7 bits (which no key has) is
- * refused too, with the same work. The characters are read from `text` from
- * `start`, where the caller found `presented` (by default `presented` itself): a flat header value reads
- * faster than a slice of it (see KeyExtractor.origin).
+ * refused too, with the same work: its high bits are gathered apart, so it cannot pass for the character
+ * of its low 7 bits. The characters are read from `text` from `start`, where the caller found
+ * `presented` (by default `presented` itself): a flat header value reads faster than a slice of it (see
+ * KeyExtractor.origin).
  */
-export function sameKey(prefix: string, tail: PackedTail, presented: string, text: string = presented, start = 0): boolean {
+export function sameKey(prefix: string, first: number, tail: PackedTail, presented: string, text: string = presented, start = 0): boolean {
   const p = prefix.length;
   const n = p + 1 + ID_LENGTH + TAIL_LENGTH;
   const fits = presented.length === n;
@@ -134,7 +135,7 @@ export function sameKey(prefix: string, tail: PackedTail, presented: string, tex
   for (let i = 0; i < p; i++) diff |= prefix.charCodeAt(i) ^ s.charCodeAt(o + i);
   diff |= 95 /* _ */ ^ s.charCodeAt(o + p);
   // Unrolled, and inline (a helper per group was not always inlined: then twice as slow): a loop would
-  // read the fields by a computed name. Each group: 4 characters against one field.
+  // read the fields by a computed name. Each group: 4 characters against one field, as four() packs them.
   let f = o + n - TAIL_LENGTH;
   let high = 0;
   let a: number;
@@ -146,7 +147,7 @@ export function sameKey(prefix: string, tail: PackedTail, presented: string, tex
   c = s.charCodeAt(f + 2);
   d = s.charCodeAt(f + 3);
   high |= a | b | c | d;
-  diff |= tail.t0 ^ ((a << 21) | (b << 14) | (c << 7) | d);
+  diff |= first ^ ((a << 21) | (b << 14) | (c << 7) | d);
   f += 4;
   a = s.charCodeAt(f);
   b = s.charCodeAt(f + 1);
@@ -189,7 +190,6 @@ export function sameKey(prefix: string, tail: PackedTail, presented: string, tex
   d = s.charCodeAt(f + 3);
   high |= a | b | c | d;
   diff |= tail.t6 ^ ((a << 21) | (b << 14) | (c << 7) | d);
-  // A character past 7 bits is refused (its high bits kept apart): it cannot pass for the character of its low 7 bits.
   return (diff | (high & ~127)) === 0;
 }
 
