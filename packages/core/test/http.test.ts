@@ -85,4 +85,24 @@ describe('key extraction', () => {
     // A no-break space is no HTTP whitespace: "Bearer" and it is a header of no scheme of ours.
     expect(scan({ authorization: 'Bearer\u00a0' })).toBe(NO_KEY);
   });
+
+  it('trims a token as String.prototype.trim does, whatever whitespace is around it (skipped only when both ends are printable ASCII)', async () => {
+    const { createExtractor, NO_KEY, BAD_KEY } = await import('../src/http/extract.js');
+    const { scan } = createExtractor();
+    const key = 'till_aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbbbbbbbcccccc';
+    const around = ['', ' ', '\t', '\u00a0', '\ufeff', '\u2028', '\u3000', '\n', ' \u00a0', '\u007f', '~', '!'];
+    for (const before of around) {
+      for (const after of around) {
+        for (const [name, value, scheme] of [
+          ['authorization', `Bearer ${before}${key}${after}`, 7],
+          ['x-api-key', `${before}${key}${after}`, 0],
+        ] as const) {
+          const expected = value.slice(scheme).trim();
+          const found = scan({ [name]: value });
+          if (expected.length === 0) expect(found === BAD_KEY || found === NO_KEY).toBe(true);
+          else expect(found, JSON.stringify(value)).toBe(expected);
+        }
+      }
+    }
+  });
 });

@@ -62,6 +62,12 @@ export function dayOf(ms: number): string {
 export class UsageTracker extends PeriodicWriter {
   /** Counters of the keys used since the last write, and nothing else. */
   private counters = new Map<string, UsageCounter>();
+  /**
+   * The key counted last and its counter, until the next write: a run of requests with one key counts
+   * with one comparison (the cached path passes the key's own id string each time) instead of a lookup.
+   */
+  private lastId: string | null = null;
+  private lastCounter: UsageCounter | null = null;
   private readonly maxKeys: number;
   private windowStart: number;
   /** This tracker's name in chunk ids, and the next chunk's number. */
@@ -91,7 +97,12 @@ export class UsageTracker extends PeriodicWriter {
 
   /** Counts a VALID outcome of a key: the verifier's cached path. */
   countValid(keyId: string, now: number): void {
-    const counter = this.counters.get(keyId) ?? this.counter(keyId);
+    let counter = this.lastCounter;
+    if (keyId !== this.lastId || counter === null) {
+      counter = this.counters.get(keyId) ?? this.counter(keyId);
+      this.lastId = keyId;
+      this.lastCounter = counter;
+    }
     counter.valid++;
     counter.last = now;
   }
@@ -120,6 +131,8 @@ export class UsageTracker extends PeriodicWriter {
     // Every counter is taken: between writes the tracker holds only the keys used since.
     const counters = this.counters;
     this.counters = new Map();
+    this.lastId = null;
+    this.lastCounter = null;
     for (const [id, counter] of counters) {
       let any = counter.valid > 0;
       const counts: Partial<Record<OutcomeCode, number>> = {};

@@ -65,6 +65,17 @@ function startsWithLower(value: string, lower: string, n: number): boolean {
   return true;
 }
 
+/**
+ * `value` from `from`, trimmed as String.prototype.trim trims it: without a call to trim when both ends
+ * are printable ASCII (never whitespace), as they are in nearly every request.
+ */
+function trimmedFrom(value: string, from: number): string {
+  const first = value.charCodeAt(from);
+  const last = value.charCodeAt(value.length - 1);
+  if (first >= 33 && first <= 126 && last >= 33 && last <= 126) return from === 0 ? value : value.slice(from);
+  return value.slice(from).trim();
+}
+
 /** Compiles header sources once (at middleware creation) into a function run per request. */
 export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES, maxHeaderLength = DEFAULT_MAX_HEADER_LENGTH): KeyExtractor {
   if (!Array.isArray(sources) || sources.length === 0) {
@@ -110,10 +121,10 @@ export function createExtractor(sources: readonly KeySource[] = DEFAULT_SOURCES,
           // A header in another scheme (Basic, ...) is not ours to judge: keep looking.
           continue;
         }
-        token = value.slice(scheme.length).trim();
+        token = trimmedFrom(value, scheme.length);
         if (token.length === 0) return BAD_KEY;
       } else {
-        token = value.trim();
+        token = trimmedFrom(value, 0);
         if (token.length === 0) continue;
       }
       if (key !== undefined && key !== token) return BAD_KEY;
