@@ -75,6 +75,8 @@ export class Verifier {
   private readonly ttl: number;
   private readonly negativeTtl: number;
   private readonly staleWindow: number;
+  /** Whether the store can lose its invalidation subscription (it has `invalidationsLost`): one field read on the cached path, not a method lookup. */
+  private readonly canLoseChanges: boolean;
   /** Whether a confirmed key is kept to confirm its later presentations (see CacheOptions.hashEveryRequest). */
   private readonly keepsKeys: boolean;
   private readonly unavailable: VerifyFailure;
@@ -92,6 +94,7 @@ export class Verifier {
   constructor(options: VerifierOptions) {
     const { cache, unavailableRetryAfter } = verifierConfig(options);
     this.store = options.store;
+    this.canLoseChanges = typeof options.store.invalidationsLost === 'function';
     this.clock = options.clock ?? systemClock;
     this.cachedClock = this.clock === systemClock ? coarseClock() : this.clock;
     this.times = new CacheClock(this.clock);
@@ -220,7 +223,7 @@ export class Verifier {
    * down, served within the stale window) until the subscription is back and the cache dropped.
    */
   private missingChanges(): boolean {
-    return this.store.invalidationsLost?.() === true;
+    return this.canLoseChanges && this.store.invalidationsLost!() === true;
   }
 
   /** The owner of a key this process has cached (null: none; undefined: not cached). Memory only. */
