@@ -29,5 +29,9 @@ export default defineConfig({
     testTimeout: 20_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // Two test files at a time: vitest's default is one fewer than the CPUs, which on a 2-core machine
+    // ran the suite one file after another. Every test waits on conditions, not on time, so the load
+    // of the other file is no excuse for a failure (the suite also runs beside a CPU-bound process).
+    maxWorkers: 2,
   },
 });

@@ -353,6 +353,23 @@ export function describeAdapter<M, Handler>(name: string, driver: AdapterDriver<
         expectProblem(await get(app, '/forged-after-auth-kept', bearer(key)), 'INSUFFICIENT_SCOPE', { scopes: ['admin'], mode: 'all' });
       });
 
+      it('a key replaced after apiKeyAuth() is refused the same way when the request has a context of its own (charged), and its charge is given back', async () => {
+        const { key } = await newKey({ scopes: ['users:read'] });
+        const forged = { ...((await till.verify(key)) as { key: VerifiedKey }).key, scopes: ['*'] };
+        // One unit a window: a charge that is not given back would refuse the next request.
+        const charged = driver.apiKeyAuth({ till, limits: [{ name: `replaced-${Math.random().toString(36).slice(2)}`, limit: 1, window: '1h' }] });
+        const app = driver.app(
+          {
+            '/replaced': [charged, driver.setKey(forged), driver.requireScopes('users:read')],
+            '/kept': [charged, driver.requireScopes('users:read')],
+          },
+          answerKey,
+        );
+        expectProblem(await get(app, '/replaced', bearer(key)), 'MISSING');
+        expect((await get(app, '/kept', bearer(key))).status).toBe(200);
+        expect((await get(app, '/kept', bearer(key))).status).toBe(429);
+      });
+
       it('an onFailure that tries to let a refusal through gets the default response instead', async () => {
         const app = appWith({ onFailure: driver.passingOnFailure() });
         expectProblem(await get(app, '/'), 'MISSING');

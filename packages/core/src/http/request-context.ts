@@ -125,11 +125,19 @@ export function hasContext(req: object): boolean {
  * The context of a request that an `apiKeyAuth()` (or a charging route guard) has seen, if any: its own
  * (made when the request was charged, or let through without a key), else the one of the key in
  * `apiKey` (the request's `req.apiKey`, `ctx.state.apiKey`) when an `apiKeyAuth()` verified that very
- * key object. A value there that Till did not verify gives no context: guards refuse the request.
+ * key object. A value there that Till did not verify gives no context: guards refuse the request, also
+ * when it replaced the key of a request with a context of its own.
  */
 export function contextOf(req: object, apiKey?: unknown): RequestContext | undefined {
   const own = ContextSlot.get(req);
-  if (own !== undefined && own.key !== undefined) return own;
+  // A request with a context of its own is judged the same way as one without: a key put in its place
+  // after apiKeyAuth() gives no context, whichever kind of request it is (the guards refuse it).
+  if (own !== undefined && own.key !== undefined) {
+    if (apiKey === own.key) return own;
+    // Replaced after apiKeyAuth(): the request keeps its Till, its answer and its charges (given back
+    // when a guard refuses it), not its key.
+    return ContextSlot.open(req, own.till, own.answer, undefined);
+  }
   const shared = typeof apiKey === 'object' && apiKey !== null ? keyAnswers.get(apiKey) : undefined;
   // A context an apiKeyAuth() opened for a request it let through without a key stays without one.
   if (shared === undefined || (own !== undefined && own.answer !== null)) return own;
