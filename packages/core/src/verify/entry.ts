@@ -103,10 +103,17 @@ function rareOf(entry: KnownEntry): Rare | null {
   return typeof slot === 'object' ? slot : null;
 }
 
-/** The proof of an entry's key, wherever it is kept. */
+/** The proof of an entry's key, wherever it is kept: in the slot itself for most keys (a number once confirmed). */
 function proofOf(entry: KnownEntry): Proof {
   const slot = entry.proof;
   return typeof slot === 'object' && slot !== null ? slot.proof : slot;
+}
+
+/** Replaces the proof of an entry's key where it is kept. */
+function setProof(entry: KnownEntry, proof: Proof): void {
+  const rare = rareOf(entry);
+  if (rare === null) entry.proof = proof;
+  else rare.proof = proof;
 }
 
 /**
@@ -174,22 +181,10 @@ export function knownEntry(stored: KeyRecord, fetched: number, identity: Identit
  * `cache.hashEveryRequest`). The comparison reads the key in `text` from `start` (see sameKey).
  */
 export function confirms(entry: KnownEntry, key: string, hasher: KeyHasher, keep: boolean, text: string = key, start = 0): boolean {
-  const slot = entry.proof;
-  // A key without rare things (most): its proof in the slot itself.
-  if (typeof slot === 'number') return sameKey(entry.fresh.key.prefix, slot, entry, key, text, start);
-  let rare: Rare | null = null;
-  let proof: Proof = null;
-  if (typeof slot === 'object' && slot !== null) {
-    rare = slot;
-    proof = slot.proof;
-  } else proof = slot;
+  const proof = proofOf(entry);
   if (typeof proof === 'number') return sameKey(entry.fresh.key.prefix, proof, entry, key, text, start);
   if (proof === null || proof.length !== DIGEST_LENGTH || !hasher.matches(key, ALGORITHMS[proof[0]!]!, proof.slice(1))) return false;
-  if (keep) {
-    const first = packTail(entry, key);
-    if (rare === null) entry.proof = first;
-    else rare.proof = first;
-  }
+  if (keep) setProof(entry, packTail(entry, key));
   return true;
 }
 
