@@ -328,7 +328,9 @@ export async function main() {
   const against = (what, till, map) => {
     const ratios = perRound[till].map((ns, i) => ns / perRound[map][i]);
     const interval = medianInterval(ratios);
-    log(`  ${what}: apiKeyAuth() ${fixed(median(ratios), 3)} x the Map check${interval ? ` (90% interval ${fixed(interval.low, 3)}-${fixed(interval.high, 3)})` : ''}`);
+    log(
+      `  ${what}: apiKeyAuth() ${fixed(median(ratios), 3)} x the Map check${interval ? ` (90% interval ${fixed(interval.low, 3)}-${fixed(interval.high, 3)})` : ''}`,
+    );
     return { ratio: median(ratios), interval };
   };
   const expressResult = against('requests as Express hands them', 'tillExpress', 'mapExpress');
