@@ -112,8 +112,9 @@ describe('KeyCache: eviction takes the least recently used entry', () => {
           } else if (o.op === 'clear') {
             cache.clear();
             model.entries = [];
-          } else {
-            const drop = (v: number) => v % 2 === (o.odd ? 1 : 0);
+          } else if (o.op === 'deleteWhere') {
+            const odd = o.odd ? 1 : 0;
+            const drop = (v: number) => v % 2 === odd;
             cache.deleteWhere(drop);
             model.entries = model.entries.filter(([, v]) => !drop(v));
           }
