@@ -1,7 +1,7 @@
 // A cached key is confirmed by a constant-time comparison with the key its first presentation matched,
 // not by a hash: what that fast path must still refuse, still judge per request, and forget on a change.
 import { crc32 } from 'node:zlib';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { deleteNamespace, newClient, uniqueNamespace } from '@till/testkit/redis';
 import { waitFor } from '@till/testkit/wait';
 import { encodeBase62 } from '../src/key/base62.js';
@@ -333,6 +333,42 @@ describe("the cached path's clock", () => {
     expect(slow()).toBe(1);
     expect(await waitFor(() => slow() > 1, 5_000)).toBe(true);
     expect(slowReads).toBe(2);
+  });
+
+  it('keeps one timer while it is read, and none once a tick passes without a reading', async () => {
+    const { coarseClock } = await import('../src/util/clock.js');
+    const started = vi.spyOn(globalThis, 'setInterval');
+    const stopped = vi.spyOn(globalThis, 'clearInterval');
+    // This clock's timers: the ones with its resolution (7 ms; other clocks of the process use 5).
+    const timers = () => started.mock.calls.flatMap((call, i) => (call[1] === 7 ? [started.mock.results[i]!.value] : []));
+    const cleared = () => stopped.mock.calls.filter(([timer]) => timers().includes(timer)).length;
+    try {
+      let reads = 0;
+      const clock = coarseClock(() => ++reads, 7, 1_000_000);
+      expect(clock()).toBe(1);
+      expect(timers()).toHaveLength(1);
+      // Read at every turn of the event loop until three ticks have dropped the reading: the same timer
+      // goes on (a turn runs between any two ticks).
+      const deadline = Date.now() + 5_000;
+      while (reads < 4 && Date.now() < deadline) {
+        clock();
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(reads).toBe(4);
+      expect(timers()).toHaveLength(1);
+      expect(cleared()).toBe(0);
+      // Left alone: the first tick with no reading since the one before stops the timer.
+      expect(await waitFor(() => cleared() === 1, 5_000)).toBe(true);
+      // Read again: a fresh reading, and a new timer.
+      const before = reads;
+      expect(clock()).toBe(before + 1);
+      expect(clock()).toBe(before + 1);
+      expect(timers()).toHaveLength(2);
+      expect(await waitFor(() => cleared() === 2, 5_000)).toBe(true);
+    } finally {
+      started.mockRestore();
+      stopped.mockRestore();
+    }
   });
 
   it('refuses a cached key once it has expired by the system clock, within the resolution of the coarse clock', async () => {
