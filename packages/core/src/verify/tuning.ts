@@ -136,12 +136,11 @@ export function sameKey(prefix: string, first: number, tail: PackedTail, present
   let diff = fits ? 0 : 1;
   for (let i = 0; i < p; i++) diff |= prefix.charCodeAt(i) ^ s.charCodeAt(o + i);
   diff |= 95 /* _ */ ^ s.charCodeAt(o + p);
-  // One loop over the 7 groups, each 4 characters against one field as four() packs them, the field picked
-  // by the group's number (public): as fast in a loop of calls as the 7 groups written out, and about 110
-  // ns less per request in a server (docs/performance.md), most likely because Node's and Express's code
-  // between two requests pushes Till's out of the CPU's caches, and a shorter function is read back
-  // sooner. (A helper function
-  // per group was not always inlined: then twice as slow.)
+  // One loop over the 7 groups, each 4 characters against one field as four() packs them, the field
+  // picked by the group's number (public): as fast in a loop of calls as the 7 groups written out, and
+  // about 200 ns less per request in a server (docs/performance.md), most likely because Node's and
+  // Express's code between two requests pushes Till's out of the CPU's caches, and shorter code is read
+  // back sooner. (A helper function per group was not always inlined: then twice as slow.)
   let f = o + n - TAIL_LENGTH;
   let high = 0;
   for (let g = 0; g < 7; g++, f += 4) {
