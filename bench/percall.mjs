@@ -213,18 +213,14 @@ async function measure(list, config) {
   return perRound;
 }
 
-/**
- * Child: the Map check and apiKeyAuth() on requests as Express hands them to a middleware, their
- * prototypes set to the app's (Express does it for every request). Each object then has a hidden class
- * of its own, and every property added to it costs V8 a new one: the Map check adds one (req.apiKey).
- */
-export async function expressShaped({ config }) {
+/** The Map check and apiKeyAuth() of a default Till, in a child process, on requests of one kind (`kind`: the variants' fields). */
+async function mapAndTill(config, suffix, what, kind) {
   const till = createTill({ logger: silentLogger });
   const made = await till.keys.create({ name: 'percall', scopes: ['bench:read'] });
   if (!(await till.verify(made.key)).valid) throw new Error('[bench] the benchmark key does not verify');
   const list = [
-    { id: 'mapExpress', label: 'Map check, requests as Express hands them (own process)', key: made.key, express: true, fn: mapCheck(made.key, made.record) },
-    { id: 'tillExpress', label: 'apiKeyAuth(), requests as Express hands them (own process)', key: made.key, express: true, fn: apiKeyAuth({ till }) },
+    { id: `map${suffix}`, label: `Map check, ${what} (own process)`, key: made.key, ...kind, fn: mapCheck(made.key, made.record) },
+    { id: `till${suffix}`, label: `apiKeyAuth(), ${what} (own process)`, key: made.key, ...kind, fn: apiKeyAuth({ till }) },
   ];
   try {
     return { perRound: await measure(list, config), labels: list.map(({ id, label }) => ({ id, label })) };
@@ -233,21 +229,15 @@ export async function expressShaped({ config }) {
   }
 }
 
+/**
+ * Child: the Map check and apiKeyAuth() on requests as Express hands them to a middleware, their
+ * prototypes set to the app's (Express does it for every request). Each object then has a hidden class
+ * of its own, and every property added to it costs V8 a new one: the Map check adds one (req.apiKey).
+ */
+export const expressShaped = ({ config }) => mapAndTill(config, 'Express', 'requests as Express hands them', { express: true });
+
 /** Child: the Map check and apiKeyAuth() on requests made 2,000 at a time, out of the core's cache when called (see the top of this file). */
-export async function madeAhead({ config }) {
-  const till = createTill({ logger: silentLogger });
-  const made = await till.keys.create({ name: 'percall', scopes: ['bench:read'] });
-  if (!(await till.verify(made.key)).valid) throw new Error('[bench] the benchmark key does not verify');
-  const list = [
-    { id: 'mapAhead', label: 'Map check, requests made 2,000 ahead (own process)', key: made.key, batch: AHEAD, fn: mapCheck(made.key, made.record) },
-    { id: 'tillAhead', label: 'apiKeyAuth(), requests made 2,000 ahead (own process)', key: made.key, batch: AHEAD, fn: apiKeyAuth({ till }) },
-  ];
-  try {
-    return { perRound: await measure(list, config), labels: list.map(({ id, label }) => ({ id, label })) };
-  } finally {
-    await till.close();
-  }
-}
+export const madeAhead = ({ config }) => mapAndTill(config, 'Ahead', `requests made ${int(AHEAD)} ahead`, { batch: AHEAD });
 
 function shuffle(list) {
   const out = [...list];
