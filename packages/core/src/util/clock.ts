@@ -28,10 +28,11 @@ export function coarseClock(read: Clock = systemClock, resolution = COARSE_CLOCK
   /** Whether the system clock was read since the last tick. */
   let readSinceTick = false;
   let ticker: ReturnType<typeof setInterval> | null = null;
+  // Runs only while `ticker` is set: it is cleared here, and nowhere else.
   const tick = (): void => {
     left = 0;
-    if (!readSinceTick && ticker !== null) {
-      clearInterval(ticker);
+    if (!readSinceTick) {
+      clearInterval(ticker!);
       ticker = null;
     }
     readSinceTick = false;
