@@ -184,4 +184,34 @@ describe('closing', () => {
     await script.close();
     expect(await waitFor(() => handed.status === 'end', 2000)).toBe(true);
   });
+
+  it("the store's own subscriber ends with the application's client (so a script can exit) and comes back with it", async () => {
+    const name = `till-test-follow-${suffix}`;
+    const own = new Redis(redisUrl(), { connectionName: name, maxRetriesPerRequest: 1 });
+    own.on('error', () => {});
+    clients.push(own);
+    const follower = tillOn(own);
+    const manager = tillOn(admin);
+    const { key, record } = await manager.keys.create({ name: 'followed', scopes: ['a'] });
+    expect((await follower.verify(key)).valid).toBe(true);
+    expect(await waitFor(() => follower.store.invalidationsLost?.() === false, 5000)).toBe(true);
+    const connections = async (flag = '') =>
+      [...String(await admin.client('LIST')).matchAll(/(?:^|\n)id=\d+ [^\n]*name=(\S+) [^\n]*flags=(\S+)/g)].filter(
+        (m) => m[1] === name && m[2]!.includes(flag),
+      ).length;
+    expect(await connections('P')).toBe(1);
+
+    // The application closes the client it made, and neither Till nor its store: nothing of theirs stays connected.
+    own.disconnect();
+    expect(await waitFor(async () => (await connections()) === 0, 5000)).toBe(true);
+    expect(follower.store.invalidationsLost?.()).toBe(true);
+
+    // It connects again: so does the subscriber, and a revocation is heard once more.
+    await own.connect();
+    expect(await waitFor(() => follower.store.invalidationsLost?.() === false, 5000)).toBe(true);
+    expect(await connections('P')).toBe(1);
+    expect((await follower.verify(key)).valid).toBe(true);
+    await manager.keys.revoke(record.id, { reason: 'test' });
+    expect(await waitFor(async () => (await follower.verify(key)).code === 'REVOKED', 5000)).toBe(true);
+  });
 });

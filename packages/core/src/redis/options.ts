@@ -19,7 +19,8 @@ export interface RedisStoreOptions {
   commandTimeout?: number;
   /**
    * Client for the invalidation subscription. Default: `client.duplicate()`, made on the first
-   * subscription and closed by `close()`.
+   * subscription and closed by `close()`; it also closes when `client` ends for good (`quit()`,
+   * `disconnect()`), so a script that closes its client can exit, and connects again with it.
    */
   subscriber?: RedisClient;
   /**

@@ -101,6 +101,20 @@ export class Subscription {
     sub.on('ready', confirm);
     sub.on('close', onDown);
     sub.on('error', onError);
+    // A subscriber the store made follows the application's client: once that client has ended for
+    // good (its quit() or disconnect(), or ioredis gave up on it), the store can read nothing, and its
+    // own connection must not hold the process open; when the client connects again, so does it.
+    const owned = this.ownsSubscriber;
+    const onClientEnd = () => {
+      if (sub.status !== 'end') sub.disconnect();
+    };
+    const onClientReady = () => {
+      if (sub.status === 'end') sub.connect().catch(() => {});
+    };
+    if (owned) {
+      this.client.on('end', onClientEnd);
+      this.client.on('ready', onClientReady);
+    }
     if (sub.status === 'ready') confirm();
     // A client made with lazyConnect (and its duplicate) waits for a first command; a subscriber
     // that never connected would never hear a revocation.
@@ -112,6 +126,10 @@ export class Subscription {
       sub.off('ready', confirm);
       sub.off('close', onDown);
       sub.off('error', onError);
+      if (owned) {
+        this.client.off('end', onClientEnd);
+        this.client.off('ready', onClientReady);
+      }
       sub.unsubscribe(this.channel).catch(() => {});
     };
   }
