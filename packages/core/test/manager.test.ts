@@ -73,6 +73,14 @@ describe('KeyManager (minimal lifecycle)', () => {
     await expect(till.keys.get('bad id')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
+  it('says what scopes are for when a key is created without them', async () => {
+    const till = createTill();
+    const missing = till.keys.create({ name: 'k' } as unknown as Parameters<typeof till.keys.create>[0]);
+    await expect(missing).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(missing).rejects.toThrow(/create needs scopes: the narrowest list of what this key may do.*"\*".*roles or identity/);
+    expect((await till.keys.list()).keys).toEqual([]);
+  });
+
   it('loses no revocation when many run at once', async () => {
     const store = new MemoryStore();
     const managers = [new KeyManager({ store }), new KeyManager({ store })];

@@ -97,6 +97,12 @@ export function checkCreate(
 > {
   if (!input || typeof input !== 'object') fail('create needs { name, scopes }');
   const name = checkText(input.name, 'name');
+  // Left out, scopes are no default but a choice to make: a key that may do everything is the one a leak hurts most.
+  if (input.scopes === undefined) {
+    fail(
+      'create needs scopes: the narrowest list of what this key may do, like ["orders:read"]. A key that may do everything ("*") turns any leak into a full breach; [] gives a key only what its roles or identity grant',
+    );
+  }
   const scopes = normalizeGrants(input.scopes, 'keys');
   const ownerId = input.ownerId === undefined || input.ownerId === null ? null : checkText(input.ownerId, 'ownerId');
   const metadata = checkMetadata(input.metadata);
