@@ -1,7 +1,10 @@
 // Revocations that would silently not arrive: a verifier that cannot subscribe, an admin that cannot
 // publish, and the zero-config path, with real Redis ACL users. A verifier trusts its cache only while
 // its subscription is confirmed; a change is announced, or its caller learns that it was not.
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTill, defaultTill, isTillError, resetDefaultTill, type Till, type TillEvent } from '@till/core';
@@ -9,6 +12,7 @@ import { RedisStore } from '@till/core/redis';
 import { deleteNamespace, newClient, redisUrl, uniqueNamespace } from '@till/testkit/redis';
 import { waitFor } from '@till/testkit/wait';
 
+const run = promisify(execFile);
 const namespace = uniqueNamespace();
 const suffix = randomBytes(4).toString('hex');
 const password = randomBytes(12).toString('hex');
@@ -213,5 +217,35 @@ describe('closing', () => {
     expect((await follower.verify(key)).valid).toBe(true);
     await manager.keys.revoke(record.id, { reason: 'test' });
     expect(await waitFor(async () => (await follower.verify(key)).code === 'REVOKED', 5000)).toBe(true);
+  });
+
+  it('a script that closes its client exits, whether it closes it after its verifications or before the first', async () => {
+    // The built packages, as a script imports them (`pnpm test` builds first).
+    const script = `
+      import { Redis } from 'ioredis';
+      import { createTill } from '@till/core';
+      import { RedisStore } from '@till/core/redis';
+      const client = new Redis(process.env.TILL_TEST_URL, { maxRetriesPerRequest: 1 });
+      client.on('error', () => {});
+      const till = createTill({ store: new RedisStore({ client, namespace: process.env.TILL_TEST_NS }), logger: { warn() {}, error() {} } });
+      const { key } = await till.keys.create({ name: 'script', scopes: ['a'] });
+      if (process.env.TILL_TEST_EARLY === '1') await client.quit();
+      const { code } = await till.verify(key);
+      if (process.env.TILL_TEST_EARLY !== '1') await client.quit();
+      await till.close();
+      console.log(code);
+    `;
+    const root = fileURLToPath(new URL('../../..', import.meta.url));
+    for (const [early, code] of [
+      ['0', 'VALID'],
+      ['1', 'STORE_UNAVAILABLE'],
+    ]) {
+      const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], {
+        cwd: root,
+        timeout: 15_000,
+        env: { ...process.env, TILL_TEST_URL: redisUrl(), TILL_TEST_NS: namespace, TILL_TEST_EARLY: early },
+      });
+      expect(stdout.trim()).toBe(code);
+    }
   });
 });
