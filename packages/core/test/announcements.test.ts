@@ -247,5 +247,5 @@ describe('closing', () => {
       });
       expect(stdout.trim()).toBe(code);
     }
-  });
+  }, 40_000);
 });
