@@ -35,6 +35,12 @@ async function userClient(role: string, rules: string[]): Promise<Redis> {
   return client;
 }
 
+/** Ids of the connections Redis lists under `name` whose flags include `flag` (P: pub/sub). */
+async function connectionIds(name: string, flag = ''): Promise<string[]> {
+  const list = String(await admin.client('LIST'));
+  return [...list.matchAll(/(?:^|\n)id=(\d+) [^\n]*name=(\S+) [^\n]*flags=(\S+)/g)].filter((m) => m[2] === name && m[3]!.includes(flag)).map((m) => m[1]!);
+}
+
 function tillOn(client: Redis, extra: Partial<Parameters<typeof createTill>[0]> = {}): Till {
   const till = createTill({ store: new RedisStore({ client, namespace }), logger: { warn() {}, error() {} }, cache: { ttl: 60_000 }, ...extra });
   tills.push(till);
@@ -156,10 +162,7 @@ describe('the zero-config path (apiKeyAuth() with REDIS_URL)', () => {
       expect((await zero.verify(key)).valid).toBe(true);
 
       // Redis drops only this test's subscriber connection (flag P: pub/sub).
-      const list = String(await admin.client('LIST'));
-      const ids = [...list.matchAll(/(?:^|\n)id=(\d+) [^\n]*name=(\S+) [^\n]*flags=(\S+)/g)]
-        .filter((m) => m[2] === name && m[3]!.includes('P'))
-        .map((m) => m[1]!);
+      const ids = await connectionIds(name, 'P');
       expect(ids).toHaveLength(1);
       await admin.client('KILL', 'ID', ids[0]!);
       expect(await waitFor(() => zero.store.invalidationsLost?.() === true, 2000, 5)).toBe(true);
@@ -199,10 +202,7 @@ describe('closing', () => {
     const { key, record } = await manager.keys.create({ name: 'followed', scopes: ['a'] });
     expect((await follower.verify(key)).valid).toBe(true);
     expect(await waitFor(() => follower.store.invalidationsLost?.() === false, 5000)).toBe(true);
-    const connections = async (flag = '') =>
-      [...String(await admin.client('LIST')).matchAll(/(?:^|\n)id=\d+ [^\n]*name=(\S+) [^\n]*flags=(\S+)/g)].filter(
-        (m) => m[1] === name && m[2]!.includes(flag),
-      ).length;
+    const connections = async (flag = '') => (await connectionIds(name, flag)).length;
     expect(await connections('P')).toBe(1);
 
     // The application closes the client it made, and neither Till nor its store: nothing of theirs stays connected.

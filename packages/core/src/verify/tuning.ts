@@ -120,12 +120,12 @@ const FILLER = '\0'.repeat(MAX_KEY_LENGTH + 1);
  * Whether `presented` is the key of a cache entry that keeps its prefix and its tail (secret and check,
  * packed: `first` and `tail`, see PackedTail), in constant time. The id is not compared: the entry was
  * found by the presented key's id. Every character of the prefix, the underscore and the tail is
- * compared, whatever differs first; a presented key of another length is refused after the same comparisons, made against a filler
- * of the right length, so its length tells nothing either. A character past 7 bits (which no key has) is
- * refused too, with the same work: its high bits are gathered apart, so it cannot pass for the character
- * of its low 7 bits. The characters are read from `text` from `start`, where the caller found
- * `presented` (by default `presented` itself): a flat header value reads faster than a slice of it (see
- * KeyExtractor.origin).
+ * compared, whatever differs first; a presented key of another length is refused after the same
+ * comparisons, made against a filler of the right length, so its length tells nothing either. A
+ * character past 7 bits (which no key has) is refused too, with the same work: its high bits are
+ * gathered apart, so it cannot pass for the character of its low 7 bits. The characters are read from
+ * `text` from `start`, where the caller found `presented` (by default `presented` itself): a flat header
+ * value reads faster than a slice of it (see KeyExtractor.origin).
  */
 export function sameKey(prefix: string, first: number, tail: PackedTail, presented: string, text: string = presented, start = 0): boolean {
   const p = prefix.length;
